@@ -1,0 +1,123 @@
+//! Starting and owning every task: zones, engine, probes, admin API and DNS transports.
+//! [`run`] takes already-bound sockets (tests bind port 0) and a cancellation token.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::server::{self, Shared};
+use crate::snapshot::{Published, Snapshot, Zones};
+use crate::zone;
+
+/// Sockets bound before [`run`]: one UDP/TCP pair per DNS listen address, and the admin API.
+pub struct Listeners {
+    pub dns: Vec<(UdpSocket, TcpListener)>,
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    /// Binds every address of `cfg`.
+    pub async fn bind(cfg: &Config) -> anyhow::Result<Self> {
+        let mut dns = Vec::new();
+        for &a in &cfg.listen {
+            dns.push(
+                server::bind_pair(a)
+                    .await
+                    .with_context(|| format!("binding DNS on {a}"))?,
+            );
+        }
+        let admin = TcpListener::bind(cfg.admin_listen)
+            .await
+            .with_context(|| format!("binding the admin API on {}", cfg.admin_listen))?;
+        Ok(Self { dns, admin })
+    }
+}
+
+/// Loads the zones of `cfg` and checks the names bound to pools against them.
+pub fn load_zones(cfg: &Config) -> anyhow::Result<Zones> {
+    let mut zones = zone::load_dir(&cfg.zones_dir)?;
+    cfg.bind_names(&zones)?;
+    for b in &cfg.names {
+        let lname = hickory_proto::rr::LowerName::new(&b.name);
+        if let Some(z) = zones.iter_mut().find(|z| z.origin.zone_of(&lname)) {
+            z.ensure_node(&lname);
+        }
+    }
+    Ok(Zones::new(zones))
+}
+
+/// A running gtmd: the published state and a way to wait for readiness.
+pub struct Running {
+    pub published: Published,
+    pub ready: watch::Receiver<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Waits until every task has ended (after the stop token is cancelled).
+    pub async fn join(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Starts gtmd on bound `listeners`. DNS is served once the first probe round is complete.
+pub async fn start(
+    cfg: Config,
+    listeners: Listeners,
+    stop: CancellationToken,
+) -> anyhow::Result<Running> {
+    let zones = Arc::new(load_zones(&cfg)?);
+    let cfg = Arc::new(cfg);
+    let published: Published = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+    let (engine, ready) = Engine::new(cfg.clone(), zones, published.clone());
+    let (report_tx, report_rx) = mpsc::channel(4096);
+    let (cmd_tx, cmd_rx) = mpsc::channel(64);
+    let mut tasks = JoinSet::new();
+    tasks.spawn(engine.run(report_rx, cmd_rx));
+    tasks.spawn(crate::admin::serve(
+        listeners.admin,
+        published.clone(),
+        cmd_tx,
+        stop.clone(),
+    ));
+    let mut probes = crate::probe::spawn_all(&cfg, report_tx).map_err(anyhow::Error::msg)?;
+    let stop_probes = stop.clone();
+    tasks.spawn(async move {
+        stop_probes.cancelled().await;
+        probes.shutdown().await;
+    });
+    let shared = Arc::new(Shared {
+        published: published.clone(),
+        wire: cfg.wire.clone(),
+        tcp_idle_timeout: cfg.tcp_idle_timeout,
+    });
+    let mut ready_wait = ready.clone();
+    let stop_dns = stop.clone();
+    let dns = listeners.dns;
+    tasks.spawn(async move {
+        tokio::select! {
+            r = ready_wait.wait_for(|r| *r) => if r.is_err() { return },
+            _ = stop_dns.cancelled() => return,
+        }
+        let mut set = JoinSet::new();
+        for (udp, tcp) in dns {
+            if let (Ok(u), Ok(t)) = (udp.local_addr(), tcp.local_addr()) {
+                tracing::info!(udp = %u, tcp = %t, "serving DNS");
+            }
+            server::spawn(&mut set, udp, tcp, shared.clone(), stop_dns.clone());
+        }
+        while set.join_next().await.is_some() {}
+    });
+    Ok(Running {
+        published,
+        ready,
+        tasks,
+    })
+}

@@ -1,0 +1,108 @@
+//! The configuration file as written: serde structs with `deny_unknown_fields`, no checks
+//! beyond types. [`super`] turns this into the checked runtime configuration.
+//! Every field's meaning, default and unit is documented in the README's table.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(default)]
+    pub server: Server,
+    #[serde(default)]
+    pub admin: Admin,
+    #[serde(default)]
+    pub probe: Probe,
+    #[serde(default)]
+    pub checks: BTreeMap<String, Check>,
+    #[serde(default)]
+    pub pools: BTreeMap<String, Pool>,
+    #[serde(default)]
+    pub names: BTreeMap<String, BoundName>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub listen: Option<Vec<String>>,
+    pub zones_dir: Option<String>,
+    pub udp_payload: Option<u16>,
+    pub tcp_idle_timeout: Option<String>,
+    pub allow_transfer: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Probe {
+    pub max_in_flight: Option<usize>,
+    pub max_body: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckType {
+    Http,
+    Https,
+    Tcp,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    #[serde(rename = "type")]
+    pub kind: CheckType,
+    pub port: Option<u16>,
+    pub path: Option<String>,
+    pub host: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub expect_status: Option<Vec<StatusSpec>>,
+    pub body_contains: Option<String>,
+    pub tls_verify: Option<bool>,
+    pub sni: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub fall: Option<u32>,
+    pub rise: Option<u32>,
+}
+
+/// An expected HTTP status: `200`, or a range as a string, `"200-399"`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum StatusSpec {
+    Code(u16),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    pub check: String,
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub address: String,
+    pub name: Option<String>,
+    pub weight: Option<u32>,
+    pub region: Option<String>,
+    pub probe_address: Option<String>,
+    pub probe_port: Option<u16>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoundName {
+    pub pools: Vec<String>,
+    pub ttl: Option<u32>,
+}

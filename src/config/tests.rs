@@ -1,0 +1,69 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "t.toml", Path::new("."))
+}
+
+const POOL: &str = "[checks.c]\ntype = \"tcp\"\nport = 80\n\n[pools.p]\ncheck = \"c\"\nmembers = [{ address = \"192.0.2.1\" }]\n";
+
+#[test]
+fn the_embedded_sample_is_valid() {
+    let c = Config::embedded().unwrap();
+    assert_eq!(
+        c.listen,
+        vec!["127.0.0.1:5353".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(c.members.len(), 3);
+}
+
+#[test]
+fn unknown_keys_name_the_line_and_path() {
+    let e = parse("[server]\nlisten = [\"127.0.0.1:53\"]\nlisen = 1\n").unwrap_err();
+    assert_eq!(e.line, Some(3), "{e}");
+    assert!(e.to_string().contains("unknown field `lisen`"), "{e}");
+    assert!(e.to_string().starts_with("t.toml:3: server"), "{e}");
+}
+
+#[test]
+fn semantic_errors_name_the_line_and_path() {
+    let text = format!("{POOL}[checks.d]\ntype = \"http\"\ninterval = \"1s\"\ntimeout = \"2s\"\n");
+    let e = parse(&text).unwrap_err();
+    assert_eq!(e.path, "checks.d.timeout");
+    assert_eq!(e.line, Some(11), "{e}");
+    assert!(e.msg.contains("below interval"), "{e}");
+}
+
+#[test]
+fn member_errors_point_at_the_member() {
+    let text = "[checks.c]\ntype = \"tcp\"\nport = 80\n[pools.p]\ncheck = \"c\"\nmembers = [\n  { address = \"192.0.2.1\" },\n  { address = \"nope\" },\n]\n";
+    let e = parse(text).unwrap_err();
+    assert_eq!(e.path, "pools.p.members[1].address");
+    assert_eq!(e.line, Some(8), "{e}");
+}
+
+#[test]
+fn names_must_use_known_pools() {
+    let text = format!("{POOL}[names.\"a.example.\"]\npools = [\"q\"]\n");
+    let e = parse(&text).unwrap_err();
+    assert_eq!(e.path, "names.\"a.example.\".pools[0]");
+    assert!(e.msg.contains("no pool named \"q\""), "{e}");
+    assert_eq!(e.line, Some(9), "{e}");
+}
+
+#[test]
+fn status_ranges_parse() {
+    let text = "[checks.c]\ntype = \"http\"\nexpect_status = [200, \"300-302\"]\n";
+    let c = parse(text).unwrap();
+    match &c.checks[0].kind {
+        CheckKind::Http(h) => assert_eq!(h.expect, vec![(200, 200), (300, 302)]),
+        k => panic!("{k:?}"),
+    }
+    let e = parse("[checks.c]\ntype = \"http\"\nexpect_status = [\"600\"]\n").unwrap_err();
+    assert_eq!(e.path, "checks.c.expect_status[0]");
+}
+
+#[test]
+fn invalid_toml_names_the_line() {
+    let e = parse("[server]\nlisten = [\n").unwrap_err();
+    assert!(e.line.is_some() && e.msg.contains("invalid TOML"), "{e}");
+}

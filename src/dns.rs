@@ -1,0 +1,293 @@
+//! The DNS wire protocol around [`crate::lookup`]: one query's bytes in, one response's bytes
+//! out. Shared by UDP and TCP; transport rules (UDP size, truncation) are decided here too.
+//!
+//! It never panics and never propagates an error: a message that cannot be parsed gets
+//! FORMERR (or nothing, when not even the header is there or it is itself a response).
+//!
+//! - Opcodes other than QUERY: NOTIMP (RFC 1035 section 4.1.1).
+//! - QDCOUNT other than 1: FORMERR.
+//! - EDNS (RFC 6891): an OPT in the query gets one in the response, with our payload size and
+//!   the DO bit copied (RFC 3225); a version above 0 gets BADVERS; unknown options are ignored.
+//! - Classes other than IN: REFUSED.
+//! - A name in none of our zones: REFUSED with Extended DNS Error 20, Not Authoritative
+//!   (RFC 8914), as Knot DNS and NSD answer.
+//! - UDP: the response fits in 512 bytes, or the client's EDNS size capped at ours; if the
+//!   additional section does not fit it is dropped (unless it holds a referral's glue); if the
+//!   answer does not fit, TC is set and every section emptied, so the client retries over TCP.
+//! - Zone transfers: over UDP NOTIMP; over TCP only for configured clients, else REFUSED.
+
+use std::net::IpAddr;
+
+use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::opt::EdnsOption;
+use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+
+use crate::lookup::{lookup, Answer};
+use crate::snapshot::Snapshot;
+
+/// The smallest UDP payload every client accepts (RFC 1035 section 2.3.4).
+pub const MIN_UDP_PAYLOAD: u16 = 512;
+/// Extended DNS Error option code (RFC 8914).
+const EDE_OPTION: u16 = 15;
+/// Extended DNS Error 20: Not Authoritative.
+const EDE_NOT_AUTHORITATIVE: u16 = 20;
+
+/// How the query arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// The per-server settings the wire layer needs.
+#[derive(Debug, Clone)]
+pub struct WireSettings {
+    /// The EDNS UDP payload we advertise and the most we send over UDP.
+    pub udp_payload: u16,
+    /// Clients allowed to transfer zones (AXFR/IXFR over TCP).
+    pub allow_transfer: Vec<ipnet::IpNet>,
+}
+
+impl Default for WireSettings {
+    fn default() -> Self {
+        Self {
+            udp_payload: 1232,
+            allow_transfer: Vec::new(),
+        }
+    }
+}
+
+/// What a query produced, for the server loop and for counting.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Send nothing (not a query, or too short to answer).
+    Drop,
+    /// One response message.
+    Reply(Vec<u8>),
+    /// A zone transfer: several messages, TCP only.
+    Transfer(Vec<Vec<u8>>),
+}
+
+/// Handles one query message.
+pub fn handle(
+    snap: &Snapshot,
+    query: &[u8],
+    client: IpAddr,
+    transport: Transport,
+    settings: &WireSettings,
+) -> Outcome {
+    let mut decoder = BinDecoder::new(query);
+    let Ok(header) = hickory_proto::op::Header::read(&mut decoder) else {
+        return Outcome::Drop;
+    };
+    if header.metadata.message_type == MessageType::Response {
+        return Outcome::Drop;
+    }
+    let mut meta = Metadata::response_from_request(&header.metadata);
+    // Knot DNS and NSD leave CD clear in their responses; so do we (we do no validation).
+    meta.checking_disabled = false;
+    let msg = match Message::from_vec(query) {
+        Ok(m) if m.queries.len() == 1 || m.op_code != OpCode::Query => m,
+        _ => {
+            meta.response_code = ResponseCode::FormErr;
+            return reply(
+                Message::new(meta.id, MessageType::Response, meta.op_code),
+                meta,
+            );
+        }
+    };
+    let mut resp = Message::new(meta.id, MessageType::Response, meta.op_code);
+    resp.queries = msg.queries.clone();
+    let client_payload = msg.edns.as_ref().map(|e| e.max_payload());
+    if let Some(qedns) = &msg.edns {
+        let mut edns = Edns::new();
+        edns.set_max_payload(settings.udp_payload.max(MIN_UDP_PAYLOAD));
+        edns.set_dnssec_ok(qedns.flags().dnssec_ok);
+        resp.edns = Some(edns);
+        if qedns.version() > 0 {
+            meta.response_code = ResponseCode::BADVERS;
+            return reply(resp, meta);
+        }
+    }
+    if msg.op_code != OpCode::Query {
+        meta.response_code = ResponseCode::NotImp;
+        return reply(resp, meta);
+    }
+    let q: &Query = &msg.queries[0];
+    if q.query_class() != DNSClass::IN {
+        meta.response_code = ResponseCode::Refused;
+        return reply(resp, meta);
+    }
+    match q.query_type() {
+        RecordType::AXFR | RecordType::IXFR => {
+            return transfer(snap, resp, meta, q, client, transport, settings);
+        }
+        RecordType::OPT => {
+            meta.response_code = ResponseCode::FormErr;
+            return reply(resp, meta);
+        }
+        _ => {}
+    }
+    let ans = lookup(snap, q.name(), q.query_type());
+    let limit = match transport {
+        Transport::Tcp => u16::MAX as usize,
+        Transport::Udp => client_payload
+            .unwrap_or(MIN_UDP_PAYLOAD)
+            .clamp(MIN_UDP_PAYLOAD, settings.udp_payload.max(MIN_UDP_PAYLOAD))
+            as usize,
+    };
+    Outcome::Reply(encode_answer(resp, meta, ans, limit))
+}
+
+/// Puts `ans` into `resp` and encodes it within `limit` bytes, truncating as described above.
+pub fn encode_answer(mut resp: Message, mut meta: Metadata, ans: Answer, limit: usize) -> Vec<u8> {
+    meta.response_code = ans.rcode;
+    meta.authoritative = ans.aa;
+    if ans.rcode == ResponseCode::Refused {
+        if let Some(edns) = resp.edns.as_mut() {
+            let info = EDE_NOT_AUTHORITATIVE.to_be_bytes().to_vec();
+            edns.options_mut()
+                .insert(EdnsOption::Unknown(EDE_OPTION, info));
+        }
+    }
+    let referral = !ans.aa && !ans.authority.is_empty();
+    resp.metadata = meta;
+    resp.answers = ans.answer;
+    resp.authorities = ans.authority;
+    resp.additionals = ans.additional;
+    let full = to_bytes(&resp);
+    if full.len() <= limit {
+        return full;
+    }
+    if !referral && !resp.additionals.is_empty() {
+        resp.additionals.clear();
+        let without = to_bytes(&resp);
+        if without.len() <= limit {
+            return without;
+        }
+    }
+    resp.answers.clear();
+    resp.authorities.clear();
+    resp.additionals.clear();
+    resp.metadata.truncation = true;
+    to_bytes(&resp)
+}
+
+fn reply(mut resp: Message, meta: Metadata) -> Outcome {
+    resp.metadata = meta;
+    Outcome::Reply(to_bytes(&resp))
+}
+
+/// Encodes a response; a message that cannot be encoded becomes SERVFAIL with its question.
+fn to_bytes(resp: &Message) -> Vec<u8> {
+    match resp.to_vec() {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot encode a response; answering SERVFAIL");
+            let mut fail = Message::new(resp.id, MessageType::Response, resp.op_code);
+            fail.metadata.response_code = ResponseCode::ServFail;
+            fail.queries = resp.queries.clone();
+            // An empty response with one question always encodes.
+            fail.to_vec().unwrap_or_default()
+        }
+    }
+}
+
+/// AXFR (and IXFR, answered with a full transfer as RFC 1995 section 4 allows).
+fn transfer(
+    snap: &Snapshot,
+    resp: Message,
+    mut meta: Metadata,
+    q: &Query,
+    client: IpAddr,
+    transport: Transport,
+    settings: &WireSettings,
+) -> Outcome {
+    if transport == Transport::Udp {
+        meta.response_code = ResponseCode::NotImp;
+        return reply(resp, meta);
+    }
+    let lname = hickory_proto::rr::LowerName::new(q.name());
+    let zone = snap.zones.find(&lname).filter(|z| z.origin == lname);
+    let allowed = settings.allow_transfer.iter().any(|n| n.contains(&client));
+    let Some(zone) = zone.filter(|_| allowed) else {
+        meta.response_code = ResponseCode::Refused;
+        return reply(resp, meta);
+    };
+    meta.authoritative = true;
+    let mut messages = Vec::new();
+    let mut cur = resp.clone();
+    cur.metadata = meta;
+    cur.answers.push(zone.soa.clone());
+    let mut size = 0usize;
+    for r in zone.all_records() {
+        size += r.name.len() + 12 + 64;
+        cur.answers.push(r.clone());
+        if size > 16_000 {
+            messages.push(to_bytes(&cur));
+            cur.answers.clear();
+            cur.queries.clear();
+            size = 0;
+        }
+    }
+    cur.answers.push(zone.soa.clone());
+    messages.push(to_bytes(&cur));
+    Outcome::Transfer(messages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(m: &Message) -> Vec<u8> {
+        m.to_vec().unwrap()
+    }
+
+    fn run(q: &[u8]) -> Option<Message> {
+        let snap = Snapshot::default();
+        match handle(
+            &snap,
+            q,
+            [127, 0, 0, 1].into(),
+            Transport::Udp,
+            &WireSettings::default(),
+        ) {
+            Outcome::Reply(b) => Some(Message::from_vec(&b).unwrap()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn short_packets_and_responses_are_dropped() {
+        assert!(run(&[0, 1, 2]).is_none());
+        let mut m = Message::query();
+        m.metadata.message_type = MessageType::Response;
+        assert!(run(&bytes(&m)).is_none());
+    }
+
+    #[test]
+    fn no_question_is_formerr_and_bad_opcode_is_notimp() {
+        let m = Message::query();
+        assert_eq!(
+            run(&bytes(&m)).unwrap().response_code,
+            ResponseCode::FormErr
+        );
+        let mut m = Message::query();
+        m.metadata.op_code = OpCode::Status;
+        m.add_query(Query::query("a.".parse().unwrap(), RecordType::A));
+        assert_eq!(run(&bytes(&m)).unwrap().response_code, ResponseCode::NotImp);
+    }
+
+    #[test]
+    fn edns_version_one_is_badvers() {
+        let mut m = Message::query();
+        m.add_query(Query::query("a.".parse().unwrap(), RecordType::A));
+        let mut e = Edns::new();
+        e.set_version(1);
+        m.set_edns(e);
+        let r = run(&bytes(&m)).unwrap();
+        assert_eq!(u16::from(r.response_code), 16, "BADVERS");
+        assert_eq!(r.edns.unwrap().version(), 0);
+    }
+}

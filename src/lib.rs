@@ -1,0 +1,35 @@
+//! gtmd: an authoritative DNS server whose answers follow health-checked address pools.
+//!
+//! ```text
+//! probe tasks ──ProbeReport──▶ engine (the one writer) ◀──Command + reply── admin API
+//!  (interval + jitter,          health::Health::observe() per member
+//!   timeout, semaphore)         │ rebuild Snapshot (answers precomputed), coalesced
+//!                               └─▶ ArcSwap::store(Arc<Snapshot>)
+//! UDP/TCP server ─▶ dns::handle: snapshot.load() (no lock, no await) ─▶ lookup ─▶ response
+//! ```
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`config`] | the TOML file as written and the checked configuration |
+//! | [`zone`] | master files and the zone tree |
+//! | [`health`] | the rise/fall state machine (pure) |
+//! | [`probe`] | HTTP/HTTPS/TCP probe loops |
+//! | [`engine`] | the single writer of health and the published snapshot |
+//! | [`snapshot`] | what the query path reads |
+//! | [`lookup`] | authoritative answers (pure) |
+//! | [`dns`] | the wire protocol: parsing, EDNS, truncation, errors |
+//! | [`server`] | UDP and TCP transports |
+//! | [`admin`] | the loopback HTTP admin API |
+//! | [`app`] | starting and owning every task |
+
+pub mod admin;
+pub mod app;
+pub mod config;
+pub mod dns;
+pub mod engine;
+pub mod health;
+pub mod lookup;
+pub mod probe;
+pub mod server;
+pub mod snapshot;
+pub mod zone;

@@ -1,0 +1,317 @@
+//! Authoritative answers: the RFC 1034 section 4.3.2 algorithm over a [`Snapshot`].
+//!
+//! Pure: no I/O, no clock. Given a name, a type and the snapshot, it returns the rcode, the AA
+//! flag and the three record sections, shaped as Knot DNS answers (minimal responses:
+//! no NS in the authority section of positive answers).
+//!
+//! - Referrals (RFC 1034 4.3.2 step 3b): AA clear, the cut's NS in authority, glue in additional.
+//!   A DS query at the cut is answered by the parent (RFC 4035 section 3.1.4.1).
+//! - CNAME chains are followed inside the zone, at most [`MAX_CHAIN`] links, never twice.
+//! - Wildcards (RFC 4592): the source of synthesis is `*.` the closest encloser; a wildcard
+//!   without the type gives NODATA.
+//! - Negative answers (RFC 2308): NXDOMAIN or NODATA with the SOA in authority, its TTL
+//!   min(SOA TTL, SOA MINIMUM).
+//! - ANY (RFC 8482): one RRset, the lowest type at the node.
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+
+use crate::snapshot::{Bound, Snapshot};
+use crate::zone::{Node, Zone};
+
+/// The longest CNAME chain followed inside a zone.
+pub const MAX_CHAIN: usize = 16;
+
+/// The outcome of a lookup, ready to be put into a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub rcode: ResponseCode,
+    pub aa: bool,
+    pub answer: Vec<Record>,
+    pub authority: Vec<Record>,
+    pub additional: Vec<Record>,
+    /// The answer came from a pool-bound name that is failing open.
+    pub fail_open: bool,
+}
+
+impl Answer {
+    fn new() -> Self {
+        Self {
+            rcode: ResponseCode::NoError,
+            aa: true,
+            answer: Vec::new(),
+            authority: Vec::new(),
+            additional: Vec::new(),
+            fail_open: false,
+        }
+    }
+
+    /// REFUSED, not authoritative: the name is in none of our zones.
+    pub fn refused() -> Self {
+        Self {
+            rcode: ResponseCode::Refused,
+            aa: false,
+            ..Self::new()
+        }
+    }
+}
+
+/// Answers `qname`/`qtype` from the snapshot; REFUSED when no zone contains the name.
+pub fn lookup(snap: &Snapshot, qname: &Name, qtype: RecordType) -> Answer {
+    let lname = LowerName::new(qname);
+    let Some(zone) = snap.zones.find(&lname) else {
+        return Answer::refused();
+    };
+    let mut ans = Answer::new();
+    let mut seen: Vec<LowerName> = Vec::new();
+    let mut name = qname.clone();
+    let mut lname = lname;
+    loop {
+        let next = resolve_step(snap, zone, &name, &lname, qtype, &mut ans);
+        match next {
+            Some(target) if seen.len() < MAX_CHAIN => {
+                let ltarget = LowerName::new(&target);
+                seen.push(lname);
+                if !zone.origin.zone_of(&ltarget) || seen.contains(&ltarget) {
+                    return ans;
+                }
+                name = target;
+                lname = ltarget;
+            }
+            _ => return ans,
+        }
+    }
+}
+
+/// One step of the algorithm at `name`. Returns a CNAME target to continue with, if any.
+fn resolve_step(
+    snap: &Snapshot,
+    zone: &Zone,
+    name: &Name,
+    lname: &LowerName,
+    qtype: RecordType,
+    ans: &mut Answer,
+) -> Option<Name> {
+    if let Some((cut, node)) = zone.delegation_above(lname) {
+        if !(cut == lname && qtype == RecordType::DS) {
+            referral(snap, zone, node, ans);
+            return None;
+        }
+    }
+    if let Some(node) = zone.nodes.get(lname) {
+        return from_node(snap, zone, node, snap.bound.get(lname), name, qtype, ans);
+    }
+    // RFC 4592 section 3.3.1: find the closest encloser, then its wildcard child.
+    let mut encloser = lname.base_name();
+    while !zone.nodes.contains_key(&encloser) && encloser != zone.origin {
+        encloser = encloser.base_name();
+    }
+    let wild = Name::from(encloser)
+        .prepend_label("*")
+        .ok()
+        .map(|n| LowerName::new(&n));
+    match wild.and_then(|w| zone.nodes.get(&w)) {
+        Some(node) => from_node(snap, zone, node, None, name, qtype, ans),
+        None => {
+            // After a CNAME too: the rcode describes the last name (RFC 6604 section 2).
+            ans.rcode = ResponseCode::NXDomain;
+            ans.authority.push(soa_for_negative(zone));
+            None
+        }
+    }
+}
+
+/// Answers from the node that owns (or, for a wildcard, synthesizes) `name`.
+fn from_node(
+    snap: &Snapshot,
+    zone: &Zone,
+    node: &Node,
+    bound: Option<&Bound>,
+    name: &Name,
+    qtype: RecordType,
+    ans: &mut Answer,
+) -> Option<Name> {
+    if let Some(b) = bound {
+        ans.fail_open |= b.fail_open;
+    }
+    let records = if qtype == RecordType::ANY {
+        // RFC 8482 section 4.1: one RRset, here the lowest type at the node.
+        node.rrsets
+            .iter()
+            .map(|s| (u16::from(s.rtype), s.records.as_slice()))
+            .chain(
+                bound
+                    .into_iter()
+                    .flat_map(|b| [(1u16, b.a.as_slice()), (28u16, b.aaaa.as_slice())]),
+            )
+            .filter(|(_, r)| !r.is_empty())
+            .min_by_key(|(t, _)| *t)
+            .map(|(_, r)| r)
+    } else {
+        match bound.and_then(|b| b.records(qtype)) {
+            Some(r) => Some(r),
+            None => node.get(qtype).map(|s| s.records.as_slice()),
+        }
+    };
+    if let Some(records) = records.filter(|r| !r.is_empty()) {
+        push_owned(&mut ans.answer, records, name);
+        for r in records {
+            if let Some(target) = additional_target(&r.data) {
+                add_addresses(snap, zone, target, &mut ans.additional);
+            }
+        }
+        return None;
+    }
+    if let Some(cname) = node.get(RecordType::CNAME) {
+        push_owned(&mut ans.answer, &cname.records, name);
+        if let RData::CNAME(target) = &cname.records[0].data {
+            return Some(target.0.clone());
+        }
+        return None;
+    }
+    ans.authority.push(soa_for_negative(zone));
+    None
+}
+
+/// Appends `records` with their owner set to the name as asked (which may be synthesized).
+fn push_owned(out: &mut Vec<Record>, records: &[Record], name: &Name) {
+    out.extend(records.iter().map(|r| {
+        let mut r = r.clone();
+        r.name = name.clone();
+        r
+    }));
+}
+
+/// A referral: the delegation's NS set, and the addresses of its in-zone name servers.
+fn referral(snap: &Snapshot, zone: &Zone, cut: &Node, ans: &mut Answer) {
+    let Some(ns) = cut.get(RecordType::NS) else {
+        return;
+    };
+    // AA stays set only when the referral follows an authoritative CNAME (as Knot and NSD do).
+    ans.aa = !ans.answer.is_empty();
+    ans.authority.extend(ns.records.iter().cloned());
+    for r in &ns.records {
+        if let RData::NS(target) = &r.data {
+            add_addresses(snap, zone, &target.0, &mut ans.additional);
+        }
+    }
+}
+
+/// The name whose addresses belong in the additional section (RFC 1035 section 3.3).
+fn additional_target(data: &RData) -> Option<&Name> {
+    match data {
+        RData::NS(n) => Some(&n.0),
+        RData::MX(mx) => Some(&mx.exchange),
+        RData::SRV(srv) => Some(&srv.target),
+        _ => None,
+    }
+}
+
+/// Adds the in-zone A and AAAA records of `target` to the additional section, once.
+fn add_addresses(snap: &Snapshot, zone: &Zone, target: &Name, out: &mut Vec<Record>) {
+    let lt = LowerName::new(target);
+    if !zone.origin.zone_of(&lt) {
+        return;
+    }
+    let bound = snap.bound.get(&lt);
+    let node = zone.nodes.get(&lt);
+    for rtype in [RecordType::A, RecordType::AAAA] {
+        let records = bound.and_then(|b| b.records(rtype)).or_else(|| {
+            node.and_then(|n| n.get(rtype))
+                .map(|s| s.records.as_slice())
+        });
+        for r in records.unwrap_or_default() {
+            if !out.contains(r) {
+                out.push(r.clone());
+            }
+        }
+    }
+}
+
+/// The zone's SOA with the negative-caching TTL (RFC 2308 section 3).
+fn soa_for_negative(zone: &Zone) -> Record {
+    let mut soa = zone.soa.clone();
+    soa.ttl = zone.negative_ttl;
+    soa
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::Zones;
+    use crate::zone::parse_zone;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    fn snap() -> Snapshot {
+        let text = "$TTL 3600\n@ SOA ns hm 1 2 3 4 300\n NS ns\nns A 192.0.2.1\nwww A 192.0.2.2\n\
+                    a CNAME www\nd CNAME gone\n*.w TXT \"x\"\nsub NS ns.sub\nns.sub A 192.0.2.3\n\
+                    x.y.z A 192.0.2.4\n";
+        let z = parse_zone(text, Path::new("t.zone"), Name::from_ascii("t.").unwrap()).unwrap();
+        Snapshot {
+            zones: Arc::new(Zones::new(vec![z])),
+            ..Default::default()
+        }
+    }
+
+    fn q(name: &str, t: RecordType) -> Answer {
+        lookup(&snap(), &Name::from_ascii(name).unwrap(), t)
+    }
+
+    #[test]
+    fn nxdomain_carries_soa_with_negative_ttl() {
+        let a = q("nope.t.", RecordType::A);
+        assert_eq!(a.rcode, ResponseCode::NXDomain);
+        assert!(a.aa);
+        assert_eq!(a.authority[0].ttl, 300);
+    }
+
+    #[test]
+    fn empty_non_terminal_is_nodata() {
+        let a = q("y.z.t.", RecordType::A);
+        assert_eq!(
+            (a.rcode, a.answer.len(), a.authority.len()),
+            (ResponseCode::NoError, 0, 1)
+        );
+    }
+
+    #[test]
+    fn cname_to_missing_name_is_nxdomain_with_the_cname() {
+        let a = q("d.t.", RecordType::A);
+        assert_eq!(a.rcode, ResponseCode::NXDomain);
+        assert_eq!(a.answer.len(), 1);
+    }
+
+    #[test]
+    fn cname_chain_is_followed() {
+        let a = q("a.t.", RecordType::A);
+        assert_eq!(a.answer.len(), 2);
+        assert_eq!(a.answer[1].record_type(), RecordType::A);
+    }
+
+    #[test]
+    fn wildcard_synthesizes_owner_and_gives_nodata_for_other_types() {
+        let a = q("k.w.t.", RecordType::TXT);
+        assert_eq!(a.answer[0].name.to_string(), "k.w.t.");
+        let a = q("k.w.t.", RecordType::A);
+        assert_eq!((a.rcode, a.answer.len()), (ResponseCode::NoError, 0));
+    }
+
+    #[test]
+    fn referral_clears_aa_and_adds_glue() {
+        let a = q("deep.sub.t.", RecordType::A);
+        assert!(!a.aa);
+        assert_eq!(a.authority[0].record_type(), RecordType::NS);
+        assert_eq!(a.additional.len(), 1);
+        let ds = q("sub.t.", RecordType::DS);
+        assert!(ds.aa && ds.authority[0].record_type() == RecordType::SOA);
+    }
+
+    #[test]
+    fn names_outside_every_zone_are_refused() {
+        assert_eq!(
+            q("example.org.", RecordType::A).rcode,
+            ResponseCode::Refused
+        );
+    }
+}

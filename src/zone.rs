@@ -1,0 +1,639 @@
+//! RFC 1035 master files: reading `zones/*.zone` into [`Zone`]s.
+//!
+//! Owns the text format (tokens, `$ORIGIN`, `$TTL`, `$INCLUDE`, parentheses, quoting, owner
+//! inheritance) and the zone's structure (nodes, empty non-terminals, delegation points,
+//! wildcards). Record data (RDATA) is parsed by hickory-proto's own parsers, one record at a
+//! time, so that every error carries the file and line it came from.
+//!
+//! It does not answer queries: [`crate::lookup`] does, from the structure built here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
+use hickory_proto::serialize::txt::Parser;
+
+/// How deep `$INCLUDE` may nest before the file is rejected.
+const MAX_INCLUDE_DEPTH: usize = 8;
+
+/// A zone file error: the file, the line and what is wrong there.
+#[derive(Debug, thiserror::Error)]
+#[error("{}:{line}: {msg}", file.display())]
+pub struct ZoneError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub msg: String,
+}
+
+fn err(file: &Path, line: usize, msg: impl Into<String>) -> ZoneError {
+    ZoneError {
+        file: file.to_path_buf(),
+        line,
+        msg: msg.into(),
+    }
+}
+
+/// All records of one type at one owner name.
+#[derive(Debug, Clone)]
+pub struct RrSet {
+    pub rtype: RecordType,
+    pub records: Vec<Record>,
+}
+
+/// One owner name in the zone. A node with no rrsets is an empty non-terminal.
+#[derive(Debug, Clone, Default)]
+pub struct Node {
+    pub rrsets: Vec<RrSet>,
+}
+
+impl Node {
+    pub fn get(&self, rtype: RecordType) -> Option<&RrSet> {
+        self.rrsets.iter().find(|s| s.rtype == rtype)
+    }
+}
+
+/// One authoritative zone, checked and ready to answer from.
+#[derive(Debug, Clone)]
+pub struct Zone {
+    pub origin: LowerName,
+    /// The origin as written, for the records gtmd synthesizes (SOA owner, pool answers).
+    pub origin_name: Name,
+    pub soa: Record,
+    /// The negative-caching TTL of RFC 2308 section 5: min(SOA TTL, SOA MINIMUM).
+    pub negative_ttl: u32,
+    pub nodes: HashMap<LowerName, Node>,
+    /// The file the zone came from, for messages.
+    pub file: PathBuf,
+    /// Where each owner name first appears, for messages about names.
+    pub lines: HashMap<LowerName, usize>,
+}
+
+impl Zone {
+    /// The closest delegation point (a non-apex node with NS) at or above `name`, if any.
+    pub fn delegation_above(&self, name: &LowerName) -> Option<(&LowerName, &Node)> {
+        let apex_labels = self.origin.num_labels();
+        let mut labels = name.num_labels();
+        let mut cur = name.clone();
+        let mut found = None;
+        while labels > apex_labels {
+            if let Some((k, n)) = self.nodes.get_key_value(&cur) {
+                if n.get(RecordType::NS).is_some() {
+                    found = Some((k, n));
+                }
+            }
+            cur = cur.base_name();
+            labels -= 1;
+        }
+        found
+    }
+
+    /// Adds an empty node for `name` (and every empty non-terminal above it) if absent.
+    pub fn ensure_node(&mut self, name: &LowerName) {
+        let mut cur = name.clone();
+        while cur.num_labels() > self.origin.num_labels() {
+            self.nodes.entry(cur.clone()).or_default();
+            cur = cur.base_name();
+        }
+    }
+
+    /// Every record in the zone, SOA first (the order of a zone transfer's body).
+    pub fn all_records(&self) -> impl Iterator<Item = &Record> {
+        let mut names: Vec<&LowerName> = self.nodes.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            .flat_map(|n| self.nodes[n].rrsets.iter())
+            .filter(|s| s.rtype != RecordType::SOA)
+            .flat_map(|s| s.records.iter())
+    }
+}
+
+/// Reads every `*.zone` file in `dir`. The file name minus `.zone` is the zone's origin.
+pub fn load_dir(dir: &Path) -> Result<Vec<Zone>, ZoneError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| err(dir, 0, format!("cannot read the zones directory: {e}")))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "zone"))
+        .collect();
+    files.sort();
+    let mut zones = Vec::with_capacity(files.len());
+    for file in files {
+        let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+        let origin = Name::from_ascii(format!("{}.", stem.trim_end_matches('.')))
+            .map_err(|e| err(&file, 0, format!("file name is not a domain name: {e}")))?;
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| err(&file, 0, format!("cannot read: {e}")))?;
+        let zone = parse_zone(&text, &file, origin)?;
+        if let Some(other) = zones.iter().find(|z: &&Zone| z.origin == zone.origin) {
+            return Err(err(
+                &file,
+                0,
+                format!(
+                    "zone {} is also defined in {}",
+                    zone.origin,
+                    other.file.display()
+                ),
+            ));
+        }
+        zones.push(zone);
+    }
+    Ok(zones)
+}
+
+/// One token of a master file: its text as written (quotes kept) and whether it was quoted.
+#[derive(Debug, Clone)]
+struct Token {
+    text: String,
+    quoted: bool,
+}
+
+/// One logical entry: the tokens of a record or directive, which line it starts on, and
+/// whether it started with white space (the owner is inherited).
+#[derive(Debug)]
+struct Entry {
+    line: usize,
+    blank_owner: bool,
+    tokens: Vec<Token>,
+}
+
+/// Splits master-file text into entries, joining parenthesized lines (RFC 1035 section 5.1).
+fn lex(text: &str, file: &Path) -> Result<Vec<Entry>, ZoneError> {
+    let mut entries = Vec::new();
+    let mut cur: Option<Entry> = None;
+    let mut depth = 0usize;
+    let mut open_line = 0;
+    let mut line = 1usize;
+    let mut chars = text.chars().peekable();
+    let mut at_line_start = true;
+    while let Some(c) = chars.next() {
+        let starts_blank = at_line_start && depth == 0 && (c == ' ' || c == '\t');
+        if at_line_start && depth == 0 {
+            cur = Some(Entry {
+                line,
+                blank_owner: starts_blank,
+                tokens: Vec::new(),
+            });
+        }
+        at_line_start = false;
+        match c {
+            '\n' => {
+                line += 1;
+                if depth == 0 {
+                    if let Some(e) = cur.take().filter(|e| !e.tokens.is_empty()) {
+                        entries.push(e);
+                    }
+                    at_line_start = true;
+                }
+            }
+            ' ' | '\t' | '\r' => {}
+            ';' => {
+                while chars.peek().is_some_and(|&c| c != '\n') {
+                    chars.next();
+                }
+            }
+            '(' => {
+                if depth == 0 {
+                    open_line = line;
+                }
+                depth += 1;
+            }
+            ')' => {
+                if depth == 0 {
+                    return Err(err(file, line, "')' without a matching '('"));
+                }
+                depth -= 1;
+            }
+            '"' => {
+                let mut s = String::from('"');
+                let start = line;
+                loop {
+                    match chars.next() {
+                        None => return Err(err(file, start, "unterminated quoted string")),
+                        Some('\\') => {
+                            s.push('\\');
+                            if let Some(n) = chars.next() {
+                                line += usize::from(n == '\n');
+                                s.push(n);
+                            }
+                        }
+                        Some('"') => break,
+                        Some(n) => {
+                            line += usize::from(n == '\n');
+                            s.push(n);
+                        }
+                    }
+                }
+                s.push('"');
+                push_token(&mut cur, s, true);
+            }
+            _ => {
+                let mut s = String::from(c);
+                if c == '\\' {
+                    if let Some(n) = chars.next() {
+                        s.push(n);
+                    }
+                }
+                while let Some(&n) = chars.peek() {
+                    if matches!(n, ' ' | '\t' | '\r' | '\n' | ';' | '(' | ')' | '"') {
+                        break;
+                    }
+                    s.push(n);
+                    chars.next();
+                    if n == '\\' {
+                        if let Some(m) = chars.next() {
+                            s.push(m);
+                        }
+                    }
+                }
+                push_token(&mut cur, s, false);
+            }
+        }
+    }
+    if depth > 0 {
+        return Err(err(file, open_line, "'(' is never closed"));
+    }
+    if let Some(e) = cur.filter(|e| !e.tokens.is_empty()) {
+        entries.push(e);
+    }
+    Ok(entries)
+}
+
+fn push_token(cur: &mut Option<Entry>, text: String, quoted: bool) {
+    if let Some(e) = cur {
+        e.tokens.push(Token { text, quoted });
+    }
+}
+
+/// Parsing state that directives change as the file is read.
+struct Reader {
+    origin: Name,
+    default_ttl: Option<u32>,
+    last_ttl: Option<u32>,
+    last_owner: Option<Name>,
+    records: Vec<(Record, usize, PathBuf)>,
+}
+
+/// Parses one zone file whose apex is `origin` (before any `$ORIGIN`), and checks it.
+pub fn parse_zone(text: &str, file: &Path, origin: Name) -> Result<Zone, ZoneError> {
+    let mut r = Reader {
+        origin: origin.clone(),
+        default_ttl: None,
+        last_ttl: None,
+        last_owner: None,
+        records: Vec::new(),
+    };
+    read_text(&mut r, text, file, 0)?;
+    build_zone(origin, r.records, file)
+}
+
+fn read_text(r: &mut Reader, text: &str, file: &Path, depth: usize) -> Result<(), ZoneError> {
+    for entry in lex(text, file)? {
+        read_entry(r, entry, file, depth)?;
+    }
+    Ok(())
+}
+
+fn read_entry(r: &mut Reader, e: Entry, file: &Path, depth: usize) -> Result<(), ZoneError> {
+    let line = e.line;
+    let first = e.tokens[0].text.as_str();
+    if !e.blank_owner && first.starts_with('$') {
+        let arg = e.tokens.get(1).map(|t| t.text.as_str());
+        return match (first.to_ascii_uppercase().as_str(), arg) {
+            ("$ORIGIN", Some(a)) => {
+                r.origin = Name::parse(a, Some(&r.origin))
+                    .map_err(|x| err(file, line, format!("bad $ORIGIN {a:?}: {x}")))?;
+                Ok(())
+            }
+            ("$TTL", Some(a)) => {
+                r.default_ttl = Some(parse_ttl(a).ok_or_else(|| {
+                    err(
+                        file,
+                        line,
+                        format!("bad $TTL {a:?}: expected a time such as 3600 or 1h"),
+                    )
+                })?);
+                Ok(())
+            }
+            ("$INCLUDE", Some(a)) => include(r, a, e.tokens.get(2), file, line, depth),
+            (d, None) if ["$ORIGIN", "$TTL", "$INCLUDE"].contains(&d) => {
+                Err(err(file, line, format!("{first} needs an argument")))
+            }
+            _ => Err(err(
+                file,
+                line,
+                format!("unknown directive {first}: allowed are $ORIGIN, $TTL and $INCLUDE"),
+            )),
+        };
+    }
+    let mut toks = e.tokens.iter().peekable();
+    let owner = if e.blank_owner {
+        r.last_owner.clone().ok_or_else(|| {
+            err(
+                file,
+                line,
+                "record with no owner name and no previous owner",
+            )
+        })?
+    } else {
+        let t = toks.next().map(|t| t.text.as_str()).unwrap_or_default();
+        let n = if t == "@" {
+            r.origin.clone()
+        } else {
+            Name::parse(t, Some(&r.origin))
+                .map_err(|x| err(file, line, format!("bad owner name {t:?}: {x}")))?
+        };
+        r.last_owner = Some(n.clone());
+        n
+    };
+    let (mut ttl, mut class) = (None, None);
+    let rtype = loop {
+        let Some(t) = toks.next() else {
+            return Err(err(file, line, "record has no type"));
+        };
+        let up = t.text.to_ascii_uppercase();
+        if ttl.is_none() && t.text.starts_with(|c: char| c.is_ascii_digit()) {
+            ttl = Some(
+                parse_ttl(&t.text)
+                    .ok_or_else(|| err(file, line, format!("bad TTL {:?}", t.text)))?,
+            );
+        } else if class.is_none() && ["IN", "CH", "HS", "CS", "NONE", "ANY"].contains(&up.as_str())
+        {
+            if up != "IN" {
+                return Err(err(
+                    file,
+                    line,
+                    format!("class {up} is not served: only IN"),
+                ));
+            }
+            class = Some(DNSClass::IN);
+        } else {
+            break up;
+        }
+    };
+    let ttl = ttl
+        .or(r.default_ttl)
+        .or(r.last_ttl)
+        .ok_or_else(|| err(file, line, "record has no TTL and no $TTL is set"))?;
+    r.last_ttl = Some(ttl);
+    let rdata: Vec<&Token> = toks.collect();
+    let record =
+        parse_record(&owner, ttl, &rtype, &rdata, &r.origin).map_err(|m| err(file, line, m))?;
+    r.records.push((record, line, file.to_path_buf()));
+    Ok(())
+}
+
+fn include(
+    r: &mut Reader,
+    path: &str,
+    origin: Option<&Token>,
+    file: &Path,
+    line: usize,
+    depth: usize,
+) -> Result<(), ZoneError> {
+    if depth >= MAX_INCLUDE_DEPTH {
+        return Err(err(
+            file,
+            line,
+            format!("$INCLUDE nested deeper than {MAX_INCLUDE_DEPTH}"),
+        ));
+    }
+    let target = file
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(path.trim_matches('"'));
+    let text = std::fs::read_to_string(&target)
+        .map_err(|x| err(file, line, format!("$INCLUDE {}: {x}", target.display())))?;
+    let saved = (r.origin.clone(), r.last_owner.clone());
+    if let Some(o) = origin {
+        r.origin = Name::parse(&o.text, Some(&r.origin))
+            .map_err(|x| err(file, line, format!("bad $INCLUDE origin {:?}: {x}", o.text)))?;
+    }
+    read_text(r, &text, &target, depth + 1)?;
+    // RFC 1035 section 5.1: the origin and current owner revert after an included file.
+    (r.origin, r.last_owner) = saved;
+    Ok(())
+}
+
+/// A TTL in seconds, or with units (1h30m) as RFC 2308 section 4 and BIND allow.
+pub fn parse_ttl(s: &str) -> Option<u32> {
+    hickory_proto::serialize::txt::parse_ttl(s)
+        .ok()
+        .filter(|&t| t <= i32::MAX as u32)
+}
+
+/// Parses one record's RDATA with hickory's parser, from a one-record master-file snippet.
+fn parse_record(
+    owner: &Name,
+    ttl: u32,
+    rtype: &str,
+    rdata: &[&Token],
+    origin: &Name,
+) -> Result<Record, String> {
+    let ty: RecordType = rtype
+        .parse()
+        .map_err(|_| format!("unknown record type {rtype}"))?;
+    if matches!(
+        ty,
+        RecordType::OPT | RecordType::ANY | RecordType::AXFR | RecordType::IXFR
+    ) || u16::from(ty) >= 0xff00
+        || matches!(ty, RecordType::Unknown(_))
+    {
+        return Err(format!("record type {rtype} cannot appear in a zone file"));
+    }
+    if rdata.is_empty() {
+        return Err(format!("{rtype} record has no data"));
+    }
+    let mut snippet = format!("$ORIGIN {origin}\n@ {ttl} IN {rtype}");
+    for t in rdata {
+        snippet.push(' ');
+        snippet.push_str(&t.text);
+        let _ = t.quoted;
+    }
+    snippet.push('\n');
+    let (_, sets) = Parser::new(snippet, None, None)
+        .parse()
+        .map_err(|e| format!("bad {rtype} data: {e}"))?;
+    let mut record = sets
+        .into_values()
+        .flat_map(|s| s.records_without_rrsigs().cloned().collect::<Vec<_>>())
+        .next()
+        .ok_or_else(|| format!("bad {rtype} data"))?;
+    record.name = owner.clone();
+    if let RData::Update0(_) = record.data {
+        return Err(format!("{rtype} record has no data"));
+    }
+    Ok(record)
+}
+
+/// Groups records into nodes and rrsets and checks the zone as a whole.
+fn build_zone(
+    origin: Name,
+    records: Vec<(Record, usize, PathBuf)>,
+    file: &Path,
+) -> Result<Zone, ZoneError> {
+    let apex = LowerName::new(&origin);
+    let mut nodes: BTreeMap<LowerName, Node> = BTreeMap::new();
+    let mut lines: HashMap<LowerName, usize> = HashMap::new();
+    let mut soa = None;
+    for (record, line, rfile) in records {
+        let owner = LowerName::new(&record.name);
+        if !apex.zone_of(&owner) {
+            return Err(err(
+                &rfile,
+                line,
+                format!("{} is outside the zone {origin}", record.name),
+            ));
+        }
+        lines.entry(owner.clone()).or_insert(line);
+        let rtype = record.record_type();
+        if rtype == RecordType::SOA {
+            if owner != apex {
+                return Err(err(
+                    &rfile,
+                    line,
+                    format!("SOA must be at the apex {origin}"),
+                ));
+            }
+            if soa.is_some() {
+                return Err(err(
+                    &rfile,
+                    line,
+                    "a second SOA record: a zone has exactly one",
+                ));
+            }
+            soa = Some(record.clone());
+        }
+        let node = nodes.entry(owner.clone()).or_default();
+        match node.rrsets.iter_mut().find(|s| s.rtype == rtype) {
+            Some(set) => {
+                if rtype == RecordType::CNAME {
+                    return Err(err(
+                        &rfile,
+                        line,
+                        format!("{} has a second CNAME", record.name),
+                    ));
+                }
+                // RFC 2181 section 5.2: the TTLs of an RRset are equal; the first one wins.
+                let mut record = record;
+                record.ttl = set.records[0].ttl;
+                if !set.records.iter().any(|r| r.data == record.data) {
+                    set.records.push(record);
+                }
+            }
+            None => node.rrsets.push(RrSet {
+                rtype,
+                records: vec![record],
+            }),
+        }
+        if node.get(RecordType::CNAME).is_some() && node.rrsets.len() > 1 {
+            return Err(err(
+                &rfile,
+                line,
+                format!("{owner} has a CNAME and other data (RFC 1034 section 3.6.2)"),
+            ));
+        }
+    }
+    let soa = soa.ok_or_else(|| err(file, 0, format!("no SOA record at the apex {origin}")))?;
+    let apex_node = &nodes[&apex];
+    if apex_node.get(RecordType::NS).is_none() {
+        return Err(err(file, 0, format!("no NS records at the apex {origin}")));
+    }
+    let minimum = match &soa.data {
+        RData::SOA(s) => s.minimum,
+        _ => unreachable!("the record was matched as SOA above"),
+    };
+    let negative_ttl = soa.ttl.min(minimum);
+    let mut zone = Zone {
+        origin: apex,
+        origin_name: origin,
+        soa,
+        negative_ttl,
+        nodes: nodes.into_iter().collect(),
+        file: file.to_path_buf(),
+        lines,
+    };
+    let names: Vec<LowerName> = zone.nodes.keys().cloned().collect();
+    for n in &names {
+        zone.ensure_node(n);
+    }
+    Ok(zone)
+}
+
+impl fmt::Display for Zone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.origin, self.file.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Zone, ZoneError> {
+        parse_zone(text, Path::new("t.zone"), Name::from_ascii("t.").unwrap())
+    }
+
+    const HEAD: &str = "$TTL 60\n@ IN SOA ns hm 1 2 3 4 5\n  IN NS ns\nns A 192.0.2.1\n";
+
+    #[test]
+    fn parses_multiline_soa_and_inherited_owner() {
+        let z = parse(
+            "$TTL 1h\n@ IN SOA ns hm (\n 1 ; serial\n 2 3 4\n 30 )\n IN NS ns\nns 10 A 192.0.2.1\n AAAA ::1\n",
+        )
+        .unwrap();
+        assert_eq!(z.negative_ttl, 30);
+        let ns = &z.nodes[&LowerName::new(&Name::from_ascii("ns.t.").unwrap())];
+        assert_eq!(ns.rrsets.len(), 2);
+        assert_eq!(ns.get(RecordType::A).unwrap().records[0].ttl, 10);
+        // RFC 2308 section 4: an omitted TTL is $TTL's, not the previous record's.
+        assert_eq!(ns.get(RecordType::AAAA).unwrap().records[0].ttl, 3600);
+    }
+
+    #[test]
+    fn empty_non_terminals_exist() {
+        let z = parse(&format!("{HEAD}a.b.c A 192.0.2.2\n")).unwrap();
+        let b = LowerName::new(&Name::from_ascii("b.c.t.").unwrap());
+        assert!(z.nodes[&b].rrsets.is_empty());
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let e = parse(&format!("{HEAD}www A 300.1.1.1\n")).unwrap_err();
+        assert_eq!(e.line, 5);
+        assert!(e.to_string().starts_with("t.zone:5: bad A data"), "{e}");
+        let e = parse(&format!("{HEAD}www IN BOGUS x\n")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("t.zone:5: unknown record type BOGUS"),
+            "{e}"
+        );
+        let e = parse(&format!("{HEAD}x CNAME ns\nx A 192.0.2.1\n")).unwrap_err();
+        assert!(e.to_string().contains("t.zone:6:") && e.msg.contains("CNAME and other"));
+        let e = parse(&format!("{HEAD}www.other. A 192.0.2.1\n")).unwrap_err();
+        assert!(e.msg.contains("outside the zone"), "{e}");
+        let e = parse("$TTL 60\n@ NS ns\n").unwrap_err();
+        assert!(e.msg.contains("no SOA"), "{e}");
+        let e = parse(&format!("{HEAD}x TXT (\"a\"\n")).unwrap_err();
+        assert!(e.msg.contains("never closed") && e.line == 5, "{e}");
+    }
+
+    #[test]
+    fn quoted_text_keeps_spaces_and_semicolons() {
+        let z = parse(&format!("{HEAD}t TXT \"a b; c\" \"d\"\n")).unwrap();
+        let t = &z.nodes[&LowerName::new(&Name::from_ascii("t.t.").unwrap())];
+        let txt = t.get(RecordType::TXT).unwrap().records[0].data.to_string();
+        assert!(txt.contains("a b; c"), "{txt}");
+    }
+
+    #[test]
+    fn delegation_is_found_below_the_cut() {
+        let z = parse(&format!("{HEAD}sub NS ns.sub\nns.sub A 192.0.2.9\n")).unwrap();
+        let q = LowerName::new(&Name::from_ascii("a.b.sub.t.").unwrap());
+        let (cut, _) = z.delegation_above(&q).unwrap();
+        assert_eq!(cut.to_string(), "sub.t.");
+        let apex = LowerName::new(&Name::from_ascii("t.").unwrap());
+        assert!(z.delegation_above(&apex).is_none());
+    }
+}

@@ -1,0 +1,244 @@
+//! Shared test harness: start gtmd in-process on 127.0.0.1:0, send real DNS queries over UDP
+//! and TCP, and run real HTTP/TCP backends that a test can break and restore.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gtmd::app::{self, Listeners};
+use gtmd::config::Config;
+use hickory_proto::op::{Edns, Message, Query};
+use hickory_proto::rr::{Name, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A gtmd running inside the test process.
+pub struct Gtmd {
+    pub dns: SocketAddr,
+    pub admin: SocketAddr,
+    pub stop: CancellationToken,
+    pub running: Option<app::Running>,
+}
+
+impl Drop for Gtmd {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Starts gtmd with `config` (TOML; listen addresses are replaced by 127.0.0.1:0) and waits
+/// until it serves DNS.
+pub async fn start(config: &str, zones: &Path) -> Gtmd {
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nzones_dir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n{config}",
+        zones.display().to_string()
+    );
+    let cfg = Config::parse(&text, "test.toml", Path::new("/")).expect("test config is valid");
+    let listeners = Listeners::bind(&cfg).await.unwrap();
+    let dns = listeners.dns[0].0.local_addr().unwrap();
+    let admin = listeners.admin.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let running = app::start(cfg, listeners, stop.clone()).await.unwrap();
+    let mut ready = running.ready.clone();
+    tokio::time::timeout(Duration::from_secs(10), ready.wait_for(|r| *r))
+        .await
+        .expect("ready within 10 s")
+        .unwrap();
+    Gtmd {
+        dns,
+        admin,
+        stop,
+        running: Some(running),
+    }
+}
+
+/// A query message for `name`/`rtype` with EDNS (payload 1232) and RD clear.
+pub fn query_msg(name: &str, rtype: RecordType, edns: bool) -> Message {
+    let mut m = Message::query();
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    m.metadata.recursion_desired = false;
+    if edns {
+        let mut e = Edns::new();
+        e.set_max_payload(1232);
+        m.set_edns(e);
+    }
+    m
+}
+
+/// Sends raw bytes over UDP and returns the reply, or None after `wait`.
+pub async fn udp_raw(server: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(bytes, server).await.unwrap();
+    let mut buf = vec![0u8; 65535];
+    match tokio::time::timeout(wait, sock.recv_from(&mut buf)).await {
+        Ok(Ok((n, _))) => Some(buf[..n].to_vec()),
+        _ => None,
+    }
+}
+
+pub async fn udp(server: SocketAddr, m: &Message) -> Message {
+    let b = udp_raw(server, &m.to_vec().unwrap(), Duration::from_secs(3))
+        .await
+        .unwrap_or_else(|| panic!("no UDP answer from {server} to {:?}", m.queries));
+    Message::from_vec(&b).unwrap()
+}
+
+/// Sends several queries on one TCP connection (pipelined) and reads as many replies.
+pub async fn tcp_many(server: SocketAddr, msgs: &[Message]) -> Vec<Message> {
+    let mut s = TcpStream::connect(server).await.unwrap();
+    let mut out = Vec::new();
+    for m in msgs {
+        let b = m.to_vec().unwrap();
+        out.extend_from_slice(&(b.len() as u16).to_be_bytes());
+        out.extend_from_slice(&b);
+    }
+    s.write_all(&out).await.unwrap();
+    let mut replies = Vec::new();
+    for _ in msgs {
+        let mut len = [0u8; 2];
+        tokio::time::timeout(Duration::from_secs(3), s.read_exact(&mut len))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut buf).await.unwrap();
+        replies.push(Message::from_vec(&buf).unwrap());
+    }
+    replies
+}
+
+pub async fn tcp(server: SocketAddr, m: &Message) -> Message {
+    tcp_many(server, std::slice::from_ref(m)).await.remove(0)
+}
+
+/// The addresses in the answer section, sorted.
+pub fn addrs(m: &Message) -> Vec<String> {
+    let mut v: Vec<String> = m
+        .answers
+        .iter()
+        .filter_map(|r| r.data.ip_addr())
+        .map(|a| a.to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Polls `f` until it returns true or `limit` passes; returns the time it took.
+pub async fn wait_until<F, Fut>(limit: Duration, mut f: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// How a test backend answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mode {
+    /// HTTP 200 "ok".
+    Ok = 0,
+    /// HTTP 500.
+    Error = 1,
+    /// Accepts and never answers.
+    Hang = 2,
+}
+
+/// A real HTTP backend on 127.0.0.1 whose behaviour a test switches. `refuse()` closes the
+/// listening socket (connections are refused); `restore()` listens again on the same port.
+pub struct Backend {
+    pub addr: SocketAddr,
+    mode: Arc<AtomicU8>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    pub hits: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Backend {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut b = Backend {
+            addr,
+            mode: Arc::new(AtomicU8::new(Mode::Ok as u8)),
+            task: None,
+            hits: Arc::default(),
+        };
+        b.serve(listener);
+        b
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let (mode, hits) = (self.mode.clone(), self.hits.clone());
+        self.task = Some(tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                let mode = mode.load(Ordering::SeqCst);
+                hits.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 2048];
+                    let _ = s.read(&mut buf).await;
+                    let resp: &[u8] = match mode {
+                        0 => b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n",
+                        1 => b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        _ => {
+                            tokio::time::sleep(Duration::from_secs(30)).await;
+                            return;
+                        }
+                    };
+                    let _ = s.write_all(resp).await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        }));
+    }
+
+    pub fn set(&self, m: Mode) {
+        self.mode.store(m as u8, Ordering::SeqCst);
+    }
+
+    pub fn refuse(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+
+    pub async fn restore(&mut self) {
+        self.refuse();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("cannot listen on {} again: {e}", self.addr),
+            }
+        };
+        self.set(Mode::Ok);
+        self.serve(listener);
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.refuse();
+    }
+}
