@@ -75,7 +75,12 @@ pub fn query_msg(name: &str, rtype: RecordType, edns: bool) -> Message {
 
 /// Sends raw bytes over UDP and returns the reply, or None after `wait`.
 pub async fn udp_raw(server: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
-    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = if server.is_ipv6() {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    };
+    let sock = UdpSocket::bind(local).await.unwrap();
     sock.send_to(bytes, server).await.unwrap();
     let mut buf = vec![0u8; 65535];
     match tokio::time::timeout(wait, sock.recv_from(&mut buf)).await {
@@ -113,6 +118,33 @@ pub async fn tcp_many(server: SocketAddr, msgs: &[Message]) -> Vec<Message> {
         replies.push(Message::from_vec(&buf).unwrap());
     }
     replies
+}
+
+/// The admin API's /status as JSON.
+pub async fn status(admin: SocketAddr) -> serde_json::Value {
+    reqwest::get(format!("http://{admin}/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The status entry of the member called `name`.
+pub async fn member(admin: SocketAddr, name: &str) -> serde_json::Value {
+    let s = status(admin).await;
+    s["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .cloned()
+        .unwrap()
+}
+
+/// The addresses gtmd answers for `name`/`rtype` over UDP right now.
+pub async fn answer(dns: SocketAddr, name: &str, rtype: RecordType) -> Vec<String> {
+    addrs(&udp(dns, &query_msg(name, rtype, true)).await)
 }
 
 pub async fn tcp(server: SocketAddr, m: &Message) -> Message {
@@ -157,6 +189,8 @@ pub enum Mode {
     Error = 1,
     /// Accepts and never answers.
     Hang = 2,
+    /// Fails two requests, then answers one, over and over (E E O E E O ...).
+    Flap = 3,
 }
 
 /// A real HTTP backend on 127.0.0.1 whose behaviour a test switches. `refuse()` closes the
@@ -189,8 +223,11 @@ impl Backend {
                 let Ok((mut s, _)) = listener.accept().await else {
                     return;
                 };
-                let mode = mode.load(Ordering::SeqCst);
-                hits.fetch_add(1, Ordering::SeqCst);
+                let mut mode = mode.load(Ordering::SeqCst);
+                let n = hits.fetch_add(1, Ordering::SeqCst);
+                if mode == Mode::Flap as u8 {
+                    mode = if n % 3 == 2 { 0 } else { 1 };
+                }
                 tokio::spawn(async move {
                     let mut buf = [0u8; 2048];
                     let _ = s.read(&mut buf).await;

@@ -1,0 +1,266 @@
+//! Health checking end to end: real HTTP and TCP backends that the tests break and restore,
+//! and real DNS queries to gtmd watching the answers follow.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use hickory_proto::rr::RecordType;
+
+const NAME: &str = "app.example.test.";
+
+/// A config with one HTTP pool of `backends` for app.example.test. (member i at 192.0.2.(10+i)).
+fn http_config(
+    backends: &[&Backend],
+    interval: &str,
+    timeout: &str,
+    fall: u32,
+    rise: u32,
+) -> String {
+    let members: Vec<String> = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            format!(
+                "{{ address = \"192.0.2.{}\", name = \"m{i}\", probe_address = \"127.0.0.1\", probe_port = {} }}",
+                10 + i,
+                b.addr.port()
+            )
+        })
+        .collect();
+    format!(
+        "[checks.web]\ntype = \"http\"\npath = \"/health\"\ninterval = \"{interval}\"\ntimeout = \"{timeout}\"\n\
+         fall = {fall}\nrise = {rise}\n[pools.web]\ncheck = \"web\"\nmembers = [{}]\n\
+         [names.\"{NAME}\"]\npools = [\"web\"]\nttl = 5\n",
+        members.join(", ")
+    )
+}
+
+fn zones() -> std::path::PathBuf {
+    repo().join("zones")
+}
+
+async fn probes_of(g: &Gtmd, name: &str) -> u64 {
+    member(g.admin, name).await["probes"].as_u64().unwrap()
+}
+
+/// Waits until the member's status satisfies `f`; panics after `limit`.
+async fn until_member(
+    g: &Gtmd,
+    name: &str,
+    limit: Duration,
+    f: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let m = member(g.admin, name).await;
+        if f(&m) {
+            return m;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "member {name} never reached the expected state: {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_goes_down_after_exactly_fall_failures_and_returns_after_rise_successes() {
+    let a = Backend::start().await;
+    let b = Backend::start().await;
+    let g = start(&http_config(&[&a, &b], "300ms", "200ms", 3, 2), &zones()).await;
+    assert_eq!(
+        answer(g.dns, NAME, RecordType::A).await,
+        vec!["192.0.2.10", "192.0.2.11"]
+    );
+
+    a.set(Mode::Error);
+    let first = until_member(&g, "m0", Duration::from_secs(5), |m| m["last_ok"] == false).await;
+    let p1 = first["probes"].as_u64().unwrap();
+    // Two failures: suspect, still up and still answered.
+    let m = until_member(&g, "m0", Duration::from_secs(5), |m| {
+        m["streak"] == 2 || m["state"] == "down"
+    })
+    .await;
+    assert_eq!(m["state"], "up", "went down before the third failure: {m}");
+    assert_eq!(m["suspect"], true);
+    assert!(answer(g.dns, NAME, RecordType::A)
+        .await
+        .contains(&"192.0.2.10".to_string()));
+    let down = until_member(&g, "m0", Duration::from_secs(5), |m| m["state"] == "down").await;
+    assert_eq!(
+        down["probes"].as_u64().unwrap() - p1,
+        2,
+        "down on the 3rd failure: {down}"
+    );
+    assert_eq!(down["last_error"], "HTTP status 500");
+    assert_eq!(answer(g.dns, NAME, RecordType::A).await, vec!["192.0.2.11"]);
+
+    a.set(Mode::Ok);
+    let first = until_member(&g, "m0", Duration::from_secs(5), |m| m["last_ok"] == true).await;
+    assert_eq!(
+        first["state"], "down",
+        "one success must not bring it back (rise = 2)"
+    );
+    assert_eq!(answer(g.dns, NAME, RecordType::A).await, vec!["192.0.2.11"]);
+    let p1 = first["probes"].as_u64().unwrap();
+    let up = until_member(&g, "m0", Duration::from_secs(5), |m| m["state"] == "up").await;
+    assert_eq!(
+        up["probes"].as_u64().unwrap() - p1,
+        1,
+        "up on the 2nd success: {up}"
+    );
+    assert_eq!(
+        answer(g.dns, NAME, RecordType::A).await,
+        vec!["192.0.2.10", "192.0.2.11"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_backend_is_caught_by_the_timeout_without_delaying_other_probes() {
+    let a = Backend::start().await;
+    let b = Backend::start().await;
+    let g = start(&http_config(&[&a, &b], "300ms", "150ms", 2, 1), &zones()).await;
+    a.set(Mode::Hang);
+    let down = until_member(&g, "m0", Duration::from_secs(5), |m| m["state"] == "down").await;
+    assert!(
+        down["last_error"].as_str().unwrap().contains("timed out"),
+        "{down}"
+    );
+    assert_eq!(answer(g.dns, NAME, RecordType::A).await, vec!["192.0.2.11"]);
+    // While m0 hangs, m1 keeps its own schedule: ~3 probes a second, not one per timeout.
+    let before = probes_of(&g, "m1").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = probes_of(&g, "m1").await;
+    assert!(
+        after - before >= 3,
+        "m1 was probed {} times in 1.5 s",
+        after - before
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flapping_backend_inside_the_thresholds_never_changes_the_answer() {
+    let a = Backend::start().await;
+    let b = Backend::start().await;
+    let g = start(&http_config(&[&a, &b], "200ms", "100ms", 3, 2), &zones()).await;
+    a.set(Mode::Flap);
+    let start_probes = probes_of(&g, "m0").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Watch at least 9 flapping probes (3 full fail-fail-ok cycles), querying all the while.
+    while probes_of(&g, "m0").await < start_probes + 9 {
+        assert!(Instant::now() < deadline, "probes stalled");
+        assert_eq!(
+            answer(g.dns, NAME, RecordType::A).await,
+            vec!["192.0.2.10", "192.0.2.11"]
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let m = member(g.admin, "m0").await;
+    assert_eq!(m["state"], "up", "{m}");
+    assert!(a.hits.load(std::sync::atomic::Ordering::SeqCst) >= 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_members_down_answers_every_member_and_says_fail_open() {
+    let mut a = Backend::start().await;
+    let mut b = Backend::start().await;
+    let g = start(&http_config(&[&a, &b], "200ms", "100ms", 1, 1), &zones()).await;
+    a.refuse();
+    b.refuse();
+    until_member(&g, "m0", Duration::from_secs(5), |m| m["state"] == "down").await;
+    until_member(&g, "m1", Duration::from_secs(5), |m| m["state"] == "down").await;
+    assert_eq!(
+        answer(g.dns, NAME, RecordType::A).await,
+        vec!["192.0.2.10", "192.0.2.11"]
+    );
+    let s = status(g.admin).await;
+    assert_eq!(s["names"][0]["fail_open"], true, "{s}");
+    b.restore().await;
+    until_member(&g, "m1", Duration::from_secs(5), |m| m["state"] == "up").await;
+    assert_eq!(answer(g.dns, NAME, RecordType::A).await, vec!["192.0.2.11"]);
+    assert_eq!(status(g.admin).await["names"][0]["fail_open"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_check_follows_a_listener_that_goes_away_and_comes_back() {
+    let mut a = Backend::start().await;
+    let b = Backend::start().await;
+    let config = format!(
+        "[checks.t]\ntype = \"tcp\"\nport = 1\ninterval = \"200ms\"\ntimeout = \"100ms\"\nfall = 2\nrise = 2\n\
+         [pools.p]\ncheck = \"t\"\nmembers = [\n\
+         {{ address = \"2001:db8::1\", name = \"v6a\", probe_address = \"127.0.0.1\", probe_port = {} }},\n\
+         {{ address = \"2001:db8::2\", name = \"v6b\", probe_address = \"127.0.0.1\", probe_port = {} }},\n]\n\
+         [names.\"{NAME}\"]\npools = [\"p\"]\n",
+        a.addr.port(),
+        b.addr.port()
+    );
+    let g = start(&config, &zones()).await;
+    assert_eq!(
+        answer(g.dns, NAME, RecordType::AAAA).await,
+        vec!["2001:db8::1", "2001:db8::2"]
+    );
+    // No IPv4 member: A is NODATA (NOERROR, SOA in authority), never NXDOMAIN.
+    let m = udp(g.dns, &query_msg(NAME, RecordType::A, true)).await;
+    assert_eq!(
+        (m.response_code, m.answers.len(), m.authoritative),
+        (hickory_proto::op::ResponseCode::NoError, 0, true)
+    );
+    assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
+    a.refuse();
+    until_member(&g, "v6a", Duration::from_secs(5), |m| m["state"] == "down").await;
+    assert_eq!(
+        answer(g.dns, NAME, RecordType::AAAA).await,
+        vec!["2001:db8::2"]
+    );
+    a.restore().await;
+    until_member(&g, "v6a", Duration::from_secs(5), |m| m["state"] == "up").await;
+    assert_eq!(
+        answer(g.dns, NAME, RecordType::AAAA).await,
+        vec!["2001:db8::1", "2001:db8::2"]
+    );
+}
+
+/// The detection bound of the issue: interval 500 ms, timeout 300 ms, fall 3. A refused
+/// backend leaves the answer within interval × fall (+10% jitter) + timeout; the margin
+/// allows for a loaded machine. The measured time is printed (run with --nocapture).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_backend_leaves_the_answer_within_the_detection_bound() {
+    let mut a = Backend::start().await;
+    let b = Backend::start().await;
+    let g = start(&http_config(&[&a, &b], "500ms", "300ms", 3, 2), &zones()).await;
+    let t0 = Instant::now();
+    a.refuse();
+    let gone = wait_until(Duration::from_secs(10), || async {
+        !answer(g.dns, NAME, RecordType::A)
+            .await
+            .contains(&"192.0.2.10".to_string())
+    })
+    .await
+    .expect("the dead member left the answer");
+    let bound = Duration::from_millis(500 * 3 * 11 / 10 + 300);
+    eprintln!(
+        "failover: refused backend left the answer after {:?} (bound {bound:?})",
+        t0.elapsed()
+    );
+    assert!(gone < bound + Duration::from_millis(1500), "took {gone:?}");
+    // The same bound holds for a backend that accepts and never answers.
+    a.restore().await;
+    until_member(&g, "m0", Duration::from_secs(10), |m| m["state"] == "up").await;
+    let t0 = Instant::now();
+    a.set(Mode::Hang);
+    let gone = wait_until(Duration::from_secs(10), || async {
+        !answer(g.dns, NAME, RecordType::A)
+            .await
+            .contains(&"192.0.2.10".to_string())
+    })
+    .await
+    .expect("the hanging member left the answer");
+    eprintln!(
+        "failover: hanging backend left the answer after {:?} (bound {bound:?})",
+        t0.elapsed()
+    );
+    assert!(gone < bound + Duration::from_millis(1500), "took {gone:?}");
+}
