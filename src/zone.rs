@@ -142,11 +142,10 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Zone>, ZoneError> {
     Ok(zones)
 }
 
-/// One token of a master file: its text as written (quotes kept) and whether it was quoted.
+/// One token of a master file, as written (a quoted string keeps its quotes and escapes).
 #[derive(Debug, Clone)]
 struct Token {
     text: String,
-    quoted: bool,
 }
 
 /// One logical entry: the tokens of a record or directive, which line it starts on, and
@@ -160,109 +159,119 @@ struct Entry {
 
 /// Splits master-file text into entries, joining parenthesized lines (RFC 1035 section 5.1).
 fn lex(text: &str, file: &Path) -> Result<Vec<Entry>, ZoneError> {
+    let mut lx = Lexer {
+        chars: text.chars().peekable(),
+        line: 1,
+    };
     let mut entries = Vec::new();
     let mut cur: Option<Entry> = None;
     let mut depth = 0usize;
     let mut open_line = 0;
-    let mut line = 1usize;
-    let mut chars = text.chars().peekable();
     let mut at_line_start = true;
-    while let Some(c) = chars.next() {
-        let starts_blank = at_line_start && depth == 0 && (c == ' ' || c == '\t');
+    while let Some(c) = lx.chars.next() {
         if at_line_start && depth == 0 {
             cur = Some(Entry {
-                line,
-                blank_owner: starts_blank,
+                line: lx.line,
+                blank_owner: c == ' ' || c == '\t',
                 tokens: Vec::new(),
             });
         }
         at_line_start = false;
         match c {
             '\n' => {
-                line += 1;
+                lx.line += 1;
                 if depth == 0 {
-                    if let Some(e) = cur.take().filter(|e| !e.tokens.is_empty()) {
-                        entries.push(e);
-                    }
+                    entries.extend(cur.take().filter(|e| !e.tokens.is_empty()));
                     at_line_start = true;
                 }
             }
             ' ' | '\t' | '\r' => {}
-            ';' => {
-                while chars.peek().is_some_and(|&c| c != '\n') {
-                    chars.next();
-                }
-            }
+            ';' => lx.skip_comment(),
             '(' => {
                 if depth == 0 {
-                    open_line = line;
+                    open_line = lx.line;
                 }
                 depth += 1;
             }
-            ')' => {
-                if depth == 0 {
-                    return Err(err(file, line, "')' without a matching '('"));
-                }
-                depth -= 1;
-            }
+            ')' if depth == 0 => return Err(err(file, lx.line, "')' without a matching '('")),
+            ')' => depth -= 1,
             '"' => {
-                let mut s = String::from('"');
-                let start = line;
-                loop {
-                    match chars.next() {
-                        None => return Err(err(file, start, "unterminated quoted string")),
-                        Some('\\') => {
-                            s.push('\\');
-                            if let Some(n) = chars.next() {
-                                line += usize::from(n == '\n');
-                                s.push(n);
-                            }
-                        }
-                        Some('"') => break,
-                        Some(n) => {
-                            line += usize::from(n == '\n');
-                            s.push(n);
-                        }
-                    }
-                }
-                s.push('"');
-                push_token(&mut cur, s, true);
+                let start = lx.line;
+                let text = lx
+                    .quoted()
+                    .ok_or_else(|| err(file, start, "unterminated quoted string"))?;
+                push_token(&mut cur, text);
             }
             _ => {
-                let mut s = String::from(c);
-                if c == '\\' {
-                    if let Some(n) = chars.next() {
-                        s.push(n);
-                    }
-                }
-                while let Some(&n) = chars.peek() {
-                    if matches!(n, ' ' | '\t' | '\r' | '\n' | ';' | '(' | ')' | '"') {
-                        break;
-                    }
-                    s.push(n);
-                    chars.next();
-                    if n == '\\' {
-                        if let Some(m) = chars.next() {
-                            s.push(m);
-                        }
-                    }
-                }
-                push_token(&mut cur, s, false);
+                let text = lx.word(c);
+                push_token(&mut cur, text);
             }
         }
     }
     if depth > 0 {
         return Err(err(file, open_line, "'(' is never closed"));
     }
-    if let Some(e) = cur.filter(|e| !e.tokens.is_empty()) {
-        entries.push(e);
-    }
+    entries.extend(cur.filter(|e| !e.tokens.is_empty()));
     Ok(entries)
 }
 
-fn push_token(cur: &mut Option<Entry>, text: String, quoted: bool) {
+/// The character stream of a master file and the line it is on.
+struct Lexer<'a> {
+    chars: std::iter::Peekable<std::str::Chars<'a>>,
+    line: usize,
+}
+
+impl Lexer<'_> {
+    fn skip_comment(&mut self) {
+        while self.chars.peek().is_some_and(|&c| c != '\n') {
+            self.chars.next();
+        }
+    }
+
+    /// The rest of a quoted string (the opening quote was read), quotes and escapes kept.
+    fn quoted(&mut self) -> Option<String> {
+        let mut s = String::from('"');
+        loop {
+            let c = self.chars.next()?;
+            self.line += usize::from(c == '\n');
+            s.push(c);
+            match c {
+                '\\' => {
+                    let n = self.chars.next()?;
+                    self.line += usize::from(n == '\n');
+                    s.push(n);
+                }
+                '"' => return Some(s),
+                _ => {}
+            }
+        }
+    }
+
+    /// A word starting with `first`, up to white space or a special character.
+    fn word(&mut self, first: char) -> String {
+        let mut s = String::new();
+        let mut c = first;
+        loop {
+            s.push(c);
+            if c == '\\' {
+                if let Some(n) = self.chars.next() {
+                    s.push(n);
+                }
+            }
+            match self.chars.peek() {
+                Some(&n) if !matches!(n, ' ' | '\t' | '\r' | '\n' | ';' | '(' | ')' | '"') => {
+                    c = n;
+                    self.chars.next();
+                }
+                _ => return s,
+            }
+        }
+    }
+}
+
+fn push_token(cur: &mut Option<Entry>, text: String) {
     if let Some(e) = cur {
-        e.tokens.push(Token { text, quoted });
+        e.tokens.push(Token { text });
     }
 }
 
@@ -449,7 +458,6 @@ fn parse_record(
     for t in rdata {
         snippet.push(' ');
         snippet.push_str(&t.text);
-        let _ = t.quoted;
     }
     snippet.push('\n');
     let (_, sets) = Parser::new(snippet, None, None)
@@ -625,6 +633,32 @@ mod tests {
         let t = &z.nodes[&LowerName::new(&Name::from_ascii("t.t.").unwrap())];
         let txt = t.get(RecordType::TXT).unwrap().records[0].data.to_string();
         assert!(txt.contains("a b; c"), "{txt}");
+    }
+
+    #[test]
+    fn origin_include_and_escaped_quotes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("inc.zone.part"), "x A 192.0.2.7\n").unwrap();
+        let text = format!(
+            "{HEAD}$ORIGIN sub.t.\nwww A 192.0.2.5\n$INCLUDE inc.zone.part other.t.\ny A 192.0.2.8\n\
+             q TXT \"say \\\"hi\\\" (not a paren)\"\n"
+        );
+        let file = dir.path().join("t.zone");
+        let z = parse_zone(&text, &file, Name::from_ascii("t.").unwrap()).unwrap();
+        for n in ["www.sub.t.", "x.other.t.", "y.sub.t."] {
+            let l = LowerName::new(&Name::from_ascii(n).unwrap());
+            assert!(z.nodes[&l].get(RecordType::A).is_some(), "{n}");
+        }
+        let q = &z.nodes[&LowerName::new(&Name::from_ascii("q.sub.t.").unwrap())];
+        let txt = q.get(RecordType::TXT).unwrap().records[0].data.to_string();
+        assert!(txt.contains("(not a paren)"), "{txt}");
+        let e = parse_zone(
+            &format!("{HEAD}$INCLUDE missing.part\n"),
+            &file,
+            Name::from_ascii("t.").unwrap(),
+        )
+        .unwrap_err();
+        assert!(e.line == 5 && e.msg.contains("missing.part"), "{e}");
     }
 
     #[test]

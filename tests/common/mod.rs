@@ -191,6 +191,10 @@ pub enum Mode {
     Hang = 2,
     /// Fails two requests, then answers one, over and over (E E O E E O ...).
     Flap = 3,
+    /// HTTP 302 to another path (which would answer 200).
+    Redirect = 4,
+    /// HTTP 200 with the body "maintenance".
+    Maintenance = 5,
 }
 
 /// A real HTTP backend on 127.0.0.1 whose behaviour a test switches. `refuse()` closes the
@@ -200,6 +204,8 @@ pub struct Backend {
     mode: Arc<AtomicU8>,
     task: Option<tokio::task::JoinHandle<()>>,
     pub hits: Arc<std::sync::atomic::AtomicU64>,
+    /// The head of the last request received.
+    pub last_request: Arc<std::sync::Mutex<String>>,
 }
 
 impl Backend {
@@ -211,13 +217,18 @@ impl Backend {
             mode: Arc::new(AtomicU8::new(Mode::Ok as u8)),
             task: None,
             hits: Arc::default(),
+            last_request: Arc::default(),
         };
         b.serve(listener);
         b
     }
 
     fn serve(&mut self, listener: TcpListener) {
-        let (mode, hits) = (self.mode.clone(), self.hits.clone());
+        let (mode, hits, last) = (
+            self.mode.clone(),
+            self.hits.clone(),
+            self.last_request.clone(),
+        );
         self.task = Some(tokio::spawn(async move {
             loop {
                 let Ok((mut s, _)) = listener.accept().await else {
@@ -228,16 +239,14 @@ impl Backend {
                 if mode == Mode::Flap as u8 {
                     mode = if n % 3 == 2 { 0 } else { 1 };
                 }
+                let last = last.clone();
                 tokio::spawn(async move {
                     let mut buf = [0u8; 2048];
-                    let _ = s.read(&mut buf).await;
-                    let resp: &[u8] = match mode {
-                        0 => b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n",
-                        1 => b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                        _ => {
-                            tokio::time::sleep(Duration::from_secs(30)).await;
-                            return;
-                        }
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    *last.lock().unwrap() = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    let Some(resp) = response_for(mode) else {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        return;
                     };
                     let _ = s.write_all(resp).await;
                     let _ = s.shutdown().await;
@@ -271,6 +280,72 @@ impl Backend {
         };
         self.set(Mode::Ok);
         self.serve(listener);
+    }
+}
+
+/// The canned HTTP response of a mode; None means hang.
+fn response_for(mode: u8) -> Option<&'static [u8]> {
+    Some(match mode {
+        0 => b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n",
+        1 => b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        4 => b"HTTP/1.1 302 Found\r\nlocation: /elsewhere\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        5 => b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\nconnection: close\r\n\r\nmaintenance\n",
+        _ => return None,
+    })
+}
+
+/// A real HTTPS backend with a self-signed certificate for `name`; records the SNI it sees.
+pub struct TlsBackend {
+    pub addr: SocketAddr,
+    pub sni: Arc<std::sync::Mutex<Vec<Option<String>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsBackend {
+    pub async fn start(name: &str) -> Self {
+        let cert = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+        let der = rustls::pki_types::CertificateDer::from(cert.cert.der().to_vec());
+        let key =
+            rustls::pki_types::PrivateKeyDer::try_from(cert.key_pair.serialize_der()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![der], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sni: Arc<std::sync::Mutex<Vec<Option<String>>>> = Arc::default();
+        let seen = sni.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((s, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, seen) = (acceptor.clone(), seen.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(s).await else {
+                        return;
+                    };
+                    seen.lock()
+                        .unwrap()
+                        .push(tls.get_ref().1.server_name().map(str::to_string));
+                    let mut buf = [0u8; 2048];
+                    let _ = tls.read(&mut buf).await;
+                    let _ = tls.write_all(response_for(0).unwrap()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        Self { addr, sni, task }
+    }
+}
+
+impl Drop for TlsBackend {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
