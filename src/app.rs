@@ -42,7 +42,8 @@ impl Listeners {
 
 /// Loads the zones of `cfg` and checks the names bound to pools against them.
 pub fn load_zones(cfg: &Config) -> anyhow::Result<Zones> {
-    let mut zones = zone::load_dir(&cfg.zones_dir)?;
+    let mut zones = zone::load_dir(&cfg.zones_dir)
+        .with_context(|| format!("loading zones (server.zones_dir of {})", cfg.source))?;
     cfg.bind_names(&zones)?;
     for b in &cfg.names {
         let lname = hickory_proto::rr::LowerName::new(&b.name);

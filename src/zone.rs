@@ -17,13 +17,21 @@ use hickory_proto::serialize::txt::Parser;
 /// How deep `$INCLUDE` may nest before the file is rejected.
 const MAX_INCLUDE_DEPTH: usize = 8;
 
-/// A zone file error: the file, the line and what is wrong there.
+/// A zone file error: the file, the line (0 when it concerns the whole file) and what is wrong.
 #[derive(Debug, thiserror::Error)]
-#[error("{}:{line}: {msg}", file.display())]
 pub struct ZoneError {
     pub file: PathBuf,
     pub line: usize,
     pub msg: String,
+}
+
+impl fmt::Display for ZoneError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            0 => write!(f, "{}: {}", self.file.display(), self.msg),
+            l => write!(f, "{}:{l}: {}", self.file.display(), self.msg),
+        }
+    }
 }
 
 fn err(file: &Path, line: usize, msg: impl Into<String>) -> ZoneError {

@@ -257,7 +257,7 @@ impl Config {
             file: source.to_string(),
             line: e.span().map(|s| line_at(text, s.start)),
             path: String::new(),
-            msg: format!("invalid TOML: {}", e.message()),
+            msg: format!("invalid TOML: {}", e.message().trim().replace('\n', "; ")),
         })?;
         cx.doc = Some(doc);
         let de = toml::Deserializer::new(text);
