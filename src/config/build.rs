@@ -1,0 +1,381 @@
+//! Turning the file as written ([`super::file`]) into the checked [`Config`]: every value
+//! checked, every default applied, every error pointing at its TOML path and line.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use hickory_proto::rr::{LowerName, Name};
+
+use super::file::{self, CheckType, StatusSpec};
+use super::{
+    duration, key, BoundName, Check, CheckKind, Config, ConfigError, Ctx, HttpCheck, Member, Pool,
+};
+use crate::dns::WireSettings;
+
+pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, ConfigError> {
+    let listen = raw
+        .server
+        .listen
+        .clone()
+        .unwrap_or_else(|| vec!["127.0.0.1:5353".into()]);
+    if listen.is_empty() {
+        return Err(cx.err(
+            "server.listen",
+            "needs at least one address such as \"0.0.0.0:53\"",
+        ));
+    }
+    let listen = listen
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.parse::<SocketAddr>().map_err(|_| {
+                cx.err(
+                    &format!("server.listen[{i}]"),
+                    format!(
+                        "{a:?} is not an address:port such as \"127.0.0.1:53\" or \"[::1]:53\""
+                    ),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let zones_dir = base.join(raw.server.zones_dir.as_deref().unwrap_or("zones"));
+    let udp_payload = raw.server.udp_payload.unwrap_or(1232);
+    if !(512..=4096).contains(&udp_payload) {
+        return Err(cx.err(
+            "server.udp_payload",
+            format!("{udp_payload} is out of range: 512 to 4096 bytes"),
+        ));
+    }
+    let allow_transfer = raw
+        .server
+        .allow_transfer
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            parse_net(s).ok_or_else(|| {
+                cx.err(
+                    &format!("server.allow_transfer[{i}]"),
+                    format!("{s:?} is not an address or CIDR prefix"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let tcp_idle_timeout = duration(
+        cx,
+        "server.tcp_idle_timeout",
+        raw.server.tcp_idle_timeout.as_ref(),
+        Duration::from_secs(10),
+    )?;
+    let admin = raw.admin.listen.as_deref().unwrap_or("127.0.0.1:8053");
+    let admin_listen = admin
+        .parse()
+        .map_err(|_| cx.err("admin.listen", format!("{admin:?} is not an address:port")))?;
+    let max_in_flight = raw.probe.max_in_flight.unwrap_or(256);
+    if max_in_flight == 0 {
+        return Err(cx.err("probe.max_in_flight", "must be at least 1"));
+    }
+    let checks = raw
+        .checks
+        .iter()
+        .map(|(name, c)| build_check(cx, name, c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (pools, members) = build_pools(cx, &raw, &checks)?;
+    let names = build_names(cx, &raw, &pools)?;
+    Ok(Config {
+        source: cx.source.to_string(),
+        listen,
+        zones_dir,
+        wire: WireSettings {
+            udp_payload,
+            allow_transfer,
+        },
+        tcp_idle_timeout,
+        admin_listen,
+        max_in_flight,
+        max_body: raw.probe.max_body.unwrap_or(64 * 1024),
+        checks,
+        pools,
+        members,
+        names,
+        text: cx.text.to_string(),
+    })
+}
+
+fn parse_net(s: &str) -> Option<ipnet::IpNet> {
+    s.parse()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+fn build_check(cx: &Ctx, name: &str, c: &file::Check) -> Result<Check, ConfigError> {
+    let p = format!("checks.{}", key(name));
+    let interval = duration(
+        cx,
+        &format!("{p}.interval"),
+        c.interval.as_ref(),
+        Duration::from_secs(1),
+    )?;
+    let timeout = duration(
+        cx,
+        &format!("{p}.timeout"),
+        c.timeout.as_ref(),
+        Duration::from_millis(500),
+    )?;
+    if interval < Duration::from_millis(100) {
+        return Err(cx.err(&format!("{p}.interval"), "must be at least 100ms"));
+    }
+    if timeout.is_zero() || timeout >= interval {
+        return Err(cx.err(
+            &format!("{p}.timeout"),
+            format!("must be above 0 and below interval ({interval:?})"),
+        ));
+    }
+    let fall = c.fall.unwrap_or(3);
+    let rise = c.rise.unwrap_or(2);
+    for (k, v) in [("fall", fall), ("rise", rise)] {
+        if !(1..=100).contains(&v) {
+            return Err(cx.err(
+                &format!("{p}.{k}"),
+                format!("{v} is out of range: 1 to 100 consecutive probes"),
+            ));
+        }
+    }
+    let http_only = [
+        ("path", c.path.is_some()),
+        ("host", c.host.is_some()),
+        ("headers", !c.headers.is_empty()),
+        ("expect_status", c.expect_status.is_some()),
+        ("body_contains", c.body_contains.is_some()),
+    ];
+    let kind = match c.kind {
+        CheckType::Tcp => {
+            if let Some((k, _)) = http_only
+                .iter()
+                .chain(&[
+                    ("tls_verify", c.tls_verify.is_some()),
+                    ("sni", c.sni.is_some()),
+                ])
+                .find(|(_, set)| *set)
+            {
+                return Err(cx.err(&format!("{p}.{k}"), "applies to http and https checks only"));
+            }
+            let port = c
+                .port
+                .ok_or_else(|| cx.err(&p, "a tcp check needs a port"))?;
+            CheckKind::Tcp { port }
+        }
+        CheckType::Http | CheckType::Https => {
+            let tls = c.kind == CheckType::Https;
+            if !tls && (c.sni.is_some() || c.tls_verify.is_some()) {
+                return Err(cx.err(
+                    &format!("{p}.type"),
+                    "sni and tls_verify need type = \"https\"",
+                ));
+            }
+            let path = c.path.clone().unwrap_or_else(|| "/".into());
+            if !path.starts_with('/') {
+                return Err(cx.err(
+                    &format!("{p}.path"),
+                    format!("{path:?} must start with '/'"),
+                ));
+            }
+            let expect = match &c.expect_status {
+                None => vec![(200, 399)],
+                Some(list) if list.is_empty() => {
+                    return Err(cx.err(
+                        &format!("{p}.expect_status"),
+                        "must list at least one status",
+                    ))
+                }
+                Some(list) => list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        status_range(s).ok_or_else(|| {
+                            cx.err(
+                                &format!("{p}.expect_status[{i}]"),
+                                "expected a status 100-599 or a range such as \"200-299\"",
+                            )
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            };
+            CheckKind::Http(HttpCheck {
+                tls,
+                port: c.port.unwrap_or(if tls { 443 } else { 80 }),
+                path,
+                host: c.host.clone(),
+                headers: c
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                expect,
+                body_contains: c.body_contains.clone(),
+                tls_verify: c.tls_verify.unwrap_or(true),
+                sni: c.sni.clone(),
+            })
+        }
+    };
+    Ok(Check {
+        name: name.to_string(),
+        kind,
+        interval,
+        timeout,
+        fall,
+        rise,
+    })
+}
+
+fn status_range(s: &StatusSpec) -> Option<(u16, u16)> {
+    let (lo, hi) = match s {
+        StatusSpec::Code(c) => (*c, *c),
+        StatusSpec::Text(t) => match t.split_once('-') {
+            Some((a, b)) => (a.trim().parse().ok()?, b.trim().parse().ok()?),
+            None => {
+                let c = t.trim().parse().ok()?;
+                (c, c)
+            }
+        },
+    };
+    ((100..=599).contains(&lo) && (lo..=599).contains(&hi)).then_some((lo, hi))
+}
+
+fn build_pools(
+    cx: &Ctx,
+    raw: &file::File,
+    checks: &[Check],
+) -> Result<(Vec<Pool>, Vec<Member>), ConfigError> {
+    let mut pools = Vec::new();
+    let mut members: Vec<Member> = Vec::new();
+    for (pname, p) in &raw.pools {
+        let pp = format!("pools.{}", key(pname));
+        let check = checks
+            .iter()
+            .position(|c| c.name == p.check)
+            .ok_or_else(|| {
+                cx.err(
+                    &format!("{pp}.check"),
+                    format!(
+                        "no check named {:?}; defined are: {}",
+                        p.check,
+                        names_of(checks.iter().map(|c| &c.name))
+                    ),
+                )
+            })?;
+        if p.members.is_empty() {
+            return Err(cx.err(&format!("{pp}.members"), "a pool needs at least one member"));
+        }
+        let mut ids = Vec::new();
+        for (i, m) in p.members.iter().enumerate() {
+            let mp = format!("{pp}.members[{i}]");
+            let address: IpAddr = m.address.parse().map_err(|_| {
+                cx.err(
+                    &format!("{mp}.address"),
+                    format!("{:?} is not an IPv4 or IPv6 address", m.address),
+                )
+            })?;
+            let probe_ip: IpAddr = match &m.probe_address {
+                None => address,
+                Some(a) => a.parse().map_err(|_| {
+                    cx.err(
+                        &format!("{mp}.probe_address"),
+                        format!("{a:?} is not an IP address"),
+                    )
+                })?,
+            };
+            let port = m.probe_port.unwrap_or(match &checks[check].kind {
+                CheckKind::Tcp { port } => *port,
+                CheckKind::Http(h) => h.port,
+            });
+            let name = m.name.clone().unwrap_or_else(|| m.address.clone());
+            if ids.iter().any(|&j: &usize| members[j].name == name) {
+                return Err(cx.err(&format!("{mp}.name"), format!("{name:?} is already a member of pool {pname:?}; member names must be unique in a pool")));
+            }
+            let weight = m.weight.unwrap_or(1);
+            if weight == 0 || weight > 1_000_000 {
+                return Err(cx.err(&format!("{mp}.weight"), "must be 1 to 1000000"));
+            }
+            ids.push(members.len());
+            members.push(Member {
+                pool: pools.len(),
+                name,
+                address,
+                weight,
+                region: m.region.clone(),
+                target: SocketAddr::new(probe_ip, port),
+                check,
+            });
+        }
+        pools.push(Pool {
+            name: pname.clone(),
+            check,
+            members: ids,
+        });
+    }
+    Ok((pools, members))
+}
+
+fn names_of<'a>(it: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<String> = it.map(|s| format!("{s:?}")).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn build_names(cx: &Ctx, raw: &file::File, pools: &[Pool]) -> Result<Vec<BoundName>, ConfigError> {
+    let mut out: Vec<BoundName> = Vec::new();
+    for (n, b) in &raw.names {
+        let np = format!("names.{}", key(n));
+        let fqdn = if n.ends_with('.') {
+            n.clone()
+        } else {
+            format!("{n}.")
+        };
+        let name = Name::from_ascii(&fqdn)
+            .map_err(|e| cx.err(&np, format!("{n:?} is not a domain name: {e}")))?;
+        if out
+            .iter()
+            .any(|o| LowerName::new(&o.name) == LowerName::new(&name))
+        {
+            return Err(cx.err(&np, format!("{name} is bound twice")));
+        }
+        if b.pools.is_empty() {
+            return Err(cx.err(&format!("{np}.pools"), "list at least one pool"));
+        }
+        let ids = b
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                pools.iter().position(|x| &x.name == p).ok_or_else(|| {
+                    cx.err(
+                        &format!("{np}.pools[{i}]"),
+                        format!(
+                            "no pool named {p:?}; defined are: {}",
+                            names_of(pools.iter().map(|x| &x.name))
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ttl = b.ttl.unwrap_or(30);
+        if !(1..=86400).contains(&ttl) {
+            return Err(cx.err(
+                &format!("{np}.ttl"),
+                format!("{ttl} is out of range: 1 to 86400 seconds"),
+            ));
+        }
+        out.push(BoundName {
+            name,
+            pools: ids,
+            ttl,
+        });
+    }
+    Ok(out)
+}
