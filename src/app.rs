@@ -5,20 +5,20 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::server::{self, Shared};
+use crate::server::{self, DnsListener, Shared};
 use crate::snapshot::{Published, Snapshot, Zones};
 use crate::zone;
 
-/// Sockets bound before [`run`]: one UDP/TCP pair per DNS listen address, and the admin API.
+/// Sockets bound before [`start`]: UDP and TCP per DNS listen address, and the admin API.
 pub struct Listeners {
-    pub dns: Vec<(UdpSocket, TcpListener)>,
+    pub dns: Vec<DnsListener>,
     pub admin: TcpListener,
 }
 
@@ -28,7 +28,7 @@ impl Listeners {
         let mut dns = Vec::new();
         for &a in &cfg.listen {
             dns.push(
-                server::bind_pair(a)
+                DnsListener::bind(a)
                     .await
                     .with_context(|| format!("binding DNS on {a}"))?,
             );
@@ -108,11 +108,14 @@ pub async fn start(
             _ = stop_dns.cancelled() => return,
         }
         let mut set = JoinSet::new();
-        for (udp, tcp) in dns {
-            if let (Ok(u), Ok(t)) = (udp.local_addr(), tcp.local_addr()) {
-                tracing::info!(udp = %u, tcp = %t, "serving DNS");
+        for l in dns {
+            if let (Ok(u), Ok(t)) = (l.local_addr(), l.tcp.local_addr()) {
+                tracing::info!(udp = %u, tcp = %t, sockets = l.udp.len(), "serving DNS");
             }
-            server::spawn(&mut set, udp, tcp, shared.clone(), stop_dns.clone());
+            if let Err(e) = server::spawn(&mut set, l, shared.clone(), stop_dns.clone()) {
+                tracing::error!(error = %e, "cannot start the DNS threads");
+                stop_dns.cancel();
+            }
         }
         while set.join_next().await.is_some() {}
     });

@@ -218,12 +218,14 @@ impl Engine {
             }
             bound.insert(lname, entry);
         }
-        self.published.store(Arc::new(Snapshot {
+        let snap = Snapshot {
             generation: self.generation,
             zones: self.zones.clone(),
             bound,
             ready,
-        }));
+            ..Default::default()
+        };
+        self.published.store(Arc::new(snap.prepared()));
         if ready {
             self.ready_tx.send_replace(true);
         }

@@ -17,8 +17,10 @@
 //! | [`engine`] | the single writer of health and the published snapshot |
 //! | [`snapshot`] | what the query path reads |
 //! | [`lookup`] | authoritative answers (pure) |
+//! | [`fast`] | answers prepared per snapshot, and the per-query fast path |
 //! | [`dns`] | the wire protocol: parsing, EDNS, truncation, errors |
-//! | [`server`] | UDP and TCP transports |
+//! | [`server`] | transports: listeners, TCP connections |
+//! | [`udp`] | batched UDP threads (recvmmsg/sendmmsg, SO_REUSEPORT) |
 //! | [`admin`] | the loopback HTTP admin API |
 //! | [`app`] | starting and owning every task |
 
@@ -27,9 +29,11 @@ pub mod app;
 pub mod config;
 pub mod dns;
 pub mod engine;
+pub mod fast;
 pub mod health;
 pub mod lookup;
 pub mod probe;
 pub mod server;
 pub mod snapshot;
+pub mod udp;
 pub mod zone;

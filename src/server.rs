@@ -1,6 +1,6 @@
-//! The DNS transports: UDP receive/answer loops and TCP connections with pipelined queries.
-//! Each query is answered from the snapshot loaded at that moment (no lock, no await between
-//! load and answer).
+//! The DNS transports: batched UDP threads ([`crate::udp`]) and TCP connections with
+//! pipelined queries. Each query is answered from the snapshot loaded at that moment (no lock,
+//! no await between load and answer), by the fast path when it can, else the general path.
 //!
 //! This module owns sockets and tasks, not DNS semantics: those are in [`crate::dns`].
 
@@ -9,15 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::dns::{self, Outcome, Transport, WireSettings};
 use crate::snapshot::Published;
-
-/// The largest UDP datagram we read.
-const UDP_BUF: usize = 65_535;
+use crate::udp;
 
 /// What every transport task shares.
 pub struct Shared {
@@ -26,63 +24,51 @@ pub struct Shared {
     pub tcp_idle_timeout: Duration,
 }
 
-/// Binds UDP and TCP on `addr`. With port 0, both get the same ephemeral port.
-pub async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
-    let mut last = None;
-    for _ in 0..20 {
-        let udp = UdpSocket::bind(addr).await?;
-        let port = udp.local_addr()?.port();
-        match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
-            Ok(tcp) => return Ok((udp, tcp)),
-            Err(e) if addr.port() == 0 => last = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| std::io::Error::other("no free port")))
+/// The sockets of one DNS listen address: SO_REUSEPORT UDP sockets and a TCP listener.
+pub struct DnsListener {
+    pub udp: Vec<std::net::UdpSocket>,
+    pub tcp: TcpListener,
 }
 
-/// Starts the UDP workers and the TCP acceptor for one bound pair.
-pub fn spawn(
-    set: &mut JoinSet<()>,
-    udp: UdpSocket,
-    tcp: TcpListener,
-    shared: Arc<Shared>,
-    stop: CancellationToken,
-) {
-    let udp = Arc::new(udp);
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    for _ in 0..workers {
-        set.spawn(udp_loop(udp.clone(), shared.clone(), stop.clone()));
-    }
-    set.spawn(tcp_accept(tcp, shared, stop));
-}
-
-async fn udp_loop(sock: Arc<UdpSocket>, shared: Arc<Shared>, stop: CancellationToken) {
-    let mut buf = vec![0u8; UDP_BUF];
-    loop {
-        let (len, src) = tokio::select! {
-            r = sock.recv_from(&mut buf) => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::debug!(error = %e, "udp receive");
-                    continue;
-                }
-            },
-            _ = stop.cancelled() => return,
-        };
-        if src.port() == 0 {
-            continue;
-        }
-        let out = {
-            let snap = shared.published.load();
-            dns::handle(&snap, &buf[..len], src.ip(), Transport::Udp, &shared.wire)
-        };
-        if let Outcome::Reply(bytes) = out {
-            if let Err(e) = sock.send_to(&bytes, src).await {
-                tracing::debug!(error = %e, %src, "udp send");
+impl DnsListener {
+    /// Binds UDP (one socket per available core) and TCP on `addr`. With port 0, all get the
+    /// same ephemeral port.
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut last = None;
+        for _ in 0..20 {
+            let udp = udp::bind_reuseport(addr, threads)?;
+            let port = udp[0].local_addr()?.port();
+            match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
+                Ok(tcp) => return Ok(Self { udp, tcp }),
+                Err(e) if addr.port() == 0 => last = Some(e),
+                Err(e) => return Err(e),
             }
         }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no free port")))
     }
+
+    /// The UDP address (the TCP listener has the same).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.udp[0].local_addr()
+    }
+}
+
+/// Starts the UDP threads and the TCP acceptor of one listener.
+pub fn spawn(
+    set: &mut JoinSet<()>,
+    l: DnsListener,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    for sock in l.udp {
+        let handle = udp::spawn(sock, shared.clone(), stop.clone())?;
+        set.spawn_blocking(move || {
+            let _ = handle.join();
+        });
+    }
+    set.spawn(tcp_accept(l.tcp, shared, stop));
+    Ok(())
 }
 
 async fn tcp_accept(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
@@ -119,6 +105,7 @@ async fn tcp_conn(
 ) {
     let _ = stream.set_nodelay(true);
     let mut buf = Vec::new();
+    let mut fast = Vec::new();
     loop {
         let mut len = [0u8; 2];
         let read = tokio::select! {
@@ -136,7 +123,14 @@ async fn tcp_conn(
         }
         let out = {
             let snap = shared.published.load();
-            dns::handle(&snap, &buf, peer.ip(), Transport::Tcp, &shared.wire)
+            if snap
+                .fast
+                .answer(&buf, shared.wire.udp_payload, true, &mut fast)
+            {
+                Outcome::Reply(std::mem::take(&mut fast))
+            } else {
+                dns::handle(&snap, &buf, peer.ip(), Transport::Tcp, &shared.wire)
+            }
         };
         let messages = match out {
             Outcome::Drop => continue,

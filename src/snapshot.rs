@@ -77,6 +77,16 @@ pub struct Snapshot {
     pub bound: HashMap<LowerName, Bound>,
     /// True once every member has had its first probe result.
     pub ready: bool,
+    /// Every answer of this snapshot, prepared for the fast path.
+    pub fast: crate::fast::AnswerCache,
+}
+
+impl Snapshot {
+    /// A snapshot with its fast-path answers prepared.
+    pub fn prepared(mut self) -> Self {
+        self.fast = crate::fast::AnswerCache::build(&self);
+        self
+    }
 }
 
 /// The one publication point: the engine stores, the query path loads.

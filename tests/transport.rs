@@ -48,7 +48,7 @@ async fn ipv6_listener_answers_over_udp_and_tcp() {
         eprintln!("no IPv6 loopback on this machine; skipping");
         return;
     };
-    let v6 = listeners.dns[0].0.local_addr().unwrap();
+    let v6 = listeners.dns[0].local_addr().unwrap();
     let stop = CancellationToken::new();
     let running = app::start(cfg, listeners, stop.clone()).await.unwrap();
     running.ready.clone().wait_for(|r| *r).await.unwrap();

@@ -43,7 +43,7 @@ pub async fn start(config: &str, zones: &Path) -> Gtmd {
     );
     let cfg = Config::parse(&text, "test.toml", Path::new("/")).expect("test config is valid");
     let listeners = Listeners::bind(&cfg).await.unwrap();
-    let dns = listeners.dns[0].0.local_addr().unwrap();
+    let dns = listeners.dns[0].local_addr().unwrap();
     let admin = listeners.admin.local_addr().unwrap();
     let stop = CancellationToken::new();
     let running = app::start(cfg, listeners, stop.clone()).await.unwrap();

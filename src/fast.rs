@@ -1,0 +1,461 @@
+//! The fast query path: answers prepared before the query arrives.
+//!
+//! When the engine publishes a snapshot it also builds an [`AnswerCache`]: for every name in
+//! every zone, the response to each type, encoded once. The templates are made by the general
+//! path itself ([`crate::lookup::lookup`]), so the two cannot disagree on content; only the
+//! encoding differs. A template does not depend on the query name: every owner name that is a
+//! suffix of the question is a compression pointer into the question, patched per query.
+//!
+//! Per query the work is: parse the header and question into a lowercase stack buffer, one
+//! hash lookup (a walk up the name's suffixes for a missing name), then copy the question and
+//! the template, patch ID, flags and pointers, and append the OPT record. Anything this path
+//! does not cover (other opcodes or classes, EDNS versions above 0, unusual section counts,
+//! zone transfers, names below a CNAME-only node with a rare type, a response too large for
+//! the client's UDP size) returns `None` and is answered by [`crate::dns::handle`].
+//!
+//! ```text
+//! qname found ── type listed ──▶ that template
+//!      │          └── else ───▶ the node's `other` template (NODATA or referral), if any
+//! qname missing ─▶ closest existing ancestor E ─▶ E's `below` template:
+//!                  referral (E at or under a cut) | wildcard *.E answers | NXDOMAIN
+//! no ancestor ───▶ REFUSED
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use foldhash::fast::RandomState;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{LowerName, Name, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+
+use crate::lookup::{lookup, Answer};
+use crate::snapshot::Snapshot;
+
+/// The longest wire-format name (RFC 1035 section 3.1).
+const MAX_NAME: usize = 255;
+/// The label used to make a name that exists nowhere, for wildcard and NXDOMAIN templates.
+const SYNTHETIC_LABEL: &str = "gtmd--synthetic--0";
+/// Types answered from templates at a CNAME node (other types there use the general path).
+const CNAME_NODE_TYPES: &[RecordType] = &[
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::CNAME,
+    RecordType::MX,
+    RecordType::TXT,
+    RecordType::NS,
+    RecordType::SOA,
+    RecordType::SRV,
+    RecordType::CAA,
+    RecordType::HTTPS,
+    RecordType::SVCB,
+    RecordType::PTR,
+    RecordType::DS,
+    RecordType::ANY,
+];
+
+/// One precomputed response body.
+#[derive(Debug, Clone)]
+pub struct Template {
+    /// The header flags word without ID-dependent bits: AA and the low 4 bits of the rcode.
+    flags: u16,
+    counts: [u16; 3],
+    /// Answer, authority and additional records, encoded.
+    body: Vec<u8>,
+    /// Positions in `body` of compression pointers into the question, with the wire length of
+    /// the question's suffix they point at (0: the whole question name, offset 12).
+    fixups: Vec<(u16, u8)>,
+    /// Whether the response's OPT carries Extended DNS Error 20 (REFUSED, not authoritative).
+    ede_not_auth: bool,
+}
+
+/// What a name that exists answers.
+#[derive(Debug, Default)]
+struct NodeAnswers {
+    types: Vec<(u16, Arc<Template>)>,
+    /// For any type not in `types`; `None` sends such queries to the general path.
+    other: Option<Arc<Template>>,
+}
+
+impl NodeAnswers {
+    fn get(&self, qtype: u16) -> Option<&Template> {
+        match self.types.iter().find(|(t, _)| *t == qtype) {
+            Some((_, tpl)) => Some(tpl),
+            None => self.other.as_deref(),
+        }
+    }
+}
+
+/// What a missing name below an existing one answers.
+#[derive(Debug)]
+enum Below {
+    Same(Arc<Template>),
+    Wildcard(Arc<NodeAnswers>),
+}
+
+#[derive(Debug)]
+struct Entry {
+    answers: NodeAnswers,
+    below: Below,
+}
+
+/// Every prepared answer of one snapshot, keyed by lowercase wire-format name.
+#[derive(Debug, Default)]
+pub struct AnswerCache {
+    names: HashMap<Box<[u8]>, Entry, RandomState>,
+    refused: Option<Arc<Template>>,
+}
+
+/// A query this path can answer, parsed.
+struct Parsed {
+    qname: [u8; MAX_NAME],
+    qlen: usize,
+    qtype: u16,
+    /// Where the question ends in the query (after QTYPE and QCLASS).
+    question_end: usize,
+    edns: Option<Edns>,
+}
+
+struct Edns {
+    payload: u16,
+    dnssec_ok: bool,
+}
+
+impl AnswerCache {
+    /// Prepares every answer of `snap`. Cost grows with the zones' size; it runs when health or
+    /// configuration changes, never per query.
+    pub fn build(snap: &Snapshot) -> Self {
+        let mut cache = AnswerCache {
+            names: HashMap::with_hasher(RandomState::default()),
+            refused: Some(Arc::new(encode(&Answer::refused(), &Name::root(), None))),
+        };
+        for zone in snap.zones.iter() {
+            let nx_base = synthetic(&zone.origin_name);
+            let nx = Arc::new(encode(
+                &lookup(snap, &nx_base, RecordType::A),
+                &nx_base,
+                Some(&zone.origin_name),
+            ));
+            for (lname, node) in &zone.nodes {
+                // A name inside a more specific served zone is answered from that zone.
+                let owner_zone = snap.zones.find(lname).map(|z| &z.origin);
+                if lname.is_wildcard() || owner_zone != Some(&zone.origin) {
+                    continue;
+                }
+                let name = Name::from(lname.clone());
+                let answers = node_answers(snap, &name, node.rrsets.iter().map(|s| s.rtype), &name);
+                let below = if zone.delegation_above(lname).is_some() {
+                    // Every name below a cut, whatever its type, gets the referral.
+                    let s = synthetic(&name);
+                    Below::Same(Arc::new(encode(
+                        &lookup(snap, &s, RecordType::A),
+                        &s,
+                        Some(&name),
+                    )))
+                } else {
+                    match wildcard_of(zone, lname) {
+                        Some(wnode) => {
+                            let s = synthetic(&name);
+                            let types = wnode.rrsets.iter().map(|r| r.rtype);
+                            Below::Wildcard(Arc::new(node_answers(snap, &s, types, &name)))
+                        }
+                        None => Below::Same(nx.clone()),
+                    }
+                };
+                cache.names.insert(
+                    wire_lower(&name).into_boxed_slice(),
+                    Entry { answers, below },
+                );
+            }
+        }
+        cache
+    }
+
+    /// Answers `query` into `out` if this path covers it; `limit` is the most that may be sent
+    /// (0 for TCP: no limit beyond 65535). Returns false when the general path must answer.
+    pub fn answer(&self, query: &[u8], udp_payload: u16, tcp: bool, out: &mut Vec<u8>) -> bool {
+        let Some(p) = parse(query) else { return false };
+        let Some(tpl) = self.find(&p) else {
+            return false;
+        };
+        let limit = if tcp {
+            u16::MAX as usize
+        } else {
+            match &p.edns {
+                Some(e) => e.payload.clamp(512, udp_payload.max(512)) as usize,
+                None => 512,
+            }
+        };
+        let opt_len = if p.edns.is_some() {
+            11 + if tpl.ede_not_auth { 6 } else { 0 }
+        } else {
+            0
+        };
+        if p.question_end + tpl.body.len() + opt_len > limit {
+            return false;
+        }
+        write(query, &p, tpl, udp_payload, out);
+        true
+    }
+
+    fn find(&self, p: &Parsed) -> Option<&Template> {
+        let name = &p.qname[..p.qlen];
+        if let Some(e) = self.names.get(name) {
+            return e.answers.get(p.qtype);
+        }
+        // Walk up: strip one label at a time until an existing name is found.
+        let mut at = 0usize;
+        while name[at] != 0 {
+            at += 1 + name[at] as usize;
+            if let Some(e) = self.names.get(&name[at..]) {
+                return match &e.below {
+                    Below::Same(t) => Some(t),
+                    Below::Wildcard(w) => w.get(p.qtype),
+                };
+            }
+        }
+        self.refused.as_deref()
+    }
+}
+
+/// The answers of one node for its types and the rest. For a wildcard, `qname` is a synthetic
+/// name below the closest encloser `suffix_base`; for a node, both are its name.
+fn node_answers(
+    snap: &Snapshot,
+    qname: &Name,
+    present: impl Iterator<Item = RecordType>,
+    suffix_base: &Name,
+) -> NodeAnswers {
+    let lname = LowerName::new(qname);
+    let is_bound = snap.bound.contains_key(&lname);
+    let mut types: Vec<RecordType> = present.collect();
+    let is_cname = types.contains(&RecordType::CNAME);
+    if is_cname {
+        types = CNAME_NODE_TYPES.to_vec();
+    } else {
+        types.extend([RecordType::ANY, RecordType::DS]);
+        if is_bound {
+            types.extend([RecordType::A, RecordType::AAAA]);
+        }
+    }
+    types.sort_by_key(|t| u16::from(*t));
+    types.dedup();
+    let mk = |t: RecordType| {
+        let ans = lookup(snap, qname, t);
+        Arc::new(encode(&ans, qname, Some(suffix_base)))
+    };
+    let other = (!is_cname).then(|| mk(RecordType::Unknown(65280)));
+    NodeAnswers {
+        types: types.into_iter().map(|t| (u16::from(t), mk(t))).collect(),
+        other,
+    }
+}
+
+fn wildcard_of<'z>(
+    zone: &'z crate::zone::Zone,
+    lname: &LowerName,
+) -> Option<&'z crate::zone::Node> {
+    let w = Name::from(lname.clone()).prepend_label("*").ok()?;
+    zone.nodes.get(&LowerName::new(&w))
+}
+
+fn synthetic(parent: &Name) -> Name {
+    parent
+        .prepend_label(SYNTHETIC_LABEL)
+        .unwrap_or_else(|_| parent.clone())
+}
+
+/// The wire form of `name`, lowercased.
+fn wire_lower(name: &Name) -> Vec<u8> {
+    let mut v = Vec::with_capacity(name.len() + 2);
+    for label in name.iter() {
+        v.push(label.len() as u8);
+        v.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    v.push(0);
+    v
+}
+
+/// Encodes `ans` as a template for questions named `qname` (exactly, or when `suffix_base` is
+/// given, any name ending in it). Owner names equal to `qname` point at the question;
+/// owner names sharing a suffix with `suffix_base` point into the question's tail.
+fn encode(ans: &Answer, qname: &Name, suffix_base: Option<&Name>) -> Template {
+    let q = wire_lower(qname);
+    let base = suffix_base.map(wire_lower);
+    let mut t = Template {
+        flags: (u16::from(ans.aa) << 10) | (u16::from(ans.rcode) & 0x0f),
+        counts: [
+            ans.answer.len() as u16,
+            ans.authority.len() as u16,
+            ans.additional.len() as u16,
+        ],
+        body: Vec::new(),
+        fixups: Vec::new(),
+        ede_not_auth: ans.rcode == ResponseCode::Refused,
+    };
+    for r in ans
+        .answer
+        .iter()
+        .chain(&ans.authority)
+        .chain(&ans.additional)
+    {
+        encode_record(&mut t, r, &q, base.as_deref());
+    }
+    t
+}
+
+fn encode_record(t: &mut Template, r: &Record, qname: &[u8], base: Option<&[u8]>) {
+    let owner = wire_lower(&r.name);
+    if owner == qname {
+        t.fixups.push((t.body.len() as u16, 0));
+        t.body.extend_from_slice(&[0xc0, 0]);
+    } else {
+        // The longest tail of the owner that is also a tail of the shared suffix.
+        let shared = base.unwrap_or(qname);
+        let mut at = 0usize;
+        loop {
+            let tail = &owner[at..];
+            if tail.len() > 1
+                && shared.ends_with(tail)
+                && label_aligned(shared, shared.len() - tail.len())
+            {
+                t.body.extend_from_slice(&owner[..at]);
+                t.fixups.push((t.body.len() as u16, tail.len() as u8));
+                t.body.extend_from_slice(&[0xc0, 0]);
+                break;
+            }
+            if owner[at] == 0 {
+                t.body.extend_from_slice(&owner);
+                break;
+            }
+            at += 1 + owner[at] as usize;
+        }
+    }
+    t.body
+        .extend_from_slice(&u16::from(r.record_type()).to_be_bytes());
+    t.body
+        .extend_from_slice(&u16::from(r.dns_class).to_be_bytes());
+    t.body.extend_from_slice(&r.ttl.to_be_bytes());
+    let mut rdata = Vec::new();
+    {
+        let mut enc = BinEncoder::new(&mut rdata);
+        enc.set_name_encoding(NameEncoding::Uncompressed);
+        // Zone data was parsed from text and re-encodes; an error would be a hickory bug.
+        if r.data.emit(&mut enc).is_err() {
+            tracing::error!(name = %r.name, rtype = %r.record_type(), "cannot encode record data");
+        }
+    }
+    t.body
+        .extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    t.body.extend_from_slice(&rdata);
+}
+
+/// True if `at` is the start of a label in the wire name `name`.
+fn label_aligned(name: &[u8], at: usize) -> bool {
+    let mut i = 0usize;
+    while i < at {
+        i += 1 + name[i] as usize;
+    }
+    i == at
+}
+
+/// Parses a plain query: QUERY opcode, one IN question, no answer or authority records, at
+/// most one additional record which is an EDNS(0) OPT.
+fn parse(q: &[u8]) -> Option<Parsed> {
+    if q.len() < 12 || q[2] & 0xf8 != 0 {
+        return None; // a response, or an opcode other than QUERY
+    }
+    if q[4..10] != [0, 1, 0, 0, 0, 0] || q[10] != 0 || q[11] > 1 {
+        return None;
+    }
+    let mut p = Parsed {
+        qname: [0; MAX_NAME],
+        qlen: 0,
+        qtype: 0,
+        question_end: 0,
+        edns: None,
+    };
+    let mut i = 12usize;
+    loop {
+        let len = *q.get(i)? as usize;
+        if len > 63 || p.qlen + len + 1 > MAX_NAME {
+            return None; // compression pointer or oversized: the general path decides
+        }
+        p.qname[p.qlen] = len as u8;
+        if len == 0 {
+            p.qlen += 1;
+            i += 1;
+            break;
+        }
+        let label = q.get(i + 1..i + 1 + len)?;
+        for (d, s) in p.qname[p.qlen + 1..p.qlen + 1 + len].iter_mut().zip(label) {
+            *d = s.to_ascii_lowercase();
+        }
+        p.qlen += 1 + len;
+        i += 1 + len;
+    }
+    let tc = q.get(i..i + 4)?;
+    p.qtype = u16::from_be_bytes([tc[0], tc[1]]);
+    if tc[2..4] != [0, 1] || matches!(p.qtype, 41 | 251 | 252 | 0) {
+        return None; // class other than IN, or OPT/IXFR/AXFR/zero as the type
+    }
+    i += 4;
+    p.question_end = i;
+    if q[11] == 1 {
+        // OPT: root owner, type 41, class = payload, TTL = ext-rcode, version, flags.
+        let opt = q.get(i..i + 11)?;
+        if opt[0] != 0 || opt[1..3] != [0, 41] || opt[6] != 0 {
+            return None;
+        }
+        let rdlen = u16::from_be_bytes([opt[9], opt[10]]) as usize;
+        if i + 11 + rdlen != q.len() || opt[5] != 0 {
+            return None;
+        }
+        p.edns = Some(Edns {
+            payload: u16::from_be_bytes([opt[3], opt[4]]),
+            dnssec_ok: opt[7] & 0x80 != 0,
+        });
+    } else if i != q.len() {
+        return None;
+    }
+    Some(p)
+}
+
+/// Writes the response to `query` from `tpl` into `out`.
+fn write(query: &[u8], p: &Parsed, tpl: &Template, udp_payload: u16, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&query[..2]);
+    // QR, opcode QUERY, AA from the template, RD copied, RA/AD/CD clear, rcode.
+    let flags = 0x8000 | tpl.flags | (u16::from(query[2] & 0x01) << 8);
+    out.extend_from_slice(&flags.to_be_bytes());
+    let ar = tpl.counts[2] + u16::from(p.edns.is_some());
+    for c in [1, tpl.counts[0], tpl.counts[1], ar] {
+        out.extend_from_slice(&c.to_be_bytes());
+    }
+    out.extend_from_slice(&query[12..p.question_end]);
+    let body_at = out.len();
+    out.extend_from_slice(&tpl.body);
+    for &(pos, suffix) in &tpl.fixups {
+        let start = if suffix == 0 {
+            12
+        } else {
+            12 + p.qlen - suffix as usize
+        };
+        let target = start as u16 | 0xc000;
+        let at = body_at + pos as usize;
+        out[at..at + 2].copy_from_slice(&target.to_be_bytes());
+    }
+    if let Some(e) = &p.edns {
+        let flags: u16 = if e.dnssec_ok { 0x8000 } else { 0 };
+        let rdlen: u16 = if tpl.ede_not_auth { 6 } else { 0 };
+        out.push(0);
+        out.extend_from_slice(&41u16.to_be_bytes());
+        out.extend_from_slice(&udp_payload.max(512).to_be_bytes());
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&flags.to_be_bytes());
+        out.extend_from_slice(&rdlen.to_be_bytes());
+        if tpl.ede_not_auth {
+            out.extend_from_slice(&[0, 15, 0, 2, 0, 20]);
+        }
+    }
+}

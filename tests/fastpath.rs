@@ -1,0 +1,166 @@
+//! The fast path gives exactly the general path's answers: every name of the sample zone
+//! (plus a pool-bound name) with many types, missing names below every name, mixed case, and
+//! EDNS variants, each answered both ways and compared.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use gtmd::dns::{handle, Outcome, Transport, WireSettings};
+use gtmd::snapshot::{Bound, Snapshot, Zones};
+use hickory_proto::op::{Edns, Message, Query};
+use hickory_proto::rr::rdata::opt::EdnsOption;
+use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+fn snapshot() -> Snapshot {
+    let mut zones =
+        gtmd::zone::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("zones")).unwrap();
+    let app = Name::from_ascii("app.example.test.").unwrap();
+    zones[0].ensure_node(&LowerName::new(&app));
+    let bound = Bound {
+        a: ["192.0.2.10", "192.0.2.20"]
+            .iter()
+            .map(|a| Record::from_rdata(app.clone(), 30, RData::A(A(a.parse().unwrap()))))
+            .collect(),
+        aaaa: vec![Record::from_rdata(
+            app.clone(),
+            30,
+            RData::AAAA(AAAA("2001:db8::10".parse().unwrap())),
+        )],
+        fail_open: false,
+    };
+    Snapshot {
+        zones: Arc::new(Zones::new(zones)),
+        bound: [(LowerName::new(&app), bound)].into_iter().collect(),
+        ready: true,
+        ..Default::default()
+    }
+    .prepared()
+}
+
+/// Each record as text with names lowercased: compression may carry the question's case.
+fn norm(m: &Message) -> String {
+    let sec = |rs: &[Record]| {
+        rs.iter()
+            .map(|r| r.to_string().to_lowercase())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    format!(
+        "{:?}\n{:?}\n{:?}\n{}\n--\n{}\n--\n{}",
+        m.metadata,
+        m.queries,
+        m.edns,
+        sec(&m.answers),
+        sec(&m.authorities),
+        sec(&m.additionals)
+    )
+}
+
+fn mixed_case(name: &str, rng: &mut StdRng) -> String {
+    name.chars()
+        .map(|c| {
+            if rng.random_bool(0.5) {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn fast_path_answers_equal_the_general_path() {
+    let snap = snapshot();
+    let settings = WireSettings::default();
+    let client: IpAddr = [127, 0, 0, 1].into();
+    let mut rng = StdRng::seed_from_u64(7);
+    let types = [
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::NS,
+        RecordType::MX,
+        RecordType::TXT,
+        RecordType::SOA,
+        RecordType::CNAME,
+        RecordType::SRV,
+        RecordType::CAA,
+        RecordType::PTR,
+        RecordType::DS,
+        RecordType::ANY,
+        RecordType::HTTPS,
+        RecordType::TLSA,
+        RecordType::NAPTR,
+        RecordType::Unknown(999),
+    ];
+    let mut names: Vec<String> = snap
+        .zones
+        .iter()
+        .flat_map(|z| z.nodes.keys().map(|n| n.to_string()))
+        .collect();
+    names.sort();
+    let mut qnames = Vec::new();
+    for n in &names {
+        qnames.push(n.clone());
+        if !n.starts_with('*') {
+            qnames.push(format!("zz.{n}"));
+            qnames.push(format!("a.b.{n}"));
+        }
+    }
+    qnames.extend(["example.org.".into(), "test.".into(), ".".into()]);
+    let (mut total, mut fast_hits) = (0, 0);
+    let mut out = Vec::new();
+    for qn in &qnames {
+        for &t in &types {
+            for variant in 0..5 {
+                let name = if variant == 1 {
+                    mixed_case(qn, &mut rng)
+                } else {
+                    qn.clone()
+                };
+                let mut m = Message::query();
+                m.add_query(Query::query(Name::from_ascii(&name).unwrap(), t));
+                m.metadata.recursion_desired = variant % 2 == 0;
+                if variant >= 2 {
+                    let mut e = Edns::new();
+                    e.set_max_payload([1232, 512, 4096][variant - 2]);
+                    e.set_dnssec_ok(variant == 3);
+                    if variant == 4 {
+                        e.options_mut()
+                            .insert(EdnsOption::Unknown(65001, vec![1, 2, 3]));
+                    }
+                    m.set_edns(e);
+                }
+                let q = m.to_vec().unwrap();
+                for tcp in [false, true] {
+                    total += 1;
+                    let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+                    let Outcome::Reply(general) = handle(&snap, &q, client, transport, &settings)
+                    else {
+                        panic!("general path did not reply to {name} {t}");
+                    };
+                    if !snap.fast.answer(&q, settings.udp_payload, tcp, &mut out) {
+                        continue;
+                    }
+                    fast_hits += 1;
+                    let (g, f) = (
+                        Message::from_vec(&general).unwrap(),
+                        Message::from_vec(&out).unwrap(),
+                    );
+                    assert_eq!(norm(&f), norm(&g), "{name} {t} variant {variant} tcp {tcp}");
+                    if !tcp {
+                        assert!(out.len() <= settings.udp_payload as usize);
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("fast path answered {fast_hits} of {total} queries");
+    assert!(
+        fast_hits * 10 >= total * 9,
+        "fast path answered only {fast_hits} of {total}"
+    );
+}
