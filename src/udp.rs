@@ -36,6 +36,7 @@ pub fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<Vec<UdpSocke
             s.set_only_v6(true)?;
         }
         s.set_reuse_port(true)?;
+        omit_path_mtu(&s, at.is_ipv6())?;
         s.bind(&at.into())?;
         s.set_read_timeout(Some(POLL))?;
         let s: UdpSocket = s.into();
@@ -43,6 +44,40 @@ pub fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<Vec<UdpSocke
         out.push(s);
     }
     Ok(out)
+}
+
+/// Sends without the DF bit and ignores path-MTU information, so a forged ICMP "fragmentation
+/// needed" cannot make the server fragment its answers (IP_PMTUDISC_OMIT, as gdnsd and Knot
+/// set it).
+fn omit_path_mtu(s: &Socket, v6: bool) -> io::Result<()> {
+    let (level, name, value) = if v6 {
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_OMIT,
+        )
+    } else {
+        (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_OMIT,
+        )
+    };
+    // SAFETY: a plain integer option on a socket we own; the length matches the value.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            (&value as *const i32).cast(),
+            size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Serves `sock` on a new thread until `stop` is cancelled.

@@ -1,0 +1,359 @@
+#!/usr/bin/env python3
+"""Query-path benchmark: gtmd against Knot DNS, NSD, gdnsd and a UDP echo floor.
+
+Every server serves benches/bench.zone plus the pool name app.example.test. (Knot and NSD:
+two static A records; gdnsd: DYNA multifo with http_status checks; gtmd: a pool with HTTP
+checks; both checking two HTTP backends this script starts on 127.0.0.2 and 127.0.0.3). Each
+server runs pinned to CPU 0 and dnsperf to CPU 1; servers are measured interleaved (A B C D E,
+A B C D E, ...) for several rounds. For each run: qps, lost queries, SERVFAILs, the server
+process tree's CPU time (utime+stime from /proc) per answer, and its peak RSS. A second,
+rate-limited run per server samples latency (average and p99).
+
+Usage (as root on Debian; installs dnsperf, knot, nsd, gdnsd with apt if missing):
+    python3 benches/dnsperf.py [--rounds 3] [--seconds 10] [--probe-members 0]
+    python3 benches/dnsperf.py --smoke      # one short round: checks that everything runs
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def ensure_tools():
+    need = [p for p, b in [("dnsperf", "dnsperf"), ("knot", "knotd"), ("nsd", "nsd"), ("gdnsd", "gdnsd"), ("dnsutils", "dig")]
+            if not shutil.which(b) and not Path("/usr/sbin", b).exists()]
+    if need:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        sh(["apt-get", "update", "-qq"], env=env)
+        policy = Path("/usr/sbin/policy-rc.d")
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+        try:
+            sh(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *need], env=env)
+        finally:
+            policy.unlink()
+
+
+def free_port(ip="127.0.0.1"):
+    while True:
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind((ip, 0))
+        port = u.getsockname()[1]
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            t.bind((ip, port))
+            return port
+        except OSError:
+            pass
+        finally:
+            u.close()
+            t.close()
+
+
+def tree(pid):
+    """pid and all its descendants."""
+    children = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_seconds(pid):
+    total = 0
+    for p in tree(pid):
+        try:
+            f = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(f[11]) + int(f[12])
+        except (OSError, IndexError):
+            pass
+    return total / CLK_TCK
+
+
+def peak_rss_mb(pid):
+    total = 0
+    for p in tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def answers(port, name="www.example.test", rtype="A"):
+    r = subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "+tries=1", "+time=1", "+short", name, rtype],
+                       capture_output=True, text=True)
+    return [w for w in r.stdout.split("\n") if w and not w.startswith(";")] if r.returncode == 0 else []
+
+
+def wait_serving(port, name, limit=30):
+    start = time.time()
+    while time.time() - start < limit:
+        if answers(port, name):
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"server on port {port} never answered {name}")
+
+
+class Backends:
+    """Two HTTP backends, on 127.0.0.2 and 127.0.0.3, for the health checks."""
+
+    def __init__(self, work):
+        self.port = free_port()
+        self.procs = [subprocess.Popen([sys.executable, "-m", "http.server", "--bind", ip, str(self.port)],
+                                       cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                      for ip in ("127.0.0.2", "127.0.0.3")]
+        time.sleep(0.5)
+
+    def stop(self):
+        for p in self.procs:
+            p.kill()
+
+
+def zone_with(work, name, extra):
+    d = work / name
+    d.mkdir(exist_ok=True)
+    (d / "example.test.zone").write_text((REPO / "benches/bench.zone").read_text() + extra)
+    return d
+
+
+STATIC_APP = "app 30 IN A 127.0.0.2\napp 30 IN A 127.0.0.3\n"
+
+
+def server_commands(work, backends, gtmd_bin, echo_bin, probe_members):
+    """name -> (argv, port, check name)"""
+    s = {}
+    port = free_port()
+    s["echo"] = ([str(echo_bin), str(port)], port, None)
+
+    port = free_port()
+    d = zone_with(work, "knot", STATIC_APP)
+    (d / "knot.conf").write_text(
+        f"server:\n    listen: 127.0.0.1@{port}\n    rundir: {d}\n    udp-workers: 1\n    tcp-workers: 1\n"
+        f"    background-workers: 1\ndatabase:\n    storage: {d}\nzone:\n  - domain: example.test.\n"
+        f"    file: {d}/example.test.zone\n    storage: {d}\n")
+    s["knot"] = (["knotd", "-c", str(d / "knot.conf")], port, "app.example.test")
+
+    port = free_port()
+    d = zone_with(work, "nsd", STATIC_APP)
+    (d / "nsd.conf").write_text(
+        f"server:\n    ip-address: 127.0.0.1@{port}\n    username: \"\"\n    zonesdir: \"{d}\"\n"
+        f"    pidfile: \"{d}/nsd.pid\"\n    database: \"\"\n    xfrdfile: \"{d}/xfrd.state\"\n"
+        f"    zonelistfile: \"{d}/zone.list\"\n    server-count: 1\n    hide-version: yes\n    rrl-ratelimit: 0\n"
+        f"remote-control:\n    control-enable: no\nzone:\n    name: example.test.\n    zonefile: example.test.zone\n")
+    s["nsd"] = (["nsd", "-d", "-c", str(d / "nsd.conf")], port, "app.example.test")
+
+    port = free_port()
+    d = work / "gdnsd"
+    (d / "zones").mkdir(parents=True, exist_ok=True)
+    (d / "zones/example.test").write_text((REPO / "benches/bench.zone").read_text() + "app 30 DYNA multifo!app\n")
+    (d / "config").write_text(
+        "options => {\n"
+        f"  listen => [ 127.0.0.1:{port} ]\n  udp_threads => 1\n  tcp_threads => 1\n"
+        f"  run_dir => {d}/run\n  state_dir => {d}/state\n}}\n"
+        "service_types => {\n"
+        # gdnsd's shortest interval is 2 s.
+        f"  web => {{ plugin => http_status, port => {backends.port}, url_path => /, interval => 2, timeout => 1 }}\n"
+        "}\n"
+        "plugins => { multifo => { app => { service_types => web, b1 => 127.0.0.2, b2 => 127.0.0.3 } } }\n")
+    s["gdnsd"] = (["gdnsd", "-c", str(d), "start"], port, "app.example.test")
+
+    port = free_port()
+    d = zone_with(work, "gtmd", "")
+    members = [f'{{ address = "127.0.0.{2 + i}", name = "b{i}", probe_port = {backends.port} }}' for i in range(2)]
+    extra = ""
+    if probe_members:
+        # Extra members probed at 1 s that are not bound to the benchmarked name: probing load.
+        extra_members = ", ".join(
+            f'{{ address = "10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}", name = "x{i}", '
+            f'probe_address = "127.0.0.{2 + i % 2}", probe_port = {backends.port} }}'
+            for i in range(probe_members))
+        extra = f'[pools.load]\ncheck = "web"\nmembers = [{extra_members}]\n'
+    (d / "gtmd.toml").write_text(
+        f'[server]\nlisten = ["127.0.0.1:{port}"]\nzones_dir = "."\n[admin]\nlisten = "127.0.0.1:0"\n'
+        f'[probe]\nmax_in_flight = 1024\n'
+        f'[checks.web]\ntype = "http"\npath = "/"\ninterval = "1s"\ntimeout = "500ms"\n'
+        f'[pools.app]\ncheck = "web"\nmembers = [{", ".join(members)}]\n{extra}'
+        f'[names."app.example.test."]\npools = ["app"]\nttl = 30\n')
+    s["gtmd"] = ([str(gtmd_bin), "--config", str(d / "gtmd.toml")], port, "app.example.test")
+    return s
+
+
+def query_file(work):
+    """60% the pool name; the rest www AAAA, NXDOMAIN, MX, TXT, CNAME and wildcard names."""
+    lines = []
+    for i in range(2000):
+        lines += ["app.example.test A"] * 9
+        lines += ["www.example.test AAAA", f"nx{i}.example.test A", "example.test MX",
+                  "example.test TXT", "alias.example.test A", f"w{i}.wild.example.test A"]
+    f = work / "queries.txt"
+    f.write_text("\n".join(lines) + "\n")
+    return f
+
+
+def parse_dnsperf(out):
+    r = {"sent": 0, "completed": 0, "lost": 0, "servfail": 0, "qps": 0.0, "avg_ms": 0.0}
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("Queries sent:"):
+            r["sent"] = int(line.split()[2])
+        elif line.startswith("Queries completed:"):
+            r["completed"] = int(line.split()[2])
+        elif line.startswith("Queries lost:"):
+            r["lost"] = int(line.split()[2])
+        elif line.startswith("Response codes:"):
+            for part in line.split(":", 1)[1].split(","):
+                words = part.split()
+                if len(words) >= 2 and words[0] == "SERVFAIL":
+                    r["servfail"] = int(words[1])
+        elif line.startswith("Queries per second:"):
+            r["qps"] = float(line.split()[3])
+        elif line.startswith("Average Latency"):
+            r["avg_ms"] = float(line.split()[3]) * 1000
+    return r
+
+
+# Queries in flight at once: enough to keep a server busy, few enough that a server's socket
+# buffer never overflows (a loss would then be the server's own).
+OUTSTANDING = 64
+
+
+def dnsperf(port, queries, seconds, extra=()):
+    cmd = ["taskset", "-c", "1", "dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(queries),
+           "-l", str(seconds), "-c", "4", "-q", str(OUTSTANDING), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+
+def latency(port, queries, seconds):
+    """avg and p99 latency in ms from a rate-limited verbose run."""
+    out = dnsperf(port, queries, seconds, ["-Q", "20000", "-v"])
+    lat = []
+    for line in out.splitlines():
+        if line.startswith("> "):
+            try:
+                lat.append(float(line.split()[-1]) * 1000)
+            except ValueError:
+                pass  # a line without a latency: a timed-out query
+    lat.sort()
+    if not lat:
+        return 0.0, 0.0
+    return statistics.fmean(lat), lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+
+
+def run(args):
+    ensure_tools()
+    if not args.no_build:
+        sh(["cargo", "build", "--release", "--quiet"], cwd=REPO)
+    gtmd_bin = Path(os.environ.get("GTMD_BIN", REPO / "target/release/gtmd"))
+    work = Path(tempfile.mkdtemp(prefix="gtmd-bench-"))
+    echo_bin = work / "echo"
+    sh(["cc", "-O2", "-o", str(echo_bin), str(REPO / "benches/echo.c")])
+    backends = Backends(work)
+    servers = server_commands(work, backends, gtmd_bin, echo_bin, args.probe_members)
+    order = [s for s in ["echo", "knot", "nsd", "gdnsd", "gtmd"] if s in servers and s in args.servers]
+    queries = query_file(work)
+    procs = {}
+    results = {s: [] for s in order}
+    lat = {}
+    try:
+        for name in order:
+            argv, port, check = servers[name]
+            procs[name] = subprocess.Popen(["taskset", "-c", "0", *argv], stdout=subprocess.DEVNULL,
+                                           stderr=open(work / f"{name}.log", "w"), start_new_session=True)
+            if check:
+                wait_serving(port, check)
+                if name in ("gdnsd", "gtmd"):
+                    # Both pool members are healthy before measuring (gdnsd needs a few checks).
+                    start = time.time()
+                    while len(answers(port, check)) < 2 and time.time() - start < 30:
+                        time.sleep(0.5)
+        for rnd in range(args.rounds):
+            for name in order:
+                _, port, _ = servers[name]
+                pid = procs[name].pid
+                cpu0 = cpu_seconds(pid)
+                r = parse_dnsperf(dnsperf(port, queries, args.seconds))
+                r["cpu_us"] = (cpu_seconds(pid) - cpu0) * 1e6 / max(r["completed"], 1)
+                r["rss_mb"] = peak_rss_mb(pid)
+                results[name].append(r)
+                print(f"round {rnd + 1} {name:6} {r['qps']:>10.0f} qps  {r['cpu_us']:6.2f} us/answer  "
+                      f"lost {r['lost']}  servfail {r['servfail']}", file=sys.stderr)
+        for name in order:
+            lat[name] = latency(servers[name][1], queries, max(1, min(args.seconds, 3)))
+    finally:
+        for p in procs.values():
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(timeout=10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(p.pid, signal.SIGKILL)
+        backends.stop()
+    report(order, results, lat, args)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def report(order, results, lat, args):
+    def med(name, key):
+        return statistics.median(r[key] for r in results[name])
+
+    floor = med("echo", "cpu_us") if "echo" in results else None
+    ref = med("gdnsd", "cpu_us") if "gdnsd" in results else None
+    print(f"\n{args.rounds} rounds x {args.seconds} s, server on CPU 0, dnsperf on CPU 1; medians over rounds"
+          + (f"; gtmd also probing {args.probe_members} extra members at 1 s" if args.probe_members else ""))
+    print("| server | qps | avg ms | p99 ms | lost | SERVFAIL | CPU us/answer | vs floor | vs gdnsd | peak RSS MB |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name in order:
+        cpu = med(name, "cpu_us")
+        lost = sum(r["lost"] for r in results[name])
+        sf = sum(r["servfail"] for r in results[name])
+        vf = f"{cpu / floor:.2f}x" if floor else "-"
+        vg = f"{cpu / ref:.2f}x" if ref else "-"
+        a, p = lat.get(name, (0, 0))
+        print(f"| {name} | {med(name, 'qps'):.0f} | {a:.3f} | {p:.3f} | {lost} | {sf} | {cpu:.2f} | {vf} | {vg} | "
+              f"{max(r['rss_mb'] for r in results[name]):.1f} |")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--servers", default="echo,knot,nsd,gdnsd,gtmd")
+    ap.add_argument("--probe-members", type=int, default=0, help="extra members gtmd probes at 1 s while measured")
+    ap.add_argument("--no-build", action="store_true", help="use target/release/gtmd as it is")
+    ap.add_argument("--smoke", action="store_true", help="one 1-second round: checks the script runs")
+    args = ap.parse_args()
+    if args.smoke:
+        args.rounds, args.seconds = 1, 1
+    args.servers = args.servers.split(",")
+    run(args)
+
+
+if __name__ == "__main__":
+    main()
