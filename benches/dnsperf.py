@@ -95,6 +95,20 @@ def cpu_seconds(pid):
     return total / CLK_TCK
 
 
+def thread_cpu_seconds(pid, name):
+    """CPU time of the threads of `pid` called `name` (gtmd's answering threads: gtmd-udp)."""
+    total = 0
+    for t in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            f = (t / "stat").read_text()
+            if f.split("(", 1)[1].rsplit(")", 1)[0] == name:
+                rest = f.rsplit(")", 1)[1].split()
+                total += int(rest[11]) + int(rest[12])
+        except (OSError, IndexError):
+            pass
+    return total / CLK_TCK
+
+
 def peak_rss_mb(pid):
     total = 0
     for p in tree(pid):
@@ -123,14 +137,17 @@ def wait_serving(port, name, limit=30):
 
 
 class Backends:
-    """Two HTTP backends, on 127.0.0.2 and 127.0.0.3, for the health checks."""
+    """Two HTTP backends (benches/backend.c), on 127.0.0.2 and 127.0.0.3, for the health checks.
+    They run on CPU 1 with dnsperf, leaving CPU 0 to the server being measured."""
 
     def __init__(self, work):
         self.port = free_port()
-        self.procs = [subprocess.Popen([sys.executable, "-m", "http.server", "--bind", ip, str(self.port)],
-                                       cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        binary = work / "backend"
+        sh(["cc", "-O2", "-o", str(binary), str(REPO / "benches/backend.c")])
+        self.procs = [subprocess.Popen(["taskset", "-c", "1", str(binary), ip, str(self.port)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                       for ip in ("127.0.0.2", "127.0.0.3")]
-        time.sleep(0.5)
+        time.sleep(0.3)
 
     def stop(self):
         for p in self.procs:
@@ -145,6 +162,17 @@ def zone_with(work, name, extra):
 
 
 STATIC_APP = "app 30 IN A 127.0.0.2\napp 30 IN A 127.0.0.3\n"
+
+
+def gtmd_pid(pid):
+    """The gtmd process under the taskset wrapper (taskset execs, so usually the same pid)."""
+    for p in tree(pid):
+        try:
+            if Path(f"/proc/{p}/comm").read_text().strip() == "gtmd":
+                return p
+        except OSError:
+            pass
+    return None
 
 
 def server_commands(work, backends, gtmd_bin, echo_bin, probe_members):
@@ -298,12 +326,17 @@ def run(args):
             for name in order:
                 _, port, _ = servers[name]
                 pid = procs[name].pid
+                gpid = gtmd_pid(pid) if name == "gtmd" else None
                 cpu0 = cpu_seconds(pid)
+                udp0 = thread_cpu_seconds(gpid, "gtmd-udp") if gpid else 0
                 r = parse_dnsperf(dnsperf(port, queries, args.seconds))
                 r["cpu_us"] = (cpu_seconds(pid) - cpu0) * 1e6 / max(r["completed"], 1)
+                if gpid:
+                    r["udp_us"] = (thread_cpu_seconds(gpid, "gtmd-udp") - udp0) * 1e6 / max(r["completed"], 1)
                 r["rss_mb"] = peak_rss_mb(pid)
                 results[name].append(r)
-                print(f"round {rnd + 1} {name:6} {r['qps']:>10.0f} qps  {r['cpu_us']:6.2f} us/answer  "
+                udp = f" (answering threads {r['udp_us']:.2f})" if "udp_us" in r else ""
+                print(f"round {rnd + 1} {name:6} {r['qps']:>10.0f} qps  {r['cpu_us']:6.2f} us/answer{udp}  "
                       f"lost {r['lost']}  servfail {r['servfail']}", file=sys.stderr)
         for name in order:
             lat[name] = latency(servers[name][1], queries, max(1, min(args.seconds, 3)))
@@ -338,6 +371,9 @@ def report(order, results, lat, args):
         a, p = lat.get(name, (0, 0))
         print(f"| {name} | {med(name, 'qps'):.0f} | {a:.3f} | {p:.3f} | {lost} | {sf} | {cpu:.2f} | {vf} | {vg} | "
               f"{max(r['rss_mb'] for r in results[name]):.1f} |")
+    if "gtmd" in results and "udp_us" in results["gtmd"][0]:
+        print(f"\ngtmd's answering threads alone (gtmd-udp): {med('gtmd', 'udp_us'):.2f} us/answer; "
+              f"the rest of gtmd (probing, engine, admin): {med('gtmd', 'cpu_us') - med('gtmd', 'udp_us'):.2f} us/answer")
 
 
 def main():

@@ -82,6 +82,8 @@ pub struct Engine {
     ready_tx: watch::Sender<bool>,
     generation: u64,
     fail_open: HashMap<LowerName, bool>,
+    /// Members still without a first probe result.
+    unknown: usize,
 }
 
 impl Engine {
@@ -102,6 +104,7 @@ impl Engine {
             ready_tx,
             generation: 0,
             fail_open: HashMap::new(),
+            unknown: n,
         };
         e.publish();
         (e, ready_rx)
@@ -146,6 +149,9 @@ impl Engine {
         };
         let was_ready = self.is_ready();
         let transition = self.health[r.member].observe(r.ok, t);
+        if transition.is_some_and(|tr| tr.from == State::Unknown) {
+            self.unknown -= 1;
+        }
         let last = &mut self.last[r.member];
         last.ok = Some(r.ok);
         last.latency = Some(r.latency);
@@ -159,7 +165,18 @@ impl Engine {
         last.since = Some(r.at);
         let pool = &self.cfg.pools[m.pool].name;
         if tr.from == State::Unknown {
-            tracing::info!(pool, member = %m.name, address = %m.address, state = %tr.to, error = r.error.as_deref().unwrap_or(""), "first probe result");
+            tracing::debug!(pool, member = %m.name, address = %m.address, state = %tr.to, error = r.error.as_deref().unwrap_or(""), "first probe result");
+            if tr.to == State::Down {
+                tracing::warn!(pool, member = %m.name, address = %m.address, error = r.error.as_deref().unwrap_or(""), "member is down at start");
+            }
+            if self.unknown == 0 {
+                let up = self.health.iter().filter(|h| h.state == State::Up).count();
+                tracing::info!(
+                    up,
+                    down = self.health.len() - up,
+                    "first probe round complete"
+                );
+            }
         } else {
             tracing::warn!(pool, member = %m.name, address = %m.address, from = %tr.from, to = %tr.to, error = r.error.as_deref().unwrap_or(""), "member changed state");
         }
@@ -167,8 +184,9 @@ impl Engine {
         was_ready || self.is_ready()
     }
 
+    /// Every member has had its first result (kept as a count: this runs on every report).
     fn is_ready(&self) -> bool {
-        self.health.iter().all(|h| h.state != State::Unknown)
+        self.unknown == 0
     }
 
     /// Builds the snapshot from the current health and stores it.

@@ -1,0 +1,256 @@
+//! The prober's own cost at scale: gtmd (the release binary, pinned to CPU 0) probing 1,000
+//! and then 10,000 members at a 1 s interval, half HTTP and half TCP, against targets this
+//! program serves on 127.0.0.1 (pinned to CPU 1). For each size it reports gtmd's CPU share
+//! over a 20 s window, its resident memory, the probes completed per second and how many
+//! members are up.
+//!
+//! Run: `cargo build --release && cargo bench --bench probe_scale [-- 1000 10000]`
+//!
+//! On loopback, the kernel runs the target's side of every handshake inside gtmd's own
+//! `connect()` and `close()` calls, so gtmd is charged for work a remote backend would do.
+//! `-- --netns NAME=IP` puts the targets on a separate test host instead: they listen on IP
+//! inside network namespace NAME (reached over a veth pair; see the README for the setup,
+//! with receive processing steered to CPU 1), and gtmd pays only for its own side.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+const PORTS: usize = 25;
+const WINDOW: Duration = Duration::from_secs(20);
+
+fn pin_to(cpu: usize) {
+    // SAFETY: cpu_set_t is a plain bitmask; all-zero is empty and CPU_SET only sets a bit.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+async fn http_target(l: TcpListener) {
+    loop {
+        let Ok((mut s, _)) = l.accept().await else {
+            continue;
+        };
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n")
+                .await;
+        });
+    }
+}
+
+async fn tcp_target(l: TcpListener) {
+    loop {
+        // Accept and close: a completed connection is what a TCP check wants.
+        let _ = l.accept().await;
+    }
+}
+
+fn stat(pid: u32) -> (f64, f64, f64) {
+    let ticks = 100.0;
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = s
+        .rsplit_once(')')
+        .map(|x| x.1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let cpu = (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / ticks;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (cpu, kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
+}
+
+fn status(admin: u16) -> Option<serde_json::Value> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).ok()?;
+    s.write_all(b"GET /status HTTP/1.0\r\nhost: x\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    std::io::Read::read_to_string(&mut s, &mut body).ok()?;
+    serde_json::from_str(body.split_once("\r\n\r\n")?.1).ok()
+}
+
+fn probes_and_up(v: &serde_json::Value) -> (u64, usize) {
+    let m = v["members"].as_array().unwrap();
+    (
+        m.iter().map(|x| x["probes"].as_u64().unwrap_or(0)).sum(),
+        m.iter().filter(|x| x["state"] == "up").count(),
+    )
+}
+
+fn config(
+    dir: &Path,
+    members: usize,
+    target: &str,
+    http: &[u16],
+    tcp: &[u16],
+    admin: u16,
+) -> PathBuf {
+    let mut t = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nzones_dir = {:?}\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+         [probe]\nmax_in_flight = 1024\n\
+         [checks.h]\ntype = \"http\"\npath = \"/health\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n\
+         [checks.t]\ntype = \"tcp\"\nport = 1\ninterval = \"1s\"\ntimeout = \"500ms\"\n",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/zones")
+    );
+    for (pool, check, ports) in [("web", "h", http), ("db", "t", tcp)] {
+        t += &format!("[pools.{pool}]\ncheck = \"{check}\"\nmembers = [\n");
+        for i in 0..members / 2 {
+            let n = i + if pool == "db" { members / 2 } else { 0 };
+            t += &format!(
+                "  {{ address = \"10.{}.{}.{}\", probe_address = \"{target}\", probe_port = {} }},\n",
+                n / 65536 % 256,
+                n / 256 % 256,
+                n % 256,
+                ports[i % ports.len()]
+            );
+        }
+        t += "]\n";
+    }
+    let p = dir.join(format!("probe-{members}.toml"));
+    std::fs::write(&p, t).unwrap();
+    p
+}
+
+fn measure(members: usize, target: &str, http: &[u16], tcp: &[u16]) {
+    let dir = std::env::temp_dir();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = config(&dir, members, target, http, tcp, admin);
+    let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/gtmd");
+    let mut child: Child = Command::new("taskset")
+        .args(["-c", "0", bin, "--config", cfg.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("target/release/gtmd exists (cargo build --release)");
+    let pid = child.id();
+    let start = Instant::now();
+    while status(admin).is_none_or(|s| s["ready"] != true) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "gtmd did not become ready"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ready_after = start.elapsed();
+    std::thread::sleep(Duration::from_secs(5)); // let schedules spread out
+    let (p0, _) = probes_and_up(&status(admin).unwrap());
+    let (c0, _, _) = stat(pid);
+    let t0 = Instant::now();
+    std::thread::sleep(WINDOW);
+    let (c1, rss, hwm) = stat(pid);
+    let elapsed = t0.elapsed().as_secs_f64();
+    let s = status(admin).unwrap();
+    let (p1, up) = probes_and_up(&s);
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "| {members} | {:.1}% | {:.0} | {rss:.1} | {hwm:.1} | {up} | {:.1} s |",
+        (c1 - c0) / elapsed * 100.0,
+        (p1 - p0) as f64 / elapsed,
+        ready_after.as_secs_f64()
+    );
+}
+
+/// Binds the target listeners, inside network namespace `netns` if given.
+fn bind_targets(netns: Option<&str>, ip: &str) -> Vec<std::net::TcpListener> {
+    use std::os::fd::AsRawFd;
+    let home = std::fs::File::open("/proc/self/ns/net").unwrap();
+    let enter = |f: &std::fs::File| {
+        // SAFETY: setns on this thread with a namespace file we hold open.
+        assert_eq!(
+            unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) },
+            0,
+            "setns"
+        );
+    };
+    if let Some(ns) = netns {
+        enter(&std::fs::File::open(format!("/var/run/netns/{ns}")).expect("the namespace exists"));
+    }
+    let listeners = (0..2 * PORTS)
+        .map(|_| {
+            let l = std::net::TcpListener::bind((ip, 0)).unwrap();
+            l.set_nonblocking(true).unwrap();
+            l
+        })
+        .collect();
+    enter(&home);
+    listeners
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let sizes = if sizes.is_empty() {
+        vec![1000, 10000]
+    } else {
+        sizes
+    };
+    let netns = args
+        .iter()
+        .position(|a| a == "--netns")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let (ns, ip) = match &netns {
+        Some(v) => v
+            .split_once('=')
+            .map(|(n, i)| (Some(n), i))
+            .expect("--netns NAME=IP"),
+        None => (None, "127.0.0.1"),
+    };
+    pin_to(1);
+    let listeners = bind_targets(ns, ip);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (http, tcp) = rt.block_on(async {
+        let mut http = Vec::new();
+        let mut tcp = Vec::new();
+        for (i, l) in listeners.into_iter().enumerate() {
+            let port = l.local_addr().unwrap().port();
+            let l = TcpListener::from_std(l).unwrap();
+            if i % 2 == 0 {
+                http.push(port);
+                tokio::spawn(http_target(l));
+            } else {
+                tcp.push(port);
+                tokio::spawn(tcp_target(l));
+            }
+        }
+        (http, tcp)
+    });
+    let place = ns.map_or("on loopback".to_string(), |n| {
+        format!("on {ip} in network namespace {n}")
+    });
+    println!(
+        "gtmd on CPU 0 probing at 1 s (half HTTP, half TCP); targets {place}, on CPU 1; {}s window",
+        WINDOW.as_secs()
+    );
+    println!("| members | CPU (of one core) | probes/s | RSS MB | peak RSS MB | members up | ready after |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let _guard = rt.enter();
+    for n in sizes {
+        measure(n, ip, &http, &tcp);
+    }
+}
