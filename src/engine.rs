@@ -16,6 +16,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::Config;
+use crate::fast::AnswerCache;
 use crate::health::{Health, State, Thresholds};
 use crate::probe::ProbeReport;
 use crate::snapshot::{Bound, Published, Snapshot, Zones};
@@ -84,6 +85,8 @@ pub struct Engine {
     fail_open: HashMap<LowerName, bool>,
     /// Members still without a first probe result.
     unknown: usize,
+    /// Prepared answers that do not depend on health, reused by every publication.
+    fixed: Option<Arc<crate::fast::Fixed>>,
 }
 
 impl Engine {
@@ -105,6 +108,7 @@ impl Engine {
             generation: 0,
             fail_open: HashMap::new(),
             unknown: n,
+            fixed: None,
         };
         e.publish();
         (e, ready_rx)
@@ -236,14 +240,20 @@ impl Engine {
             }
             bound.insert(lname, entry);
         }
-        let snap = Snapshot {
+        let mut snap = Snapshot {
             generation: self.generation,
             zones: self.zones.clone(),
             bound,
             ready,
             ..Default::default()
         };
-        self.published.store(Arc::new(snap.prepared()));
+        // Only answers holding pool records are prepared again; the rest is shared.
+        snap.fast = match &self.fixed {
+            Some(f) => AnswerCache::with_fixed(f.clone(), &snap),
+            None => AnswerCache::build(&snap),
+        };
+        self.fixed = snap.fast.fixed().cloned();
+        self.published.store(Arc::new(snap));
         if ready {
             self.ready_tx.send_replace(true);
         }

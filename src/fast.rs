@@ -31,6 +31,7 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use crate::lookup::{lookup, Answer};
 use crate::snapshot::Snapshot;
+use crate::zone::{Node, Zone};
 
 /// The longest wire-format name (RFC 1035 section 3.1).
 const MAX_NAME: usize = 255;
@@ -99,11 +100,119 @@ struct Entry {
     below: Below,
 }
 
-/// Every prepared answer of one snapshot, keyed by lowercase wire-format name.
+/// The answers that do not depend on pool health, built once per set of zones and shared by
+/// every snapshot: a health change rebuilds only the live entries (see [`AnswerCache`]).
+#[derive(Debug)]
+pub struct Fixed {
+    names: HashMap<Box<[u8]>, Slot, RandomState>,
+    refused: Arc<Template>,
+    /// Each zone's NXDOMAIN template, in the order of `Zones::iter`.
+    nx: Vec<Arc<Template>>,
+    /// The names whose answers hold pool records, with their zone's index.
+    live: Vec<(LowerName, usize)>,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Ready(Entry),
+    /// The entry is in [`AnswerCache::live`].
+    Live,
+}
+
+/// Every prepared answer of one snapshot, keyed by lowercase wire-format name: the shared
+/// fixed part, and the entries whose answers contain pool records (pool-bound names, CNAMEs
+/// to them, MX/SRV/NS targets that are bound), rebuilt at each publication.
 #[derive(Debug, Default)]
 pub struct AnswerCache {
-    names: HashMap<Box<[u8]>, Entry, RandomState>,
-    refused: Option<Arc<Template>>,
+    fixed: Option<Arc<Fixed>>,
+    live: HashMap<Box<[u8]>, Entry, RandomState>,
+}
+
+/// Computes entries, noting whether any answer touched a pool-bound name's records.
+struct Builder<'a> {
+    snap: &'a Snapshot,
+    touched: std::cell::Cell<bool>,
+}
+
+impl Builder<'_> {
+    fn lookup(&self, name: &Name, t: RecordType) -> Answer {
+        let a = lookup(self.snap, name, t);
+        let bound = |r: &Record| self.snap.bound.contains_key(&LowerName::new(&r.name));
+        if a.answer
+            .iter()
+            .chain(&a.authority)
+            .chain(&a.additional)
+            .any(bound)
+        {
+            self.touched.set(true);
+        }
+        a
+    }
+
+    /// The entry of one existing name, and whether it depends on pool health.
+    fn entry(
+        &self,
+        zone: &Zone,
+        lname: &LowerName,
+        node: &Node,
+        nx: &Arc<Template>,
+    ) -> (Entry, bool) {
+        self.touched.set(self.snap.bound.contains_key(lname));
+        let name = Name::from(lname.clone());
+        let answers = self.node_answers(&name, node.rrsets.iter().map(|s| s.rtype), &name);
+        let below = if zone.delegation_above(lname).is_some() {
+            // Every name below a cut, whatever its type, gets the referral.
+            let s = synthetic(&name);
+            Below::Same(Arc::new(encode(
+                &self.lookup(&s, RecordType::A),
+                &s,
+                Some(&name),
+            )))
+        } else {
+            match wildcard_of(zone, lname) {
+                Some(wnode) => {
+                    let s = synthetic(&name);
+                    let types = wnode.rrsets.iter().map(|r| r.rtype);
+                    Below::Wildcard(Arc::new(self.node_answers(&s, types, &name)))
+                }
+                None => Below::Same(nx.clone()),
+            }
+        };
+        (Entry { answers, below }, self.touched.get())
+    }
+
+    /// The answers of one node for its types and the rest. For a wildcard, `qname` is a synthetic
+    /// name below the closest encloser `suffix_base`; for a node, both are its name.
+    fn node_answers(
+        &self,
+        qname: &Name,
+        present: impl Iterator<Item = RecordType>,
+        suffix_base: &Name,
+    ) -> NodeAnswers {
+        let lname = LowerName::new(qname);
+        let is_bound = self.snap.bound.contains_key(&lname);
+        let mut types: Vec<RecordType> = present.collect();
+        let is_cname = types.contains(&RecordType::CNAME);
+        if is_cname {
+            types = CNAME_NODE_TYPES.to_vec();
+        } else {
+            types.extend([RecordType::ANY, RecordType::DS]);
+            if is_bound {
+                types.extend([RecordType::A, RecordType::AAAA]);
+            }
+        }
+        types.sort_by_key(|t| u16::from(*t));
+        types.dedup();
+        let mk = |t: RecordType| {
+            let ans = self.lookup(qname, t);
+            Arc::new(encode(&ans, qname, Some(suffix_base)))
+        };
+        let other = (!is_cname).then(|| mk(RecordType::Unknown(65280)));
+        NodeAnswers {
+            types: types.into_iter().map(|t| (u16::from(t), mk(t))).collect(),
+            other,
+        }
+    }
 }
 
 /// A query this path can answer, parsed.
@@ -122,53 +231,39 @@ struct Edns {
 }
 
 impl AnswerCache {
-    /// Prepares every answer of `snap`. Cost grows with the zones' size; it runs when health or
-    /// configuration changes, never per query.
+    /// Prepares every answer of `snap`. Cost grows with the zones' size.
     pub fn build(snap: &Snapshot) -> Self {
-        let mut cache = AnswerCache {
-            names: HashMap::with_hasher(RandomState::default()),
-            refused: Some(Arc::new(encode(&Answer::refused(), &Name::root(), None))),
+        Self::with_fixed(Arc::new(Fixed::build(snap)), snap)
+    }
+
+    /// Prepares the answers of `snap` reusing `fixed` (built from a snapshot with the same
+    /// zones and bound names): only the live entries are computed. Runs when health changes.
+    pub fn with_fixed(fixed: Arc<Fixed>, snap: &Snapshot) -> Self {
+        let b = Builder {
+            snap,
+            touched: Default::default(),
         };
-        for zone in snap.zones.iter() {
-            let nx_base = synthetic(&zone.origin_name);
-            let nx = Arc::new(encode(
-                &lookup(snap, &nx_base, RecordType::A),
-                &nx_base,
-                Some(&zone.origin_name),
-            ));
-            for (lname, node) in &zone.nodes {
-                // A name inside a more specific served zone is answered from that zone.
-                let owner_zone = snap.zones.find(lname).map(|z| &z.origin);
-                if lname.is_wildcard() || owner_zone != Some(&zone.origin) {
-                    continue;
-                }
-                let name = Name::from(lname.clone());
-                let answers = node_answers(snap, &name, node.rrsets.iter().map(|s| s.rtype), &name);
-                let below = if zone.delegation_above(lname).is_some() {
-                    // Every name below a cut, whatever its type, gets the referral.
-                    let s = synthetic(&name);
-                    Below::Same(Arc::new(encode(
-                        &lookup(snap, &s, RecordType::A),
-                        &s,
-                        Some(&name),
-                    )))
-                } else {
-                    match wildcard_of(zone, lname) {
-                        Some(wnode) => {
-                            let s = synthetic(&name);
-                            let types = wnode.rrsets.iter().map(|r| r.rtype);
-                            Below::Wildcard(Arc::new(node_answers(snap, &s, types, &name)))
-                        }
-                        None => Below::Same(nx.clone()),
-                    }
-                };
-                cache.names.insert(
-                    wire_lower(&name).into_boxed_slice(),
-                    Entry { answers, below },
+        let zones: Vec<&Zone> = snap.zones.iter().collect();
+        let mut live = HashMap::with_hasher(RandomState::default());
+        for (lname, zi) in &fixed.live {
+            let (zone, nx) = (zones[*zi], &fixed.nx[*zi]);
+            if let Some(node) = zone.nodes.get(lname) {
+                let (entry, _) = b.entry(zone, lname, node, nx);
+                live.insert(
+                    wire_lower(&Name::from(lname.clone())).into_boxed_slice(),
+                    entry,
                 );
             }
         }
-        cache
+        Self {
+            fixed: Some(fixed),
+            live,
+        }
+    }
+
+    /// The part to reuse for the next snapshot with the same zones.
+    pub fn fixed(&self) -> Option<&Arc<Fixed>> {
+        self.fixed.as_ref()
     }
 
     /// Answers `query` into `out` if this path covers it; `limit` is the most that may be sent
@@ -199,55 +294,68 @@ impl AnswerCache {
     }
 
     fn find(&self, p: &Parsed) -> Option<&Template> {
+        let fixed = self.fixed.as_ref()?;
+        let get = |k: &[u8]| match fixed.names.get(k)? {
+            Slot::Ready(e) => Some(e),
+            Slot::Live => self.live.get(k),
+        };
         let name = &p.qname[..p.qlen];
-        if let Some(e) = self.names.get(name) {
+        if let Some(e) = get(name) {
             return e.answers.get(p.qtype);
         }
         // Walk up: strip one label at a time until an existing name is found.
         let mut at = 0usize;
         while name[at] != 0 {
             at += 1 + name[at] as usize;
-            if let Some(e) = self.names.get(&name[at..]) {
+            if let Some(e) = get(&name[at..]) {
                 return match &e.below {
                     Below::Same(t) => Some(t),
                     Below::Wildcard(w) => w.get(p.qtype),
                 };
             }
         }
-        self.refused.as_deref()
+        Some(&fixed.refused)
     }
 }
 
-/// The answers of one node for its types and the rest. For a wildcard, `qname` is a synthetic
-/// name below the closest encloser `suffix_base`; for a node, both are its name.
-fn node_answers(
-    snap: &Snapshot,
-    qname: &Name,
-    present: impl Iterator<Item = RecordType>,
-    suffix_base: &Name,
-) -> NodeAnswers {
-    let lname = LowerName::new(qname);
-    let is_bound = snap.bound.contains_key(&lname);
-    let mut types: Vec<RecordType> = present.collect();
-    let is_cname = types.contains(&RecordType::CNAME);
-    if is_cname {
-        types = CNAME_NODE_TYPES.to_vec();
-    } else {
-        types.extend([RecordType::ANY, RecordType::DS]);
-        if is_bound {
-            types.extend([RecordType::A, RecordType::AAAA]);
+impl Fixed {
+    /// Builds every entry of `snap`, setting aside (as live) those that depend on pool health.
+    pub fn build(snap: &Snapshot) -> Self {
+        let b = Builder {
+            snap,
+            touched: Default::default(),
+        };
+        let mut fixed = Fixed {
+            names: HashMap::with_hasher(RandomState::default()),
+            refused: Arc::new(encode(&Answer::refused(), &Name::root(), None)),
+            nx: Vec::new(),
+            live: Vec::new(),
+        };
+        for (zi, zone) in snap.zones.iter().enumerate() {
+            let nx_base = synthetic(&zone.origin_name);
+            let nx = Arc::new(encode(
+                &b.lookup(&nx_base, RecordType::A),
+                &nx_base,
+                Some(&zone.origin_name),
+            ));
+            for (lname, node) in &zone.nodes {
+                // A name inside a more specific served zone is answered from that zone.
+                let owner_zone = snap.zones.find(lname).map(|z| &z.origin);
+                if lname.is_wildcard() || owner_zone != Some(&zone.origin) {
+                    continue;
+                }
+                let (entry, live) = b.entry(zone, lname, node, &nx);
+                let key = wire_lower(&Name::from(lname.clone())).into_boxed_slice();
+                if live {
+                    fixed.live.push((lname.clone(), zi));
+                    fixed.names.insert(key, Slot::Live);
+                } else {
+                    fixed.names.insert(key, Slot::Ready(entry));
+                }
+            }
+            fixed.nx.push(nx);
         }
-    }
-    types.sort_by_key(|t| u16::from(*t));
-    types.dedup();
-    let mk = |t: RecordType| {
-        let ans = lookup(snap, qname, t);
-        Arc::new(encode(&ans, qname, Some(suffix_base)))
-    };
-    let other = (!is_cname).then(|| mk(RecordType::Unknown(65280)));
-    NodeAnswers {
-        types: types.into_iter().map(|t| (u16::from(t), mk(t))).collect(),
-        other,
+        fixed
     }
 }
 

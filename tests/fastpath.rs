@@ -15,13 +15,11 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-fn snapshot() -> Snapshot {
-    let mut zones =
-        gtmd::zone::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("zones")).unwrap();
+/// The pool name app.example.test. answering `v4` (and one IPv6 address).
+fn snapshot_with(zones: Arc<Zones>, v4: &[&str]) -> Snapshot {
     let app = Name::from_ascii("app.example.test.").unwrap();
-    zones[0].ensure_node(&LowerName::new(&app));
     let bound = Bound {
-        a: ["192.0.2.10", "192.0.2.20"]
+        a: v4
             .iter()
             .map(|a| Record::from_rdata(app.clone(), 30, RData::A(A(a.parse().unwrap()))))
             .collect(),
@@ -33,12 +31,34 @@ fn snapshot() -> Snapshot {
         fail_open: false,
     };
     Snapshot {
-        zones: Arc::new(Zones::new(zones)),
+        zones,
         bound: [(LowerName::new(&app), bound)].into_iter().collect(),
         ready: true,
         ..Default::default()
     }
-    .prepared()
+}
+
+/// The sample zone plus names whose answers hold the pool's records.
+fn zones() -> Arc<Zones> {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("zones/example.test.zone"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("example.test.zone"),
+        text + "toapp CNAME app\nmxapp MX 10 app\n",
+    )
+    .unwrap();
+    let mut zones = gtmd::zone::load_dir(dir.path()).unwrap();
+    zones[0].ensure_node(&LowerName::new(
+        &Name::from_ascii("app.example.test.").unwrap(),
+    ));
+    Arc::new(Zones::new(zones))
+}
+
+fn snapshot() -> Snapshot {
+    snapshot_with(zones(), &["192.0.2.10", "192.0.2.20"]).prepared()
 }
 
 /// Each record as text with names lowercased: compression may carry the question's case.
@@ -74,7 +94,58 @@ fn mixed_case(name: &str, rng: &mut StdRng) -> String {
 
 #[test]
 fn fast_path_answers_equal_the_general_path() {
-    let snap = snapshot();
+    let (hits, total) = compare_all(&snapshot());
+    eprintln!("fast path answered {hits} of {total} queries");
+    assert!(
+        hits * 10 >= total * 9,
+        "fast path answered only {hits} of {total}"
+    );
+}
+
+#[test]
+fn after_a_health_change_live_answers_are_rebuilt_and_the_rest_is_shared() {
+    let zones = zones();
+    let before = snapshot_with(zones.clone(), &["192.0.2.10", "192.0.2.20"]).prepared();
+    let mut after = snapshot_with(zones, &["192.0.2.20"]);
+    let fixed = before.fast.fixed().unwrap().clone();
+    after.fast = gtmd::fast::AnswerCache::with_fixed(fixed.clone(), &after);
+    assert!(Arc::ptr_eq(&fixed, after.fast.fixed().unwrap()));
+    let (hits, total) = compare_all(&after);
+    assert!(
+        hits * 10 >= total * 9,
+        "fast path answered only {hits} of {total}"
+    );
+    // The names whose answers hold pool records follow the new health.
+    let mut out = Vec::new();
+    for (name, t, want) in [
+        ("app.example.test.", RecordType::A, 1),
+        ("toapp.example.test.", RecordType::A, 2),
+        ("mxapp.example.test.", RecordType::MX, 1),
+    ] {
+        let mut m = Message::query();
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
+        assert!(
+            after
+                .fast
+                .answer(&m.to_vec().unwrap(), 1232, false, &mut out),
+            "{name}"
+        );
+        let r = Message::from_vec(&out).unwrap();
+        let v4: Vec<String> = r
+            .answers
+            .iter()
+            .chain(&r.additionals)
+            .filter_map(|r| r.data.ip_addr())
+            .filter(|a| a.is_ipv4())
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(v4, vec!["192.0.2.20"], "{name}");
+        assert_eq!(r.answers.len(), want, "{name}");
+    }
+}
+
+/// Answers a broad set of queries both ways and compares; returns (fast answers, queries).
+fn compare_all(snap: &Snapshot) -> (usize, usize) {
     let settings = WireSettings::default();
     let client: IpAddr = [127, 0, 0, 1].into();
     let mut rng = StdRng::seed_from_u64(7);
@@ -138,7 +209,7 @@ fn fast_path_answers_equal_the_general_path() {
                 for tcp in [false, true] {
                     total += 1;
                     let transport = if tcp { Transport::Tcp } else { Transport::Udp };
-                    let Outcome::Reply(general) = handle(&snap, &q, client, transport, &settings)
+                    let Outcome::Reply(general) = handle(snap, &q, client, transport, &settings)
                     else {
                         panic!("general path did not reply to {name} {t}");
                     };
@@ -158,9 +229,5 @@ fn fast_path_answers_equal_the_general_path() {
             }
         }
     }
-    eprintln!("fast path answered {fast_hits} of {total} queries");
-    assert!(
-        fast_hits * 10 >= total * 9,
-        "fast path answered only {fast_hits} of {total}"
-    );
+    (fast_hits, total)
 }
