@@ -30,8 +30,6 @@ pub struct Answer {
     pub answer: Vec<Record>,
     pub authority: Vec<Record>,
     pub additional: Vec<Record>,
-    /// The answer came from a pool-bound name that is failing open.
-    pub fail_open: bool,
 }
 
 impl Answer {
@@ -42,7 +40,6 @@ impl Answer {
             answer: Vec::new(),
             authority: Vec::new(),
             additional: Vec::new(),
-            fail_open: false,
         }
     }
 
@@ -131,9 +128,6 @@ fn from_node(
     qtype: RecordType,
     ans: &mut Answer,
 ) -> Option<Name> {
-    if let Some(b) = bound {
-        ans.fail_open |= b.fail_open;
-    }
     let records = if qtype == RecordType::ANY {
         // RFC 8482 section 4.1: one RRset, here the lowest type at the node.
         node.rrsets

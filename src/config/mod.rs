@@ -320,15 +320,6 @@ impl Config {
         }
         Ok(())
     }
-
-    /// The largest check timeout: how long the first probe round can take.
-    pub fn max_timeout(&self) -> Duration {
-        self.checks
-            .iter()
-            .map(|c| c.timeout)
-            .max()
-            .unwrap_or_default()
-    }
 }
 
 #[cfg(test)]
