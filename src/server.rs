@@ -106,6 +106,7 @@ async fn tcp_conn(
     let _ = stream.set_nodelay(true);
     let mut buf = Vec::new();
     let mut fast = Vec::new();
+    let mut framed = Vec::new();
     loop {
         let mut len = [0u8; 2];
         let read = tokio::select! {
@@ -121,29 +122,39 @@ async fn tcp_conn(
             Ok(Ok(_)) => {}
             _ => return,
         }
-        let out = {
+        // The fast path answers into `fast`; otherwise the general path's messages are used.
+        let general = {
             let snap = shared.published.load();
             if snap
                 .fast
                 .answer(&buf, shared.wire.udp_payload, true, &mut fast)
             {
-                Outcome::Reply(std::mem::take(&mut fast))
+                None
             } else {
-                dns::handle(&snap, &buf, peer.ip(), Transport::Tcp, &shared.wire)
+                Some(dns::handle(
+                    &snap,
+                    &buf,
+                    peer.ip(),
+                    Transport::Tcp,
+                    &shared.wire,
+                ))
             }
         };
-        let messages = match out {
-            Outcome::Drop => continue,
-            Outcome::Reply(m) => vec![m],
-            Outcome::Transfer(ms) => ms,
-        };
-        for m in messages {
-            let mut framed = Vec::with_capacity(m.len() + 2);
-            framed.extend_from_slice(&(m.len() as u16).to_be_bytes());
-            framed.extend_from_slice(&m);
-            if stream.write_all(&framed).await.is_err() {
-                return;
-            }
+        framed.clear();
+        match &general {
+            None => frame(&mut framed, &fast),
+            Some(Outcome::Drop) => continue,
+            Some(Outcome::Reply(m)) => frame(&mut framed, m),
+            Some(Outcome::Transfer(ms)) => ms.iter().for_each(|m| frame(&mut framed, m)),
+        }
+        if stream.write_all(&framed).await.is_err() {
+            return;
         }
     }
+}
+
+/// Appends `m` to `out` with its two-byte length prefix (RFC 1035 section 4.2.2).
+fn frame(out: &mut Vec<u8>, m: &[u8]) {
+    out.extend_from_slice(&(m.len() as u16).to_be_bytes());
+    out.extend_from_slice(m);
 }
