@@ -99,3 +99,40 @@ async fn bound_name_is_authoritative_with_nodata_for_other_types() {
     .await;
     assert_eq!(addrs(&m), vec!["192.0.2.10"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zone_transfer_is_served_to_allowed_clients_only() {
+    // The harness writes [server] itself; allow_transfer is set through a full config here.
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\", \"[::1]:0\"]\nzones_dir = {:?}\nallow_transfer = [\"127.0.0.0/8\"]\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n",
+        repo().join("zones").display().to_string()
+    );
+    let cfg = Config::parse(&text, "t.toml", Path::new("/")).unwrap();
+    let listeners = Listeners::bind(&cfg).await.unwrap();
+    let v4 = listeners.dns[0].local_addr().unwrap();
+    let v6 = listeners.dns[1].local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let running = app::start(cfg, listeners, stop.clone()).await.unwrap();
+    running.ready.clone().wait_for(|r| *r).await.unwrap();
+    let m = tcp(v4, &query_msg("example.test.", RecordType::AXFR, false)).await;
+    assert_eq!(m.response_code, ResponseCode::NoError);
+    assert!(m.authoritative);
+    let first = m.answers.first().unwrap();
+    let last = m.answers.last().unwrap();
+    assert_eq!(
+        (first.record_type(), last.record_type()),
+        (RecordType::SOA, RecordType::SOA)
+    );
+    // Every record of the zone, with the SOA opening and closing the transfer.
+    let zones = gtmd::zone::load_dir(&repo().join("zones")).unwrap();
+    assert_eq!(m.answers.len(), zones[0].all_records().count() + 2);
+    assert!(m
+        .answers
+        .iter()
+        .any(|r| r.name.to_ascii() == "www.example.test." && r.record_type() == RecordType::A));
+    // ::1 is not in the allowed prefix.
+    let m = tcp(v6, &query_msg("example.test.", RecordType::AXFR, false)).await;
+    assert_eq!(m.response_code, ResponseCode::Refused);
+    stop.cancel();
+}
