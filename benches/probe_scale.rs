@@ -1,8 +1,10 @@
 //! The prober's own cost at scale: gtmd (the release binary, pinned to CPU 0) probing 1,000
 //! and then 10,000 members at a 1 s interval, half HTTP and half TCP, against targets this
-//! program serves on 127.0.0.1 (pinned to CPU 1). For each size it reports gtmd's CPU share
-//! over a 20 s window, its resident memory, the probes completed per second and how many
-//! members are up.
+//! program serves on 127.0.0.1 (pinned to CPU 1). Each size is run three times in turn: gtmd
+//! with a fresh connection per probe, gtmd with `keepalive` on the HTTP check, and
+//! benches/probe_floor.c, a minimal C prober doing the same fresh-connection probes (the
+//! kernel's cost of the probes themselves). For each it reports the CPU share over a 20 s
+//! window, CPU per probe, resident memory, probes completed per second and members up.
 //!
 //! Run: `cargo build --release && cargo bench --bench probe_scale [-- 1000 10000]`
 //!
@@ -37,12 +39,15 @@ async fn http_target(l: TcpListener) {
         let Ok((mut s, _)) = l.accept().await else {
             continue;
         };
+        // Answers every request on the connection until the client closes it.
         tokio::spawn(async move {
             let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf).await;
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n")
-                .await;
+            while let Ok(1..) = s.read(&mut buf).await {
+                let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n";
+                if s.write_all(ok).await.is_err() {
+                    return;
+                }
+            }
         });
     }
 }
@@ -100,13 +105,15 @@ fn config(
     http: &[u16],
     tcp: &[u16],
     admin: u16,
+    keepalive: bool,
 ) -> PathBuf {
     let mut t = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\nzones_dir = {:?}\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
          [probe]\nmax_in_flight = 1024\n\
-         [checks.h]\ntype = \"http\"\npath = \"/health\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n\
+         [checks.h]\ntype = \"http\"\npath = \"/health\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n{}\
          [checks.t]\ntype = \"tcp\"\nport = 1\ninterval = \"1s\"\ntimeout = \"500ms\"\n",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/zones")
+        concat!(env!("CARGO_MANIFEST_DIR"), "/zones"),
+        if keepalive { "keepalive = \"60s\"\n" } else { "" }
     );
     for (pool, check, ports) in [("web", "h", http), ("db", "t", tcp)] {
         t += &format!("[pools.{pool}]\ncheck = \"{check}\"\nmembers = [\n");
@@ -122,19 +129,57 @@ fn config(
         }
         t += "]\n";
     }
-    let p = dir.join(format!("probe-{members}.toml"));
+    let p = dir.join(format!("probe-{members}-{keepalive}.toml"));
     std::fs::write(&p, t).unwrap();
     p
 }
 
-fn measure(members: usize, target: &str, http: &[u16], tcp: &[u16]) {
+/// What one prober cost over the window.
+struct Row {
+    cpu: f64,
+    probes: f64,
+    rss: f64,
+    hwm: f64,
+    up: String,
+    ready: String,
+}
+
+impl Row {
+    fn print(&self, prober: &str, members: usize) {
+        println!(
+            "| {prober} | {members} | {:.1}% | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            self.cpu * 100.0,
+            self.probes,
+            self.cpu / self.probes.max(1.0) * 1e6,
+            self.rss,
+            self.hwm,
+            self.up,
+            self.ready
+        );
+    }
+}
+
+/// Waits out the warm-up, then measures `pid` over the window; `probes` counts completed probes.
+fn window(pid: u32, probes: &dyn Fn() -> u64) -> (f64, f64, f64, f64) {
+    std::thread::sleep(Duration::from_secs(5)); // let schedules spread out
+    let p0 = probes();
+    let (c0, _, _) = stat(pid);
+    let t0 = Instant::now();
+    std::thread::sleep(WINDOW);
+    let (c1, rss, hwm) = stat(pid);
+    let elapsed = t0.elapsed().as_secs_f64();
+    let p1 = probes();
+    ((c1 - c0) / elapsed, (p1 - p0) as f64 / elapsed, rss, hwm)
+}
+
+fn measure_gtmd(members: usize, target: &str, http: &[u16], tcp: &[u16], keepalive: bool) -> Row {
     let dir = std::env::temp_dir();
     let admin = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let cfg = config(&dir, members, target, http, tcp, admin);
+    let cfg = config(&dir, members, target, http, tcp, admin, keepalive);
     let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/gtmd");
     let mut child: Child = Command::new("taskset")
         .args(["-c", "0", bin, "--config", cfg.to_str().unwrap()])
@@ -142,7 +187,6 @@ fn measure(members: usize, target: &str, http: &[u16], tcp: &[u16]) {
         .stderr(Stdio::null())
         .spawn()
         .expect("target/release/gtmd exists (cargo build --release)");
-    let pid = child.id();
     let start = Instant::now();
     while status(admin).is_none_or(|s| s["ready"] != true) {
         assert!(
@@ -151,24 +195,73 @@ fn measure(members: usize, target: &str, http: &[u16], tcp: &[u16]) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let ready_after = start.elapsed();
-    std::thread::sleep(Duration::from_secs(5)); // let schedules spread out
-    let (p0, _) = probes_and_up(&status(admin).unwrap());
-    let (c0, _, _) = stat(pid);
-    let t0 = Instant::now();
-    std::thread::sleep(WINDOW);
-    let (c1, rss, hwm) = stat(pid);
-    let elapsed = t0.elapsed().as_secs_f64();
-    let s = status(admin).unwrap();
-    let (p1, up) = probes_and_up(&s);
+    let ready = start.elapsed();
+    let (cpu, probes, rss, hwm) = window(child.id(), &|| {
+        status(admin).map_or(0, |s| probes_and_up(&s).0)
+    });
+    let up = status(admin).map_or(0, |s| probes_and_up(&s).1);
     let _ = child.kill();
     let _ = child.wait();
-    println!(
-        "| {members} | {:.1}% | {:.0} | {rss:.1} | {hwm:.1} | {up} | {:.1} s |",
-        (c1 - c0) / elapsed * 100.0,
-        (p1 - p0) as f64 / elapsed,
-        ready_after.as_secs_f64()
-    );
+    Row {
+        cpu,
+        probes,
+        rss,
+        hwm,
+        up: up.to_string(),
+        ready: format!("{:.1} s", ready.as_secs_f64()),
+    }
+}
+
+/// The same probes from benches/probe_floor.c, the least a prober can do.
+fn measure_floor(floor: &Path, members: usize, target: &str, http: &[u16], tcp: &[u16]) -> Row {
+    let list = |p: &[u16]| p.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+    let mut child: Child = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(floor)
+        .args([target, &members.to_string(), &list(http), &list(tcp)])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the floor prober starts");
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let out = child.stdout.take().unwrap();
+    let c = count.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(out)) {
+            let Ok(line) = line else { break };
+            if let Ok(v) = line.trim().parse() {
+                c.store(v, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    let (cpu, probes, rss, hwm) = window(child.id(), &|| {
+        count.load(std::sync::atomic::Ordering::Relaxed)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    Row {
+        cpu,
+        probes,
+        rss,
+        hwm,
+        up: "-".into(),
+        ready: "-".into(),
+    }
+}
+
+/// Compiles benches/probe_floor.c next to the other build outputs.
+fn build_floor() -> PathBuf {
+    let out = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/probe_floor"));
+    let ok = Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(&out)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/probe_floor.c"
+        ))
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "cc builds benches/probe_floor.c");
+    out
 }
 
 /// Binds the target listeners, inside network namespace `netns` if given.
@@ -244,13 +337,26 @@ fn main() {
         format!("on {ip} in network namespace {n}")
     });
     println!(
-        "gtmd on CPU 0 probing at 1 s (half HTTP, half TCP); targets {place}, on CPU 1; {}s window",
+        "gtmd and the floor prober (benches/probe_floor.c) each in turn on CPU 0, probing at 1 s \
+         (half HTTP, half TCP); targets {place}, on CPU 1; {}s window",
         WINDOW.as_secs()
     );
-    println!("| members | CPU (of one core) | probes/s | RSS MB | peak RSS MB | members up | ready after |");
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| prober | members | CPU (of one core) | probes/s | CPU µs per probe | RSS MB | peak RSS MB | members up | ready after |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let floor = build_floor();
     let _guard = rt.enter();
+    let mut ratios = Vec::new();
     for n in sizes {
-        measure(n, ip, &http, &tcp);
+        let g = measure_gtmd(n, ip, &http, &tcp, false);
+        g.print("gtmd", n);
+        measure_gtmd(n, ip, &http, &tcp, true).print("gtmd, http keepalive", n);
+        let f = measure_floor(&floor, n, ip, &http, &tcp);
+        f.print("floor", n);
+        let per = |r: &Row| r.cpu / r.probes.max(1.0);
+        ratios.push(format!("{n}: {:.2}×", per(&g) / per(&f)));
     }
+    println!(
+        "gtmd's CPU per probe against the floor's: {}",
+        ratios.join(", ")
+    );
 }

@@ -149,6 +149,7 @@ fn build_check(cx: &Ctx, name: &str, c: &file::Check) -> Result<Check, ConfigErr
         ("headers", !c.headers.is_empty()),
         ("expect_status", c.expect_status.is_some()),
         ("body_contains", c.body_contains.is_some()),
+        ("keepalive", c.keepalive.is_some()),
     ];
     let kind = match c.kind {
         CheckType::Tcp => {
@@ -203,6 +204,20 @@ fn build_check(cx: &Ctx, name: &str, c: &file::Check) -> Result<Check, ConfigErr
                     })
                     .collect::<Result<_, _>>()?,
             };
+            let keepalive = match &c.keepalive {
+                None => None,
+                Some(_) => {
+                    let k = format!("{p}.keepalive");
+                    let d = duration(cx, &k, c.keepalive.as_ref(), interval)?;
+                    if d < interval || d > Duration::from_secs(3600) {
+                        return Err(cx.err(
+                            &k,
+                            format!("must be between interval ({interval:?}) and 1h"),
+                        ));
+                    }
+                    Some(d)
+                }
+            };
             CheckKind::Http(HttpCheck {
                 tls,
                 port: c.port.unwrap_or(if tls { 443 } else { 80 }),
@@ -217,6 +232,7 @@ fn build_check(cx: &Ctx, name: &str, c: &file::Check) -> Result<Check, ConfigErr
                 body_contains: c.body_contains.clone(),
                 tls_verify: c.tls_verify.unwrap_or(true),
                 sni: c.sni.clone(),
+                keepalive,
             })
         }
     };

@@ -68,6 +68,7 @@ pub struct Check {
     pub body_contains: Option<String>,
     pub tls_verify: Option<bool>,
     pub sni: Option<String>,
+    pub keepalive: Option<String>,
     pub interval: Option<String>,
     pub timeout: Option<String>,
     pub fall: Option<u32>,

@@ -73,6 +73,9 @@ pub struct HttpCheck {
     pub body_contains: Option<String>,
     pub tls_verify: bool,
     pub sni: Option<String>,
+    /// Keep the connection open between probes, opening a fresh one at least this often;
+    /// `None`: a fresh connection for every probe.
+    pub keepalive: Option<Duration>,
 }
 
 /// One pool member. Members are numbered across all pools; that number is its identity.

@@ -67,3 +67,25 @@ fn invalid_toml_names_the_line() {
     let e = parse("[server]\nlisten = [\n").unwrap_err();
     assert!(e.line.is_some() && e.msg.contains("invalid TOML"), "{e}");
 }
+
+#[test]
+fn keepalive_is_an_http_duration_no_shorter_than_the_interval() {
+    let ok = format!("{POOL}[checks.h]\ntype = \"http\"\nkeepalive = \"30s\"\n");
+    match &parse(&ok).unwrap().checks[1].kind {
+        CheckKind::Http(h) => assert_eq!(h.keepalive, Some(Duration::from_secs(30))),
+        k => panic!("{k:?}"),
+    }
+    let short =
+        format!("{POOL}[checks.h]\ntype = \"http\"\ninterval = \"2s\"\nkeepalive = \"1s\"\n");
+    let e = parse(&short).unwrap_err();
+    assert_eq!(
+        (e.path.as_str(), e.line),
+        ("checks.h.keepalive", Some(11)),
+        "{e}"
+    );
+    assert!(e.msg.contains("between interval"), "{e}");
+    let tcp = format!("{POOL}[checks.t]\ntype = \"tcp\"\nport = 1\nkeepalive = \"30s\"\n");
+    let e = parse(&tcp).unwrap_err();
+    assert_eq!(e.path, "checks.t.keepalive", "{e}");
+    assert!(e.msg.contains("http and https checks only"), "{e}");
+}

@@ -10,6 +10,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -30,6 +31,37 @@ pub struct HttpProbe {
     expect: Vec<(u16, u16)>,
     body_contains: Option<Vec<u8>>,
     max_body: usize,
+    /// How long one connection may be reused (`keepalive`); `None`: never.
+    keepalive: Option<Duration>,
+    /// The connection kept from the last probe, and when it was opened.
+    idle: Option<(Box<dyn Stream>, Instant)>,
+}
+
+/// A connection, plain or TLS.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
+
+/// Why an exchange failed. A kept connection that fails before any byte of a response came
+/// back was most likely closed by the server while idle; the probe then retries on a fresh
+/// connection instead of counting a failure, as HTTP clients do with idempotent requests.
+struct Failure {
+    before_response: bool,
+    msg: String,
+}
+
+impl Failure {
+    fn early(msg: String) -> Self {
+        Self {
+            before_response: true,
+            msg,
+        }
+    }
+    fn late(msg: String) -> Self {
+        Self {
+            before_response: false,
+            msg,
+        }
+    }
 }
 
 /// The two shared TLS configurations: verifying (web PKI roots) and not verifying.
@@ -73,9 +105,14 @@ impl HttpProbe {
             SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
         });
         let mut request = format!(
-            "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: gtmd-probe/{}\r\nAccept: */*\r\nConnection: close\r\n",
+            "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: gtmd-probe/{}\r\nAccept: */*\r\n{}",
             check.path,
-            env!("CARGO_PKG_VERSION")
+            env!("CARGO_PKG_VERSION"),
+            if check.keepalive.is_some() {
+                ""
+            } else {
+                "Connection: close\r\n"
+            }
         );
         for (k, v) in &check.headers {
             if k.chars().any(|c| c.is_control() || c == ':') || v.chars().any(char::is_control) {
@@ -108,69 +145,152 @@ impl HttpProbe {
             expect: check.expect.clone(),
             body_contains: check.body_contains.clone().map(String::into_bytes),
             max_body,
+            keepalive: check.keepalive,
+            idle: None,
         })
     }
 
-    /// One GET; the caller bounds the time.
-    pub async fn probe(&self) -> Result<(), String> {
-        let stream = super::tcp::connect(self.target).await?;
-        match &self.tls {
-            None => self.exchange(stream).await,
-            Some((conn, name)) => {
-                let s = conn
-                    .connect(name.clone(), stream)
-                    .await
-                    .map_err(|e| format!("TLS handshake with {}: {e}", self.target))?;
-                self.exchange(s).await
+    /// One GET; the caller bounds the time (a probe cut short drops its connection).
+    pub async fn probe(&mut self) -> Result<(), String> {
+        if let Some((conn, opened)) = self.idle.take() {
+            if self.keepalive.is_some_and(|k| opened.elapsed() < k) {
+                match self.exchange(conn).await {
+                    Ok(kept) => {
+                        self.idle = kept.map(|c| (c, opened));
+                        return Ok(());
+                    }
+                    Err(f) if !f.before_response => return Err(f.msg),
+                    Err(_) => {} // closed while idle: try a fresh connection
+                }
             }
+        }
+        let conn = self.connect().await?;
+        let opened = Instant::now();
+        match self.exchange(conn).await {
+            Ok(kept) => {
+                self.idle = kept
+                    .filter(|_| self.keepalive.is_some())
+                    .map(|c| (c, opened));
+                Ok(())
+            }
+            Err(f) => Err(f.msg),
         }
     }
 
-    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(&self, mut s: S) -> Result<(), String> {
+    async fn connect(&self) -> Result<Box<dyn Stream>, String> {
+        let stream = super::tcp::connect(self.target).await?;
+        Ok(match &self.tls {
+            None => Box::new(stream),
+            Some((conn, name)) => Box::new(
+                conn.connect(name.clone(), stream)
+                    .await
+                    .map_err(|e| format!("TLS handshake with {}: {e}", self.target))?,
+            ),
+        })
+    }
+
+    /// Sends the request and checks the response. Returns the connection if it can carry the
+    /// next request: the whole response was read and the server did not ask to close.
+    async fn exchange(&self, mut s: Box<dyn Stream>) -> Result<Option<Box<dyn Stream>>, Failure> {
         s.write_all(&self.request)
             .await
-            .map_err(|e| format!("send: {e}"))?;
+            .map_err(|e| Failure::early(format!("send: {e}")))?;
         let mut buf = Vec::with_capacity(1024);
         let head_end = loop {
             if let Some(i) = find(&buf, b"\r\n\r\n") {
                 break i + 4;
             }
-            if buf.len() >= MAX_HEAD || read_more(&mut s, &mut buf, MAX_HEAD).await? == 0 {
+            let n = if buf.len() >= MAX_HEAD {
+                0
+            } else {
+                read_more(&mut s, &mut buf, MAX_HEAD)
+                    .await
+                    .map_err(|e| Failure {
+                        before_response: buf.is_empty(),
+                        msg: e,
+                    })?
+            };
+            if n == 0 {
                 return Err(if buf.is_empty() {
-                    "connection closed without a response".into()
+                    Failure::early("connection closed without a response".into())
                 } else {
-                    "incomplete or oversized response head".into()
+                    Failure::late("incomplete or oversized response head".into())
                 });
             }
         };
-        let status = parse_status(&buf[..head_end])?;
+        let head = &buf[..head_end];
+        let status = parse_status(head).map_err(Failure::late)?;
         if !self
             .expect
             .iter()
             .any(|&(lo, hi)| (lo..=hi).contains(&status))
         {
-            return Err(format!("HTTP status {status}"));
+            return Err(Failure::late(format!("HTTP status {status}")));
         }
-        let Some(needle) = &self.body_contains else {
-            return Ok(());
+        // The body is read to its end only when the connection is to be reused (and the
+        // length is known and small), or as far as needed to find `body_contains`.
+        let length = self
+            .keepalive
+            .and_then(|_| reusable_length(head))
+            .filter(|&l| l <= self.max_body);
+        let cap = head_end + length.unwrap_or(self.max_body);
+        let needle = self.body_contains.as_deref();
+        let want = |buf: &[u8]| match (length, needle) {
+            (Some(_), _) => buf.len() < cap,
+            (None, Some(n)) => buf.len() < cap && find(&buf[head_end..], n).is_none(),
+            (None, None) => false,
         };
-        let cap = head_end + self.max_body;
-        while buf.len() < cap && find(&buf[head_end..], needle).is_none() {
-            if read_more(&mut s, &mut buf, cap).await? == 0 {
+        let mut ended = false;
+        while want(&buf) {
+            if read_more(&mut s, &mut buf, cap)
+                .await
+                .map_err(Failure::late)?
+                == 0
+            {
+                ended = true;
                 break;
             }
         }
-        let body = &buf[head_end..buf.len().min(cap)];
-        if find(body, needle).is_some() {
-            Ok(())
-        } else {
-            Err(format!(
-                "body does not contain {:?} (first {} bytes read)",
-                String::from_utf8_lossy(needle),
-                body.len()
-            ))
+        if let Some(needle) = needle {
+            let body = &buf[head_end..buf.len().min(cap)];
+            if find(body, needle).is_none() {
+                return Err(Failure::late(format!(
+                    "body does not contain {:?} (first {} bytes read)",
+                    String::from_utf8_lossy(needle),
+                    body.len()
+                )));
+            }
+        }
+        Ok((length.is_some() && !ended && buf.len() == cap).then_some(s))
+    }
+}
+
+/// The body length of a response after which the connection stays usable: HTTP/1.1, a
+/// Content-Length, no chunked encoding and no `Connection: close`.
+fn reusable_length(head: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(head).ok()?;
+    let mut lines = text.split("\r\n");
+    if !lines.next()?.starts_with("HTTP/1.1 ") {
+        return None;
+    }
+    let mut length = None;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            length = Some(value.parse().ok()?);
+        } else if name.eq_ignore_ascii_case("transfer-encoding")
+            || (name.eq_ignore_ascii_case("connection")
+                && value
+                    .split(',')
+                    .any(|v| v.trim().eq_ignore_ascii_case("close")))
+        {
+            return None;
         }
     }
+    length
 }
 
 /// Reads more bytes into `buf`, up to `cap` in all; returns how many (0 at the end).
@@ -275,5 +395,25 @@ mod tests {
         assert_eq!(parse_status(b"HTTP/1.0 503\r\n\r\n"), Ok(503));
         assert!(parse_status(b"SSH-2.0-OpenSSH\r\n").is_err());
         assert!(parse_status(b"HTTP/1.1 999 Nope\r\n").is_err());
+    }
+
+    #[test]
+    fn only_framed_keepalive_responses_are_reusable() {
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n";
+        assert_eq!(reusable_length(ok), Some(3));
+        for head in [
+            &b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: keep-alive, Close\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+        ] {
+            assert_eq!(
+                reusable_length(head),
+                None,
+                "{}",
+                String::from_utf8_lossy(head)
+            );
+        }
     }
 }

@@ -33,7 +33,7 @@ enum Target {
 }
 
 impl Target {
-    async fn probe(&self) -> Result<(), String> {
+    async fn probe(&mut self) -> Result<(), String> {
         match self {
             Target::Tcp(a) => tcp::probe(*a).await,
             Target::Http(h) => h.probe().await,
@@ -64,7 +64,7 @@ pub fn spawn_all(cfg: &Config, tx: mpsc::Sender<ProbeReport>) -> Result<JoinSet<
 
 async fn probe_loop(
     member: usize,
-    target: Target,
+    mut target: Target,
     interval: Duration,
     timeout: Duration,
     tx: mpsc::Sender<ProbeReport>,
