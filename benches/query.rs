@@ -103,15 +103,9 @@ fn rebuild_cost() {
         )];
         Snapshot {
             zones: zones.clone(),
-            bound: [(
-                LowerName::new(&app),
-                Bound {
-                    a,
-                    ..Default::default()
-                },
-            )]
-            .into_iter()
-            .collect(),
+            bound: [(LowerName::new(&app), Bound::fixed(a, Vec::new()))]
+                .into_iter()
+                .collect(),
             ready: true,
             ..Default::default()
         }

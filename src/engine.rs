@@ -15,11 +15,12 @@ use hickory_proto::rr::{LowerName, RData, Record};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::config::Config;
+use crate::config::{AllDown, Config};
 use crate::fast::AnswerCache;
 use crate::health::{Health, State, Thresholds};
+use crate::policy;
 use crate::probe::ProbeReport;
-use crate::snapshot::{Bound, Published, Snapshot, Zones};
+use crate::snapshot::{Bound, Choice, Published, Snapshot, Zones};
 
 /// Requests to the engine.
 #[derive(Debug)]
@@ -51,8 +52,15 @@ pub struct MemberStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct NameStatus {
     pub name: String,
+    /// Every address the name may answer now (a weighted name answers some of them per query).
     pub answer: Vec<IpAddr>,
+    /// The TTL answered now: `degraded_ttl` while `degraded`.
     pub ttl: u32,
+    /// Some member behind the name is down or failing.
+    pub degraded: bool,
+    /// No member behind the name is healthy (for an address family that has members).
+    pub all_down: bool,
+    /// All down, and answering every member (`when_all_down = "all"`).
     pub fail_open: bool,
 }
 
@@ -82,7 +90,8 @@ pub struct Engine {
     published: Published,
     ready_tx: watch::Sender<bool>,
     generation: u64,
-    fail_open: HashMap<LowerName, bool>,
+    /// The names whose members are all down, to log when that starts and ends.
+    all_down: HashMap<LowerName, bool>,
     /// Members still without a first probe result.
     unknown: usize,
     /// Prepared answers that do not depend on health, reused by every publication.
@@ -106,7 +115,7 @@ impl Engine {
             published,
             ready_tx,
             generation: 0,
-            fail_open: HashMap::new(),
+            all_down: HashMap::new(),
             unknown: n,
             fixed: None,
         };
@@ -152,7 +161,10 @@ impl Engine {
             rise: check.rise,
         };
         let was_ready = self.is_ready();
+        let was_suspect = self.health[r.member].suspect();
         let transition = self.health[r.member].observe(r.ok, t);
+        // A member turning suspect, or steady again, changes the TTL of its names.
+        let suspect_changed = was_suspect != self.health[r.member].suspect();
         if transition.is_some_and(|tr| tr.from == State::Unknown) {
             self.unknown -= 1;
         }
@@ -164,7 +176,7 @@ impl Engine {
             last.error = r.error.clone();
         }
         let Some(tr) = transition else {
-            return false;
+            return suspect_changed && was_ready;
         };
         last.since = Some(r.at);
         let pool = &self.cfg.pools[m.pool].name;
@@ -198,47 +210,60 @@ impl Engine {
         self.generation += 1;
         let ready = self.is_ready();
         let mut bound = HashMap::with_capacity(self.cfg.names.len());
-        for b in &self.cfg.names {
-            let all: Vec<usize> = b
-                .pools
-                .iter()
-                .flat_map(|&p| self.cfg.pools[p].members.iter().copied())
-                .collect();
-            let healthy: Vec<usize> = all
-                .iter()
-                .copied()
-                .filter(|&i| self.health[i].state == State::Up)
-                .collect();
-            let fail_open = ready && healthy.is_empty();
-            let chosen = if healthy.is_empty() { &all } else { &healthy };
+        let cfg = self.cfg.clone();
+        for b in &cfg.names {
+            let up = |i: usize| self.health[i].state == State::Up;
+            let degraded = b.pools.iter().any(|&p| {
+                cfg.pools[p].members.iter().any(|&i| {
+                    let h = &self.health[i];
+                    h.state == State::Down || h.suspect()
+                })
+            });
+            let ttl = if degraded { b.degraded_ttl } else { b.ttl };
+            let choice = |v6: bool| {
+                let plan = policy::plan(&cfg, b, v6, &up);
+                let sets = plan
+                    .sets
+                    .into_iter()
+                    .map(|(addrs, p)| {
+                        let records = addrs
+                            .into_iter()
+                            .map(|a| {
+                                let data = match a {
+                                    IpAddr::V4(a) => RData::A(A(a)),
+                                    IpAddr::V6(a) => RData::AAAA(AAAA(a)),
+                                };
+                                Record::from_rdata(b.name.clone(), ttl, data)
+                            })
+                            .collect();
+                        (records, p)
+                    })
+                    .collect();
+                let mut c = Choice::weighted(sets);
+                c.servfail = plan.servfail;
+                (c, plan.all_down)
+            };
+            let ((a, down4), (aaaa, down6)) = (choice(false), choice(true));
+            let all_down = ready && (down4 || down6);
             let lname = LowerName::new(&b.name);
             let was = self
-                .fail_open
-                .insert(lname.clone(), fail_open)
+                .all_down
+                .insert(lname.clone(), all_down)
                 .unwrap_or(false);
-            if fail_open && !was {
-                tracing::error!(name = %b.name, "no member is healthy: answering every member (fail-open)");
-            } else if was && !fail_open {
-                tracing::warn!(name = %b.name, "a member is healthy again: fail-open ended");
+            if all_down && !was {
+                tracing::error!(name = %b.name, behaviour = ?b.all_down, "no member is healthy: answering the all-down behaviour");
+            } else if was && !all_down {
+                tracing::warn!(name = %b.name, "a member is healthy again: all-down ended");
             }
-            let mut entry = Bound {
-                fail_open,
-                ..Default::default()
-            };
-            let mut seen = Vec::new();
-            for &i in chosen {
-                let addr = self.cfg.members[i].address;
-                if seen.contains(&addr) {
-                    continue;
-                }
-                seen.push(addr);
-                let (list, data) = match addr {
-                    IpAddr::V4(a) => (&mut entry.a, RData::A(A(a))),
-                    IpAddr::V6(a) => (&mut entry.aaaa, RData::AAAA(AAAA(a))),
-                };
-                list.push(Record::from_rdata(b.name.clone(), b.ttl, data));
-            }
-            bound.insert(lname, entry);
+            bound.insert(
+                lname,
+                Bound {
+                    a,
+                    aaaa,
+                    all_down,
+                    degraded,
+                },
+            );
         }
         let mut snap = Snapshot {
             generation: self.generation,
@@ -291,19 +316,25 @@ impl Engine {
             .iter()
             .map(|b| {
                 let e = snap.bound.get(&LowerName::new(&b.name));
-                let answer = e
-                    .map(|e| {
-                        e.a.iter()
-                            .chain(e.aaaa.iter())
-                            .filter_map(|r| r.data.ip_addr())
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let mut answer: Vec<IpAddr> = Vec::new();
+                for c in e.iter().flat_map(|e| [&e.a, &e.aaaa]) {
+                    for r in c.sets.iter().flatten() {
+                        if let Some(ip) = r.data.ip_addr() {
+                            if !answer.contains(&ip) {
+                                answer.push(ip);
+                            }
+                        }
+                    }
+                }
+                let degraded = e.is_some_and(|e| e.degraded);
+                let all_down = e.is_some_and(|e| e.all_down);
                 NameStatus {
                     name: b.name.to_string(),
                     answer,
-                    ttl: b.ttl,
-                    fail_open: e.is_some_and(|e| e.fail_open),
+                    ttl: if degraded { b.degraded_ttl } else { b.ttl },
+                    degraded,
+                    all_down,
+                    fail_open: all_down && b.all_down == AllDown::All,
                 }
             })
             .collect();

@@ -29,8 +29,8 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
-use crate::lookup::{lookup, Answer};
-use crate::snapshot::Snapshot;
+use crate::lookup::{lookup_with, Answer};
+use crate::snapshot::{Choice, Snapshot};
 use crate::zone::{Node, Zone};
 
 /// The longest wire-format name (RFC 1035 section 3.1).
@@ -70,10 +70,30 @@ pub struct Template {
     ede_not_auth: bool,
 }
 
+/// The response to one type: fixed, or one of several picked per query by a bound name's
+/// policy (the thresholds are [`crate::snapshot::Choice::cum`]).
+#[derive(Debug)]
+enum Answers {
+    One(Arc<Template>),
+    Pick(Vec<Arc<Template>>, Arc<[u64]>),
+}
+
+impl Answers {
+    fn get(&self) -> &Template {
+        match self {
+            Answers::One(t) => t,
+            Answers::Pick(ts, cum) => {
+                let r = crate::snapshot::random_u32() as u64;
+                &ts[cum.partition_point(|&c| c <= r).min(ts.len() - 1)]
+            }
+        }
+    }
+}
+
 /// What a name that exists answers.
 #[derive(Debug, Default)]
 struct NodeAnswers {
-    types: Vec<(u16, Arc<Template>)>,
+    types: Vec<(u16, Answers)>,
     /// For any type not in `types`; `None` sends such queries to the general path.
     other: Option<Arc<Template>>,
 }
@@ -81,7 +101,7 @@ struct NodeAnswers {
 impl NodeAnswers {
     fn get(&self, qtype: u16) -> Option<&Template> {
         match self.types.iter().find(|(t, _)| *t == qtype) {
-            Some((_, tpl)) => Some(tpl),
+            Some((_, a)) => Some(a.get()),
             None => self.other.as_deref(),
         }
     }
@@ -135,8 +155,32 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
+    /// The answer with every bound name's first choice.
     fn lookup(&self, name: &Name, t: RecordType) -> Answer {
-        let a = lookup(self.snap, name, t);
+        self.lookup_forcing(name, t, None).0
+    }
+
+    /// The answer with `force` (a bound name's choice, by address, and the index in it) and
+    /// every other bound name's first choice; also the first choice met that has several
+    /// answers, if any.
+    fn lookup_forcing(
+        &self,
+        name: &Name,
+        t: RecordType,
+        force: Option<(*const Choice, usize)>,
+    ) -> (Answer, Option<&Choice>) {
+        let varying = std::cell::RefCell::new(None);
+        let pick = |l: &LowerName, c: &Choice| {
+            let p = c as *const Choice;
+            if c.sets.len() > 1 && varying.borrow().is_none() {
+                *varying.borrow_mut() = Some((l.clone(), p));
+            }
+            match force {
+                Some((f, i)) if f == p => i,
+                _ => 0,
+            }
+        };
+        let a = lookup_with(self.snap, name, t, &pick);
         let bound = |r: &Record| self.snap.bound.contains_key(&LowerName::new(&r.name));
         if a.answer
             .iter()
@@ -146,7 +190,12 @@ impl Builder<'_> {
         {
             self.touched.set(true);
         }
-        a
+        // The choice met, found again in the snapshot by its owner name.
+        let choice = varying.into_inner().and_then(|(l, p)| {
+            let b = self.snap.bound.get(&l)?;
+            [&b.a, &b.aaaa].into_iter().find(|c| std::ptr::eq(*c, p))
+        });
+        (a, choice)
     }
 
     /// The entry of one existing name, and whether it depends on pool health.
@@ -203,11 +252,18 @@ impl Builder<'_> {
         }
         types.sort_by_key(|t| u16::from(*t));
         types.dedup();
+        let tpl = |ans: &Answer| Arc::new(encode(ans, qname, Some(suffix_base)));
         let mk = |t: RecordType| {
-            let ans = self.lookup(qname, t);
-            Arc::new(encode(&ans, qname, Some(suffix_base)))
+            let (ans, varying) = self.lookup_forcing(qname, t, None);
+            let Some(choice) = varying else {
+                return Answers::One(tpl(&ans));
+            };
+            let tpls = (0..choice.sets.len())
+                .map(|i| tpl(&self.lookup_forcing(qname, t, Some((choice, i))).0))
+                .collect();
+            Answers::Pick(tpls, choice.cum.clone().into())
         };
-        let other = (!is_cname).then(|| mk(RecordType::Unknown(65280)));
+        let other = (!is_cname).then(|| tpl(&self.lookup(qname, RecordType::Unknown(65280))));
         NodeAnswers {
             types: types.into_iter().map(|t| (u16::from(t), mk(t))).collect(),
             other,

@@ -32,6 +32,7 @@ pub mod engine;
 pub mod fast;
 pub mod health;
 pub mod lookup;
+pub mod policy;
 pub mod probe;
 pub mod server;
 pub mod snapshot;

@@ -16,7 +16,7 @@
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
-use crate::snapshot::{Bound, Snapshot};
+use crate::snapshot::{random_u32, Bound, Choice, Snapshot};
 use crate::zone::{Node, Zone};
 
 /// The longest CNAME chain followed inside a zone.
@@ -53,8 +53,17 @@ impl Answer {
     }
 }
 
-/// Answers `qname`/`qtype` from the snapshot; REFUSED when no zone contains the name.
+/// Which of a bound name's answers ([`Choice`]) to use.
+pub type Pick<'a> = &'a dyn Fn(&LowerName, &Choice) -> usize;
+
+/// Answers `qname`/`qtype` from the snapshot, each bound name's answer drawn at random by its
+/// policy; REFUSED when no zone contains the name.
 pub fn lookup(snap: &Snapshot, qname: &Name, qtype: RecordType) -> Answer {
+    lookup_with(snap, qname, qtype, &|_, c| c.pick(random_u32()))
+}
+
+/// [`lookup`] with the bound names' answers chosen by `pick`.
+pub fn lookup_with(snap: &Snapshot, qname: &Name, qtype: RecordType, pick: Pick) -> Answer {
     let lname = LowerName::new(qname);
     let Some(zone) = snap.zones.find(&lname) else {
         return Answer::refused();
@@ -64,7 +73,15 @@ pub fn lookup(snap: &Snapshot, qname: &Name, qtype: RecordType) -> Answer {
     let mut name = qname.clone();
     let mut lname = lname;
     loop {
-        let next = resolve_step(snap, zone, &name, &lname, qtype, &mut ans);
+        let next = resolve_step(snap, zone, &name, &lname, qtype, pick, &mut ans);
+        if ans.rcode == ResponseCode::ServFail {
+            // A bound name with nothing healthy, set to fail rather than answer.
+            return Answer {
+                rcode: ResponseCode::ServFail,
+                aa: false,
+                ..Answer::new()
+            };
+        }
         match next {
             Some(target) if seen.len() < MAX_CHAIN => {
                 let ltarget = LowerName::new(&target);
@@ -87,16 +104,18 @@ fn resolve_step(
     name: &Name,
     lname: &LowerName,
     qtype: RecordType,
+    pick: Pick,
     ans: &mut Answer,
 ) -> Option<Name> {
     if let Some((cut, node)) = zone.delegation_above(lname) {
         if !(cut == lname && qtype == RecordType::DS) {
-            referral(snap, zone, node, ans);
+            referral(snap, zone, node, pick, ans);
             return None;
         }
     }
     if let Some(node) = zone.nodes.get(lname) {
-        return from_node(snap, zone, node, snap.bound.get(lname), name, qtype, ans);
+        let bound = snap.bound.get(lname).map(|b| (lname, b));
+        return from_node(snap, zone, node, bound, name, qtype, pick, ans);
     }
     // RFC 4592 section 3.3.1: find the closest encloser, then its wildcard child.
     let mut encloser = lname.base_name();
@@ -108,7 +127,7 @@ fn resolve_step(
         .ok()
         .map(|n| LowerName::new(&n));
     match wild.and_then(|w| zone.nodes.get(&w)) {
-        Some(node) => from_node(snap, zone, node, None, name, qtype, ans),
+        Some(node) => from_node(snap, zone, node, None, name, qtype, pick, ans),
         None => {
             // After a CNAME too: the rcode describes the last name (RFC 6604 section 2).
             ans.rcode = ResponseCode::NXDomain;
@@ -119,31 +138,46 @@ fn resolve_step(
 }
 
 /// Answers from the node that owns (or, for a wildcard, synthesizes) `name`.
+#[allow(clippy::too_many_arguments)]
 fn from_node(
     snap: &Snapshot,
     zone: &Zone,
     node: &Node,
-    bound: Option<&Bound>,
+    bound: Option<(&LowerName, &Bound)>,
     name: &Name,
     qtype: RecordType,
+    pick: Pick,
     ans: &mut Answer,
 ) -> Option<Name> {
+    fn chosen<'c>(c: &'c Choice, l: Option<&LowerName>, pick: Pick) -> &'c [Record] {
+        l.map_or(&[], |l| c.get(pick(l, c)))
+    }
+    let owner = bound.map(|(l, _)| l);
+    let bound = bound.map(|(_, b)| b);
+    if bound
+        .and_then(|b| b.choice(qtype))
+        .is_some_and(|c| c.servfail)
+    {
+        ans.rcode = ResponseCode::ServFail;
+        return None;
+    }
     let records = if qtype == RecordType::ANY {
         // RFC 8482 section 4.1: one RRset, here the lowest type at the node.
         node.rrsets
             .iter()
             .map(|s| (u16::from(s.rtype), s.records.as_slice()))
-            .chain(
-                bound
-                    .into_iter()
-                    .flat_map(|b| [(1u16, b.a.as_slice()), (28u16, b.aaaa.as_slice())]),
-            )
+            .chain(bound.into_iter().flat_map(|b| {
+                [
+                    (1u16, chosen(&b.a, owner, pick)),
+                    (28u16, chosen(&b.aaaa, owner, pick)),
+                ]
+            }))
             .filter(|(_, r)| !r.is_empty())
             .min_by_key(|(t, _)| *t)
             .map(|(_, r)| r)
     } else {
-        match bound.and_then(|b| b.records(qtype)) {
-            Some(r) => Some(r),
+        match bound.and_then(|b| b.choice(qtype)) {
+            Some(c) => Some(chosen(c, owner, pick)),
             None => node.get(qtype).map(|s| s.records.as_slice()),
         }
     };
@@ -151,7 +185,7 @@ fn from_node(
         push_owned(&mut ans.answer, records, name);
         for r in records {
             if let Some(target) = additional_target(&r.data) {
-                add_addresses(snap, zone, target, &mut ans.additional);
+                add_addresses(snap, zone, target, pick, &mut ans.additional);
             }
         }
         return None;
@@ -177,7 +211,7 @@ fn push_owned(out: &mut Vec<Record>, records: &[Record], name: &Name) {
 }
 
 /// A referral: the delegation's NS set, and the addresses of its in-zone name servers.
-fn referral(snap: &Snapshot, zone: &Zone, cut: &Node, ans: &mut Answer) {
+fn referral(snap: &Snapshot, zone: &Zone, cut: &Node, pick: Pick, ans: &mut Answer) {
     let Some(ns) = cut.get(RecordType::NS) else {
         return;
     };
@@ -186,7 +220,7 @@ fn referral(snap: &Snapshot, zone: &Zone, cut: &Node, ans: &mut Answer) {
     ans.authority.extend(ns.records.iter().cloned());
     for r in &ns.records {
         if let RData::NS(target) = &r.data {
-            add_addresses(snap, zone, &target.0, &mut ans.additional);
+            add_addresses(snap, zone, &target.0, pick, &mut ans.additional);
         }
     }
 }
@@ -202,7 +236,7 @@ fn additional_target(data: &RData) -> Option<&Name> {
 }
 
 /// Adds the in-zone A and AAAA records of `target` to the additional section, once.
-fn add_addresses(snap: &Snapshot, zone: &Zone, target: &Name, out: &mut Vec<Record>) {
+fn add_addresses(snap: &Snapshot, zone: &Zone, target: &Name, pick: Pick, out: &mut Vec<Record>) {
     let lt = LowerName::new(target);
     if !zone.origin.zone_of(&lt) {
         return;
@@ -210,10 +244,13 @@ fn add_addresses(snap: &Snapshot, zone: &Zone, target: &Name, out: &mut Vec<Reco
     let bound = snap.bound.get(&lt);
     let node = zone.nodes.get(&lt);
     for rtype in [RecordType::A, RecordType::AAAA] {
-        let records = bound.and_then(|b| b.records(rtype)).or_else(|| {
-            node.and_then(|n| n.get(rtype))
-                .map(|s| s.records.as_slice())
-        });
+        let records = bound
+            .and_then(|b| b.choice(rtype))
+            .map(|c| c.get(pick(&lt, c)))
+            .or_else(|| {
+                node.and_then(|n| n.get(rtype))
+                    .map(|s| s.records.as_slice())
+            });
         for r in records.unwrap_or_default() {
             if !out.contains(r) {
                 out.push(r.clone());

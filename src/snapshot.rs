@@ -48,18 +48,101 @@ impl Zones {
     }
 }
 
-/// The records a pool-bound name answers with right now.
+/// A random number for the query path: a per-thread xorshift, seeded once per thread.
+pub fn random_u32() -> u32 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(rand::random::<u64>() | 1);
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        (x >> 32) as u32
+    })
+}
+
+/// The answers one address family of a bound name chooses among, per query.
+#[derive(Debug, Clone, Default)]
+pub struct Choice {
+    /// The possible answers; exactly one for a fixed answer.
+    pub sets: Vec<Vec<Record>>,
+    /// Cumulative thresholds out of 2^32: a random `r` picks the first set with `r < cum[i]`.
+    pub cum: Vec<u64>,
+    /// Nothing is healthy and the name is set to answer SERVFAIL.
+    pub servfail: bool,
+}
+
+impl Choice {
+    /// Always the same records.
+    pub fn fixed(records: Vec<Record>) -> Self {
+        Choice {
+            sets: vec![records],
+            cum: vec![1 << 32],
+            servfail: false,
+        }
+    }
+
+    /// Sets with their probabilities (which sum to 1).
+    pub fn weighted(sets: Vec<(Vec<Record>, f64)>) -> Self {
+        let mut acc = 0.0;
+        let mut cum = Vec::with_capacity(sets.len());
+        let mut out = Vec::with_capacity(sets.len());
+        for (records, p) in sets {
+            acc += p;
+            cum.push(((acc * 4294967296.0).round() as u64).min(1 << 32));
+            out.push(records);
+        }
+        if let Some(last) = cum.last_mut() {
+            *last = 1 << 32; // rounding never leaves a gap at the top
+        }
+        Choice {
+            sets: out,
+            cum,
+            servfail: false,
+        }
+    }
+
+    /// The set for the random number `r`.
+    pub fn pick(&self, r: u32) -> usize {
+        if self.sets.len() <= 1 {
+            return 0;
+        }
+        self.cum
+            .partition_point(|&c| c <= r as u64)
+            .min(self.sets.len() - 1)
+    }
+
+    pub fn get(&self, i: usize) -> &[Record] {
+        self.sets.get(i).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The answers of a pool-bound name right now.
 #[derive(Debug, Clone, Default)]
 pub struct Bound {
-    pub a: Vec<Record>,
-    pub aaaa: Vec<Record>,
-    /// No member behind the name is healthy, so every member is being answered (fail-open).
-    pub fail_open: bool,
+    pub a: Choice,
+    pub aaaa: Choice,
+    /// No member behind the name is healthy: the answer is its all-down behaviour.
+    pub all_down: bool,
+    /// Some member behind the name is down or failing: answers carry the degraded TTL.
+    pub degraded: bool,
 }
 
 impl Bound {
-    /// The answer records for A or AAAA; `None` for any other type (the zone file answers).
-    pub fn records(&self, rtype: RecordType) -> Option<&[Record]> {
+    /// A fixed answer.
+    pub fn fixed(a: Vec<Record>, aaaa: Vec<Record>) -> Self {
+        Bound {
+            a: Choice::fixed(a),
+            aaaa: Choice::fixed(aaaa),
+            ..Default::default()
+        }
+    }
+
+    /// The choice for A or AAAA; `None` for any other type (the zone file answers).
+    pub fn choice(&self, rtype: RecordType) -> Option<&Choice> {
         match rtype {
             RecordType::A => Some(&self.a),
             RecordType::AAAA => Some(&self.aaaa),

@@ -18,18 +18,16 @@ use rand::{Rng, SeedableRng};
 /// The pool name app.example.test. answering `v4` (and one IPv6 address).
 fn snapshot_with(zones: Arc<Zones>, v4: &[&str]) -> Snapshot {
     let app = Name::from_ascii("app.example.test.").unwrap();
-    let bound = Bound {
-        a: v4
-            .iter()
+    let bound = Bound::fixed(
+        v4.iter()
             .map(|a| Record::from_rdata(app.clone(), 30, RData::A(A(a.parse().unwrap()))))
             .collect(),
-        aaaa: vec![Record::from_rdata(
+        vec![Record::from_rdata(
             app.clone(),
             30,
             RData::AAAA(AAAA("2001:db8::10".parse().unwrap())),
         )],
-        fail_open: false,
-    };
+    );
     Snapshot {
         zones,
         bound: [(LowerName::new(&app), bound)].into_iter().collect(),

@@ -9,7 +9,8 @@ use hickory_proto::rr::{LowerName, Name};
 
 use super::file::{self, CheckType, StatusSpec};
 use super::{
-    duration, key, BoundName, Check, CheckKind, Config, ConfigError, Ctx, HttpCheck, Member, Pool,
+    duration, key, AllDown, BoundName, Check, CheckKind, Config, ConfigError, Ctx, HttpCheck,
+    Member, MinHealthy, Policy, Pool,
 };
 use crate::dns::WireSettings;
 
@@ -326,9 +327,14 @@ fn build_pools(
                 check,
             });
         }
+        let weight = p.weight.unwrap_or(1);
+        if weight == 0 || weight > 1_000_000 {
+            return Err(cx.err(&format!("{pp}.weight"), "must be 1 to 1000000"));
+        }
         pools.push(Pool {
             name: pname.clone(),
             check,
+            weight,
             members: ids,
         });
     }
@@ -387,11 +393,144 @@ fn build_names(cx: &Ctx, raw: &file::File, pools: &[Pool]) -> Result<Vec<BoundNa
                 format!("{ttl} is out of range: 1 to 86400 seconds"),
             ));
         }
+        let degraded_ttl = b.degraded_ttl.unwrap_or(ttl.min(5));
+        if degraded_ttl == 0 || degraded_ttl > ttl {
+            return Err(cx.err(
+                &format!("{np}.degraded_ttl"),
+                format!("{degraded_ttl} is out of range: 1 to ttl ({ttl}) seconds"),
+            ));
+        }
+        let policy = build_policy(cx, &np, b)?;
+        let all_down = build_all_down(cx, &np, b, pools)?;
         out.push(BoundName {
             name,
             pools: ids,
+            policy,
             ttl,
+            degraded_ttl,
+            all_down,
         });
     }
     Ok(out)
+}
+
+fn build_policy(cx: &Ctx, np: &str, b: &file::BoundName) -> Result<Policy, ConfigError> {
+    use file::PolicyKind as K;
+    let kind = b.policy.unwrap_or(K::All);
+    let count = |k: &str, v: Option<u32>, default: u32| {
+        let v = v.unwrap_or(default);
+        if (1..=64).contains(&v) {
+            Ok(v as usize)
+        } else {
+            Err(cx.err(
+                &format!("{np}.{k}"),
+                format!("{v} is out of range: 1 to 64"),
+            ))
+        }
+    };
+    let only = |k: &str, set: bool, kinds: &str| {
+        if set {
+            Err(cx.err(
+                &format!("{np}.{k}"),
+                format!("applies to policy {kinds} only"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    if kind != K::Weighted {
+        only("answers", b.answers.is_some(), "\"weighted\"")?;
+    }
+    if kind != K::Failover {
+        only("min_healthy", b.min_healthy.is_some(), "\"failover\"")?;
+    }
+    Ok(match kind {
+        K::All => Policy::All {
+            max_answers: count("max_answers", b.max_answers, 8)?,
+        },
+        K::Weighted => {
+            only(
+                "max_answers",
+                b.max_answers.is_some(),
+                "\"all\" and \"failover\" (weighted returns `answers`)",
+            )?;
+            Policy::Weighted {
+                answers: count("answers", b.answers, 1)?,
+            }
+        }
+        K::Failover => {
+            let k = format!("{np}.min_healthy");
+            let min_healthy = match &b.min_healthy {
+                None => MinHealthy::Count(1),
+                Some(file::MinHealthy::Count(c)) if (1..=10_000).contains(c) => {
+                    MinHealthy::Count(*c as usize)
+                }
+                Some(file::MinHealthy::Text(t)) => match t
+                    .strip_suffix('%')
+                    .and_then(|p| p.trim().parse::<u32>().ok())
+                {
+                    Some(p) if (1..=100).contains(&p) => MinHealthy::Percent(p),
+                    _ => {
+                        return Err(cx.err(
+                            &k,
+                            format!("{t:?} is not a count or a percentage such as \"50%\""),
+                        ))
+                    }
+                },
+                Some(_) => return Err(cx.err(&k, "a count must be 1 to 10000")),
+            };
+            Policy::Failover {
+                min_healthy,
+                max_answers: count("max_answers", b.max_answers, 8)?,
+            }
+        }
+    })
+}
+
+fn build_all_down(
+    cx: &Ctx,
+    np: &str,
+    b: &file::BoundName,
+    pools: &[Pool],
+) -> Result<AllDown, ConfigError> {
+    use file::AllDownKind as K;
+    let kind = b.when_all_down.unwrap_or(K::All);
+    let fp = format!("{np}.fallback");
+    if kind != K::Fallback {
+        if b.fallback.is_some() {
+            return Err(cx.err(&fp, "applies to when_all_down = \"fallback\" only"));
+        }
+        return Ok(match kind {
+            K::All => AllDown::All,
+            K::Nodata => AllDown::NoData,
+            _ => AllDown::ServFail,
+        });
+    }
+    let list = b.fallback.as_deref().unwrap_or_default();
+    if list.is_empty() {
+        return Err(cx.err(
+            &fp,
+            "when_all_down = \"fallback\" needs a list of addresses or pool names",
+        ));
+    }
+    let (mut addresses, mut fpools) = (Vec::new(), Vec::new());
+    for (i, f) in list.iter().enumerate() {
+        if let Ok(a) = f.parse::<IpAddr>() {
+            addresses.push(a);
+        } else if let Some(p) = pools.iter().position(|x| &x.name == f) {
+            fpools.push(p);
+        } else {
+            return Err(cx.err(
+                &format!("{fp}[{i}]"),
+                format!(
+                    "{f:?} is neither an IP address nor a pool; pools are: {}",
+                    names_of(pools.iter().map(|x| &x.name))
+                ),
+            ));
+        }
+    }
+    Ok(AllDown::Fallback {
+        addresses,
+        pools: fpools,
+    })
 }

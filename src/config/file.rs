@@ -87,6 +87,7 @@ pub enum StatusSpec {
 #[serde(deny_unknown_fields)]
 pub struct Pool {
     pub check: String,
+    pub weight: Option<u32>,
     pub members: Vec<Member>,
 }
 
@@ -105,5 +106,37 @@ pub struct Member {
 #[serde(deny_unknown_fields)]
 pub struct BoundName {
     pub pools: Vec<String>,
+    pub policy: Option<PolicyKind>,
+    pub answers: Option<u32>,
+    pub max_answers: Option<u32>,
+    pub min_healthy: Option<MinHealthy>,
     pub ttl: Option<u32>,
+    pub degraded_ttl: Option<u32>,
+    pub when_all_down: Option<AllDownKind>,
+    pub fallback: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyKind {
+    All,
+    Weighted,
+    Failover,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AllDownKind {
+    All,
+    Fallback,
+    Nodata,
+    Servfail,
+}
+
+/// `min_healthy`: a count (`2`) or a share of the pool (`"50%"`).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum MinHealthy {
+    Count(u32),
+    Text(String),
 }

@@ -95,6 +95,8 @@ pub struct Member {
 pub struct Pool {
     pub name: String,
     pub check: usize,
+    /// The pool's share against the other pools of a weighted name.
+    pub weight: u32,
     pub members: Vec<usize>,
 }
 
@@ -102,8 +104,63 @@ pub struct Pool {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BoundName {
     pub name: Name,
+    /// In order: the failover policy tries them first to last.
     pub pools: Vec<usize>,
+    pub policy: Policy,
+    /// The TTL of answers while every member behind the name is up and steady.
     pub ttl: u32,
+    /// The TTL while any member behind the name is down or failing.
+    pub degraded_ttl: u32,
+    pub all_down: AllDown,
+}
+
+/// How a bound name chooses its answer among the healthy members behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Policy {
+    /// Every healthy member, at most `max_answers`, rotated per query.
+    All { max_answers: usize },
+    /// `answers` members chosen per query at random in proportion to their weights.
+    Weighted { answers: usize },
+    /// The first pool, in order, with at least `min_healthy` healthy members (as `All`).
+    Failover {
+        min_healthy: MinHealthy,
+        max_answers: usize,
+    },
+}
+
+/// The least number of healthy members for a failover pool to be used.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MinHealthy {
+    Count(usize),
+    /// Percent of the pool's members, rounded up.
+    Percent(u32),
+}
+
+impl MinHealthy {
+    /// Whether `healthy` of `size` members is enough.
+    pub fn met(self, healthy: usize, size: usize) -> bool {
+        healthy > 0
+            && match self {
+                MinHealthy::Count(c) => healthy >= c,
+                MinHealthy::Percent(p) => healthy * 100 >= size * p as usize,
+            }
+    }
+}
+
+/// What a bound name answers when no member behind it is healthy.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AllDown {
+    /// Every member, as if all were healthy (fail-open).
+    All,
+    /// Fixed addresses, or the healthy (else all) members of other pools.
+    Fallback {
+        addresses: Vec<IpAddr>,
+        pools: Vec<usize>,
+    },
+    /// NOERROR with no address records.
+    NoData,
+    /// SERVFAIL, so that resolvers try elsewhere or keep what they have.
+    ServFail,
 }
 
 /// The checked configuration.

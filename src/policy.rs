@@ -1,0 +1,227 @@
+//! Steering: which addresses a bound name answers, given which members are healthy.
+//!
+//! Pure functions of the configuration and a health view. The result ([`Plan`]) is the set
+//! of answers a query may get and the chance of each; the engine turns it into records and
+//! the query path picks one per query with a random number. Each address family is planned
+//! on its own, over the members of that family, so that an A query never draws an IPv6
+//! member.
+//!
+//! Weighted choice uses systematic sampling: members lie on a circle in proportion to their
+//! weights and `k` points spaced 1/k apart, at a random offset, pick the answer. Each member
+//! is then in the answer with probability k·w/W exactly, so its share of traffic is its
+//! weight's share however a resolver orders the records, and the offsets between the
+//! circle's boundaries give at most one distinct answer per member to prepare.
+
+use std::net::IpAddr;
+
+use crate::config::{AllDown, BoundName, Config, Policy};
+
+/// The answers of one name for one address family.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Each possible answer with its probability; the probabilities sum to 1.
+    pub sets: Vec<(Vec<IpAddr>, f64)>,
+    /// No member of this family is healthy: the answer is the name's all-down behaviour.
+    pub all_down: bool,
+    pub servfail: bool,
+}
+
+impl Plan {
+    fn one(set: Vec<IpAddr>) -> Self {
+        Plan {
+            sets: vec![(set, 1.0)],
+            all_down: false,
+            servfail: false,
+        }
+    }
+
+    /// Every rotation of `addrs`, cut to `max`, equally likely: each address is first (and,
+    /// with a cut, included) equally often.
+    fn rotations(addrs: Vec<IpAddr>, max: usize) -> Self {
+        let n = addrs.len();
+        if n <= 1 {
+            return Plan::one(addrs);
+        }
+        let sets = (0..n)
+            .map(|i| {
+                let set = addrs.iter().cycle().skip(i).take(n.min(max)).copied();
+                (set.collect(), 1.0 / n as f64)
+            })
+            .collect();
+        Plan {
+            sets,
+            all_down: false,
+            servfail: false,
+        }
+    }
+}
+
+/// Plans `name`'s answers for IPv6 (`v6`) or IPv4, `up` telling which members are healthy.
+pub fn plan(cfg: &Config, name: &BoundName, v6: bool, up: &dyn Fn(usize) -> bool) -> Plan {
+    let family = |i: &usize| cfg.members[*i].address.is_ipv6() == v6;
+    let pool_members = |p: usize| cfg.pools[p].members.iter().copied().filter(family);
+    let all: Vec<usize> = name.pools.iter().flat_map(|&p| pool_members(p)).collect();
+    if all.is_empty() {
+        return Plan::one(Vec::new()); // no member of this family: NODATA, not an outage
+    }
+    let healthy: Vec<usize> = all.iter().copied().filter(|&i| up(i)).collect();
+    let addrs = |ids: &[usize]| dedup(ids.iter().map(|&i| cfg.members[i].address));
+    if healthy.is_empty() {
+        return all_down(cfg, name, v6, up, &all);
+    }
+    match &name.policy {
+        Policy::All { max_answers } => Plan::rotations(addrs(&healthy), *max_answers),
+        Policy::Weighted { answers } => {
+            // A pool's weight is shared among its healthy members by their own weights;
+            // pools with none healthy drop out and the others share their part.
+            let mut weighted: Vec<(IpAddr, f64)> = Vec::new();
+            let live_pools: Vec<usize> = name
+                .pools
+                .iter()
+                .copied()
+                .filter(|&p| pool_members(p).any(up))
+                .collect();
+            let pools_total: f64 = live_pools.iter().map(|&p| cfg.pools[p].weight as f64).sum();
+            for &p in &live_pools {
+                let ms: Vec<usize> = pool_members(p).filter(|&i| up(i)).collect();
+                let members_total: f64 = ms.iter().map(|&i| cfg.members[i].weight as f64).sum();
+                for i in ms {
+                    let w = cfg.pools[p].weight as f64 / pools_total * cfg.members[i].weight as f64
+                        / members_total;
+                    let a = cfg.members[i].address;
+                    match weighted.iter_mut().find(|(x, _)| *x == a) {
+                        Some((_, sum)) => *sum += w,
+                        None => weighted.push((a, w)),
+                    }
+                }
+            }
+            systematic(&weighted, *answers)
+        }
+        Policy::Failover {
+            min_healthy,
+            max_answers,
+        } => {
+            let usable = |need: bool| {
+                name.pools.iter().find_map(|&p| {
+                    let size = pool_members(p).count();
+                    let ok: Vec<usize> = pool_members(p).filter(|&i| up(i)).collect();
+                    let enough = if need {
+                        min_healthy.met(ok.len(), size)
+                    } else {
+                        !ok.is_empty()
+                    };
+                    enough.then_some(ok)
+                })
+            };
+            // No pool has enough: the first with any healthy member beats none.
+            let chosen = usable(true).or_else(|| usable(false)).unwrap_or_default();
+            Plan::rotations(addrs(&chosen), *max_answers)
+        }
+    }
+}
+
+/// The answer when no member of the family is healthy.
+fn all_down(
+    cfg: &Config,
+    name: &BoundName,
+    v6: bool,
+    up: &dyn Fn(usize) -> bool,
+    all: &[usize],
+) -> Plan {
+    let max = match name.policy {
+        Policy::All { max_answers } | Policy::Failover { max_answers, .. } => max_answers,
+        Policy::Weighted { answers } => answers,
+    };
+    let mut p = match &name.all_down {
+        AllDown::All => Plan::rotations(dedup(all.iter().map(|&i| cfg.members[i].address)), max),
+        AllDown::Fallback { addresses, pools } => {
+            let mut out: Vec<IpAddr> = addresses
+                .iter()
+                .copied()
+                .filter(|a| a.is_ipv6() == v6)
+                .collect();
+            for &p in pools {
+                let ms: Vec<usize> = cfg.pools[p]
+                    .members
+                    .iter()
+                    .copied()
+                    .filter(|&i| cfg.members[i].address.is_ipv6() == v6)
+                    .collect();
+                let healthy: Vec<usize> = ms.iter().copied().filter(|&i| up(i)).collect();
+                let use_ = if healthy.is_empty() { ms } else { healthy };
+                out.extend(use_.iter().map(|&i| cfg.members[i].address));
+            }
+            Plan::rotations(dedup(out.into_iter()), max)
+        }
+        AllDown::NoData => Plan::one(Vec::new()),
+        AllDown::ServFail => Plan {
+            servfail: true,
+            ..Plan::one(Vec::new())
+        },
+    };
+    p.all_down = true;
+    p
+}
+
+fn dedup(it: impl Iterator<Item = IpAddr>) -> Vec<IpAddr> {
+    let mut v: Vec<IpAddr> = Vec::new();
+    for a in it {
+        if !v.contains(&a) {
+            v.push(a);
+        }
+    }
+    v
+}
+
+/// Systematic sampling of `k` addresses by weight: one answer per stretch of offsets that
+/// picks the same addresses, with that stretch's probability.
+fn systematic(weighted: &[(IpAddr, f64)], k: usize) -> Plan {
+    let total: f64 = weighted.iter().map(|(_, w)| w).sum();
+    let k = k.min(weighted.len()).max(1);
+    let step = 1.0 / k as f64;
+    // The circle's boundaries, folded into one step: where the answer changes.
+    let mut bounds = vec![0.0];
+    let mut cum = 0.0;
+    for (_, w) in weighted {
+        cum += w / total;
+        let b = cum % step;
+        if b > 1e-12 && step - b > 1e-12 {
+            bounds.push(b);
+        }
+    }
+    bounds.sort_by(f64::total_cmp);
+    bounds.dedup_by(|a, b| (*a - *b).abs() < 1e-12);
+    bounds.push(step);
+    let pick = |u: f64| {
+        let mut set = Vec::with_capacity(k);
+        for j in 0..k {
+            let x = u + j as f64 * step;
+            let mut cum = 0.0;
+            let hit = weighted
+                .iter()
+                .find(|(_, w)| {
+                    cum += w / total;
+                    x < cum
+                })
+                .or(weighted.last());
+            if let Some((a, _)) = hit {
+                if !set.contains(a) {
+                    set.push(*a);
+                }
+            }
+        }
+        set
+    };
+    let sets = bounds
+        .windows(2)
+        .map(|w| (pick((w[0] + w[1]) / 2.0), (w[1] - w[0]) * k as f64))
+        .collect();
+    Plan {
+        sets,
+        all_down: false,
+        servfail: false,
+    }
+}
+
+#[cfg(test)]
+mod tests;
