@@ -1,0 +1,255 @@
+//! Steering policies end to end: real HTTP backends that the tests break and restore, and
+//! real DNS queries (from many client addresses) watching shares, failover, all-down
+//! behaviours and TTLs follow.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::RecordType;
+
+const NAME: &str = "app.example.test.";
+
+/// Pools of HTTP members (`(pool, weight, [(address, backend)])`) and the bound name's table
+/// body `name`. Checks run every 100 ms and fall or rise after one result.
+/// A pool: its name, its weight and its members as (address, backend).
+type PoolSpec<'a> = (&'a str, u32, &'a [(&'a str, &'a Backend)]);
+
+fn config(pools: &[PoolSpec], name: &str) -> String {
+    let mut t = String::from(
+        "[checks.web]\ntype = \"http\"\ninterval = \"100ms\"\ntimeout = \"80ms\"\nfall = 1\nrise = 1\n",
+    );
+    for (pool, weight, members) in pools {
+        let ms: Vec<String> = members
+            .iter()
+            .map(|(a, b)| {
+                format!(
+                    "{{ address = \"{a}\", name = \"{a}\", probe_address = \"127.0.0.1\", probe_port = {} }}",
+                    b.addr.port()
+                )
+            })
+            .collect();
+        t += &format!(
+            "[pools.{pool}]\ncheck = \"web\"\nweight = {weight}\nmembers = [{}]\n",
+            ms.join(", ")
+        );
+    }
+    t + &format!("[names.\"{NAME}\"]\n{name}\n")
+}
+
+/// Sends `n` A queries over UDP, from client addresses spread over 127.0.0.0/8, and counts
+/// the answers by address set.
+async fn shares(dns: SocketAddr, n: usize) -> HashMap<String, usize> {
+    let mut socks = Vec::new();
+    for i in 0..50u8 {
+        let s = tokio::net::UdpSocket::bind((std::net::Ipv4Addr::new(127, 1, i, 2 + i), 0))
+            .await
+            .unwrap();
+        socks.push(s);
+    }
+    let q = query_msg(NAME, RecordType::A, true).to_vec().unwrap();
+    let mut out = HashMap::new();
+    let mut buf = [0u8; 1500];
+    for i in 0..n {
+        let s = &socks[i % socks.len()];
+        s.send_to(&q, dns).await.unwrap();
+        let len = tokio::time::timeout(Duration::from_secs(2), s.recv(&mut buf))
+            .await
+            .expect("an answer within 2 s")
+            .unwrap();
+        let m = Message::from_vec(&buf[..len]).unwrap();
+        *out.entry(addrs(&m).join(",")).or_insert(0) += 1;
+    }
+    out
+}
+
+/// Waits (at most 5 s) until every answer for the name is within `allowed`.
+async fn settle(g: &Gtmd, allowed: &[&str]) {
+    let ok = wait_until(Duration::from_secs(5), || async {
+        let s = shares(g.dns, 20).await;
+        s.keys().all(|k| k.split(',').all(|a| allowed.contains(&a)))
+    })
+    .await;
+    assert!(ok.is_some(), "answers did not settle on {allowed:?}");
+}
+
+/// Waits (at most 5 s) until every member is up.
+async fn all_up(g: &Gtmd) {
+    let ok = wait_until(Duration::from_secs(5), || async {
+        let s = status(g.admin).await;
+        s["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["state"] == "up")
+    })
+    .await;
+    assert!(ok.is_some(), "members did not all come back up");
+}
+
+fn pct(s: &HashMap<String, usize>, key: &str, n: usize) -> f64 {
+    *s.get(key).unwrap_or(&0) as f64 * 100.0 / n as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_90_10_holds_and_moves_whole_when_a_region_fails() {
+    let (e1, e2, u1) = (
+        Backend::start().await,
+        Backend::start().await,
+        Backend::start().await,
+    );
+    let mut e = [e1, e2];
+    let cfg = config(
+        &[
+            ("eu", 90, &[("192.0.2.1", &e[0]), ("192.0.2.2", &e[1])]),
+            ("us", 10, &[("192.0.2.11", &u1)]),
+        ],
+        "pools = [\"eu\", \"us\"]\npolicy = \"weighted\"",
+    );
+    let g = start(&cfg, &repo().join("zones")).await;
+    let n = 10_000;
+    let s = shares(g.dns, n).await;
+    let eu = pct(&s, "192.0.2.1", n) + pct(&s, "192.0.2.2", n);
+    let us = pct(&s, "192.0.2.11", n);
+    println!("weighted 90/10 over {n} queries: eu {eu:.2}%, us {us:.2}% ({s:?})");
+    assert!(
+        (eu - 90.0).abs() <= 2.0 && (us - 10.0).abs() <= 2.0,
+        "{s:?}"
+    );
+    assert_eq!(s.len(), 3, "one address per answer: {s:?}");
+
+    // The 90% region fails: every answer goes to the other.
+    for b in &mut e {
+        b.refuse();
+    }
+    settle(&g, &["192.0.2.11"]).await;
+    let s = shares(g.dns, n).await;
+    println!("eu down: {s:?}");
+    assert_eq!(pct(&s, "192.0.2.11", n), 100.0, "{s:?}");
+    assert!(!status(g.admin).await["names"][0]["all_down"]
+        .as_bool()
+        .unwrap());
+
+    // And back.
+    for b in &mut e {
+        b.restore().await;
+    }
+    all_up(&g).await;
+    let s = shares(g.dns, 2000).await;
+    let eu = pct(&s, "192.0.2.1", 2000) + pct(&s, "192.0.2.2", 2000);
+    assert!(eu > 80.0, "eu back: {s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_moves_below_min_healthy_and_back() {
+    let mut p = [Backend::start().await, Backend::start().await];
+    let s1 = Backend::start().await;
+    let cfg = config(
+        &[
+            ("primary", 1, &[("192.0.2.1", &p[0]), ("192.0.2.2", &p[1])]),
+            ("secondary", 1, &[("192.0.2.11", &s1)]),
+        ],
+        "pools = [\"primary\", \"secondary\"]\npolicy = \"failover\"\nmin_healthy = \"60%\"",
+    );
+    let g = start(&cfg, &repo().join("zones")).await;
+    assert_eq!(
+        answer(g.dns, NAME, RecordType::A).await,
+        ["192.0.2.1", "192.0.2.2"]
+    );
+    // One of two primaries down is below 60%: the secondary (one of one) answers.
+    p[0].refuse();
+    settle(&g, &["192.0.2.11"]).await;
+    assert_eq!(answer(g.dns, NAME, RecordType::A).await, ["192.0.2.11"]);
+    p[0].restore().await;
+    all_up(&g).await;
+    settle(&g, &["192.0.2.1", "192.0.2.2"]).await;
+    assert_eq!(
+        answer(g.dns, NAME, RecordType::A).await,
+        ["192.0.2.1", "192.0.2.2"]
+    );
+}
+
+fn ttls(m: &Message) -> Vec<u32> {
+    m.answers.iter().map(|r| r.ttl).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn degraded_ttl_while_a_member_is_down() {
+    let (mut a, b) = (Backend::start().await, Backend::start().await);
+    let cfg = config(
+        &[("web", 1, &[("192.0.2.1", &a), ("192.0.2.2", &b)])],
+        "pools = [\"web\"]\nttl = 60\ndegraded_ttl = 7",
+    );
+    let g = start(&cfg, &repo().join("zones")).await;
+    let q = query_msg(NAME, RecordType::A, true);
+    assert_eq!(ttls(&udp(g.dns, &q).await), [60, 60]);
+    a.refuse();
+    settle(&g, &["192.0.2.2"]).await;
+    assert_eq!(ttls(&udp(g.dns, &q).await), [7]);
+    assert_eq!(status(g.admin).await["names"][0]["degraded"], true);
+    a.restore().await;
+    all_up(&g).await;
+    assert_eq!(ttls(&udp(g.dns, &q).await), [60, 60]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_down_behaviours_answer_as_configured() {
+    let mut a = Backend::start().await;
+    let spare = Backend::start().await;
+    let behaviours = [
+        ("when_all_down = \"all\"", "fail-open"),
+        ("when_all_down = \"nodata\"", "nodata"),
+        ("when_all_down = \"servfail\"", "servfail"),
+        (
+            "when_all_down = \"fallback\"\nfallback = [\"198.51.100.7\", \"spare\"]",
+            "fallback",
+        ),
+    ];
+    let mut servers = Vec::new();
+    for (body, _) in &behaviours {
+        let cfg = config(
+            &[
+                ("web", 1, &[("192.0.2.1", &a)]),
+                ("spare", 1, &[("192.0.2.99", &spare)]),
+            ],
+            &format!("pools = [\"web\"]\n{body}"),
+        );
+        servers.push(start(&cfg, &repo().join("zones")).await);
+    }
+    for g in &servers {
+        assert_eq!(answer(g.dns, NAME, RecordType::A).await, ["192.0.2.1"]);
+    }
+    a.refuse();
+    for (g, (_, what)) in servers.iter().zip(&behaviours) {
+        let ok = wait_until(Duration::from_secs(5), || async {
+            status(g.admin).await["names"][0]["all_down"] == true
+        })
+        .await;
+        assert!(ok.is_some(), "{what}: all_down not reported");
+        let m = udp(g.dns, &query_msg(NAME, RecordType::A, true)).await;
+        match *what {
+            "fail-open" => assert_eq!(addrs(&m), ["192.0.2.1"]),
+            "nodata" => {
+                assert_eq!(m.response_code, ResponseCode::NoError);
+                assert!(m.answers.is_empty() && m.authoritative, "{m:?}");
+                assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
+            }
+            "servfail" => {
+                assert_eq!(m.response_code, ResponseCode::ServFail);
+                assert!(m.answers.is_empty(), "{m:?}");
+            }
+            _ => assert_eq!(addrs(&m), ["192.0.2.99", "198.51.100.7"]),
+        }
+        // Other types at the name still come from the zone as before.
+        let m = udp(g.dns, &query_msg(NAME, RecordType::TXT, true)).await;
+        assert_ne!(m.response_code, ResponseCode::ServFail, "{what}");
+    }
+    a.restore().await;
+    for g in &servers {
+        settle(g, &["192.0.2.1"]).await;
+    }
+}
