@@ -58,8 +58,7 @@ impl Plan {
 
 /// Plans `name`'s answers for IPv6 (`v6`) or IPv4, `up` telling which members are healthy.
 pub fn plan(cfg: &Config, name: &BoundName, v6: bool, up: &dyn Fn(usize) -> bool) -> Plan {
-    let family = |i: &usize| cfg.members[*i].address.is_ipv6() == v6;
-    let pool_members = |p: usize| cfg.pools[p].members.iter().copied().filter(family);
+    let pool_members = |p: usize| family_members(cfg, p, v6);
     let all: Vec<usize> = name.pools.iter().flat_map(|&p| pool_members(p)).collect();
     if all.is_empty() {
         return Plan::one(Vec::new()); // no member of this family: NODATA, not an outage
@@ -141,12 +140,7 @@ fn all_down(
                 .filter(|a| a.is_ipv6() == v6)
                 .collect();
             for &p in pools {
-                let ms: Vec<usize> = cfg.pools[p]
-                    .members
-                    .iter()
-                    .copied()
-                    .filter(|&i| cfg.members[i].address.is_ipv6() == v6)
-                    .collect();
+                let ms: Vec<usize> = family_members(cfg, p, v6).collect();
                 let healthy: Vec<usize> = ms.iter().copied().filter(|&i| up(i)).collect();
                 let use_ = if healthy.is_empty() { ms } else { healthy };
                 out.extend(use_.iter().map(|&i| cfg.members[i].address));
@@ -161,6 +155,15 @@ fn all_down(
     };
     p.all_down = true;
     p
+}
+
+/// The members of pool `p` of one address family.
+fn family_members(cfg: &Config, p: usize, v6: bool) -> impl Iterator<Item = usize> + '_ {
+    cfg.pools[p]
+        .members
+        .iter()
+        .copied()
+        .filter(move |&i| cfg.members[i].address.is_ipv6() == v6)
 }
 
 fn dedup(it: impl Iterator<Item = IpAddr>) -> Vec<IpAddr> {
