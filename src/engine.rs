@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{AllDown, Config};
 use crate::fast::AnswerCache;
-use crate::health::{Health, State, Thresholds};
+use crate::health::{Damping, Health, State, Thresholds};
 use crate::policy;
 use crate::probe::ProbeReport;
 use crate::snapshot::{Bound, Choice, Published, Snapshot, Zones};
@@ -46,6 +46,13 @@ pub struct MemberStatus {
     pub last_error: Option<String>,
     pub last_latency_ms: Option<f64>,
     pub probes: u64,
+    /// Whether the member is in answers now: up, and not held down.
+    pub answered: bool,
+    /// Time left in the hold-down (flap damping), while held.
+    pub held_down_secs: Option<f64>,
+    /// The hold-down given at the last down, and downs within the flap window then.
+    pub hold_down_secs: f64,
+    pub flaps: usize,
 }
 
 /// A pool-bound name's current answer, for the admin API.
@@ -86,6 +93,7 @@ pub struct Engine {
     cfg: Arc<Config>,
     zones: Arc<Zones>,
     health: Vec<Health>,
+    damping: Vec<Damping>,
     last: Vec<Last>,
     published: Published,
     ready_tx: watch::Sender<bool>,
@@ -111,6 +119,7 @@ impl Engine {
             cfg,
             zones,
             health: vec![Health::new(); n],
+            damping: vec![Damping::default(); n],
             last: vec![Last::default(); n],
             published,
             ready_tx,
@@ -130,7 +139,13 @@ impl Engine {
         mut commands: mpsc::Receiver<Command>,
     ) {
         loop {
+            // The next end of a hold-down, when a member that is up returns to answers.
+            let release = self.next_release();
             tokio::select! {
+                _ = tokio::time::sleep_until(release.unwrap_or_else(Instant::now).into()), if release.is_some() => {
+                    tracing::info!("hold-down ended: member back in answers");
+                    self.publish();
+                }
                 r = reports.recv() => {
                     let Some(r) = r else { return };
                     let mut changed = self.observe(r);
@@ -195,9 +210,30 @@ impl Engine {
             }
         } else {
             tracing::warn!(pool, member = %m.name, address = %m.address, from = %tr.from, to = %tr.to, error = r.error.as_deref().unwrap_or(""), "member changed state");
+            if tr.to == State::Down {
+                let d = &mut self.damping[r.member];
+                let hold = d.went_down(r.at, check.damping);
+                if !hold.is_zero() {
+                    tracing::warn!(pool, member = %m.name, hold_down = ?hold, flaps = d.flaps(), "member held down");
+                }
+            }
         }
         // Before every member has reported once, nothing is served; publish when the round completes.
         was_ready || self.is_ready()
+    }
+
+    /// Whether member `i` is in answers at `now`: up and not held down.
+    fn answered(&self, i: usize, now: Instant) -> bool {
+        self.health[i].state == State::Up && !self.damping[i].held(now)
+    }
+
+    /// The earliest end of a hold-down of a member that is up again.
+    fn next_release(&self) -> Option<Instant> {
+        let now = Instant::now();
+        (0..self.health.len())
+            .filter(|&i| self.health[i].state == State::Up)
+            .filter_map(|i| self.damping[i].held_until.filter(|&t| t > now))
+            .min()
     }
 
     /// Every member has had its first result (kept as a count: this runs on every report).
@@ -211,13 +247,14 @@ impl Engine {
         let ready = self.is_ready();
         let mut bound = HashMap::with_capacity(self.cfg.names.len());
         let cfg = self.cfg.clone();
+        let now = Instant::now();
         for b in &cfg.names {
-            let up = |i: usize| self.health[i].state == State::Up;
+            let up = |i: usize| self.answered(i, now);
             let degraded = b.pools.iter().any(|&p| {
-                cfg.pools[p].members.iter().any(|&i| {
-                    let h = &self.health[i];
-                    h.state == State::Down || h.suspect()
-                })
+                cfg.pools[p]
+                    .members
+                    .iter()
+                    .any(|&i| !self.answered(i, now) || self.health[i].suspect())
             });
             let ttl = if degraded { b.degraded_ttl } else { b.ttl };
             let choice = |v6: bool| {
@@ -307,6 +344,13 @@ impl Engine {
                     last_error: l.error.clone(),
                     last_latency_ms: l.latency.map(|d| d.as_secs_f64() * 1000.0),
                     probes: l.probes,
+                    answered: self.answered(i, now),
+                    held_down_secs: self.damping[i]
+                        .held_until
+                        .filter(|&t| t > now)
+                        .map(|t| (t - now).as_secs_f64()),
+                    hold_down_secs: self.damping[i].hold.as_secs_f64(),
+                    flaps: self.damping[i].flaps(),
                 }
             })
             .collect();

@@ -15,6 +15,8 @@
 //! A member that is Up with one or more failures counted is *suspect*: still answered, but
 //! on its way down if the failures continue.
 
+use std::time::{Duration, Instant};
+
 use serde::Serialize;
 
 /// A member's health as probing has established it.
@@ -103,9 +105,97 @@ impl Health {
     }
 }
 
+/// Flap damping settings of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DampingRules {
+    /// The least time a member stays out of answers after going down (zero: no damping).
+    pub min_down: Duration,
+    /// Downs within this window of each other count as flaps.
+    pub window: Duration,
+    /// The longest hold-down, however often the member flaps.
+    pub max_down: Duration,
+}
+
+/// Flap damping of one member: after going down it stays out of answers for a hold-down,
+/// even if probes pass again; each further down within the window doubles the hold-down,
+/// up to the cap. Pure: the caller passes the time.
+#[derive(Debug, Clone, Default)]
+pub struct Damping {
+    /// When the member went down, within the window of the last one.
+    downs: std::collections::VecDeque<Instant>,
+    /// Out of answers until then.
+    pub held_until: Option<Instant>,
+    /// The hold-down given at the last down.
+    pub hold: Duration,
+}
+
+impl Damping {
+    /// Records a down at `now` and returns the hold-down it gets.
+    pub fn went_down(&mut self, now: Instant, r: DampingRules) -> Duration {
+        if r.min_down.is_zero() {
+            return Duration::ZERO;
+        }
+        while self
+            .downs
+            .front()
+            .is_some_and(|&t| now.saturating_duration_since(t) > r.window)
+        {
+            self.downs.pop_front();
+        }
+        self.downs.push_back(now);
+        let doublings = (self.downs.len() - 1).min(30) as u32;
+        self.hold = r
+            .min_down
+            .saturating_mul(1 << doublings)
+            .min(r.max_down.max(r.min_down));
+        self.held_until = Some(now + self.hold);
+        self.hold
+    }
+
+    /// Whether the member is kept out of answers at `now`.
+    pub fn held(&self, now: Instant) -> bool {
+        self.held_until.is_some_and(|t| now < t)
+    }
+
+    /// Downs within the window as of the last one (this one included).
+    pub fn flaps(&self) -> usize {
+        self.downs.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hold_down_doubles_with_flaps_in_the_window_up_to_the_cap() {
+        let r = DampingRules {
+            min_down: Duration::from_secs(10),
+            window: Duration::from_secs(300),
+            max_down: Duration::from_secs(60),
+        };
+        let t0 = Instant::now();
+        let mut d = Damping::default();
+        assert_eq!(d.went_down(t0, r), Duration::from_secs(10));
+        assert!(d.held(t0 + Duration::from_secs(9)));
+        assert!(!d.held(t0 + Duration::from_secs(10)));
+        let at = |s| t0 + Duration::from_secs(s);
+        assert_eq!(d.went_down(at(20), r), Duration::from_secs(20));
+        assert_eq!(d.went_down(at(60), r), Duration::from_secs(40));
+        assert_eq!(d.went_down(at(120), r), Duration::from_secs(60)); // capped
+        assert_eq!(d.flaps(), 4);
+        // Past the window the earlier downs no longer count.
+        assert_eq!(d.went_down(at(1000), r), Duration::from_secs(10));
+        assert_eq!(d.flaps(), 1);
+        // No damping configured: never held.
+        let mut d = Damping::default();
+        let off = DampingRules {
+            min_down: Duration::ZERO,
+            ..r
+        };
+        assert_eq!(d.went_down(t0, off), Duration::ZERO);
+        assert!(!d.held(t0));
+    }
 
     const T: Thresholds = Thresholds { fall: 3, rise: 2 };
 

@@ -253,3 +253,44 @@ async fn all_down_behaviours_answer_as_configured() {
         settle(g, &["192.0.2.1"]).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_down_keeps_a_flapping_member_out_and_doubles() {
+    let (mut a, b) = (Backend::start().await, Backend::start().await);
+    let cfg = config(
+        &[("web", 1, &[("192.0.2.1", &a), ("192.0.2.2", &b)])],
+        "pools = [\"web\"]",
+    )
+    .replace(
+        "rise = 1\n",
+        "rise = 1\nmin_down = \"1s\"\nflap_window = \"1m\"\nmax_down = \"10s\"\n",
+    );
+    let g = start(&cfg, &repo().join("zones")).await;
+    for (round, hold) in [(1, 1.0), (2, 2.0)] {
+        a.refuse();
+        settle(&g, &["192.0.2.2"]).await;
+        a.restore().await;
+        // Probes pass again at once, but the member stays out for its hold-down.
+        let m = wait_until(Duration::from_secs(3), || async {
+            member(g.admin, "192.0.2.1").await["state"] == "up"
+        })
+        .await;
+        assert!(m.is_some(), "round {round}: probes did not pass again");
+        let m = member(g.admin, "192.0.2.1").await;
+        assert_eq!(m["answered"], false, "round {round}: {m}");
+        assert_eq!(m["hold_down_secs"], hold, "round {round}: {m}");
+        assert_eq!(m["flaps"], round, "round {round}: {m}");
+        assert_eq!(answer(g.dns, NAME, RecordType::A).await, ["192.0.2.2"]);
+        // Back once the hold-down has passed (and not long before it ends).
+        let back = wait_until(Duration::from_secs(5), || async {
+            answer(g.dns, NAME, RecordType::A).await.len() == 2
+        })
+        .await
+        .expect("back in answers after the hold-down");
+        let left = m["held_down_secs"].as_f64().unwrap();
+        assert!(
+            back.as_secs_f64() >= left - 0.1,
+            "round {round}: back after {back:?}, {left} s were left"
+        );
+    }
+}

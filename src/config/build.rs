@@ -237,6 +237,27 @@ fn build_check(cx: &Ctx, name: &str, c: &file::Check) -> Result<Check, ConfigErr
             })
         }
     };
+    let d = |k: &str, v: &Option<String>, default: Duration| {
+        let path = format!("{p}.{k}");
+        let d = duration(cx, &path, v.as_ref(), default)?;
+        if d > Duration::from_secs(86400) {
+            return Err(cx.err(&path, "must be at most 24h"));
+        }
+        Ok((path, d))
+    };
+    let (_, min_down) = d("min_down", &c.min_down, Duration::ZERO)?;
+    let (_, window) = d("flap_window", &c.flap_window, Duration::from_secs(600))?;
+    let (max_path, max_down) = d(
+        "max_down",
+        &c.max_down,
+        min_down.max(Duration::from_secs(600)),
+    )?;
+    if max_down < min_down {
+        return Err(cx.err(
+            &max_path,
+            format!("must be at least min_down ({min_down:?})"),
+        ));
+    }
     Ok(Check {
         name: name.to_string(),
         kind,
@@ -244,6 +265,11 @@ fn build_check(cx: &Ctx, name: &str, c: &file::Check) -> Result<Check, ConfigErr
         timeout,
         fall,
         rise,
+        damping: crate::health::DampingRules {
+            min_down,
+            window,
+            max_down,
+        },
     })
 }
 

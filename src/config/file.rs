@@ -73,6 +73,9 @@ pub struct Check {
     pub timeout: Option<String>,
     pub fall: Option<u32>,
     pub rise: Option<u32>,
+    pub min_down: Option<String>,
+    pub flap_window: Option<String>,
+    pub max_down: Option<String>,
 }
 
 /// An expected HTTP status: `200`, or a range as a string, `"200-399"`.

@@ -53,6 +53,7 @@ pub struct Check {
     pub timeout: Duration,
     pub fall: u32,
     pub rise: u32,
+    pub damping: crate::health::DampingRules,
 }
 
 #[derive(Debug, Clone, PartialEq)]
