@@ -71,12 +71,26 @@ pub struct NameStatus {
     pub fail_open: bool,
 }
 
+/// A region with a removal threshold, for the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionStatus {
+    pub name: String,
+    pub members: usize,
+    /// Members up and not held down.
+    pub healthy: usize,
+    pub remove_below_percent: u32,
+    pub return_at_percent: u32,
+    /// Out of answers as a whole.
+    pub removed: bool,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     pub ready: bool,
     pub generation: u64,
     pub members: Vec<MemberStatus>,
     pub names: Vec<NameStatus>,
+    pub regions: Vec<RegionStatus>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -94,6 +108,9 @@ pub struct Engine {
     zones: Arc<Zones>,
     health: Vec<Health>,
     damping: Vec<Damping>,
+    /// Each configured region's removal, and each member's region (if configured).
+    removed: Vec<bool>,
+    region_of: Vec<Option<usize>>,
     last: Vec<Last>,
     published: Published,
     ready_tx: watch::Sender<bool>,
@@ -115,11 +132,17 @@ impl Engine {
     ) -> (Self, watch::Receiver<bool>) {
         let n = cfg.members.len();
         let (ready_tx, ready_rx) = watch::channel(false);
+        let removed = vec![false; cfg.regions.len()];
+        let region_of = (0..n)
+            .map(|i| cfg.regions.iter().position(|r| r.members.contains(&i)))
+            .collect();
         let mut e = Self {
             cfg,
             zones,
             health: vec![Health::new(); n],
             damping: vec![Damping::default(); n],
+            removed,
+            region_of,
             last: vec![Last::default(); n],
             published,
             ready_tx,
@@ -224,7 +247,33 @@ impl Engine {
 
     /// Whether member `i` is in answers at `now`: up and not held down.
     fn answered(&self, i: usize, now: Instant) -> bool {
+        self.passing(i, now) && !self.region_of[i].is_some_and(|r| self.removed[r])
+    }
+
+    /// Up and not held down (whatever its region).
+    fn passing(&self, i: usize, now: Instant) -> bool {
         self.health[i].state == State::Up && !self.damping[i].held(now)
+    }
+
+    fn region_healthy(&self, r: usize, now: Instant) -> usize {
+        let members = &self.cfg.regions[r].members;
+        members.iter().filter(|&&i| self.passing(i, now)).count()
+    }
+
+    /// Removes a region whose healthy share fell below its threshold, and returns one whose
+    /// share reached its return level.
+    fn update_regions(&mut self, now: Instant) {
+        for (ri, r) in self.cfg.regions.iter().enumerate() {
+            let (healthy, size) = (self.region_healthy(ri, now), r.members.len());
+            let percent = healthy * 100 / size;
+            if !self.removed[ri] && healthy * 100 < r.remove_below as usize * size {
+                self.removed[ri] = true;
+                tracing::error!(region = %r.name, healthy, members = size, percent, "region removed from answers");
+            } else if self.removed[ri] && healthy * 100 >= r.return_at as usize * size {
+                self.removed[ri] = false;
+                tracing::warn!(region = %r.name, healthy, members = size, percent, "region returned to answers");
+            }
+        }
     }
 
     /// The earliest end of a hold-down of a member that is up again.
@@ -248,6 +297,9 @@ impl Engine {
         let mut bound = HashMap::with_capacity(self.cfg.names.len());
         let cfg = self.cfg.clone();
         let now = Instant::now();
+        if ready {
+            self.update_regions(now);
+        }
         for b in &cfg.names {
             let up = |i: usize| self.answered(i, now);
             let degraded = b.pools.iter().any(|&p| {
@@ -382,11 +434,26 @@ impl Engine {
                 }
             })
             .collect();
+        let regions = self
+            .cfg
+            .regions
+            .iter()
+            .enumerate()
+            .map(|(ri, r)| RegionStatus {
+                name: r.name.clone(),
+                members: r.members.len(),
+                healthy: self.region_healthy(ri, now),
+                remove_below_percent: r.remove_below,
+                return_at_percent: r.return_at,
+                removed: self.removed[ri],
+            })
+            .collect();
         Status {
             ready: snap.ready,
             generation: snap.generation,
             members,
             names,
+            regions,
         }
     }
 }

@@ -294,3 +294,60 @@ async fn hold_down_keeps_a_flapping_member_out_and_doubles() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_below_its_threshold_leaves_whole_and_returns_with_hysteresis() {
+    let mut eu = [
+        Backend::start().await,
+        Backend::start().await,
+        Backend::start().await,
+    ];
+    let us = Backend::start().await;
+    let cfg = config(
+        &[
+            (
+                "eu",
+                1,
+                &[
+                    ("192.0.2.1", &eu[0]),
+                    ("192.0.2.2", &eu[1]),
+                    ("192.0.2.3", &eu[2]),
+                ],
+            ),
+            ("us", 1, &[("192.0.2.11", &us)]),
+        ],
+        "pools = [\"eu\", \"us\"]",
+    )
+    .replace("weight = 1\nmembers", "weight = 1\nregion = \"r\"\nmembers")
+    .replacen("region = \"r\"", "region = \"eu\"", 1)
+    .replacen("region = \"r\"", "region = \"us\"", 1)
+        + "[regions.eu]\nremove_below = \"60%\"\nreturn_at = \"100%\"\n";
+    let g = start(&cfg, &repo().join("zones")).await;
+    let removed = |s: serde_json::Value| s["regions"][0]["removed"] == true;
+    let all4 = ["192.0.2.1", "192.0.2.11", "192.0.2.2", "192.0.2.3"];
+    assert_eq!(answer(g.dns, NAME, RecordType::A).await, all4);
+    // Two of three pass (67%): the region stays, without its down member.
+    eu[0].refuse();
+    settle(&g, &["192.0.2.2", "192.0.2.3", "192.0.2.11"]).await;
+    assert_eq!(answer(g.dns, NAME, RecordType::A).await.len(), 3);
+    assert!(!removed(status(g.admin).await));
+    // One of three (33%): the whole region leaves, its passing member too.
+    eu[1].refuse();
+    settle(&g, &["192.0.2.11"]).await;
+    assert_eq!(answer(g.dns, NAME, RecordType::A).await, ["192.0.2.11"]);
+    assert!(removed(status(g.admin).await));
+    // Back to two of three: below return_at (100%), so still out.
+    eu[1].restore().await;
+    let up = wait_until(Duration::from_secs(5), || async {
+        member(g.admin, "192.0.2.2").await["state"] == "up"
+    })
+    .await;
+    assert!(up.is_some());
+    assert_eq!(answer(g.dns, NAME, RecordType::A).await, ["192.0.2.11"]);
+    assert!(removed(status(g.admin).await));
+    // All three: the region returns.
+    eu[0].restore().await;
+    all_up(&g).await;
+    assert_eq!(answer(g.dns, NAME, RecordType::A).await, all4);
+    assert!(!removed(status(g.admin).await));
+}

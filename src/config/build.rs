@@ -10,7 +10,7 @@ use hickory_proto::rr::{LowerName, Name};
 use super::file::{self, CheckType, StatusSpec};
 use super::{
     duration, key, AllDown, BoundName, Check, CheckKind, Config, ConfigError, Ctx, HttpCheck,
-    Member, MinHealthy, Policy, Pool,
+    Member, MinHealthy, Policy, Pool, Region,
 };
 use crate::dns::WireSettings;
 
@@ -85,6 +85,7 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
         .collect::<Result<Vec<_>, _>>()?;
     let (pools, members) = build_pools(cx, &raw, &checks)?;
     let names = build_names(cx, &raw, &pools)?;
+    let regions = build_regions(cx, &raw, &members)?;
     Ok(Config {
         source: cx.source.to_string(),
         listen,
@@ -101,6 +102,7 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
         pools,
         members,
         names,
+        regions,
         text: cx.text.to_string(),
     })
 }
@@ -348,7 +350,7 @@ fn build_pools(
                 name,
                 address,
                 weight,
-                region: m.region.clone(),
+                region: m.region.clone().or_else(|| p.region.clone()),
                 target: SocketAddr::new(probe_ip, port),
                 check,
             });
@@ -559,4 +561,49 @@ fn build_all_down(
         addresses,
         pools: fpools,
     })
+}
+
+fn build_regions(
+    cx: &Ctx,
+    raw: &file::File,
+    members: &[Member],
+) -> Result<Vec<Region>, ConfigError> {
+    let percent = |path: &str, t: &str| {
+        t.strip_suffix('%')
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            .filter(|p| (1..=100).contains(p))
+            .ok_or_else(|| cx.err(path, format!("{t:?} is not a percentage such as \"50%\"")))
+    };
+    let mut out = Vec::new();
+    for (name, r) in &raw.regions {
+        let rp = format!("regions.{}", key(name));
+        let remove_below = percent(&format!("{rp}.remove_below"), &r.remove_below)?;
+        let return_at = match &r.return_at {
+            None => (remove_below + 25).min(100),
+            Some(t) => {
+                let path = format!("{rp}.return_at");
+                let v = percent(&path, t)?;
+                if v < remove_below {
+                    return Err(cx.err(
+                        &path,
+                        format!("must be at least remove_below ({remove_below}%)"),
+                    ));
+                }
+                v
+            }
+        };
+        let ids: Vec<usize> = (0..members.len())
+            .filter(|&i| members[i].region.as_deref() == Some(name.as_str()))
+            .collect();
+        if ids.is_empty() {
+            return Err(cx.err(&rp, format!("no member or pool has region = {name:?}")));
+        }
+        out.push(Region {
+            name: name.clone(),
+            remove_below,
+            return_at,
+            members: ids,
+        });
+    }
+    Ok(out)
 }

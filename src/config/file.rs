@@ -21,6 +21,15 @@ pub struct File {
     pub pools: BTreeMap<String, Pool>,
     #[serde(default)]
     pub names: BTreeMap<String, BoundName>,
+    #[serde(default)]
+    pub regions: BTreeMap<String, Region>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Region {
+    pub remove_below: String,
+    pub return_at: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -91,6 +100,7 @@ pub enum StatusSpec {
 pub struct Pool {
     pub check: String,
     pub weight: Option<u32>,
+    pub region: Option<String>,
     pub members: Vec<Member>,
 }
 

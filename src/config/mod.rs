@@ -164,6 +164,17 @@ pub enum AllDown {
     ServFail,
 }
 
+/// Whole-region removal: the members labelled with one region leave answers together when
+/// the share of them that is healthy falls below `remove_below` percent, and return when it
+/// reaches `return_at` percent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Region {
+    pub name: String,
+    pub remove_below: u32,
+    pub return_at: u32,
+    pub members: Vec<usize>,
+}
+
 /// The checked configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -179,6 +190,7 @@ pub struct Config {
     pub pools: Vec<Pool>,
     pub members: Vec<Member>,
     pub names: Vec<BoundName>,
+    pub regions: Vec<Region>,
     text: String,
 }
 

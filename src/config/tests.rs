@@ -89,3 +89,32 @@ fn keepalive_is_an_http_duration_no_shorter_than_the_interval() {
     assert_eq!(e.path, "checks.t.keepalive", "{e}");
     assert!(e.msg.contains("http and https checks only"), "{e}");
 }
+
+#[test]
+fn regions_need_members_and_a_return_level_above_removal() {
+    let base = "[checks.c]\ntype = \"tcp\"\nport = 80\n[pools.p]\ncheck = \"c\"\nregion = \"eu\"\nmembers = [{ address = \"192.0.2.1\" }, { address = \"192.0.2.2\", region = \"us\" }]\n";
+    let c = parse(&format!("{base}[regions.eu]\nremove_below = \"50%\"\n")).unwrap();
+    assert_eq!(
+        c.regions[0].members,
+        vec![0],
+        "the pool's region, unless the member says"
+    );
+    assert_eq!(
+        (c.regions[0].remove_below, c.regions[0].return_at),
+        (50, 75)
+    );
+    let e = parse(&format!("{base}[regions.ap]\nremove_below = \"50%\"\n")).unwrap_err();
+    assert_eq!(e.path, "regions.ap", "{e}");
+    assert!(e.msg.contains("no member or pool has region"), "{e}");
+    let e = parse(&format!(
+        "{base}[regions.eu]\nremove_below = \"50%\"\nreturn_at = \"40%\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(
+        (e.path.as_str(), e.line),
+        ("regions.eu.return_at", Some(10)),
+        "{e}"
+    );
+    let e = parse(&format!("{base}[regions.eu]\nremove_below = \"half\"\n")).unwrap_err();
+    assert!(e.msg.contains("not a percentage"), "{e}");
+}
