@@ -51,9 +51,13 @@ fn main() {
         let n = 200_000;
         let start = Instant::now();
         for _ in 0..n {
-            assert!(snap
-                .fast
-                .answer(black_box(q), settings.udp_payload, false, &mut out));
+            assert!(snap.fast.answer(
+                black_box(q),
+                [127, 0, 0, 1].into(),
+                settings.udp_payload,
+                false,
+                &mut out
+            ));
             black_box(&out);
         }
         let fast = start.elapsed().as_nanos() as f64 / n as f64;

@@ -19,12 +19,13 @@
 use std::net::IpAddr;
 
 use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::opt::EdnsOption;
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
-use crate::lookup::{lookup, Answer};
+use crate::lookup::{lookup_for, Answer};
 use crate::snapshot::Snapshot;
+use crate::topology::{ecs_valid, Client};
 
 /// The smallest UDP payload every client accepts (RFC 1035 section 2.3.4).
 pub const MIN_UDP_PAYLOAD: u16 = 512;
@@ -110,6 +111,22 @@ pub fn handle(
             return reply(resp, meta);
         }
     }
+    // RFC 7871: a client subnet option, checked (malformed: FORMERR), is echoed with the
+    // scope of the answer; the client is then that subnet rather than the source address.
+    let ecs = match msg.edns.as_ref().and_then(|e| e.option(EdnsCode::Subnet)) {
+        Some(EdnsOption::Subnet(cs)) => {
+            let c = Client {
+                addr: cs.addr(),
+                source: cs.source_prefix(),
+            };
+            if !ecs_valid(c) {
+                meta.response_code = ResponseCode::FormErr;
+                return reply(resp, meta);
+            }
+            Some(c)
+        }
+        _ => None,
+    };
     if msg.op_code != OpCode::Query {
         meta.response_code = ResponseCode::NotImp;
         return reply(resp, meta);
@@ -129,7 +146,14 @@ pub fn handle(
         }
         _ => {}
     }
-    let ans = lookup(snap, q.name(), q.query_type());
+    let client = ecs.unwrap_or_else(|| Client::from_source(client.to_canonical()));
+    let (ans, scope) = lookup_for(snap, q.name(), q.query_type(), client);
+    if let (Some(c), Some(edns)) = (ecs, resp.edns.as_mut()) {
+        edns.options_mut()
+            .insert(EdnsOption::Subnet(ClientSubnet::new(
+                c.addr, c.source, scope,
+            )));
+    }
     let limit = match transport {
         Transport::Tcp => u16::MAX as usize,
         Transport::Udp => client_payload

@@ -15,7 +15,7 @@ use hickory_proto::rr::{LowerName, RData, Record};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::config::{AllDown, Config};
+use crate::config::{AllDown, Config, Policy};
 use crate::fast::AnswerCache;
 use crate::health::{Damping, Health, State, Thresholds};
 use crate::policy;
@@ -309,28 +309,33 @@ impl Engine {
                     .any(|&i| !self.answered(i, now) || self.health[i].suspect())
             });
             let ttl = if degraded { b.degraded_ttl } else { b.ttl };
-            let choice = |v6: bool| {
-                let plan = policy::plan(&cfg, b, v6, &up);
-                let sets = plan
-                    .sets
+            let records = |addrs: Vec<IpAddr>| -> Vec<Record> {
+                addrs
                     .into_iter()
-                    .map(|(addrs, p)| {
-                        let records = addrs
-                            .into_iter()
-                            .map(|a| {
-                                let data = match a {
-                                    IpAddr::V4(a) => RData::A(A(a)),
-                                    IpAddr::V6(a) => RData::AAAA(AAAA(a)),
-                                };
-                                Record::from_rdata(b.name.clone(), ttl, data)
-                            })
-                            .collect();
-                        (records, p)
+                    .map(|a| {
+                        let data = match a {
+                            IpAddr::V4(a) => RData::A(A(a)),
+                            IpAddr::V6(a) => RData::AAAA(AAAA(a)),
+                        };
+                        Record::from_rdata(b.name.clone(), ttl, data)
                     })
+                    .collect()
+            };
+            let table = match &b.policy {
+                Policy::Topology { table, .. } => Some(table.clone()),
+                _ => None,
+            };
+            let choice = |v6: bool| {
+                let plans = policy::plans(&cfg, b, v6, &up);
+                let servfail = plans.iter().any(|p| p.servfail);
+                let all_down = plans.iter().any(|p| p.all_down);
+                let groups = plans
+                    .into_iter()
+                    .map(|p| p.sets.into_iter().map(|(a, w)| (records(a), w)).collect())
                     .collect();
-                let mut c = Choice::weighted(sets);
-                c.servfail = plan.servfail;
-                (c, plan.all_down)
+                let mut c = Choice::grouped(groups, table.clone());
+                c.servfail = servfail;
+                (c, all_down)
             };
             let ((a, down4), (aaaa, down6)) = (choice(false), choice(true));
             let all_down = ready && (down4 || down6);

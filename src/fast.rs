@@ -30,7 +30,8 @@ use hickory_proto::rr::{LowerName, Name, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use crate::lookup::{lookup_with, Answer};
-use crate::snapshot::{Choice, Snapshot};
+use crate::snapshot::{Choice, Selector, Snapshot};
+use crate::topology::{ecs_len, parse_ecs, write_ecs, Client};
 use crate::zone::{Node, Zone};
 
 /// The longest wire-format name (RFC 1035 section 3.1).
@@ -75,16 +76,17 @@ pub struct Template {
 #[derive(Debug)]
 enum Answers {
     One(Arc<Template>),
-    Pick(Vec<Arc<Template>>, Arc<[u64]>),
+    Pick(Vec<Arc<Template>>, Arc<Selector>),
 }
 
 impl Answers {
-    fn get(&self) -> &Template {
+    /// The template for `client`, and the ECS scope of that choice.
+    fn get(&self, client: Client) -> (&Template, u8) {
         match self {
-            Answers::One(t) => t,
-            Answers::Pick(ts, cum) => {
-                let r = crate::snapshot::random_u32() as u64;
-                &ts[cum.partition_point(|&c| c <= r).min(ts.len() - 1)]
+            Answers::One(t) => (t, 0),
+            Answers::Pick(ts, sel) => {
+                let (i, scope) = sel.pick(Some(client), crate::snapshot::random_u32());
+                (&ts[i.min(ts.len() - 1)], scope)
             }
         }
     }
@@ -99,10 +101,10 @@ struct NodeAnswers {
 }
 
 impl NodeAnswers {
-    fn get(&self, qtype: u16) -> Option<&Template> {
+    fn get(&self, qtype: u16, client: Client) -> Option<(&Template, u8)> {
         match self.types.iter().find(|(t, _)| *t == qtype) {
-            Some((_, a)) => Some(a.get()),
-            None => self.other.as_deref(),
+            Some((_, a)) => Some(a.get(client)),
+            None => self.other.as_deref().map(|t| (t, 0)),
         }
     }
 }
@@ -261,7 +263,7 @@ impl Builder<'_> {
             let tpls = (0..choice.sets.len())
                 .map(|i| tpl(&self.lookup_forcing(qname, t, Some((choice, i))).0))
                 .collect();
-            Answers::Pick(tpls, choice.cum.clone().into())
+            Answers::Pick(tpls, choice.sel.clone())
         };
         let other = (!is_cname).then(|| tpl(&self.lookup(qname, RecordType::Unknown(65280))));
         NodeAnswers {
@@ -284,6 +286,8 @@ struct Parsed {
 struct Edns {
     payload: u16,
     dnssec_ok: bool,
+    /// The query's client subnet option, echoed with a scope in the response.
+    ecs: Option<Client>,
 }
 
 impl AnswerCache {
@@ -324,9 +328,18 @@ impl AnswerCache {
 
     /// Answers `query` into `out` if this path covers it; `limit` is the most that may be sent
     /// (0 for TCP: no limit beyond 65535). Returns false when the general path must answer.
-    pub fn answer(&self, query: &[u8], udp_payload: u16, tcp: bool, out: &mut Vec<u8>) -> bool {
+    pub fn answer(
+        &self,
+        query: &[u8],
+        source: std::net::IpAddr,
+        udp_payload: u16,
+        tcp: bool,
+        out: &mut Vec<u8>,
+    ) -> bool {
         let Some(p) = parse(query) else { return false };
-        let Some(tpl) = self.find(&p) else {
+        let ecs = p.edns.as_ref().and_then(|e| e.ecs);
+        let client = ecs.unwrap_or_else(|| Client::from_source(source));
+        let Some((tpl, scope)) = self.find(&p, client) else {
             return false;
         };
         let limit = if tcp {
@@ -338,18 +351,18 @@ impl AnswerCache {
             }
         };
         let opt_len = if p.edns.is_some() {
-            11 + if tpl.ede_not_auth { 6 } else { 0 }
+            11 + if tpl.ede_not_auth { 6 } else { 0 } + ecs.map_or(0, ecs_len)
         } else {
             0
         };
         if p.question_end + tpl.body.len() + opt_len > limit {
             return false;
         }
-        write(query, &p, tpl, udp_payload, out);
+        write(query, &p, tpl, scope, udp_payload, out);
         true
     }
 
-    fn find(&self, p: &Parsed) -> Option<&Template> {
+    fn find(&self, p: &Parsed, client: Client) -> Option<(&Template, u8)> {
         let fixed = self.fixed.as_ref()?;
         let get = |k: &[u8]| match fixed.names.get(k)? {
             Slot::Ready(e) => Some(e),
@@ -357,7 +370,7 @@ impl AnswerCache {
         };
         let name = &p.qname[..p.qlen];
         if let Some(e) = get(name) {
-            return e.answers.get(p.qtype);
+            return e.answers.get(p.qtype, client);
         }
         // Walk up: strip one label at a time until an existing name is found.
         let mut at = 0usize;
@@ -365,12 +378,12 @@ impl AnswerCache {
             at += 1 + name[at] as usize;
             if let Some(e) = get(&name[at..]) {
                 return match &e.below {
-                    Below::Same(t) => Some(t),
-                    Below::Wildcard(w) => w.get(p.qtype),
+                    Below::Same(t) => Some((t, 0)),
+                    Below::Wildcard(w) => w.get(p.qtype, client),
                 };
             }
         }
-        Some(&fixed.refused)
+        Some((&fixed.refused, 0))
     }
 }
 
@@ -575,9 +588,28 @@ fn parse(q: &[u8]) -> Option<Parsed> {
         if i + 11 + rdlen != q.len() || opt[5] != 0 {
             return None;
         }
+        // Options: only ECS matters here; a malformed one is for the general path (FORMERR).
+        let mut ecs = None;
+        let mut o = i + 11;
+        while o < q.len() {
+            let head = q.get(o..o + 4)?;
+            let (code, len) = (
+                u16::from_be_bytes([head[0], head[1]]),
+                u16::from_be_bytes([head[2], head[3]]) as usize,
+            );
+            let data = q.get(o + 4..o + 4 + len)?;
+            if code == 8 {
+                if ecs.is_some() {
+                    return None;
+                }
+                ecs = Some(parse_ecs(data)?);
+            }
+            o += 4 + len;
+        }
         p.edns = Some(Edns {
             payload: u16::from_be_bytes([opt[3], opt[4]]),
             dnssec_ok: opt[7] & 0x80 != 0,
+            ecs,
         });
     } else if i != q.len() {
         return None;
@@ -586,7 +618,7 @@ fn parse(q: &[u8]) -> Option<Parsed> {
 }
 
 /// Writes the response to `query` from `tpl` into `out`.
-fn write(query: &[u8], p: &Parsed, tpl: &Template, udp_payload: u16, out: &mut Vec<u8>) {
+fn write(query: &[u8], p: &Parsed, tpl: &Template, scope: u8, udp_payload: u16, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&query[..2]);
     // QR, opcode QUERY, AA from the template, RD copied, RA/AD/CD clear, rcode.
@@ -611,13 +643,16 @@ fn write(query: &[u8], p: &Parsed, tpl: &Template, udp_payload: u16, out: &mut V
     }
     if let Some(e) = &p.edns {
         let flags: u16 = if e.dnssec_ok { 0x8000 } else { 0 };
-        let rdlen: u16 = if tpl.ede_not_auth { 6 } else { 0 };
+        let rdlen = if tpl.ede_not_auth { 6 } else { 0 } + e.ecs.map_or(0, ecs_len) as u16;
         out.push(0);
         out.extend_from_slice(&41u16.to_be_bytes());
         out.extend_from_slice(&udp_payload.max(512).to_be_bytes());
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&flags.to_be_bytes());
         out.extend_from_slice(&rdlen.to_be_bytes());
+        if let Some(c) = e.ecs {
+            write_ecs(out, c, scope);
+        }
         if tpl.ede_not_auth {
             out.extend_from_slice(&[0, 15, 0, 2, 0, 20]);
         }

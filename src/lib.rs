@@ -36,5 +36,6 @@ pub mod policy;
 pub mod probe;
 pub mod server;
 pub mod snapshot;
+pub mod topology;
 pub mod udp;
 pub mod zone;

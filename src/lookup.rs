@@ -62,6 +62,23 @@ pub fn lookup(snap: &Snapshot, qname: &Name, qtype: RecordType) -> Answer {
     lookup_with(snap, qname, qtype, &|_, c| c.pick(random_u32()))
 }
 
+/// [`lookup`] for `client`: a topology name answers by the client's subnet. Also returns the
+/// ECS scope prefix length the answer holds for (0 when it does not depend on the client).
+pub fn lookup_for(
+    snap: &Snapshot,
+    qname: &Name,
+    qtype: RecordType,
+    client: crate::topology::Client,
+) -> (Answer, u8) {
+    let scope = std::cell::Cell::new(0u8);
+    let ans = lookup_with(snap, qname, qtype, &|_, c| {
+        let (i, s) = c.sel.pick(Some(client), random_u32());
+        scope.set(scope.get().max(s));
+        i
+    });
+    (ans, scope.get())
+}
+
 /// [`lookup`] with the bound names' answers chosen by `pick`.
 pub fn lookup_with(snap: &Snapshot, qname: &Name, qtype: RecordType, pick: Pick) -> Answer {
     let lname = LowerName::new(qname);

@@ -14,7 +14,7 @@
 
 use std::net::IpAddr;
 
-use crate::config::{AllDown, BoundName, Config, Policy};
+use crate::config::{AllDown, BoundName, Config, MinHealthy, Policy};
 
 /// The answers of one name for one address family.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,67 +56,139 @@ impl Plan {
     }
 }
 
-/// Plans `name`'s answers for IPv6 (`v6`) or IPv4, `up` telling which members are healthy.
-pub fn plan(cfg: &Config, name: &BoundName, v6: bool, up: &dyn Fn(usize) -> bool) -> Plan {
-    let pool_members = |p: usize| family_members(cfg, p, v6);
-    let all: Vec<usize> = name.pools.iter().flat_map(|&p| pool_members(p)).collect();
-    if all.is_empty() {
-        return Plan::one(Vec::new()); // no member of this family: NODATA, not an outage
-    }
-    let healthy: Vec<usize> = all.iter().copied().filter(|&i| up(i)).collect();
-    let addrs = |ids: &[usize]| dedup(ids.iter().map(|&i| cfg.members[i].address));
-    if healthy.is_empty() {
-        return all_down(cfg, name, v6, up, &all);
-    }
+/// Plans `name`'s answers for IPv6 (`v6`) or IPv4, `up` telling which members are healthy:
+/// one plan per client group (a topology name has one per rule, after the one for unmatched
+/// clients; every other policy has one).
+pub fn plans(cfg: &Config, name: &BoundName, v6: bool, up: &dyn Fn(usize) -> bool) -> Vec<Plan> {
     match &name.policy {
-        Policy::All { max_answers } => Plan::rotations(addrs(&healthy), *max_answers),
-        Policy::Weighted { answers } => {
-            // A pool's weight is shared among its healthy members by their own weights;
-            // pools with none healthy drop out and the others share their part.
-            let mut weighted: Vec<(IpAddr, f64)> = Vec::new();
-            let live_pools: Vec<usize> = name
-                .pools
-                .iter()
-                .copied()
-                .filter(|&p| pool_members(p).any(up))
-                .collect();
-            let pools_total: f64 = live_pools.iter().map(|&p| cfg.pools[p].weight as f64).sum();
-            for &p in &live_pools {
-                let ms: Vec<usize> = pool_members(p).filter(|&i| up(i)).collect();
-                let members_total: f64 = ms.iter().map(|&i| cfg.members[i].weight as f64).sum();
-                for i in ms {
-                    let w = cfg.pools[p].weight as f64 / pools_total * cfg.members[i].weight as f64
-                        / members_total;
-                    let a = cfg.members[i].address;
-                    match weighted.iter_mut().find(|(x, _)| *x == a) {
-                        Some((_, sum)) => *sum += w,
-                        None => weighted.push((a, w)),
-                    }
-                }
-            }
-            systematic(&weighted, *answers)
-        }
+        Policy::Topology {
+            min_healthy,
+            max_answers,
+            orders,
+            ..
+        } => orders
+            .iter()
+            .map(|order| {
+                let groups: Vec<Vec<usize>> = order
+                    .iter()
+                    .map(|g| g.iter().copied().filter(|&i| family(cfg, i, v6)).collect())
+                    .collect();
+                plan_with(cfg, name, v6, up, &|_| {
+                    along(cfg, &groups, *min_healthy, *max_answers, up)
+                })
+            })
+            .collect(),
+        _ => vec![plan(cfg, name, v6, up)],
+    }
+}
+
+/// The first group with at least `min_healthy` healthy members, else the first with any,
+/// answered as `all` answers (over its healthy members).
+fn along(
+    cfg: &Config,
+    groups: &[Vec<usize>],
+    min_healthy: MinHealthy,
+    max: usize,
+    up: &dyn Fn(usize) -> bool,
+) -> Plan {
+    let usable = |need: bool| {
+        groups.iter().find_map(|g| {
+            let ok: Vec<usize> = g.iter().copied().filter(|&i| up(i)).collect();
+            let enough = if need {
+                min_healthy.met(ok.len(), g.len())
+            } else {
+                !ok.is_empty()
+            };
+            enough.then_some(ok)
+        })
+    };
+    let chosen = usable(true).or_else(|| usable(false)).unwrap_or_default();
+    Plan::rotations(dedup(chosen.iter().map(|&i| cfg.members[i].address)), max)
+}
+
+fn family(cfg: &Config, i: usize, v6: bool) -> bool {
+    cfg.members[i].address.is_ipv6() == v6
+}
+
+/// The plan of a name whose policy is not topology.
+pub fn plan(cfg: &Config, name: &BoundName, v6: bool, up: &dyn Fn(usize) -> bool) -> Plan {
+    plan_with(cfg, name, v6, up, &|healthy| match &name.policy {
+        Policy::All { max_answers } => Plan::rotations(
+            dedup(healthy.iter().map(|&i| cfg.members[i].address)),
+            *max_answers,
+        ),
+        Policy::Weighted { answers } => weighted(cfg, name, v6, up, *answers),
         Policy::Failover {
             min_healthy,
             max_answers,
         } => {
-            let usable = |need: bool| {
-                name.pools.iter().find_map(|&p| {
-                    let size = pool_members(p).count();
-                    let ok: Vec<usize> = pool_members(p).filter(|&i| up(i)).collect();
-                    let enough = if need {
-                        min_healthy.met(ok.len(), size)
-                    } else {
-                        !ok.is_empty()
-                    };
-                    enough.then_some(ok)
-                })
-            };
-            // No pool has enough: the first with any healthy member beats none.
-            let chosen = usable(true).or_else(|| usable(false)).unwrap_or_default();
-            Plan::rotations(addrs(&chosen), *max_answers)
+            let groups: Vec<Vec<usize>> = name
+                .pools
+                .iter()
+                .map(|&p| family_members(cfg, p, v6).collect())
+                .collect();
+            along(cfg, &groups, *min_healthy, *max_answers, up)
+        }
+        Policy::Topology { .. } => unreachable!("topology names are planned by plans()"),
+    })
+}
+
+/// The all-down plan when nothing of the family is healthy, else `healthy_plan` of the
+/// healthy members; NODATA when the name has no member of the family.
+fn plan_with(
+    cfg: &Config,
+    name: &BoundName,
+    v6: bool,
+    up: &dyn Fn(usize) -> bool,
+    healthy_plan: &dyn Fn(&[usize]) -> Plan,
+) -> Plan {
+    let all: Vec<usize> = name
+        .pools
+        .iter()
+        .flat_map(|&p| family_members(cfg, p, v6))
+        .collect();
+    if all.is_empty() {
+        return Plan::one(Vec::new()); // no member of this family: NODATA, not an outage
+    }
+    let healthy: Vec<usize> = all.iter().copied().filter(|&i| up(i)).collect();
+    if healthy.is_empty() {
+        return all_down(cfg, name, v6, up, &all);
+    }
+    healthy_plan(&healthy)
+}
+
+/// Weighted choice among the healthy members. A pool's weight is shared among its healthy
+/// members by their own weights; pools with none healthy drop out and the others share
+/// their part.
+fn weighted(
+    cfg: &Config,
+    name: &BoundName,
+    v6: bool,
+    up: &dyn Fn(usize) -> bool,
+    answers: usize,
+) -> Plan {
+    let mut weighted: Vec<(IpAddr, f64)> = Vec::new();
+    let live_pools: Vec<usize> = name
+        .pools
+        .iter()
+        .copied()
+        .filter(|&p| family_members(cfg, p, v6).any(up))
+        .collect();
+    let pools_total: f64 = live_pools.iter().map(|&p| cfg.pools[p].weight as f64).sum();
+    for &p in &live_pools {
+        let ms: Vec<usize> = family_members(cfg, p, v6).filter(|&i| up(i)).collect();
+        let members_total: f64 = ms.iter().map(|&i| cfg.members[i].weight as f64).sum();
+        for i in ms {
+            let w = cfg.pools[p].weight as f64 / pools_total * cfg.members[i].weight as f64
+                / members_total;
+            let a = cfg.members[i].address;
+            match weighted.iter_mut().find(|(x, _)| *x == a) {
+                Some((_, sum)) => *sum += w,
+                None => weighted.push((a, w)),
+            }
         }
     }
+    systematic(&weighted, answers)
 }
 
 /// The answer when no member of the family is healthy.
@@ -128,7 +200,9 @@ fn all_down(
     all: &[usize],
 ) -> Plan {
     let max = match name.policy {
-        Policy::All { max_answers } | Policy::Failover { max_answers, .. } => max_answers,
+        Policy::All { max_answers }
+        | Policy::Failover { max_answers, .. }
+        | Policy::Topology { max_answers, .. } => max_answers,
         Policy::Weighted { answers } => answers,
     };
     let mut p = match &name.all_down {
@@ -163,7 +237,7 @@ fn family_members(cfg: &Config, p: usize, v6: bool) -> impl Iterator<Item = usiz
         .members
         .iter()
         .copied()
-        .filter(move |&i| cfg.members[i].address.is_ipv6() == v6)
+        .filter(move |&i| family(cfg, i, v6))
 }
 
 fn dedup(it: impl Iterator<Item = IpAddr>) -> Vec<IpAddr> {

@@ -125,10 +125,13 @@ async fn tcp_conn(
         // The fast path answers into `fast`; otherwise the general path's messages are used.
         let general = {
             let snap = shared.published.load();
-            if snap
-                .fast
-                .answer(&buf, shared.wire.udp_payload, true, &mut fast)
-            {
+            if snap.fast.answer(
+                &buf,
+                peer.ip().to_canonical(),
+                shared.wire.udp_payload,
+                true,
+                &mut fast,
+            ) {
                 None
             } else {
                 Some(dns::handle(

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use hickory_proto::rr::{LowerName, Record, RecordType};
 
+use crate::topology::Client;
 use crate::zone::Zone;
 
 /// The static zones, shared by every snapshot until the configuration is reloaded.
@@ -64,13 +65,44 @@ pub fn random_u32() -> u32 {
     })
 }
 
+/// How a query picks one of a [`Choice`]'s sets: by client group (topology), then at
+/// random by weight within the group.
+#[derive(Debug, Clone, Default)]
+pub struct Selector {
+    /// Per group, cumulative thresholds out of 2^32: a random `r` picks the group's first set
+    /// with `r < cum[i]`.
+    cum: Vec<u64>,
+    /// Each group's sets, as a range of indexes.
+    groups: Vec<(usize, usize)>,
+    /// Client subnets to groups; none: one group for every client.
+    table: Option<Arc<crate::topology::Table>>,
+}
+
+impl Selector {
+    /// The set for `client` (none: the group of unmatched clients) and the random number `r`,
+    /// with the ECS scope prefix length of that choice.
+    pub fn pick(&self, client: Option<Client>, r: u32) -> (usize, u8) {
+        let (g, scope) = match (&self.table, client) {
+            (Some(t), Some(c)) => t.find(c),
+            _ => (0, 0),
+        };
+        let Some(&(start, end)) = self.groups.get(g as usize) else {
+            return (0, scope);
+        };
+        if end - start <= 1 {
+            return (start, scope);
+        }
+        let i = self.cum[start..end].partition_point(|&c| c <= r as u64);
+        (start + i.min(end - start - 1), scope)
+    }
+}
+
 /// The answers one address family of a bound name chooses among, per query.
 #[derive(Debug, Clone, Default)]
 pub struct Choice {
     /// The possible answers; exactly one for a fixed answer.
     pub sets: Vec<Vec<Record>>,
-    /// Cumulative thresholds out of 2^32: a random `r` picks the first set with `r < cum[i]`.
-    pub cum: Vec<u64>,
+    pub sel: Arc<Selector>,
     /// Nothing is healthy and the name is set to answer SERVFAIL.
     pub servfail: bool,
 }
@@ -78,41 +110,48 @@ pub struct Choice {
 impl Choice {
     /// Always the same records.
     pub fn fixed(records: Vec<Record>) -> Self {
-        Choice {
-            sets: vec![records],
-            cum: vec![1 << 32],
-            servfail: false,
-        }
+        Self::grouped(vec![vec![(records, 1.0)]], None)
     }
 
     /// Sets with their probabilities (which sum to 1).
     pub fn weighted(sets: Vec<(Vec<Record>, f64)>) -> Self {
-        let mut acc = 0.0;
-        let mut cum = Vec::with_capacity(sets.len());
-        let mut out = Vec::with_capacity(sets.len());
-        for (records, p) in sets {
-            acc += p;
-            cum.push(((acc * 4294967296.0).round() as u64).min(1 << 32));
-            out.push(records);
-        }
-        if let Some(last) = cum.last_mut() {
-            *last = 1 << 32; // rounding never leaves a gap at the top
+        Self::grouped(vec![sets], None)
+    }
+
+    /// Per client group, sets with their probabilities; `table` maps clients to groups.
+    pub fn grouped(
+        groups: Vec<Vec<(Vec<Record>, f64)>>,
+        table: Option<Arc<crate::topology::Table>>,
+    ) -> Self {
+        let mut sel = Selector {
+            table,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        for sets in groups {
+            let start = out.len();
+            let mut acc = 0.0;
+            for (records, p) in sets {
+                acc += p;
+                sel.cum
+                    .push(((acc * 4294967296.0).round() as u64).min(1 << 32));
+                out.push(records);
+            }
+            if let Some(last) = sel.cum.last_mut().filter(|_| out.len() > start) {
+                *last = 1 << 32; // rounding never leaves a gap at the top
+            }
+            sel.groups.push((start, out.len()));
         }
         Choice {
             sets: out,
-            cum,
+            sel: Arc::new(sel),
             servfail: false,
         }
     }
 
-    /// The set for the random number `r`.
+    /// The set for a random `r` in the group of unmatched clients.
     pub fn pick(&self, r: u32) -> usize {
-        if self.sets.len() <= 1 {
-            return 0;
-        }
-        self.cum
-            .partition_point(|&c| c <= r as u64)
-            .min(self.sets.len() - 1)
+        self.sel.pick(None, r).0
     }
 
     pub fn get(&self, i: usize) -> &[Record] {

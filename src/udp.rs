@@ -233,13 +233,17 @@ fn serve(sock: &UdpSocket, shared: &Shared, stop: &CancellationToken) {
             if port_of(&b.addrs[i]) == 0 {
                 continue;
             }
-            if snap.fast.answer(query, shared.wire.udp_payload, false, out) {
-                ready.push(i);
-                continue;
-            }
             let Some(src) = to_socket_addr(&b.addrs[i]) else {
                 continue;
             };
+            let ip = src.ip().to_canonical();
+            if snap
+                .fast
+                .answer(query, ip, shared.wire.udp_payload, false, out)
+            {
+                ready.push(i);
+                continue;
+            }
             if let Outcome::Reply(bytes) =
                 dns::handle(&snap, query, src.ip(), Transport::Udp, &shared.wire)
             {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use gtmd::dns::{handle, Outcome, Transport, WireSettings};
 use gtmd::snapshot::{Bound, Snapshot, Zones};
 use hickory_proto::op::{Edns, Message, Query};
-use hickory_proto::rr::rdata::opt::EdnsOption;
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use rand::rngs::StdRng;
@@ -123,9 +123,13 @@ fn after_a_health_change_live_answers_are_rebuilt_and_the_rest_is_shared() {
         let mut m = Message::query();
         m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
         assert!(
-            after
-                .fast
-                .answer(&m.to_vec().unwrap(), 1232, false, &mut out),
+            after.fast.answer(
+                &m.to_vec().unwrap(),
+                [127, 0, 0, 1].into(),
+                1232,
+                false,
+                &mut out
+            ),
             "{name}"
         );
         let r = Message::from_vec(&out).unwrap();
@@ -184,7 +188,7 @@ fn compare_all(snap: &Snapshot) -> (usize, usize) {
     let mut out = Vec::new();
     for qn in &qnames {
         for &t in &types {
-            for variant in 0..5 {
+            for variant in 0..6 {
                 let name = if variant == 1 {
                     mixed_case(qn, &mut rng)
                 } else {
@@ -195,11 +199,15 @@ fn compare_all(snap: &Snapshot) -> (usize, usize) {
                 m.metadata.recursion_desired = variant % 2 == 0;
                 if variant >= 2 {
                     let mut e = Edns::new();
-                    e.set_max_payload([1232, 512, 4096][variant - 2]);
+                    e.set_max_payload([1232, 512, 4096, 1232][variant - 2]);
                     e.set_dnssec_ok(variant == 3);
                     if variant == 4 {
                         e.options_mut()
                             .insert(EdnsOption::Unknown(65001, vec![1, 2, 3]));
+                    }
+                    if variant == 5 {
+                        let subnet = ClientSubnet::new([198, 51, 100, 0].into(), 24, 0);
+                        e.options_mut().insert(EdnsOption::Subnet(subnet));
                     }
                     m.set_edns(e);
                 }
@@ -211,7 +219,10 @@ fn compare_all(snap: &Snapshot) -> (usize, usize) {
                     else {
                         panic!("general path did not reply to {name} {t}");
                     };
-                    if !snap.fast.answer(&q, settings.udp_payload, tcp, &mut out) {
+                    if !snap
+                        .fast
+                        .answer(&q, client, settings.udp_payload, tcp, &mut out)
+                    {
                         continue;
                     }
                     fast_hits += 1;

@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
     let settings = WireSettings::default();
     let limit = settings.udp_payload as usize;
     let mut out = Vec::new();
-    if snapshot().fast.answer(data, settings.udp_payload, false, &mut out) {
+    if snapshot().fast.answer(data, [127, 0, 0, 1].into(), settings.udp_payload, false, &mut out) {
         check(data, &out, limit);
     }
     if let Outcome::Reply(r) = handle(snapshot(), data, [127, 0, 0, 1].into(), Transport::Udp, &settings) {

@@ -84,7 +84,7 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
         .map(|(name, c)| build_check(cx, name, c))
         .collect::<Result<Vec<_>, _>>()?;
     let (pools, members) = build_pools(cx, &raw, &checks)?;
-    let names = build_names(cx, &raw, &pools)?;
+    let names = build_names(cx, &raw, &pools, &members)?;
     let regions = build_regions(cx, &raw, &members)?;
     Ok(Config {
         source: cx.source.to_string(),
@@ -378,7 +378,12 @@ fn names_of<'a>(it: impl Iterator<Item = &'a String>) -> String {
     }
 }
 
-fn build_names(cx: &Ctx, raw: &file::File, pools: &[Pool]) -> Result<Vec<BoundName>, ConfigError> {
+fn build_names(
+    cx: &Ctx,
+    raw: &file::File,
+    pools: &[Pool],
+    members: &[Member],
+) -> Result<Vec<BoundName>, ConfigError> {
     let mut out: Vec<BoundName> = Vec::new();
     for (n, b) in &raw.names {
         let np = format!("names.{}", key(n));
@@ -428,7 +433,7 @@ fn build_names(cx: &Ctx, raw: &file::File, pools: &[Pool]) -> Result<Vec<BoundNa
                 format!("{degraded_ttl} is out of range: 1 to ttl ({ttl}) seconds"),
             ));
         }
-        let policy = build_policy(cx, &np, b)?;
+        let policy = build_policy(cx, &np, b, pools, members, &ids)?;
         let all_down = build_all_down(cx, &np, b, pools)?;
         out.push(BoundName {
             name,
@@ -442,7 +447,14 @@ fn build_names(cx: &Ctx, raw: &file::File, pools: &[Pool]) -> Result<Vec<BoundNa
     Ok(out)
 }
 
-fn build_policy(cx: &Ctx, np: &str, b: &file::BoundName) -> Result<Policy, ConfigError> {
+fn build_policy(
+    cx: &Ctx,
+    np: &str,
+    b: &file::BoundName,
+    pools: &[Pool],
+    members: &[Member],
+    ids: &[usize],
+) -> Result<Policy, ConfigError> {
     use file::PolicyKind as K;
     let kind = b.policy.unwrap_or(K::All);
     let count = |k: &str, v: Option<u32>, default: u32| {
@@ -469,8 +481,15 @@ fn build_policy(cx: &Ctx, np: &str, b: &file::BoundName) -> Result<Policy, Confi
     if kind != K::Weighted {
         only("answers", b.answers.is_some(), "\"weighted\"")?;
     }
-    if kind != K::Failover {
-        only("min_healthy", b.min_healthy.is_some(), "\"failover\"")?;
+    if !matches!(kind, K::Failover | K::Topology) {
+        only(
+            "min_healthy",
+            b.min_healthy.is_some(),
+            "\"failover\" and \"topology\"",
+        )?;
+    }
+    if kind != K::Topology {
+        only("topology", b.topology.is_some(), "\"topology\"")?;
     }
     Ok(match kind {
         K::All => Policy::All {
@@ -486,7 +505,7 @@ fn build_policy(cx: &Ctx, np: &str, b: &file::BoundName) -> Result<Policy, Confi
                 answers: count("answers", b.answers, 1)?,
             }
         }
-        K::Failover => {
+        K::Failover | K::Topology => {
             let k = format!("{np}.min_healthy");
             let min_healthy = match &b.min_healthy {
                 None => MinHealthy::Count(1),
@@ -507,9 +526,20 @@ fn build_policy(cx: &Ctx, np: &str, b: &file::BoundName) -> Result<Policy, Confi
                 },
                 Some(_) => return Err(cx.err(&k, "a count must be 1 to 10000")),
             };
-            Policy::Failover {
-                min_healthy,
-                max_answers: count("max_answers", b.max_answers, 8)?,
+            let max_answers = count("max_answers", b.max_answers, 8)?;
+            if kind == K::Failover {
+                Policy::Failover {
+                    min_healthy,
+                    max_answers,
+                }
+            } else {
+                let (orders, table) = build_topology(cx, np, b, pools, members, ids)?;
+                Policy::Topology {
+                    min_healthy,
+                    max_answers,
+                    orders,
+                    table,
+                }
             }
         }
     })
@@ -606,4 +636,77 @@ fn build_regions(
         });
     }
     Ok(out)
+}
+
+type Orders = (Vec<Vec<Vec<usize>>>, std::sync::Arc<crate::topology::Table>);
+
+/// The topology rules of a name: each rule's order of member groups (then the name's pools,
+/// as unmatched clients get them) and the client-subnet table.
+fn build_topology(
+    cx: &Ctx,
+    np: &str,
+    b: &file::BoundName,
+    pools: &[Pool],
+    members: &[Member],
+    name_pools: &[usize],
+) -> Result<Orders, ConfigError> {
+    let rules = b.topology.as_deref().unwrap_or_default();
+    if rules.is_empty() {
+        return Err(cx.err(
+            &format!("{np}.topology"),
+            "policy \"topology\" needs [[topology]] rules with clients and order",
+        ));
+    }
+    let default: Vec<Vec<usize>> = name_pools
+        .iter()
+        .map(|&p| pools[p].members.clone())
+        .collect();
+    let mut orders = vec![default.clone()];
+    let mut nets = Vec::new();
+    for (k, r) in rules.iter().enumerate() {
+        let rp = format!("{np}.topology[{k}]");
+        let clients = r
+            .clients
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                parse_net(s).ok_or_else(|| {
+                    cx.err(
+                        &format!("{rp}.clients[{i}]"),
+                        format!("{s:?} is not a CIDR prefix such as \"198.51.100.0/24\""),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if clients.is_empty() || r.order.is_empty() {
+            return Err(cx.err(&rp, "a rule needs clients and an order"));
+        }
+        let mut order = Vec::new();
+        for (i, g) in r.order.iter().enumerate() {
+            let group: Vec<usize> = match name_pools.iter().find(|&&p| &pools[p].name == g) {
+                Some(&p) => pools[p].members.clone(),
+                None => name_pools
+                    .iter()
+                    .flat_map(|&p| pools[p].members.iter().copied())
+                    .filter(|&m| members[m].region.as_deref() == Some(g.as_str()))
+                    .collect(),
+            };
+            if group.is_empty() {
+                return Err(cx.err(
+                    &format!("{rp}.order[{i}]"),
+                    format!(
+                        "{g:?} is neither one of this name's pools nor a region of their members"
+                    ),
+                ));
+            }
+            order.push(group);
+        }
+        order.extend(default.iter().cloned());
+        orders.push(order);
+        nets.push(clients);
+    }
+    Ok((
+        orders,
+        std::sync::Arc::new(crate::topology::Table::new(&nets)),
+    ))
 }

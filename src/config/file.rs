@@ -127,6 +127,14 @@ pub struct BoundName {
     pub degraded_ttl: Option<u32>,
     pub when_all_down: Option<AllDownKind>,
     pub fallback: Option<Vec<String>>,
+    pub topology: Option<Vec<TopologyRule>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopologyRule {
+    pub clients: Vec<String>,
+    pub order: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +143,7 @@ pub enum PolicyKind {
     All,
     Weighted,
     Failover,
+    Topology,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]

@@ -127,6 +127,14 @@ pub enum Policy {
         min_healthy: MinHealthy,
         max_answers: usize,
     },
+    /// By client subnet: each rule's `order` of member groups (pools or regions), then the
+    /// name's pools; as `Failover` along that order. `orders[0]` is for unmatched clients.
+    Topology {
+        min_healthy: MinHealthy,
+        max_answers: usize,
+        orders: Vec<Vec<Vec<usize>>>,
+        table: std::sync::Arc<crate::topology::Table>,
+    },
 }
 
 /// The least number of healthy members for a failover pool to be used.
