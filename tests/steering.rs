@@ -351,3 +351,120 @@ async fn a_region_below_its_threshold_leaves_whole_and_returns_with_hysteresis()
     assert_eq!(answer(g.dns, NAME, RecordType::A).await, all4);
     assert!(!removed(status(g.admin).await));
 }
+
+/// An A query for the name carrying ECS `addr/source`, over UDP.
+async fn with_ecs(dns: SocketAddr, addr: &str, source: u8) -> Message {
+    use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+    let mut m = query_msg(NAME, RecordType::A, true);
+    let subnet = ClientSubnet::new(addr.parse().unwrap(), source, 0);
+    m.edns
+        .as_mut()
+        .unwrap()
+        .options_mut()
+        .insert(EdnsOption::Subnet(subnet));
+    udp(dns, &m).await
+}
+
+/// The ECS option of a response: address, source and scope prefix lengths.
+fn ecs_of(m: &Message) -> Option<(String, u8, u8)> {
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+    match m.edns.as_ref()?.option(EdnsCode::Subnet)? {
+        EdnsOption::Subnet(s) => Some((s.addr().to_string(), s.source_prefix(), s.scope_prefix())),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topology_follows_the_client_subnet_from_ecs_or_the_source() {
+    let (eu, mut us) = (Backend::start().await, Backend::start().await);
+    let cfg = config(
+        &[
+            ("eu", 1, &[("192.0.2.1", &eu)]),
+            ("us", 1, &[("192.0.2.11", &us)]),
+        ],
+        "pools = [\"eu\", \"us\"]\npolicy = \"topology\"\n\
+         [[names.\"app.example.test.\".topology]]\nclients = [\"198.51.100.0/24\", \"2001:db8:1::/48\"]\norder = [\"eu\"]\n\
+         [[names.\"app.example.test.\".topology]]\nclients = [\"203.0.113.0/24\", \"127.0.0.0/8\"]\norder = [\"us\"]",
+    );
+    let g = start(&cfg, &repo().join("zones")).await;
+    // ECS decides, and the reply says for which prefix the answer holds.
+    let m = with_ecs(g.dns, "203.0.113.0", 24).await;
+    assert_eq!(addrs(&m), ["192.0.2.11"]);
+    assert_eq!(ecs_of(&m), Some(("203.0.113.0".into(), 24, 24)));
+    let m = with_ecs(g.dns, "198.51.100.0", 24).await;
+    assert_eq!(addrs(&m), ["192.0.2.1"]);
+    assert_eq!(ecs_of(&m), Some(("198.51.100.0".into(), 24, 24)));
+    let m = with_ecs(g.dns, "2001:db8:1::", 48).await;
+    assert_eq!(addrs(&m), ["192.0.2.1"]);
+    assert_eq!(ecs_of(&m).unwrap().2, 48);
+    // Unmatched: the name's pools in order (eu first), with a scope that excludes the rules.
+    let m = with_ecs(g.dns, "192.0.2.0", 24).await;
+    assert_eq!(addrs(&m), ["192.0.2.1"]);
+    let scope = ecs_of(&m).unwrap().2;
+    assert!((1..=24).contains(&scope), "{scope}");
+    // SOURCE PREFIX-LENGTH 0: the client asked not to be located; scope 0.
+    let m = with_ecs(g.dns, "0.0.0.0", 0).await;
+    assert_eq!(addrs(&m), ["192.0.2.1"]);
+    assert_eq!(ecs_of(&m).unwrap().2, 0);
+    // No ECS: the source address (127.0.0.1, in the second rule); no ECS in the reply.
+    let m = udp(g.dns, &query_msg(NAME, RecordType::A, true)).await;
+    assert_eq!(addrs(&m), ["192.0.2.11"]);
+    assert_eq!(ecs_of(&m), None);
+    // The same over TCP.
+    let m = tcp(g.dns, &query_msg(NAME, RecordType::A, true)).await;
+    assert_eq!(addrs(&m), ["192.0.2.11"]);
+    // A static name: ECS echoed with scope 0 (the answer is the same for every client).
+    let mut q = query_msg("www.example.test.", RecordType::A, true);
+    q.edns.as_mut().unwrap().options_mut().insert(
+        hickory_proto::rr::rdata::opt::EdnsOption::Subnet(
+            hickory_proto::rr::rdata::opt::ClientSubnet::new("203.0.113.0".parse().unwrap(), 24, 0),
+        ),
+    );
+    assert_eq!(
+        ecs_of(&udp(g.dns, &q).await),
+        Some(("203.0.113.0".into(), 24, 0))
+    );
+
+    // The preferred region fails: the next in the client's order takes over.
+    us.refuse();
+    let moved = wait_until(Duration::from_secs(5), || async {
+        addrs(&with_ecs(g.dns, "203.0.113.0", 24).await) == ["192.0.2.1"]
+    })
+    .await;
+    assert!(moved.is_some(), "203.0.113.0/24 did not move to eu");
+    us.restore().await;
+    all_up(&g).await;
+    assert_eq!(
+        addrs(&with_ecs(g.dns, "203.0.113.0", 24).await),
+        ["192.0.2.11"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_client_subnet_gets_formerr() {
+    let b = Backend::start().await;
+    let cfg = config(&[("web", 1, &[("192.0.2.1", &b)])], "pools = [\"web\"]");
+    let g = start(&cfg, &repo().join("zones")).await;
+    let mut q = query_msg(NAME, RecordType::A, true).to_vec().unwrap();
+    // Replace the empty OPT RDATA with ECS 198.51.101.0/23: bit 24 is set beyond the source.
+    let ecs = [0u8, 8, 0, 7, 0, 1, 23, 0, 198, 51, 101];
+    let n = q.len();
+    q[n - 2..].copy_from_slice(&(ecs.len() as u16).to_be_bytes());
+    q.extend_from_slice(&ecs);
+    let r = udp_raw(g.dns, &q, Duration::from_secs(2))
+        .await
+        .expect("a reply");
+    assert_eq!(
+        Message::from_vec(&r).unwrap().response_code,
+        ResponseCode::FormErr
+    );
+    // The same option with the bit clear is answered.
+    let n = q.len();
+    q[n - 1] = 100;
+    let r = udp_raw(g.dns, &q, Duration::from_secs(2))
+        .await
+        .expect("a reply");
+    let m = Message::from_vec(&r).unwrap();
+    assert_eq!(m.response_code, ResponseCode::NoError);
+    assert_eq!(ecs_of(&m), Some(("198.51.100.0".into(), 23, 0)));
+}
