@@ -160,6 +160,17 @@ async fn the_embedded_default_answers_the_readme_dig_lines() {
         vec!["2001:db8::10"]
     );
     assert_eq!(dig_short("5353", &["www.example.test"]), vec!["192.0.2.80"]);
+    assert_eq!(
+        dig_short("5353", &["geo.example.test", "A"]),
+        vec!["192.0.2.30"]
+    );
+    assert_eq!(
+        dig_short(
+            "5353",
+            &["geo.example.test", "A", "+subnet=198.51.100.0/24"]
+        ),
+        vec!["192.0.2.40"]
+    );
     let out = Command::new("curl")
         .args(["-s", "http://127.0.0.1:8053/status"])
         .output();
@@ -198,7 +209,7 @@ fn check_config_names_file_line_and_problem() {
     let (ok, out) = check_config(&good);
     assert!(ok, "{out}");
     assert!(
-        out.contains("ok (1 zones, 1 pools, 3 members, 1 bound names)"),
+        out.contains("ok (1 zones, 3 pools, 5 members, 2 bound names)"),
         "{out}"
     );
 
