@@ -240,3 +240,99 @@ fn compare_all(snap: &Snapshot) -> (usize, usize) {
     }
     (fast_hits, total)
 }
+
+/// A topology name answers by client subnet; with one answer per client group both paths
+/// are deterministic, so they must agree exactly, ECS scope included, for clients given by
+/// ECS (both families, several prefix lengths, source 0) and by source address.
+#[test]
+fn topology_answers_and_scopes_agree_between_the_paths() {
+    use gtmd::snapshot::Choice;
+    use gtmd::topology::Table;
+    let app = Name::from_ascii("app.example.test.").unwrap();
+    let a = |ip: &str| Record::from_rdata(app.clone(), 30, RData::A(A(ip.parse().unwrap())));
+    let nets = |v: &[&str]| v.iter().map(|s| s.parse().unwrap()).collect::<Vec<_>>();
+    let table = Table::new(&[
+        nets(&["198.51.100.0/24", "2001:db8:1::/48"]),
+        nets(&["198.51.0.0/16", "127.0.0.0/8"]),
+    ]);
+    let choice = Choice::grouped(
+        vec![
+            vec![(vec![a("192.0.2.1")], 1.0)],
+            vec![(vec![a("192.0.2.2")], 1.0)],
+            vec![(vec![a("192.0.2.3")], 1.0)],
+        ],
+        Some(Arc::new(table)),
+    );
+    let mut bound = Bound::fixed(Vec::new(), Vec::new());
+    bound.a = choice;
+    let snap = Snapshot {
+        zones: zones(),
+        bound: [(LowerName::new(&app), bound)].into_iter().collect(),
+        ready: true,
+        ..Default::default()
+    }
+    .prepared();
+    let settings = WireSettings::default();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    let clients: [(&str, Option<u8>); 9] = [
+        ("198.51.100.0", Some(24)),
+        ("198.51.7.0", Some(24)),
+        ("198.51.0.0", Some(16)),
+        ("198.0.0.0", Some(8)),
+        ("192.0.2.0", Some(24)),
+        ("2001:db8:1::", Some(48)),
+        ("2001:db8:2::", Some(48)),
+        ("0.0.0.0", Some(0)),
+        ("127.0.0.1", None),
+    ];
+    for (addr, source) in clients {
+        for name in [
+            "app.example.test.",
+            "toapp.example.test.",
+            "mxapp.example.test.",
+        ] {
+            let t = if name.starts_with("mx") {
+                RecordType::MX
+            } else {
+                RecordType::A
+            };
+            let mut m = Message::query();
+            m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
+            let mut e = Edns::new();
+            if let Some(s) = source {
+                let subnet = ClientSubnet::new(addr.parse().unwrap(), s, 0);
+                e.options_mut().insert(EdnsOption::Subnet(subnet));
+            }
+            m.set_edns(e);
+            let q = m.to_vec().unwrap();
+            let src: IpAddr = if source.is_none() {
+                addr.parse().unwrap()
+            } else {
+                [10, 9, 9, 9].into()
+            };
+            let Outcome::Reply(general) = handle(&snap, &q, src, Transport::Udp, &settings) else {
+                panic!("no reply");
+            };
+            assert!(
+                snap.fast.answer(&q, src, 1232, false, &mut out),
+                "{addr} {name}"
+            );
+            let (g, f) = (
+                Message::from_vec(&general).unwrap(),
+                Message::from_vec(&out).unwrap(),
+            );
+            assert_eq!(norm(&f), norm(&g), "{addr}/{source:?} {name}");
+            seen.insert(format!(
+                "{:?}",
+                g.answers
+                    .iter()
+                    .chain(&g.additionals)
+                    .filter_map(|r| r.data.ip_addr())
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+    // Every group was reached.
+    assert!(seen.len() >= 3, "{seen:?}");
+}

@@ -123,12 +123,18 @@ fn regions_need_members_and_a_return_level_above_removal() {
 fn topology_rules_are_checked() {
     let base = "[checks.c]\ntype = \"tcp\"\nport = 80\n[pools.eu]\ncheck = \"c\"\nregion = \"eu\"\nmembers = [{ address = \"192.0.2.1\" }]\n[pools.us]\ncheck = \"c\"\nmembers = [{ address = \"192.0.2.2\" }]\n[names.\"a.example.\"]\npools = [\"eu\", \"us\"]\npolicy = \"topology\"\n";
     let rule = |clients: &str, order: &str| {
-        format!("{base}[[names.\"a.example.\".topology]]\nclients = [{clients}]\norder = [{order}]\n")
+        format!(
+            "{base}[[names.\"a.example.\".topology]]\nclients = [{clients}]\norder = [{order}]\n"
+        )
     };
     let c = parse(&rule("\"10.0.0.0/8\"", "\"us\", \"eu\"")).unwrap();
     match &c.names[0].policy {
         Policy::Topology { orders, .. } => {
-            assert_eq!(orders[0], vec![vec![0], vec![1]], "unmatched: the name's pools");
+            assert_eq!(
+                orders[0],
+                vec![vec![0], vec![1]],
+                "unmatched: the name's pools"
+            );
             assert_eq!(orders[1], vec![vec![1], vec![0], vec![0], vec![1]]);
         }
         p => panic!("{p:?}"),
@@ -137,7 +143,11 @@ fn topology_rules_are_checked() {
     assert!(parse(&rule("\"10.0.0.0/8\"", "\"eu\"")).is_ok());
     let e = parse(&rule("\"10.0.0.0/8\"", "\"ap\"")).unwrap_err();
     assert_eq!(e.path, "names.\"a.example.\".topology[0].order[0]", "{e}");
-    assert!(e.msg.contains("neither one of this name's pools nor a region"), "{e}");
+    assert!(
+        e.msg
+            .contains("neither one of this name's pools nor a region"),
+        "{e}"
+    );
     let e = parse(&rule("\"10.0.0.0/33\"", "\"us\"")).unwrap_err();
     assert_eq!(e.path, "names.\"a.example.\".topology[0].clients[0]", "{e}");
     assert_eq!(e.line, Some(15), "{e}");
