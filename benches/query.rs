@@ -9,20 +9,34 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gtmd::dns::{handle, Outcome, Transport, WireSettings};
-use gtmd::snapshot::{Snapshot, Zones};
+use gtmd::snapshot::{Bound, Choice, Snapshot, Zones};
 use hickory_proto::op::{Message, Query};
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 fn main() {
-    let zones =
+    let mut zones =
         gtmd::zone::load_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/zones"))).unwrap();
+    // A pool name answering one of four addresses per query, by weight.
+    let app = Name::from_ascii("app.example.test.").unwrap();
+    zones[0].ensure_node(&LowerName::new(&app));
+    let sets = (1..=4)
+        .map(|i| {
+            let r = Record::from_rdata(app.clone(), 30, RData::A(A([192, 0, 2, i].into())));
+            (vec![r], 0.25)
+        })
+        .collect();
+    let mut bound = Bound::fixed(Vec::new(), Vec::new());
+    bound.a = Choice::weighted(sets);
     let snap = Snapshot {
         zones: Arc::new(Zones::new(zones)),
+        bound: [(LowerName::new(&app), bound)].into_iter().collect(),
         ready: true,
         ..Default::default()
     }
     .prepared();
     let mix = [
+        ("app.example.test.", RecordType::A),
         ("www.example.test.", RecordType::A),
         ("www.example.test.", RecordType::AAAA),
         ("nx.example.test.", RecordType::A),
@@ -83,9 +97,6 @@ fn main() {
 /// preparing only the entries that hold pool records (the rest is reused).
 fn rebuild_cost() {
     use gtmd::fast::AnswerCache;
-    use gtmd::snapshot::Bound;
-    use hickory_proto::rr::rdata::A;
-    use hickory_proto::rr::{LowerName, RData, Record};
 
     let dir = std::env::temp_dir().join("gtmd-bench-zone");
     std::fs::create_dir_all(&dir).unwrap();
