@@ -2,17 +2,21 @@
 //!
 //! ```text
 //! probe tasks ──ProbeReport──▶ engine (the one writer) ◀──Command + reply── admin API
-//!  (interval + jitter,          health::Health::observe() per member
-//!   timeout, semaphore)         │ rebuild Snapshot (answers precomputed), coalesced
+//!  (interval + jitter,          health::Health::observe() per member, hold-downs, regions
+//!   timeout, semaphore)         │ policy::plans() per name: the possible answers and odds
+//!                               │ rebuild Snapshot (answers precomputed), coalesced
 //!                               └─▶ ArcSwap::store(Arc<Snapshot>)
-//! UDP/TCP server ─▶ dns::handle: snapshot.load() (no lock, no await) ─▶ lookup ─▶ response
+//! UDP/TCP server ─▶ snapshot.load() (no lock, no await) ─▶ fast path: pick a prepared
+//!                   answer (random number, client subnet) ─▶ or dns::handle ─▶ lookup
 //! ```
 //!
 //! | module | owns |
 //! | --- | --- |
 //! | [`config`] | the TOML file as written and the checked configuration |
 //! | [`zone`] | master files and the zone tree |
-//! | [`health`] | the rise/fall state machine (pure) |
+//! | [`health`] | the rise/fall state machine and flap damping (pure) |
+//! | [`policy`] | steering: which addresses a name answers, given health (pure) |
+//! | [`topology`] | client subnets to answer groups, and EDNS Client Subnet |
 //! | [`probe`] | HTTP/HTTPS/TCP probe loops |
 //! | [`engine`] | the single writer of health and the published snapshot |
 //! | [`snapshot`] | what the query path reads |
