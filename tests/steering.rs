@@ -154,22 +154,34 @@ async fn failover_moves_below_min_healthy_and_back() {
             ("secondary", 1, &[("192.0.2.11", &s1)]),
         ],
         "pools = [\"primary\", \"secondary\"]\npolicy = \"failover\"\nmin_healthy = \"60%\"",
-    );
+    )
+    .replace("rise = 1\n", "rise = 1\nmin_down = \"1500ms\"\n");
     let g = start(&cfg, &repo().join("zones")).await;
-    assert_eq!(
-        answer(g.dns, NAME, RecordType::A).await,
-        ["192.0.2.1", "192.0.2.2"]
-    );
+    let primary = ["192.0.2.1", "192.0.2.2"];
+    assert_eq!(answer(g.dns, NAME, RecordType::A).await, primary);
     // One of two primaries down is below 60%: the secondary (one of one) answers.
     p[0].refuse();
     settle(&g, &["192.0.2.11"]).await;
     assert_eq!(answer(g.dns, NAME, RecordType::A).await, ["192.0.2.11"]);
+    // The primary passes again, but stays out until its hold-down has passed.
     p[0].restore().await;
-    all_up(&g).await;
-    settle(&g, &["192.0.2.1", "192.0.2.2"]).await;
-    assert_eq!(
-        answer(g.dns, NAME, RecordType::A).await,
-        ["192.0.2.1", "192.0.2.2"]
+    let up = wait_until(Duration::from_secs(5), || async {
+        member(g.admin, "192.0.2.1").await["state"] == "up"
+    })
+    .await;
+    assert!(up.is_some());
+    let left = member(g.admin, "192.0.2.1").await["held_down_secs"]
+        .as_f64()
+        .expect("held down");
+    assert_eq!(answer(g.dns, NAME, RecordType::A).await, ["192.0.2.11"]);
+    let back = wait_until(Duration::from_secs(5), || async {
+        answer(g.dns, NAME, RecordType::A).await == primary
+    })
+    .await
+    .expect("back on the primary");
+    assert!(
+        back.as_secs_f64() >= left - 0.1,
+        "back after {back:?}, {left} s left"
     );
 }
 
