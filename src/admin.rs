@@ -1,25 +1,30 @@
 //! The loopback HTTP admin API: `/healthz` (the process answers), `/readyz` (the first probe
 //! round is done and DNS is being served), `/status` (every member's health and every
-//! bound name's current answer, as JSON).
+//! bound name's current answer, as JSON), `/overrides` (GET lists them; POST sets one;
+//! POST `/overrides/clear` removes one).
 //!
-//! It reads the published snapshot and asks the engine by message; it never changes state
-//! itself.
+//! Changes need `Authorization: Bearer TOKEN` when `admin.token_file` is set (it must be
+//! for a non-loopback address). It reads the published snapshot and asks the engine by
+//! message; it never changes state itself.
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{Command, Status};
+use crate::engine::{Command, OverrideOp, Status};
+use crate::overrides::{Action, Override};
 use crate::snapshot::Published;
 
 #[derive(Clone)]
 struct Ctx {
     published: Published,
     engine: mpsc::Sender<Command>,
+    token: Option<std::sync::Arc<str>>,
 }
 
 /// Serves the admin API on `listener` until `stop` is cancelled.
@@ -27,13 +32,20 @@ pub async fn serve(
     listener: TcpListener,
     published: Published,
     engine: mpsc::Sender<Command>,
+    token: Option<String>,
     stop: CancellationToken,
 ) {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/status", get(status))
-        .with_state(Ctx { published, engine });
+        .route("/overrides", get(list_overrides).post(set_override))
+        .route("/overrides/clear", post(clear_override))
+        .with_state(Ctx {
+            published,
+            engine,
+            token: token.map(Into::into),
+        });
     let served =
         axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
     if let Err(e) = served.await {
@@ -52,12 +64,116 @@ async fn readyz(State(cx): State<Ctx>) -> (StatusCode, &'static str) {
     }
 }
 
-async fn status(State(cx): State<Ctx>) -> Result<Json<Status>, (StatusCode, &'static str)> {
+type Refusal = (StatusCode, String);
+
+fn unavailable() -> Refusal {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "engine is not running\n".into(),
+    )
+}
+
+async fn status(State(cx): State<Ctx>) -> Result<Json<Status>, Refusal> {
     let (tx, rx) = oneshot::channel();
-    let unavailable = (StatusCode::SERVICE_UNAVAILABLE, "engine is not running\n");
     cx.engine
         .send(Command::Status(tx))
         .await
-        .map_err(|_| unavailable)?;
-    rx.await.map(Json).map_err(|_| unavailable)
+        .map_err(|_| unavailable())?;
+    rx.await.map(Json).map_err(|_| unavailable())
+}
+
+async fn list_overrides(State(cx): State<Ctx>) -> Result<Json<Vec<Override>>, Refusal> {
+    status(State(cx)).await.map(|s| Json(s.0.overrides))
+}
+
+/// Refuses a change without the configured bearer token.
+fn authorize(cx: &Ctx, headers: &HeaderMap) -> Result<(), Refusal> {
+    let Some(token) = &cx.token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Compared in constant time, so the answer's timing says nothing about the token.
+    let same = given.is_some_and(|g| {
+        g.len() == token.len()
+            && g.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if same {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::UNAUTHORIZED,
+            "a change needs Authorization: Bearer <the token in admin.token_file>\n".into(),
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetBody {
+    target: String,
+    action: Action,
+    reason: String,
+    /// How long until it ends by itself, e.g. "30m".
+    #[serde(rename = "for")]
+    duration: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClearBody {
+    target: String,
+}
+
+async fn change(cx: &Ctx, op: OverrideOp) -> Result<Json<Vec<Override>>, Refusal> {
+    let (tx, rx) = oneshot::channel();
+    cx.engine
+        .send(Command::Override(op, tx))
+        .await
+        .map_err(|_| unavailable())?;
+    match rx.await.map_err(|_| unavailable())? {
+        Ok(list) => Ok(Json(list)),
+        Err(e) => Err((StatusCode::BAD_REQUEST, format!("{e}\n"))),
+    }
+}
+
+async fn set_override(
+    State(cx): State<Ctx>,
+    headers: HeaderMap,
+    Json(b): Json<SetBody>,
+) -> Result<Json<Vec<Override>>, Refusal> {
+    authorize(&cx, &headers)?;
+    if b.reason.trim().is_empty() {
+        return Err((StatusCode::BAD_REQUEST, "give a reason\n".into()));
+    }
+    let duration = match b.duration.as_deref() {
+        None => None,
+        Some(d) => Some(humantime::parse_duration(d).map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("for: {d:?} is not a duration ({e}); write e.g. \"30m\"\n"),
+            )
+        })?),
+    };
+    let op = OverrideOp::Set {
+        target: b.target,
+        action: b.action,
+        reason: b.reason,
+        duration,
+    };
+    change(&cx, op).await
+}
+
+async fn clear_override(
+    State(cx): State<Ctx>,
+    headers: HeaderMap,
+    Json(b): Json<ClearBody>,
+) -> Result<Json<Vec<Override>>, Refusal> {
+    authorize(&cx, &headers)?;
+    change(&cx, OverrideOp::Clear { target: b.target }).await
 }

@@ -77,7 +77,22 @@ pub async fn start(
     let zones = Arc::new(load_zones(&cfg)?);
     let cfg = Arc::new(cfg);
     let published: Published = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
-    let (engine, ready) = Engine::new(cfg.clone(), zones, published.clone());
+    let overrides = match &cfg.state_file {
+        Some(p) => crate::overrides::load(p).map_err(|e| anyhow::anyhow!("state file {e}"))?,
+        None => Vec::new(),
+    };
+    let token = match &cfg.token_file {
+        Some(p) => {
+            let t = std::fs::read_to_string(p)
+                .with_context(|| format!("admin.token_file {}", p.display()))?;
+            let t = t.trim().to_string();
+            anyhow::ensure!(!t.is_empty(), "admin.token_file {} is empty", p.display());
+            Some(t)
+        }
+        None => None,
+    };
+    let (mut engine, ready) = Engine::new(cfg.clone(), zones, published.clone());
+    engine.restore_overrides(overrides);
     let (report_tx, report_rx) = mpsc::channel(4096);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let mut tasks = JoinSet::new();
@@ -86,6 +101,7 @@ pub async fn start(
         listeners.admin,
         published.clone(),
         cmd_tx,
+        token,
         stop.clone(),
     ));
     let mut probes = crate::probe::spawn_all(&cfg, report_tx).map_err(anyhow::Error::msg)?;

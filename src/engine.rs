@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::config::{AllDown, Config, Policy};
 use crate::fast::AnswerCache;
 use crate::health::{Damping, Health, State, Thresholds};
+use crate::overrides::{now_secs, Action, Override};
 use crate::policy;
 use crate::probe::ProbeReport;
 use crate::snapshot::{Bound, Choice, Published, Snapshot, Zones};
@@ -27,6 +28,35 @@ use crate::snapshot::{Bound, Choice, Published, Snapshot, Zones};
 pub enum Command {
     /// The current state of every member, pool and name.
     Status(oneshot::Sender<Status>),
+    /// Sets or clears an override; replies with every override after the change, or why
+    /// nothing changed.
+    Override(OverrideOp, oneshot::Sender<Result<Vec<Override>, String>>),
+}
+
+/// A change of overrides.
+#[derive(Debug)]
+pub enum OverrideOp {
+    /// Replaces any override of the same target.
+    Set {
+        target: String,
+        action: Action,
+        reason: String,
+        /// Ends by itself after this long.
+        duration: Option<Duration>,
+    },
+    Clear {
+        target: String,
+    },
+}
+
+/// A member's override as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OverrideStatus {
+    pub target: String,
+    pub action: Action,
+    pub reason: String,
+    /// Seconds until it ends by itself.
+    pub ends_in_secs: Option<u64>,
 }
 
 /// What the engine knows of one member, for the admin API.
@@ -46,8 +76,12 @@ pub struct MemberStatus {
     pub last_error: Option<String>,
     pub last_latency_ms: Option<f64>,
     pub probes: u64,
-    /// Whether the member is in answers now: up, and not held down.
+    /// Whether the member is in answers now: up, not held down, not removed with its region,
+    /// not disabled by hand (or forced up by hand).
     pub answered: bool,
+    /// The operator's override that applies to it, if any (a disable wins over a force-up).
+    #[serde(rename = "override")]
+    pub override_: Option<OverrideStatus>,
     /// Time left in the hold-down (flap damping), while held.
     pub held_down_secs: Option<f64>,
     /// The hold-down given at the last down, and downs within the flap window then.
@@ -91,6 +125,7 @@ pub struct Status {
     pub members: Vec<MemberStatus>,
     pub names: Vec<NameStatus>,
     pub regions: Vec<RegionStatus>,
+    pub overrides: Vec<Override>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -111,6 +146,9 @@ pub struct Engine {
     /// Each configured region's removal, and each member's region (if configured).
     removed: Vec<bool>,
     region_of: Vec<Option<usize>>,
+    /// The operator's overrides, and per member the one that applies (index into them).
+    overrides: Vec<Override>,
+    override_of: Vec<Option<usize>>,
     last: Vec<Last>,
     published: Published,
     ready_tx: watch::Sender<bool>,
@@ -143,6 +181,8 @@ impl Engine {
             damping: vec![Damping::default(); n],
             removed,
             region_of,
+            overrides: Vec::new(),
+            override_of: vec![None; n],
             last: vec![Last::default(); n],
             published,
             ready_tx,
@@ -164,7 +204,11 @@ impl Engine {
         loop {
             // The next end of a hold-down, when a member that is up returns to answers.
             let release = self.next_release();
+            let expiry = self.next_expiry();
             tokio::select! {
+                _ = tokio::time::sleep(expiry.unwrap_or_default()), if expiry.is_some() => {
+                    self.expire_overrides().await;
+                }
                 _ = tokio::time::sleep_until(release.unwrap_or_else(Instant::now).into()), if release.is_some() => {
                     tracing::info!("hold-down ended: member back in answers");
                     self.publish();
@@ -182,6 +226,9 @@ impl Engine {
                 }
                 c = commands.recv() => match c {
                     Some(Command::Status(reply)) => { let _ = reply.send(self.status()); }
+                    Some(Command::Override(op, reply)) => {
+                        let _ = reply.send(self.change_override(op).await);
+                    }
                     None => return,
                 },
             }
@@ -247,7 +294,138 @@ impl Engine {
 
     /// Whether member `i` is in answers at `now`: up and not held down.
     fn answered(&self, i: usize, now: Instant) -> bool {
-        self.passing(i, now) && !self.region_of[i].is_some_and(|r| self.removed[r])
+        match self.override_of[i].map(|o| self.overrides[o].action) {
+            Some(Action::Disable) => false,
+            Some(Action::ForceUp) => true,
+            None => self.passing(i, now) && !self.region_of[i].is_some_and(|r| self.removed[r]),
+        }
+    }
+
+    /// Starts with the overrides kept in the state file (those whose target no longer
+    /// exists are kept, and apply again if it comes back).
+    pub fn restore_overrides(&mut self, list: Vec<Override>) {
+        self.overrides = list;
+        self.apply_overrides();
+        for o in &self.overrides {
+            match crate::overrides::members_of(&self.cfg, &o.target) {
+                Ok(_) => {
+                    tracing::warn!(target = %o.target, action = ?o.action, reason = %o.reason, "override restored from the state file")
+                }
+                Err(e) => {
+                    tracing::warn!(target = %o.target, error = %e, "override kept but matches nothing")
+                }
+            }
+        }
+        self.publish();
+    }
+
+    /// Works out which override applies to each member: a disable over a force-up, and a
+    /// member's own over its pool's over its region's.
+    fn apply_overrides(&mut self) {
+        let now = now_secs();
+        let mut of = vec![None; self.cfg.members.len()];
+        let rank = |t: &str| {
+            if t.starts_with("region:") {
+                0
+            } else if t.starts_with("pool:") {
+                1
+            } else {
+                2
+            }
+        };
+        let mut order: Vec<usize> = (0..self.overrides.len())
+            .filter(|&k| !self.overrides[k].expired(now))
+            .collect();
+        order.sort_by_key(|&k| {
+            (
+                self.overrides[k].action == Action::Disable,
+                rank(&self.overrides[k].target),
+            )
+        });
+        for k in order {
+            for i in crate::overrides::members_of(&self.cfg, &self.overrides[k].target)
+                .unwrap_or_default()
+            {
+                of[i] = Some(k);
+            }
+        }
+        self.override_of = of;
+    }
+
+    async fn change_override(&mut self, op: OverrideOp) -> Result<Vec<Override>, String> {
+        let before = self.overrides.clone();
+        let (target, what) = match op {
+            OverrideOp::Set {
+                target,
+                action,
+                reason,
+                duration,
+            } => {
+                crate::overrides::members_of(&self.cfg, &target)?;
+                let since = now_secs();
+                self.overrides.retain(|o| o.target != target);
+                self.overrides.push(Override {
+                    target: target.clone(),
+                    action,
+                    reason: reason.clone(),
+                    since,
+                    until: duration.map(|d| since + d.as_secs().max(1)),
+                });
+                tracing::warn!(target = %target, action = ?action, reason = %reason, duration = ?duration, "override set");
+                (target, "set")
+            }
+            OverrideOp::Clear { target } => {
+                if !self.overrides.iter().any(|o| o.target == target) {
+                    return Err(format!("no override of {target:?}"));
+                }
+                self.overrides.retain(|o| o.target != target);
+                tracing::warn!(target = %target, "override cleared");
+                (target, "cleared")
+            }
+        };
+        if let Err(e) = self.persist().await {
+            self.overrides = before;
+            return Err(format!(
+                "override of {target:?} not {what}: cannot write the state file: {e}"
+            ));
+        }
+        self.apply_overrides();
+        self.publish();
+        Ok(self.overrides.clone())
+    }
+
+    /// Writes the overrides to the state file, if there is one, off the engine's thread.
+    async fn persist(&self) -> std::io::Result<()> {
+        let Some(path) = self.cfg.state_file.clone() else {
+            return Ok(());
+        };
+        let list = self.overrides.clone();
+        tokio::task::spawn_blocking(move || crate::overrides::save(&path, &list))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    /// How long until the next override ends by itself.
+    fn next_expiry(&self) -> Option<Duration> {
+        let now = now_secs();
+        self.overrides
+            .iter()
+            .filter_map(|o| o.until)
+            .min()
+            .map(|u| Duration::from_secs(u.saturating_sub(now)))
+    }
+
+    async fn expire_overrides(&mut self) {
+        let now = now_secs();
+        for o in self.overrides.iter().filter(|o| o.expired(now)) {
+            tracing::warn!(target = %o.target, action = ?o.action, reason = %o.reason, "override ended by itself");
+        }
+        self.overrides.retain(|o| !o.expired(now));
+        if let Err(e) = self.persist().await {
+            tracing::error!(error = %e, "cannot write the state file after overrides ended");
+        }
+        self.apply_overrides();
+        self.publish();
     }
 
     /// Up and not held down (whatever its region).
@@ -302,11 +480,15 @@ impl Engine {
         }
         for b in &cfg.names {
             let up = |i: usize| self.answered(i, now);
+            let eligible = |i: usize| {
+                self.override_of[i].is_none_or(|k| self.overrides[k].action != Action::Disable)
+            };
             let degraded = b.pools.iter().any(|&p| {
-                cfg.pools[p]
-                    .members
-                    .iter()
-                    .any(|&i| !self.answered(i, now) || self.health[i].suspect())
+                cfg.pools[p].members.iter().any(|&i| {
+                    !self.answered(i, now)
+                        || self.health[i].suspect()
+                        || self.override_of[i].is_some()
+                })
             });
             let ttl = if degraded { b.degraded_ttl } else { b.ttl };
             let records = |addrs: Vec<IpAddr>| -> Vec<Record> {
@@ -326,7 +508,7 @@ impl Engine {
                 _ => None,
             };
             let choice = |v6: bool| {
-                let plans = policy::plans(&cfg, b, v6, &up);
+                let plans = policy::plans(&cfg, b, v6, &up, &eligible);
                 let servfail = plans.iter().any(|p| p.servfail);
                 let all_down = plans.iter().any(|p| p.all_down);
                 let groups = plans
@@ -402,6 +584,15 @@ impl Engine {
                     last_latency_ms: l.latency.map(|d| d.as_secs_f64() * 1000.0),
                     probes: l.probes,
                     answered: self.answered(i, now),
+                    override_: self.override_of[i].map(|k| {
+                        let o = &self.overrides[k];
+                        OverrideStatus {
+                            target: o.target.clone(),
+                            action: o.action,
+                            reason: o.reason.clone(),
+                            ends_in_secs: o.until.map(|u| u.saturating_sub(now_secs())),
+                        }
+                    }),
                     held_down_secs: self.damping[i]
                         .held_until
                         .filter(|&t| t > now)
@@ -459,6 +650,7 @@ impl Engine {
             members,
             names,
             regions,
+            overrides: self.overrides.clone(),
         }
     }
 }

@@ -31,11 +31,13 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod ctl;
 pub mod dns;
 pub mod engine;
 pub mod fast;
 pub mod health;
 pub mod lookup;
+pub mod overrides;
 pub mod policy;
 pub mod probe;
 pub mod server;

@@ -29,6 +29,45 @@ enum Cmd {
         /// The file to check (default: --config, else the embedded sample).
         file: Option<PathBuf>,
     },
+    /// Talk to a running gtmd through its admin API (address and token from --config).
+    Ctl {
+        /// The admin API address (default: admin.listen of --config, else 127.0.0.1:8053).
+        #[arg(long)]
+        admin: Option<std::net::SocketAddr>,
+        /// File holding the bearer token (default: admin.token_file of --config).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        #[command(subcommand)]
+        op: CtlOp,
+    },
+}
+
+#[derive(Subcommand)]
+enum CtlOp {
+    /// Every member, name, region and override, as JSON.
+    Status,
+    /// Take TARGET out of every answer, whatever its health (POOL/MEMBER, pool:POOL or
+    /// region:REGION). It is still probed.
+    Disable {
+        target: String,
+        #[arg(long)]
+        reason: String,
+        /// End by itself after this long (a drain), e.g. 30m.
+        #[arg(long = "for")]
+        duration: Option<String>,
+    },
+    /// Keep TARGET in answers whatever its health.
+    ForceUp {
+        target: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long = "for")]
+        duration: Option<String>,
+    },
+    /// Remove the override of TARGET: its health decides again.
+    Enable { target: String },
+    /// The overrides in force.
+    Overrides,
 }
 
 fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
@@ -50,6 +89,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Cmd::CheckConfig { file }) => check(file.as_ref().or(cli.config.as_ref())),
+        Some(Cmd::Ctl {
+            admin,
+            token_file,
+            op,
+        }) => ctl(cli.config.as_ref(), admin, token_file, op),
         None => serve(cli.config.as_ref()),
     };
     match result {
@@ -72,6 +116,59 @@ fn check(path: Option<&PathBuf>) -> anyhow::Result<()> {
         cfg.members.len(),
         cfg.names.len()
     );
+    Ok(())
+}
+
+fn ctl(
+    config: Option<&PathBuf>,
+    admin: Option<std::net::SocketAddr>,
+    token_file: Option<PathBuf>,
+    op: CtlOp,
+) -> anyhow::Result<()> {
+    let cfg = config.map(|p| Config::load(p)).transpose()?;
+    let admin = admin
+        .or(cfg.as_ref().map(|c| c.admin_listen))
+        .unwrap_or(([127, 0, 0, 1], 8053).into());
+    let token = match token_file.or(cfg.and_then(|c| c.token_file)) {
+        Some(f) => Some(
+            std::fs::read_to_string(&f)
+                .map_err(|e| anyhow::anyhow!("token file {}: {e}", f.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let set = |target, action: &str, reason, duration| serde_json::json!({ "target": target, "action": action, "reason": reason, "for": duration });
+    let (method, path, body) = match op {
+        CtlOp::Status => ("GET", "/status", None),
+        CtlOp::Overrides => ("GET", "/overrides", None),
+        CtlOp::Disable {
+            target,
+            reason,
+            duration,
+        } => (
+            "POST",
+            "/overrides",
+            Some(set(target, "disable", reason, duration)),
+        ),
+        CtlOp::ForceUp {
+            target,
+            reason,
+            duration,
+        } => (
+            "POST",
+            "/overrides",
+            Some(set(target, "force-up", reason, duration)),
+        ),
+        CtlOp::Enable { target } => (
+            "POST",
+            "/overrides/clear",
+            Some(serde_json::json!({ "target": target })),
+        ),
+    };
+    let out = gtmd::ctl::request(admin, method, path, token.as_deref(), body.as_ref())
+        .map_err(anyhow::Error::msg)?;
+    println!("{}", out.trim_end());
     Ok(())
 }
 

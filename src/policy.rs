@@ -59,7 +59,15 @@ impl Plan {
 /// Plans `name`'s answers for IPv6 (`v6`) or IPv4, `up` telling which members are healthy:
 /// one plan per client group (a topology name has one per rule, after the one for unmatched
 /// clients; every other policy has one).
-pub fn plans(cfg: &Config, name: &BoundName, v6: bool, up: &dyn Fn(usize) -> bool) -> Vec<Plan> {
+/// `eligible` is false for members that must never be answered (disabled by hand), not even
+/// when every member is down.
+pub fn plans(
+    cfg: &Config,
+    name: &BoundName,
+    v6: bool,
+    up: &dyn Fn(usize) -> bool,
+    eligible: &dyn Fn(usize) -> bool,
+) -> Vec<Plan> {
     match &name.policy {
         Policy::Topology {
             min_healthy,
@@ -73,12 +81,12 @@ pub fn plans(cfg: &Config, name: &BoundName, v6: bool, up: &dyn Fn(usize) -> boo
                     .iter()
                     .map(|g| g.iter().copied().filter(|&i| family(cfg, i, v6)).collect())
                     .collect();
-                plan_with(cfg, name, v6, up, &|_| {
+                plan_with(cfg, name, v6, up, eligible, &|_| {
                     along(cfg, &groups, *min_healthy, *max_answers, up)
                 })
             })
             .collect(),
-        _ => vec![plan(cfg, name, v6, up)],
+        _ => vec![plan(cfg, name, v6, up, eligible)],
     }
 }
 
@@ -111,8 +119,14 @@ fn family(cfg: &Config, i: usize, v6: bool) -> bool {
 }
 
 /// The plan of a name whose policy is not topology.
-pub fn plan(cfg: &Config, name: &BoundName, v6: bool, up: &dyn Fn(usize) -> bool) -> Plan {
-    plan_with(cfg, name, v6, up, &|healthy| match &name.policy {
+pub fn plan(
+    cfg: &Config,
+    name: &BoundName,
+    v6: bool,
+    up: &dyn Fn(usize) -> bool,
+    eligible: &dyn Fn(usize) -> bool,
+) -> Plan {
+    plan_with(cfg, name, v6, up, eligible, &|healthy| match &name.policy {
         Policy::All { max_answers } => Plan::rotations(
             dedup(healthy.iter().map(|&i| cfg.members[i].address)),
             *max_answers,
@@ -140,6 +154,7 @@ fn plan_with(
     name: &BoundName,
     v6: bool,
     up: &dyn Fn(usize) -> bool,
+    eligible: &dyn Fn(usize) -> bool,
     healthy_plan: &dyn Fn(&[usize]) -> Plan,
 ) -> Plan {
     let all: Vec<usize> = name
@@ -152,7 +167,8 @@ fn plan_with(
     }
     let healthy: Vec<usize> = all.iter().copied().filter(|&i| up(i)).collect();
     if healthy.is_empty() {
-        return all_down(cfg, name, v6, up, &all);
+        let all: Vec<usize> = all.into_iter().filter(|&i| eligible(i)).collect();
+        return all_down(cfg, name, v6, up, eligible, &all);
     }
     healthy_plan(&healthy)
 }
@@ -197,6 +213,7 @@ fn all_down(
     name: &BoundName,
     v6: bool,
     up: &dyn Fn(usize) -> bool,
+    eligible: &dyn Fn(usize) -> bool,
     all: &[usize],
 ) -> Plan {
     let max = match name.policy {
@@ -214,7 +231,9 @@ fn all_down(
                 .filter(|a| a.is_ipv6() == v6)
                 .collect();
             for &p in pools {
-                let ms: Vec<usize> = family_members(cfg, p, v6).collect();
+                let ms: Vec<usize> = family_members(cfg, p, v6)
+                    .filter(|&i| eligible(i))
+                    .collect();
                 let healthy: Vec<usize> = ms.iter().copied().filter(|&i| up(i)).collect();
                 let use_ = if healthy.is_empty() { ms } else { healthy };
                 out.extend(use_.iter().map(|&i| cfg.members[i].address));

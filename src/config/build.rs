@@ -71,9 +71,17 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
         Duration::from_secs(10),
     )?;
     let admin = raw.admin.listen.as_deref().unwrap_or("127.0.0.1:8053");
-    let admin_listen = admin
+    let admin_listen: SocketAddr = admin
         .parse()
         .map_err(|_| cx.err("admin.listen", format!("{admin:?} is not an address:port")))?;
+    let token_file = raw.admin.token_file.as_ref().map(|f| base.join(f));
+    if token_file.is_none() && !admin_listen.ip().is_loopback() {
+        return Err(cx.err(
+            "admin.listen",
+            format!("{admin_listen} is not a loopback address: set admin.token_file so that changes need a token"),
+        ));
+    }
+    let state_file = raw.admin.state_file.as_ref().map(|f| base.join(f));
     let max_in_flight = raw.probe.max_in_flight.unwrap_or(256);
     if max_in_flight == 0 {
         return Err(cx.err("probe.max_in_flight", "must be at least 1"));
@@ -96,6 +104,8 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
         },
         tcp_idle_timeout,
         admin_listen,
+        token_file,
+        state_file,
         max_in_flight,
         max_body: raw.probe.max_body.unwrap_or(64 * 1024),
         checks,

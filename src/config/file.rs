@@ -46,6 +46,8 @@ pub struct Server {
 #[serde(deny_unknown_fields)]
 pub struct Admin {
     pub listen: Option<String>,
+    pub token_file: Option<String>,
+    pub state_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

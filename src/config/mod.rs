@@ -192,6 +192,10 @@ pub struct Config {
     pub wire: WireSettings,
     pub tcp_idle_timeout: Duration,
     pub admin_listen: SocketAddr,
+    /// The bearer token for changes through the admin API is in this file.
+    pub token_file: Option<PathBuf>,
+    /// Overrides are kept here across restarts; `None`: in memory only.
+    pub state_file: Option<PathBuf>,
     pub max_in_flight: usize,
     pub max_body: usize,
     pub checks: Vec<Check>,

@@ -1,0 +1,272 @@
+//! Operating gtmd by hand: overrides through the admin API and `gtmd ctl`, kept in the
+//! state file across restarts, drains that end by themselves, the bearer token, and a state
+//! file that survives a kill in the middle of a write.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use gtmd::ctl::request;
+use hickory_proto::rr::RecordType;
+use serde_json::json;
+
+const NAME: &str = "app.example.test.";
+
+/// Two HTTP members (m0 = 192.0.2.10, m1 = 192.0.2.11) of pool web behind the name;
+/// `admin` goes into the [admin] table (state_file, token_file).
+fn config(b: &[&Backend], admin: &str) -> String {
+    format!(
+        "{admin}\n[checks.web]\ntype = \"http\"\ninterval = \"100ms\"\ntimeout = \"80ms\"\nfall = 1\nrise = 1\n\
+         [pools.web]\ncheck = \"web\"\nmembers = [\
+         {{ address = \"192.0.2.10\", name = \"m0\", probe_address = \"127.0.0.1\", probe_port = {} }}, \
+         {{ address = \"192.0.2.11\", name = \"m1\", probe_address = \"127.0.0.1\", probe_port = {} }}]\n\
+         [names.\"{NAME}\"]\npools = [\"web\"]\n",
+        b[0].addr.port(),
+        b[1].addr.port()
+    )
+}
+
+fn post(
+    admin: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+    body: serde_json::Value,
+) -> Result<String, String> {
+    request(admin, "POST", path, token, Some(&body))
+}
+
+fn disable(target: &str, duration: Option<&str>) -> serde_json::Value {
+    json!({ "target": target, "action": "disable", "reason": "maintenance", "for": duration })
+}
+
+async fn answers(g: &Gtmd) -> Vec<String> {
+    answer(g.dns, NAME, RecordType::A).await
+}
+
+async fn until_answers(g: &Gtmd, want: &[&str], limit: Duration) -> Option<Duration> {
+    wait_until(limit, || async { answers(g).await == want }).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disable_survives_a_restart_and_enable_restores() {
+    let (b0, b1) = (Backend::start().await, Backend::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let cfg = config(
+        &[&b0, &b1],
+        &format!("state_file = {:?}", state.display().to_string()),
+    );
+    let zones = repo().join("zones");
+    let g = start(&cfg, &zones).await;
+    assert_eq!(answers(&g).await, ["192.0.2.10", "192.0.2.11"]);
+    post(g.admin, "/overrides", None, disable("web/m0", None)).unwrap();
+    assert_eq!(answers(&g).await, ["192.0.2.11"]);
+    let m = member(g.admin, "m0").await;
+    assert_eq!(m["state"], "up", "still probed, still healthy: {m}");
+    assert_eq!(m["answered"], false);
+    assert_eq!(m["override"]["action"], "disable");
+    assert_eq!(m["override"]["reason"], "maintenance");
+    let kept = gtmd::overrides::load(&state).unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].target, "web/m0");
+
+    // Restart: the override is back before the first answer.
+    drop(g);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let g = start(&cfg, &zones).await;
+    assert_eq!(answers(&g).await, ["192.0.2.11"]);
+    // Unknown targets and missing overrides are refused with the reason.
+    let e = post(g.admin, "/overrides", None, disable("web/m9", None)).unwrap_err();
+    assert!(
+        e.contains("400") && e.contains("its members are: m0, m1"),
+        "{e}"
+    );
+    let e = post(
+        g.admin,
+        "/overrides/clear",
+        None,
+        json!({ "target": "web/m1" }),
+    )
+    .unwrap_err();
+    assert!(e.contains("no override"), "{e}");
+    post(
+        g.admin,
+        "/overrides/clear",
+        None,
+        json!({ "target": "web/m0" }),
+    )
+    .unwrap();
+    assert_eq!(answers(&g).await, ["192.0.2.10", "192.0.2.11"]);
+    assert!(gtmd::overrides::load(&state).unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_ends_by_itself_and_force_up_overrides_health() {
+    let (b0, mut b1) = (Backend::start().await, Backend::start().await);
+    let g = start(&config(&[&b0, &b1], ""), &repo().join("zones")).await;
+    post(g.admin, "/overrides", None, disable("pool:web", Some("1s"))).unwrap();
+    // Every member of the pool disabled: nothing to answer, not even fail-open.
+    let m = udp(g.dns, &query_msg(NAME, RecordType::A, true)).await;
+    assert!(m.answers.is_empty(), "{m:?}");
+    let back = until_answers(&g, &["192.0.2.10", "192.0.2.11"], Duration::from_secs(4)).await;
+    assert!(back.is_some(), "the drain did not end");
+    assert!(status(g.admin).await["overrides"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    // A failing member forced up stays in answers; its real health still shows.
+    b1.refuse();
+    until_answers(&g, &["192.0.2.10"], Duration::from_secs(3))
+        .await
+        .expect("m1 leaves when it fails");
+    let up = json!({ "target": "web/m1", "action": "force-up", "reason": "known good" });
+    post(g.admin, "/overrides", None, up).unwrap();
+    assert_eq!(answers(&g).await, ["192.0.2.10", "192.0.2.11"]);
+    let m = member(g.admin, "m1").await;
+    assert_eq!(
+        (m["state"].as_str(), m["answered"].as_bool()),
+        (Some("down"), Some(true)),
+        "{m}"
+    );
+    // An override makes the name's TTL the degraded one.
+    assert_eq!(status(g.admin).await["names"][0]["degraded"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_need_the_token_and_gtmd_ctl_uses_it() {
+    let (b0, b1) = (Backend::start().await, Backend::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    let cfg = config(
+        &[&b0, &b1],
+        &format!("token_file = {:?}", token_file.display().to_string()),
+    );
+    let g = start(&cfg, &repo().join("zones")).await;
+    for token in [None, Some("wrong"), Some("s3cret-toke")] {
+        let e = post(g.admin, "/overrides", token, disable("web/m0", None)).unwrap_err();
+        assert!(e.contains("401"), "{token:?}: {e}");
+    }
+    assert_eq!(answers(&g).await.len(), 2, "nothing changed");
+    // Reading needs no token.
+    assert!(request(g.admin, "GET", "/overrides", None, None).is_ok());
+
+    // The command line, as an operator runs it.
+    let ctl = |args: &[&str]| {
+        let admin = g.admin.to_string();
+        let mut a = vec![
+            "ctl",
+            "--admin",
+            admin.as_str(),
+            "--token-file",
+            token_file.to_str().unwrap(),
+        ];
+        a.extend_from_slice(args);
+        Command::new(env!("CARGO_BIN_EXE_gtmd"))
+            .args(&a)
+            .output()
+            .unwrap()
+    };
+    let out = ctl(&["disable", "web/m0", "--reason", "deploy", "--for", "10m"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(answers(&g).await, ["192.0.2.11"]);
+    let out = ctl(&["overrides"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["reason"], "deploy");
+    assert!(list[0]["until"].as_u64().unwrap() > list[0]["since"].as_u64().unwrap() + 590);
+    let out = ctl(&["enable", "web/m0"]);
+    assert!(out.status.success());
+    assert_eq!(answers(&g).await.len(), 2);
+    let out = ctl(&["enable", "web/m0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no override"));
+}
+
+/// Starts the gtmd binary on `config` (a file) and returns it once its admin API answers.
+fn spawn_gtmd(config: &Path, admin: SocketAddr) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_gtmd"))
+        .args(["--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while request(admin, "GET", "/readyz", None, None).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "gtmd did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_during_state_writes_leaves_a_whole_state_file() {
+    let (b0, b1) = (Backend::start().await, Backend::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let admin = free();
+    let text =
+        format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nzones_dir = {:?}\n[admin]\nlisten = \"{admin}\"\n{}",
+        repo().join("zones").display().to_string(),
+        config(&[&b0, &b1], &format!("state_file = {:?}", state.display().to_string()))
+    );
+    let file = dir.path().join("gtmd.toml");
+    std::fs::write(&file, text).unwrap();
+    for round in 0..6u64 {
+        let mut child = spawn_gtmd(&file, admin);
+        // Changes back to back, each one a state file write, until the kill lands.
+        let writer = std::thread::spawn(move || {
+            let mut n = 0;
+            loop {
+                let body = if n % 2 == 0 {
+                    disable("web/m0", None)
+                } else {
+                    json!({ "target": "web/m0" })
+                };
+                let path = if n % 2 == 0 {
+                    "/overrides"
+                } else {
+                    "/overrides/clear"
+                };
+                if post(admin, path, None, body).is_err() {
+                    return n;
+                }
+                n += 1;
+            }
+        });
+        std::thread::sleep(Duration::from_millis(30 + round * 37));
+        child.kill().unwrap(); // SIGKILL, whatever it was doing
+        child.wait().unwrap();
+        let writes = writer.join().unwrap();
+        let kept = gtmd::overrides::load(&state).unwrap_or_else(|e| {
+            panic!("round {round}: after {writes} writes the file is broken: {e}")
+        });
+        assert!(kept.len() <= 1, "round {round}: {kept:?}");
+        assert!(
+            writes > 0,
+            "round {round}: no write happened before the kill"
+        );
+    }
+    // And gtmd starts from it.
+    let mut child = spawn_gtmd(&file, admin);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
