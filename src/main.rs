@@ -179,21 +179,51 @@ fn serve(path: Option<&PathBuf>) -> anyhow::Result<()> {
         let listeners = Listeners::bind(&cfg).await?;
         let stop = CancellationToken::new();
         let running = app::start(cfg, listeners, stop.clone()).await?;
+        tokio::spawn(tell_systemd(running.ready.clone(), stop.clone()));
         wait_for_signal().await?;
         tracing::info!("stopping");
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         stop.cancel();
         running.join().await;
         Ok(())
     })
 }
 
+/// systemd's notify protocol (a no-op without NOTIFY_SOCKET): READY=1 once the first probe
+/// round is done and DNS is served, then a watchdog ping at half of WatchdogSec from the
+/// runtime that serves the admin API and the engine, so a wedged process is restarted.
+async fn tell_systemd(mut ready: tokio::sync::watch::Receiver<bool>, stop: CancellationToken) {
+    use sd_notify::NotifyState;
+    tokio::select! {
+        r = ready.wait_for(|r| *r) => if r.is_err() { return },
+        _ = stop.cancelled() => return,
+    }
+    if let Err(e) = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status("serving DNS")]) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+    let Some(period) = sd_notify::watchdog_enabled() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(period / 2);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => { let _ = sd_notify::notify(&[NotifyState::Watchdog]); }
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
 async fn wait_for_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    // SIGHUP's default action would end the process: a stray HUP must not stop DNS.
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => tracing::warn!("SIGHUP: live reload is not supported yet; restart to apply changes"),
+        }
     }
-    Ok(())
 }

@@ -279,3 +279,100 @@ fn wait_exit(c: &mut Child, limit: Duration) -> Option<i32> {
     }
     None
 }
+
+/// systemd's notify protocol, with a fake NOTIFY_SOCKET: READY=1 only once DNS is served,
+/// watchdog pings, STOPPING=1 on SIGTERM; a SIGHUP does not stop it.
+#[test]
+fn systemd_hears_ready_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let config = dir.path().join("gtmd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nzones_dir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+            repo().join("zones").display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gtmd"))
+        .args(["--config", config.to_str().unwrap()])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "200000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut p = Proc { child, lines }; // killed on drop, whatever happens below
+    let mut buf = [0u8; 512];
+    let mut recv = || {
+        let n = sock.recv(&mut buf).expect("a notification within 10 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let first = recv();
+    assert!(first.contains("READY=1"), "{first}");
+    // Once READY is sent, DNS answers.
+    let udp = log_value(&p, "serving DNS", "udp");
+    let port = udp.rsplit(':').next().unwrap();
+    assert_eq!(dig_short(port, &["www.example.test"]), vec!["192.0.2.80"]);
+    // Watchdog pings at half of WATCHDOG_USEC.
+    let start = Instant::now();
+    let mut pings = 0;
+    while pings < 3 {
+        if recv().contains("WATCHDOG=1") {
+            pings += 1;
+        }
+    }
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // SIGHUP is not fatal; SIGTERM says STOPPING=1 and exits 0.
+    let pid = p.child.id().to_string();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(p.child.try_wait().unwrap().is_none(), "SIGHUP stopped gtmd");
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let mut stopping = false;
+    while !stopping {
+        stopping = recv().contains("STOPPING=1");
+    }
+    assert_eq!(wait_exit(&mut p.child, Duration::from_secs(10)), Some(0));
+}
+
+/// The systemd unit in dist/ passes `systemd-analyze verify` (with ExecStart pointing at the
+/// binary under test, since /usr/local/bin/gtmd is not installed here).
+#[test]
+fn the_systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(repo().join("dist/gtmd.service"))
+        .unwrap()
+        .replace("/usr/local/bin/gtmd", env!("CARGO_BIN_EXE_gtmd"));
+    for key in [
+        "Type=notify",
+        "WatchdogSec=",
+        "StateDirectory=gtmd",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+    ] {
+        assert!(unit.contains(key), "{key}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gtmd.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", path.to_str().unwrap()])
+        .output()
+        .expect("systemd-analyze is installed (apt-get install -y systemd)");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

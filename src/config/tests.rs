@@ -164,7 +164,8 @@ fn a_non_loopback_admin_address_needs_a_token_file() {
     let e = parse("[admin]\nlisten = \"0.0.0.0:8053\"\n").unwrap_err();
     assert_eq!((e.path.as_str(), e.line), ("admin.listen", Some(2)), "{e}");
     assert!(e.msg.contains("set admin.token_file"), "{e}");
-    let c = parse("[admin]\nlisten = \"0.0.0.0:8053\"\ntoken_file = \"/etc/gtmd/token\"\n").unwrap();
+    let c =
+        parse("[admin]\nlisten = \"0.0.0.0:8053\"\ntoken_file = \"/etc/gtmd/token\"\n").unwrap();
     assert_eq!(c.token_file.as_deref(), Some(Path::new("/etc/gtmd/token")));
     assert!(parse("[admin]\nlisten = \"[::1]:8053\"\n").is_ok());
 }
