@@ -39,6 +39,7 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/status", get(status))
+        .route("/metrics", get(metrics))
         .route("/overrides", get(list_overrides).post(set_override))
         .route("/overrides/clear", post(clear_override))
         .with_state(Ctx {
@@ -62,6 +63,19 @@ async fn readyz(State(cx): State<Ctx>) -> (StatusCode, &'static str) {
             "waiting for the first probe round\n",
         )
     }
+}
+
+/// Prometheus text format.
+async fn metrics() -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    let h = crate::stats::handle();
+    h.run_upkeep();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        h.render(),
+    )
 }
 
 type Refusal = (StatusCode, String);

@@ -149,6 +149,7 @@ pub struct Engine {
     /// The operator's overrides, and per member the one that applies (index into them).
     overrides: Vec<Override>,
     override_of: Vec<Option<usize>>,
+    gauges: Gauges,
     last: Vec<Last>,
     published: Published,
     ready_tx: watch::Sender<bool>,
@@ -170,6 +171,7 @@ impl Engine {
     ) -> (Self, watch::Receiver<bool>) {
         let n = cfg.members.len();
         let (ready_tx, ready_rx) = watch::channel(false);
+        let cfg2 = cfg.clone();
         let removed = vec![false; cfg.regions.len()];
         let region_of = (0..n)
             .map(|i| cfg.regions.iter().position(|r| r.members.contains(&i)))
@@ -183,6 +185,7 @@ impl Engine {
             region_of,
             overrides: Vec::new(),
             override_of: vec![None; n],
+            gauges: Gauges::new(&cfg2),
             last: vec![Last::default(); n],
             published,
             ready_tx,
@@ -280,6 +283,7 @@ impl Engine {
             }
         } else {
             tracing::warn!(pool, member = %m.name, address = %m.address, from = %tr.from, to = %tr.to, error = r.error.as_deref().unwrap_or(""), "member changed state");
+            metrics::counter!(crate::stats::MEMBER_TRANSITIONS, "pool" => pool.clone(), "member" => m.name.clone(), "to" => tr.to.to_string()).increment(1);
             if tr.to == State::Down {
                 let d = &mut self.damping[r.member];
                 let hold = d.went_down(r.at, check.damping);
@@ -290,6 +294,35 @@ impl Engine {
         }
         // Before every member has reported once, nothing is served; publish when the round completes.
         was_ready || self.is_ready()
+    }
+
+    fn update_gauges(&self, snap: &Snapshot, now: Instant) {
+        let g = &self.gauges;
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        for i in 0..self.cfg.members.len() {
+            g.up[i].set(flag(self.health[i].state == State::Up));
+            g.answered[i].set(flag(self.answered(i, now)));
+        }
+        for (p, pool) in self.cfg.pools.iter().enumerate() {
+            let up = pool
+                .members
+                .iter()
+                .filter(|&&i| self.health[i].state == State::Up)
+                .count();
+            g.pool_healthy[p].set(up as f64);
+        }
+        for (r, removed) in self.removed.iter().enumerate() {
+            g.region_removed[r].set(flag(*removed));
+        }
+        for (k, b) in self.cfg.names.iter().enumerate() {
+            let e = snap.bound.get(&LowerName::new(&b.name));
+            g.all_down[k].set(flag(e.is_some_and(|e| e.all_down)));
+            g.degraded[k].set(flag(e.is_some_and(|e| e.degraded)));
+        }
+        let count = |a| self.overrides.iter().filter(|o| o.action == a).count() as f64;
+        g.disabled.set(count(Action::Disable));
+        g.forced_up.set(count(Action::ForceUp));
+        g.generation.set(self.generation as f64);
     }
 
     /// Whether member `i` is in answers at `now`: up and not held down.
@@ -554,6 +587,7 @@ impl Engine {
             None => AnswerCache::build(&snap),
         };
         self.fixed = snap.fast.fixed().cloned();
+        self.update_gauges(&snap, now);
         self.published.store(Arc::new(snap));
         if ready {
             self.ready_tx.send_replace(true);
@@ -651,6 +685,64 @@ impl Engine {
             names,
             regions,
             overrides: self.overrides.clone(),
+        }
+    }
+}
+
+/// The engine's gauges, registered once so that a publication only stores numbers.
+struct Gauges {
+    up: Vec<metrics::Gauge>,
+    answered: Vec<metrics::Gauge>,
+    pool_healthy: Vec<metrics::Gauge>,
+    region_removed: Vec<metrics::Gauge>,
+    all_down: Vec<metrics::Gauge>,
+    degraded: Vec<metrics::Gauge>,
+    disabled: metrics::Gauge,
+    forced_up: metrics::Gauge,
+    generation: metrics::Gauge,
+}
+
+impl Gauges {
+    fn new(cfg: &Config) -> Self {
+        use crate::stats::*;
+        use metrics::gauge;
+        handle();
+        let member = |name: &'static str| {
+            cfg.members
+                .iter()
+                .map(|m| {
+                    let pool = cfg.pools[m.pool].name.clone();
+                    gauge!(name, "pool" => pool, "member" => m.name.clone())
+                })
+                .collect()
+        };
+        for p in &cfg.pools {
+            gauge!(POOL_MEMBERS, "pool" => p.name.clone()).set(p.members.len() as f64);
+        }
+        let name = |metric: &'static str| {
+            cfg.names
+                .iter()
+                .map(|b| gauge!(metric, "name" => b.name.to_string()))
+                .collect()
+        };
+        Gauges {
+            up: member(MEMBER_UP),
+            answered: member(MEMBER_ANSWERED),
+            pool_healthy: cfg
+                .pools
+                .iter()
+                .map(|p| gauge!(POOL_HEALTHY, "pool" => p.name.clone()))
+                .collect(),
+            region_removed: cfg
+                .regions
+                .iter()
+                .map(|r| gauge!(REGION_REMOVED, "region" => r.name.clone()))
+                .collect(),
+            all_down: name(NAME_ALL_DOWN),
+            degraded: name(NAME_DEGRADED),
+            disabled: gauge!(OVERRIDES, "action" => "disable"),
+            forced_up: gauge!(OVERRIDES, "action" => "force-up"),
+            generation: gauge!(GENERATION),
         }
     }
 }

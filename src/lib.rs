@@ -26,6 +26,7 @@
 //! | [`server`] | transports: listeners, TCP connections |
 //! | [`udp`] | batched UDP threads (recvmmsg/sendmmsg, SO_REUSEPORT) |
 //! | [`admin`] | the loopback HTTP admin API |
+//! | [`stats`] | Prometheus metrics |
 //! | [`app`] | starting and owning every task |
 
 pub mod admin;
@@ -42,6 +43,7 @@ pub mod policy;
 pub mod probe;
 pub mod server;
 pub mod snapshot;
+pub mod stats;
 pub mod topology;
 pub mod udp;
 pub mod zone;

@@ -107,6 +107,7 @@ async fn tcp_conn(
     let mut buf = Vec::new();
     let mut fast = Vec::new();
     let mut framed = Vec::new();
+    let mut counts = crate::stats::QueryCounts::new("tcp");
     loop {
         let mut len = [0u8; 2];
         let read = tokio::select! {
@@ -123,6 +124,7 @@ async fn tcp_conn(
             _ => return,
         }
         // The fast path answers into `fast`; otherwise the general path's messages are used.
+        let timed = counts.sample().then(std::time::Instant::now);
         let general = {
             let snap = shared.published.load();
             if snap.fast.answer(
@@ -144,20 +146,32 @@ async fn tcp_conn(
             }
         };
         framed.clear();
-        match &general {
+        let first = match &general {
             None => frame(&mut framed, &fast),
             Some(Outcome::Drop) => continue,
             Some(Outcome::Reply(m)) => frame(&mut framed, m),
-            Some(Outcome::Transfer(ms)) => ms.iter().for_each(|m| frame(&mut framed, m)),
+            Some(Outcome::Transfer(ms)) => {
+                let starts: Vec<usize> = ms.iter().map(|m| frame(&mut framed, m)).collect();
+                starts.first().copied().unwrap_or(0)
+            }
+        };
+        if let Some(t) = timed {
+            counts.record_latency(t.elapsed());
         }
+        // A transfer counts once, by its first message.
+        counts.count(&framed[first..]);
+        counts.flush();
         if stream.write_all(&framed).await.is_err() {
             return;
         }
     }
 }
 
-/// Appends `m` to `out` with its two-byte length prefix (RFC 1035 section 4.2.2).
-fn frame(out: &mut Vec<u8>, m: &[u8]) {
+/// Appends `m` to `out` with its two-byte length prefix (RFC 1035 section 4.2.2); returns
+/// where the message starts in `out`.
+fn frame(out: &mut Vec<u8>, m: &[u8]) -> usize {
     out.extend_from_slice(&(m.len() as u16).to_be_bytes());
+    let at = out.len();
     out.extend_from_slice(m);
+    at
 }

@@ -204,6 +204,7 @@ fn serve(sock: &UdpSocket, shared: &Shared, stop: &CancellationToken) {
     let fd = sock.as_raw_fd();
     let mut b = Batch::new();
     let mut ready = Vec::with_capacity(BATCH);
+    let mut counts = crate::stats::QueryCounts::new("udp");
     while !stop.is_cancelled() {
         let n = match b.recv(fd) {
             Ok(n) => n,
@@ -237,23 +238,29 @@ fn serve(sock: &UdpSocket, shared: &Shared, stop: &CancellationToken) {
                 continue;
             };
             let ip = src.ip().to_canonical();
+            let timed = counts.sample().then(std::time::Instant::now);
             if snap
                 .fast
                 .answer(query, ip, shared.wire.udp_payload, false, out)
             {
                 ready.push(i);
-                continue;
-            }
-            if let Outcome::Reply(bytes) =
+            } else if let Outcome::Reply(bytes) =
                 dns::handle(&snap, query, src.ip(), Transport::Udp, &shared.wire)
             {
                 out.clear();
                 out.extend_from_slice(&bytes);
                 ready.push(i);
+            } else {
+                continue;
             }
+            if let Some(t) = timed {
+                counts.record_latency(t.elapsed());
+            }
+            counts.count(out);
         }
         if !ready.is_empty() {
             b.send(fd, &ready);
+            counts.flush();
         }
     }
 }

@@ -270,3 +270,144 @@ async fn a_kill_during_state_writes_leaves_a_whole_state_file() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Parses Prometheus text: every sample line is `name{labels} value`, every name declared
+/// by a TYPE line; returns the samples.
+fn parse_metrics(text: &str) -> Vec<(String, f64)> {
+    let mut typed = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut f = rest.split_whitespace();
+            typed.insert(f.next().unwrap().to_string());
+            let kind = f.next().unwrap();
+            assert!(
+                ["counter", "gauge", "histogram", "summary"].contains(&kind),
+                "{line}"
+            );
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(name.starts_with("gtmd_"), "{line}");
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|b| typed.contains(*b))
+            .unwrap_or(name);
+        assert!(typed.contains(base), "no TYPE for {name}");
+        if series.contains('{') {
+            assert!(series.ends_with('}'), "{line}");
+        }
+        let v: f64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
+        out.push((series.to_string(), v));
+    }
+    out
+}
+
+fn sample(m: &[(String, f64)], series: &str) -> Option<f64> {
+    m.iter().find(|(s, _)| s == series).map(|(_, v)| *v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_and_follow_failures() {
+    let (b0, mut b1) = (Backend::start().await, Backend::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let (admin, dns) = (free(), free());
+    let text = format!(
+        "[server]\nlisten = [\"{dns}\"]\nzones_dir = {:?}\n[admin]\nlisten = \"{admin}\"\n{}",
+        repo().join("zones").display().to_string(),
+        config(&[&b0, &b1], "")
+    );
+    let file = dir.path().join("gtmd.toml");
+    std::fs::write(&file, text).unwrap();
+    let mut child = spawn_gtmd(&file, admin);
+    let scrape = || parse_metrics(&request(admin, "GET", "/metrics", None, None).unwrap());
+    for _ in 0..20 {
+        answer(dns, NAME, RecordType::A).await;
+    }
+    answer(dns, "nx.example.test.", RecordType::AAAA).await;
+    let m = scrape();
+    let q = sample(
+        &m,
+        "gtmd_queries_total{transport=\"udp\",rcode=\"NOERROR\",qtype=\"A\"}",
+    );
+    assert!(q.is_some_and(|v| v >= 20.0), "{q:?}");
+    assert_eq!(
+        sample(
+            &m,
+            "gtmd_queries_total{transport=\"udp\",rcode=\"NXDOMAIN\",qtype=\"AAAA\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, "gtmd_member_up{pool=\"web\",member=\"m1\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, "gtmd_pool_healthy_members{pool=\"web\"}"),
+        Some(2.0)
+    );
+    assert_eq!(sample(&m, "gtmd_pool_members{pool=\"web\"}"), Some(2.0));
+    assert_eq!(
+        sample(&m, "gtmd_name_degraded{name=\"app.example.test.\"}"),
+        Some(0.0)
+    );
+    assert!(sample(&m, "gtmd_probes_total{check=\"web\",result=\"ok\"}").is_some_and(|v| v > 0.0));
+    assert!(sample(&m, "gtmd_answer_duration_seconds_count{transport=\"udp\"}").is_some());
+    assert!(m
+        .iter()
+        .any(|(s, _)| s.starts_with("gtmd_build_info{version=")));
+    // No label carries a query name or a client address.
+    assert!(!m
+        .iter()
+        .any(|(s, _)| s.contains("nx.example") || s.contains("127.0.0.1")));
+
+    b1.refuse();
+    let down = wait_until(Duration::from_secs(5), || async {
+        sample(&scrape(), "gtmd_member_up{pool=\"web\",member=\"m1\"}") == Some(0.0)
+    })
+    .await;
+    assert!(down.is_some(), "gtmd_member_up did not drop");
+    let m = scrape();
+    assert_eq!(
+        sample(
+            &m,
+            "gtmd_member_transitions_total{pool=\"web\",member=\"m1\",to=\"down\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, "gtmd_pool_healthy_members{pool=\"web\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, "gtmd_name_degraded{name=\"app.example.test.\"}"),
+        Some(1.0)
+    );
+    assert!(
+        sample(&m, "gtmd_probes_total{check=\"web\",result=\"fail\"}").is_some_and(|v| v > 0.0)
+    );
+    post(admin, "/overrides", None, disable("web/m0", None)).unwrap();
+    let m = scrape();
+    assert_eq!(sample(&m, "gtmd_overrides{action=\"disable\"}"), Some(1.0));
+    assert_eq!(
+        sample(&m, "gtmd_member_answered{pool=\"web\",member=\"m0\"}"),
+        Some(0.0)
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

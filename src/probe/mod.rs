@@ -45,6 +45,7 @@ impl Target {
 pub fn spawn_all(cfg: &Config, tx: mpsc::Sender<ProbeReport>) -> Result<JoinSet<()>, String> {
     let limit = Arc::new(Semaphore::new(cfg.max_in_flight));
     let mut set = JoinSet::new();
+
     for (id, m) in cfg.members.iter().enumerate() {
         let check = &cfg.checks[m.check];
         let target = match &check.kind {
@@ -57,13 +58,16 @@ pub fn spawn_all(cfg: &Config, tx: mpsc::Sender<ProbeReport>) -> Result<JoinSet<
         };
         let (interval, timeout) = (check.interval, check.timeout);
         let (tx, limit) = (tx.clone(), limit.clone());
-        set.spawn(probe_loop(id, target, interval, timeout, tx, limit));
+        let name = check.name.clone();
+        set.spawn(probe_loop(id, name, target, interval, timeout, tx, limit));
     }
     Ok(set)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn probe_loop(
     member: usize,
+    check: String,
     mut target: Target,
     interval: Duration,
     timeout: Duration,
@@ -73,6 +77,12 @@ async fn probe_loop(
     // The first probe goes out at once (the first round decides readiness); later ones are
     // spaced by the interval with ±10% jitter so that members do not probe in lockstep.
     let mut next = tokio::time::Instant::now();
+    crate::stats::handle();
+    let ok_count =
+        metrics::counter!(crate::stats::PROBES, "check" => check.clone(), "result" => "ok");
+    let fail_count =
+        metrics::counter!(crate::stats::PROBES, "check" => check.clone(), "result" => "fail");
+    let seconds = metrics::histogram!(crate::stats::PROBE_SECONDS, "check" => check);
     loop {
         tokio::time::sleep_until(next).await;
         let jitter = rand::rng().random_range(0.9..1.1);
@@ -85,10 +95,18 @@ async fn probe_loop(
             Ok(r) => r,
             Err(_) => Err(format!("timed out after {timeout:?}")),
         };
+        let latency = start.elapsed();
+        seconds.record(latency.as_secs_f64());
+        if result.is_ok() {
+            &ok_count
+        } else {
+            &fail_count
+        }
+        .increment(1);
         let report = ProbeReport {
             member,
             ok: result.is_ok(),
-            latency: start.elapsed(),
+            latency,
             error: result.err(),
             at: Instant::now(),
         };

@@ -1,0 +1,226 @@
+//! Prometheus metrics, served as text at the admin API's `/metrics`.
+//!
+//! One recorder per process (the `metrics` facade's global), installed at the first start.
+//! Names are the constants below, all `gtmd_`-prefixed; labels carry transports, rcodes,
+//! query types, pools, members, regions, bound names and checks from the configuration,
+//! never a query name or a client address.
+//!
+//! The query path does not touch the registry per query: each UDP thread and TCP
+//! connection counts into a small local table ([`QueryCounts`]) and adds it to the shared
+//! counters once per batch; latency is timed on one query in 16.
+
+use std::sync::OnceLock;
+
+use metrics::{counter, gauge, histogram, Counter, Histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const QUERIES: &str = "gtmd_queries_total";
+pub const ANSWER_SECONDS: &str = "gtmd_answer_duration_seconds";
+pub const PROBES: &str = "gtmd_probes_total";
+pub const PROBE_SECONDS: &str = "gtmd_probe_duration_seconds";
+pub const MEMBER_UP: &str = "gtmd_member_up";
+pub const MEMBER_ANSWERED: &str = "gtmd_member_answered";
+pub const MEMBER_TRANSITIONS: &str = "gtmd_member_transitions_total";
+pub const POOL_HEALTHY: &str = "gtmd_pool_healthy_members";
+pub const POOL_MEMBERS: &str = "gtmd_pool_members";
+pub const REGION_REMOVED: &str = "gtmd_region_removed";
+pub const NAME_ALL_DOWN: &str = "gtmd_name_all_down";
+pub const NAME_DEGRADED: &str = "gtmd_name_degraded";
+pub const OVERRIDES: &str = "gtmd_overrides";
+pub const GENERATION: &str = "gtmd_snapshot_generation";
+pub const BUILD_INFO: &str = "gtmd_build_info";
+
+/// The process's recorder, installed on first use.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(ANSWER_SECONDS.into()),
+                &[1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 1e-3, 1e-2],
+            )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(PROBE_SECONDS.into()),
+                    &[0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+                )
+            })
+            .expect("bucket lists are not empty");
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+        }
+        describe();
+        gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        handle
+    })
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        QUERIES,
+        "DNS responses sent, by transport, rcode and query type"
+    );
+    describe_histogram!(
+        ANSWER_SECONDS,
+        Unit::Seconds,
+        "Time to build a response, one query in 16"
+    );
+    describe_counter!(PROBES, "Health probes done, by check and result");
+    describe_histogram!(PROBE_SECONDS, Unit::Seconds, "Probe latency, by check");
+    describe_gauge!(MEMBER_UP, "1 if the member's probes say it is up");
+    describe_gauge!(MEMBER_ANSWERED, "1 if the member is in answers now");
+    describe_counter!(MEMBER_TRANSITIONS, "Member state changes, by new state");
+    describe_gauge!(POOL_HEALTHY, "Members of the pool that are up");
+    describe_gauge!(POOL_MEMBERS, "Members of the pool");
+    describe_gauge!(REGION_REMOVED, "1 while the region is removed from answers");
+    describe_gauge!(
+        NAME_ALL_DOWN,
+        "1 while no member behind the name is healthy"
+    );
+    describe_gauge!(
+        NAME_DEGRADED,
+        "1 while the name answers with its degraded TTL"
+    );
+    describe_gauge!(OVERRIDES, "Operator overrides in force, by action");
+    describe_gauge!(GENERATION, "Generation of the published answers");
+    describe_gauge!(BUILD_INFO, "Always 1; the version is a label");
+}
+
+/// Query types counted by name; the rest are "other".
+const QTYPES: [(u16, &str); 14] = [
+    (1, "A"),
+    (28, "AAAA"),
+    (5, "CNAME"),
+    (15, "MX"),
+    (16, "TXT"),
+    (2, "NS"),
+    (6, "SOA"),
+    (33, "SRV"),
+    (12, "PTR"),
+    (257, "CAA"),
+    (65, "HTTPS"),
+    (255, "ANY"),
+    (252, "AXFR"),
+    (0, "other"),
+];
+
+const RCODES: [&str; 16] = [
+    "NOERROR",
+    "FORMERR",
+    "SERVFAIL",
+    "NXDOMAIN",
+    "NOTIMP",
+    "REFUSED",
+    "YXDOMAIN",
+    "YXRRSET",
+    "NXRRSET",
+    "NOTAUTH",
+    "NOTZONE",
+    "DSOTYPENI",
+    "RCODE12",
+    "RCODE13",
+    "RCODE14",
+    "RCODE15",
+];
+
+/// Responses counted locally, added to the shared counters by [`QueryCounts::flush`].
+pub struct QueryCounts {
+    transport: &'static str,
+    counts: [[u32; QTYPES.len()]; 16],
+    handles: Vec<Option<Counter>>,
+    latency: Histogram,
+    seen: u32,
+}
+
+impl QueryCounts {
+    pub fn new(transport: &'static str) -> Self {
+        handle();
+        QueryCounts {
+            transport,
+            counts: [[0; QTYPES.len()]; 16],
+            handles: vec![None; 16 * QTYPES.len()],
+            latency: histogram!(ANSWER_SECONDS, "transport" => transport),
+            seen: 0,
+        }
+    }
+
+    /// Whether to time the next query (one in 16).
+    pub fn sample(&mut self) -> bool {
+        self.seen = self.seen.wrapping_add(1);
+        self.seen.is_multiple_of(16)
+    }
+
+    pub fn record_latency(&self, d: std::time::Duration) {
+        self.latency.record(d.as_secs_f64());
+    }
+
+    /// Counts one response (its header rcode and question type).
+    pub fn count(&mut self, response: &[u8]) {
+        let rcode = response.get(3).map_or(2, |b| b & 0x0f) as usize;
+        let qtype = qtype_of(response).unwrap_or(0);
+        let t = QTYPES
+            .iter()
+            .position(|&(v, _)| v == qtype)
+            .unwrap_or(QTYPES.len() - 1);
+        self.counts[rcode][t] += 1;
+    }
+
+    /// Adds the local counts to the shared counters.
+    pub fn flush(&mut self) {
+        for (r, row) in self.counts.iter_mut().enumerate() {
+            for (t, count) in row.iter_mut().enumerate() {
+                let n = std::mem::take(count);
+                if n == 0 {
+                    continue;
+                }
+                let transport = self.transport;
+                let h = self.handles[r * QTYPES.len() + t].get_or_insert_with(|| {
+                    counter!(QUERIES, "transport" => transport, "rcode" => RCODES[r], "qtype" => QTYPES[t].1)
+                });
+                h.increment(n as u64);
+            }
+        }
+    }
+}
+
+/// The type of the first question of a DNS message.
+fn qtype_of(msg: &[u8]) -> Option<u16> {
+    if msg.get(4..6)? == [0, 0] {
+        return None;
+    }
+    let mut i = 12;
+    loop {
+        let len = *msg.get(i)? as usize;
+        if len == 0 {
+            i += 1;
+            break;
+        }
+        if len & 0xc0 != 0 {
+            i += 2;
+            break;
+        }
+        i += 1 + len;
+    }
+    Some(u16::from_be_bytes([*msg.get(i)?, *msg.get(i + 1)?]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_question_type_is_read_from_a_message() {
+        let mut m = vec![0u8, 1, 0x81, 0x83, 0, 1, 0, 0, 0, 0, 0, 0];
+        m.extend_from_slice(b"\x03www\x07example\x00\x00\x1c\x00\x01");
+        assert_eq!(qtype_of(&m), Some(28));
+        assert_eq!(qtype_of(&m[..20]), None);
+        let mut q = QueryCounts::new("udp");
+        q.count(&m);
+        assert_eq!(q.counts[3][1], 1, "NXDOMAIN, AAAA");
+        q.flush();
+        assert_eq!(q.counts[3][1], 0);
+    }
+}
