@@ -42,28 +42,25 @@ enum Cmd {
     },
 }
 
+#[derive(clap::Args)]
+struct SetArgs {
+    /// POOL/MEMBER, pool:POOL or region:REGION.
+    target: String,
+    #[arg(long)]
+    reason: String,
+    /// End by itself after this long (a drain), e.g. 30m.
+    #[arg(long = "for")]
+    duration: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum CtlOp {
     /// Every member, name, region and override, as JSON.
     Status,
-    /// Take TARGET out of every answer, whatever its health (POOL/MEMBER, pool:POOL or
-    /// region:REGION). It is still probed.
-    Disable {
-        target: String,
-        #[arg(long)]
-        reason: String,
-        /// End by itself after this long (a drain), e.g. 30m.
-        #[arg(long = "for")]
-        duration: Option<String>,
-    },
+    /// Take TARGET out of every answer, whatever its health. It is still probed.
+    Disable(SetArgs),
     /// Keep TARGET in answers whatever its health.
-    ForceUp {
-        target: String,
-        #[arg(long)]
-        reason: String,
-        #[arg(long = "for")]
-        duration: Option<String>,
-    },
+    ForceUp(SetArgs),
     /// Remove the override of TARGET: its health decides again.
     Enable { target: String },
     /// The overrides in force.
@@ -138,28 +135,12 @@ fn ctl(
         ),
         None => None,
     };
-    let set = |target, action: &str, reason, duration| serde_json::json!({ "target": target, "action": action, "reason": reason, "for": duration });
+    let set = |a: SetArgs, action: &str| serde_json::json!({ "target": a.target, "action": action, "reason": a.reason, "for": a.duration });
     let (method, path, body) = match op {
         CtlOp::Status => ("GET", "/status", None),
         CtlOp::Overrides => ("GET", "/overrides", None),
-        CtlOp::Disable {
-            target,
-            reason,
-            duration,
-        } => (
-            "POST",
-            "/overrides",
-            Some(set(target, "disable", reason, duration)),
-        ),
-        CtlOp::ForceUp {
-            target,
-            reason,
-            duration,
-        } => (
-            "POST",
-            "/overrides",
-            Some(set(target, "force-up", reason, duration)),
-        ),
+        CtlOp::Disable(a) => ("POST", "/overrides", Some(set(a, "disable"))),
+        CtlOp::ForceUp(a) => ("POST", "/overrides", Some(set(a, "force-up"))),
         CtlOp::Enable { target } => (
             "POST",
             "/overrides/clear",

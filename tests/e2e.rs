@@ -24,9 +24,14 @@ impl Drop for Proc {
 }
 
 fn spawn(args: &[&str], cwd: &Path) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gtmd"))
-        .args(args)
-        .current_dir(cwd)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gtmd"));
+    cmd.args(args).current_dir(cwd);
+    spawn_cmd(cmd)
+}
+
+/// Starts `cmd` (the gtmd binary), its stderr echoed and passed on line by line.
+fn spawn_cmd(mut cmd: Command) -> Proc {
+    let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -299,22 +304,11 @@ fn systemd_hears_ready_watchdog_and_stopping() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gtmd"))
-        .args(["--config", config.to_str().unwrap()])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gtmd"));
+    cmd.args(["--config", config.to_str().unwrap()])
         .env("NOTIFY_SOCKET", &sock_path)
-        .env("WATCHDOG_USEC", "200000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    let mut p = Proc { child, lines }; // killed on drop, whatever happens below
+        .env("WATCHDOG_USEC", "200000");
+    let mut p = spawn_cmd(cmd); // killed on drop, whatever happens below
     let mut buf = [0u8; 512];
     let mut recv = || {
         let n = sock.recv(&mut buf).expect("a notification within 10 s");
