@@ -92,6 +92,22 @@ pub async fn start(
         None => None,
     };
     let (mut engine, ready) = Engine::new(cfg.clone(), zones, published.clone());
+    // Alerts carry the exact `gtmd ctl` command that reaches this server.
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "gtmd".into());
+    let mut ctl = format!(
+        "{} ctl --admin {}",
+        crate::alert::shell_quote(&exe),
+        listeners.admin.local_addr()?
+    );
+    if let Some(t) = &cfg.token_file {
+        ctl += &format!(
+            " --token-file {}",
+            crate::alert::shell_quote(&t.display().to_string())
+        );
+    }
+    engine.set_alerts(crate::alert::Alerts::start(&cfg.alerts, ctl));
     engine.restore_overrides(overrides);
     let (report_tx, report_rx) = mpsc::channel(4096);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);

@@ -15,6 +15,7 @@ use hickory_proto::rr::{LowerName, RData, Record};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::alert::{Alert, Alerts};
 use crate::config::{AllDown, Config, Policy};
 use crate::fast::AnswerCache;
 use crate::health::{Damping, Health, State, Thresholds};
@@ -150,6 +151,7 @@ pub struct Engine {
     overrides: Vec<Override>,
     override_of: Vec<Option<usize>>,
     gauges: Gauges,
+    alerts: Alerts,
     last: Vec<Last>,
     published: Published,
     ready_tx: watch::Sender<bool>,
@@ -186,6 +188,7 @@ impl Engine {
             overrides: Vec::new(),
             override_of: vec![None; n],
             gauges: Gauges::new(&cfg2),
+            alerts: Alerts::default(),
             last: vec![Last::default(); n],
             published,
             ready_tx,
@@ -272,6 +275,7 @@ impl Engine {
             tracing::debug!(pool, member = %m.name, address = %m.address, state = %tr.to, error = r.error.as_deref().unwrap_or(""), "first probe result");
             if tr.to == State::Down {
                 tracing::warn!(pool, member = %m.name, address = %m.address, error = r.error.as_deref().unwrap_or(""), "member is down at start");
+                self.member_alert(r.member, tr, r.error.clone());
             }
             if self.unknown == 0 {
                 let up = self.health.iter().filter(|h| h.state == State::Up).count();
@@ -284,6 +288,7 @@ impl Engine {
         } else {
             tracing::warn!(pool, member = %m.name, address = %m.address, from = %tr.from, to = %tr.to, error = r.error.as_deref().unwrap_or(""), "member changed state");
             metrics::counter!(crate::stats::MEMBER_TRANSITIONS, "pool" => pool.clone(), "member" => m.name.clone(), "to" => tr.to.to_string()).increment(1);
+            self.member_alert(r.member, tr, r.error.clone().filter(|_| !r.ok));
             if tr.to == State::Down {
                 let d = &mut self.damping[r.member];
                 let hold = d.went_down(r.at, check.damping);
@@ -294,6 +299,36 @@ impl Engine {
         }
         // Before every member has reported once, nothing is served; publish when the round completes.
         was_ready || self.is_ready()
+    }
+
+    /// Sends alerts through `alerts` from now on.
+    pub fn set_alerts(&mut self, alerts: Alerts) {
+        self.alerts = alerts;
+    }
+
+    fn member_alert(&self, i: usize, tr: crate::health::Transition, error: Option<String>) {
+        let m = &self.cfg.members[i];
+        let pool = &self.cfg.pools[m.pool].name;
+        let target = format!("{pool}/{}", m.name);
+        let mut a = Alert::new(if tr.to == State::Down {
+            "member_down"
+        } else {
+            "member_up"
+        });
+        a.pool = Some(pool.clone());
+        a.member = Some(m.name.clone());
+        a.region = m.region.clone();
+        a.address = Some(m.address);
+        a.old_state = Some(tr.from.to_string());
+        a.new_state = Some(tr.to.to_string());
+        a.error = error;
+        a.command = Some(self.alerts.command(&[
+            "disable",
+            &target,
+            "--reason",
+            &format!("{} after alert", a.event),
+        ]));
+        self.alerts.send(a);
     }
 
     fn update_gauges(&self, snap: &Snapshot, now: Instant) {
@@ -405,6 +440,12 @@ impl Engine {
                     until: duration.map(|d| since + d.as_secs().max(1)),
                 });
                 tracing::warn!(target = %target, action = ?action, reason = %reason, duration = ?duration, "override set");
+                let mut a = Alert::new("override_set");
+                a.target = Some(target.clone());
+                a.new_state = Some(format!("{action:?}").to_lowercase());
+                a.reason = Some(reason.clone());
+                a.command = Some(self.alerts.command(&["enable", &target]));
+                self.alerts.send(a);
                 (target, "set")
             }
             OverrideOp::Clear { target } => {
@@ -413,6 +454,9 @@ impl Engine {
                 }
                 self.overrides.retain(|o| o.target != target);
                 tracing::warn!(target = %target, "override cleared");
+                let mut a = Alert::new("override_cleared");
+                a.target = Some(target.clone());
+                self.alerts.send(a);
                 (target, "cleared")
             }
         };
@@ -452,6 +496,10 @@ impl Engine {
         let now = now_secs();
         for o in self.overrides.iter().filter(|o| o.expired(now)) {
             tracing::warn!(target = %o.target, action = ?o.action, reason = %o.reason, "override ended by itself");
+            let mut a = Alert::new("override_ended");
+            a.target = Some(o.target.clone());
+            a.reason = Some(o.reason.clone());
+            self.alerts.send(a);
         }
         self.overrides.retain(|o| !o.expired(now));
         if let Err(e) = self.persist().await {
@@ -480,9 +528,13 @@ impl Engine {
             if !self.removed[ri] && healthy * 100 < r.remove_below as usize * size {
                 self.removed[ri] = true;
                 tracing::error!(region = %r.name, healthy, members = size, percent, "region removed from answers");
+                self.alerts
+                    .send(region_alert("region_removed", &r.name, healthy, size));
             } else if self.removed[ri] && healthy * 100 >= r.return_at as usize * size {
                 self.removed[ri] = false;
                 tracing::warn!(region = %r.name, healthy, members = size, percent, "region returned to answers");
+                self.alerts
+                    .send(region_alert("region_returned", &r.name, healthy, size));
             }
         }
     }
@@ -561,8 +613,15 @@ impl Engine {
                 .unwrap_or(false);
             if all_down && !was {
                 tracing::error!(name = %b.name, behaviour = ?b.all_down, "no member is healthy: answering the all-down behaviour");
+                let mut a = Alert::new("name_all_down");
+                a.name = Some(b.name.to_string());
+                a.reason = Some(format!("no member is healthy; answering {:?}", b.all_down));
+                self.alerts.send(a);
             } else if was && !all_down {
                 tracing::warn!(name = %b.name, "a member is healthy again: all-down ended");
+                let mut a = Alert::new("name_recovered");
+                a.name = Some(b.name.to_string());
+                self.alerts.send(a);
             }
             bound.insert(
                 lname,
@@ -745,4 +804,11 @@ impl Gauges {
             generation: gauge!(GENERATION),
         }
     }
+}
+
+fn region_alert(event: &str, region: &str, healthy: usize, size: usize) -> Alert {
+    let mut a = Alert::new(event);
+    a.region = Some(region.to_string());
+    a.reason = Some(format!("{healthy} of {size} members healthy"));
+    a
 }

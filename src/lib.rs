@@ -26,10 +26,13 @@
 //! | [`server`] | transports: listeners, TCP connections |
 //! | [`udp`] | batched UDP threads (recvmmsg/sendmmsg, SO_REUSEPORT) |
 //! | [`admin`] | the loopback HTTP admin API |
+//! | [`alert`] | the alert hook: webhook and command, retries, rate limit |
+//! | [`overrides`] | operator overrides and the state file |
 //! | [`stats`] | Prometheus metrics |
 //! | [`app`] | starting and owning every task |
 
 pub mod admin;
+pub mod alert;
 pub mod app;
 pub mod config;
 pub mod ctl;

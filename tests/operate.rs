@@ -411,3 +411,241 @@ async fn metrics_parse_and_follow_failures() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A webhook receiver on loopback: answers every POST with `status` and keeps the bodies.
+struct Receiver {
+    url: String,
+    got: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Receiver {
+    async fn start(status: u16) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", l.local_addr().unwrap());
+        let got: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Default::default();
+        let g = got.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let g = g.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let Ok(n @ 1..) = s.read(&mut chunk).await else {
+                            return;
+                        };
+                        buf.extend_from_slice(&chunk[..n]);
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if buf.len() < end + 4 + len {
+                            continue;
+                        }
+                        let body = &buf[end + 4..end + 4 + len];
+                        g.lock()
+                            .unwrap()
+                            .push(serde_json::from_slice(body).unwrap());
+                        let resp = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        );
+                        let _ = s.write_all(resp.as_bytes()).await;
+                        return;
+                    }
+                });
+            }
+        });
+        Receiver { url, got }
+    }
+
+    fn events(&self, event: &str) -> Vec<serde_json::Value> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a["event"] == event)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Writes a config file for the binary: DNS and admin on free ports, `extra` appended.
+fn binary_config(
+    dir: &Path,
+    backends: &[&Backend],
+    extra: &str,
+) -> (std::path::PathBuf, SocketAddr, SocketAddr) {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let (admin, dns) = (free(), free());
+    let text = format!(
+        "[server]\nlisten = [\"{dns}\"]\nzones_dir = {:?}\n[admin]\nlisten = \"{admin}\"\n{}\n{extra}",
+        repo().join("zones").display().to_string(),
+        config(backends, "")
+    );
+    let file = dir.join("gtmd.toml");
+    std::fs::write(&file, text).unwrap();
+    (file, admin, dns)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_alert_per_transition_with_a_command_that_works() {
+    let (b0, mut b1) = (Backend::start().await, Backend::start().await);
+    let hook = Receiver::start(200).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("alerts.log");
+    let extra = format!(
+        "[alerts]\nwebhook = \"{}\"\ncommand = [\"sh\", \"-c\", \"echo \\\"$GTMD_EVENT $GTMD_POOL/$GTMD_MEMBER\\\" >> {}\"]\nrate = 600\nburst = 50\n",
+        hook.url,
+        log.display()
+    );
+    let (file, admin, dns) = binary_config(dir.path(), &[&b0, &b1], &extra);
+    let mut child = spawn_gtmd(&file, admin);
+    b1.refuse();
+    let got = wait_until(Duration::from_secs(5), || async {
+        !hook.events("member_down").is_empty()
+    })
+    .await;
+    assert!(got.is_some(), "no member_down alert");
+    b1.restore().await;
+    let got = wait_until(Duration::from_secs(5), || async {
+        !hook.events("member_up").is_empty()
+    })
+    .await;
+    assert!(got.is_some(), "no member_up alert");
+    tokio::time::sleep(Duration::from_millis(500)).await; // room for duplicates to show
+    let down = hook.events("member_down");
+    assert_eq!(down.len(), 1, "{down:?}");
+    assert_eq!(hook.events("member_up").len(), 1);
+    let a = &down[0];
+    assert_eq!(
+        (a["pool"].as_str(), a["member"].as_str()),
+        (Some("web"), Some("m1")),
+        "{a}"
+    );
+    assert_eq!(
+        (a["old_state"].as_str(), a["new_state"].as_str()),
+        (Some("up"), Some("down"))
+    );
+    assert_eq!(a["address"], "192.0.2.11");
+    assert!(a["error"].as_str().unwrap().contains("refused"), "{a}");
+    assert!(a["time"].as_str().unwrap().ends_with('Z'), "{a}");
+    // The command in the alert, run as it stands, takes the member out.
+    let cmd = a["command"].as_str().unwrap();
+    assert!(
+        cmd.contains(" ctl --admin ") && cmd.contains(" disable web/m1 "),
+        "{cmd}"
+    );
+    let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(answer(dns, NAME, RecordType::A).await, ["192.0.2.10"]);
+    let set = wait_until(Duration::from_secs(5), || async {
+        !hook.events("override_set").is_empty()
+    })
+    .await;
+    assert!(set.is_some(), "no override_set alert");
+    assert!(hook.events("override_set")[0]["command"]
+        .as_str()
+        .unwrap()
+        .ends_with(" enable web/m1"));
+    // The command hook saw the same events, in order.
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let seen: Vec<&str> = lines.lines().collect();
+    assert_eq!(
+        &seen[..2],
+        ["member_down web/m1", "member_up web/m1"],
+        "{lines}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_storm_folds_into_a_summary_and_failures_are_counted() {
+    let mut bs = Vec::new();
+    for _ in 0..2 {
+        bs.push(Backend::start().await);
+    }
+    let hook = Receiver::start(200).await;
+    let dead = Receiver::start(500).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Two alerts at once, then one a second: a storm of four leaves two to the summary.
+    let extra = format!(
+        "[alerts]\nwebhook = \"{}\"\nrate = 60\nburst = 2\n",
+        hook.url
+    );
+    let (file, admin, _) = binary_config(dir.path(), &[&bs[0], &bs[1]], &extra);
+    let mut child = spawn_gtmd(&file, admin);
+    for t in ["web/m0", "web/m1", "pool:web", "region:nowhere"] {
+        let _ = post(admin, "/overrides", None, disable(t, None));
+    }
+    for t in ["web/m0", "web/m1"] {
+        post(admin, "/overrides/clear", None, json!({ "target": t })).unwrap();
+    }
+    let summary = wait_until(Duration::from_secs(6), || async {
+        !hook.events("summary").is_empty()
+    })
+    .await;
+    assert!(
+        summary.is_some(),
+        "no summary: {:?}",
+        hook.got.lock().unwrap()
+    );
+    let got = hook.got.lock().unwrap().clone();
+    let held: u64 = got
+        .iter()
+        .filter(|a| a["event"] == "summary")
+        .flat_map(|a| {
+            a["suppressed"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|v| v.as_u64().unwrap())
+        })
+        .sum();
+    let individual = got.iter().filter(|a| a["event"] != "summary").count() as u64;
+    // Six events (three overrides set, the name all down once the pool is disabled, two
+    // overrides cleared): two at once, the rest held or let through as the rate allows;
+    // none lost, and the summary says which.
+    assert!(individual >= 2, "{got:?}");
+    assert_eq!(individual + held, 6, "{got:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // A receiver that always fails: retried, then counted as failed; answering goes on.
+    let extra = format!(
+        "[alerts]\nwebhook = \"{}\"\nretries = 1\ntimeout = \"1s\"\n",
+        dead.url
+    );
+    let (file, admin, dns) = binary_config(dir.path(), &[&bs[0], &bs[1]], &extra);
+    let mut child = spawn_gtmd(&file, admin);
+    post(admin, "/overrides", None, disable("web/m0", None)).unwrap();
+    assert_eq!(answer(dns, NAME, RecordType::A).await, ["192.0.2.11"]);
+    let failed = wait_until(Duration::from_secs(5), || async {
+        let m = parse_metrics(&request(admin, "GET", "/metrics", None, None).unwrap());
+        sample(&m, "gtmd_alerts_total{result=\"failed\"}") == Some(1.0)
+    })
+    .await;
+    assert!(failed.is_some(), "no failed delivery counted");
+    assert_eq!(
+        dead.events("override_set").len(),
+        2,
+        "first attempt and one retry"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

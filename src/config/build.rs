@@ -9,8 +9,8 @@ use hickory_proto::rr::{LowerName, Name};
 
 use super::file::{self, CheckType, StatusSpec};
 use super::{
-    duration, key, AllDown, BoundName, Check, CheckKind, Config, ConfigError, Ctx, HttpCheck,
-    Member, MinHealthy, Policy, Pool, Region,
+    duration, key, AlertConfig, AllDown, BoundName, Check, CheckKind, Config, ConfigError, Ctx,
+    HttpCheck, Member, MinHealthy, Policy, Pool, Region,
 };
 use crate::dns::WireSettings;
 
@@ -94,6 +94,7 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
     let (pools, members) = build_pools(cx, &raw, &checks)?;
     let names = build_names(cx, &raw, &pools, &members)?;
     let regions = build_regions(cx, &raw, &members)?;
+    let alerts = build_alerts(cx, &raw.alerts)?;
     Ok(Config {
         source: cx.source.to_string(),
         listen,
@@ -113,6 +114,7 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
         members,
         names,
         regions,
+        alerts,
         text: cx.text.to_string(),
     })
 }
@@ -719,4 +721,53 @@ fn build_topology(
         orders,
         std::sync::Arc::new(crate::topology::Table::new(&nets)),
     ))
+}
+
+fn build_alerts(cx: &Ctx, a: &file::Alerts) -> Result<AlertConfig, ConfigError> {
+    if let Some(url) = &a.webhook {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(cx.err(
+                "alerts.webhook",
+                format!("{url:?} is not an http:// or https:// URL"),
+            ));
+        }
+    }
+    let command = a.command.clone().unwrap_or_default();
+    if a.command.is_some() && command.first().is_none_or(|c| c.is_empty()) {
+        return Err(cx.err(
+            "alerts.command",
+            "give the program and its arguments, e.g. [\"/usr/local/bin/page\", \"--team\", \"dns\"]",
+        ));
+    }
+    let timeout = duration(
+        cx,
+        "alerts.timeout",
+        a.timeout.as_ref(),
+        Duration::from_secs(5),
+    )?;
+    if timeout.is_zero() || timeout > Duration::from_secs(300) {
+        return Err(cx.err("alerts.timeout", "must be above 0 and at most 5m"));
+    }
+    let retries = a.retries.unwrap_or(3);
+    if retries > 10 {
+        return Err(cx.err(
+            "alerts.retries",
+            format!("{retries} is out of range: 0 to 10"),
+        ));
+    }
+    let count = |k: &str, v: Option<u32>, default: u32| match v.unwrap_or(default) {
+        n @ 1..=100_000 => Ok(n),
+        n => Err(cx.err(
+            &format!("alerts.{k}"),
+            format!("{n} is out of range: 1 to 100000"),
+        )),
+    };
+    Ok(AlertConfig {
+        webhook: a.webhook.clone(),
+        command,
+        timeout,
+        retries,
+        rate: count("rate", a.rate, 30)?,
+        burst: count("burst", a.burst, 10)?,
+    })
 }

@@ -23,6 +23,19 @@ pub struct File {
     pub names: BTreeMap<String, BoundName>,
     #[serde(default)]
     pub regions: BTreeMap<String, Region>,
+    #[serde(default)]
+    pub alerts: Alerts,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Alerts {
+    pub webhook: Option<String>,
+    pub command: Option<Vec<String>>,
+    pub timeout: Option<String>,
+    pub retries: Option<u32>,
+    pub rate: Option<u32>,
+    pub burst: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

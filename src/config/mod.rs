@@ -183,6 +183,22 @@ pub struct Region {
     pub members: Vec<usize>,
 }
 
+/// Where alerts go and how hard to try.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertConfig {
+    /// POST JSON here (http or https).
+    pub webhook: Option<String>,
+    /// Run this (program and arguments) with the alert on stdin and in the environment.
+    pub command: Vec<String>,
+    /// Per attempt.
+    pub timeout: Duration,
+    /// Attempts after the first, with doubling backoff from 500 ms.
+    pub retries: u32,
+    /// Alerts a minute, sustained, and at once; beyond that they fold into a summary.
+    pub rate: u32,
+    pub burst: u32,
+}
+
 /// The checked configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -203,6 +219,7 @@ pub struct Config {
     pub members: Vec<Member>,
     pub names: Vec<BoundName>,
     pub regions: Vec<Region>,
+    pub alerts: AlertConfig,
     text: String,
 }
 
