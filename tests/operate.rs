@@ -215,21 +215,8 @@ async fn a_kill_during_state_writes_leaves_a_whole_state_file() {
     let (b0, b1) = (Backend::start().await, Backend::start().await);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-    };
-    let admin = free();
-    let text =
-        format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nzones_dir = {:?}\n[admin]\nlisten = \"{admin}\"\n{}",
-        repo().join("zones").display().to_string(),
-        config(&[&b0, &b1], &format!("state_file = {:?}", state.display().to_string()))
-    );
-    let file = dir.path().join("gtmd.toml");
-    std::fs::write(&file, text).unwrap();
+    let state_file = format!("state_file = {:?}", state.display().to_string());
+    let (file, admin, _) = binary_config(dir.path(), &[&b0, &b1], &state_file, "");
     for round in 0..6u64 {
         let mut child = spawn_gtmd(&file, admin);
         // Changes back to back, each one a state file write, until the kill lands.
@@ -320,20 +307,7 @@ fn sample(m: &[(String, f64)], series: &str) -> Option<f64> {
 async fn metrics_parse_and_follow_failures() {
     let (b0, mut b1) = (Backend::start().await, Backend::start().await);
     let dir = tempfile::tempdir().unwrap();
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-    };
-    let (admin, dns) = (free(), free());
-    let text = format!(
-        "[server]\nlisten = [\"{dns}\"]\nzones_dir = {:?}\n[admin]\nlisten = \"{admin}\"\n{}",
-        repo().join("zones").display().to_string(),
-        config(&[&b0, &b1], "")
-    );
-    let file = dir.path().join("gtmd.toml");
-    std::fs::write(&file, text).unwrap();
+    let (file, admin, dns) = binary_config(dir.path(), &[&b0, &b1], "", "");
     let mut child = spawn_gtmd(&file, admin);
     let scrape = || parse_metrics(&request(admin, "GET", "/metrics", None, None).unwrap());
     for _ in 0..20 {
@@ -475,10 +449,12 @@ impl Receiver {
     }
 }
 
-/// Writes a config file for the binary: DNS and admin on free ports, `extra` appended.
+/// Writes a config file for the binary: DNS and admin on free ports, `admin` in the [admin]
+/// table, `extra` appended.
 fn binary_config(
     dir: &Path,
     backends: &[&Backend],
+    admin_extra: &str,
     extra: &str,
 ) -> (std::path::PathBuf, SocketAddr, SocketAddr) {
     let free = || {
@@ -491,7 +467,7 @@ fn binary_config(
     let text = format!(
         "[server]\nlisten = [\"{dns}\"]\nzones_dir = {:?}\n[admin]\nlisten = \"{admin}\"\n{}\n{extra}",
         repo().join("zones").display().to_string(),
-        config(backends, "")
+        config(backends, admin_extra)
     );
     let file = dir.join("gtmd.toml");
     std::fs::write(&file, text).unwrap();
@@ -509,7 +485,7 @@ async fn one_alert_per_transition_with_a_command_that_works() {
         hook.url,
         log.display()
     );
-    let (file, admin, dns) = binary_config(dir.path(), &[&b0, &b1], &extra);
+    let (file, admin, dns) = binary_config(dir.path(), &[&b0, &b1], "", &extra);
     let mut child = spawn_gtmd(&file, admin);
     b1.refuse();
     let got = wait_until(Duration::from_secs(5), || async {
@@ -588,7 +564,7 @@ async fn an_alert_storm_folds_into_a_summary_and_failures_are_counted() {
         "[alerts]\nwebhook = \"{}\"\nrate = 60\nburst = 2\n",
         hook.url
     );
-    let (file, admin, _) = binary_config(dir.path(), &[&bs[0], &bs[1]], &extra);
+    let (file, admin, _) = binary_config(dir.path(), &[&bs[0], &bs[1]], "", &extra);
     let mut child = spawn_gtmd(&file, admin);
     for t in ["web/m0", "web/m1", "pool:web", "region:nowhere"] {
         let _ = post(admin, "/overrides", None, disable(t, None));
@@ -631,7 +607,7 @@ async fn an_alert_storm_folds_into_a_summary_and_failures_are_counted() {
         "[alerts]\nwebhook = \"{}\"\nretries = 1\ntimeout = \"1s\"\n",
         dead.url
     );
-    let (file, admin, dns) = binary_config(dir.path(), &[&bs[0], &bs[1]], &extra);
+    let (file, admin, dns) = binary_config(dir.path(), &[&bs[0], &bs[1]], "", &extra);
     let mut child = spawn_gtmd(&file, admin);
     post(admin, "/overrides", None, disable("web/m0", None)).unwrap();
     assert_eq!(answer(dns, NAME, RecordType::A).await, ["192.0.2.11"]);
