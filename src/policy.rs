@@ -86,7 +86,7 @@ pub fn plans(
                 })
             })
             .collect(),
-        _ => vec![plan(cfg, name, v6, up, eligible)],
+        _ => vec![plan_single(cfg, name, v6, up, eligible)],
     }
 }
 
@@ -118,8 +118,19 @@ fn family(cfg: &Config, i: usize, v6: bool) -> bool {
     cfg.members[i].address.is_ipv6() == v6
 }
 
-/// The plan of a name whose policy is not topology.
+/// The plan for clients that match no topology rule (for any other policy, the only one).
 pub fn plan(
+    cfg: &Config,
+    name: &BoundName,
+    v6: bool,
+    up: &dyn Fn(usize) -> bool,
+    eligible: &dyn Fn(usize) -> bool,
+) -> Plan {
+    plans(cfg, name, v6, up, eligible).swap_remove(0)
+}
+
+/// The one plan of a name whose policy does not depend on the client.
+fn plan_single(
     cfg: &Config,
     name: &BoundName,
     v6: bool,
@@ -143,6 +154,7 @@ pub fn plan(
                 .collect();
             along(cfg, &groups, *min_healthy, *max_answers, up)
         }
+        // Only `plans` calls this, and it plans topology names itself.
         Policy::Topology { .. } => unreachable!("topology names are planned by plans()"),
     })
 }
