@@ -150,6 +150,8 @@ pub struct Engine {
     /// The operator's overrides, and per member the one that applies (index into them).
     overrides: Vec<Override>,
     override_of: Vec<Option<usize>>,
+    /// When the answers were last published (hold-downs are judged as of then).
+    published_at: Instant,
     gauges: Gauges,
     alerts: Alerts,
     last: Vec<Last>,
@@ -173,11 +175,11 @@ impl Engine {
     ) -> (Self, watch::Receiver<bool>) {
         let n = cfg.members.len();
         let (ready_tx, ready_rx) = watch::channel(false);
-        let cfg2 = cfg.clone();
         let removed = vec![false; cfg.regions.len()];
         let region_of = (0..n)
             .map(|i| cfg.regions.iter().position(|r| r.members.contains(&i)))
             .collect();
+        let gauges = Gauges::new(&cfg);
         let mut e = Self {
             cfg,
             zones,
@@ -187,7 +189,8 @@ impl Engine {
             region_of,
             overrides: Vec::new(),
             override_of: vec![None; n],
-            gauges: Gauges::new(&cfg2),
+            published_at: Instant::now(),
+            gauges,
             alerts: Alerts::default(),
             last: vec![Last::default(); n],
             published,
@@ -540,11 +543,17 @@ impl Engine {
     }
 
     /// The earliest end of a hold-down of a member that is up again.
+    ///
+    /// Counted from the last publication, not from now: a hold-down that ended after it still
+    /// needs one, even if the deadline passed while the engine was busy with reports.
     fn next_release(&self) -> Option<Instant> {
-        let now = Instant::now();
         (0..self.health.len())
             .filter(|&i| self.health[i].state == State::Up)
-            .filter_map(|i| self.damping[i].held_until.filter(|&t| t > now))
+            .filter_map(|i| {
+                self.damping[i]
+                    .held_until
+                    .filter(|&t| t > self.published_at)
+            })
             .min()
     }
 
@@ -560,6 +569,7 @@ impl Engine {
         let mut bound = HashMap::with_capacity(self.cfg.names.len());
         let cfg = self.cfg.clone();
         let now = Instant::now();
+        self.published_at = now;
         if ready {
             self.update_regions(now);
         }
