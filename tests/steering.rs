@@ -305,11 +305,17 @@ async fn hold_down_keeps_a_flapping_member_out_and_doubles() {
         assert_eq!(m["flaps"], round, "round {round}: {m}");
         assert_eq!(answer(g.dns, NAME, RecordType::A).await, ["192.0.2.2"]);
         // Back once the hold-down has passed (and not long before it ends).
-        let back = wait_until(Duration::from_secs(5), || async {
+        let back = match wait_until(Duration::from_secs(5), || async {
             answer(g.dns, NAME, RecordType::A).await.len() == 2
         })
         .await
-        .expect("back in answers after the hold-down");
+        {
+            Some(b) => b,
+            None => panic!(
+                "round {round}: not back in answers after the hold-down: {}",
+                status(g.admin).await
+            ),
+        };
         let left = m["held_down_secs"].as_f64().unwrap();
         assert!(
             back.as_secs_f64() >= left - 0.1,
