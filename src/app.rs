@@ -128,8 +128,6 @@ pub async fn start(
     });
     let shared = Arc::new(Shared {
         published: published.clone(),
-        wire: cfg.wire.clone(),
-        tcp_idle_timeout: cfg.tcp_idle_timeout,
     });
     let mut ready_wait = ready.clone();
     let stop_dns = stop.clone();

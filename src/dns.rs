@@ -48,6 +48,8 @@ pub struct WireSettings {
     pub udp_payload: u16,
     /// Clients allowed to transfer zones (AXFR/IXFR over TCP).
     pub allow_transfer: Vec<ipnet::IpNet>,
+    /// A TCP connection with no complete query for this long is closed.
+    pub tcp_idle_timeout: std::time::Duration,
 }
 
 impl Default for WireSettings {
@@ -55,6 +57,7 @@ impl Default for WireSettings {
         Self {
             udp_payload: 1232,
             allow_transfer: Vec::new(),
+            tcp_idle_timeout: std::time::Duration::from_secs(10),
         }
     }
 }

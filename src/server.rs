@@ -13,15 +13,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::dns::{self, Outcome, Transport, WireSettings};
+use crate::dns::{self, Outcome, Transport};
 use crate::snapshot::Published;
 use crate::udp;
 
 /// What every transport task shares.
 pub struct Shared {
     pub published: Published,
-    pub wire: WireSettings,
-    pub tcp_idle_timeout: Duration,
 }
 
 /// The sockets of one DNS listen address: SO_REUSEPORT UDP sockets and a TCP listener.
@@ -97,6 +95,11 @@ async fn tcp_accept(listener: TcpListener, shared: Arc<Shared>, stop: Cancellati
 
 /// Serves one TCP connection: length-prefixed queries (RFC 1035 section 4.2.2), answered in
 /// order, until the client closes, is idle too long, or the server stops.
+/// The idle timeout in force now (a reload may change it).
+fn idle(shared: &Shared) -> Duration {
+    shared.published.load().wire.tcp_idle_timeout
+}
+
 async fn tcp_conn(
     mut stream: TcpStream,
     peer: SocketAddr,
@@ -111,7 +114,7 @@ async fn tcp_conn(
     loop {
         let mut len = [0u8; 2];
         let read = tokio::select! {
-            r = tokio::time::timeout(shared.tcp_idle_timeout, stream.read_exact(&mut len)) => r,
+            r = tokio::time::timeout(idle(&shared), stream.read_exact(&mut len)) => r,
             _ = stop.cancelled() => return,
         };
         if !matches!(read, Ok(Ok(_))) {
@@ -119,7 +122,7 @@ async fn tcp_conn(
         }
         let n = u16::from_be_bytes(len) as usize;
         buf.resize(n, 0);
-        match tokio::time::timeout(shared.tcp_idle_timeout, stream.read_exact(&mut buf)).await {
+        match tokio::time::timeout(idle(&shared), stream.read_exact(&mut buf)).await {
             Ok(Ok(_)) => {}
             _ => return,
         }
@@ -130,7 +133,7 @@ async fn tcp_conn(
             if snap.fast.answer(
                 &buf,
                 peer.ip().to_canonical(),
-                shared.wire.udp_payload,
+                snap.wire.udp_payload,
                 true,
                 &mut fast,
             ) {
@@ -141,7 +144,7 @@ async fn tcp_conn(
                     &buf,
                     peer.ip(),
                     Transport::Tcp,
-                    &shared.wire,
+                    &snap.wire,
                 ))
             }
         };

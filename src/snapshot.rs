@@ -201,6 +201,8 @@ pub struct Snapshot {
     pub ready: bool,
     /// Every answer of this snapshot, prepared for the fast path.
     pub fast: crate::fast::AnswerCache,
+    /// The transports' settings (they change with a reload, like the rest).
+    pub wire: Arc<crate::dns::WireSettings>,
 }
 
 impl Snapshot {

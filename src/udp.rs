@@ -241,11 +241,11 @@ fn serve(sock: &UdpSocket, shared: &Shared, stop: &CancellationToken) {
             let timed = counts.sample().then(std::time::Instant::now);
             if snap
                 .fast
-                .answer(query, ip, shared.wire.udp_payload, false, out)
+                .answer(query, ip, snap.wire.udp_payload, false, out)
             {
                 ready.push(i);
             } else if let Outcome::Reply(bytes) =
-                dns::handle(&snap, query, src.ip(), Transport::Udp, &shared.wire)
+                dns::handle(&snap, query, src.ip(), Transport::Udp, &snap.wire)
             {
                 out.clear();
                 out.extend_from_slice(&bytes);

@@ -102,8 +102,8 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
         wire: WireSettings {
             udp_payload,
             allow_transfer,
+            tcp_idle_timeout,
         },
-        tcp_idle_timeout,
         admin_listen,
         token_file,
         state_file,

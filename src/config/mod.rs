@@ -205,8 +205,8 @@ pub struct Config {
     pub source: String,
     pub listen: Vec<SocketAddr>,
     pub zones_dir: PathBuf,
+    /// Settings of the DNS transports, applied again on reload.
     pub wire: WireSettings,
-    pub tcp_idle_timeout: Duration,
     pub admin_listen: SocketAddr,
     /// The bearer token for changes through the admin API is in this file.
     pub token_file: Option<PathBuf>,

@@ -12,17 +12,23 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{LowerName, RData, Record};
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::alert::{Alert, Alerts};
-use crate::config::{AllDown, Config, Policy};
+use crate::config::{Config, Policy};
 use crate::fast::AnswerCache;
 use crate::health::{Damping, Health, State, Thresholds};
-use crate::overrides::{now_secs, Action, Override};
+use crate::overrides::{Action, Override};
 use crate::policy;
 use crate::probe::ProbeReport;
 use crate::snapshot::{Bound, Choice, Published, Snapshot, Zones};
+
+mod gauges;
+mod overrides;
+mod status;
+
+use gauges::Gauges;
+pub use status::{MemberStatus, NameStatus, OverrideStatus, RegionStatus, Status};
 
 /// Requests to the engine.
 #[derive(Debug)]
@@ -48,85 +54,6 @@ pub enum OverrideOp {
     Clear {
         target: String,
     },
-}
-
-/// A member's override as the admin API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct OverrideStatus {
-    pub target: String,
-    pub action: Action,
-    pub reason: String,
-    /// Seconds until it ends by itself.
-    pub ends_in_secs: Option<u64>,
-}
-
-/// What the engine knows of one member, for the admin API.
-#[derive(Debug, Clone, Serialize)]
-pub struct MemberStatus {
-    pub pool: String,
-    pub name: String,
-    pub address: IpAddr,
-    pub probe_target: String,
-    pub state: State,
-    /// Up, but failing: on its way down if the failures continue.
-    pub suspect: bool,
-    /// Consecutive probe results that disagree with `state`.
-    pub streak: u32,
-    pub since_secs: Option<f64>,
-    pub last_ok: Option<bool>,
-    pub last_error: Option<String>,
-    pub last_latency_ms: Option<f64>,
-    pub probes: u64,
-    /// Whether the member is in answers now: up, not held down, not removed with its region,
-    /// not disabled by hand (or forced up by hand).
-    pub answered: bool,
-    /// The operator's override that applies to it, if any (a disable wins over a force-up).
-    #[serde(rename = "override")]
-    pub override_: Option<OverrideStatus>,
-    /// Time left in the hold-down (flap damping), while held.
-    pub held_down_secs: Option<f64>,
-    /// The hold-down given at the last down, and downs within the flap window then.
-    pub hold_down_secs: f64,
-    pub flaps: usize,
-}
-
-/// A pool-bound name's current answer, for the admin API.
-#[derive(Debug, Clone, Serialize)]
-pub struct NameStatus {
-    pub name: String,
-    /// Every address the name may answer now (a weighted name answers some of them per query).
-    pub answer: Vec<IpAddr>,
-    /// The TTL answered now: `degraded_ttl` while `degraded`.
-    pub ttl: u32,
-    /// Some member behind the name is down or failing.
-    pub degraded: bool,
-    /// No member behind the name is healthy (for an address family that has members).
-    pub all_down: bool,
-    /// All down, and answering every member (`when_all_down = "all"`).
-    pub fail_open: bool,
-}
-
-/// A region with a removal threshold, for the admin API.
-#[derive(Debug, Clone, Serialize)]
-pub struct RegionStatus {
-    pub name: String,
-    pub members: usize,
-    /// Members up and not held down.
-    pub healthy: usize,
-    pub remove_below_percent: u32,
-    pub return_at_percent: u32,
-    /// Out of answers as a whole.
-    pub removed: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Status {
-    pub ready: bool,
-    pub generation: u64,
-    pub members: Vec<MemberStatus>,
-    pub names: Vec<NameStatus>,
-    pub regions: Vec<RegionStatus>,
-    pub overrides: Vec<Override>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -334,37 +261,8 @@ impl Engine {
         self.alerts.send(a);
     }
 
-    fn update_gauges(&self, snap: &Snapshot, now: Instant) {
-        let g = &self.gauges;
-        let flag = |b: bool| if b { 1.0 } else { 0.0 };
-        for i in 0..self.cfg.members.len() {
-            g.up[i].set(flag(self.health[i].state == State::Up));
-            g.answered[i].set(flag(self.answered(i, now)));
-        }
-        for (p, pool) in self.cfg.pools.iter().enumerate() {
-            let up = pool
-                .members
-                .iter()
-                .filter(|&&i| self.health[i].state == State::Up)
-                .count();
-            g.pool_healthy[p].set(up as f64);
-        }
-        for (r, removed) in self.removed.iter().enumerate() {
-            g.region_removed[r].set(flag(*removed));
-        }
-        for (k, b) in self.cfg.names.iter().enumerate() {
-            let e = snap.bound.get(&LowerName::new(&b.name));
-            g.all_down[k].set(flag(e.is_some_and(|e| e.all_down)));
-            g.degraded[k].set(flag(e.is_some_and(|e| e.degraded)));
-        }
-        let count = |a| self.overrides.iter().filter(|o| o.action == a).count() as f64;
-        g.disabled.set(count(Action::Disable));
-        g.forced_up.set(count(Action::ForceUp));
-        g.generation.set(self.generation as f64);
-    }
-
     /// Whether member `i` is in answers at `now`: up and not held down.
-    fn answered(&self, i: usize, now: Instant) -> bool {
+    pub(super) fn answered(&self, i: usize, now: Instant) -> bool {
         match self.override_of[i].map(|o| self.overrides[o].action) {
             Some(Action::Disable) => false,
             Some(Action::ForceUp) => true,
@@ -372,152 +270,12 @@ impl Engine {
         }
     }
 
-    /// Starts with the overrides kept in the state file (those whose target no longer
-    /// exists are kept, and apply again if it comes back).
-    pub fn restore_overrides(&mut self, list: Vec<Override>) {
-        self.overrides = list;
-        self.apply_overrides();
-        for o in &self.overrides {
-            match crate::overrides::members_of(&self.cfg, &o.target) {
-                Ok(_) => {
-                    tracing::warn!(target = %o.target, action = ?o.action, reason = %o.reason, "override restored from the state file")
-                }
-                Err(e) => {
-                    tracing::warn!(target = %o.target, error = %e, "override kept but matches nothing")
-                }
-            }
-        }
-        self.publish();
-    }
-
-    /// Works out which override applies to each member: a disable over a force-up, and a
-    /// member's own over its pool's over its region's.
-    fn apply_overrides(&mut self) {
-        let now = now_secs();
-        let mut of = vec![None; self.cfg.members.len()];
-        let rank = |t: &str| {
-            if t.starts_with("region:") {
-                0
-            } else if t.starts_with("pool:") {
-                1
-            } else {
-                2
-            }
-        };
-        let mut order: Vec<usize> = (0..self.overrides.len())
-            .filter(|&k| !self.overrides[k].expired(now))
-            .collect();
-        order.sort_by_key(|&k| {
-            (
-                self.overrides[k].action == Action::Disable,
-                rank(&self.overrides[k].target),
-            )
-        });
-        for k in order {
-            for i in crate::overrides::members_of(&self.cfg, &self.overrides[k].target)
-                .unwrap_or_default()
-            {
-                of[i] = Some(k);
-            }
-        }
-        self.override_of = of;
-    }
-
-    async fn change_override(&mut self, op: OverrideOp) -> Result<Vec<Override>, String> {
-        let before = self.overrides.clone();
-        let (target, what) = match op {
-            OverrideOp::Set {
-                target,
-                action,
-                reason,
-                duration,
-            } => {
-                crate::overrides::members_of(&self.cfg, &target)?;
-                let since = now_secs();
-                self.overrides.retain(|o| o.target != target);
-                self.overrides.push(Override {
-                    target: target.clone(),
-                    action,
-                    reason: reason.clone(),
-                    since,
-                    until: duration.map(|d| since + d.as_secs().max(1)),
-                });
-                tracing::warn!(target = %target, action = ?action, reason = %reason, duration = ?duration, "override set");
-                let mut a = Alert::new("override_set");
-                a.target = Some(target.clone());
-                a.new_state = Some(format!("{action:?}").to_lowercase());
-                a.reason = Some(reason.clone());
-                a.command = Some(self.alerts.command(&["enable", &target]));
-                self.alerts.send(a);
-                (target, "set")
-            }
-            OverrideOp::Clear { target } => {
-                if !self.overrides.iter().any(|o| o.target == target) {
-                    return Err(format!("no override of {target:?}"));
-                }
-                self.overrides.retain(|o| o.target != target);
-                tracing::warn!(target = %target, "override cleared");
-                let mut a = Alert::new("override_cleared");
-                a.target = Some(target.clone());
-                self.alerts.send(a);
-                (target, "cleared")
-            }
-        };
-        if let Err(e) = self.persist().await {
-            self.overrides = before;
-            return Err(format!(
-                "override of {target:?} not {what}: cannot write the state file: {e}"
-            ));
-        }
-        self.apply_overrides();
-        self.publish();
-        Ok(self.overrides.clone())
-    }
-
-    /// Writes the overrides to the state file, if there is one, off the engine's thread.
-    async fn persist(&self) -> std::io::Result<()> {
-        let Some(path) = self.cfg.state_file.clone() else {
-            return Ok(());
-        };
-        let list = self.overrides.clone();
-        tokio::task::spawn_blocking(move || crate::overrides::save(&path, &list))
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-    }
-
-    /// How long until the next override ends by itself.
-    fn next_expiry(&self) -> Option<Duration> {
-        let now = now_secs();
-        self.overrides
-            .iter()
-            .filter_map(|o| o.until)
-            .min()
-            .map(|u| Duration::from_secs(u.saturating_sub(now)))
-    }
-
-    async fn expire_overrides(&mut self) {
-        let now = now_secs();
-        for o in self.overrides.iter().filter(|o| o.expired(now)) {
-            tracing::warn!(target = %o.target, action = ?o.action, reason = %o.reason, "override ended by itself");
-            let mut a = Alert::new("override_ended");
-            a.target = Some(o.target.clone());
-            a.reason = Some(o.reason.clone());
-            self.alerts.send(a);
-        }
-        self.overrides.retain(|o| !o.expired(now));
-        if let Err(e) = self.persist().await {
-            tracing::error!(error = %e, "cannot write the state file after overrides ended");
-        }
-        self.apply_overrides();
-        self.publish();
-    }
-
     /// Up and not held down (whatever its region).
-    fn passing(&self, i: usize, now: Instant) -> bool {
+    pub(super) fn passing(&self, i: usize, now: Instant) -> bool {
         self.health[i].state == State::Up && !self.damping[i].held(now)
     }
 
-    fn region_healthy(&self, r: usize, now: Instant) -> usize {
+    pub(super) fn region_healthy(&self, r: usize, now: Instant) -> usize {
         let members = &self.cfg.regions[r].members;
         members.iter().filter(|&&i| self.passing(i, now)).count()
     }
@@ -648,6 +406,7 @@ impl Engine {
             zones: self.zones.clone(),
             bound,
             ready,
+            wire: Arc::new(self.cfg.wire.clone()),
             ..Default::default()
         };
         // Only answers holding pool records are prepared again; the rest is shared.
@@ -660,158 +419,6 @@ impl Engine {
         self.published.store(Arc::new(snap));
         if ready {
             self.ready_tx.send_replace(true);
-        }
-    }
-
-    fn status(&self) -> Status {
-        let snap = self.published.load();
-        let now = Instant::now();
-        let members = self
-            .cfg
-            .members
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                let l = &self.last[i];
-                MemberStatus {
-                    pool: self.cfg.pools[m.pool].name.clone(),
-                    name: m.name.clone(),
-                    address: m.address,
-                    probe_target: m.target.to_string(),
-                    state: self.health[i].state,
-                    suspect: self.health[i].suspect(),
-                    streak: self.health[i].streak,
-                    since_secs: l.since.map(|s| now.duration_since(s).as_secs_f64()),
-                    last_ok: l.ok,
-                    last_error: l.error.clone(),
-                    last_latency_ms: l.latency.map(|d| d.as_secs_f64() * 1000.0),
-                    probes: l.probes,
-                    answered: self.answered(i, now),
-                    override_: self.override_of[i].map(|k| {
-                        let o = &self.overrides[k];
-                        OverrideStatus {
-                            target: o.target.clone(),
-                            action: o.action,
-                            reason: o.reason.clone(),
-                            ends_in_secs: o.until.map(|u| u.saturating_sub(now_secs())),
-                        }
-                    }),
-                    held_down_secs: self.damping[i]
-                        .held_until
-                        .filter(|&t| t > now)
-                        .map(|t| (t - now).as_secs_f64()),
-                    hold_down_secs: self.damping[i].hold.as_secs_f64(),
-                    flaps: self.damping[i].flaps(),
-                }
-            })
-            .collect();
-        let names = self
-            .cfg
-            .names
-            .iter()
-            .map(|b| {
-                let e = snap.bound.get(&LowerName::new(&b.name));
-                let mut answer: Vec<IpAddr> = Vec::new();
-                for c in e.iter().flat_map(|e| [&e.a, &e.aaaa]) {
-                    for r in c.sets.iter().flatten() {
-                        if let Some(ip) = r.data.ip_addr() {
-                            if !answer.contains(&ip) {
-                                answer.push(ip);
-                            }
-                        }
-                    }
-                }
-                let degraded = e.is_some_and(|e| e.degraded);
-                let all_down = e.is_some_and(|e| e.all_down);
-                NameStatus {
-                    name: b.name.to_string(),
-                    answer,
-                    ttl: if degraded { b.degraded_ttl } else { b.ttl },
-                    degraded,
-                    all_down,
-                    fail_open: all_down && b.all_down == AllDown::All,
-                }
-            })
-            .collect();
-        let regions = self
-            .cfg
-            .regions
-            .iter()
-            .enumerate()
-            .map(|(ri, r)| RegionStatus {
-                name: r.name.clone(),
-                members: r.members.len(),
-                healthy: self.region_healthy(ri, now),
-                remove_below_percent: r.remove_below,
-                return_at_percent: r.return_at,
-                removed: self.removed[ri],
-            })
-            .collect();
-        Status {
-            ready: snap.ready,
-            generation: snap.generation,
-            members,
-            names,
-            regions,
-            overrides: self.overrides.clone(),
-        }
-    }
-}
-
-/// The engine's gauges, registered once so that a publication only stores numbers.
-struct Gauges {
-    up: Vec<metrics::Gauge>,
-    answered: Vec<metrics::Gauge>,
-    pool_healthy: Vec<metrics::Gauge>,
-    region_removed: Vec<metrics::Gauge>,
-    all_down: Vec<metrics::Gauge>,
-    degraded: Vec<metrics::Gauge>,
-    disabled: metrics::Gauge,
-    forced_up: metrics::Gauge,
-    generation: metrics::Gauge,
-}
-
-impl Gauges {
-    fn new(cfg: &Config) -> Self {
-        use crate::stats::*;
-        use metrics::gauge;
-        handle();
-        let member = |name: &'static str| {
-            cfg.members
-                .iter()
-                .map(|m| {
-                    let pool = cfg.pools[m.pool].name.clone();
-                    gauge!(name, "pool" => pool, "member" => m.name.clone())
-                })
-                .collect()
-        };
-        for p in &cfg.pools {
-            gauge!(POOL_MEMBERS, "pool" => p.name.clone()).set(p.members.len() as f64);
-        }
-        let name = |metric: &'static str| {
-            cfg.names
-                .iter()
-                .map(|b| gauge!(metric, "name" => b.name.to_string()))
-                .collect()
-        };
-        Gauges {
-            up: member(MEMBER_UP),
-            answered: member(MEMBER_ANSWERED),
-            pool_healthy: cfg
-                .pools
-                .iter()
-                .map(|p| gauge!(POOL_HEALTHY, "pool" => p.name.clone()))
-                .collect(),
-            region_removed: cfg
-                .regions
-                .iter()
-                .map(|r| gauge!(REGION_REMOVED, "region" => r.name.clone()))
-                .collect(),
-            all_down: name(NAME_ALL_DOWN),
-            degraded: name(NAME_DEGRADED),
-            disabled: gauge!(OVERRIDES, "action" => "disable"),
-            forced_up: gauge!(OVERRIDES, "action" => "force-up"),
-            generation: gauge!(GENERATION),
         }
     }
 }

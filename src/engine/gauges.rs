@@ -1,0 +1,100 @@
+//! The engine's gauges.
+
+use std::time::Instant;
+
+use hickory_proto::rr::LowerName;
+
+use super::Engine;
+use crate::config::Config;
+use crate::health::State;
+use crate::overrides::Action;
+use crate::snapshot::Snapshot;
+
+/// The engine's gauges, registered once so that a publication only stores numbers.
+pub(super) struct Gauges {
+    up: Vec<metrics::Gauge>,
+    answered: Vec<metrics::Gauge>,
+    pool_healthy: Vec<metrics::Gauge>,
+    region_removed: Vec<metrics::Gauge>,
+    all_down: Vec<metrics::Gauge>,
+    degraded: Vec<metrics::Gauge>,
+    disabled: metrics::Gauge,
+    forced_up: metrics::Gauge,
+    generation: metrics::Gauge,
+}
+
+impl Gauges {
+    pub(super) fn new(cfg: &Config) -> Self {
+        use crate::stats::*;
+        use metrics::gauge;
+        handle();
+        let member = |name: &'static str| {
+            cfg.members
+                .iter()
+                .map(|m| {
+                    let pool = cfg.pools[m.pool].name.clone();
+                    gauge!(name, "pool" => pool, "member" => m.name.clone())
+                })
+                .collect()
+        };
+        for p in &cfg.pools {
+            gauge!(POOL_MEMBERS, "pool" => p.name.clone()).set(p.members.len() as f64);
+        }
+        let name = |metric: &'static str| {
+            cfg.names
+                .iter()
+                .map(|b| gauge!(metric, "name" => b.name.to_string()))
+                .collect()
+        };
+        Gauges {
+            up: member(MEMBER_UP),
+            answered: member(MEMBER_ANSWERED),
+            pool_healthy: cfg
+                .pools
+                .iter()
+                .map(|p| gauge!(POOL_HEALTHY, "pool" => p.name.clone()))
+                .collect(),
+            region_removed: cfg
+                .regions
+                .iter()
+                .map(|r| gauge!(REGION_REMOVED, "region" => r.name.clone()))
+                .collect(),
+            all_down: name(NAME_ALL_DOWN),
+            degraded: name(NAME_DEGRADED),
+            disabled: gauge!(OVERRIDES, "action" => "disable"),
+            forced_up: gauge!(OVERRIDES, "action" => "force-up"),
+            generation: gauge!(GENERATION),
+        }
+    }
+}
+
+impl Engine {
+    pub(super) fn update_gauges(&self, snap: &Snapshot, now: Instant) {
+        let g = &self.gauges;
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        for i in 0..self.cfg.members.len() {
+            g.up[i].set(flag(self.health[i].state == State::Up));
+            g.answered[i].set(flag(self.answered(i, now)));
+        }
+        for (p, pool) in self.cfg.pools.iter().enumerate() {
+            let up = pool
+                .members
+                .iter()
+                .filter(|&&i| self.health[i].state == State::Up)
+                .count();
+            g.pool_healthy[p].set(up as f64);
+        }
+        for (r, removed) in self.removed.iter().enumerate() {
+            g.region_removed[r].set(flag(*removed));
+        }
+        for (k, b) in self.cfg.names.iter().enumerate() {
+            let e = snap.bound.get(&LowerName::new(&b.name));
+            g.all_down[k].set(flag(e.is_some_and(|e| e.all_down)));
+            g.degraded[k].set(flag(e.is_some_and(|e| e.degraded)));
+        }
+        let count = |a| self.overrides.iter().filter(|o| o.action == a).count() as f64;
+        g.disabled.set(count(Action::Disable));
+        g.forced_up.set(count(Action::ForceUp));
+        g.generation.set(self.generation as f64);
+    }
+}

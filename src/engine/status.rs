@@ -1,0 +1,187 @@
+//! What the engine shows through the admin API: every member, name, region and override.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use hickory_proto::rr::LowerName;
+use serde::Serialize;
+
+use super::Engine;
+use crate::config::AllDown;
+use crate::health::State;
+use crate::overrides::{now_secs, Action, Override};
+
+/// A member's override as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OverrideStatus {
+    pub target: String,
+    pub action: Action,
+    pub reason: String,
+    /// Seconds until it ends by itself.
+    pub ends_in_secs: Option<u64>,
+}
+
+/// What the engine knows of one member, for the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberStatus {
+    pub pool: String,
+    pub name: String,
+    pub address: IpAddr,
+    pub probe_target: String,
+    pub state: State,
+    /// Up, but failing: on its way down if the failures continue.
+    pub suspect: bool,
+    /// Consecutive probe results that disagree with `state`.
+    pub streak: u32,
+    pub since_secs: Option<f64>,
+    pub last_ok: Option<bool>,
+    pub last_error: Option<String>,
+    pub last_latency_ms: Option<f64>,
+    pub probes: u64,
+    /// Whether the member is in answers now: up, not held down, not removed with its region,
+    /// not disabled by hand (or forced up by hand).
+    pub answered: bool,
+    /// The operator's override that applies to it, if any (a disable wins over a force-up).
+    #[serde(rename = "override")]
+    pub override_: Option<OverrideStatus>,
+    /// Time left in the hold-down (flap damping), while held.
+    pub held_down_secs: Option<f64>,
+    /// The hold-down given at the last down, and downs within the flap window then.
+    pub hold_down_secs: f64,
+    pub flaps: usize,
+}
+
+/// A pool-bound name's current answer, for the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct NameStatus {
+    pub name: String,
+    /// Every address the name may answer now (a weighted name answers some of them per query).
+    pub answer: Vec<IpAddr>,
+    /// The TTL answered now: `degraded_ttl` while `degraded`.
+    pub ttl: u32,
+    /// Some member behind the name is down or failing.
+    pub degraded: bool,
+    /// No member behind the name is healthy (for an address family that has members).
+    pub all_down: bool,
+    /// All down, and answering every member (`when_all_down = "all"`).
+    pub fail_open: bool,
+}
+
+/// A region with a removal threshold, for the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionStatus {
+    pub name: String,
+    pub members: usize,
+    /// Members up and not held down.
+    pub healthy: usize,
+    pub remove_below_percent: u32,
+    pub return_at_percent: u32,
+    /// Out of answers as a whole.
+    pub removed: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub ready: bool,
+    pub generation: u64,
+    pub members: Vec<MemberStatus>,
+    pub names: Vec<NameStatus>,
+    pub regions: Vec<RegionStatus>,
+    pub overrides: Vec<Override>,
+}
+
+impl Engine {
+    pub(super) fn status(&self) -> Status {
+        let snap = self.published.load();
+        let now = Instant::now();
+        let members = self
+            .cfg
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let l = &self.last[i];
+                MemberStatus {
+                    pool: self.cfg.pools[m.pool].name.clone(),
+                    name: m.name.clone(),
+                    address: m.address,
+                    probe_target: m.target.to_string(),
+                    state: self.health[i].state,
+                    suspect: self.health[i].suspect(),
+                    streak: self.health[i].streak,
+                    since_secs: l.since.map(|s| now.duration_since(s).as_secs_f64()),
+                    last_ok: l.ok,
+                    last_error: l.error.clone(),
+                    last_latency_ms: l.latency.map(|d| d.as_secs_f64() * 1000.0),
+                    probes: l.probes,
+                    answered: self.answered(i, now),
+                    override_: self.override_of[i].map(|k| {
+                        let o = &self.overrides[k];
+                        OverrideStatus {
+                            target: o.target.clone(),
+                            action: o.action,
+                            reason: o.reason.clone(),
+                            ends_in_secs: o.until.map(|u| u.saturating_sub(now_secs())),
+                        }
+                    }),
+                    held_down_secs: self.damping[i]
+                        .held_until
+                        .filter(|&t| t > now)
+                        .map(|t| (t - now).as_secs_f64()),
+                    hold_down_secs: self.damping[i].hold.as_secs_f64(),
+                    flaps: self.damping[i].flaps(),
+                }
+            })
+            .collect();
+        let names = self
+            .cfg
+            .names
+            .iter()
+            .map(|b| {
+                let e = snap.bound.get(&LowerName::new(&b.name));
+                let mut answer: Vec<IpAddr> = Vec::new();
+                for c in e.iter().flat_map(|e| [&e.a, &e.aaaa]) {
+                    for r in c.sets.iter().flatten() {
+                        if let Some(ip) = r.data.ip_addr() {
+                            if !answer.contains(&ip) {
+                                answer.push(ip);
+                            }
+                        }
+                    }
+                }
+                let degraded = e.is_some_and(|e| e.degraded);
+                let all_down = e.is_some_and(|e| e.all_down);
+                NameStatus {
+                    name: b.name.to_string(),
+                    answer,
+                    ttl: if degraded { b.degraded_ttl } else { b.ttl },
+                    degraded,
+                    all_down,
+                    fail_open: all_down && b.all_down == AllDown::All,
+                }
+            })
+            .collect();
+        let regions = self
+            .cfg
+            .regions
+            .iter()
+            .enumerate()
+            .map(|(ri, r)| RegionStatus {
+                name: r.name.clone(),
+                members: r.members.len(),
+                healthy: self.region_healthy(ri, now),
+                remove_below_percent: r.remove_below,
+                return_at_percent: r.return_at,
+                removed: self.removed[ri],
+            })
+            .collect();
+        Status {
+            ready: snap.ready,
+            generation: snap.generation,
+            members,
+            names,
+            regions,
+            overrides: self.overrides.clone(),
+        }
+    }
+}
