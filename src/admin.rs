@@ -1,7 +1,8 @@
 //! The loopback HTTP admin API: `/healthz` (the process answers), `/readyz` (the first probe
 //! round is done and DNS is being served), `/status` (every member's health and every
 //! bound name's current answer, as JSON), `/overrides` (GET lists them; POST sets one;
-//! POST `/overrides/clear` removes one).
+//! POST `/overrides/clear` removes one), `/reload` (POST: read the configuration and zones
+//! again).
 //!
 //! Changes need `Authorization: Bearer TOKEN` when `admin.token_file` is set (it must be
 //! for a non-loopback address). It reads the published snapshot and asks the engine by
@@ -18,23 +19,23 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::{Command, OverrideOp, Status};
 use crate::overrides::{Action, Override};
+use crate::reload::{ReloadReport, Reloads, Token};
 use crate::snapshot::Published;
 
+/// What the admin API reads and whom it asks.
 #[derive(Clone)]
-struct Ctx {
-    published: Published,
-    engine: mpsc::Sender<Command>,
-    token: Option<std::sync::Arc<str>>,
+pub struct Handles {
+    pub published: Published,
+    pub engine: mpsc::Sender<Command>,
+    pub reloads: Reloads,
+    /// Changes need this bearer token, when set (a reload may replace it).
+    pub token: Token,
 }
 
+type Ctx = Handles;
+
 /// Serves the admin API on `listener` until `stop` is cancelled.
-pub async fn serve(
-    listener: TcpListener,
-    published: Published,
-    engine: mpsc::Sender<Command>,
-    token: Option<String>,
-    stop: CancellationToken,
-) {
+pub async fn serve(listener: TcpListener, handles: Handles, stop: CancellationToken) {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -42,11 +43,8 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/overrides", get(list_overrides).post(set_override))
         .route("/overrides/clear", post(clear_override))
-        .with_state(Ctx {
-            published,
-            engine,
-            token: token.map(Into::into),
-        });
+        .route("/reload", post(reload))
+        .with_state(handles);
     let served =
         axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
     if let Err(e) = served.await {
@@ -102,7 +100,8 @@ async fn list_overrides(State(cx): State<Ctx>) -> Result<Json<Vec<Override>>, Re
 
 /// Refuses a change without the configured bearer token.
 fn authorize(cx: &Ctx, headers: &HeaderMap) -> Result<(), Refusal> {
-    let Some(token) = &cx.token else {
+    let token = cx.token.load();
+    let Some(token) = token.as_deref() else {
         return Ok(());
     };
     let given = headers
@@ -190,4 +189,15 @@ async fn clear_override(
 ) -> Result<Json<Vec<Override>>, Refusal> {
     authorize(&cx, &headers)?;
     change(&cx, OverrideOp::Clear { target: b.target }).await
+}
+
+/// Reads the configuration and zones again: 200 with what changed, or 422 with the error
+/// (file, line, problem) and nothing changed.
+async fn reload(State(cx): State<Ctx>, headers: HeaderMap) -> Result<Json<ReloadReport>, Refusal> {
+    authorize(&cx, &headers)?;
+    cx.reloads
+        .reload()
+        .await
+        .map(Json)
+        .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")))
 }

@@ -88,6 +88,12 @@ impl Alerts {
         Alerts { tx: Some(tx), ctl }
     }
 
+    /// A new delivery task for `cfg` (after a reload), reaching the server as before. The
+    /// old task delivers what it holds, then ends.
+    pub fn restarted(&self, cfg: &AlertConfig) -> Self {
+        Self::start(cfg, self.ctl.clone())
+    }
+
     /// The `gtmd ctl` command line for `args` (each quoted for a POSIX shell).
     pub fn command(&self, args: &[&str]) -> String {
         let mut s = self.ctl.clone();
@@ -135,7 +141,15 @@ async fn deliver_all(cfg: AlertConfig, mut rx: mpsc::Receiver<Alert>) {
         let next = tokio::select! {
             a = rx.recv() => match a {
                 Some(a) => Some(a),
-                None => return,
+                None => {
+                    // Replaced by a reload, or stopping: what the rate limit held is still told.
+                    if !held.is_empty() {
+                        let mut s = Alert::new("summary");
+                        s.suppressed = Some(std::mem::take(&mut held));
+                        deliver(&cfg, client.as_ref(), &s).await;
+                    }
+                    return;
+                }
             },
             _ = tick.tick() => None,
         };

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::reload::{Origin, Reloads, Token};
 use crate::server::{self, DnsListener, Shared};
 use crate::snapshot::{Published, Snapshot, Zones};
 use crate::zone;
@@ -58,6 +59,8 @@ pub fn load_zones(cfg: &Config) -> anyhow::Result<Zones> {
 pub struct Running {
     pub published: Published,
     pub ready: watch::Receiver<bool>,
+    /// Reads the configuration and zones again and swaps them in (as SIGHUP does).
+    pub reloads: Reloads,
     tasks: JoinSet<()>,
 }
 
@@ -81,16 +84,10 @@ pub async fn start(
         Some(p) => crate::overrides::load(p).map_err(|e| anyhow::anyhow!("state file {e}"))?,
         None => Vec::new(),
     };
-    let token = match &cfg.token_file {
-        Some(p) => {
-            let t = std::fs::read_to_string(p)
-                .with_context(|| format!("admin.token_file {}", p.display()))?;
-            let t = t.trim().to_string();
-            anyhow::ensure!(!t.is_empty(), "admin.token_file {} is empty", p.display());
-            Some(t)
-        }
-        None => None,
-    };
+    let token: Token = Arc::new(ArcSwapOption::from(
+        crate::reload::read_token(&cfg)?.map(Arc::new),
+    ));
+    let origin = Origin::of(&cfg);
     let (mut engine, ready) = Engine::new(cfg.clone(), zones, published.clone());
     // Alerts carry the exact `gtmd ctl` command that reaches this server.
     let exe = std::env::current_exe()
@@ -109,23 +106,25 @@ pub async fn start(
     }
     engine.set_alerts(crate::alert::Alerts::start(&cfg.alerts, ctl));
     engine.restore_overrides(overrides);
-    let (report_tx, report_rx) = mpsc::channel(4096);
+    engine.start_probes().map_err(anyhow::Error::msg)?;
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let mut tasks = JoinSet::new();
-    tasks.spawn(engine.run(report_rx, cmd_rx));
+    let (reloads, reloader) =
+        crate::reload::spawn(origin, cmd_tx.clone(), token.clone(), stop.clone());
+    tasks.spawn(async move {
+        let _ = reloader.await;
+    });
+    tasks.spawn(engine.run(cmd_rx, stop.clone()));
     tasks.spawn(crate::admin::serve(
         listeners.admin,
-        published.clone(),
-        cmd_tx,
-        token,
+        crate::admin::Handles {
+            published: published.clone(),
+            engine: cmd_tx,
+            reloads: reloads.clone(),
+            token,
+        },
         stop.clone(),
     ));
-    let mut probes = crate::probe::spawn_all(&cfg, report_tx).map_err(anyhow::Error::msg)?;
-    let stop_probes = stop.clone();
-    tasks.spawn(async move {
-        stop_probes.cancelled().await;
-        probes.shutdown().await;
-    });
     let shared = Arc::new(Shared {
         published: published.clone(),
     });
@@ -152,6 +151,7 @@ pub async fn start(
     Ok(Running {
         published,
         ready,
+        reloads,
         tasks,
     })
 }

@@ -2,8 +2,11 @@
 //!
 //! ```text
 //! probe tasks ──ProbeReport──▶ engine (the one writer) ◀──Command + reply── admin API
-//!  (interval + jitter,          health::Health::observe() per member, hold-downs, regions
-//!   timeout, semaphore)         │ policy::plans() per name: the possible answers and odds
+//!  (interval + jitter,          │  ▲
+//!   timeout, semaphore;         │  └─Reload── reloader (reads config + zones off-thread)
+//!   started and stopped         │                ▲ SIGHUP, POST /reload
+//!   by the engine)              health::Health::observe() per member, hold-downs, regions
+//!                               │ policy::plans() per name: the possible answers and odds
 //!                               │ rebuild Snapshot (answers precomputed), coalesced
 //!                               └─▶ ArcSwap::store(Arc<Snapshot>)
 //! UDP/TCP server ─▶ snapshot.load() (no lock, no await) ─▶ fast path: pick a prepared
@@ -29,6 +32,7 @@
 //! | [`alert`] | the alert hook: webhook and command, retries, rate limit |
 //! | [`overrides`] | operator overrides and the state file |
 //! | [`stats`] | Prometheus metrics |
+//! | [`reload`] | reading the configuration again on SIGHUP or request |
 //! | [`app`] | starting and owning every task |
 
 pub mod admin;
@@ -44,6 +48,7 @@ pub mod lookup;
 pub mod overrides;
 pub mod policy;
 pub mod probe;
+pub mod reload;
 pub mod server;
 pub mod snapshot;
 pub mod stats;

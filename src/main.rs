@@ -65,6 +65,9 @@ enum CtlOp {
     Enable { target: String },
     /// The overrides in force.
     Overrides,
+    /// Read the configuration and zones again (as SIGHUP does); prints what changed, or the
+    /// error and exits 1 with nothing changed.
+    Reload,
 }
 
 fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
@@ -139,6 +142,7 @@ fn ctl(
     let (method, path, body) = match op {
         CtlOp::Status => ("GET", "/status", None),
         CtlOp::Overrides => ("GET", "/overrides", None),
+        CtlOp::Reload => ("POST", "/reload", None),
         CtlOp::Disable(a) => ("POST", "/overrides", Some(set(a, "disable"))),
         CtlOp::ForceUp(a) => ("POST", "/overrides", Some(set(a, "force-up"))),
         CtlOp::Enable { target } => (
@@ -161,7 +165,7 @@ fn serve(path: Option<&PathBuf>) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let running = app::start(cfg, listeners, stop.clone()).await?;
         tokio::spawn(tell_systemd(running.ready.clone(), stop.clone()));
-        wait_for_signal().await?;
+        wait_for_signal(&running.reloads).await?;
         tracing::info!("stopping");
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         stop.cancel();
@@ -194,17 +198,26 @@ async fn tell_systemd(mut ready: tokio::sync::watch::Receiver<bool>, stop: Cance
     }
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Waits for SIGTERM or SIGINT; SIGHUP reloads the configuration and zones meanwhile.
+async fn wait_for_signal(reloads: &gtmd::reload::Reloads) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    // SIGHUP's default action would end the process: a stray HUP must not stop DNS.
     let mut hup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
-            _ = hup.recv() => tracing::warn!("SIGHUP: live reload is not supported yet; restart to apply changes"),
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration and zones");
+                // systemd's notify protocol: RELOADING=1 while it runs, READY=1 after.
+                let mut state = vec![sd_notify::NotifyState::Reloading];
+                state.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
+                let _ = sd_notify::notify(&state);
+                // The engine logs the outcome; a rejected reload keeps the running state.
+                let _ = reloads.reload().await;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+            }
         }
     }
 }

@@ -11,7 +11,7 @@
 
 use std::sync::OnceLock;
 
-use metrics::{counter, gauge, histogram, Counter, Histogram};
+use metrics::{counter, histogram, Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub const QUERIES: &str = "gtmd_queries_total";
@@ -29,12 +29,23 @@ pub const NAME_DEGRADED: &str = "gtmd_name_degraded";
 pub const OVERRIDES: &str = "gtmd_overrides";
 pub const GENERATION: &str = "gtmd_snapshot_generation";
 pub const BUILD_INFO: &str = "gtmd_build_info";
+pub const NAME_FAIL_OPEN: &str = "gtmd_name_fail_open";
+pub const CONFIG_GENERATION: &str = "gtmd_config_generation";
+pub const RELOADS: &str = "gtmd_config_reloads_total";
+pub const LAST_RELOAD_OK: &str = "gtmd_config_last_reload_successful";
+
+/// How often the engine stores its gauges even when nothing changed. The exporter forgets a
+/// gauge not stored for [`GAUGE_IDLE`], so those of members, pools and names that a reload
+/// removed leave `/metrics`.
+pub const GAUGE_REFRESH: std::time::Duration = std::time::Duration::from_secs(15);
+pub const GAUGE_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The process's recorder, installed on first use.
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
         let builder = PrometheusBuilder::new()
+            .idle_timeout(metrics_util::MetricKindMask::GAUGE, Some(GAUGE_IDLE))
             .set_buckets_for_metric(
                 metrics_exporter_prometheus::Matcher::Full(ANSWER_SECONDS.into()),
                 &[1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 1e-3, 1e-2],
@@ -52,7 +63,6 @@ pub fn handle() -> &'static PrometheusHandle {
             tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
         }
         describe();
-        gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         handle
     })
 }
@@ -87,6 +97,19 @@ fn describe() {
     describe_gauge!(OVERRIDES, "Operator overrides in force, by action");
     describe_gauge!(GENERATION, "Generation of the published answers");
     describe_gauge!(BUILD_INFO, "Always 1; the version is a label");
+    describe_gauge!(
+        NAME_FAIL_OPEN,
+        "1 while the name answers every member because none is healthy (when_all_down = \"all\")"
+    );
+    describe_gauge!(
+        CONFIG_GENERATION,
+        "1 for the configuration read at start, plus one per reload that took effect"
+    );
+    describe_counter!(RELOADS, "Reloads, by result (ok, failed)");
+    describe_gauge!(
+        LAST_RELOAD_OK,
+        "1 if the last reload took effect, 0 if it was rejected"
+    );
 }
 
 /// Query types counted by name; the rest are "other".

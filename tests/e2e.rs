@@ -286,9 +286,9 @@ fn wait_exit(c: &mut Child, limit: Duration) -> Option<i32> {
 }
 
 /// systemd's notify protocol, with a fake NOTIFY_SOCKET: READY=1 only once DNS is served,
-/// watchdog pings, STOPPING=1 on SIGTERM; a SIGHUP does not stop it.
+/// watchdog pings, RELOADING=1 then READY=1 around a SIGHUP's reload, STOPPING=1 on SIGTERM.
 #[test]
-fn systemd_hears_ready_watchdog_and_stopping() {
+fn systemd_hears_ready_watchdog_reloading_and_stopping() {
     use std::os::unix::net::UnixDatagram;
     let dir = tempfile::tempdir().unwrap();
     let sock_path = dir.path().join("notify");
@@ -329,11 +329,22 @@ fn systemd_hears_ready_watchdog_and_stopping() {
         }
     }
     assert!(start.elapsed() < Duration::from_secs(5));
-    // SIGHUP is not fatal; SIGTERM says STOPPING=1 and exits 0.
+    // SIGHUP reloads: RELOADING=1 with the monotonic time systemd asks for, then READY=1.
     let pid = p.child.id().to_string();
     Command::new("kill").args(["-HUP", &pid]).status().unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    let mut reloading = recv();
+    while reloading.contains("WATCHDOG=1") {
+        reloading = recv();
+    }
+    assert!(reloading.contains("RELOADING=1"), "{reloading}");
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    let mut ready = recv();
+    while ready.contains("WATCHDOG=1") {
+        ready = recv();
+    }
+    assert!(ready.contains("READY=1"), "{ready}");
     assert!(p.child.try_wait().unwrap().is_none(), "SIGHUP stopped gtmd");
+    // SIGTERM says STOPPING=1 and exits 0.
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     let mut stopping = false;
     while !stopping {

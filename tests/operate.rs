@@ -457,13 +457,7 @@ fn binary_config(
     admin_extra: &str,
     extra: &str,
 ) -> (std::path::PathBuf, SocketAddr, SocketAddr) {
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-    };
-    let (admin, dns) = (free(), free());
+    let (admin, dns) = (free_addr(), free_addr());
     let text = format!(
         "[server]\nlisten = [\"{dns}\"]\nzones_dir = {:?}\n[admin]\nlisten = \"{admin}\"\n{}\n{extra}",
         repo().join("zones").display().to_string(),

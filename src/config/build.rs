@@ -97,6 +97,7 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
     let alerts = build_alerts(cx, &raw.alerts)?;
     Ok(Config {
         source: cx.source.to_string(),
+        path: None,
         listen,
         zones_dir,
         wire: WireSettings {

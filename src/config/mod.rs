@@ -202,7 +202,11 @@ pub struct AlertConfig {
 /// The checked configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// How messages name it: the file's path, or the embedded sample's name.
     pub source: String,
+    /// The file it was read from (a reload reads it again); `None` for the embedded sample
+    /// and for text given to [`Config::parse`].
+    pub path: Option<PathBuf>,
     pub listen: Vec<SocketAddr>,
     pub zones_dir: PathBuf,
     /// Settings of the DNS transports, applied again on reload.
@@ -340,7 +344,9 @@ impl Config {
             msg: format!("cannot read: {e}"),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, &path.display().to_string(), base)
+        let mut cfg = Self::parse(&text, &path.display().to_string(), base)?;
+        cfg.path = Some(path.to_path_buf());
+        Ok(cfg)
     }
 
     /// The embedded sample configuration; its relative paths are taken from the working directory.

@@ -21,6 +21,11 @@ pub(super) struct Gauges {
     disabled: metrics::Gauge,
     forced_up: metrics::Gauge,
     generation: metrics::Gauge,
+    fail_open: Vec<metrics::Gauge>,
+    pool_members: Vec<metrics::Gauge>,
+    config_generation: metrics::Gauge,
+    pub(super) last_reload_ok: metrics::Gauge,
+    build_info: metrics::Gauge,
 }
 
 impl Gauges {
@@ -37,9 +42,6 @@ impl Gauges {
                 })
                 .collect()
         };
-        for p in &cfg.pools {
-            gauge!(POOL_MEMBERS, "pool" => p.name.clone()).set(p.members.len() as f64);
-        }
         let name = |metric: &'static str| {
             cfg.names
                 .iter()
@@ -64,6 +66,15 @@ impl Gauges {
             disabled: gauge!(OVERRIDES, "action" => "disable"),
             forced_up: gauge!(OVERRIDES, "action" => "force-up"),
             generation: gauge!(GENERATION),
+            fail_open: name(NAME_FAIL_OPEN),
+            pool_members: cfg
+                .pools
+                .iter()
+                .map(|p| gauge!(POOL_MEMBERS, "pool" => p.name.clone()))
+                .collect(),
+            config_generation: gauge!(CONFIG_GENERATION),
+            last_reload_ok: gauge!(LAST_RELOAD_OK),
+            build_info: gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")),
         }
     }
 }
@@ -83,6 +94,7 @@ impl Engine {
                 .filter(|&&i| self.health[i].state == State::Up)
                 .count();
             g.pool_healthy[p].set(up as f64);
+            g.pool_members[p].set(pool.members.len() as f64);
         }
         for (r, removed) in self.removed.iter().enumerate() {
             g.region_removed[r].set(flag(*removed));
@@ -91,10 +103,14 @@ impl Engine {
             let e = snap.bound.get(&LowerName::new(&b.name));
             g.all_down[k].set(flag(e.is_some_and(|e| e.all_down)));
             g.degraded[k].set(flag(e.is_some_and(|e| e.degraded)));
+            let fail_open = b.all_down == crate::config::AllDown::All;
+            g.fail_open[k].set(flag(fail_open && e.is_some_and(|e| e.all_down)));
         }
         let count = |a| self.overrides.iter().filter(|o| o.action == a).count() as f64;
         g.disabled.set(count(Action::Disable));
         g.forced_up.set(count(Action::ForceUp));
         g.generation.set(self.generation as f64);
+        g.config_generation.set(self.config_generation as f64);
+        g.build_info.set(1.0);
     }
 }

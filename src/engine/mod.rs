@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{LowerName, RData, Record};
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::alert::{Alert, Alerts};
 use crate::config::{Config, Policy};
@@ -20,11 +21,12 @@ use crate::fast::AnswerCache;
 use crate::health::{Damping, Health, State, Thresholds};
 use crate::overrides::{Action, Override};
 use crate::policy;
-use crate::probe::ProbeReport;
+use crate::probe::{ProbeReport, Prober};
 use crate::snapshot::{Bound, Choice, Published, Snapshot, Zones};
 
 mod gauges;
 mod overrides;
+mod reload;
 mod status;
 
 use gauges::Gauges;
@@ -38,6 +40,12 @@ pub enum Command {
     /// Sets or clears an override; replies with every override after the change, or why
     /// nothing changed.
     Override(OverrideOp, oneshot::Sender<Result<Vec<Override>, String>>),
+    /// Swaps in a configuration read again (or reports and counts why it could not be read);
+    /// replies with what changed.
+    Reload(
+        Result<Box<crate::reload::Loaded>, String>,
+        oneshot::Sender<Result<crate::reload::ReloadReport, String>>,
+    ),
 }
 
 /// A change of overrides.
@@ -89,6 +97,22 @@ pub struct Engine {
     all_down: HashMap<LowerName, bool>,
     /// Members still without a first probe result.
     unknown: usize,
+    /// Every member has had a first result once (a reload never takes it back).
+    ready: bool,
+    /// After a reload that added members: the new answers wait for their first results
+    /// until then (the previous answers serve meanwhile).
+    settle_until: Option<Instant>,
+    /// The probe loops, and which member each serves.
+    prober: Prober,
+    by_probe: HashMap<u64, usize>,
+    /// The reply to a reload, sent when its configuration is published.
+    settled_reply: Option<(
+        oneshot::Sender<Result<crate::reload::ReloadReport, String>>,
+        crate::reload::ReloadReport,
+    )>,
+    reports: Option<mpsc::Receiver<ProbeReport>>,
+    /// 1 for the configuration read at start, then one more per reload.
+    config_generation: u64,
     /// Prepared answers that do not depend on health, reused by every publication.
     fixed: Option<Arc<crate::fast::Fixed>>,
 }
@@ -107,6 +131,7 @@ impl Engine {
             .map(|i| cfg.regions.iter().position(|r| r.members.contains(&i)))
             .collect();
         let gauges = Gauges::new(&cfg);
+        let (report_tx, reports) = mpsc::channel(4096);
         let mut e = Self {
             cfg,
             zones,
@@ -125,27 +150,52 @@ impl Engine {
             generation: 0,
             all_down: HashMap::new(),
             unknown: n,
+            ready: n == 0,
+            settle_until: None,
+            prober: Prober::new(report_tx),
+            by_probe: HashMap::new(),
+            settled_reply: None,
+            reports: Some(reports),
+            config_generation: 1,
             fixed: None,
         };
         e.publish();
         (e, ready_rx)
     }
 
-    /// Runs until both channels close.
-    pub async fn run(
-        mut self,
-        mut reports: mpsc::Receiver<ProbeReport>,
-        mut commands: mpsc::Receiver<Command>,
-    ) {
+    /// Starts a probe loop per member.
+    pub fn start_probes(&mut self) -> Result<(), String> {
+        let (ids, _) = self.prober.sync(&self.cfg)?;
+        self.by_probe = ids.into_iter().enumerate().map(|(i, id)| (id, i)).collect();
+        Ok(())
+    }
+
+    /// Runs until `stop` is cancelled or the command channel closes; the probe loops end
+    /// with it.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>, stop: CancellationToken) {
+        let Some(mut reports) = self.reports.take() else {
+            return;
+        };
+        // Gauges are stored again now and then, so that the exporter drops those of members
+        // a reload removed (it forgets gauges not stored for a while).
+        let mut refresh = tokio::time::interval(crate::stats::GAUGE_REFRESH);
         loop {
             // The next end of a hold-down, when a member that is up returns to answers.
             let release = self.next_release();
             let expiry = self.next_expiry();
+            let settle = self.settle_until;
             tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = refresh.tick() => self.update_gauges(&self.published.load(), Instant::now()),
+                _ = tokio::time::sleep_until(settle.unwrap_or_else(Instant::now).into()), if settle.is_some() => {
+                    tracing::warn!(waiting = self.unknown, "members added by the reload are still unprobed: publishing without them");
+                    self.settle_until = None;
+                    self.publish();
+                }
                 _ = tokio::time::sleep(expiry.unwrap_or_default()), if expiry.is_some() => {
                     self.expire_overrides().await;
                 }
-                _ = tokio::time::sleep_until(release.unwrap_or_else(Instant::now).into()), if release.is_some() => {
+                _ = tokio::time::sleep_until(release.unwrap_or_else(Instant::now).into()), if release.is_some() && settle.is_none() => {
                     tracing::info!("hold-down ended: member back in answers");
                     self.publish();
                 }
@@ -165,6 +215,13 @@ impl Engine {
                     Some(Command::Override(op, reply)) => {
                         let _ = reply.send(self.change_override(op).await);
                     }
+                    Some(Command::Reload(loaded, reply)) => {
+                        match self.reload(loaded).await {
+                            // Answered once the new configuration is published.
+                            Ok(r) if self.settle_until.is_some() => self.settled_reply = Some((reply, r)),
+                            other => { let _ = reply.send(other); }
+                        }
+                    }
                     None => return,
                 },
             }
@@ -173,23 +230,25 @@ impl Engine {
 
     /// Applies one report; true if the published answers must change.
     fn observe(&mut self, r: ProbeReport) -> bool {
-        let Some(m) = self.cfg.members.get(r.member) else {
+        // A report of a loop that a reload stopped may still arrive: it is ignored.
+        let Some(&i) = self.by_probe.get(&r.probe) else {
             return false;
         };
+        let m = &self.cfg.members[i];
         let check = &self.cfg.checks[m.check];
         let t = Thresholds {
             fall: check.fall,
             rise: check.rise,
         };
         let was_ready = self.is_ready();
-        let was_suspect = self.health[r.member].suspect();
-        let transition = self.health[r.member].observe(r.ok, t);
+        let was_suspect = self.health[i].suspect();
+        let transition = self.health[i].observe(r.ok, t);
         // A member turning suspect, or steady again, changes the TTL of its names.
-        let suspect_changed = was_suspect != self.health[r.member].suspect();
+        let suspect_changed = was_suspect != self.health[i].suspect();
         if transition.is_some_and(|tr| tr.from == State::Unknown) {
             self.unknown -= 1;
         }
-        let last = &mut self.last[r.member];
+        let last = &mut self.last[i];
         last.ok = Some(r.ok);
         last.latency = Some(r.latency);
         last.probes += 1;
@@ -204,23 +263,26 @@ impl Engine {
         if tr.from == State::Unknown {
             tracing::debug!(pool, member = %m.name, address = %m.address, state = %tr.to, error = r.error.as_deref().unwrap_or(""), "first probe result");
             if tr.to == State::Down {
-                tracing::warn!(pool, member = %m.name, address = %m.address, error = r.error.as_deref().unwrap_or(""), "member is down at start");
-                self.member_alert(r.member, tr, r.error.clone());
+                tracing::warn!(pool, member = %m.name, address = %m.address, error = r.error.as_deref().unwrap_or(""), "member is down at its first probe");
+                self.member_alert(i, tr, r.error.clone());
             }
             if self.unknown == 0 {
                 let up = self.health.iter().filter(|h| h.state == State::Up).count();
-                tracing::info!(
-                    up,
-                    down = self.health.len() - up,
-                    "first probe round complete"
-                );
+                let down = self.health.len() - up;
+                if self.ready {
+                    tracing::info!(up, down, "members added by the reload have been probed");
+                } else {
+                    tracing::info!(up, down, "first probe round complete");
+                }
+                self.ready = true;
+                return true;
             }
         } else {
             tracing::warn!(pool, member = %m.name, address = %m.address, from = %tr.from, to = %tr.to, error = r.error.as_deref().unwrap_or(""), "member changed state");
             metrics::counter!(crate::stats::MEMBER_TRANSITIONS, "pool" => pool.clone(), "member" => m.name.clone(), "to" => tr.to.to_string()).increment(1);
-            self.member_alert(r.member, tr, r.error.clone().filter(|_| !r.ok));
+            self.member_alert(i, tr, r.error.clone().filter(|_| !r.ok));
             if tr.to == State::Down {
-                let d = &mut self.damping[r.member];
+                let d = &mut self.damping[i];
                 let hold = d.went_down(r.at, check.damping);
                 if !hold.is_zero() {
                     tracing::warn!(pool, member = %m.name, hold_down = ?hold, flaps = d.flaps(), "member held down");
@@ -315,13 +377,22 @@ impl Engine {
             .min()
     }
 
-    /// Every member has had its first result (kept as a count: this runs on every report).
+    /// Every member has had its first result once.
     fn is_ready(&self) -> bool {
-        self.unknown == 0
+        self.ready
     }
 
     /// Builds the snapshot from the current health and stores it.
     fn publish(&mut self) {
+        if self.settle_until.is_some() {
+            if self.unknown > 0 {
+                // The answers of the previous configuration serve until the new members
+                // have been probed (or the wait ends).
+                return;
+            }
+            self.settle_until = None;
+        }
+        let settled = self.settled_reply.take();
         self.generation += 1;
         let ready = self.is_ready();
         let mut bound = HashMap::with_capacity(self.cfg.names.len());
@@ -417,6 +488,9 @@ impl Engine {
         self.fixed = snap.fast.fixed().cloned();
         self.update_gauges(&snap, now);
         self.published.store(Arc::new(snap));
+        if let Some((reply, report)) = settled {
+            let _ = reply.send(Ok(report));
+        }
         if ready {
             self.ready_tx.send_replace(true);
         }

@@ -7,20 +7,21 @@
 pub mod http;
 pub mod tcp;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use tokio::sync::{mpsc, Semaphore};
-use tokio::task::JoinSet;
+use tokio::task::AbortHandle;
 
 use crate::config::{CheckKind, Config};
 
 /// The result of one probe of one member.
 #[derive(Debug, Clone)]
 pub struct ProbeReport {
-    /// The member's index in [`Config::members`].
-    pub member: usize,
+    /// The probe loop that made it ([`Prober::sync`] says which member each loop serves).
+    pub probe: u64,
     pub ok: bool,
     pub latency: Duration,
     pub error: Option<String>,
@@ -41,32 +42,139 @@ impl Target {
     }
 }
 
-/// Starts one probe loop per member; they stop when the returned set is dropped or aborted.
-pub fn spawn_all(cfg: &Config, tx: mpsc::Sender<ProbeReport>) -> Result<JoinSet<()>, String> {
-    let limit = Arc::new(Semaphore::new(cfg.max_in_flight));
-    let mut set = JoinSet::new();
+/// Everything a probe loop does; a loop runs on unchanged across a reload while this holds.
+#[derive(Debug, Clone, PartialEq)]
+struct Spec {
+    target: std::net::SocketAddr,
+    check: String,
+    kind: CheckKind,
+    interval: Duration,
+    timeout: Duration,
+    max_body: usize,
+}
 
-    for (id, m) in cfg.members.iter().enumerate() {
-        let check = &cfg.checks[m.check];
-        let target = match &check.kind {
-            CheckKind::Tcp { .. } => Target::Tcp(m.target),
-            CheckKind::Http(h) => Target::Http(Box::new(
-                http::HttpProbe::new(h, m.target, cfg.max_body).map_err(|e| {
-                    format!("pool {} member {}: {e}", cfg.pools[m.pool].name, m.name)
-                })?,
-            )),
-        };
-        let (interval, timeout) = (check.interval, check.timeout);
-        let (tx, limit) = (tx.clone(), limit.clone());
-        let name = check.name.clone();
-        set.spawn(probe_loop(id, name, target, interval, timeout, tx, limit));
+struct Loop {
+    id: u64,
+    spec: Spec,
+    task: AbortHandle,
+}
+
+/// The running probe loops, one per member, keyed by pool and member name.
+///
+/// [`Prober::sync`] makes them match a configuration: loops of members that are gone or whose
+/// probe changed are aborted at once, new ones start (with a probe at once), and the rest run
+/// on, so a reload neither probes unchanged members again nor loses a kept connection.
+/// Dropping the prober aborts every loop.
+pub struct Prober {
+    tx: mpsc::Sender<ProbeReport>,
+    limit: Arc<Semaphore>,
+    max_in_flight: usize,
+    loops: HashMap<(String, String), Loop>,
+    next_id: u64,
+}
+
+impl Prober {
+    pub fn new(tx: mpsc::Sender<ProbeReport>) -> Self {
+        Self {
+            tx,
+            limit: Arc::new(Semaphore::new(0)),
+            max_in_flight: 0,
+            loops: HashMap::new(),
+            next_id: 0,
+        }
     }
-    Ok(set)
+
+    /// Starts and stops loops so that each member of `cfg` has one; returns each member's
+    /// loop id, by member index, and how many loops were started. On error (a check that
+    /// cannot be built) nothing changes.
+    pub fn sync(&mut self, cfg: &Config) -> Result<(Vec<u64>, usize), String> {
+        if cfg.max_in_flight != self.max_in_flight {
+            // Every loop holds the old semaphore: start them all again with the new one.
+            self.stop_all();
+        }
+        let mut plan = Vec::with_capacity(cfg.members.len());
+        for m in &cfg.members {
+            let check = &cfg.checks[m.check];
+            let key = (cfg.pools[m.pool].name.clone(), m.name.clone());
+            let spec = Spec {
+                target: m.target,
+                check: check.name.clone(),
+                kind: check.kind.clone(),
+                interval: check.interval,
+                timeout: check.timeout,
+                max_body: cfg.max_body,
+            };
+            let start = match self.loops.get(&key) {
+                Some(l) if l.spec == spec => None,
+                _ => Some(match &check.kind {
+                    CheckKind::Tcp { .. } => Target::Tcp(m.target),
+                    CheckKind::Http(h) => Target::Http(Box::new(
+                        http::HttpProbe::new(h, m.target, cfg.max_body)
+                            .map_err(|e| format!("pool {} member {}: {e}", key.0, key.1))?,
+                    )),
+                }),
+            };
+            plan.push((key, spec, start));
+        }
+        if cfg.max_in_flight != self.max_in_flight {
+            self.limit = Arc::new(Semaphore::new(cfg.max_in_flight));
+            self.max_in_flight = cfg.max_in_flight;
+        }
+        let mut old = std::mem::take(&mut self.loops);
+        let mut ids = Vec::with_capacity(plan.len());
+        let mut started = 0;
+        for (key, spec, start) in plan {
+            let l = match start {
+                None => old.remove(&key).expect("planned as kept, so present"),
+                Some(target) => {
+                    if let Some(l) = old.remove(&key) {
+                        l.task.abort();
+                    }
+                    started += 1;
+                    self.spawn(spec, target)
+                }
+            };
+            ids.push(l.id);
+            self.loops.insert(key, l);
+        }
+        for l in old.into_values() {
+            l.task.abort();
+        }
+        Ok((ids, started))
+    }
+
+    fn spawn(&mut self, spec: Spec, target: Target) -> Loop {
+        self.next_id += 1;
+        let id = self.next_id;
+        let task = tokio::spawn(probe_loop(
+            id,
+            spec.check.clone(),
+            target,
+            spec.interval,
+            spec.timeout,
+            self.tx.clone(),
+            self.limit.clone(),
+        ))
+        .abort_handle();
+        Loop { id, spec, task }
+    }
+
+    fn stop_all(&mut self) {
+        for (_, l) in self.loops.drain() {
+            l.task.abort();
+        }
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn probe_loop(
-    member: usize,
+    probe: u64,
     check: String,
     mut target: Target,
     interval: Duration,
@@ -104,7 +212,7 @@ async fn probe_loop(
         }
         .increment(1);
         let report = ProbeReport {
-            member,
+            probe,
             ok: result.is_ok(),
             latency,
             error: result.err(),

@@ -42,6 +42,16 @@ pub async fn start(config: &str, zones: &Path) -> Gtmd {
         zones.display().to_string()
     );
     let cfg = Config::parse(&text, "test.toml", Path::new("/")).expect("test config is valid");
+    start_config(cfg).await
+}
+
+/// Starts gtmd on the configuration file `path` (whose listen addresses must be port 0), so
+/// that a reload reads the file again.
+pub async fn start_file(path: &Path) -> Gtmd {
+    start_config(Config::load(path).expect("test config is valid")).await
+}
+
+async fn start_config(cfg: Config) -> Gtmd {
     let listeners = Listeners::bind(&cfg).await.unwrap();
     let dns = listeners.dns[0].local_addr().unwrap();
     let admin = listeners.admin.local_addr().unwrap();
@@ -58,6 +68,15 @@ pub async fn start(config: &str, zones: &Path) -> Gtmd {
         stop,
         running: Some(running),
     }
+}
+
+/// A loopback address with a port that was free a moment ago (for the gtmd binary, whose
+/// configuration must name its ports).
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// A query message for `name`/`rtype` with EDNS (payload 1232) and RD clear.

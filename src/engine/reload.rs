@@ -1,0 +1,190 @@
+//! Swapping in a configuration read again. A member keeps its health, hold-down and probe
+//! history when its pool and name are unchanged and it is probed the same way (same target
+//! and check kind); any other member starts unknown, is probed at once, and the new answers
+//! wait (at most its check's timeout) for those first results. Probe loops of members that
+//! are gone stop at once.
+//!
+//! It checks everything that can fail before it changes anything: a rejected reload leaves
+//! the engine exactly as it was.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hickory_proto::rr::LowerName;
+
+use super::{Engine, Gauges, Last};
+use crate::alert::Alert;
+use crate::config::Config;
+use crate::health::{Damping, Health, State};
+use crate::reload::{Loaded, ReloadReport};
+
+impl Engine {
+    pub(super) async fn reload(
+        &mut self,
+        loaded: Result<Box<Loaded>, String>,
+    ) -> Result<ReloadReport, String> {
+        let result = match loaded {
+            Ok(l) => self.swap_in(*l).await,
+            Err(e) => Err(e),
+        };
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        metrics::counter!(crate::stats::RELOADS, "result" => outcome).increment(1);
+        self.gauges
+            .last_reload_ok
+            .set(if result.is_ok() { 1.0 } else { 0.0 });
+        match &result {
+            Ok(r) => {
+                tracing::warn!(
+                    generation = r.config_generation,
+                    source = %r.source,
+                    kept = r.members_kept,
+                    added = r.members_added,
+                    removed = r.members_removed,
+                    probes_started = r.probes_started,
+                    needs_restart = ?r.needs_restart,
+                    "configuration reloaded"
+                );
+                let mut a = Alert::new("config_reloaded");
+                a.reason = Some(format!(
+                    "generation {}: {} members kept, {} added, {} removed",
+                    r.config_generation, r.members_kept, r.members_added, r.members_removed
+                ));
+                self.alerts.send(a);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload rejected: the running configuration is unchanged");
+                let mut a = Alert::new("config_reload_failed");
+                a.error = Some(e.clone());
+                self.alerts.send(a);
+            }
+        }
+        result
+    }
+
+    async fn swap_in(&mut self, l: Loaded) -> Result<ReloadReport, String> {
+        let Loaded { mut cfg, zones } = l;
+        let old = self.cfg.clone();
+        let mut needs_restart = Vec::new();
+        if cfg.listen != old.listen {
+            needs_restart.push("server.listen".to_string());
+            cfg.listen = old.listen.clone();
+        }
+        if cfg.admin_listen != old.admin_listen {
+            needs_restart.push("admin.listen".to_string());
+            cfg.admin_listen = old.admin_listen;
+        }
+        // The last step that can fail; after it, the new configuration is in.
+        let (ids, probes_started) = self.prober.sync(&cfg)?;
+        let carried = carry(&old, &cfg);
+        let n = cfg.members.len();
+        let (mut health, mut damping, mut last) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for c in &carried {
+            match *c {
+                Some(i) => {
+                    health.push(self.health[i]);
+                    damping.push(self.damping[i].clone());
+                    last.push(self.last[i].clone());
+                }
+                None => {
+                    health.push(Health::new());
+                    damping.push(Damping::default());
+                    last.push(Last::default());
+                }
+            }
+        }
+        let kept = carried.iter().flatten().count();
+        let removed_regions: HashMap<&str, bool> = old
+            .regions
+            .iter()
+            .zip(&self.removed)
+            .map(|(r, &x)| (r.name.as_str(), x))
+            .collect();
+        self.removed = cfg
+            .regions
+            .iter()
+            .map(|r| removed_regions.get(r.name.as_str()) == Some(&true))
+            .collect();
+        self.region_of = (0..n)
+            .map(|i| cfg.regions.iter().position(|r| r.members.contains(&i)))
+            .collect();
+        let names: Vec<LowerName> = cfg.names.iter().map(|b| LowerName::new(&b.name)).collect();
+        self.all_down.retain(|k, _| names.contains(k));
+        if cfg.alerts != old.alerts {
+            self.alerts = self.alerts.restarted(&cfg.alerts);
+        }
+        self.unknown = health.iter().filter(|h| h.state == State::Unknown).count();
+        self.health = health;
+        self.damping = damping;
+        self.last = last;
+        self.by_probe = ids.into_iter().enumerate().map(|(i, id)| (id, i)).collect();
+        self.gauges = Gauges::new(&cfg);
+        let state_file_moved = cfg.state_file != old.state_file;
+        self.cfg = Arc::new(cfg);
+        self.zones = Arc::new(zones);
+        // The prepared static answers belong to the old zones.
+        self.fixed = None;
+        self.config_generation += 1;
+        self.apply_overrides();
+        for o in &self.overrides {
+            if let Err(e) = crate::overrides::members_of(&self.cfg, &o.target) {
+                tracing::warn!(target = %o.target, error = %e, "override kept but matches nothing");
+            }
+        }
+        if state_file_moved {
+            if let Err(e) = self.persist().await {
+                tracing::error!(error = %e, "cannot write the overrides to the new state file");
+            }
+        }
+        if self.unknown > 0 && self.ready {
+            self.settle_until = Some(Instant::now() + self.first_probe_wait());
+        }
+        self.publish();
+        Ok(ReloadReport {
+            config_generation: self.config_generation,
+            source: self.cfg.source.clone(),
+            zones: self.zones.iter().count(),
+            names: self.cfg.names.len(),
+            members_kept: kept,
+            members_added: n - kept,
+            members_removed: old.members.len() - kept,
+            probes_started,
+            needs_restart,
+        })
+    }
+
+    /// How long new answers may wait for the first results of unprobed members: the longest
+    /// check timeout among them, and a little for the report to arrive.
+    fn first_probe_wait(&self) -> Duration {
+        let longest = (0..self.cfg.members.len())
+            .filter(|&i| self.health[i].state == State::Unknown)
+            .map(|i| self.cfg.checks[self.cfg.members[i].check].timeout)
+            .max()
+            .unwrap_or_default();
+        longest + Duration::from_millis(250)
+    }
+}
+
+/// For each member of `new`, the member of `old` whose state it keeps: same pool name, same
+/// member name, and probed the same way.
+fn carry(old: &Config, new: &Config) -> Vec<Option<usize>> {
+    let index: HashMap<(&str, &str), usize> = old
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| ((old.pools[m.pool].name.as_str(), m.name.as_str()), i))
+        .collect();
+    new.members
+        .iter()
+        .map(|m| {
+            let &i = index.get(&(new.pools[m.pool].name.as_str(), m.name.as_str()))?;
+            let o = &old.members[i];
+            let same = o.target == m.target && old.checks[o.check].kind == new.checks[m.check].kind;
+            same.then_some(i)
+        })
+        .collect()
+}

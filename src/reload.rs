@@ -1,0 +1,157 @@
+//! Live reload. A request (SIGHUP, or `POST /reload` on the admin API) makes the reloader
+//! task read the configuration file and the zones again, off the engine's thread, and hand
+//! the result to the engine, which swaps it in at once or rejects it whole:
+//!
+//! ```text
+//! SIGHUP / POST /reload ──▶ reloader: read config + zones + token (blocking thread)
+//!                                │ error: Command::Reload(Err) ─▶ engine logs, alerts, counts;
+//!                                │                               state untouched
+//!                                ▼ ok
+//!                           engine: keep the health of unchanged members, start and stop
+//!                           probe loops, publish one new snapshot ─▶ reply ─▶ new token
+//! ```
+//!
+//! Requests are served one at a time. Nothing here changes state itself.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use arc_swap::ArcSwapOption;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, EMBEDDED_NAME};
+use crate::engine::Command;
+use crate::snapshot::Zones;
+
+/// A configuration and its zones, read and checked, ready to be swapped in.
+#[derive(Debug)]
+pub struct Loaded {
+    pub cfg: Config,
+    pub zones: Zones,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadReport {
+    /// 1 for the configuration read at start, then one more per reload that took effect.
+    pub config_generation: u64,
+    pub source: String,
+    pub zones: usize,
+    pub names: usize,
+    /// Members whose health, hold-down and history were kept (same pool, name and probe).
+    pub members_kept: usize,
+    /// New (or changed) members: out of answers until their first probe passes.
+    pub members_added: usize,
+    /// Members gone, their probes stopped.
+    pub members_removed: usize,
+    /// Probe loops started (new members, and members whose probe settings changed).
+    pub probes_started: usize,
+    /// Settings that changed in the file but only take effect at the next start.
+    pub needs_restart: Vec<String>,
+}
+
+/// Where the running configuration came from, so that it can be read again.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    File(PathBuf),
+    Embedded,
+    /// Given as text: there is nothing to read again.
+    Text(String),
+}
+
+impl Origin {
+    pub fn of(cfg: &Config) -> Self {
+        match &cfg.path {
+            Some(p) => Origin::File(p.clone()),
+            None if cfg.source == EMBEDDED_NAME => Origin::Embedded,
+            None => Origin::Text(cfg.source.clone()),
+        }
+    }
+
+    /// Reads and checks the configuration, its zones and its token file.
+    pub fn read(&self) -> anyhow::Result<(Loaded, Option<String>)> {
+        let cfg = match self {
+            Origin::File(p) => Config::load(p)?,
+            Origin::Embedded => Config::embedded()?,
+            Origin::Text(name) => anyhow::bail!(
+                "{name} was given as text, not read from a file: there is nothing to read again"
+            ),
+        };
+        let zones = crate::app::load_zones(&cfg)?;
+        let token = read_token(&cfg)?;
+        Ok((Loaded { cfg, zones }, token))
+    }
+}
+
+/// The bearer token in `admin.token_file`, if one is configured.
+pub fn read_token(cfg: &Config) -> anyhow::Result<Option<String>> {
+    let Some(p) = &cfg.token_file else {
+        return Ok(None);
+    };
+    let t =
+        std::fs::read_to_string(p).with_context(|| format!("admin.token_file {}", p.display()))?;
+    let t = t.trim().to_string();
+    anyhow::ensure!(!t.is_empty(), "admin.token_file {} is empty", p.display());
+    Ok(Some(t))
+}
+
+/// The admin API's token; a reload may replace it.
+pub type Token = Arc<ArcSwapOption<String>>;
+
+type Reply = oneshot::Sender<Result<ReloadReport, String>>;
+
+/// Asks the reloader for a reload; cheap to clone.
+#[derive(Clone)]
+pub struct Reloads(mpsc::Sender<Reply>);
+
+impl Reloads {
+    /// Reloads and says what changed, or why nothing did.
+    pub async fn reload(&self) -> Result<ReloadReport, String> {
+        let (tx, rx) = oneshot::channel();
+        self.0
+            .send(tx)
+            .await
+            .map_err(|_| "gtmd is stopping".to_string())?;
+        rx.await.map_err(|_| "gtmd is stopping".to_string())?
+    }
+}
+
+/// Starts the reloader task; it ends when `stop` is cancelled.
+pub fn spawn(
+    origin: Origin,
+    engine: mpsc::Sender<Command>,
+    token: Token,
+    stop: CancellationToken,
+) -> (Reloads, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Reply>(8);
+    let task = tokio::spawn(async move {
+        loop {
+            let reply = tokio::select! {
+                r = rx.recv() => match r { Some(r) => r, None => return },
+                _ = stop.cancelled() => return,
+            };
+            let o = origin.clone();
+            let read = tokio::task::spawn_blocking(move || o.read())
+                .await
+                .unwrap_or_else(|e| Err(anyhow::anyhow!("reading the configuration: {e}")));
+            let (loaded, new_token) = match read {
+                Ok((l, t)) => (Ok(Box::new(l)), t),
+                Err(e) => (Err(format!("{e:#}")), None),
+            };
+            let (etx, erx) = oneshot::channel();
+            if engine.send(Command::Reload(loaded, etx)).await.is_err() {
+                let _ = reply.send(Err("gtmd is stopping".into()));
+                return;
+            }
+            let result = erx.await.unwrap_or_else(|_| Err("gtmd is stopping".into()));
+            if result.is_ok() {
+                token.store(new_token.map(Arc::new));
+            }
+            let _ = reply.send(result);
+        }
+    });
+    (Reloads(tx), task)
+}
