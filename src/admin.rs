@@ -2,7 +2,7 @@
 //! round is done and DNS is being served), `/status` (every member's health and every
 //! bound name's current answer, as JSON), `/overrides` (GET lists them; POST sets one;
 //! POST `/overrides/clear` removes one), `/reload` (POST: read the configuration and zones
-//! again).
+//! again), `/explain?name=N&client=ADDR` (why N answers what it does for that client).
 //!
 //! Changes need `Authorization: Bearer TOKEN` when `admin.token_file` is set (it must be
 //! for a non-loopback address). It reads the published snapshot and asks the engine by
@@ -44,6 +44,7 @@ pub async fn serve(listener: TcpListener, handles: Handles, stop: CancellationTo
         .route("/overrides", get(list_overrides).post(set_override))
         .route("/overrides/clear", post(clear_override))
         .route("/reload", post(reload))
+        .route("/explain", get(explain))
         .with_state(handles);
     let served =
         axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
@@ -200,4 +201,56 @@ async fn reload(State(cx): State<Ctx>, headers: HeaderMap) -> Result<Json<Reload
         .await
         .map(Json)
         .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExplainQuery {
+    name: String,
+    /// An address, or a subnet as an ECS option gives it (`198.51.100.0/24`).
+    client: Option<String>,
+}
+
+/// Why a pool-bound name answers what it does for a client: 200 with the explanation, 400 for
+/// a bad name or client, 404 for a name that is not bound to pools.
+async fn explain(
+    State(cx): State<Ctx>,
+    axum::extract::Query(q): axum::extract::Query<ExplainQuery>,
+) -> Result<Json<crate::engine::Explain>, Refusal> {
+    let bad = |m: String| (StatusCode::BAD_REQUEST, m + "\n");
+    let mut name = hickory_proto::rr::Name::from_ascii(&q.name)
+        .map_err(|e| bad(format!("name: {:?} is not a domain name ({e})", q.name)))?;
+    name.set_fqdn(true);
+    let client = match &q.client {
+        None => None,
+        Some(c) => Some(parse_client(c).ok_or_else(|| {
+            bad(format!(
+                "client: {c:?} is not an address or a subnet such as 198.51.100.0/24"
+            ))
+        })?),
+    };
+    let (tx, rx) = oneshot::channel();
+    let cmd = Command::Explain {
+        name,
+        client,
+        asked: q.client,
+        reply: tx,
+    };
+    cx.engine.send(cmd).await.map_err(|_| unavailable())?;
+    match rx.await.map_err(|_| unavailable())? {
+        Ok(e) => Ok(Json(e)),
+        Err(e) => Err((StatusCode::NOT_FOUND, format!("{e}\n"))),
+    }
+}
+
+/// `192.0.2.7` (the full address, as a query's source) or `198.51.100.0/24` (as ECS).
+fn parse_client(s: &str) -> Option<crate::topology::Client> {
+    if let Ok(addr) = s.parse::<std::net::IpAddr>() {
+        return Some(crate::topology::Client::from_source(addr.to_canonical()));
+    }
+    let net: ipnet::IpNet = s.parse().ok()?;
+    Some(crate::topology::Client {
+        addr: net.network(),
+        source: net.prefix_len(),
+    })
 }

@@ -65,6 +65,13 @@ enum CtlOp {
     Enable { target: String },
     /// The overrides in force.
     Overrides,
+    /// Why NAME answers what it does: each member's eligibility, the order tried, and every
+    /// possible answer with its probability, for the client given (address or subnet).
+    Explain {
+        name: String,
+        #[arg(long)]
+        client: Option<String>,
+    },
     /// Read the configuration and zones again (as SIGHUP does); prints what changed, or the
     /// error and exits 1 with nothing changed.
     Reload,
@@ -143,6 +150,13 @@ fn ctl(
         CtlOp::Status => ("GET", "/status", None),
         CtlOp::Overrides => ("GET", "/overrides", None),
         CtlOp::Reload => ("POST", "/reload", None),
+        CtlOp::Explain { name, client } => {
+            let mut q = format!("/explain?name={}", encode(&name));
+            if let Some(c) = client {
+                q += &format!("&client={}", encode(&c));
+            }
+            return print(gtmd::ctl::request(admin, "GET", &q, token.as_deref(), None));
+        }
         CtlOp::Disable(a) => ("POST", "/overrides", Some(set(a, "disable"))),
         CtlOp::ForceUp(a) => ("POST", "/overrides", Some(set(a, "force-up"))),
         CtlOp::Enable { target } => (
@@ -151,10 +165,35 @@ fn ctl(
             Some(serde_json::json!({ "target": target })),
         ),
     };
-    let out = gtmd::ctl::request(admin, method, path, token.as_deref(), body.as_ref())
-        .map_err(anyhow::Error::msg)?;
-    println!("{}", out.trim_end());
+    print(gtmd::ctl::request(
+        admin,
+        method,
+        path,
+        token.as_deref(),
+        body.as_ref(),
+    ))
+}
+
+/// Prints the API's answer, indented when it is JSON.
+fn print(r: Result<String, String>) -> anyhow::Result<()> {
+    let out = r.map_err(anyhow::Error::msg)?;
+    match serde_json::from_str::<serde_json::Value>(&out) {
+        Ok(v) => println!("{}", serde_json::to_string_pretty(&v)?),
+        Err(_) => println!("{}", out.trim_end()),
+    }
     Ok(())
+}
+
+/// Percent-encodes a query-string value.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn serve(path: Option<&PathBuf>) -> anyhow::Result<()> {

@@ -567,4 +567,25 @@ async fn sighup_and_ctl_reload_the_running_binary() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["config_generation"], 3, "{r}");
     assert_eq!(r["members_kept"], 1, "{r}");
+    // And the explain view from the command line.
+    let out = Command::new(env!("CARGO_BIN_EXE_gtmd"))
+        .args([
+            "ctl",
+            "--admin",
+            &admin.to_string(),
+            "explain",
+            "app.example.test",
+            "--client",
+            "192.0.2.1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e["client"], "192.0.2.1", "{e}");
+    assert_eq!(e["members"][0]["in_answer"], 1.0, "{e}");
 }

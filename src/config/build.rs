@@ -546,11 +546,12 @@ fn build_policy(
                     max_answers,
                 }
             } else {
-                let (orders, table) = build_topology(cx, np, b, pools, members, ids)?;
+                let (orders, labels, table) = build_topology(cx, np, b, pools, members, ids)?;
                 Policy::Topology {
                     min_healthy,
                     max_answers,
                     orders,
+                    labels,
                     table,
                 }
             }
@@ -651,7 +652,11 @@ fn build_regions(
     Ok(out)
 }
 
-type Orders = (Vec<Vec<Vec<usize>>>, std::sync::Arc<crate::topology::Table>);
+type Orders = (
+    Vec<Vec<Vec<usize>>>,
+    Vec<Vec<String>>,
+    std::sync::Arc<crate::topology::Table>,
+);
 
 /// The topology rules of a name: each rule's order of member groups (then the name's pools,
 /// as unmatched clients get them) and the client-subnet table.
@@ -675,6 +680,8 @@ fn build_topology(
         .map(|&p| pools[p].members.clone())
         .collect();
     let mut orders = vec![default.clone()];
+    let default_labels: Vec<String> = name_pools.iter().map(|&p| pools[p].name.clone()).collect();
+    let mut labels = vec![default_labels.clone()];
     let mut nets = Vec::new();
     for (k, r) in rules.iter().enumerate() {
         let rp = format!("{np}.topology[{k}]");
@@ -716,10 +723,12 @@ fn build_topology(
         }
         order.extend(default.iter().cloned());
         orders.push(order);
+        labels.push(r.order.iter().chain(&default_labels).cloned().collect());
         nets.push(clients);
     }
     Ok((
         orders,
+        labels,
         std::sync::Arc::new(crate::topology::Table::new(&nets)),
     ))
 }

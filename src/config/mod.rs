@@ -133,6 +133,8 @@ pub enum Policy {
         min_healthy: MinHealthy,
         max_answers: usize,
         orders: Vec<Vec<Vec<usize>>>,
+        /// What each group of each order is called (a pool or a region), for the admin API.
+        labels: Vec<Vec<String>>,
         table: std::sync::Arc<crate::topology::Table>,
     },
 }

@@ -24,11 +24,13 @@ use crate::policy;
 use crate::probe::{ProbeReport, Prober};
 use crate::snapshot::{Bound, Choice, Published, Snapshot, Zones};
 
+mod explain;
 mod gauges;
 mod overrides;
 mod reload;
 mod status;
 
+pub use explain::Explain;
 use gauges::Gauges;
 pub use status::{MemberStatus, NameStatus, OverrideStatus, RegionStatus, Status};
 
@@ -40,6 +42,14 @@ pub enum Command {
     /// Sets or clears an override; replies with every override after the change, or why
     /// nothing changed.
     Override(OverrideOp, oneshot::Sender<Result<Vec<Override>, String>>),
+    /// Why a pool-bound name answers what it does, for a client (address or subnet) as
+    /// given.
+    Explain {
+        name: hickory_proto::rr::Name,
+        client: Option<crate::topology::Client>,
+        asked: Option<String>,
+        reply: oneshot::Sender<Result<Explain, String>>,
+    },
     /// Swaps in a configuration read again (or reports and counts why it could not be read);
     /// replies with what changed.
     Reload(
@@ -214,6 +224,9 @@ impl Engine {
                     Some(Command::Status(reply)) => { let _ = reply.send(self.status()); }
                     Some(Command::Override(op, reply)) => {
                         let _ = reply.send(self.change_override(op).await);
+                    }
+                    Some(Command::Explain { name, client, asked, reply }) => {
+                        let _ = reply.send(self.explain(&name, client, asked));
                     }
                     Some(Command::Reload(loaded, reply)) => {
                         match self.reload(loaded).await {

@@ -1,0 +1,315 @@
+//! "Why this answer?": for one pool-bound name and one client, every member behind the name
+//! with whether it is eligible and why, the order of groups a failover or topology name walks,
+//! and each answer the client can get with its probability. It runs the same
+//! [`policy::plans`] as publication, on the same health, so it cannot disagree with DNS.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use hickory_proto::rr::{LowerName, Name};
+use serde::Serialize;
+
+use super::Engine;
+use crate::config::{BoundName, Policy};
+use crate::health::State;
+use crate::overrides::Action;
+use crate::policy;
+use crate::topology::Client;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Explain {
+    pub name: String,
+    pub policy: &'static str,
+    /// The client as asked about (an address, or a subnet as in ECS).
+    pub client: Option<String>,
+    /// Topology names: the rule that matched the client and the ECS scope of the answer.
+    pub topology: Option<TopologyMatch>,
+    /// Failover and topology names: the groups in the order they are tried.
+    pub order: Vec<GroupStatus>,
+    pub ttl: u32,
+    pub degraded: bool,
+    pub families: Vec<FamilyAnswer>,
+    pub members: Vec<MemberWhy>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TopologyMatch {
+    /// `names."X".topology[N]`, or None: no rule matched (the name's pools in order).
+    pub rule: Option<usize>,
+    /// The ECS scope prefix length the answer carries.
+    pub scope: u8,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupStatus {
+    /// A pool, or a region label (topology orders).
+    pub group: String,
+    pub members: usize,
+    /// Members in answers now (healthy, not held down or removed, or forced up).
+    pub healthy: usize,
+    /// Enough healthy members for `min_healthy`.
+    pub enough: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FamilyAnswer {
+    pub rtype: &'static str,
+    /// No member of this family is healthy: the answer is the name's all-down behaviour.
+    pub all_down: bool,
+    pub servfail: bool,
+    /// Each possible answer (as a set; the order rotates per query) and its probability.
+    pub answers: Vec<Odds>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Odds {
+    pub addresses: Vec<IpAddr>,
+    pub probability: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberWhy {
+    pub pool: String,
+    pub member: String,
+    pub address: IpAddr,
+    pub region: Option<String>,
+    /// Healthy by the engine's rules (or forced up): the policy may use it.
+    pub eligible: bool,
+    /// How likely it is to be in this client's answer.
+    pub in_answer: f64,
+    pub why: String,
+}
+
+impl Policy {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Policy::All { .. } => "all",
+            Policy::Weighted { .. } => "weighted",
+            Policy::Failover { .. } => "failover",
+            Policy::Topology { .. } => "topology",
+        }
+    }
+}
+
+impl Engine {
+    pub(super) fn explain(
+        &self,
+        name: &Name,
+        client: Option<Client>,
+        asked: Option<String>,
+    ) -> Result<Explain, String> {
+        let lname = LowerName::new(name);
+        let b = self
+            .cfg
+            .names
+            .iter()
+            .find(|b| LowerName::new(&b.name) == lname)
+            .ok_or_else(|| {
+                format!("{name} is not bound to pools: its answers come from the zone files")
+            })?;
+        let now = Instant::now();
+        let up = |i: usize| self.answered(i, now);
+        let eligible = |i: usize| {
+            self.override_of[i].is_none_or(|k| self.overrides[k].action != Action::Disable)
+        };
+        let (group, topology) = match (&b.policy, client) {
+            (Policy::Topology { table, .. }, Some(c)) => {
+                let (g, scope) = table.find(c);
+                let rule = (g > 0).then(|| g as usize - 1);
+                (g as usize, Some(TopologyMatch { rule, scope }))
+            }
+            (Policy::Topology { .. }, None) => (
+                0,
+                Some(TopologyMatch {
+                    rule: None,
+                    scope: 0,
+                }),
+            ),
+            _ => (0, None),
+        };
+        let mut families = Vec::new();
+        for v6 in [false, true] {
+            let members = self.members_of(b);
+            if !members
+                .iter()
+                .any(|&i| self.cfg.members[i].address.is_ipv6() == v6)
+            {
+                continue;
+            }
+            let plans = policy::plans(&self.cfg, b, v6, &up, &eligible);
+            let Some(p) = plans.into_iter().nth(group) else {
+                continue;
+            };
+            families.push(FamilyAnswer {
+                rtype: if v6 { "AAAA" } else { "A" },
+                all_down: p.all_down,
+                servfail: p.servfail,
+                answers: merge(p.sets),
+            });
+        }
+        let degraded = self
+            .published
+            .load()
+            .bound
+            .get(&lname)
+            .is_some_and(|e| e.degraded);
+        Ok(Explain {
+            name: b.name.to_string(),
+            policy: b.policy.kind(),
+            client: asked,
+            topology,
+            order: self.order(b, group),
+            ttl: if degraded { b.degraded_ttl } else { b.ttl },
+            degraded,
+            members: self
+                .members_of(b)
+                .into_iter()
+                .map(|i| self.member_why(i, &families, now))
+                .collect(),
+            families,
+        })
+    }
+
+    /// Every member behind the name, once, in pool order.
+    fn members_of(&self, b: &BoundName) -> Vec<usize> {
+        let mut v: Vec<usize> = Vec::new();
+        for &p in &b.pools {
+            for &i in &self.cfg.pools[p].members {
+                if !v.contains(&i) {
+                    v.push(i);
+                }
+            }
+        }
+        v
+    }
+
+    /// The groups a failover or topology name tries, in order, with their health now.
+    fn order(&self, b: &BoundName, group: usize) -> Vec<GroupStatus> {
+        let now = Instant::now();
+        let status = |label: &str, members: &[usize], min: crate::config::MinHealthy| {
+            let healthy = members.iter().filter(|&&i| self.answered(i, now)).count();
+            GroupStatus {
+                group: label.to_string(),
+                members: members.len(),
+                healthy,
+                enough: min.met(healthy, members.len()),
+            }
+        };
+        match &b.policy {
+            Policy::Failover { min_healthy, .. } => b
+                .pools
+                .iter()
+                .map(|&p| {
+                    let pool = &self.cfg.pools[p];
+                    status(&pool.name, &pool.members, *min_healthy)
+                })
+                .collect(),
+            Policy::Topology {
+                min_healthy,
+                orders,
+                labels,
+                ..
+            } => {
+                // A rule's order is followed by the name's pools; one it named already is
+                // not tried again.
+                let mut seen: Vec<&str> = Vec::new();
+                orders[group]
+                    .iter()
+                    .zip(&labels[group])
+                    .filter(|(_, l)| {
+                        let new = !seen.contains(&l.as_str());
+                        seen.push(l);
+                        new
+                    })
+                    .map(|(m, l)| status(l, m, *min_healthy))
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn member_why(&self, i: usize, families: &[FamilyAnswer], now: Instant) -> MemberWhy {
+        let m = &self.cfg.members[i];
+        let h = &self.health[i];
+        let last = &self.last[i];
+        let in_answer = families
+            .iter()
+            .flat_map(|f| &f.answers)
+            .filter(|o| o.addresses.contains(&m.address))
+            .fold(0.0, |sum, o| sum + o.probability);
+        let since = last
+            .since
+            .map(|s| format!(" for {:.0} s", now.duration_since(s).as_secs_f64()))
+            .unwrap_or_default();
+        let health = match h.state {
+            State::Unknown => "not probed yet".to_string(),
+            State::Down => format!(
+                "down{since}: {}",
+                last.error.as_deref().unwrap_or("probe failed")
+            ),
+            State::Up if h.suspect() => {
+                format!("up{since}, but its last {} probes failed", h.streak)
+            }
+            State::Up => format!("up{since}"),
+        };
+        let removed = self.region_of[i].filter(|&r| self.removed[r]);
+        let why = if let Some(o) = self.override_of[i].map(|k| &self.overrides[k]) {
+            let what = if o.action == Action::Disable {
+                "disabled"
+            } else {
+                "forced up"
+            };
+            format!(
+                "{what} by hand ({}: {}); probes say {health}",
+                o.target, o.reason
+            )
+        } else if h.state != State::Up {
+            health
+        } else if self.damping[i].held(now) {
+            let left = self.damping[i]
+                .held_until
+                .map_or(0.0, |t| (t - now).as_secs_f64());
+            format!(
+                "{health}, but held down {left:.1} s more (flap damping: {} downs in the window)",
+                self.damping[i].flaps()
+            )
+        } else if let Some(r) = removed {
+            let region = &self.cfg.regions[r];
+            format!(
+                "{health}, but region {} is removed ({} of {} healthy; it returns at {}%)",
+                region.name,
+                self.region_healthy(r, now),
+                region.members.len(),
+                region.return_at
+            )
+        } else {
+            health
+        };
+        MemberWhy {
+            pool: self.cfg.pools[m.pool].name.clone(),
+            member: m.name.clone(),
+            address: m.address,
+            region: m.region.clone(),
+            eligible: self.answered(i, now),
+            in_answer,
+            why,
+        }
+    }
+}
+
+/// Answers that differ only in order (rotations) as one set, with their probabilities added.
+fn merge(sets: Vec<(Vec<IpAddr>, f64)>) -> Vec<Odds> {
+    let mut out: Vec<Odds> = Vec::new();
+    for (mut a, p) in sets {
+        a.sort();
+        match out.iter_mut().find(|o| o.addresses == a) {
+            Some(o) => o.probability += p,
+            None => out.push(Odds {
+                addresses: a,
+                probability: p,
+            }),
+        }
+    }
+    out.sort_by(|x, y| y.probability.total_cmp(&x.probability));
+    out
+}
