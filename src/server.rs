@@ -93,12 +93,13 @@ async fn tcp_accept(listener: TcpListener, shared: Arc<Shared>, stop: Cancellati
     .await;
 }
 
-/// Serves one TCP connection: length-prefixed queries (RFC 1035 section 4.2.2), answered in
-/// order, until the client closes, is idle too long, or the server stops.
 /// The idle timeout in force now (a reload may change it).
 fn idle(shared: &Shared) -> Duration {
     shared.published.load().wire.tcp_idle_timeout
 }
+
+/// Serves one TCP connection: length-prefixed queries (RFC 1035 section 4.2.2), answered in
+/// order, until the client closes, is idle too long, or the server stops.
 
 async fn tcp_conn(
     mut stream: TcpStream,
