@@ -100,7 +100,6 @@ fn idle(shared: &Shared) -> Duration {
 
 /// Serves one TCP connection: length-prefixed queries (RFC 1035 section 4.2.2), answered in
 /// order, until the client closes, is idle too long, or the server stops.
-
 async fn tcp_conn(
     mut stream: TcpStream,
     peer: SocketAddr,

@@ -450,6 +450,7 @@ async fn a_bad_reload_changes_nothing_and_says_where() {
     // Nothing changed: the same configuration, members and answers.
     let after = status(g.admin).await;
     assert_eq!(after["members"].as_array().unwrap().len(), 1);
+    assert_eq!(after["config_generation"], 1, "{after}");
     let since = |s: &serde_json::Value| s["members"][0]["since_secs"].as_f64().unwrap();
     assert!(since(&after) >= since(&before), "a's state restarted");
     assert_eq!(metric(g.admin, "gtmd_config_generation").await, Some(1.0));

@@ -84,6 +84,8 @@ pub struct RegionStatus {
 pub struct Status {
     pub ready: bool,
     pub generation: u64,
+    /// 1 for the configuration read at start, plus one per reload that took effect.
+    pub config_generation: u64,
     pub members: Vec<MemberStatus>,
     pub names: Vec<NameStatus>,
     pub regions: Vec<RegionStatus>,
@@ -178,6 +180,7 @@ impl Engine {
         Status {
             ready: snap.ready,
             generation: snap.generation,
+            config_generation: self.config_generation,
             members,
             names,
             regions,
