@@ -32,6 +32,7 @@
 //! | [`alert`] | the alert hook: webhook and command, retries, rate limit |
 //! | [`overrides`] | operator overrides and the state file |
 //! | [`stats`] | Prometheus metrics |
+//! | [`props`] | properties for any input, asserted by the fuzz targets and the corpus replay |
 //! | [`reload`] | reading the configuration again on SIGHUP or request |
 //! | [`app`] | starting and owning every task |
 
@@ -48,6 +49,7 @@ pub mod lookup;
 pub mod overrides;
 pub mod policy;
 pub mod probe;
+pub mod props;
 pub mod reload;
 pub mod server;
 pub mod snapshot;
