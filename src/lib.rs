@@ -33,6 +33,7 @@
 //! | [`overrides`] | operator overrides and the state file |
 //! | [`stats`] | Prometheus metrics |
 //! | [`props`] | properties for any input, asserted by the fuzz targets and the corpus replay |
+//! | [`rrl`] | response rate limiting on UDP |
 //! | [`reload`] | reading the configuration again on SIGHUP or request |
 //! | [`app`] | starting and owning every task |
 
@@ -51,6 +52,7 @@ pub mod policy;
 pub mod probe;
 pub mod props;
 pub mod reload;
+pub mod rrl;
 pub mod server;
 pub mod snapshot;
 pub mod stats;

@@ -203,6 +203,9 @@ pub struct Snapshot {
     pub fast: crate::fast::AnswerCache,
     /// The transports' settings (they change with a reload, like the rest).
     pub wire: Arc<crate::dns::WireSettings>,
+    /// Response rate limiting (its buckets live across publications until a reload changes
+    /// its settings).
+    pub rrl: Option<Arc<crate::rrl::Rrl>>,
 }
 
 impl Snapshot {

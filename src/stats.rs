@@ -32,6 +32,7 @@ pub const BUILD_INFO: &str = "gtmd_build_info";
 pub const NAME_FAIL_OPEN: &str = "gtmd_name_fail_open";
 pub const CONFIG_GENERATION: &str = "gtmd_config_generation";
 pub const RELOADS: &str = "gtmd_config_reloads_total";
+pub const RRL: &str = "gtmd_rrl_responses_total";
 pub const LAST_RELOAD_OK: &str = "gtmd_config_last_reload_successful";
 
 /// How often the engine stores its gauges even when nothing changed. The exporter forgets a
@@ -105,6 +106,10 @@ fn describe() {
         CONFIG_GENERATION,
         "1 for the configuration read at start, plus one per reload that took effect"
     );
+    describe_counter!(
+        RRL,
+        "UDP responses over the rate limit: slipped (sent truncated) or dropped; reset: the prefix table was emptied"
+    );
     describe_counter!(RELOADS, "Reloads, by result (ok, failed)");
     describe_gauge!(
         LAST_RELOAD_OK,
@@ -156,6 +161,11 @@ pub struct QueryCounts {
     handles: Vec<Option<Counter>>,
     latency: Histogram,
     seen: u32,
+    /// Responses over the rate limit since the last flush: slipped, dropped.
+    pub rrl: [u32; 2],
+    rrl_handles: [Counter; 2],
+    /// Counts limited responses, to slip every `slip`-th.
+    pub slips: u32,
 }
 
 impl QueryCounts {
@@ -167,6 +177,12 @@ impl QueryCounts {
             handles: vec![None; 16 * QTYPES.len()],
             latency: histogram!(ANSWER_SECONDS, "transport" => transport),
             seen: 0,
+            rrl: [0; 2],
+            rrl_handles: [
+                counter!(RRL, "action" => "slipped"),
+                counter!(RRL, "action" => "dropped"),
+            ],
+            slips: 0,
         }
     }
 
@@ -193,6 +209,11 @@ impl QueryCounts {
 
     /// Adds the local counts to the shared counters.
     pub fn flush(&mut self) {
+        for (n, h) in self.rrl.iter_mut().zip(&self.rrl_handles) {
+            if *n > 0 {
+                h.increment(u64::from(std::mem::take(n)));
+            }
+        }
         for (r, row) in self.counts.iter_mut().enumerate() {
             for (t, count) in row.iter_mut().enumerate() {
                 let n = std::mem::take(count);

@@ -16,6 +16,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
 
 use crate::dns::{self, Outcome, Transport};
+use crate::rrl::Verdict;
 use crate::server::Shared;
 
 /// Datagrams handled per system call.
@@ -239,27 +240,41 @@ fn serve(sock: &UdpSocket, shared: &Shared, stop: &CancellationToken) {
             };
             let ip = src.ip().to_canonical();
             let timed = counts.sample().then(std::time::Instant::now);
-            if snap
+            if !snap
                 .fast
                 .answer(query, ip, snap.wire.udp_payload, false, out)
             {
-                ready.push(i);
-            } else if let Outcome::Reply(bytes) =
-                dns::handle(&snap, query, src.ip(), Transport::Udp, &snap.wire)
-            {
+                let Outcome::Reply(bytes) =
+                    dns::handle(&snap, query, src.ip(), Transport::Udp, &snap.wire)
+                else {
+                    continue;
+                };
                 out.clear();
                 out.extend_from_slice(&bytes);
-                ready.push(i);
-            } else {
-                continue;
             }
             if let Some(t) = timed {
                 counts.record_latency(t.elapsed());
             }
+            if let Some(rrl) = &snap.rrl {
+                match rrl.judge(ip, out, &mut counts.slips) {
+                    Verdict::Send => {}
+                    Verdict::Slip if crate::rrl::truncate(out) => counts.rrl[0] += 1,
+                    Verdict::Slip | Verdict::Drop => {
+                        counts.rrl[1] += 1;
+                        continue;
+                    }
+                }
+            }
+            ready.push(i);
             counts.count(out);
+        }
+        if let Some(rrl) = &snap.rrl {
+            rrl.upkeep();
         }
         if !ready.is_empty() {
             b.send(fd, &ready);
+        }
+        if !ready.is_empty() || counts.rrl != [0, 0] {
             counts.flush();
         }
     }

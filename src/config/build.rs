@@ -95,6 +95,7 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
     let names = build_names(cx, &raw, &pools, &members)?;
     let regions = build_regions(cx, &raw, &members)?;
     let alerts = build_alerts(cx, &raw.alerts)?;
+    let rrl = build_rrl(cx, &raw.rrl)?;
     Ok(Config {
         source: cx.source.to_string(),
         path: None,
@@ -116,6 +117,7 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
         names,
         regions,
         alerts,
+        rrl,
         text: cx.text.to_string(),
     })
 }
@@ -731,6 +733,46 @@ fn build_topology(
         labels,
         std::sync::Arc::new(crate::topology::Table::new(&nets)),
     ))
+}
+
+fn build_rrl(cx: &Ctx, r: &file::Rrl) -> Result<crate::rrl::RrlConfig, ConfigError> {
+    let d = crate::rrl::RrlConfig::default();
+    let prefix = |key: &str, v: Option<u8>, default: u8, max: u8| match v {
+        None => Ok(default),
+        Some(p) if p <= max => Ok(p),
+        Some(p) => Err(cx.err(
+            &format!("rrl.{key}"),
+            format!("{p} is not a prefix length (0 to {max})"),
+        )),
+    };
+    let exempt = match &r.exempt {
+        None => d.exempt,
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                parse_net(s).ok_or_else(|| {
+                    cx.err(
+                        &format!("rrl.exempt[{i}]"),
+                        format!("{s:?} is not an address or CIDR prefix"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let max_prefixes = r.max_prefixes.unwrap_or(d.max_prefixes);
+    if max_prefixes == 0 {
+        return Err(cx.err("rrl.max_prefixes", "must be at least 1"));
+    }
+    Ok(crate::rrl::RrlConfig {
+        rate: r.rate.unwrap_or(d.rate),
+        errors_rate: r.errors_rate.unwrap_or(d.errors_rate),
+        slip: r.slip.unwrap_or(d.slip),
+        ipv4_prefix: prefix("ipv4_prefix", r.ipv4_prefix, d.ipv4_prefix, 32)?,
+        ipv6_prefix: prefix("ipv6_prefix", r.ipv6_prefix, d.ipv6_prefix, 128)?,
+        exempt,
+        max_prefixes,
+    })
 }
 
 fn build_alerts(cx: &Ctx, a: &file::Alerts) -> Result<AlertConfig, ConfigError> {

@@ -25,6 +25,20 @@ pub struct File {
     pub regions: BTreeMap<String, Region>,
     #[serde(default)]
     pub alerts: Alerts,
+    #[serde(default)]
+    pub rrl: Rrl,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Rrl {
+    pub rate: Option<u32>,
+    pub errors_rate: Option<u32>,
+    pub slip: Option<u32>,
+    pub ipv4_prefix: Option<u8>,
+    pub ipv6_prefix: Option<u8>,
+    pub exempt: Option<Vec<String>>,
+    pub max_prefixes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]

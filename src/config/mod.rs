@@ -226,6 +226,8 @@ pub struct Config {
     pub names: Vec<BoundName>,
     pub regions: Vec<Region>,
     pub alerts: AlertConfig,
+    /// Response rate limiting on UDP.
+    pub rrl: crate::rrl::RrlConfig,
     text: String,
 }
 

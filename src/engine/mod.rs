@@ -123,6 +123,8 @@ pub struct Engine {
     reports: Option<mpsc::Receiver<ProbeReport>>,
     /// 1 for the configuration read at start, then one more per reload.
     config_generation: u64,
+    /// Response rate limiting, kept across publications (and reloads that leave it as is).
+    rrl: Option<Arc<crate::rrl::Rrl>>,
     /// Prepared answers that do not depend on health, reused by every publication.
     fixed: Option<Arc<crate::fast::Fixed>>,
 }
@@ -142,6 +144,7 @@ impl Engine {
             .collect();
         let gauges = Gauges::new(&cfg);
         let (report_tx, reports) = mpsc::channel(4096);
+        let rrl = crate::rrl::Rrl::new(&cfg.rrl).map(Arc::new);
         let mut e = Self {
             cfg,
             zones,
@@ -167,6 +170,7 @@ impl Engine {
             settled_reply: None,
             reports: Some(reports),
             config_generation: 1,
+            rrl,
             fixed: None,
         };
         e.publish();
@@ -491,6 +495,7 @@ impl Engine {
             bound,
             ready,
             wire: Arc::new(self.cfg.wire.clone()),
+            rrl: self.rrl.clone(),
             ..Default::default()
         };
         // Only answers holding pool records are prepared again; the rest is shared.

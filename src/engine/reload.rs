@@ -114,6 +114,9 @@ impl Engine {
             .collect();
         let names: Vec<LowerName> = cfg.names.iter().map(|b| LowerName::new(&b.name)).collect();
         self.all_down.retain(|k, _| names.contains(k));
+        if cfg.rrl != old.rrl {
+            self.rrl = crate::rrl::Rrl::new(&cfg.rrl).map(Arc::new);
+        }
         if cfg.alerts != old.alerts {
             self.alerts = self.alerts.restarted(&cfg.alerts);
         }
