@@ -34,6 +34,30 @@ pub struct Handles {
 
 type Ctx = Handles;
 
+/// The largest request body taken (bigger ones get 413).
+pub const MAX_BODY: usize = 64 * 1024;
+/// The longest a request may take, body included (then 408).
+pub const MAX_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn time_limit(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(MAX_TIME, next.run(req)).await {
+        Ok(r) => {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                crate::stats::limit_hit("admin_max_body");
+            }
+            r
+        }
+        Err(_) => {
+            crate::stats::limit_hit("admin_max_time");
+            (StatusCode::REQUEST_TIMEOUT, "request took too long\n").into_response()
+        }
+    }
+}
+
 /// Serves the admin API on `listener` until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, handles: Handles, stop: CancellationToken) {
     let app = Router::new()
@@ -45,6 +69,8 @@ pub async fn serve(listener: TcpListener, handles: Handles, stop: CancellationTo
         .route("/overrides/clear", post(clear_override))
         .route("/reload", post(reload))
         .route("/explain", get(explain))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(time_limit))
         .with_state(handles);
     let served =
         axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });

@@ -48,8 +48,16 @@ pub struct WireSettings {
     pub udp_payload: u16,
     /// Clients allowed to transfer zones (AXFR/IXFR over TCP).
     pub allow_transfer: Vec<ipnet::IpNet>,
-    /// A TCP connection with no complete query for this long is closed.
+    /// A TCP connection with no query under way for this long is closed.
     pub tcp_idle_timeout: std::time::Duration,
+    /// A query begun on TCP (its length read) must arrive whole within this, and a response
+    /// must be taken by the client within it.
+    pub tcp_read_timeout: std::time::Duration,
+    /// TCP connections at once, in all and from one client address.
+    pub tcp_max_connections: usize,
+    pub tcp_max_per_client: usize,
+    /// Queries answered on one TCP connection before it is closed.
+    pub tcp_max_queries: usize,
 }
 
 impl Default for WireSettings {
@@ -58,6 +66,10 @@ impl Default for WireSettings {
             udp_payload: 1232,
             allow_transfer: Vec::new(),
             tcp_idle_timeout: std::time::Duration::from_secs(10),
+            tcp_read_timeout: std::time::Duration::from_secs(2),
+            tcp_max_connections: 1024,
+            tcp_max_per_client: 32,
+            tcp_max_queries: 10_000,
         }
     }
 }

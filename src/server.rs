@@ -4,7 +4,8 @@
 //!
 //! This module owns sockets and tasks, not DNS semantics: those are in [`crate::dns`].
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,21 +71,48 @@ pub fn spawn(
 }
 
 async fn tcp_accept(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
-    let mut conns = JoinSet::new();
+    let mut conns: JoinSet<IpAddr> = JoinSet::new();
+    let mut per_client: HashMap<IpAddr, usize> = HashMap::new();
     loop {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
-                    conns.spawn(tcp_conn(stream, peer, shared.clone(), stop.clone()));
+                    let wire = shared.published.load().wire.clone();
+                    let ip = peer.ip().to_canonical();
+                    // Over a limit, the connection is closed at once.
+                    if conns.len() >= wire.tcp_max_connections {
+                        crate::stats::limit_hit("tcp_max_connections");
+                        continue;
+                    }
+                    let count = per_client.entry(ip).or_insert(0);
+                    if *count >= wire.tcp_max_per_client {
+                        crate::stats::limit_hit("tcp_max_per_client");
+                        continue;
+                    }
+                    *count += 1;
+                    let (shared, stop) = (shared.clone(), stop.clone());
+                    conns.spawn(async move {
+                        tcp_conn(stream, peer, shared, stop).await;
+                        ip
+                    });
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "tcp accept");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
+            Some(done) = conns.join_next(), if !conns.is_empty() => {
+                if let Ok(ip) = done {
+                    if let Some(c) = per_client.get_mut(&ip) {
+                        *c -= 1;
+                        if *c == 0 {
+                            per_client.remove(&ip);
+                        }
+                    }
+                }
+            }
             _ = stop.cancelled() => break,
         }
-        while conns.try_join_next().is_some() {}
     }
     // Let connections finish the answers they are writing.
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -111,6 +139,7 @@ async fn tcp_conn(
     let mut fast = Vec::new();
     let mut framed = Vec::new();
     let mut counts = crate::stats::QueryCounts::new("tcp");
+    let mut answered = 0;
     loop {
         let mut len = [0u8; 2];
         let read = tokio::select! {
@@ -122,10 +151,17 @@ async fn tcp_conn(
         }
         let n = u16::from_be_bytes(len) as usize;
         buf.resize(n, 0);
-        match tokio::time::timeout(idle(&shared), stream.read_exact(&mut buf)).await {
+        let wire = shared.published.load().wire.clone();
+        // A begun query must arrive whole soon: a slow sender cannot hold the slot.
+        match tokio::time::timeout(wire.tcp_read_timeout, stream.read_exact(&mut buf)).await {
             Ok(Ok(_)) => {}
-            _ => return,
+            Ok(Err(_)) => return,
+            Err(_) => {
+                crate::stats::limit_hit("tcp_read_timeout");
+                return;
+            }
         }
+        answered += 1;
         // The fast path answers into `fast`; otherwise the general path's messages are used.
         let timed = counts.sample().then(std::time::Instant::now);
         let general = {
@@ -164,7 +200,17 @@ async fn tcp_conn(
         // A transfer counts once, by its first message.
         counts.count(&framed[first..]);
         counts.flush();
-        if stream.write_all(&framed).await.is_err() {
+        // A client that does not take its answers cannot hold the slot either.
+        match tokio::time::timeout(wire.tcp_read_timeout, stream.write_all(&framed)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                crate::stats::limit_hit("tcp_write_timeout");
+                return;
+            }
+        }
+        if answered >= wire.tcp_max_queries {
+            crate::stats::limit_hit("tcp_max_queries");
             return;
         }
     }

@@ -33,6 +33,7 @@ pub const NAME_FAIL_OPEN: &str = "gtmd_name_fail_open";
 pub const CONFIG_GENERATION: &str = "gtmd_config_generation";
 pub const RELOADS: &str = "gtmd_config_reloads_total";
 pub const RRL: &str = "gtmd_rrl_responses_total";
+pub const LIMITS: &str = "gtmd_limits_total";
 pub const LAST_RELOAD_OK: &str = "gtmd_config_last_reload_successful";
 
 /// How often the engine stores its gauges even when nothing changed. The exporter forgets a
@@ -40,6 +41,12 @@ pub const LAST_RELOAD_OK: &str = "gtmd_config_last_reload_successful";
 /// removed leave `/metrics`.
 pub const GAUGE_REFRESH: std::time::Duration = std::time::Duration::from_secs(15);
 pub const GAUGE_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Counts one time `limit` (a configuration key's name) bit.
+pub fn limit_hit(limit: &'static str) {
+    handle();
+    counter!(LIMITS, "limit" => limit).increment(1);
+}
 
 /// The process's recorder, installed on first use.
 pub fn handle() -> &'static PrometheusHandle {
@@ -109,6 +116,10 @@ fn describe() {
     describe_counter!(
         RRL,
         "UDP responses over the rate limit: slipped (sent truncated) or dropped; reset: the prefix table was emptied"
+    );
+    describe_counter!(
+        LIMITS,
+        "Times a resource limit bit, by limit (the configuration key that sets it)"
     );
     describe_counter!(RELOADS, "Reloads, by result (ok, failed)");
     describe_gauge!(

@@ -70,6 +70,20 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
         raw.server.tcp_idle_timeout.as_ref(),
         Duration::from_secs(10),
     )?;
+    let tcp_read_timeout = duration(
+        cx,
+        "server.tcp_read_timeout",
+        raw.server.tcp_read_timeout.as_ref(),
+        Duration::from_secs(2),
+    )?;
+    let positive = |key: &str, v: Option<usize>, default: usize| match v {
+        Some(0) => Err(cx.err(&format!("server.{key}"), "must be at least 1")),
+        v => Ok(v.unwrap_or(default)),
+    };
+    let tcp_max_connections =
+        positive("tcp_max_connections", raw.server.tcp_max_connections, 1024)?;
+    let tcp_max_per_client = positive("tcp_max_per_client", raw.server.tcp_max_per_client, 32)?;
+    let tcp_max_queries = positive("tcp_max_queries", raw.server.tcp_max_queries, 10_000)?;
     let admin = raw.admin.listen.as_deref().unwrap_or("127.0.0.1:8053");
     let admin_listen: SocketAddr = admin
         .parse()
@@ -105,6 +119,10 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
             udp_payload,
             allow_transfer,
             tcp_idle_timeout,
+            tcp_read_timeout,
+            tcp_max_connections,
+            tcp_max_per_client,
+            tcp_max_queries,
         },
         admin_listen,
         token_file,

@@ -66,6 +66,10 @@ pub struct Server {
     pub zones_dir: Option<String>,
     pub udp_payload: Option<u16>,
     pub tcp_idle_timeout: Option<String>,
+    pub tcp_read_timeout: Option<String>,
+    pub tcp_max_connections: Option<usize>,
+    pub tcp_max_per_client: Option<usize>,
+    pub tcp_max_queries: Option<usize>,
     pub allow_transfer: Option<Vec<String>>,
 }
 

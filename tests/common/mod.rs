@@ -37,8 +37,13 @@ impl Drop for Gtmd {
 /// Starts gtmd with `config` (TOML; listen addresses are replaced by 127.0.0.1:0) and waits
 /// until it serves DNS.
 pub async fn start(config: &str, zones: &Path) -> Gtmd {
+    start_with(config, "", zones).await
+}
+
+/// As [`start`], with `server` (lines of the [server] table) added.
+pub async fn start_with(config: &str, server: &str, zones: &Path) -> Gtmd {
     let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nzones_dir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n{config}",
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nzones_dir = {:?}\n{server}\n[admin]\nlisten = \"127.0.0.1:0\"\n{config}",
         zones.display().to_string()
     );
     let cfg = Config::parse(&text, "test.toml", Path::new("/")).expect("test config is valid");
