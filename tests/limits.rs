@@ -150,3 +150,40 @@ async fn the_admin_api_refuses_a_huge_body() {
     assert_eq!(r.status().as_u16(), 413);
     assert!(limit_count(g.admin, "admin_max_body").await >= 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_reads_no_more_than_max_body() {
+    // A backend whose marker comes after 100 KB of body.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let _ = s.read(&mut buf).await;
+                let body = format!("{}healthy", "x".repeat(100_000));
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    let cfg = format!(
+        "[probe]\nmax_body = 1024\n[checks.web]\ntype = \"http\"\nbody_contains = \"healthy\"\ninterval = \"2s\"\ntimeout = \"1s\"\n\
+         [pools.app]\ncheck = \"web\"\nmembers = [{{ name = \"m\", address = \"192.0.2.11\", probe_address = \"127.0.0.1\", probe_port = {port} }}]\n\
+         [names.\"app.example.test.\"]\npools = [\"app\"]\n"
+    );
+    let g = start(&cfg, &repo().join("zones")).await;
+    let m = member(g.admin, "m").await;
+    assert_eq!(m["state"], "down", "{m}");
+    let err = m["last_error"].as_str().unwrap();
+    assert!(err.contains("first 1024 bytes"), "{err}");
+    assert!(limit_count(g.admin, "probe.max_body").await >= 1.0);
+    server.abort();
+}

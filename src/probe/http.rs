@@ -254,6 +254,9 @@ impl HttpProbe {
         if let Some(needle) = needle {
             let body = &buf[head_end..buf.len().min(cap)];
             if find(body, needle).is_none() {
+                if buf.len() >= cap {
+                    crate::stats::limit_hit("probe.max_body");
+                }
                 return Err(Failure::late(format!(
                     "body does not contain {:?} (first {} bytes read)",
                     String::from_utf8_lossy(needle),
