@@ -114,7 +114,12 @@ pub fn handle(
         }
     };
     let mut resp = Message::new(meta.id, MessageType::Response, meta.op_code);
-    resp.queries = msg.queries.clone();
+    // Only a single question is echoed: a message of another opcode may carry any number,
+    // and echoing them all could exceed the client's UDP size (NSD answers such a message
+    // with a bare header too).
+    if msg.queries.len() == 1 {
+        resp.queries = msg.queries.clone();
+    }
     let client_payload = msg.edns.as_ref().map(|e| e.max_payload());
     if let Some(qedns) = &msg.edns {
         let mut edns = Edns::new();

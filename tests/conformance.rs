@@ -420,6 +420,10 @@ async fn malformed_queries_get_what_knot_or_nsd_gives() {
         ("QR set", response),
         ("question cut short", cut_question),
         ("pointer loop in the name", bad_label),
+        (
+            "opcode STATUS, nine long questions (a fuzzer's find)",
+            std::fs::read(repo().join("fuzz/corpus/query/found-many-questions-over-512")).unwrap(),
+        ),
     ];
     let mut failures = Vec::new();
     for (label, bytes) in &inputs {
@@ -427,12 +431,22 @@ async fn malformed_queries_get_what_knot_or_nsd_gives() {
         let k = udp_raw(knot.addr, bytes, Duration::from_millis(500)).await;
         let n = udp_raw(nsd.addr, bytes, Duration::from_millis(500)).await;
         let rc = |b: &Option<Vec<u8>>| b.as_ref().map(|b| b[3] & 0x0f);
+        let shape = |b: &Option<Vec<u8>>| b.as_ref().map(|b| (b.len(), b[5], b[2] & 2 != 0));
         eprintln!(
-            "{label}: gtmd {:?} knot {:?} nsd {:?}",
+            "{label}: gtmd {:?} {:?} knot {:?} {:?} nsd {:?} {:?}",
             rc(&ours),
+            shape(&ours),
             rc(&k),
-            rc(&n)
+            shape(&k),
+            rc(&n),
+            shape(&n)
         );
+        if ours.as_ref().is_some_and(|b| b.len() > 512) {
+            failures.push(format!(
+                "{label}: a {}-byte response to a query without EDNS",
+                ours.as_ref().map_or(0, Vec::len)
+            ));
+        }
         if rc(&ours) != rc(&k) && rc(&ours) != rc(&n) {
             failures.push(format!(
                 "{label}: gtmd rcode {:?}, knot {:?}, nsd {:?}",
