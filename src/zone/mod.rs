@@ -268,8 +268,29 @@ fn read_entry(r: &mut Reader, e: Entry, file: &Path, depth: usize) -> Result<(),
     let rdata: Vec<&Token> = toks.collect();
     let record =
         parse_record(&owner, ttl, &rtype, &rdata, &r.origin).map_err(|m| err(file, line, m))?;
+    wire_roundtrip(&record).map_err(|m| err(file, line, m))?;
     r.records.push((record, line, file.to_path_buf()));
     Ok(())
+}
+
+/// A record is served only if its wire form reads back as itself: text that parses into
+/// data the wire format cannot carry (a CAA tag with `=`, say) is an error here, not a
+/// response that resolvers cannot read.
+fn wire_roundtrip(record: &Record) -> Result<(), String> {
+    use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
+    let bytes = record.to_bytes().map_err(|e| {
+        format!(
+            "{} record cannot be written in wire format: {e}",
+            record.record_type()
+        )
+    })?;
+    match Record::from_bytes(&bytes) {
+        Ok(back) if back == *record => Ok(()),
+        Ok(_) | Err(_) => Err(format!(
+            "{} record does not survive the wire format (check its fields)",
+            record.record_type()
+        )),
+    }
 }
 
 fn include(
