@@ -36,10 +36,11 @@ pub const RRL: &str = "gtmd_rrl_responses_total";
 pub const LIMITS: &str = "gtmd_limits_total";
 pub const LAST_RELOAD_OK: &str = "gtmd_config_last_reload_successful";
 
-/// How often the engine stores its gauges even when nothing changed. The exporter forgets a
+/// How often the engine stores its gauges even when nothing changed (and drains histogram
+/// samples into their buckets). The exporter forgets a
 /// gauge not stored for [`GAUGE_IDLE`], so those of members, pools and names that a reload
 /// removed leave `/metrics`.
-pub const GAUGE_REFRESH: std::time::Duration = std::time::Duration::from_secs(15);
+pub const GAUGE_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
 pub const GAUGE_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Counts one time `limit` (a configuration key's name) bit.

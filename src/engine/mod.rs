@@ -191,7 +191,7 @@ impl Engine {
             return;
         };
         // Gauges are stored again now and then, so that the exporter drops those of members
-        // a reload removed (it forgets gauges not stored for a while).
+        // a reload removed (it forgets gauges not stored for a while); histograms are drained.
         let mut refresh = tokio::time::interval(crate::stats::GAUGE_REFRESH);
         loop {
             // The next end of a hold-down, when a member that is up returns to answers.
@@ -200,7 +200,12 @@ impl Engine {
             let settle = self.settle_until;
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = refresh.tick() => self.update_gauges(&self.published.load(), Instant::now()),
+                _ = refresh.tick() => {
+                    self.update_gauges(&self.published.load(), Instant::now());
+                    // Histogram samples wait in the exporter until drained: drain them even
+                    // when nobody scrapes /metrics, or they pile up.
+                    crate::stats::handle().run_upkeep();
+                }
                 _ = tokio::time::sleep_until(settle.unwrap_or_else(Instant::now).into()), if settle.is_some() => {
                     tracing::warn!(waiting = self.unknown, "members added by the reload are still unprobed: publishing without them");
                     self.settle_until = None;
