@@ -28,6 +28,9 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// Binds `count` UDP sockets to `addr` with SO_REUSEPORT so the kernel spreads queries over
 /// them. With port 0, all take the port the first one was given.
+/// The receive buffer asked for each UDP socket, bytes.
+const RECV_BUFFER: usize = 4 << 20;
+
 pub fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<Vec<UdpSocket>> {
     let mut out: Vec<UdpSocket> = Vec::with_capacity(count);
     let mut at = addr;
@@ -38,6 +41,9 @@ pub fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<Vec<UdpSocke
         }
         s.set_reuse_port(true)?;
         omit_path_mtu(&s, at.is_ipv6())?;
+        // Room for a burst (of junk, say) without the kernel dropping queries behind it; the
+        // kernel caps it at net.core.rmem_max.
+        let _ = s.set_recv_buffer_size(RECV_BUFFER);
         s.bind(&at.into())?;
         s.set_read_timeout(Some(POLL))?;
         let s: UdpSocket = s.into();

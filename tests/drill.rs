@@ -103,12 +103,15 @@ async fn tcp_load(dns: SocketAddr, load: Arc<Load>, stop: Arc<AtomicBool>) {
     }
 }
 
-/// Connections that send one byte of a query and stall, again and again.
+/// Connections from 127.0.0.66 that send one byte of a query and stall, again and again
+/// (the per-client cap keeps them from taking every slot).
 async fn slowloris(dns: SocketAddr, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
         let mut held = Vec::new();
         for _ in 0..20 {
-            if let Ok(mut s) = tokio::net::TcpStream::connect(dns).await {
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            sock.bind("127.0.0.66:0".parse().unwrap()).unwrap();
+            if let Ok(mut s) = sock.connect(dns).await {
                 let _ = s.write_all(&[0, 30, 0]).await;
                 held.push(s);
             }
@@ -119,7 +122,7 @@ async fn slowloris(dns: SocketAddr, stop: Arc<AtomicBool>) {
 
 /// 2000 packets of random bytes, some with a valid header.
 async fn malformed_burst(dns: SocketAddr) {
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sock = tokio::net::UdpSocket::bind("127.0.0.77:0").await.unwrap();
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for i in 0..2000 {
         let len = 1 + (i * 7919) % 600;
