@@ -130,15 +130,13 @@ impl Rrl {
         let Some(buckets) = buckets else {
             return Verdict::Send;
         };
-        if buckets.load().check_key(&self.key(client)).is_ok() {
-            return Verdict::Send;
-        }
-        if self
+        // Exempt clients take no bucket.
+        let exempt = self
             .cfg
             .exempt
             .iter()
-            .any(|n| n.contains(&client.to_canonical()))
-        {
+            .any(|n| n.contains(&client.to_canonical()));
+        if exempt || buckets.load().check_key(&self.key(client)).is_ok() {
             return Verdict::Send;
         }
         *slips = slips.wrapping_add(1);
