@@ -66,25 +66,10 @@ impl Load {
 
 async fn udp_load(dns: SocketAddr, load: Arc<Load>, stop: Arc<AtomicBool>) {
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut buf = [0u8; 1500];
     let mut id = 0u16;
     while !stop.load(Ordering::Relaxed) {
         id = id.wrapping_add(1);
-        let mut q = query_msg(NAME, RecordType::A, true);
-        q.metadata.id = id;
-        sock.send_to(&q.to_vec().unwrap(), dns).await.unwrap();
-        let reply = tokio::time::timeout(Duration::from_secs(2), async {
-            loop {
-                let n = sock.recv(&mut buf).await.unwrap();
-                if let Ok(m) = Message::from_vec(&buf[..n]) {
-                    if m.metadata.id == id {
-                        return m;
-                    }
-                }
-            }
-        })
-        .await
-        .ok();
+        let reply = udp_ask(&sock, dns, query_msg(NAME, RecordType::A, true), id).await;
         load.check(reply);
     }
 }

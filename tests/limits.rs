@@ -51,16 +51,8 @@ async fn ask(s: &mut TcpStream) -> Option<Vec<String>> {
 }
 
 async fn limit_count(admin: SocketAddr, limit: &str) -> f64 {
-    let text = reqwest::get(format!("http://{admin}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     let key = format!("gtmd_limits_total{{limit=\"{limit}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&key))
-        .map_or(0.0, |v| v.parse().unwrap())
+    metric(admin, &key).await.unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -95,19 +95,6 @@ async fn reload_ok(admin: SocketAddr) -> serde_json::Value {
     serde_json::from_str(&body).unwrap()
 }
 
-async fn metric(admin: SocketAddr, line_start: &str) -> Option<f64> {
-    let text = reqwest::get(format!("http://{admin}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 async fn all_up(g: &Gtmd, n: usize) {
     let ok = wait_until(Duration::from_secs(5), || async {
         let s = status(g.admin).await;
@@ -164,27 +151,11 @@ async fn udp_loop(
     stop: Arc<AtomicBool>,
 ) {
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut buf = [0u8; 1500];
     let mut id = 0u16;
     while !stop.load(Ordering::Relaxed) {
         for name in [NAME, "www.example.test."] {
             id = id.wrapping_add(1);
-            let mut q = query_msg(name, RecordType::A, true);
-            q.metadata.id = id;
-            sock.send_to(&q.to_vec().unwrap(), dns).await.unwrap();
-            // A reply to an earlier, timed-out query is skipped by its ID.
-            let reply = tokio::time::timeout(Duration::from_secs(2), async {
-                loop {
-                    let n = sock.recv(&mut buf).await.unwrap();
-                    if let Ok(m) = Message::from_vec(&buf[..n]) {
-                        if m.metadata.id == id {
-                            return m;
-                        }
-                    }
-                }
-            })
-            .await
-            .ok();
+            let reply = udp_ask(&sock, dns, query_msg(name, RecordType::A, true), id).await;
             check(&seen, name, reply, allowed);
         }
     }

@@ -84,6 +84,46 @@ pub fn free_addr() -> SocketAddr {
         .unwrap()
 }
 
+/// The value of the first /metrics sample whose line starts with `line_start` (a name, with
+/// labels as exported).
+pub async fn metric(admin: SocketAddr, line_start: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Sends `q` with ID `id` on `sock` and waits (at most 2 s) for the reply with that ID,
+/// skipping late replies to earlier queries.
+pub async fn udp_ask(
+    sock: &UdpSocket,
+    dns: SocketAddr,
+    mut q: Message,
+    id: u16,
+) -> Option<Message> {
+    q.metadata.id = id;
+    sock.send_to(&q.to_vec().unwrap(), dns).await.unwrap();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            let n = sock.recv(&mut buf).await.unwrap();
+            if let Ok(m) = Message::from_vec(&buf[..n]) {
+                if m.metadata.id == id {
+                    return m;
+                }
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
 /// A query message for `name`/`rtype` with EDNS (payload 1232) and RD clear.
 pub fn query_msg(name: &str, rtype: RecordType, edns: bool) -> Message {
     let mut m = Message::query();
