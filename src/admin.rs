@@ -12,11 +12,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use std::sync::Arc;
+
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::AdminLimits;
 use crate::engine::{Command, OverrideOp, Status};
 use crate::overrides::{Action, Override};
 use crate::reload::{ReloadReport, Reloads, Token};
@@ -34,17 +37,13 @@ pub struct Handles {
 
 type Ctx = Handles;
 
-/// The largest request body taken (bigger ones get 413).
-pub const MAX_BODY: usize = 64 * 1024;
-/// The longest a request may take, body included (then 408).
-pub const MAX_TIME: std::time::Duration = std::time::Duration::from_secs(10);
-
 async fn time_limit(
+    State(max_time): State<std::time::Duration>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    match tokio::time::timeout(MAX_TIME, next.run(req)).await {
+    match tokio::time::timeout(max_time, next.run(req)).await {
         Ok(r) => {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 crate::stats::limit_hit("admin_max_body");
@@ -58,8 +57,20 @@ async fn time_limit(
     }
 }
 
-/// Serves the admin API on `listener` until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, handles: Handles, stop: CancellationToken) {
+/// Serves the admin API on `listener` until `stop` is cancelled, then lets requests under
+/// way finish.
+///
+/// Each connection is served by hyper directly (not `axum::serve`) so that its headers, too,
+/// are under `limits.max_time`: a client that sends them slowly, or keeps a connection open
+/// without a request, is cut off. Beyond `limits.max_connections`, new connections are
+/// closed at once.
+pub async fn serve(
+    listener: TcpListener,
+    handles: Handles,
+    limits: AdminLimits,
+    stop: CancellationToken,
+) {
+    use tower::ServiceExt;
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -69,14 +80,53 @@ pub async fn serve(listener: TcpListener, handles: Handles, stop: CancellationTo
         .route("/overrides/clear", post(clear_override))
         .route("/reload", post(reload))
         .route("/explain", get(explain))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn(time_limit))
+        .layer(axum::extract::DefaultBodyLimit::max(limits.max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            limits.max_time,
+            time_limit,
+        ))
         .with_state(handles);
-    let served =
-        axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
-    if let Err(e) = served.await {
-        tracing::error!(error = %e, "admin API stopped");
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let conns = tokio_util::task::TaskTracker::new();
+    loop {
+        let io = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok((io, _)) => io,
+                Err(e) => {
+                    // Out of descriptors, most likely: wait rather than spin.
+                    tracing::warn!(error = %e, "admin API: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            crate::stats::limit_hit("admin_max_connections");
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone().map_request(
+            |r: axum::http::Request<hyper::body::Incoming>| r.map(axum::body::Body::new),
+        ));
+        let stop = stop.clone();
+        conns.spawn(async move {
+            let _slot = slot;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.max_time)
+                .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(limits.max_time, conn).await;
+                }
+            }
+        });
     }
+    conns.close();
+    conns.wait().await;
 }
 
 async fn readyz(State(cx): State<Ctx>) -> (StatusCode, &'static str) {

@@ -83,7 +83,7 @@ impl Alerts {
         if cfg.webhook.is_none() && cfg.command.is_empty() {
             return Alerts { tx: None, ctl };
         }
-        let (tx, rx) = mpsc::channel(1024);
+        let (tx, rx) = mpsc::channel(cfg.queue);
         tokio::spawn(deliver_all(cfg.clone(), rx));
         Alerts { tx: Some(tx), ctl }
     }
@@ -108,6 +108,7 @@ impl Alerts {
         let Some(tx) = &self.tx else { return };
         if tx.try_send(a).is_err() {
             metrics::counter!(ALERTS, "result" => "dropped").increment(1);
+            crate::stats::limit_hit("alerts_queue");
             tracing::warn!("alert queue full: alert dropped");
         }
     }

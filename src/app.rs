@@ -123,6 +123,7 @@ pub async fn start(
             reloads: reloads.clone(),
             token,
         },
+        cfg.admin_limits,
         stop.clone(),
     ));
     let shared = Arc::new(Shared {

@@ -146,8 +146,13 @@ async fn tcp_conn(
             r = tokio::time::timeout(idle(&shared), stream.read_exact(&mut len)) => r,
             _ = stop.cancelled() => return,
         };
-        if !matches!(read, Ok(Ok(_))) {
-            return;
+        match read {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                crate::stats::limit_hit("tcp_idle_timeout");
+                return;
+            }
         }
         let n = u16::from_be_bytes(len) as usize;
         buf.resize(n, 0);

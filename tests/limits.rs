@@ -113,6 +113,7 @@ async fn slow_and_idle_clients_lose_their_slot() {
     let mut idle = connect(g.dns, "127.0.6.1").await;
     assert!(ask(&mut idle).await.is_some());
     assert!(closed(&mut idle).await, "an idle connection stays open");
+    assert!(limit_count(g.admin, "tcp_idle_timeout").await >= 1.0);
     let mut next = connect(g.dns, "127.0.6.1").await;
     assert!(ask(&mut next).await.is_some());
 }
@@ -131,7 +132,7 @@ async fn a_connection_ends_after_its_query_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_refuses_a_huge_body() {
     let g = start("", &repo().join("zones")).await;
-    let reason = "x".repeat(gtmd::admin::MAX_BODY + 1);
+    let reason = "x".repeat(64 * 1024 + 1);
     let body = serde_json::json!({ "target": "app/eu-1", "action": "disable", "reason": reason });
     let r = reqwest::Client::new()
         .post(format!("http://{}/overrides", g.admin))
@@ -176,6 +177,132 @@ async fn a_probe_reads_no_more_than_max_body() {
     assert_eq!(m["state"], "down", "{m}");
     let err = m["last_error"].as_str().unwrap();
     assert!(err.contains("first 1024 bytes"), "{err}");
-    assert!(limit_count(g.admin, "probe.max_body").await >= 1.0);
+    assert!(limit_count(g.admin, "probe_max_body").await >= 1.0);
     server.abort();
+}
+
+/// Everything the server sends on `s` until it closes it (within 5 s), or None if it does not.
+async fn until_closed(s: &mut TcpStream) -> Option<String> {
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+    match read {
+        Ok(_) => Some(String::from_utf8_lossy(&got).into_owned()),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_requests_are_bounded_in_time_and_connections() {
+    let g = start(
+        "max_time = \"2s\"\nmax_connections = 2\n",
+        &repo().join("zones"),
+    )
+    .await;
+    // One client sends half its headers; another its headers and half a body.
+    let mut slow_head = TcpStream::connect(g.admin).await.unwrap();
+    slow_head
+        .write_all(b"GET /status HTTP/1.1\r\nhost: gtmd\r\n")
+        .await
+        .unwrap();
+    let mut slow_body = TcpStream::connect(g.admin).await.unwrap();
+    slow_body
+        .write_all(b"POST /overrides HTTP/1.1\r\nhost: gtmd\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // They hold both slots: a third connection is closed unanswered.
+    let mut third = TcpStream::connect(g.admin).await.unwrap();
+    let _ = third
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: gtmd\r\n\r\n")
+        .await;
+    assert_eq!(until_closed(&mut third).await.as_deref(), Some(""));
+    // Both slow ones are cut off: the half body with 408, the half head with nothing.
+    let body = until_closed(&mut slow_body)
+        .await
+        .expect("slow body kept open");
+    assert!(body.starts_with("HTTP/1.1 408"), "{body}");
+    let head = until_closed(&mut slow_head)
+        .await
+        .expect("slow head kept open");
+    assert!(!head.contains("200 OK"), "{head}");
+    // Their slots are free again.
+    assert!(limit_count(g.admin, "admin_max_time").await >= 1.0);
+    assert!(limit_count(g.admin, "admin_max_connections").await >= 1.0);
+}
+
+/// `n` members on one TCP port, probed every 100 ms, and a name over them.
+fn many_members(n: usize, port: u16, extra: &str) -> String {
+    let members: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "{{ name = \"m{i}\", address = \"198.51.100.{}\", probe_address = \"127.0.0.1\", probe_port = {port} }}",
+                i + 1
+            )
+        })
+        .collect();
+    format!(
+        "{extra}\n[checks.port]\ntype = \"tcp\"\nport = {port}\ninterval = \"100ms\"\ntimeout = \"90ms\"\n\
+         [pools.app]\ncheck = \"port\"\nmembers = [{}]\n[names.\"app.example.test.\"]\npools = [\"app\"]\n",
+        members.join(", ")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_alert_queue_drops_and_counts() {
+    // A webhook receiver that takes connections and never answers.
+    let hook = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", hook.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hook.accept().await {
+            held.push(s);
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accept = tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            drop(s);
+        }
+    });
+    let extra = format!(
+        "[alerts]\nwebhook = \"{url}\"\ntimeout = \"60s\"\nqueue = 2\nrate = 1000\nburst = 1000"
+    );
+    let g = start(&many_members(2, port, &extra), &repo().join("zones")).await;
+    // Ten overrides set and cleared: twenty alerts. The first is stuck with the receiver,
+    // two wait, the rest are dropped; the overrides themselves take effect at once.
+    let client = reqwest::Client::new();
+    for _ in 0..10 {
+        for (path, body) in [
+            (
+                "/overrides",
+                serde_json::json!({ "target": "app/m0", "action": "disable", "reason": "r" }),
+            ),
+            (
+                "/overrides/clear",
+                serde_json::json!({ "target": "app/m0" }),
+            ),
+        ] {
+            let r = client
+                .post(format!("http://{}{path}", g.admin))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{path}: {}", r.status());
+        }
+    }
+    assert_eq!(
+        answer(g.dns, "app.example.test.", RecordType::A)
+            .await
+            .len(),
+        2
+    );
+    let dropped = metric(g.admin, "gtmd_alerts_total{result=\"dropped\"} ")
+        .await
+        .unwrap_or(0.0);
+    assert!(dropped >= 15.0, "{dropped} dropped");
+    assert_eq!(limit_count(g.admin, "alerts_queue").await, dropped);
+    held.abort();
+    accept.abort();
 }

@@ -9,8 +9,8 @@ use hickory_proto::rr::{LowerName, Name};
 
 use super::file::{self, CheckType, StatusSpec};
 use super::{
-    duration, key, AlertConfig, AllDown, BoundName, Check, CheckKind, Config, ConfigError, Ctx,
-    HttpCheck, Member, MinHealthy, Policy, Pool, Region,
+    duration, key, AdminLimits, AlertConfig, AllDown, BoundName, Check, CheckKind, Config,
+    ConfigError, Ctx, HttpCheck, Member, MinHealthy, Policy, Pool, Region,
 };
 use crate::dns::WireSettings;
 
@@ -96,9 +96,14 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
         ));
     }
     let state_file = raw.admin.state_file.as_ref().map(|f| base.join(f));
+    let admin_limits = build_admin_limits(cx, &raw.admin)?;
     let max_in_flight = raw.probe.max_in_flight.unwrap_or(256);
     if max_in_flight == 0 {
         return Err(cx.err("probe.max_in_flight", "must be at least 1"));
+    }
+    let probe_queue = raw.probe.queue.unwrap_or(4096);
+    if probe_queue == 0 {
+        return Err(cx.err("probe.queue", "must be at least 1"));
     }
     let checks = raw
         .checks
@@ -127,8 +132,10 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
         admin_listen,
         token_file,
         state_file,
+        admin_limits,
         max_in_flight,
         max_body: raw.probe.max_body.unwrap_or(64 * 1024),
+        probe_queue,
         checks,
         pools,
         members,
@@ -839,5 +846,30 @@ fn build_alerts(cx: &Ctx, a: &file::Alerts) -> Result<AlertConfig, ConfigError> 
         retries,
         rate: count("rate", a.rate, 30)?,
         burst: count("burst", a.burst, 10)?,
+        queue: match a.queue.unwrap_or(1024) {
+            0 => return Err(cx.err("alerts.queue", "must be at least 1")),
+            n => n,
+        },
+    })
+}
+
+fn build_admin_limits(cx: &Ctx, a: &file::Admin) -> Result<AdminLimits, ConfigError> {
+    let max_time = duration(
+        cx,
+        "admin.max_time",
+        a.max_time.as_ref(),
+        Duration::from_secs(10),
+    )?;
+    if max_time.is_zero() {
+        return Err(cx.err("admin.max_time", "must be above 0"));
+    }
+    let at_least_one = |k: &str, v: Option<usize>, default: usize| match v.unwrap_or(default) {
+        0 => Err(cx.err(&format!("admin.{k}"), "must be at least 1")),
+        n => Ok(n),
+    };
+    Ok(AdminLimits {
+        max_body: at_least_one("max_body", a.max_body, 64 * 1024)?,
+        max_time,
+        max_connections: at_least_one("max_connections", a.max_connections, 64)?,
     })
 }

@@ -50,6 +50,7 @@ pub struct Alerts {
     pub retries: Option<u32>,
     pub rate: Option<u32>,
     pub burst: Option<u32>,
+    pub queue: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +80,9 @@ pub struct Admin {
     pub listen: Option<String>,
     pub token_file: Option<String>,
     pub state_file: Option<String>,
+    pub max_body: Option<usize>,
+    pub max_time: Option<String>,
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -86,6 +90,7 @@ pub struct Admin {
 pub struct Probe {
     pub max_in_flight: Option<usize>,
     pub max_body: Option<usize>,
+    pub queue: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]

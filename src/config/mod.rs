@@ -199,6 +199,20 @@ pub struct AlertConfig {
     /// Alerts a minute, sustained, and at once; beyond that they fold into a summary.
     pub rate: u32,
     pub burst: u32,
+    /// Alerts waiting for delivery at most; more are dropped and counted.
+    pub queue: usize,
+}
+
+/// Bounds on admin API connections and requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminLimits {
+    /// The largest request body taken (bigger ones get 413).
+    pub max_body: usize,
+    /// The longest a request may take from its first byte, headers and body included (then
+    /// 408, or the connection is closed if its headers are not in yet).
+    pub max_time: Duration,
+    /// Open connections at most; more are closed at once.
+    pub max_connections: usize,
 }
 
 /// The checked configuration.
@@ -218,8 +232,11 @@ pub struct Config {
     pub token_file: Option<PathBuf>,
     /// Overrides are kept here across restarts; `None`: in memory only.
     pub state_file: Option<PathBuf>,
+    pub admin_limits: AdminLimits,
     pub max_in_flight: usize,
     pub max_body: usize,
+    /// Probe results waiting for the engine at most; a probe loop waits for room beyond.
+    pub probe_queue: usize,
     pub checks: Vec<Check>,
     pub pools: Vec<Pool>,
     pub members: Vec<Member>,

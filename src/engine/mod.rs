@@ -143,7 +143,7 @@ impl Engine {
             .map(|i| cfg.regions.iter().position(|r| r.members.contains(&i)))
             .collect();
         let gauges = Gauges::new(&cfg);
-        let (report_tx, reports) = mpsc::channel(4096);
+        let (report_tx, reports) = mpsc::channel(cfg.probe_queue);
         let rrl = crate::rrl::Rrl::new(&cfg.rrl).map(Arc::new);
         let mut e = Self {
             cfg,

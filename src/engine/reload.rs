@@ -74,6 +74,14 @@ impl Engine {
             needs_restart.push("admin.listen".to_string());
             cfg.admin_listen = old.admin_listen;
         }
+        if cfg.admin_limits != old.admin_limits {
+            needs_restart.push("admin.max_body, admin.max_time, admin.max_connections".to_string());
+            cfg.admin_limits = old.admin_limits;
+        }
+        if cfg.probe_queue != old.probe_queue {
+            needs_restart.push("probe.queue".to_string());
+            cfg.probe_queue = old.probe_queue;
+        }
         // The last step that can fail; after it, the new configuration is in.
         let (ids, probes_started) = self.prober.sync(&cfg)?;
         let carried = carry(&old, &cfg);

@@ -218,13 +218,95 @@ async fn probe_loop(
             error: result.err(),
             at: Instant::now(),
         };
-        if tx.send(report).await.is_err() {
-            return;
+        // A full queue means the engine is behind: wait for room (nothing is lost; probing
+        // slows down instead) and count it.
+        match tx.try_send(report) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+            Err(mpsc::error::TrySendError::Full(report)) => {
+                crate::stats::limit_hit("probe_queue");
+                if tx.send(report).await.is_err() {
+                    return;
+                }
+            }
         }
         // Never fall behind by more than one interval (after a long stall, resume from now).
         let now = tokio::time::Instant::now();
         if next < now {
             next = now;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn limit_hits(limit: &str) -> f64 {
+        let key = format!("gtmd_limits_total{{limit=\"{limit}\"}} ");
+        crate::stats::handle()
+            .render()
+            .lines()
+            .find(|l| l.starts_with(&key))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_makes_probes_wait_and_loses_nothing() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accept = tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                drop(s);
+            }
+        });
+        let members: Vec<String> = (0..4)
+            .map(|i| format!("{{ name = \"m{i}\", address = \"198.51.100.{i}\", probe_address = \"127.0.0.1\" }}"))
+            .collect();
+        let text = format!(
+            "[checks.port]\ntype = \"tcp\"\nport = {port}\ninterval = \"100ms\"\ntimeout = \"90ms\"\n\
+             [pools.app]\ncheck = \"port\"\nmembers = [{}]\n",
+            members.join(", ")
+        );
+        let cfg = Config::parse(&text, "test.toml", std::path::Path::new("/")).unwrap();
+        let (tx, mut rx) = mpsc::channel(1);
+        let mut prober = Prober::new(tx);
+        let start = Instant::now();
+        let (ids, started) = prober.sync(&cfg).unwrap();
+        assert_eq!(started, 4);
+        // Nobody reads for 600 ms (an engine that is behind): one report fits, and every
+        // other loop finds the queue full, counts it, and waits.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(limit_hits("probe_queue") >= 3.0);
+        // Once reports are taken again, every loop's waiting report arrives (its first one,
+        // made at once, not a later one) and probing goes on: each loop is heard from at
+        // least twice within 2 s.
+        let mut heard: HashMap<u64, usize> = HashMap::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while heard.len() < 4 || heard.values().any(|&n| n < 2) {
+            let r = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .expect("every loop reports again within 2 s")
+                .unwrap();
+            assert!(r.ok, "{:?}", r.error);
+            let n = heard.entry(r.probe).or_default();
+            if *n == 0 {
+                let made = r.at.duration_since(start);
+                assert!(
+                    made < Duration::from_millis(300),
+                    "first report made at {made:?}"
+                );
+            }
+            *n += 1;
+        }
+        let mut got: Vec<u64> = heard.into_keys().collect();
+        got.sort_unstable();
+        let mut want = ids.clone();
+        want.sort_unstable();
+        assert_eq!(got, want);
+        accept.abort();
     }
 }
