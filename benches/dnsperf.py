@@ -11,6 +11,7 @@ rate-limited run per server samples latency (average and p99).
 
 Usage (as root on Debian; installs dnsperf, knot, nsd, gdnsd with apt if missing):
     python3 benches/dnsperf.py [--rounds 3] [--seconds 10] [--probe-members 0]
+    python3 benches/dnsperf.py --servers echo,gtmd,gtmd-rrl   # gtmd-rrl: RRL judging every answer
     python3 benches/dnsperf.py --smoke      # one short round: checks that everything runs
 """
 
@@ -231,6 +232,17 @@ def server_commands(work, backends, gtmd_bin, echo_bin, probe_members):
         f'[pools.app]\ncheck = "web"\nmembers = [{", ".join(members)}]\n{extra}'
         f'[names."app.example.test."]\npools = ["app"]\nttl = 30\n')
     s["gtmd"] = ([str(gtmd_bin), "--config", str(d / "gtmd.toml")], port, "app.example.test")
+
+    # The same, but with response rate limiting judging every answer (loopback is exempt by
+    # default) at rates dnsperf never reaches: the cost of RRL's bookkeeping per answer.
+    port = free_port()
+    d2 = work / "gtmd-rrl"
+    d2.mkdir(parents=True, exist_ok=True)
+    (d2 / "example.test.zone").write_text((d / "example.test.zone").read_text())
+    (d2 / "gtmd.toml").write_text(
+        (d / "gtmd.toml").read_text().replace(str(s["gtmd"][1]), str(port))
+        + '[rrl]\nexempt = []\nrate = 10000000\nerrors_rate = 10000000\n')
+    s["gtmd-rrl"] = ([str(gtmd_bin), "--config", str(d2 / "gtmd.toml")], port, "app.example.test")
     return s
 
 
@@ -305,7 +317,7 @@ def run(args):
     sh(["cc", "-O2", "-o", str(echo_bin), str(REPO / "benches/echo.c")])
     backends = Backends(work)
     servers = server_commands(work, backends, gtmd_bin, echo_bin, args.probe_members)
-    order = [s for s in ["echo", "knot", "nsd", "gdnsd", "gtmd"] if s in servers and s in args.servers]
+    order = [s for s in ["echo", "knot", "nsd", "gdnsd", "gtmd", "gtmd-rrl"] if s in servers and s in args.servers]
     queries = query_file(work)
     procs = {}
     results = {s: [] for s in order}
@@ -317,7 +329,7 @@ def run(args):
                                            stderr=open(work / f"{name}.log", "w"), start_new_session=True)
             if check:
                 wait_serving(port, check)
-                if name in ("gdnsd", "gtmd"):
+                if name in ("gdnsd", "gtmd", "gtmd-rrl"):
                     # Both pool members are healthy before measuring (gdnsd needs a few checks).
                     start = time.time()
                     while len(answers(port, check)) < 2 and time.time() - start < 30:
@@ -326,7 +338,7 @@ def run(args):
             for name in order:
                 _, port, _ = servers[name]
                 pid = procs[name].pid
-                gpid = gtmd_pid(pid) if name == "gtmd" else None
+                gpid = gtmd_pid(pid) if name.startswith("gtmd") else None
                 cpu0 = cpu_seconds(pid)
                 udp0 = thread_cpu_seconds(gpid, "gtmd-udp") if gpid else 0
                 r = parse_dnsperf(dnsperf(port, queries, args.seconds))
@@ -336,7 +348,7 @@ def run(args):
                 r["rss_mb"] = peak_rss_mb(pid)
                 results[name].append(r)
                 udp = f" (answering threads {r['udp_us']:.2f})" if "udp_us" in r else ""
-                print(f"round {rnd + 1} {name:6} {r['qps']:>10.0f} qps  {r['cpu_us']:6.2f} us/answer{udp}  "
+                print(f"round {rnd + 1} {name:8} {r['qps']:>10.0f} qps  {r['cpu_us']:6.2f} us/answer{udp}  "
                       f"lost {r['lost']}  servfail {r['servfail']}", file=sys.stderr)
         for name in order:
             lat[name] = latency(servers[name][1], queries, max(1, min(args.seconds, 3)))
@@ -380,7 +392,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--servers", default="echo,knot,nsd,gdnsd,gtmd")
+    ap.add_argument("--servers", default="echo,knot,nsd,gdnsd,gtmd,gtmd-rrl")
     ap.add_argument("--probe-members", type=int, default=0, help="extra members gtmd probes at 1 s while measured")
     ap.add_argument("--no-build", action="store_true", help="use target/release/gtmd as it is")
     ap.add_argument("--smoke", action="store_true", help="one 1-second round: checks the script runs")

@@ -91,6 +91,7 @@ fn main() {
         );
     }
     rebuild_cost();
+    rrl_cost();
 }
 
 /// What a health change costs the engine: preparing every answer of a 10,000-name zone, against
@@ -138,4 +139,39 @@ fn rebuild_cost() {
     }
     let live_t = start.elapsed() / n;
     println!("\nprepared answers for a 10,000-name zone: full build {full_t:?}; after a health change {live_t:?}");
+}
+
+/// What response rate limiting adds per UDP response: an exempt client (a scan of the exempt
+/// list), one prefix answered again and again, and many prefixes (a bucket each), at rates never
+/// reached so that every response is sent.
+fn rrl_cost() {
+    use gtmd::rrl::{Rrl, RrlConfig, Verdict};
+    use std::net::{IpAddr, Ipv4Addr};
+    let response = [0u8; 12];
+    let cases: [(&str, Vec<ipnet::IpNet>, u32); 3] = [
+        ("exempt client", RrlConfig::default().exempt, 1),
+        ("one prefix", Vec::new(), 1),
+        ("100,000 prefixes", Vec::new(), 100_000),
+    ];
+    println!("\n{:<28} {:>12}", "rrl", "ns/response");
+    for (label, exempt, prefixes) in cases {
+        let rrl = Rrl::new(&RrlConfig {
+            rate: 1_000_000_000,
+            errors_rate: 1_000_000_000,
+            exempt,
+            ..Default::default()
+        })
+        .expect("limits on");
+        let clients: Vec<IpAddr> = (0..prefixes)
+            .map(|i| IpAddr::V4(Ipv4Addr::from(0x7f00_0001 + (i << 8))))
+            .collect();
+        let (n, mut slips) = (2_000_000usize, 0);
+        let start = Instant::now();
+        for i in 0..n {
+            let v = rrl.judge(black_box(clients[i % clients.len()]), &response, &mut slips);
+            assert_eq!(v, Verdict::Send);
+        }
+        let ns = start.elapsed().as_nanos() as f64 / n as f64;
+        println!("{label:<28} {ns:>12.0}");
+    }
 }

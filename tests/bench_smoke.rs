@@ -20,7 +20,7 @@ fn the_query_benchmark_runs_in_smoke_mode() {
         out.status.success(),
         "benchmark failed:\n{stdout}\n{stderr}"
     );
-    for server in ["echo", "knot", "nsd", "gdnsd", "gtmd"] {
+    for server in ["echo", "knot", "nsd", "gdnsd", "gtmd", "gtmd-rrl"] {
         let row = stdout
             .lines()
             .find(|l| l.starts_with(&format!("| {server} |")))
