@@ -38,22 +38,26 @@ struct Seen {
 #[derive(Default)]
 struct Load {
     answers: Mutex<Vec<Seen>>,
-    bad: Mutex<Vec<String>>,
+    /// Failed queries: when, and what came back.
+    bad: Mutex<Vec<(Instant, String)>>,
     count: AtomicU64,
 }
 
 impl Load {
     fn check(&self, m: Option<Message>) {
         let Some(m) = m else {
-            self.bad.lock().unwrap().push("no answer".into());
+            self.bad
+                .lock()
+                .unwrap()
+                .push((Instant::now(), "no answer".into()));
             return;
         };
         let addrs = addrs(&m);
         if m.metadata.response_code != ResponseCode::NoError || addrs.is_empty() {
-            self.bad
-                .lock()
-                .unwrap()
-                .push(format!("{:?} {addrs:?}", m.metadata.response_code));
+            self.bad.lock().unwrap().push((
+                Instant::now(),
+                format!("{:?} {addrs:?}", m.metadata.response_code),
+            ));
             return;
         }
         self.count.fetch_add(1, Ordering::Relaxed);
@@ -249,7 +253,13 @@ async fn answers_hold_through_failures_reloads_and_abuse() {
         let _ = t.await;
     }
 
-    let bad = load.bad.lock().unwrap().clone();
+    let bad: Vec<String> = load
+        .bad
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(at, what)| format!("{what} at {:.2} s", (*at - start).as_secs_f64()))
+        .collect();
     let answers = load.answers.lock().unwrap();
     let late: Vec<String> = answers
         .iter()
@@ -259,7 +269,13 @@ async fn answers_hold_through_failures_reloads_and_abuse() {
                 .find(|(m, from, until)| {
                     s.at > *from + DETECTION && s.at < *until && s.addrs.iter().any(|a| a == m)
                 })
-                .map(|(m, from, _)| format!("{m} answered {:?} after it failed", s.at - *from))
+                .map(|(m, from, _)| {
+                    format!(
+                        "{m} answered {:?} after it failed, at {:.2} s",
+                        s.at - *from,
+                        (s.at - start).as_secs_f64()
+                    )
+                })
         })
         .take(10)
         .collect();
