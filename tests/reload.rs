@@ -437,15 +437,17 @@ async fn a_bad_reload_changes_nothing_and_says_where() {
     write_atomically(&f.zone, &z);
     write_atomically(
         &f.config,
-        &good.replace(
-            "listen = [\"127.0.0.1:0\"]",
-            "listen = [\"127.0.0.1:53535\"]",
-        ),
+        &good
+            .replace(
+                "listen = [\"127.0.0.1:0\"]",
+                "listen = [\"127.0.0.1:53535\"]",
+            )
+            .replace("[admin]\n", "[admin]\nmax_time = \"5s\"\n"),
     );
     let r = reload_ok(g.admin).await;
     assert_eq!(
         r["needs_restart"],
-        serde_json::json!(["server.listen"]),
+        serde_json::json!(["server.listen", "admin.max_time"]),
         "{r}"
     );
     assert_eq!(

@@ -74,10 +74,20 @@ impl Engine {
             needs_restart.push("admin.listen".to_string());
             cfg.admin_listen = old.admin_listen;
         }
-        if cfg.admin_limits != old.admin_limits {
-            needs_restart.push("admin.max_body, admin.max_time, admin.max_connections".to_string());
-            cfg.admin_limits = old.admin_limits;
+        let (new_limits, old_limits) = (cfg.admin_limits, old.admin_limits);
+        for (key, changed) in [
+            ("admin.max_body", new_limits.max_body != old_limits.max_body),
+            ("admin.max_time", new_limits.max_time != old_limits.max_time),
+            (
+                "admin.max_connections",
+                new_limits.max_connections != old_limits.max_connections,
+            ),
+        ] {
+            if changed {
+                needs_restart.push(key.to_string());
+            }
         }
+        cfg.admin_limits = old_limits;
         if cfg.probe_queue != old.probe_queue {
             needs_restart.push("probe.queue".to_string());
             cfg.probe_queue = old.probe_queue;
