@@ -225,7 +225,7 @@ async fn admin_requests_are_bounded_in_time_and_connections() {
         .await
         .expect("slow head kept open");
     assert!(!head.contains("200 OK"), "{head}");
-    // Their slots are free again.
+    // Their slots are free again: these metrics requests are answered.
     assert!(limit_count(g.admin, "admin_max_time").await >= 1.0);
     assert!(limit_count(g.admin, "admin_max_connections").await >= 1.0);
 }
