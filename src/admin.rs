@@ -37,19 +37,34 @@ pub struct Handles {
 
 type Ctx = Handles;
 
-async fn time_limit(
-    State(max_time): State<std::time::Duration>,
+/// Reads a request's body whole before its handler runs, within `max_body` bytes (else 413)
+/// and `max_time` (else 408). The handler's own work is not under the time limit: a reload
+/// that waits for new members' first probes is not cut off.
+async fn read_limits(
+    State(limits): State<AdminLimits>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    match tokio::time::timeout(max_time, next.run(req)).await {
-        Ok(r) => {
-            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                crate::stats::limit_hit("admin_max_body");
-            }
-            r
+    use http_body_util::{BodyExt, LengthLimitError, Limited};
+    let (parts, body) = req.into_parts();
+    let read = Limited::new(body, limits.max_body).collect();
+    match tokio::time::timeout(limits.max_time, read).await {
+        Ok(Ok(body)) => {
+            let body = axum::body::Body::from(body.to_bytes());
+            next.run(axum::extract::Request::from_parts(parts, body))
+                .await
         }
+        Ok(Err(e)) if e.is::<LengthLimitError>() => {
+            crate::stats::limit_hit("admin_max_body");
+            let msg = format!("request body over {} bytes\n", limits.max_body);
+            (StatusCode::PAYLOAD_TOO_LARGE, msg).into_response()
+        }
+        Ok(Err(e)) => (
+            StatusCode::BAD_REQUEST,
+            format!("reading the request body: {e}\n"),
+        )
+            .into_response(),
         Err(_) => {
             crate::stats::limit_hit("admin_max_time");
             (StatusCode::REQUEST_TIMEOUT, "request took too long\n").into_response()
@@ -80,11 +95,7 @@ pub async fn serve(
         .route("/overrides/clear", post(clear_override))
         .route("/reload", post(reload))
         .route("/explain", get(explain))
-        .layer(axum::extract::DefaultBodyLimit::max(limits.max_body))
-        .layer(axum::middleware::from_fn_with_state(
-            limits.max_time,
-            time_limit,
-        ))
+        .layer(axum::middleware::from_fn_with_state(limits, read_limits))
         .with_state(handles);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let conns = tokio_util::task::TaskTracker::new();

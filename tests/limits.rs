@@ -306,3 +306,53 @@ async fn a_full_alert_queue_drops_and_counts() {
     held.abort();
     accept.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_time_limit_does_not_cut_off_a_slow_reload() {
+    // A reload that adds a member whose backend hangs waits for that member's first probe
+    // (its 1.5 s timeout) before it answers: longer than admin.max_time, which bounds only
+    // the client's sending of the request.
+    let (ok, hang) = (Backend::start().await, Backend::start().await);
+    hang.set(Mode::Hang);
+    let dir = tempfile::tempdir().unwrap();
+    let member = |n: &str, b: &Backend| {
+        format!(
+            "{{ name = \"{n}\", address = \"198.51.100.{}\", probe_address = \"127.0.0.1\", probe_port = {} }}",
+            if n == "a" { 1 } else { 2 },
+            b.addr.port()
+        )
+    };
+    let config = |members: &str| {
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nzones_dir = {:?}\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\nmax_time = \"300ms\"\n\
+             [checks.web]\ntype = \"http\"\ninterval = \"2s\"\ntimeout = \"1500ms\"\n\
+             [pools.app]\ncheck = \"web\"\nmembers = [{members}]\n\
+             [names.\"app.example.test.\"]\npools = [\"app\"]\n",
+            repo().join("zones").display().to_string()
+        )
+    };
+    let path = dir.path().join("gtmd.toml");
+    std::fs::write(&path, config(&member("a", &ok))).unwrap();
+    let g = start_file(&path).await;
+    std::fs::write(
+        &path,
+        config(&format!("{}, {}", member("a", &ok), member("b", &hang))),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/reload", g.admin))
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"members_added\":1"), "{body}");
+    assert!(
+        took > Duration::from_millis(1000),
+        "the reload took {took:?}"
+    );
+}

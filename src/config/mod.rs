@@ -208,8 +208,9 @@ pub struct AlertConfig {
 pub struct AdminLimits {
     /// The largest request body taken (bigger ones get 413).
     pub max_body: usize,
-    /// The longest a request may take from its first byte, headers and body included (then
-    /// 408, or the connection is closed if its headers are not in yet).
+    /// The longest a client may take to send a request's headers (then the connection is
+    /// closed) and then its body (then 408); also how long an idle connection stays open.
+    /// Handlers are not under it.
     pub max_time: Duration,
     /// Open connections at most; more are closed at once.
     pub max_connections: usize,
