@@ -96,6 +96,9 @@ pub async fn serve(
         .route("/reload", post(reload))
         .route("/explain", get(explain))
         .layer(axum::middleware::from_fn_with_state(limits, read_limits))
+        // read_limits has bounded the body already: the extractors' own 2 MB default would
+        // refuse bodies that admin.max_body allows.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(handles);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let conns = tokio_util::task::TaskTracker::new();
