@@ -19,18 +19,21 @@
 use std::net::IpAddr;
 
 use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::rr::Record;
 use hickory_proto::rr::{DNSClass, RecordType};
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable};
 
 use crate::lookup::{lookup_for, Answer};
 use crate::snapshot::Snapshot;
-use crate::topology::{ecs_valid, Client};
+use crate::topology::{parse_ecs, Client};
 
 /// The smallest UDP payload every client accepts (RFC 1035 section 2.3.4).
 pub const MIN_UDP_PAYLOAD: u16 = 512;
 /// Extended DNS Error option code (RFC 8914).
 const EDE_OPTION: u16 = 15;
+/// EDNS Client Subnet option code (RFC 7871).
+const ECS_OPTION: u16 = 8;
 /// Extended DNS Error 20: Not Authoritative.
 const EDE_NOT_AUTHORITATIVE: u16 = 20;
 
@@ -53,10 +56,10 @@ pub struct WireSettings {
     /// A query begun on TCP (its length read) must arrive whole within this, and a response
     /// must be taken by the client within it.
     pub tcp_read_timeout: std::time::Duration,
-    /// TCP connections at once, in all and from one client address.
+    /// TCP connections at once, in all and from one client address (0: no cap of its own).
     pub tcp_max_connections: usize,
     pub tcp_max_per_client: usize,
-    /// Queries answered on one TCP connection before it is closed.
+    /// Queries answered on one TCP connection before it is closed (0: no limit).
     pub tcp_max_queries: usize,
 }
 
@@ -68,8 +71,8 @@ impl Default for WireSettings {
             tcp_idle_timeout: std::time::Duration::from_secs(10),
             tcp_read_timeout: std::time::Duration::from_secs(2),
             tcp_max_connections: 1024,
-            tcp_max_per_client: 32,
-            tcp_max_queries: 10_000,
+            tcp_max_per_client: 0,
+            tcp_max_queries: 0,
         }
     }
 }
@@ -100,17 +103,29 @@ pub fn handle(
     if header.metadata.message_type == MessageType::Response {
         return Outcome::Drop;
     }
+    // A client reached over an IPv6 socket by a v4-mapped address is judged as the IPv4
+    // client it is (allow_transfer, topology).
+    let client = client.to_canonical();
     let mut meta = Metadata::response_from_request(&header.metadata);
     // Knot DNS and NSD leave CD clear in their responses; so do we (we do no validation).
     meta.checking_disabled = false;
     let msg = match Message::from_vec(query) {
         Ok(m) if m.queries.len() == 1 || m.op_code != OpCode::Query => m,
-        _ => {
+        parsed => {
             meta.response_code = ResponseCode::FormErr;
-            return reply(
-                Message::new(meta.id, MessageType::Response, meta.op_code),
-                meta,
-            );
+            let mut resp = Message::new(meta.id, MessageType::Response, meta.op_code);
+            if let Ok(m) = parsed {
+                // Several questions: RD is not echoed, as NSD answers (Knot drops these).
+                if m.queries.len() > 1 {
+                    meta.recursion_desired = false;
+                }
+                // RFC 6891 section 6.1.1: a query with a valid OPT gets one in the response,
+                // FORMERR included.
+                if let Some(qedns) = &m.edns {
+                    resp.edns = Some(our_edns(settings, qedns));
+                }
+            }
+            return reply(resp, meta);
         }
     };
     let mut resp = Message::new(meta.id, MessageType::Response, meta.op_code);
@@ -122,10 +137,7 @@ pub fn handle(
     }
     let client_payload = msg.edns.as_ref().map(|e| e.max_payload());
     if let Some(qedns) = &msg.edns {
-        let mut edns = Edns::new();
-        edns.set_max_payload(settings.udp_payload.max(MIN_UDP_PAYLOAD));
-        edns.set_dnssec_ok(qedns.flags().dnssec_ok);
-        resp.edns = Some(edns);
+        resp.edns = Some(our_edns(settings, qedns));
         if qedns.version() > 0 {
             meta.response_code = ResponseCode::BADVERS;
             return reply(resp, meta);
@@ -133,18 +145,16 @@ pub fn handle(
     }
     // RFC 7871: a client subnet option, checked (malformed: FORMERR), is echoed with the
     // scope of the answer; the client is then that subnet rather than the source address.
-    let ecs = match msg.edns.as_ref().and_then(|e| e.option(EdnsCode::Subnet)) {
-        Some(EdnsOption::Subnet(cs)) => {
-            let c = Client {
-                addr: cs.addr(),
-                source: cs.source_prefix(),
-            };
-            if !ecs_valid(c) {
+    // It is read from the wire, as the fast path reads it: section 6 makes an address longer
+    // than its SOURCE PREFIX-LENGTH needs a FORMERR, and the parsed option no longer shows it.
+    let ecs = match msg.edns.as_ref().map(|_| raw_ecs(query)) {
+        Some(Some(data)) => match parse_ecs(data) {
+            Some(c) => Some(c),
+            None => {
                 meta.response_code = ResponseCode::FormErr;
                 return reply(resp, meta);
             }
-            Some(c)
-        }
+        },
         _ => None,
     };
     if msg.op_code != OpCode::Query {
@@ -152,7 +162,8 @@ pub fn handle(
         return reply(resp, meta);
     }
     let q: &Query = &msg.queries[0];
-    if q.query_class() != DNSClass::IN {
+    // QCLASS ANY (RFC 1035 section 3.2.5) is answered with the IN data, as Knot and NSD do.
+    if q.query_class() != DNSClass::IN && q.query_class() != DNSClass::ANY {
         meta.response_code = ResponseCode::Refused;
         return reply(resp, meta);
     }
@@ -166,7 +177,7 @@ pub fn handle(
         }
         _ => {}
     }
-    let client = ecs.unwrap_or_else(|| Client::from_source(client.to_canonical()));
+    let client = ecs.unwrap_or_else(|| Client::from_source(client));
     let (ans, scope) = lookup_for(snap, q.name(), q.query_type(), client);
     if let (Some(c), Some(edns)) = (ecs, resp.edns.as_mut()) {
         edns.options_mut()
@@ -218,6 +229,47 @@ pub fn encode_answer(mut resp: Message, mut meta: Metadata, ans: Answer, limit: 
     to_bytes(&resp)
 }
 
+/// The OPT of a response to a query with `qedns`: our payload size and the DO bit copied
+/// (RFC 3225).
+fn our_edns(settings: &WireSettings, qedns: &Edns) -> Edns {
+    let mut edns = Edns::new();
+    edns.set_max_payload(settings.udp_payload.max(MIN_UDP_PAYLOAD));
+    edns.set_dnssec_ok(qedns.flags().dnssec_ok);
+    edns
+}
+
+/// The data of the first client subnet option (code 8) in the OPT record of `query`, as sent.
+fn raw_ecs(query: &[u8]) -> Option<&[u8]> {
+    let mut d = BinDecoder::new(query);
+    let header = hickory_proto::op::Header::read(&mut d).ok()?;
+    for _ in 0..header.counts.queries {
+        Query::read(&mut d).ok()?;
+    }
+    let counts = &header.counts;
+    let records =
+        u32::from(counts.answers) + u32::from(counts.authorities) + u32::from(counts.additionals);
+    for _ in 0..records {
+        let start = d.index();
+        let r = hickory_proto::rr::Record::read(&mut d).ok()?;
+        if r.record_type() != RecordType::OPT {
+            continue;
+        }
+        // An OPT's owner is the root (one byte), then type, class, TTL and RDLENGTH.
+        let mut options = query.get(start + 11..d.index())?;
+        while options.len() >= 4 {
+            let code = u16::from_be_bytes([options[0], options[1]]);
+            let len = u16::from_be_bytes([options[2], options[3]]) as usize;
+            let data = options.get(4..4 + len)?;
+            if code == ECS_OPTION {
+                return Some(data);
+            }
+            options = &options[4 + len..];
+        }
+        return None;
+    }
+    None
+}
+
 fn reply(mut resp: Message, meta: Metadata) -> Outcome {
     resp.metadata = meta;
     Outcome::Reply(to_bytes(&resp))
@@ -260,24 +312,41 @@ fn transfer(
         return reply(resp, meta);
     };
     meta.authoritative = true;
+    let records = std::iter::once(&zone.soa)
+        .chain(zone.all_records())
+        .chain(std::iter::once(&zone.soa));
+    Outcome::Transfer(transfer_messages(resp, meta, records))
+}
+
+/// The most a transfer message holds (RFC 1035 section 4.2.2: TCP messages carry a two-byte
+/// length).
+const MAX_TCP_MESSAGE: usize = u16::MAX as usize;
+
+/// Splits a transfer's records into messages of at most [`MAX_TCP_MESSAGE`] bytes, judged on
+/// each record's encoded size without compression (which compression can only shrink), so
+/// that no message is ever truncated. The question goes in the first message only.
+fn transfer_messages<'r>(
+    resp: Message,
+    meta: Metadata,
+    records: impl Iterator<Item = &'r Record>,
+) -> Vec<Vec<u8>> {
     let mut messages = Vec::new();
-    let mut cur = resp.clone();
+    let mut cur = resp;
     cur.metadata = meta;
-    cur.answers.push(zone.soa.clone());
-    let mut size = 0usize;
-    for r in zone.all_records() {
-        size += r.name.len() + 12 + 64;
-        cur.answers.push(r.clone());
-        if size > 16_000 {
+    let mut size = to_bytes(&cur).len();
+    for r in records {
+        let len = r.to_bytes().map_or(MAX_TCP_MESSAGE, |b| b.len());
+        if size + len > MAX_TCP_MESSAGE && !cur.answers.is_empty() {
             messages.push(to_bytes(&cur));
             cur.answers.clear();
             cur.queries.clear();
-            size = 0;
+            size = to_bytes(&cur).len();
         }
+        size += len;
+        cur.answers.push(r.clone());
     }
-    cur.answers.push(zone.soa.clone());
     messages.push(to_bytes(&cur));
-    Outcome::Transfer(messages)
+    messages
 }
 
 #[cfg(test)]
@@ -333,5 +402,100 @@ mod tests {
         let r = run(&bytes(&m)).unwrap();
         assert_eq!(u16::from(r.response_code), 16, "BADVERS");
         assert_eq!(r.edns.unwrap().version(), 0);
+    }
+
+    fn zone_snapshot(text: &str) -> Snapshot {
+        let origin = hickory_proto::rr::Name::from_ascii("t.").unwrap();
+        let z = crate::zone::parse_zone(text, std::path::Path::new("t.zone"), origin).unwrap();
+        Snapshot {
+            zones: std::sync::Arc::new(crate::snapshot::Zones::new(vec![z])),
+            ..Default::default()
+        }
+    }
+
+    const HEAD: &str = "$TTL 60\n@ SOA ns hm 1 2 3 4 300\n NS ns\nns A 192.0.2.1\n";
+
+    #[test]
+    fn a_transfer_of_large_records_splits_into_whole_messages() {
+        let big = format!("\"{}\"", "x".repeat(250));
+        let mut text = HEAD.to_string();
+        for i in 0..300 {
+            text += &format!("t{i} TXT {}\n", [big.as_str(); 8].join(" "));
+        }
+        let snap = zone_snapshot(&text);
+        let settings = WireSettings {
+            allow_transfer: vec!["127.0.0.0/8".parse().unwrap()],
+            ..Default::default()
+        };
+        let q = Message::query()
+            .add_query(Query::query("t.".parse().unwrap(), RecordType::AXFR))
+            .to_owned();
+        // A v4-mapped peer is judged as the IPv4 address it is.
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let Outcome::Transfer(ms) = handle(&snap, &bytes(&q), mapped, Transport::Tcp, &settings)
+        else {
+            panic!("no transfer for an allowed client");
+        };
+        let mut txt = 0;
+        for m in &ms {
+            assert!(m.len() <= 65_535, "a {}-byte message", m.len());
+            let m = Message::from_vec(m).unwrap();
+            assert!(!m.truncation);
+            txt += m
+                .answers
+                .iter()
+                .filter(|r| r.record_type() == RecordType::TXT)
+                .count();
+        }
+        assert_eq!(txt, 300, "every record arrives, in {} messages", ms.len());
+        assert!(ms.len() >= 10, "{} messages for 600 KB", ms.len());
+    }
+
+    #[test]
+    fn an_ecs_address_longer_than_its_source_prefix_is_formerr() {
+        let snap = zone_snapshot(&format!("{HEAD}www A 192.0.2.80\n"));
+        let mut query = Message::query();
+        query.add_query(Query::query("www.t.".parse().unwrap(), RecordType::A));
+        query.set_edns(Edns::new());
+        let good = bytes(&query);
+        // OPT with an ECS option: family 1, SOURCE /24, SCOPE 0, and 3 or 4 address octets.
+        let with_ecs = |octets: &[u8]| {
+            let mut b = good.clone();
+            let opt = b.len() - 11;
+            let mut option = vec![0, 8, 0, 4 + octets.len() as u8, 0, 1, 24, 0];
+            option.extend_from_slice(octets);
+            b[opt + 10] = option.len() as u8;
+            b.extend_from_slice(&option);
+            b
+        };
+        let ask = |q: &[u8]| match handle(
+            &snap,
+            q,
+            [127, 0, 0, 1].into(),
+            Transport::Udp,
+            &WireSettings::default(),
+        ) {
+            Outcome::Reply(b) => Message::from_vec(&b).unwrap(),
+            o => panic!("{o:?}"),
+        };
+        let ok = ask(&with_ecs(&[198, 51, 100]));
+        assert_eq!(ok.response_code, ResponseCode::NoError);
+        assert_eq!(ok.answers.len(), 1);
+        let long = ask(&with_ecs(&[198, 51, 100, 7]));
+        assert_eq!(
+            long.response_code,
+            ResponseCode::FormErr,
+            "RFC 7871 section 6"
+        );
+        assert!(long.edns.is_some());
+        // The fast path leaves it to this path too.
+        let mut out = Vec::new();
+        assert!(!crate::fast::AnswerCache::build(&snap).answer(
+            &with_ecs(&[198, 51, 100, 7]),
+            [127, 0, 0, 1].into(),
+            1232,
+            false,
+            &mut out
+        ));
     }
 }

@@ -207,7 +207,10 @@ fn from_node(
         }
         return None;
     }
-    if let Some(cname) = node.get(RecordType::CNAME) {
+    // Types that live beside a CNAME (RFC 4035 section 2.5: RRSIG and NSEC) are answered at
+    // the node itself, as Knot answers them: NODATA here, never the CNAME.
+    let beside_cname = matches!(qtype, RecordType::RRSIG | RecordType::NSEC);
+    if let Some(cname) = node.get(RecordType::CNAME).filter(|_| !beside_cname) {
         push_owned(&mut ans.answer, &cname.records, name);
         if let RData::CNAME(target) = &cname.records[0].data {
             return Some(target.0.clone());

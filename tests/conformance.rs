@@ -228,6 +228,19 @@ fn cases() -> Vec<Case> {
     c.label = "class CH".into();
     v.push(c);
     let mut c = case("www.example.test.", A);
+    c.msg.queries[0].set_query_class(DNSClass::ANY);
+    c.label = "class ANY (the IN data)".into();
+    v.push(c);
+    let mut c = case("alias.example.test.", A);
+    c.msg.queries[0].set_query_class(DNSClass::ANY);
+    c.label = "class ANY at a CNAME".into();
+    v.push(c);
+    // Types that live beside a CNAME are answered at its owner, never through it.
+    for t in [RRSIG, NSEC, NSEC3] {
+        v.push(case("alias.example.test.", t));
+        v.push(case("chain.example.test.", t));
+    }
+    let mut c = case("www.example.test.", A);
     c.msg.metadata.recursion_desired = true;
     c.msg.metadata.checking_disabled = true;
     c.label = "RD and CD are copied".into();
@@ -356,6 +369,7 @@ async fn static_answers_match_knot_and_nsd() {
                 t.rcode = 5;
             }
             if r.name == "nsd" {
+                use RecordType::{NSEC, NSEC3, RRSIG};
                 let positive = o.aa && !o.answer.is_empty() && o.rcode == 0;
                 if positive {
                     // NSD also adds the apex NS set and its addresses.
@@ -370,6 +384,19 @@ async fn static_answers_match_knot_and_nsd() {
                     t.answer = vec![format!("{} rrsets", rrsets(&t.answer))];
                     o.additional.clear();
                     t.additional.clear();
+                }
+                let qclass = c.msg.queries[0].query_class();
+                if qclass == DNSClass::ANY {
+                    // NSD clears AA on a QCLASS ANY answer; Knot (and gtmd) keep it.
+                    t.aa = o.aa;
+                }
+                let qtype = c.msg.queries[0].query_type();
+                if matches!(qtype, RRSIG | NSEC | NSEC3) {
+                    // At a CNAME owner NSD gives the CNAME beside NODATA for RRSIG and NSEC,
+                    // and a bare NODATA for NSEC3. gtmd answers as Knot: NODATA at the owner
+                    // for RRSIG and NSEC (they live beside a CNAME, RFC 4035 section 2.5),
+                    // the CNAME followed for NSEC3.
+                    continue;
                 }
                 if c.msg.op_code != OpCode::Query {
                     // NSD's NOTIMP omits the question and OPT; Knot keeps both.
@@ -410,6 +437,18 @@ async fn malformed_queries_get_what_knot_or_nsd_gives() {
     let mut response = good.clone();
     response[2] |= 0x80;
     let cut_question = good[..20].to_vec();
+    // Two whole questions and a valid OPT: FORMERR, with an OPT (RFC 6891 section 6.1.1).
+    let mut two = query_msg("www.example.test.", RecordType::A, true);
+    two.add_query(hickory_proto::op::Query::query(
+        hickory_proto::rr::Name::from_ascii("mail.example.test.").unwrap(),
+        RecordType::A,
+    ));
+    two.metadata.recursion_desired = true;
+    let two_with_opt = two.to_vec().unwrap();
+    let mut none = query_msg("www.example.test.", RecordType::A, true);
+    none.queries.clear();
+    none.metadata.recursion_desired = true;
+    let no_question_opt = none.to_vec().unwrap();
     let mut bad_label = good.clone();
     bad_label[12] = 0xc0; // a compression pointer in the question pointing at itself
     bad_label[13] = 12;
@@ -418,6 +457,7 @@ async fn malformed_queries_get_what_knot_or_nsd_gives() {
         ("header only, QDCOUNT 0", no_question),
         ("QDCOUNT 2, one question", two_questions),
         ("QR set", response),
+        ("two questions, RD and a valid OPT", two_with_opt.clone()),
         ("question cut short", cut_question),
         ("pointer loop in the name", bad_label),
         (
@@ -454,6 +494,35 @@ async fn malformed_queries_get_what_knot_or_nsd_gives() {
                 rc(&k),
                 rc(&n)
             ));
+        }
+    }
+    // FORMERR to a query with a valid OPT carries one (RFC 6891 section 6.1.1), as Knot's
+    // does; for two questions RD is cleared as NSD clears it (Knot drops that message), for
+    // none it is copied as Knot copies it (NSD answers NOERROR there).
+    let parsed = |b: Option<Vec<u8>>| b.map(|b| Message::from_vec(&b).unwrap());
+    for (label, bytes) in [
+        ("two questions", &two_with_opt),
+        ("no question", &no_question_opt),
+    ] {
+        let ours = parsed(udp_raw(gtmd.dns, bytes, Duration::from_secs(1)).await)
+            .unwrap_or_else(|| panic!("{label}: no answer from gtmd"));
+        let k = parsed(udp_raw(knot.addr, bytes, Duration::from_secs(1)).await);
+        let n = parsed(udp_raw(nsd.addr, bytes, Duration::from_secs(1)).await);
+        eprintln!("{label} with OPT: gtmd {ours:?}\n  knot {k:?}\n  nsd {n:?}");
+        if ours.response_code != hickory_proto::op::ResponseCode::FormErr || ours.edns.is_none() {
+            failures.push(format!(
+                "{label} with OPT: gtmd {ours:?}, want FORMERR with OPT"
+            ));
+        }
+        if let Some(k) = k
+            .as_ref()
+            .filter(|k| k.edns.is_some() != ours.edns.is_some())
+        {
+            failures.push(format!("{label} with OPT: gtmd {ours:?}, knot {k:?}"));
+        }
+        let rd_from = if label == "two questions" { n } else { k };
+        if let Some(r) = rd_from.filter(|r| r.recursion_desired != ours.recursion_desired) {
+            failures.push(format!("{label}: RD: gtmd {ours:?}, reference {r:?}"));
         }
     }
     // The server is still answering after all of that.
