@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +38,7 @@ impl DnsListener {
         for _ in 0..20 {
             let udp = udp::bind_reuseport(addr, threads)?;
             let port = udp[0].local_addr()?.port();
-            match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
+            match bind_tcp(SocketAddr::new(addr.ip(), port)) {
                 Ok(tcp) => return Ok(Self { udp, tcp }),
                 Err(e) if addr.port() == 0 => last = Some(e),
                 Err(e) => return Err(e),
@@ -51,6 +51,22 @@ impl DnsListener {
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.udp[0].local_addr()
     }
+}
+
+/// A TCP listener on `addr`. An IPv6 socket serves IPv6 only (IPV6_V6ONLY), as the UDP
+/// sockets do, so that `0.0.0.0:53` and `[::]:53` can be listened on side by side (as Knot and
+/// NSD do); SO_REUSEADDR lets a restart bind again at once.
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    TcpListener::from_std(s.into())
 }
 
 /// Starts the UDP threads and the TCP acceptor of one listener.
@@ -85,7 +101,7 @@ async fn tcp_accept(listener: TcpListener, shared: Arc<Shared>, stop: Cancellati
                         continue;
                     }
                     let count = per_client.entry(ip).or_insert(0);
-                    if *count >= wire.tcp_max_per_client {
+                    if wire.tcp_max_per_client > 0 && *count >= wire.tcp_max_per_client {
                         crate::stats::limit_hit("tcp_max_per_client");
                         continue;
                     }
@@ -127,24 +143,40 @@ fn idle(shared: &Shared) -> Duration {
 }
 
 /// Serves one TCP connection: length-prefixed queries (RFC 1035 section 4.2.2), answered in
-/// order, until the client closes, is idle too long, or the server stops.
+/// order, until the client closes, is idle too long, or the server stops. Pipelined queries
+/// already read are answered together, in one write. After `tcp_max_queries` (when set), every
+/// whole query already read is still answered before the connection is closed (RFC 7766
+/// section 6.2.1 lets a server close, not drop queries it took).
 async fn tcp_conn(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    let ip = peer.ip().to_canonical();
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::with_capacity(16 * 1024, rd);
     let mut buf = Vec::new();
     let mut fast = Vec::new();
     let mut framed = Vec::new();
     let mut counts = crate::stats::QueryCounts::new("tcp");
-    let mut answered = 0;
+    let mut answered = 0usize;
+    let mut closing = false;
     loop {
+        let buffered = whole_query_buffered(rd.buffer());
+        if closing && !buffered {
+            let _ = wr.shutdown().await;
+            return;
+        }
         let mut len = [0u8; 2];
-        let read = tokio::select! {
-            r = tokio::time::timeout(idle(&shared), stream.read_exact(&mut len)) => r,
-            _ = stop.cancelled() => return,
+        let read = if buffered {
+            Ok(rd.read_exact(&mut len).await)
+        } else {
+            tokio::select! {
+                r = tokio::time::timeout(idle(&shared), rd.read_exact(&mut len)) => r,
+                _ = stop.cancelled() => return,
+            }
         };
         match read {
             Ok(Ok(_)) => {}
@@ -158,7 +190,7 @@ async fn tcp_conn(
         buf.resize(n, 0);
         let wire = shared.published.load().wire.clone();
         // A begun query must arrive whole soon: a slow sender cannot hold the slot.
-        match tokio::time::timeout(wire.tcp_read_timeout, stream.read_exact(&mut buf)).await {
+        match tokio::time::timeout(wire.tcp_read_timeout, rd.read_exact(&mut buf)).await {
             Ok(Ok(_)) => {}
             Ok(Err(_)) => return,
             Err(_) => {
@@ -167,46 +199,26 @@ async fn tcp_conn(
             }
         }
         answered += 1;
-        // The fast path answers into `fast`; otherwise the general path's messages are used.
         let timed = counts.sample().then(std::time::Instant::now);
-        let general = {
-            let snap = shared.published.load();
-            if snap.fast.answer(
-                &buf,
-                peer.ip().to_canonical(),
-                snap.wire.udp_payload,
-                true,
-                &mut fast,
-            ) {
-                None
-            } else {
-                Some(dns::handle(
-                    &snap,
-                    &buf,
-                    peer.ip(),
-                    Transport::Tcp,
-                    &snap.wire,
-                ))
+        let start = framed.len();
+        if answer_tcp(&shared, &buf, ip, &mut fast, &mut framed) {
+            if let Some(t) = timed {
+                counts.record_latency(t.elapsed());
             }
-        };
-        framed.clear();
-        let first = match &general {
-            None => frame(&mut framed, &fast),
-            Some(Outcome::Drop) => continue,
-            Some(Outcome::Reply(m)) => frame(&mut framed, m),
-            Some(Outcome::Transfer(ms)) => {
-                let starts: Vec<usize> = ms.iter().map(|m| frame(&mut framed, m)).collect();
-                starts.first().copied().unwrap_or(0)
-            }
-        };
-        if let Some(t) = timed {
-            counts.record_latency(t.elapsed());
+            // A transfer counts once, by its first message.
+            counts.count(&framed[start + 2..]);
         }
-        // A transfer counts once, by its first message.
-        counts.count(&framed[first..]);
+        if wire.tcp_max_queries > 0 && answered >= wire.tcp_max_queries && !closing {
+            crate::stats::limit_hit("tcp_max_queries");
+            closing = true;
+        }
+        // Answers to queries already read go out together, once no whole query is waiting.
+        if framed.is_empty() || whole_query_buffered(rd.buffer()) && framed.len() < 32 * 1024 {
+            continue;
+        }
         counts.flush();
         // A client that does not take its answers cannot hold the slot either.
-        match tokio::time::timeout(wire.tcp_read_timeout, stream.write_all(&framed)).await {
+        match tokio::time::timeout(wire.tcp_read_timeout, wr.write_all(&framed)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return,
             Err(_) => {
@@ -214,18 +226,50 @@ async fn tcp_conn(
                 return;
             }
         }
-        if answered >= wire.tcp_max_queries {
-            crate::stats::limit_hit("tcp_max_queries");
-            return;
+        framed.clear();
+    }
+}
+
+/// Whether `buffered` starts with a whole length-prefixed message.
+fn whole_query_buffered(buffered: &[u8]) -> bool {
+    buffered.len() >= 2
+        && buffered.len() >= 2 + u16::from_be_bytes([buffered[0], buffered[1]]) as usize
+}
+
+/// Answers one TCP query into `framed` (length-prefixed, several messages for a transfer), by
+/// the fast path when it can; false when nothing is to be sent.
+fn answer_tcp(
+    shared: &Shared,
+    query: &[u8],
+    ip: IpAddr,
+    fast: &mut Vec<u8>,
+    framed: &mut Vec<u8>,
+) -> bool {
+    let snap = shared.published.load();
+    if snap
+        .fast
+        .answer(query, ip, snap.wire.udp_payload, true, fast)
+    {
+        frame(framed, fast);
+        return true;
+    }
+    match dns::handle(&snap, query, ip, Transport::Tcp, &snap.wire) {
+        Outcome::Drop => false,
+        Outcome::Reply(m) => {
+            frame(framed, &m);
+            true
+        }
+        Outcome::Transfer(ms) => {
+            for m in &ms {
+                frame(framed, m);
+            }
+            true
         }
     }
 }
 
-/// Appends `m` to `out` with its two-byte length prefix (RFC 1035 section 4.2.2); returns
-/// where the message starts in `out`.
-fn frame(out: &mut Vec<u8>, m: &[u8]) -> usize {
+/// Appends `m` to `out` with its two-byte length prefix (RFC 1035 section 4.2.2).
+fn frame(out: &mut Vec<u8>, m: &[u8]) {
     out.extend_from_slice(&(m.len() as u16).to_be_bytes());
-    let at = out.len();
     out.extend_from_slice(m);
-    at
 }

@@ -129,6 +129,108 @@ async fn a_connection_ends_after_its_query_cap() {
     assert!(limit_count(g.admin, "tcp_max_queries").await >= 1.0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_already_read_are_answered_before_the_cap_closes_a_connection() {
+    let g = start_with("", "tcp_max_queries = 5", &repo().join("zones")).await;
+    let mut s = connect(g.dns, "127.0.7.2").await;
+    // Eight queries in one write: all of them reach gtmd before the fifth answer.
+    let mut framed = Vec::new();
+    for id in 0..8u16 {
+        let mut q = query_msg("www.example.test.", RecordType::A, true);
+        q.metadata.id = id;
+        let b = q.to_vec().unwrap();
+        framed.extend_from_slice(&(b.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&b);
+    }
+    s.write_all(&framed).await.unwrap();
+    let mut ids = Vec::new();
+    loop {
+        let mut len = [0u8; 2];
+        match tokio::time::timeout(Duration::from_secs(3), s.read_exact(&mut len)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => break, // closed, after the answers
+            Err(_) => panic!("neither answered nor closed; answers so far: {ids:?}"),
+        }
+        let mut body = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut body).await.unwrap();
+        ids.push(
+            hickory_proto::op::Message::from_vec(&body)
+                .unwrap()
+                .metadata
+                .id,
+        );
+    }
+    assert_eq!(
+        ids,
+        (0..8).collect::<Vec<u16>>(),
+        "every query read is answered, in order"
+    );
+    assert!(limit_count(g.admin, "tcp_max_queries").await >= 1.0);
+}
+
+/// Runs dnsperf over TCP from one address with `clients` connections; returns
+/// (sent, completed, lost).
+fn dnsperf_tcp(dns: SocketAddr, clients: u32) -> (u64, u64, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let queries = dir.path().join("queries");
+    std::fs::write(
+        &queries,
+        "www.example.test A\napp.example.test A\nnx.example.test A\nexample.test SOA\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new("dnsperf")
+        .args([
+            "-m",
+            "tcp",
+            "-s",
+            "127.0.0.1",
+            "-p",
+            &dns.port().to_string(),
+        ])
+        .args([
+            "-c",
+            &clients.to_string(),
+            "-q",
+            "400",
+            "-l",
+            "4",
+            "-Q",
+            "20000",
+        ])
+        .arg("-d")
+        .arg(&queries)
+        .output()
+        .expect("dnsperf runs (apt-get install dnsperf; see .ci/run)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name:?} in dnsperf's output:\n{text}"))
+    };
+    (
+        field("Queries sent:"),
+        field("Queries completed:"),
+        field("Queries lost:"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_resolver_on_one_address_loses_nothing_over_tcp() {
+    // Defaults: a resolver farm behind one address trips no TCP cap.
+    let g = start("", &repo().join("zones")).await;
+    for clients in [40, 200] {
+        let dns = g.dns;
+        let (sent, done, lost) = tokio::task::spawn_blocking(move || dnsperf_tcp(dns, clients))
+            .await
+            .unwrap();
+        eprintln!("dnsperf -m tcp -c {clients}: {sent} sent, {done} completed, {lost} lost");
+        assert!(sent > 1000, "-c {clients}: only {sent} queries sent");
+        assert_eq!(lost, 0, "-c {clients}: {lost} of {sent} lost");
+    }
+}
+
 /// `POST /overrides` with `body` as JSON.
 async fn post_override(admin: SocketAddr, body: &serde_json::Value) -> reqwest::Response {
     reqwest::Client::new()

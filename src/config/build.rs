@@ -82,8 +82,10 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
     };
     let tcp_max_connections =
         positive("tcp_max_connections", raw.server.tcp_max_connections, 1024)?;
-    let tcp_max_per_client = positive("tcp_max_per_client", raw.server.tcp_max_per_client, 32)?;
-    let tcp_max_queries = positive("tcp_max_queries", raw.server.tcp_max_queries, 10_000)?;
+    // 0: no cap of its own. A resolver farm behind NAT is one address and pipelines without
+    // end, so neither is capped by default (NSD and Knot do not cap them either).
+    let tcp_max_per_client = raw.server.tcp_max_per_client.unwrap_or(0);
+    let tcp_max_queries = raw.server.tcp_max_queries.unwrap_or(0);
     let admin = raw.admin.listen.as_deref().unwrap_or("127.0.0.1:8053");
     let admin_listen: SocketAddr = admin
         .parse()
@@ -363,6 +365,12 @@ fn build_pools(
                     format!("{:?} is not an IPv4 or IPv6 address", m.address),
                 )
             })?;
+            if let Some(why) = not_unicast(address) {
+                return Err(cx.err(
+                    &format!("{mp}.address"),
+                    format!("{address} is {why}: a client cannot reach a service there"),
+                ));
+            }
             let probe_ip: IpAddr = match &m.probe_address {
                 None => address,
                 Some(a) => a.parse().map_err(|_| {
@@ -872,4 +880,14 @@ fn build_admin_limits(cx: &Ctx, a: &file::Admin) -> Result<AdminLimits, ConfigEr
         max_time,
         max_connections: at_least_one("max_connections", a.max_connections, 64)?,
     })
+}
+
+/// Why `a` cannot be a member's address (answers must be unicast), if it cannot.
+fn not_unicast(a: IpAddr) -> Option<&'static str> {
+    match a.to_canonical() {
+        a if a.is_unspecified() => Some("the unspecified address"),
+        a if a.is_multicast() => Some("a multicast address"),
+        IpAddr::V4(v4) if v4.is_broadcast() => Some("the broadcast address"),
+        _ => None,
+    }
 }
