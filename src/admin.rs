@@ -255,14 +255,17 @@ async fn set_override(
     if b.reason.trim().is_empty() {
         return Err((StatusCode::BAD_REQUEST, "give a reason\n".into()));
     }
+    // A reason goes into logs, alerts' JSON and a command's environment: no control
+    // characters (a newline could forge a log line, a NUL cannot be passed to a program).
+    if b.reason.chars().any(char::is_control) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "reason: control characters (newline, tab, NUL...) are not allowed\n".into(),
+        ));
+    }
     let duration = match b.duration.as_deref() {
         None => None,
-        Some(d) => Some(humantime::parse_duration(d).map_err(|e| {
-            (
-                StatusCode::BAD_REQUEST,
-                format!("for: {d:?} is not a duration ({e}); write e.g. \"30m\"\n"),
-            )
-        })?),
+        Some(d) => Some(override_duration(d).map_err(|e| (StatusCode::BAD_REQUEST, e))?),
     };
     let op = OverrideOp::Set {
         target: b.target,
@@ -271,6 +274,21 @@ async fn set_override(
         duration,
     };
     change(&cx, op).await
+}
+
+/// The longest override end asked for with `for`: ten years.
+pub const MAX_OVERRIDE: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 86_400);
+
+/// An override's `for`, at most [`MAX_OVERRIDE`].
+fn override_duration(d: &str) -> Result<std::time::Duration, String> {
+    let v = humantime::parse_duration(d)
+        .map_err(|e| format!("for: {d:?} is not a duration ({e}); write e.g. \"30m\"\n"))?;
+    if v > MAX_OVERRIDE {
+        return Err(format!(
+            "for: {d:?} is past the 10-year cap; leave `for` out for an override with no end\n"
+        ));
+    }
+    Ok(v)
 }
 
 async fn clear_override(

@@ -80,9 +80,10 @@ pub async fn start(
     let zones = Arc::new(load_zones(&cfg)?);
     let cfg = Arc::new(cfg);
     let published: Published = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+    // Never an error: DNS does not wait on the state file (see overrides::restore).
     let overrides = match &cfg.state_file {
-        Some(p) => crate::overrides::load(p).map_err(|e| anyhow::anyhow!("state file {e}"))?,
-        None => Vec::new(),
+        Some(p) => crate::overrides::restore(p),
+        None => Default::default(),
     };
     let token: Token = Arc::new(ArcSwapOption::from(
         crate::reload::read_token(&cfg)?.map(Arc::new),
@@ -93,12 +94,15 @@ pub async fn start(
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "gtmd".into());
+    let admin_bound = listeners.admin.local_addr()?;
     let mut ctl = format!(
         "{} ctl --admin {}",
         crate::alert::shell_quote(&exe),
-        listeners.admin.local_addr()?
+        admin_bound
     );
     if let Some(t) = &cfg.token_file {
+        // Absolute: the command is run from wherever the operator's shell or pager is.
+        let t = std::path::absolute(t).unwrap_or_else(|_| t.clone());
         ctl += &format!(
             " --token-file {}",
             crate::alert::shell_quote(&t.display().to_string())
@@ -109,8 +113,13 @@ pub async fn start(
     engine.start_probes().map_err(anyhow::Error::msg)?;
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let mut tasks = JoinSet::new();
-    let (reloads, reloader) =
-        crate::reload::spawn(origin, cmd_tx.clone(), token.clone(), stop.clone());
+    let (reloads, reloader) = crate::reload::spawn(
+        origin,
+        cmd_tx.clone(),
+        token.clone(),
+        admin_bound,
+        stop.clone(),
+    );
     tasks.spawn(async move {
         let _ = reloader.await;
     });

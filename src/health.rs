@@ -131,10 +131,8 @@ pub struct Damping {
 
 impl Damping {
     /// Records a down at `now` and returns the hold-down it gets.
+    /// Downs are counted (as flaps) whether or not the check damps them.
     pub fn went_down(&mut self, now: Instant, r: DampingRules) -> Duration {
-        if r.min_down.is_zero() {
-            return Duration::ZERO;
-        }
         while self
             .downs
             .front()
@@ -143,6 +141,9 @@ impl Damping {
             self.downs.pop_front();
         }
         self.downs.push_back(now);
+        if r.min_down.is_zero() {
+            return Duration::ZERO;
+        }
         let doublings = (self.downs.len() - 1).min(30) as u32;
         self.hold = r
             .min_down
@@ -195,6 +196,25 @@ mod tests {
         };
         assert_eq!(d.went_down(t0, off), Duration::ZERO);
         assert!(!d.held(t0));
+    }
+
+    #[test]
+    fn downs_count_as_flaps_without_damping_too() {
+        let off = DampingRules {
+            min_down: Duration::ZERO,
+            window: Duration::from_secs(600),
+            max_down: Duration::from_secs(600),
+        };
+        let t0 = Instant::now();
+        let mut d = Damping::default();
+        for s in 0..10 {
+            assert_eq!(
+                d.went_down(t0 + Duration::from_secs(3 * s), off),
+                Duration::ZERO
+            );
+        }
+        assert_eq!(d.flaps(), 10);
+        assert!(!d.held(t0 + Duration::from_secs(27)));
     }
 
     const T: Thresholds = Thresholds { fall: 3, rise: 2 };

@@ -4,10 +4,13 @@
 //!
 //! The file is JSON, replaced atomically: written to a temporary file beside it, flushed to
 //! disk, renamed over the old one, and the directory flushed. A crash at any moment leaves
-//! either the old file or the new one, never a mix.
+//! either the old file or the new one, never a mix. A copy (`NAME.prev`) is written the same
+//! way after each replace, and serves at start when the file itself cannot be read: DNS is
+//! never down because of this file, and an operator's removal is never silently dropped.
+//! A symbolic link is written through, to its target.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -107,9 +110,35 @@ struct StateFile {
     overrides: Vec<Override>,
 }
 
+/// The copy kept beside the state file: the last state written to it whole, so that a state
+/// file found empty, corrupt or unreadable at start loses no operator's removal.
+pub fn backup_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".prev");
+    path.with_file_name(name)
+}
+
+/// The file a state file path stands for: a symbolic link is followed (writes go through it
+/// to its target, which stays a link's target), up to 40 links.
+pub fn real_path(path: &Path) -> PathBuf {
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::read_link(&p) {
+            Ok(target) => {
+                p = p
+                    .parent()
+                    .map_or_else(|| target.clone(), |d| d.join(&target));
+            }
+            Err(_) => return p,
+        }
+    }
+    p
+}
+
 /// Reads the state file; a missing file is no overrides.
 pub fn load(path: &Path) -> Result<Vec<Override>, String> {
-    match std::fs::read(path) {
+    let path = real_path(path);
+    match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice::<StateFile>(&bytes)
             .map(|f| f.overrides)
             .map_err(|e| format!("{}: {e}", path.display())),
@@ -118,21 +147,110 @@ pub fn load(path: &Path) -> Result<Vec<Override>, String> {
     }
 }
 
-/// Replaces the state file atomically with `overrides`.
+/// The overrides to start with, and what is wrong with the state file if anything is.
+#[derive(Debug, Default)]
+pub struct Restored {
+    pub overrides: Vec<Override>,
+    /// Set when the state file could not be read: where the overrides came from instead.
+    pub problem: Option<String>,
+}
+
+/// Reads the state file at start. DNS never waits on it: an unreadable file (empty,
+/// corrupt, a directory) gives the overrides of its backup, or none, with the problem said.
+/// Temporary files that a kill during a write left behind are removed.
+pub fn restore(path: &Path) -> Restored {
+    remove_stale_temporaries(&real_path(path));
+    let err = match load(path) {
+        Ok(overrides) => {
+            return Restored {
+                overrides,
+                problem: None,
+            }
+        }
+        Err(e) => e,
+    };
+    let backup = backup_path(&real_path(path));
+    match std::fs::read(&backup)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice::<StateFile>(&b).map_err(|e| e.to_string()))
+    {
+        Ok(f) => Restored {
+            problem: Some(format!(
+                "state file unreadable ({err}); started from its backup {} with {} override(s); \
+                 fix or remove the state file (the next override change rewrites it)",
+                backup.display(),
+                f.overrides.len()
+            )),
+            overrides: f.overrides,
+        },
+        Err(b) => Restored {
+            overrides: Vec::new(),
+            problem: Some(format!(
+                "state file unreadable ({err}) and its backup {} too ({b}); started with no \
+                 overrides: set them again",
+                backup.display()
+            )),
+        },
+    }
+}
+
+/// Removes `.NAME.PID.tmp` files beside `path` (see [`save`]).
+fn remove_stale_temporaries(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with(&prefix) && n.ends_with(".tmp") {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => {
+                    tracing::info!(file = %e.path().display(), "removed a state file write that was cut short")
+                }
+                Err(err) => {
+                    tracing::warn!(file = %e.path().display(), error = %err, "cannot remove a stale temporary state file")
+                }
+            }
+        }
+    }
+}
+
+/// Replaces the state file atomically with `overrides` (through a symbolic link, to its
+/// target), then its backup ([`backup_path`]) with the same: the backup always holds a whole
+/// copy of the last state written, whatever later happens to the file itself.
 pub fn save(path: &Path, overrides: &[Override]) -> std::io::Result<()> {
+    let path = real_path(path);
+    let body = serde_json::to_vec_pretty(&StateFile {
+        version: 1,
+        overrides: overrides.to_vec(),
+    })?;
+    replace(&path, &body)?;
+    if let Err(e) = replace(&backup_path(&path), &body) {
+        tracing::warn!(file = %backup_path(&path).display(), error = %e, "cannot write the state file's backup");
+    }
+    Ok(())
+}
+
+/// Writes `body` to a temporary file beside `path`, flushes it, renames it over `path` and
+/// flushes the directory.
+fn replace(path: &Path, body: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let body = serde_json::to_vec_pretty(&StateFile {
-        version: 1,
-        overrides: overrides.to_vec(),
-    })?;
     let written = (|| {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&body)?;
+        f.write_all(body)?;
         f.write_all(b"\n")?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
@@ -166,12 +284,69 @@ mod tests {
         save(&path, &[o("app/eu-1")]).unwrap();
         save(&path, &[o("app/eu-1"), o("pool:app")]).unwrap();
         assert_eq!(load(&path).unwrap(), vec![o("app/eu-1"), o("pool:app")]);
-        // Nothing but the file itself is left in the directory.
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // Nothing but the file itself and its backup is left in the directory.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
         // A failed write (the directory is gone) leaves nothing half-written behind.
         let gone = dir.path().join("missing/state.json");
         assert!(save(&gone, &[o("x/y")]).is_err());
         assert!(o("x/y").expired(100) && !o("x/y").expired(99));
+    }
+
+    #[test]
+    fn an_unreadable_state_file_starts_from_its_backup_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        save(&path, &[o("app/eu-1")]).unwrap();
+        let fine = restore(&path);
+        assert_eq!((fine.overrides.len(), fine.problem), (1, None));
+        for bad in ["", "{ not json", "{\"version\": 1}"] {
+            std::fs::write(&path, bad).unwrap();
+            let r = restore(&path);
+            assert_eq!(r.overrides, vec![o("app/eu-1")], "{bad:?}");
+            let problem = r.problem.expect("the problem is said");
+            assert!(problem.contains("state.json.prev"), "{problem}");
+        }
+        // A directory where the file should be.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        assert_eq!(restore(&path).overrides, vec![o("app/eu-1")]);
+        // No usable backup either: no overrides, and the problem said.
+        std::fs::write(backup_path(&path), "junk").unwrap();
+        let r = restore(&path);
+        assert!(r.overrides.is_empty());
+        assert!(r.problem.unwrap().contains("set them again"));
+    }
+
+    #[test]
+    fn a_write_cut_short_is_cleaned_up_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        save(&path, &[o("app/eu-1")]).unwrap();
+        let stale = dir.path().join(".state.json.4242.tmp");
+        std::fs::write(&stale, "{ half").unwrap();
+        let other = dir.path().join(".other.json.4242.tmp");
+        std::fs::write(&other, "not ours").unwrap();
+        assert!(restore(&path).problem.is_none());
+        assert!(!stale.exists(), "the stale temporary file is left");
+        assert!(other.exists(), "another file's temporary was removed");
+    }
+
+    #[test]
+    fn a_symlinked_state_file_is_written_through_the_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let link = dir.path().join("state.json");
+        std::os::unix::fs::symlink("real/state.json", &link).unwrap();
+        save(&link, &[o("app/eu-1")]).unwrap();
+        save(&link, &[o("pool:app")]).unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(load(&real.join("state.json")).unwrap(), vec![o("pool:app")]);
+        assert_eq!(load(&link).unwrap(), vec![o("pool:app")]);
+        assert!(real.join("state.json.prev").exists());
     }
 
     #[test]

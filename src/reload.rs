@@ -13,6 +13,7 @@
 //!
 //! Requests are served one at a time. Nothing here changes state itself.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -119,11 +120,25 @@ impl Reloads {
     }
 }
 
-/// Starts the reloader task; it ends when `stop` is cancelled.
+/// A reload is judged against the address the admin API is bound to, not the one the new
+/// file names (`admin.listen` takes effect at the next start): a listener that is not on
+/// loopback keeps needing a token.
+fn check_token(admin_bound: SocketAddr, token: &Option<String>) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        token.is_some() || admin_bound.ip().to_canonical().is_loopback(),
+        "the admin API listens on {admin_bound}, not a loopback address (admin.listen changes \
+         at the next start): keep admin.token_file so that changes still need a token"
+    );
+    Ok(())
+}
+
+/// Starts the reloader task; it ends when `stop` is cancelled. `admin_bound` is where the
+/// admin API listens.
 pub fn spawn(
     origin: Origin,
     engine: mpsc::Sender<Command>,
     token: Token,
+    admin_bound: SocketAddr,
     stop: CancellationToken,
 ) -> (Reloads, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Reply>(8);
@@ -136,7 +151,8 @@ pub fn spawn(
             let o = origin.clone();
             let read = tokio::task::spawn_blocking(move || o.read())
                 .await
-                .unwrap_or_else(|e| Err(anyhow::anyhow!("reading the configuration: {e}")));
+                .unwrap_or_else(|e| Err(anyhow::anyhow!("reading the configuration: {e}")))
+                .and_then(|(l, t)| check_token(admin_bound, &t).map(|()| (l, t)));
             let (loaded, new_token) = match read {
                 Ok((l, t)) => (Ok(Box::new(l)), t),
                 Err(e) => (Err(format!("{e:#}")), None),

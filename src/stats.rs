@@ -35,6 +35,7 @@ pub const RELOADS: &str = "gtmd_config_reloads_total";
 pub const RRL: &str = "gtmd_rrl_responses_total";
 pub const LIMITS: &str = "gtmd_limits_total";
 pub const LAST_RELOAD_OK: &str = "gtmd_config_last_reload_successful";
+pub const STATE_FILE_OK: &str = "gtmd_state_file_ok";
 
 /// How often the engine stores its gauges even when nothing changed (and drains histogram
 /// samples into their buckets). The exporter forgets a
@@ -104,6 +105,10 @@ fn describe() {
         "1 while the name answers with its degraded TTL"
     );
     describe_gauge!(OVERRIDES, "Operator overrides in force, by action");
+    describe_gauge!(
+        STATE_FILE_OK,
+        "0 while the state file found at start cannot be read (overrides came from its backup, or none)"
+    );
     describe_gauge!(GENERATION, "Generation of the published answers");
     describe_gauge!(BUILD_INFO, "Always 1; the version is a label");
     describe_gauge!(

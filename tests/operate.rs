@@ -386,69 +386,6 @@ async fn metrics_parse_and_follow_failures() {
     child.wait().unwrap();
 }
 
-/// A webhook receiver on loopback: answers every POST with `status` and keeps the bodies.
-struct Receiver {
-    url: String,
-    got: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
-}
-
-impl Receiver {
-    async fn start(status: u16) -> Self {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", l.local_addr().unwrap());
-        let got: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Default::default();
-        let g = got.clone();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                let g = g.clone();
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    loop {
-                        let Ok(n @ 1..) = s.read(&mut chunk).await else {
-                            return;
-                        };
-                        buf.extend_from_slice(&chunk[..n]);
-                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                            continue;
-                        };
-                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse().ok())
-                            .unwrap_or(0);
-                        if buf.len() < end + 4 + len {
-                            continue;
-                        }
-                        let body = &buf[end + 4..end + 4 + len];
-                        g.lock()
-                            .unwrap()
-                            .push(serde_json::from_slice(body).unwrap());
-                        let resp = format!(
-                            "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                        );
-                        let _ = s.write_all(resp.as_bytes()).await;
-                        return;
-                    }
-                });
-            }
-        });
-        Receiver { url, got }
-    }
-
-    fn events(&self, event: &str) -> Vec<serde_json::Value> {
-        self.got
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|a| a["event"] == event)
-            .cloned()
-            .collect()
-    }
-}
-
 /// Writes a config file for the binary: DNS and admin on free ports, `admin` in the [admin]
 /// table, `extra` appended.
 fn binary_config(

@@ -326,6 +326,29 @@ fn line_at(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
+/// A deserializer's path written as the other errors write theirs: `names."a.example.".type`.
+fn toml_path(p: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in p.iter() {
+        match seg {
+            Segment::Seq { index } => out += &format!("[{index}]"),
+            Segment::Map { key: k } | Segment::Enum { variant: k } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out += &key(k);
+            }
+            Segment::Unknown => out += if out.is_empty() { "?" } else { ".?" },
+        }
+    }
+    if out.is_empty() {
+        ".".into()
+    } else {
+        out
+    }
+}
+
 /// Quotes a TOML key when it is not a bare key.
 fn key(k: &str) -> String {
     if !k.is_empty()
@@ -392,7 +415,7 @@ impl Config {
         cx.doc = Some(doc);
         let de = toml::Deserializer::new(text);
         let raw: file::File = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
+            let path = toml_path(e.path());
             let inner = e.into_inner();
             let line = inner.span().map(|s| line_at(text, s.start));
             ConfigError {

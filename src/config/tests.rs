@@ -42,6 +42,36 @@ fn member_errors_point_at_the_member() {
 }
 
 #[test]
+fn unknown_keys_under_a_dotted_name_are_quoted() {
+    let text = format!("{POOL}[names.\"srv.other.test.\"]\npools = [\"p\"]\ntype = 1\n");
+    let e = parse(&text).unwrap_err();
+    assert_eq!(e.path, "names.\"srv.other.test.\".type", "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("t.toml:10: names.\"srv.other.test.\".type"),
+        "{e}"
+    );
+}
+
+#[test]
+fn members_need_a_unicast_address() {
+    for (addr, why) in [
+        ("0.0.0.0", "unspecified"),
+        ("::", "unspecified"),
+        ("255.255.255.255", "broadcast"),
+        ("224.0.0.1", "multicast"),
+        ("ff02::1", "multicast"),
+        ("::ffff:239.1.1.1", "multicast"),
+    ] {
+        let text = POOL.replace("192.0.2.1", addr);
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.path, "pools.p.members[0].address", "{addr}: {e}");
+        assert_eq!(e.line, Some(7), "{addr}: {e}");
+        assert!(e.msg.contains(why), "{addr}: {e}");
+    }
+}
+
+#[test]
 fn names_must_use_known_pools() {
     let text = format!("{POOL}[names.\"a.example.\"]\npools = [\"q\"]\n");
     let e = parse(&text).unwrap_err();

@@ -26,6 +26,7 @@ pub(super) struct Gauges {
     config_generation: metrics::Gauge,
     pub(super) last_reload_ok: metrics::Gauge,
     build_info: metrics::Gauge,
+    state_file_ok: metrics::Gauge,
 }
 
 impl Gauges {
@@ -75,6 +76,7 @@ impl Gauges {
             config_generation: gauge!(CONFIG_GENERATION),
             last_reload_ok: gauge!(LAST_RELOAD_OK),
             build_info: gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")),
+            state_file_ok: gauge!(STATE_FILE_OK),
         }
     }
 }
@@ -112,5 +114,6 @@ impl Engine {
         g.generation.set(self.generation as f64);
         g.config_generation.set(self.config_generation as f64);
         g.build_info.set(1.0);
+        g.state_file_ok.set(flag(self.state_problem.is_none()));
     }
 }

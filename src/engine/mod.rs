@@ -127,6 +127,8 @@ pub struct Engine {
     rrl: Option<Arc<crate::rrl::Rrl>>,
     /// Prepared answers that do not depend on health, reused by every publication.
     fixed: Option<Arc<crate::fast::Fixed>>,
+    /// What is wrong with the state file, from start until it is written whole again.
+    state_problem: Option<String>,
 }
 
 impl Engine {
@@ -172,6 +174,7 @@ impl Engine {
             config_generation: 1,
             rrl,
             fixed: None,
+            state_problem: None,
         };
         e.publish();
         (e, ready_rx)

@@ -10,16 +10,17 @@ use crate::overrides::{now_secs, Action, Override};
 impl Engine {
     /// Starts with the overrides kept in the state file (those whose target no longer
     /// exists are kept, and apply again if it comes back).
-    pub fn restore_overrides(&mut self, list: Vec<Override>) {
-        self.overrides = list;
+    pub fn restore_overrides(&mut self, restored: crate::overrides::Restored) {
+        self.overrides = restored.overrides;
+        self.set_state_problem(restored.problem);
         self.apply_overrides();
         for o in &self.overrides {
             match crate::overrides::members_of(&self.cfg, &o.target) {
                 Ok(_) => {
-                    tracing::warn!(target = %o.target, action = ?o.action, reason = %o.reason, "override restored from the state file")
+                    tracing::warn!(target = ?o.target, action = ?o.action, reason = ?o.reason, "override restored from the state file")
                 }
                 Err(e) => {
-                    tracing::warn!(target = %o.target, error = %e, "override kept but matches nothing")
+                    tracing::warn!(target = ?o.target, error = %e, "override kept but matches nothing")
                 }
             }
         }
@@ -64,7 +65,7 @@ impl Engine {
         op: OverrideOp,
     ) -> Result<Vec<Override>, String> {
         let before = self.overrides.clone();
-        let (target, what) = match op {
+        let (target, what, alert, duration) = match op {
             OverrideOp::Set {
                 target,
                 action,
@@ -79,27 +80,23 @@ impl Engine {
                     action,
                     reason: reason.clone(),
                     since,
-                    until: duration.map(|d| since + d.as_secs().max(1)),
+                    until: duration.map(|d| since.saturating_add(d.as_secs().max(1))),
                 });
-                tracing::warn!(target = %target, action = ?action, reason = %reason, duration = ?duration, "override set");
                 let mut a = Alert::new("override_set");
                 a.target = Some(target.clone());
                 a.new_state = Some(format!("{action:?}").to_lowercase());
-                a.reason = Some(reason.clone());
+                a.reason = Some(reason);
                 a.command = Some(self.alerts.command(&["enable", &target]));
-                self.alerts.send(a);
-                (target, "set")
+                (target, "set", a, duration)
             }
             OverrideOp::Clear { target } => {
                 if !self.overrides.iter().any(|o| o.target == target) {
                     return Err(format!("no override of {target:?}"));
                 }
                 self.overrides.retain(|o| o.target != target);
-                tracing::warn!(target = %target, "override cleared");
                 let mut a = Alert::new("override_cleared");
                 a.target = Some(target.clone());
-                self.alerts.send(a);
-                (target, "cleared")
+                (target, "cleared", a, None)
             }
         };
         if let Err(e) = self.persist().await {
@@ -108,20 +105,61 @@ impl Engine {
                 "override of {target:?} not {what}: cannot write the state file: {e}"
             ));
         }
+        // Said only once it is kept: a change the state file refused never happened.
+        tracing::warn!(target = ?target, action = ?alert.new_state, reason = ?alert.reason, duration = ?duration, "override {what}");
+        self.alerts.send(alert);
         self.apply_overrides();
         self.publish();
         Ok(self.overrides.clone())
     }
 
-    /// Writes the overrides to the state file, if there is one, off the engine's thread.
-    pub(super) async fn persist(&self) -> std::io::Result<()> {
+    /// Writes the overrides to the state file, if there is one, off the engine's thread. A
+    /// write that succeeds ends a problem with the file found at start.
+    pub(super) async fn persist(&mut self) -> std::io::Result<()> {
         let Some(path) = self.cfg.state_file.clone() else {
             return Ok(());
         };
         let list = self.overrides.clone();
         tokio::task::spawn_blocking(move || crate::overrides::save(&path, &list))
             .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))?;
+        if self.state_problem.is_some() {
+            tracing::warn!("the state file is written whole again");
+            self.set_state_problem(None);
+        }
+        Ok(())
+    }
+
+    /// Records (or, with `None`, ends) a problem with the state file: logged and alerted when
+    /// it starts, shown in `/status` and by a gauge while it lasts.
+    pub(super) fn set_state_problem(&mut self, problem: Option<String>) {
+        if let Some(p) = &problem {
+            tracing::error!(problem = %p, "state file");
+            let mut a = Alert::new("state_file_unreadable");
+            a.reason = Some(p.clone());
+            self.alerts.send(a);
+        }
+        self.state_problem = problem;
+    }
+
+    /// After a reload: if the state file could not be read at start and has not been written
+    /// since, reads it again; an operator who mended it gets its overrides.
+    pub(super) fn reread_state_file(&mut self) {
+        let (Some(path), Some(_)) = (&self.cfg.state_file, &self.state_problem) else {
+            return;
+        };
+        match crate::overrides::load(path) {
+            Ok(list) => {
+                tracing::warn!(
+                    overrides = list.len(),
+                    "the state file reads again; its overrides apply"
+                );
+                self.overrides = list;
+                self.set_state_problem(None);
+                self.apply_overrides();
+            }
+            Err(e) => tracing::error!(error = %e, "the state file still cannot be read"),
+        }
     }
 
     /// How long until the next override ends by itself.
@@ -137,7 +175,7 @@ impl Engine {
     pub(super) async fn expire_overrides(&mut self) {
         let now = now_secs();
         for o in self.overrides.iter().filter(|o| o.expired(now)) {
-            tracing::warn!(target = %o.target, action = ?o.action, reason = %o.reason, "override ended by itself");
+            tracing::warn!(target = ?o.target, action = ?o.action, reason = ?o.reason, "override ended by itself");
             let mut a = Alert::new("override_ended");
             a.target = Some(o.target.clone());
             a.reason = Some(o.reason.clone());

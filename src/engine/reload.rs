@@ -153,9 +153,10 @@ impl Engine {
         self.apply_overrides();
         for o in &self.overrides {
             if let Err(e) = crate::overrides::members_of(&self.cfg, &o.target) {
-                tracing::warn!(target = %o.target, error = %e, "override kept but matches nothing");
+                tracing::warn!(target = ?o.target, error = %e, "override kept but matches nothing");
             }
         }
+        self.reread_state_file();
         if state_file_moved {
             if let Err(e) = self.persist().await {
                 tracing::error!(error = %e, "cannot write the overrides to the new state file");

@@ -90,6 +90,9 @@ pub struct Status {
     pub names: Vec<NameStatus>,
     pub regions: Vec<RegionStatus>,
     pub overrides: Vec<Override>,
+    /// Set while the state file that was found at start cannot be read: what happened and
+    /// where the overrides came from instead.
+    pub state_file_problem: Option<String>,
 }
 
 impl Engine {
@@ -185,6 +188,7 @@ impl Engine {
             names,
             regions,
             overrides: self.overrides.clone(),
+            state_file_problem: self.state_problem.clone(),
         }
     }
 }

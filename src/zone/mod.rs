@@ -319,7 +319,26 @@ fn include(
         r.origin = Name::parse(&o.text, Some(&r.origin))
             .map_err(|x| err(file, line, format!("bad $INCLUDE origin {:?}: {x}", o.text)))?;
     }
-    read_text(r, &text, &target, depth + 1)?;
+    let before = r.records.len();
+    read_text(r, &text, &target, depth + 1).map_err(|e| {
+        // A file that yields no record before its error is not shown to be zone data: say
+        // where, never what (an `$INCLUDE /etc/shadow` must not echo the file into a reply
+        // or an alert).
+        let own = e.file == target && !r.records[before..].iter().any(|(_, _, f)| *f == target);
+        if own {
+            err(
+                file,
+                line,
+                format!(
+                    "$INCLUDE {}: not zone data (line {} is not a record; its content is not shown)",
+                    target.display(),
+                    e.line
+                ),
+            )
+        } else {
+            e
+        }
+    })?;
     // RFC 1035 section 5.1: the origin and current owner revert after an included file.
     (r.origin, r.last_owner) = saved;
     Ok(())
@@ -559,6 +578,24 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.line == 5 && e.msg.contains("missing.part"), "{e}");
+    }
+
+    #[test]
+    fn an_included_file_that_is_not_zone_data_is_named_not_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = "root:$y$j9T$s3cr3tHash:19000:0:99999:7:::";
+        std::fs::write(dir.path().join("shadow"), format!("{secret}\n")).unwrap();
+        let file = dir.path().join("t.zone");
+        let origin = Name::from_ascii("t.").unwrap();
+        let e = parse_zone(&format!("{HEAD}$INCLUDE shadow\n"), &file, origin.clone()).unwrap_err();
+        let text = e.to_string();
+        assert!(e.line == 5 && e.file == file, "{text}");
+        assert!(text.contains("shadow: not zone data (line 1"), "{text}");
+        assert!(!text.contains("root") && !text.contains("s3cr3t"), "{text}");
+        // An error in an included zone file that has records is shown as usual.
+        std::fs::write(dir.path().join("inc.part"), "x A 192.0.2.7\ny A nope\n").unwrap();
+        let e = parse_zone(&format!("{HEAD}$INCLUDE inc.part\n"), &file, origin).unwrap_err();
+        assert_eq!((e.file, e.line), (dir.path().join("inc.part"), 2));
     }
 
     #[test]
