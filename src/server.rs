@@ -156,7 +156,7 @@ async fn tcp_conn(
     let _ = stream.set_nodelay(true);
     let ip = peer.ip().to_canonical();
     let (rd, mut wr) = stream.into_split();
-    let mut rd = BufReader::with_capacity(16 * 1024, rd);
+    let mut rd = BufReader::with_capacity(4096, rd);
     let mut buf = Vec::new();
     let mut fast = Vec::new();
     let mut framed = Vec::new();

@@ -5,8 +5,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 use gtmd::ctl::request;
@@ -178,21 +179,7 @@ async fn alerts_print_absolute_paths_when_the_config_path_is_relative() {
         config(&[&b0, &b1], "token_file = \"token\"", &hook(&alerts.url))
     );
     std::fs::write(dir.path().join("gtmd.toml"), text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gtmd"))
-        .args(["--config", "gtmd.toml"])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while request(admin, "GET", "/readyz", None, None).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "gtmd did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = spawn_gtmd_in(dir.path(), Path::new("gtmd.toml"), admin);
     request(
         admin,
         "POST",

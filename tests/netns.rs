@@ -10,12 +10,16 @@ use std::process::Command;
 use common::repo;
 
 /// Runs `script` with `sh -eu` in a new network namespace with `lo` up; `$GTMD` is the
-/// binary, `$DIR` a scratch directory. Returns its standard output; panics with its output
+/// binary, `$DIR` a scratch directory; `start_gtmd` runs it on `$DIR/gtmd.toml` and waits until
+/// it is ready, `stop_gtmd` stops it. Returns its standard output; panics with its output
 /// when it fails.
 fn in_netns(dir: &Path, script: &str) -> String {
     let wrapped = format!(
         "ip link set lo up\n\
-         wait_ready() {{ for i in $(seq 1 100); do curl -sf -o /dev/null http://127.0.0.1:8053/readyz && return 0; sleep 0.1; done; cat \"$DIR/log\"; return 1; }}\n\
+         start_gtmd() {{ \"$GTMD\" --config \"$DIR/gtmd.toml\" >\"$DIR/log\" 2>&1 & pid=$!; \
+           for i in $(seq 1 100); do curl -sf -o /dev/null http://127.0.0.1:8053/readyz && return 0; sleep 0.1; done; \
+           cat \"$DIR/log\"; return 1; }}\n\
+         stop_gtmd() {{ kill $pid; wait $pid || true; }}\n\
          {script}"
     );
     let out = Command::new("unshare")
@@ -64,16 +68,13 @@ fn the_production_listen_pair_starts_and_answers_both_families() {
     let out = in_netns(
         dir.path(),
         r#"
-"$GTMD" --config "$DIR/gtmd.toml" >"$DIR/log" 2>&1 &
-pid=$!
-wait_ready
+start_gtmd
 for at in 127.0.0.1 ::1; do
   for t in +notcp +tcp; do
     echo "$at $t $(dig @$at -p 53 $t +short +time=2 +tries=1 www.example.test A)"
   done
 done
-kill $pid
-wait $pid || true
+stop_gtmd
 "#,
     );
     for want in [
@@ -93,14 +94,11 @@ fn an_ipv6_wildcard_alone_serves_ipv6_only() {
     let out = in_netns(
         dir.path(),
         r#"
-"$GTMD" --config "$DIR/gtmd.toml" >"$DIR/log" 2>&1 &
-pid=$!
-wait_ready
+start_gtmd
 echo "v6 $(dig @::1 -p 53 +short +time=2 +tries=1 www.example.test A)"
 echo "v4 $(dig @127.0.0.1 -p 53 +short +time=1 +tries=1 www.example.test A | grep -c 192.0.2.80 || true)"
 echo "v4tcp $(dig @127.0.0.1 -p 53 +tcp +short +time=1 +tries=1 www.example.test A | grep -c 192.0.2.80 || true)"
-kill $pid
-wait $pid || true
+stop_gtmd
 "#,
     );
     assert!(out.contains("v6 192.0.2.80"), "{out}");
@@ -130,15 +128,12 @@ fn a_reload_cannot_drop_the_token_while_the_api_listens_beyond_loopback() {
     let out = in_netns(
         dir.path(),
         r#"
-"$GTMD" --config "$DIR/gtmd.toml" >"$DIR/log" 2>&1 &
-pid=$!
-wait_ready
+start_gtmd
 cp "$DIR/next/gtmd.toml" "$DIR/gtmd.toml"
 echo "reload $(curl -s -o "$DIR/reply" -w '%{http_code}' -X POST -H 'Authorization: Bearer s3cret' http://127.0.0.1:8053/reload)"
 echo "reply $(cat "$DIR/reply")"
 echo "untokened $(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' -d '{"target":"app/eu-1","action":"disable","reason":"x"}' http://127.0.0.1:8053/overrides)"
-kill $pid
-wait $pid || true
+stop_gtmd
 "#,
     );
     assert!(out.contains("reload 422"), "{out}");

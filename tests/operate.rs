@@ -6,8 +6,8 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 use gtmd::ctl::request;
@@ -189,25 +189,6 @@ async fn changes_need_the_token_and_gtmd_ctl_uses_it() {
     let out = ctl(&["enable", "web/m0"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no override"));
-}
-
-/// Starts the gtmd binary on `config` (a file) and returns it once its admin API answers.
-fn spawn_gtmd(config: &Path, admin: SocketAddr) -> std::process::Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_gtmd"))
-        .args(["--config", config.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while request(admin, "GET", "/readyz", None, None).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "gtmd did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -481,3 +481,29 @@ impl Receiver {
             .collect()
     }
 }
+
+/// Starts the gtmd binary on `config` (a file) and returns it once its admin API answers.
+pub fn spawn_gtmd(config: &Path, admin: SocketAddr) -> std::process::Child {
+    spawn_gtmd_in(Path::new("."), config, admin)
+}
+
+/// As [`spawn_gtmd`], run from the directory `cwd` (`config` may be relative to it).
+pub fn spawn_gtmd_in(cwd: &Path, config: &Path, admin: SocketAddr) -> std::process::Child {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_gtmd"))
+        .arg("--config")
+        .arg(config)
+        .current_dir(cwd)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while gtmd::ctl::request(admin, "GET", "/readyz", None, None).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "gtmd did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
