@@ -8,8 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use gtmd::dns::snapshot::{Bound, Choice, Snapshot, Zones};
 use gtmd::dns::{handle, Outcome, Transport, WireSettings};
-use gtmd::snapshot::{Bound, Choice, Snapshot, Zones};
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
@@ -97,7 +97,7 @@ fn main() {
 /// What a health change costs the engine: preparing every answer of a 10,000-name zone, against
 /// preparing only the entries that hold pool records (the rest is reused).
 fn rebuild_cost() {
-    use gtmd::fast::AnswerCache;
+    use gtmd::dns::prepared::AnswerCache;
 
     let dir = std::env::temp_dir().join("gtmd-bench-zone");
     std::fs::create_dir_all(&dir).unwrap();
@@ -145,7 +145,7 @@ fn rebuild_cost() {
 /// list), one prefix answered again and again, and many prefixes (a bucket each), at rates never
 /// reached so that every response is sent.
 fn rrl_cost() {
-    use gtmd::rrl::{Rrl, RrlConfig, Verdict};
+    use gtmd::dns::rrl::{Rrl, RrlConfig, Verdict};
     use std::net::{IpAddr, Ipv4Addr};
     let response = [0u8; 12];
     let cases: [(&str, Vec<ipnet::IpNet>, u32); 3] = [

@@ -11,10 +11,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::dns::snapshot::{Published, Snapshot, Zones};
+use crate::dns::tcp::{self, DnsListener, Shared};
 use crate::engine::Engine;
-use crate::reload::{Origin, Reloads, Token};
-use crate::server::{self, DnsListener, Shared};
-use crate::snapshot::{Published, Snapshot, Zones};
+use crate::ops::reload::{Origin, Reloads, Token};
 use crate::zone;
 
 /// Sockets bound before [`start`]: UDP and TCP per DNS listen address, and the admin API.
@@ -82,11 +82,11 @@ pub async fn start(
     let published: Published = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
     // Never an error: DNS does not wait on the state file (see overrides::restore).
     let overrides = match &cfg.state_file {
-        Some(p) => crate::overrides::restore(p),
+        Some(p) => crate::ops::state::restore(p),
         None => Default::default(),
     };
     let token: Token = Arc::new(ArcSwapOption::from(
-        crate::reload::read_token(&cfg)?.map(Arc::new),
+        crate::ops::reload::read_token(&cfg)?.map(Arc::new),
     ));
     let origin = Origin::of(&cfg);
     let (mut engine, ready) = Engine::new(cfg.clone(), zones, published.clone());
@@ -97,7 +97,7 @@ pub async fn start(
     let admin_bound = listeners.admin.local_addr()?;
     let mut ctl = format!(
         "{} ctl --admin {}",
-        crate::alert::shell_quote(&exe),
+        crate::ops::alert::shell_quote(&exe),
         admin_bound
     );
     if let Some(t) = &cfg.token_file {
@@ -105,15 +105,15 @@ pub async fn start(
         let t = std::path::absolute(t).unwrap_or_else(|_| t.clone());
         ctl += &format!(
             " --token-file {}",
-            crate::alert::shell_quote(&t.display().to_string())
+            crate::ops::alert::shell_quote(&t.display().to_string())
         );
     }
-    engine.set_alerts(crate::alert::Alerts::start(&cfg.alerts, ctl));
+    engine.set_alerts(crate::ops::alert::Alerts::start(&cfg.alerts, ctl));
     engine.restore_overrides(overrides);
     engine.start_probes().map_err(anyhow::Error::msg)?;
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let mut tasks = JoinSet::new();
-    let (reloads, reloader) = crate::reload::spawn(
+    let (reloads, reloader) = crate::ops::reload::spawn(
         origin,
         cmd_tx.clone(),
         token.clone(),
@@ -124,9 +124,9 @@ pub async fn start(
         let _ = reloader.await;
     });
     tasks.spawn(engine.run(cmd_rx, stop.clone()));
-    tasks.spawn(crate::admin::serve(
+    tasks.spawn(crate::ops::admin::serve(
         listeners.admin,
-        crate::admin::Handles {
+        crate::ops::admin::Handles {
             published: published.clone(),
             engine: cmd_tx,
             reloads: reloads.clone(),
@@ -151,7 +151,7 @@ pub async fn start(
             if let (Ok(u), Ok(t)) = (l.local_addr(), l.tcp.local_addr()) {
                 tracing::info!(udp = %u, tcp = %t, sockets = l.udp.len(), "serving DNS");
             }
-            if let Err(e) = server::spawn(&mut set, l, shared.clone(), stop_dns.clone()) {
+            if let Err(e) = tcp::spawn(&mut set, l, shared.clone(), stop_dns.clone()) {
                 tracing::error!(error = %e, "cannot start the DNS threads");
                 stop_dns.cancel();
             }

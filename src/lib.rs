@@ -37,25 +37,12 @@
 //! | [`reload`] | reading the configuration again on SIGHUP or request |
 //! | [`app`] | starting and owning every task |
 
-pub mod admin;
-pub mod alert;
 pub mod app;
 pub mod config;
-pub mod ctl;
 pub mod dns;
 pub mod engine;
-pub mod fast;
-pub mod health;
-pub mod lookup;
-pub mod overrides;
-pub mod policy;
+pub mod ops;
 pub mod probe;
 pub mod props;
-pub mod reload;
-pub mod rrl;
-pub mod server;
-pub mod snapshot;
-pub mod stats;
-pub mod topology;
-pub mod udp;
+pub mod steer;
 pub mod zone;

@@ -155,7 +155,13 @@ fn ctl(
             if let Some(c) = client {
                 q += &format!("&client={}", encode(&c));
             }
-            return print(gtmd::ctl::request(admin, "GET", &q, token.as_deref(), None));
+            return print(gtmd::ops::ctl::request(
+                admin,
+                "GET",
+                &q,
+                token.as_deref(),
+                None,
+            ));
         }
         CtlOp::Disable(a) => ("POST", "/overrides", Some(set(a, "disable"))),
         CtlOp::ForceUp(a) => ("POST", "/overrides", Some(set(a, "force-up"))),
@@ -165,7 +171,7 @@ fn ctl(
             Some(serde_json::json!({ "target": target })),
         ),
     };
-    print(gtmd::ctl::request(
+    print(gtmd::ops::ctl::request(
         admin,
         method,
         path,
@@ -238,7 +244,7 @@ async fn tell_systemd(mut ready: tokio::sync::watch::Receiver<bool>, stop: Cance
 }
 
 /// Waits for SIGTERM or SIGINT; SIGHUP reloads the configuration and zones meanwhile.
-async fn wait_for_signal(reloads: &gtmd::reload::Reloads) -> anyhow::Result<()> {
+async fn wait_for_signal(reloads: &gtmd::ops::reload::Reloads) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

@@ -17,9 +17,9 @@ use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
+use crate::dns::snapshot::{Bound, Choice, Snapshot, Zones};
 use crate::dns::{handle, Outcome, Transport, WireSettings};
-use crate::health::{Health, State, Thresholds};
-use crate::snapshot::{Bound, Choice, Snapshot, Zones};
+use crate::steer::health::{Health, State, Thresholds};
 
 /// The sample zone, a weighted name (`app.`, four addresses) and a topology name (`geo.`,
 /// 198.51.100.0/24 gets another answer) as the query path serves them.
@@ -37,7 +37,7 @@ fn snapshot() -> &'static Snapshot {
         weighted.a = Choice::weighted((1..=4).map(|i| (vec![record(&app, i)], 0.25)).collect());
         bound.insert(LowerName::new(&app), weighted);
         let net = "198.51.100.0/24".parse().expect("a valid prefix");
-        let table = Arc::new(crate::topology::Table::new(&[vec![net]]));
+        let table = Arc::new(crate::steer::topology::Table::new(&[vec![net]]));
         let mut topo = Bound::fixed(Vec::new(), Vec::new());
         topo.a = Choice::grouped(
             vec![

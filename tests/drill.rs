@@ -197,7 +197,7 @@ async fn answers_hold_through_failures_reloads_and_abuse() {
             .unwrap(),
     );
     let ready = wait_until(Duration::from_secs(10), || async {
-        gtmd::ctl::request(admin, "GET", "/readyz", None, None).is_ok()
+        gtmd::ops::ctl::request(admin, "GET", "/readyz", None, None).is_ok()
     })
     .await;
     assert!(ready.is_some(), "gtmd did not become ready");
@@ -237,7 +237,7 @@ async fn answers_hold_through_failures_reloads_and_abuse() {
             std::fs::read_to_string(&zone).unwrap() + &format!("drill{cycle} IN A 192.0.2.99\n"),
         )
         .unwrap();
-        let r = gtmd::ctl::request(admin, "POST", "/reload", None, None);
+        let r = gtmd::ops::ctl::request(admin, "POST", "/reload", None, None);
         assert!(r.is_ok(), "reload: {r:?}");
         reloads += 1;
         at(2800).await;

@@ -88,7 +88,7 @@ async fn explain_gives_each_members_odds_and_why_it_is_out() {
     assert!((total - 1.0).abs() < 1e-9, "{e}");
 
     // Disabled by hand: out, and the explanation says so; its share moves to eu-2.
-    gtmd::ctl::request(
+    gtmd::ops::ctl::request(
         g.admin,
         "POST",
         "/overrides",

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use gtmd::dns::snapshot::{Bound, Snapshot, Zones};
 use gtmd::dns::{handle, Outcome, Transport, WireSettings};
-use gtmd::snapshot::{Bound, Snapshot, Zones};
 use hickory_proto::op::{Edns, Message, Query};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::rdata::{A, AAAA};
@@ -106,7 +106,7 @@ fn after_a_health_change_live_answers_are_rebuilt_and_the_rest_is_shared() {
     let before = snapshot_with(zones.clone(), &["192.0.2.10", "192.0.2.20"]).prepared();
     let mut after = snapshot_with(zones, &["192.0.2.20"]);
     let fixed = before.fast.fixed().unwrap().clone();
-    after.fast = gtmd::fast::AnswerCache::with_fixed(fixed.clone(), &after);
+    after.fast = gtmd::dns::prepared::AnswerCache::with_fixed(fixed.clone(), &after);
     assert!(Arc::ptr_eq(&fixed, after.fast.fixed().unwrap()));
     let (hits, total) = compare_all(&after);
     assert!(
@@ -246,8 +246,8 @@ fn compare_all(snap: &Snapshot) -> (usize, usize) {
 /// ECS (both families, several prefix lengths, source 0) and by source address.
 #[test]
 fn topology_answers_and_scopes_agree_between_the_paths() {
-    use gtmd::snapshot::Choice;
-    use gtmd::topology::Table;
+    use gtmd::dns::snapshot::Choice;
+    use gtmd::steer::topology::Table;
     let app = Name::from_ascii("app.example.test.").unwrap();
     let a = |ip: &str| Record::from_rdata(app.clone(), 30, RData::A(A(ip.parse().unwrap())));
     let nets = |v: &[&str]| v.iter().map(|s| s.parse().unwrap()).collect::<Vec<_>>();

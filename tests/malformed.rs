@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use gtmd::dns::snapshot::{Snapshot, Zones};
 use gtmd::dns::{handle, Outcome, Transport, WireSettings};
-use gtmd::snapshot::{Snapshot, Zones};
 use hickory_proto::op::{Edns, Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 use rand::rngs::StdRng;

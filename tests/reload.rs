@@ -496,7 +496,7 @@ async fn sighup_and_ctl_reload_the_running_binary() {
             .unwrap(),
     );
     let ready = wait_until(Duration::from_secs(10), || async {
-        gtmd::ctl::request(admin, "GET", "/readyz", None, None).is_ok()
+        gtmd::ops::ctl::request(admin, "GET", "/readyz", None, None).is_ok()
     })
     .await;
     assert!(ready.is_some(), "gtmd did not become ready");

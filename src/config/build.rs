@@ -309,7 +309,7 @@ fn build_check(cx: &Ctx, name: &str, c: &file::Check) -> Result<Check, ConfigErr
         timeout,
         fall,
         rise,
-        damping: crate::health::DampingRules {
+        damping: crate::steer::health::DampingRules {
             min_down,
             window,
             max_down,
@@ -690,7 +690,7 @@ fn build_regions(
 type Orders = (
     Vec<Vec<Vec<usize>>>,
     Vec<Vec<String>>,
-    std::sync::Arc<crate::topology::Table>,
+    std::sync::Arc<crate::steer::topology::Table>,
 );
 
 /// The topology rules of a name: each rule's order of member groups (then the name's pools,
@@ -764,12 +764,12 @@ fn build_topology(
     Ok((
         orders,
         labels,
-        std::sync::Arc::new(crate::topology::Table::new(&nets)),
+        std::sync::Arc::new(crate::steer::topology::Table::new(&nets)),
     ))
 }
 
-fn build_rrl(cx: &Ctx, r: &file::Rrl) -> Result<crate::rrl::RrlConfig, ConfigError> {
-    let d = crate::rrl::RrlConfig::default();
+fn build_rrl(cx: &Ctx, r: &file::Rrl) -> Result<crate::dns::rrl::RrlConfig, ConfigError> {
+    let d = crate::dns::rrl::RrlConfig::default();
     let prefix = |key: &str, v: Option<u8>, default: u8, max: u8| match v {
         None => Ok(default),
         Some(p) if p <= max => Ok(p),
@@ -797,7 +797,7 @@ fn build_rrl(cx: &Ctx, r: &file::Rrl) -> Result<crate::rrl::RrlConfig, ConfigErr
     if max_prefixes == 0 {
         return Err(cx.err("rrl.max_prefixes", "must be at least 1"));
     }
-    Ok(crate::rrl::RrlConfig {
+    Ok(crate::dns::rrl::RrlConfig {
         rate: r.rate.unwrap_or(d.rate),
         errors_rate: r.errors_rate.unwrap_or(d.errors_rate),
         slip: r.slip.unwrap_or(d.slip),

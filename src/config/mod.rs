@@ -53,7 +53,7 @@ pub struct Check {
     pub timeout: Duration,
     pub fall: u32,
     pub rise: u32,
-    pub damping: crate::health::DampingRules,
+    pub damping: crate::steer::health::DampingRules,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -135,7 +135,7 @@ pub enum Policy {
         orders: Vec<Vec<Vec<usize>>>,
         /// What each group of each order is called (a pool or a region), for the admin API.
         labels: Vec<Vec<String>>,
-        table: std::sync::Arc<crate::topology::Table>,
+        table: std::sync::Arc<crate::steer::topology::Table>,
     },
 }
 
@@ -245,7 +245,7 @@ pub struct Config {
     pub regions: Vec<Region>,
     pub alerts: AlertConfig,
     /// Response rate limiting on UDP.
-    pub rrl: crate::rrl::RrlConfig,
+    pub rrl: crate::dns::rrl::RrlConfig,
     text: String,
 }
 

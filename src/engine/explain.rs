@@ -11,10 +11,10 @@ use serde::Serialize;
 
 use super::Engine;
 use crate::config::{BoundName, Policy};
-use crate::health::State;
-use crate::overrides::Action;
-use crate::policy;
-use crate::topology::Client;
+use crate::ops::state::Action;
+use crate::steer::health::State;
+use crate::steer::policy;
+use crate::steer::topology::Client;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Explain {

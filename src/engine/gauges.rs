@@ -6,9 +6,9 @@ use hickory_proto::rr::LowerName;
 
 use super::Engine;
 use crate::config::Config;
-use crate::health::State;
-use crate::overrides::Action;
-use crate::snapshot::Snapshot;
+use crate::dns::snapshot::Snapshot;
+use crate::ops::state::Action;
+use crate::steer::health::State;
 
 /// The engine's gauges, registered once so that a publication only stores numbers.
 pub(super) struct Gauges {
@@ -31,7 +31,7 @@ pub(super) struct Gauges {
 
 impl Gauges {
     pub(super) fn new(cfg: &Config) -> Self {
-        use crate::stats::*;
+        use crate::ops::metrics::*;
         use metrics::gauge;
         handle();
         let member = |name: &'static str| {

@@ -15,14 +15,14 @@ use hickory_proto::rr::{LowerName, RData, Record};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::{Alert, Alerts};
 use crate::config::{Config, Policy};
-use crate::fast::AnswerCache;
-use crate::health::{Damping, Health, State, Thresholds};
-use crate::overrides::{Action, Override};
-use crate::policy;
+use crate::dns::prepared::AnswerCache;
+use crate::dns::snapshot::{Bound, Choice, Published, Snapshot, Zones};
+use crate::ops::alert::{Alert, Alerts};
+use crate::ops::state::{Action, Override};
 use crate::probe::{ProbeReport, Prober};
-use crate::snapshot::{Bound, Choice, Published, Snapshot, Zones};
+use crate::steer::health::{Damping, Health, State, Thresholds};
+use crate::steer::policy;
 
 mod explain;
 mod gauges;
@@ -46,15 +46,15 @@ pub enum Command {
     /// given.
     Explain {
         name: hickory_proto::rr::Name,
-        client: Option<crate::topology::Client>,
+        client: Option<crate::steer::topology::Client>,
         asked: Option<String>,
         reply: oneshot::Sender<Result<Explain, String>>,
     },
     /// Swaps in a configuration read again (or reports and counts why it could not be read);
     /// replies with what changed.
     Reload(
-        Result<Box<crate::reload::Loaded>, String>,
-        oneshot::Sender<Result<crate::reload::ReloadReport, String>>,
+        Result<Box<crate::ops::reload::Loaded>, String>,
+        oneshot::Sender<Result<crate::ops::reload::ReloadReport, String>>,
     ),
 }
 
@@ -117,16 +117,16 @@ pub struct Engine {
     by_probe: HashMap<u64, usize>,
     /// The reply to a reload, sent when its configuration is published.
     settled_reply: Option<(
-        oneshot::Sender<Result<crate::reload::ReloadReport, String>>,
-        crate::reload::ReloadReport,
+        oneshot::Sender<Result<crate::ops::reload::ReloadReport, String>>,
+        crate::ops::reload::ReloadReport,
     )>,
     reports: Option<mpsc::Receiver<ProbeReport>>,
     /// 1 for the configuration read at start, then one more per reload.
     config_generation: u64,
     /// Response rate limiting, kept across publications (and reloads that leave it as is).
-    rrl: Option<Arc<crate::rrl::Rrl>>,
+    rrl: Option<Arc<crate::dns::rrl::Rrl>>,
     /// Prepared answers that do not depend on health, reused by every publication.
-    fixed: Option<Arc<crate::fast::Fixed>>,
+    fixed: Option<Arc<crate::dns::prepared::Fixed>>,
     /// What is wrong with the state file, from start until it is written whole again.
     state_problem: Option<String>,
 }
@@ -146,7 +146,7 @@ impl Engine {
             .collect();
         let gauges = Gauges::new(&cfg);
         let (report_tx, reports) = mpsc::channel(cfg.probe_queue);
-        let rrl = crate::rrl::Rrl::new(&cfg.rrl).map(Arc::new);
+        let rrl = crate::dns::rrl::Rrl::new(&cfg.rrl).map(Arc::new);
         let mut e = Self {
             cfg,
             zones,
@@ -195,7 +195,7 @@ impl Engine {
         };
         // Gauges are stored again now and then, so that the exporter drops those of members
         // a reload removed (it forgets gauges not stored for a while); histograms are drained.
-        let mut refresh = tokio::time::interval(crate::stats::GAUGE_REFRESH);
+        let mut refresh = tokio::time::interval(crate::ops::metrics::GAUGE_REFRESH);
         loop {
             // The next end of a hold-down, when a member that is up returns to answers.
             let release = self.next_release();
@@ -207,7 +207,7 @@ impl Engine {
                     self.update_gauges(&self.published.load(), Instant::now());
                     // Histogram samples wait in the exporter until drained: drain them even
                     // when nobody scrapes /metrics, or they pile up.
-                    crate::stats::handle().run_upkeep();
+                    crate::ops::metrics::handle().run_upkeep();
                 }
                 _ = tokio::time::sleep_until(settle.unwrap_or_else(Instant::now).into()), if settle.is_some() => {
                     tracing::warn!(waiting = self.unknown, "members added by the reload are still unprobed: publishing without them");
@@ -304,7 +304,7 @@ impl Engine {
             }
         } else {
             tracing::warn!(pool, member = %m.name, address = %m.address, from = %tr.from, to = %tr.to, error = r.error.as_deref().unwrap_or(""), "member changed state");
-            metrics::counter!(crate::stats::MEMBER_TRANSITIONS, "pool" => pool.clone(), "member" => m.name.clone(), "to" => tr.to.to_string()).increment(1);
+            metrics::counter!(crate::ops::metrics::MEMBER_TRANSITIONS, "pool" => pool.clone(), "member" => m.name.clone(), "to" => tr.to.to_string()).increment(1);
             self.member_alert(i, tr, r.error.clone().filter(|_| !r.ok));
             if tr.to == State::Down {
                 let d = &mut self.damping[i];
@@ -323,7 +323,7 @@ impl Engine {
         self.alerts = alerts;
     }
 
-    fn member_alert(&self, i: usize, tr: crate::health::Transition, error: Option<String>) {
+    fn member_alert(&self, i: usize, tr: crate::steer::health::Transition, error: Option<String>) {
         let m = &self.cfg.members[i];
         let pool = &self.cfg.pools[m.pool].name;
         let target = format!("{pool}/{}", m.name);

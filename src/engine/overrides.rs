@@ -4,18 +4,18 @@
 use std::time::Duration;
 
 use super::{Engine, OverrideOp};
-use crate::alert::Alert;
-use crate::overrides::{now_secs, Action, Override};
+use crate::ops::alert::Alert;
+use crate::ops::state::{now_secs, Action, Override};
 
 impl Engine {
     /// Starts with the overrides kept in the state file (those whose target no longer
     /// exists are kept, and apply again if it comes back).
-    pub fn restore_overrides(&mut self, restored: crate::overrides::Restored) {
+    pub fn restore_overrides(&mut self, restored: crate::ops::state::Restored) {
         self.overrides = restored.overrides;
         self.set_state_problem(restored.problem);
         self.apply_overrides();
         for o in &self.overrides {
-            match crate::overrides::members_of(&self.cfg, &o.target) {
+            match crate::ops::state::members_of(&self.cfg, &o.target) {
                 Ok(_) => {
                     tracing::warn!(target = ?o.target, action = ?o.action, reason = ?o.reason, "override restored from the state file")
                 }
@@ -51,7 +51,7 @@ impl Engine {
             )
         });
         for k in order {
-            for i in crate::overrides::members_of(&self.cfg, &self.overrides[k].target)
+            for i in crate::ops::state::members_of(&self.cfg, &self.overrides[k].target)
                 .unwrap_or_default()
             {
                 of[i] = Some(k);
@@ -72,7 +72,7 @@ impl Engine {
                 reason,
                 duration,
             } => {
-                crate::overrides::members_of(&self.cfg, &target)?;
+                crate::ops::state::members_of(&self.cfg, &target)?;
                 let since = now_secs();
                 self.overrides.retain(|o| o.target != target);
                 self.overrides.push(Override {
@@ -120,7 +120,7 @@ impl Engine {
             return Ok(());
         };
         let list = self.overrides.clone();
-        tokio::task::spawn_blocking(move || crate::overrides::save(&path, &list))
+        tokio::task::spawn_blocking(move || crate::ops::state::save(&path, &list))
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))?;
         if self.state_problem.is_some() {
@@ -148,7 +148,7 @@ impl Engine {
         let (Some(path), Some(_)) = (&self.cfg.state_file, &self.state_problem) else {
             return;
         };
-        match crate::overrides::load(path) {
+        match crate::ops::state::load(path) {
             Ok(list) => {
                 tracing::warn!(
                     overrides = list.len(),

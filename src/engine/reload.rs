@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use hickory_proto::rr::LowerName;
 
 use super::{Engine, Gauges, Last};
-use crate::alert::Alert;
 use crate::config::Config;
-use crate::health::{Damping, Health, State};
-use crate::reload::{Loaded, ReloadReport};
+use crate::ops::alert::Alert;
+use crate::ops::reload::{Loaded, ReloadReport};
+use crate::steer::health::{Damping, Health, State};
 
 impl Engine {
     pub(super) async fn reload(
@@ -29,7 +29,7 @@ impl Engine {
             Err(e) => Err(e),
         };
         let outcome = if result.is_ok() { "ok" } else { "failed" };
-        metrics::counter!(crate::stats::RELOADS, "result" => outcome).increment(1);
+        metrics::counter!(crate::ops::metrics::RELOADS, "result" => outcome).increment(1);
         self.gauges
             .last_reload_ok
             .set(if result.is_ok() { 1.0 } else { 0.0 });
@@ -133,7 +133,7 @@ impl Engine {
         let names: Vec<LowerName> = cfg.names.iter().map(|b| LowerName::new(&b.name)).collect();
         self.all_down.retain(|k, _| names.contains(k));
         if cfg.rrl != old.rrl {
-            self.rrl = crate::rrl::Rrl::new(&cfg.rrl).map(Arc::new);
+            self.rrl = crate::dns::rrl::Rrl::new(&cfg.rrl).map(Arc::new);
         }
         if cfg.alerts != old.alerts {
             self.alerts = self.alerts.restarted(&cfg.alerts);
@@ -152,7 +152,7 @@ impl Engine {
         self.config_generation += 1;
         self.apply_overrides();
         for o in &self.overrides {
-            if let Err(e) = crate::overrides::members_of(&self.cfg, &o.target) {
+            if let Err(e) = crate::ops::state::members_of(&self.cfg, &o.target) {
                 tracing::warn!(target = ?o.target, error = %e, "override kept but matches nothing");
             }
         }

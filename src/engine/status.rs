@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use super::Engine;
 use crate::config::AllDown;
-use crate::health::State;
-use crate::overrides::{now_secs, Action, Override};
+use crate::ops::state::{now_secs, Action, Override};
+use crate::steer::health::State;
 
 /// A member's override as the admin API shows it.
 #[derive(Debug, Clone, Serialize)]

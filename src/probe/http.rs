@@ -255,7 +255,7 @@ impl HttpProbe {
             let body = &buf[head_end..buf.len().min(cap)];
             if find(body, needle).is_none() {
                 if buf.len() >= cap {
-                    crate::stats::limit_hit("probe_max_body");
+                    crate::ops::metrics::limit_hit("probe_max_body");
                 }
                 return Err(Failure::late(format!(
                     "body does not contain {:?} (first {} bytes read)",

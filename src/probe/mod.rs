@@ -185,12 +185,11 @@ async fn probe_loop(
     // The first probe goes out at once (the first round decides readiness); later ones are
     // spaced by the interval with ±10% jitter so that members do not probe in lockstep.
     let mut next = tokio::time::Instant::now();
-    crate::stats::handle();
+    crate::ops::metrics::handle();
     let ok_count =
-        metrics::counter!(crate::stats::PROBES, "check" => check.clone(), "result" => "ok");
-    let fail_count =
-        metrics::counter!(crate::stats::PROBES, "check" => check.clone(), "result" => "fail");
-    let seconds = metrics::histogram!(crate::stats::PROBE_SECONDS, "check" => check);
+        metrics::counter!(crate::ops::metrics::PROBES, "check" => check.clone(), "result" => "ok");
+    let fail_count = metrics::counter!(crate::ops::metrics::PROBES, "check" => check.clone(), "result" => "fail");
+    let seconds = metrics::histogram!(crate::ops::metrics::PROBE_SECONDS, "check" => check);
     loop {
         tokio::time::sleep_until(next).await;
         let jitter = rand::rng().random_range(0.9..1.1);
@@ -224,7 +223,7 @@ async fn probe_loop(
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Closed(_)) => return,
             Err(mpsc::error::TrySendError::Full(report)) => {
-                crate::stats::limit_hit("probe_queue");
+                crate::ops::metrics::limit_hit("probe_queue");
                 if tx.send(report).await.is_err() {
                     return;
                 }
@@ -245,7 +244,7 @@ mod tests {
 
     fn limit_hits(limit: &str) -> f64 {
         let key = format!("gtmd_limits_total{{limit=\"{limit}\"}} ");
-        crate::stats::handle()
+        crate::ops::metrics::handle()
             .render()
             .lines()
             .find(|l| l.starts_with(&key))

@@ -5,7 +5,7 @@
 //! wildcards). Record data (RDATA) is parsed by hickory-proto's own parsers, one record at a
 //! time, so that every error carries the file and line it came from.
 //!
-//! It does not answer queries: [`crate::lookup`] does, from the structure built here.
+//! It does not answer queries: [`crate::dns::lookup`] does, from the structure built here.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

@@ -498,7 +498,7 @@ pub fn spawn_gtmd_in(cwd: &Path, config: &Path, admin: SocketAddr) -> std::proce
         .spawn()
         .unwrap();
     let start = Instant::now();
-    while gtmd::ctl::request(admin, "GET", "/readyz", None, None).is_err() {
+    while gtmd::ops::ctl::request(admin, "GET", "/readyz", None, None).is_err() {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "gtmd did not start"

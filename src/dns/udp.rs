@@ -15,9 +15,9 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
 
+use crate::dns::rrl::Verdict;
+use crate::dns::tcp::Shared;
 use crate::dns::{self, Outcome, Transport};
-use crate::rrl::Verdict;
-use crate::server::Shared;
 
 /// Datagrams handled per system call.
 pub const BATCH: usize = 32;
@@ -211,7 +211,7 @@ fn serve(sock: &UdpSocket, shared: &Shared, stop: &CancellationToken) {
     let fd = sock.as_raw_fd();
     let mut b = Batch::new();
     let mut ready = Vec::with_capacity(BATCH);
-    let mut counts = crate::stats::QueryCounts::new("udp");
+    let mut counts = crate::ops::metrics::QueryCounts::new("udp");
     while !stop.is_cancelled() {
         let n = match b.recv(fd) {
             Ok(n) => n,
@@ -264,7 +264,7 @@ fn serve(sock: &UdpSocket, shared: &Shared, stop: &CancellationToken) {
             if let Some(rrl) = &snap.rrl {
                 match rrl.judge(ip, out, &mut counts.slips) {
                     Verdict::Send => {}
-                    Verdict::Slip if crate::rrl::truncate(out) => counts.rrl[0] += 1,
+                    Verdict::Slip if crate::dns::rrl::truncate(out) => counts.rrl[0] += 1,
                     Verdict::Slip | Verdict::Drop => {
                         counts.rrl[1] += 1;
                         continue;

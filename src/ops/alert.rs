@@ -108,7 +108,7 @@ impl Alerts {
         let Some(tx) = &self.tx else { return };
         if tx.try_send(a).is_err() {
             metrics::counter!(ALERTS, "result" => "dropped").increment(1);
-            crate::stats::limit_hit("alerts_queue");
+            crate::ops::metrics::limit_hit("alerts_queue");
             tracing::warn!("alert queue full: alert dropped");
         }
     }

@@ -24,8 +24,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, EMBEDDED_NAME};
+use crate::dns::snapshot::Zones;
 use crate::engine::Command;
-use crate::snapshot::Zones;
 
 /// A configuration and its zones, read and checked, ready to be swapped in.
 #[derive(Debug)]

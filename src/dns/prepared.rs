@@ -2,7 +2,7 @@
 //!
 //! When the engine publishes a snapshot it also builds an [`AnswerCache`]: for every name in
 //! every zone, the response to each type, encoded once. The templates are made by the general
-//! path itself ([`crate::lookup::lookup`]), so the two cannot disagree on content; only the
+//! path itself ([`crate::dns::lookup::lookup`]), so the two cannot disagree on content; only the
 //! encoding differs. A template does not depend on the query name: every owner name that is a
 //! suffix of the question is a compression pointer into the question, patched per query.
 //!
@@ -29,9 +29,9 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
-use crate::lookup::{lookup_with, Answer};
-use crate::snapshot::{Choice, Selector, Snapshot};
-use crate::topology::{ecs_len, parse_ecs, write_ecs, Client};
+use crate::dns::lookup::{lookup_with, Answer};
+use crate::dns::snapshot::{Choice, Selector, Snapshot};
+use crate::steer::topology::{ecs_len, parse_ecs, write_ecs, Client};
 use crate::zone::{Node, Zone};
 
 /// The longest wire-format name (RFC 1035 section 3.1).
@@ -72,7 +72,7 @@ pub struct Template {
 }
 
 /// The response to one type: fixed, or one of several picked per query by a bound name's
-/// policy (the thresholds are [`crate::snapshot::Choice::cum`]).
+/// policy (the thresholds are [`crate::dns::snapshot::Choice::cum`]).
 #[derive(Debug)]
 enum Answers {
     One(Arc<Template>),
@@ -85,7 +85,7 @@ impl Answers {
         match self {
             Answers::One(t) => (t, 0),
             Answers::Pick(ts, sel) => {
-                let (i, scope) = sel.pick(Some(client), crate::snapshot::random_u32());
+                let (i, scope) = sel.pick(Some(client), crate::dns::snapshot::random_u32());
                 (&ts[i.min(ts.len() - 1)], scope)
             }
         }

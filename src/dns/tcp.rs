@@ -1,4 +1,4 @@
-//! The DNS transports: batched UDP threads ([`crate::udp`]) and TCP connections with
+//! The DNS transports: batched UDP threads ([`crate::dns::udp`]) and TCP connections with
 //! pipelined queries. Each query is answered from the snapshot loaded at that moment (no lock,
 //! no await between load and answer), by the fast path when it can, else the general path.
 //!
@@ -14,9 +14,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::dns::snapshot::Published;
+use crate::dns::udp;
 use crate::dns::{self, Outcome, Transport};
-use crate::snapshot::Published;
-use crate::udp;
 
 /// What every transport task shares.
 pub struct Shared {
@@ -97,12 +97,12 @@ async fn tcp_accept(listener: TcpListener, shared: Arc<Shared>, stop: Cancellati
                     let ip = peer.ip().to_canonical();
                     // Over a limit, the connection is closed at once.
                     if conns.len() >= wire.tcp_max_connections {
-                        crate::stats::limit_hit("tcp_max_connections");
+                        crate::ops::metrics::limit_hit("tcp_max_connections");
                         continue;
                     }
                     let count = per_client.entry(ip).or_insert(0);
                     if wire.tcp_max_per_client > 0 && *count >= wire.tcp_max_per_client {
-                        crate::stats::limit_hit("tcp_max_per_client");
+                        crate::ops::metrics::limit_hit("tcp_max_per_client");
                         continue;
                     }
                     *count += 1;
@@ -160,7 +160,7 @@ async fn tcp_conn(
     let mut buf = Vec::new();
     let mut fast = Vec::new();
     let mut framed = Vec::new();
-    let mut counts = crate::stats::QueryCounts::new("tcp");
+    let mut counts = crate::ops::metrics::QueryCounts::new("tcp");
     let mut answered = 0usize;
     let mut closing = false;
     loop {
@@ -182,7 +182,7 @@ async fn tcp_conn(
             Ok(Ok(_)) => {}
             Ok(Err(_)) => return,
             Err(_) => {
-                crate::stats::limit_hit("tcp_idle_timeout");
+                crate::ops::metrics::limit_hit("tcp_idle_timeout");
                 return;
             }
         }
@@ -194,7 +194,7 @@ async fn tcp_conn(
             Ok(Ok(_)) => {}
             Ok(Err(_)) => return,
             Err(_) => {
-                crate::stats::limit_hit("tcp_read_timeout");
+                crate::ops::metrics::limit_hit("tcp_read_timeout");
                 return;
             }
         }
@@ -209,7 +209,7 @@ async fn tcp_conn(
             counts.count(&framed[start + 2..]);
         }
         if wire.tcp_max_queries > 0 && answered >= wire.tcp_max_queries && !closing {
-            crate::stats::limit_hit("tcp_max_queries");
+            crate::ops::metrics::limit_hit("tcp_max_queries");
             closing = true;
         }
         // Answers to queries already read go out together, once no whole query is waiting.
@@ -222,7 +222,7 @@ async fn tcp_conn(
             Ok(Ok(())) => {}
             Ok(Err(_)) => return,
             Err(_) => {
-                crate::stats::limit_hit("tcp_write_timeout");
+                crate::ops::metrics::limit_hit("tcp_write_timeout");
                 return;
             }
         }

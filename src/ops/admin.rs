@@ -20,10 +20,10 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AdminLimits;
+use crate::dns::snapshot::Published;
 use crate::engine::{Command, OverrideOp, Status};
-use crate::overrides::{Action, Override};
-use crate::reload::{ReloadReport, Reloads, Token};
-use crate::snapshot::Published;
+use crate::ops::reload::{ReloadReport, Reloads, Token};
+use crate::ops::state::{Action, Override};
 
 /// What the admin API reads and whom it asks.
 #[derive(Clone)]
@@ -56,7 +56,7 @@ async fn read_limits(
                 .await
         }
         Ok(Err(e)) if e.is::<LengthLimitError>() => {
-            crate::stats::limit_hit("admin_max_body");
+            crate::ops::metrics::limit_hit("admin_max_body");
             let msg = format!("request body over {} bytes\n", limits.max_body);
             (StatusCode::PAYLOAD_TOO_LARGE, msg).into_response()
         }
@@ -66,7 +66,7 @@ async fn read_limits(
         )
             .into_response(),
         Err(_) => {
-            crate::stats::limit_hit("admin_max_time");
+            crate::ops::metrics::limit_hit("admin_max_time");
             (StatusCode::REQUEST_TIMEOUT, "request took too long\n").into_response()
         }
     }
@@ -116,7 +116,7 @@ pub async fn serve(
             },
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            crate::stats::limit_hit("admin_max_connections");
+            crate::ops::metrics::limit_hit("admin_max_connections");
             continue;
         };
         let service = hyper_util::service::TowerToHyperService::new(app.clone().map_request(
@@ -156,7 +156,7 @@ async fn readyz(State(cx): State<Ctx>) -> (StatusCode, &'static str) {
 
 /// Prometheus text format.
 async fn metrics() -> ([(axum::http::HeaderName, &'static str); 1], String) {
-    let h = crate::stats::handle();
+    let h = crate::ops::metrics::handle();
     h.run_upkeep();
     (
         [(
@@ -352,12 +352,14 @@ async fn explain(
 }
 
 /// `192.0.2.7` (the full address, as a query's source) or `198.51.100.0/24` (as ECS).
-fn parse_client(s: &str) -> Option<crate::topology::Client> {
+fn parse_client(s: &str) -> Option<crate::steer::topology::Client> {
     if let Ok(addr) = s.parse::<std::net::IpAddr>() {
-        return Some(crate::topology::Client::from_source(addr.to_canonical()));
+        return Some(crate::steer::topology::Client::from_source(
+            addr.to_canonical(),
+        ));
     }
     let net: ipnet::IpNet = s.parse().ok()?;
-    Some(crate::topology::Client {
+    Some(crate::steer::topology::Client {
         addr: net.network(),
         source: net.prefix_len(),
     })

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use hickory_proto::rr::{LowerName, Record, RecordType};
 
-use crate::topology::Client;
+use crate::steer::topology::Client;
 use crate::zone::Zone;
 
 /// The static zones, shared by every snapshot until the configuration is reloaded.
@@ -75,7 +75,7 @@ pub struct Selector {
     /// Each group's sets, as a range of indexes.
     groups: Vec<(usize, usize)>,
     /// Client subnets to groups; none: one group for every client.
-    table: Option<Arc<crate::topology::Table>>,
+    table: Option<Arc<crate::steer::topology::Table>>,
 }
 
 impl Selector {
@@ -121,7 +121,7 @@ impl Choice {
     /// Per client group, sets with their probabilities; `table` maps clients to groups.
     pub fn grouped(
         groups: Vec<Vec<(Vec<Record>, f64)>>,
-        table: Option<Arc<crate::topology::Table>>,
+        table: Option<Arc<crate::steer::topology::Table>>,
     ) -> Self {
         let mut sel = Selector {
             table,
@@ -200,18 +200,18 @@ pub struct Snapshot {
     /// True once every member has had its first probe result.
     pub ready: bool,
     /// Every answer of this snapshot, prepared for the fast path.
-    pub fast: crate::fast::AnswerCache,
+    pub fast: crate::dns::prepared::AnswerCache,
     /// The transports' settings (they change with a reload, like the rest).
     pub wire: Arc<crate::dns::WireSettings>,
     /// Response rate limiting (its buckets live across publications until a reload changes
     /// its settings).
-    pub rrl: Option<Arc<crate::rrl::Rrl>>,
+    pub rrl: Option<Arc<crate::dns::rrl::Rrl>>,
 }
 
 impl Snapshot {
     /// A snapshot with its fast-path answers prepared.
     pub fn prepared(mut self) -> Self {
-        self.fast = crate::fast::AnswerCache::build(&self);
+        self.fast = crate::dns::prepared::AnswerCache::build(&self);
         self
     }
 }

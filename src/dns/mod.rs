@@ -1,4 +1,4 @@
-//! The DNS wire protocol around [`crate::lookup`]: one query's bytes in, one response's bytes
+//! The DNS wire protocol around [`crate::dns::lookup`]: one query's bytes in, one response's bytes
 //! out. Shared by UDP and TCP; transport rules (UDP size, truncation) are decided here too.
 //!
 //! It never panics and never propagates an error: a message that cannot be parsed gets
@@ -16,6 +16,13 @@
 //!   answer does not fit, TC is set and every section emptied, so the client retries over TCP.
 //! - Zone transfers: over UDP NOTIMP; over TCP only for configured clients, else REFUSED.
 
+pub mod lookup;
+pub mod prepared;
+pub mod rrl;
+pub mod snapshot;
+pub mod tcp;
+pub mod udp;
+
 use std::net::IpAddr;
 
 use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
@@ -24,9 +31,9 @@ use hickory_proto::rr::Record;
 use hickory_proto::rr::{DNSClass, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable};
 
-use crate::lookup::{lookup_for, Answer};
-use crate::snapshot::Snapshot;
-use crate::topology::{parse_ecs, Client};
+use crate::dns::lookup::{lookup_for, Answer};
+use crate::dns::snapshot::Snapshot;
+use crate::steer::topology::{parse_ecs, Client};
 
 /// The smallest UDP payload every client accepts (RFC 1035 section 2.3.4).
 pub const MIN_UDP_PAYLOAD: u16 = 512;
@@ -408,7 +415,7 @@ mod tests {
         let origin = hickory_proto::rr::Name::from_ascii("t.").unwrap();
         let z = crate::zone::parse_zone(text, std::path::Path::new("t.zone"), origin).unwrap();
         Snapshot {
-            zones: std::sync::Arc::new(crate::snapshot::Zones::new(vec![z])),
+            zones: std::sync::Arc::new(crate::dns::snapshot::Zones::new(vec![z])),
             ..Default::default()
         }
     }
@@ -490,7 +497,7 @@ mod tests {
         assert!(long.edns.is_some());
         // The fast path leaves it to this path too.
         let mut out = Vec::new();
-        assert!(!crate::fast::AnswerCache::build(&snap).answer(
+        assert!(!crate::dns::prepared::AnswerCache::build(&snap).answer(
             &with_ecs(&[198, 51, 100, 7]),
             [127, 0, 0, 1].into(),
             1232,

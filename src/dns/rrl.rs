@@ -175,7 +175,7 @@ impl Rrl {
                         prefixes = l.len(),
                         "response rate limiting: too many client prefixes; starting again"
                     );
-                    metrics::counter!(crate::stats::RRL, "action" => "reset").increment(1);
+                    metrics::counter!(crate::ops::metrics::RRL, "action" => "reset").increment(1);
                     b.store(std::sync::Arc::new(RateLimiter::dashmap(
                         Quota::per_second(rate),
                     )));

@@ -16,7 +16,7 @@
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
-use crate::snapshot::{random_u32, Bound, Choice, Snapshot};
+use crate::dns::snapshot::{random_u32, Bound, Choice, Snapshot};
 use crate::zone::{Node, Zone};
 
 /// The longest CNAME chain followed inside a zone.
@@ -68,7 +68,7 @@ pub fn lookup_for(
     snap: &Snapshot,
     qname: &Name,
     qtype: RecordType,
-    client: crate::topology::Client,
+    client: crate::steer::topology::Client,
 ) -> (Answer, u8) {
     let scope = std::cell::Cell::new(0u8);
     let ans = lookup_with(snap, qname, qtype, &|_, c| {
@@ -289,7 +289,7 @@ fn soa_for_negative(zone: &Zone) -> Record {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::Zones;
+    use crate::dns::snapshot::Zones;
     use crate::zone::parse_zone;
     use std::path::Path;
     use std::sync::Arc;
