@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gtmd::dns::snapshot::{Bound, Choice, Snapshot, Zones};
-use gtmd::dns::{handle, Outcome, Transport, WireSettings};
+use gtmd::dns::{handle, Outcome, Publication, Transport, WireSettings};
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
@@ -28,13 +28,12 @@ fn main() {
         .collect();
     let mut bound = Bound::fixed(Vec::new(), Vec::new());
     bound.a = Choice::weighted(sets);
-    let snap = Snapshot {
+    let snap = Publication::new(Snapshot {
         zones: Arc::new(Zones::new(zones)),
         bound: [(LowerName::new(&app), bound)].into_iter().collect(),
         ready: true,
         ..Default::default()
-    }
-    .prepared();
+    });
     let mix = [
         ("app.example.test.", RecordType::A),
         ("www.example.test.", RecordType::A),
@@ -65,7 +64,7 @@ fn main() {
         let n = 200_000;
         let start = Instant::now();
         for _ in 0..n {
-            assert!(snap.fast.answer(
+            assert!(snap.answers.answer(
                 black_box(q),
                 [127, 0, 0, 1].into(),
                 settings.udp_payload,
@@ -77,7 +76,7 @@ fn main() {
         let fast = start.elapsed().as_nanos() as f64 / n as f64;
         let start = Instant::now();
         for _ in 0..n {
-            let out = handle(&snap, black_box(q), client, Transport::Udp, &settings);
+            let out = handle(&snap, black_box(q), client, Transport::Udp);
             assert!(matches!(out, Outcome::Reply(_)));
             black_box(out);
         }

@@ -11,11 +11,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::dns::snapshot::{Published, Snapshot, Zones};
-use crate::dns::tcp::{self, DnsListener, Shared};
+use crate::dns::listen::{self, DnsListener};
+use crate::dns::{Publication, Published};
 use crate::engine::Engine;
 use crate::ops::reload::{Origin, Reloads, Token};
-use crate::zone;
 
 /// Sockets bound before [`start`]: UDP and TCP per DNS listen address, and the admin API.
 pub struct Listeners {
@@ -41,20 +40,6 @@ impl Listeners {
     }
 }
 
-/// Loads the zones of `cfg` and checks the names bound to pools against them.
-pub fn load_zones(cfg: &Config) -> anyhow::Result<Zones> {
-    let mut zones = zone::load_dir(&cfg.zones_dir)
-        .with_context(|| format!("loading zones (server.zones_dir of {})", cfg.source))?;
-    cfg.bind_names(&zones)?;
-    for b in &cfg.names {
-        let lname = hickory_proto::rr::LowerName::new(&b.name);
-        if let Some(z) = zones.iter_mut().find(|z| z.origin.zone_of(&lname)) {
-            z.ensure_node(&lname);
-        }
-    }
-    Ok(Zones::new(zones))
-}
-
 /// A running gtmd: the published state and a way to wait for readiness.
 pub struct Running {
     pub published: Published,
@@ -77,9 +62,9 @@ pub async fn start(
     listeners: Listeners,
     stop: CancellationToken,
 ) -> anyhow::Result<Running> {
-    let zones = Arc::new(load_zones(&cfg)?);
+    let zones = Arc::new(cfg.load_zones()?);
     let cfg = Arc::new(cfg);
-    let published: Published = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+    let published: Published = Arc::new(ArcSwap::from_pointee(Publication::default()));
     // Never an error: DNS does not wait on the state file (see overrides::restore).
     let overrides = match &cfg.state_file {
         Some(p) => crate::ops::state::restore(p),
@@ -135,12 +120,10 @@ pub async fn start(
         cfg.admin_limits,
         stop.clone(),
     ));
-    let shared = Arc::new(Shared {
-        published: published.clone(),
-    });
     let mut ready_wait = ready.clone();
     let stop_dns = stop.clone();
     let dns = listeners.dns;
+    let dns_published = published.clone();
     tasks.spawn(async move {
         tokio::select! {
             r = ready_wait.wait_for(|r| *r) => if r.is_err() { return },
@@ -151,7 +134,7 @@ pub async fn start(
             if let (Ok(u), Ok(t)) = (l.local_addr(), l.tcp.local_addr()) {
                 tracing::info!(udp = %u, tcp = %t, sockets = l.udp.len(), "serving DNS");
             }
-            if let Err(e) = tcp::spawn(&mut set, l, shared.clone(), stop_dns.clone()) {
+            if let Err(e) = listen::spawn(&mut set, l, dns_published.clone(), stop_dns.clone()) {
                 tracing::error!(error = %e, "cannot start the DNS threads");
                 stop_dns.cancel();
             }

@@ -114,7 +114,7 @@ fn main() -> ExitCode {
 
 fn check(path: Option<&PathBuf>) -> anyhow::Result<()> {
     let cfg = load(path)?;
-    let zones = app::load_zones(&cfg)?;
+    let zones = cfg.load_zones()?;
     println!(
         "{}: ok ({} zones, {} pools, {} members, {} bound names)",
         cfg.source,

@@ -18,13 +18,13 @@ use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use crate::dns::snapshot::{Bound, Choice, Snapshot, Zones};
-use crate::dns::{handle, Outcome, Transport, WireSettings};
+use crate::dns::{handle, Outcome, Publication, Transport, WireSettings};
 use crate::steer::health::{Health, State, Thresholds};
 
 /// The sample zone, a weighted name (`app.`, four addresses) and a topology name (`geo.`,
 /// 198.51.100.0/24 gets another answer) as the query path serves them.
-fn snapshot() -> &'static Snapshot {
-    static S: OnceLock<Snapshot> = OnceLock::new();
+fn snapshot() -> &'static Publication {
+    static S: OnceLock<Publication> = OnceLock::new();
     S.get_or_init(|| {
         let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/zones"));
         let mut zones = crate::zone::load_dir(dir).expect("the sample zone loads");
@@ -50,13 +50,12 @@ fn snapshot() -> &'static Snapshot {
         for n in [&app, &geo] {
             zones[0].ensure_node(&LowerName::new(n));
         }
-        Snapshot {
+        Publication::new(Snapshot {
             zones: Arc::new(Zones::new(zones)),
             bound,
             ready: true,
             ..Default::default()
-        }
-        .prepared()
+        })
     })
 }
 
@@ -108,12 +107,12 @@ pub fn query(data: &[u8]) {
     let source = sources[data.len() % 3];
     let mut out = Vec::new();
     if snap
-        .fast
+        .answers
         .answer(data, source, settings.udp_payload, false, &mut out)
     {
         check_response(data, parsed.as_ref(), &out, limit);
     }
-    if let Outcome::Reply(r) = handle(snap, data, source, Transport::Udp, &settings) {
+    if let Outcome::Reply(r) = handle(snap, data, source, Transport::Udp) {
         check_response(data, parsed.as_ref(), &r, limit);
     }
 }
@@ -161,7 +160,6 @@ pub fn zone(data: &[u8]) {
         ready: true,
         ..Default::default()
     };
-    let settings = WireSettings::default();
     for n in names.iter().take(8) {
         for t in [
             RecordType::A,
@@ -172,9 +170,7 @@ pub fn zone(data: &[u8]) {
             let mut m = Message::query();
             m.add_query(Query::query(n.clone(), t));
             let q = m.to_vec().expect("a query serializes");
-            if let Outcome::Reply(r) =
-                handle(&snap, &q, [127, 0, 0, 1].into(), Transport::Udp, &settings)
-            {
+            if let Outcome::Reply(r) = handle(&snap, &q, [127, 0, 0, 1].into(), Transport::Udp) {
                 check_response(&q, Some(&m), &r, 512);
             }
         }

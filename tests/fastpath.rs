@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use gtmd::dns::snapshot::{Bound, Snapshot, Zones};
-use gtmd::dns::{handle, Outcome, Transport, WireSettings};
+use gtmd::dns::{handle, Outcome, Publication, Transport, WireSettings};
 use hickory_proto::op::{Edns, Message, Query};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::rdata::{A, AAAA};
@@ -55,8 +55,8 @@ fn zones() -> Arc<Zones> {
     Arc::new(Zones::new(zones))
 }
 
-fn snapshot() -> Snapshot {
-    snapshot_with(zones(), &["192.0.2.10", "192.0.2.20"]).prepared()
+fn snapshot() -> Publication {
+    Publication::new(snapshot_with(zones(), &["192.0.2.10", "192.0.2.20"]))
 }
 
 /// Each record as text with names lowercased: compression may carry the question's case.
@@ -103,11 +103,15 @@ fn fast_path_answers_equal_the_general_path() {
 #[test]
 fn after_a_health_change_live_answers_are_rebuilt_and_the_rest_is_shared() {
     let zones = zones();
-    let before = snapshot_with(zones.clone(), &["192.0.2.10", "192.0.2.20"]).prepared();
-    let mut after = snapshot_with(zones, &["192.0.2.20"]);
-    let fixed = before.fast.fixed().unwrap().clone();
-    after.fast = gtmd::dns::prepared::AnswerCache::with_fixed(fixed.clone(), &after);
-    assert!(Arc::ptr_eq(&fixed, after.fast.fixed().unwrap()));
+    let before = Publication::new(snapshot_with(zones.clone(), &["192.0.2.10", "192.0.2.20"]));
+    let after = snapshot_with(zones, &["192.0.2.20"]);
+    let fixed = before.answers.fixed().unwrap().clone();
+    let answers = gtmd::dns::prepared::AnswerCache::with_fixed(fixed.clone(), &after);
+    let after = Publication {
+        snap: after,
+        answers,
+    };
+    assert!(Arc::ptr_eq(&fixed, after.answers.fixed().unwrap()));
     let (hits, total) = compare_all(&after);
     assert!(
         hits * 10 >= total * 9,
@@ -123,7 +127,7 @@ fn after_a_health_change_live_answers_are_rebuilt_and_the_rest_is_shared() {
         let mut m = Message::query();
         m.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
         assert!(
-            after.fast.answer(
+            after.answers.answer(
                 &m.to_vec().unwrap(),
                 [127, 0, 0, 1].into(),
                 1232,
@@ -147,7 +151,7 @@ fn after_a_health_change_live_answers_are_rebuilt_and_the_rest_is_shared() {
 }
 
 /// Answers a broad set of queries both ways and compares; returns (fast answers, queries).
-fn compare_all(snap: &Snapshot) -> (usize, usize) {
+fn compare_all(snap: &Publication) -> (usize, usize) {
     let settings = WireSettings::default();
     let client: IpAddr = [127, 0, 0, 1].into();
     let mut rng = StdRng::seed_from_u64(7);
@@ -215,12 +219,11 @@ fn compare_all(snap: &Snapshot) -> (usize, usize) {
                 for tcp in [false, true] {
                     total += 1;
                     let transport = if tcp { Transport::Tcp } else { Transport::Udp };
-                    let Outcome::Reply(general) = handle(snap, &q, client, transport, &settings)
-                    else {
+                    let Outcome::Reply(general) = handle(snap, &q, client, transport) else {
                         panic!("general path did not reply to {name} {t}");
                     };
                     if !snap
-                        .fast
+                        .answers
                         .answer(&q, client, settings.udp_payload, tcp, &mut out)
                     {
                         continue;
@@ -265,14 +268,12 @@ fn topology_answers_and_scopes_agree_between_the_paths() {
     );
     let mut bound = Bound::fixed(Vec::new(), Vec::new());
     bound.a = choice;
-    let snap = Snapshot {
+    let snap = Publication::new(Snapshot {
         zones: zones(),
         bound: [(LowerName::new(&app), bound)].into_iter().collect(),
         ready: true,
         ..Default::default()
-    }
-    .prepared();
-    let settings = WireSettings::default();
+    });
     let mut seen = std::collections::BTreeSet::new();
     let mut out = Vec::new();
     let clients: [(&str, Option<u8>); 9] = [
@@ -311,11 +312,11 @@ fn topology_answers_and_scopes_agree_between_the_paths() {
             } else {
                 [10, 9, 9, 9].into()
             };
-            let Outcome::Reply(general) = handle(&snap, &q, src, Transport::Udp, &settings) else {
+            let Outcome::Reply(general) = handle(&snap, &q, src, Transport::Udp) else {
                 panic!("no reply");
             };
             assert!(
-                snap.fast.answer(&q, src, 1232, false, &mut out),
+                snap.answers.answer(&q, src, 1232, false, &mut out),
                 "{addr} {name}"
             );
             let (g, f) = (

@@ -67,7 +67,7 @@ fn mutated_queries_never_panic_and_responses_are_well_formed() {
             _ => q = (0..rng.random_range(0..64)).map(|_| rng.random()).collect(),
         }
         for transport in [Transport::Udp, Transport::Tcp] {
-            match handle(&snap, &q, [127, 0, 0, 1].into(), transport, &settings) {
+            match handle(&snap, &q, [127, 0, 0, 1].into(), transport) {
                 Outcome::Drop => drops += 1,
                 Outcome::Reply(r) => {
                     replies += 1;

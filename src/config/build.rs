@@ -10,9 +10,9 @@ use hickory_proto::rr::{LowerName, Name};
 use super::file::{self, CheckType, StatusSpec};
 use super::{
     duration, key, AdminLimits, AlertConfig, AllDown, BoundName, Check, CheckKind, Config,
-    ConfigError, Ctx, HttpCheck, Member, MinHealthy, Policy, Pool, Region,
+    ConfigError, Ctx, HttpCheck, Member, MinHealthy, Policy, Pool, Region, RrlConfig,
 };
-use crate::dns::WireSettings;
+use crate::config::WireSettings;
 
 pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, ConfigError> {
     let listen = raw
@@ -768,8 +768,8 @@ fn build_topology(
     ))
 }
 
-fn build_rrl(cx: &Ctx, r: &file::Rrl) -> Result<crate::dns::rrl::RrlConfig, ConfigError> {
-    let d = crate::dns::rrl::RrlConfig::default();
+fn build_rrl(cx: &Ctx, r: &file::Rrl) -> Result<RrlConfig, ConfigError> {
+    let d = RrlConfig::default();
     let prefix = |key: &str, v: Option<u8>, default: u8, max: u8| match v {
         None => Ok(default),
         Some(p) if p <= max => Ok(p),
@@ -797,7 +797,7 @@ fn build_rrl(cx: &Ctx, r: &file::Rrl) -> Result<crate::dns::rrl::RrlConfig, Conf
     if max_prefixes == 0 {
         return Err(cx.err("rrl.max_prefixes", "must be at least 1"));
     }
-    Ok(crate::dns::rrl::RrlConfig {
+    Ok(RrlConfig {
         rate: r.rate.unwrap_or(d.rate),
         errors_rate: r.errors_rate.unwrap_or(d.errors_rate),
         slip: r.slip.unwrap_or(d.slip),

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use hickory_proto::rr::{LowerName, Name, RecordType};
 
-use crate::dns::WireSettings;
 use crate::zone::Zone;
 
 /// The sample configuration compiled into the binary (`dist/gtmd.toml`).
@@ -245,7 +244,7 @@ pub struct Config {
     pub regions: Vec<Region>,
     pub alerts: AlertConfig,
     /// Response rate limiting on UDP.
-    pub rrl: crate::dns::rrl::RrlConfig,
+    pub rrl: RrlConfig,
     text: String,
 }
 
@@ -428,6 +427,22 @@ impl Config {
         build::build(&cx, raw, base)
     }
 
+    /// Loads the zones of `server.zones_dir` and checks the names bound to pools against them;
+    /// each bound name gets a node in its zone.
+    pub fn load_zones(&self) -> anyhow::Result<crate::zone::Zones> {
+        use anyhow::Context;
+        let mut zones = crate::zone::load_dir(&self.zones_dir)
+            .with_context(|| format!("loading zones (server.zones_dir of {})", self.source))?;
+        self.bind_names(&zones)?;
+        for b in &self.names {
+            let lname = hickory_proto::rr::LowerName::new(&b.name);
+            if let Some(z) = zones.iter_mut().find(|z| z.origin.zone_of(&lname)) {
+                z.ensure_node(&lname);
+            }
+        }
+        Ok(crate::zone::Zones::new(zones))
+    }
+
     /// Checks each bound name against the loaded zones: it must be inside a zone, not at or
     /// below a delegation, and its zone must not give it A, AAAA or CNAME records of its own.
     pub fn bind_names(&self, zones: &[Zone]) -> Result<(), ConfigError> {
@@ -477,3 +492,70 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+
+/// The per-server settings the wire layer needs.
+#[derive(Debug, Clone)]
+pub struct WireSettings {
+    /// The EDNS UDP payload we advertise and the most we send over UDP.
+    pub udp_payload: u16,
+    /// Clients allowed to transfer zones (AXFR/IXFR over TCP).
+    pub allow_transfer: Vec<ipnet::IpNet>,
+    /// A TCP connection with no query under way for this long is closed.
+    pub tcp_idle_timeout: std::time::Duration,
+    /// A query begun on TCP (its length read) must arrive whole within this, and a response
+    /// must be taken by the client within it.
+    pub tcp_read_timeout: std::time::Duration,
+    /// TCP connections at once, in all and from one client address (0: no cap of its own).
+    pub tcp_max_connections: usize,
+    pub tcp_max_per_client: usize,
+    /// Queries answered on one TCP connection before it is closed (0: no limit).
+    pub tcp_max_queries: usize,
+}
+
+impl Default for WireSettings {
+    fn default() -> Self {
+        Self {
+            udp_payload: 1232,
+            allow_transfer: Vec::new(),
+            tcp_idle_timeout: std::time::Duration::from_secs(10),
+            tcp_read_timeout: std::time::Duration::from_secs(2),
+            tcp_max_connections: 1024,
+            tcp_max_per_client: 0,
+            tcp_max_queries: 0,
+        }
+    }
+}
+
+/// Response rate limiting as configured (`[rrl]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RrlConfig {
+    /// Answers (NOERROR) per second per prefix; 0: not limited.
+    pub rate: u32,
+    /// NXDOMAIN and error responses per second per prefix; 0: not limited.
+    pub errors_rate: u32,
+    /// Every `slip`-th limited response goes out truncated; 0: none (all dropped).
+    pub slip: u32,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    /// Clients never limited.
+    pub exempt: Vec<ipnet::IpNet>,
+    /// Prefixes tracked at most.
+    pub max_prefixes: usize,
+}
+
+impl Default for RrlConfig {
+    fn default() -> Self {
+        Self {
+            rate: 200,
+            errors_rate: 50,
+            slip: 2,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            exempt: vec![
+                "127.0.0.0/8".parse().expect("a valid prefix"),
+                "::1/128".parse().expect("a valid prefix"),
+            ],
+            max_prefixes: 200_000,
+        }
+    }
+}

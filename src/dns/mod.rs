@@ -16,6 +16,7 @@
 //!   answer does not fit, TC is set and every section emptied, so the client retries over TCP.
 //! - Zone transfers: over UDP NOTIMP; over TCP only for configured clients, else REFUSED.
 
+pub mod listen;
 pub mod lookup;
 pub mod prepared;
 pub mod rrl;
@@ -24,6 +25,13 @@ pub mod tcp;
 pub mod udp;
 
 use std::net::IpAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+pub use crate::config::WireSettings;
+use crate::dns::prepared::AnswerCache;
+use crate::dns::snapshot::Snapshot;
 
 use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
@@ -32,7 +40,6 @@ use hickory_proto::rr::{DNSClass, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable};
 
 use crate::dns::lookup::{lookup_for, Answer};
-use crate::dns::snapshot::Snapshot;
 use crate::steer::topology::{parse_ecs, Client};
 
 /// The smallest UDP payload every client accepts (RFC 1035 section 2.3.4).
@@ -44,44 +51,38 @@ const ECS_OPTION: u16 = 8;
 /// Extended DNS Error 20: Not Authoritative.
 const EDE_NOT_AUTHORITATIVE: u16 = 20;
 
+/// What the query path reads, published as one unit: the snapshot and, built beside it, its
+/// prepared answers.
+#[derive(Debug, Default)]
+pub struct Publication {
+    pub snap: Snapshot,
+    /// Every answer of `snap`, prepared for the fast path.
+    pub answers: AnswerCache,
+}
+
+impl Publication {
+    /// `snap` with every answer prepared.
+    pub fn new(snap: Snapshot) -> Self {
+        let answers = AnswerCache::build(&snap);
+        Self { snap, answers }
+    }
+}
+
+impl std::ops::Deref for Publication {
+    type Target = Snapshot;
+    fn deref(&self) -> &Snapshot {
+        &self.snap
+    }
+}
+
+/// The one publication point: the engine stores, the query path loads.
+pub type Published = Arc<ArcSwap<Publication>>;
+
 /// How the query arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     Udp,
     Tcp,
-}
-
-/// The per-server settings the wire layer needs.
-#[derive(Debug, Clone)]
-pub struct WireSettings {
-    /// The EDNS UDP payload we advertise and the most we send over UDP.
-    pub udp_payload: u16,
-    /// Clients allowed to transfer zones (AXFR/IXFR over TCP).
-    pub allow_transfer: Vec<ipnet::IpNet>,
-    /// A TCP connection with no query under way for this long is closed.
-    pub tcp_idle_timeout: std::time::Duration,
-    /// A query begun on TCP (its length read) must arrive whole within this, and a response
-    /// must be taken by the client within it.
-    pub tcp_read_timeout: std::time::Duration,
-    /// TCP connections at once, in all and from one client address (0: no cap of its own).
-    pub tcp_max_connections: usize,
-    pub tcp_max_per_client: usize,
-    /// Queries answered on one TCP connection before it is closed (0: no limit).
-    pub tcp_max_queries: usize,
-}
-
-impl Default for WireSettings {
-    fn default() -> Self {
-        Self {
-            udp_payload: 1232,
-            allow_transfer: Vec::new(),
-            tcp_idle_timeout: std::time::Duration::from_secs(10),
-            tcp_read_timeout: std::time::Duration::from_secs(2),
-            tcp_max_connections: 1024,
-            tcp_max_per_client: 0,
-            tcp_max_queries: 0,
-        }
-    }
 }
 
 /// What a query produced, for the server loop and for counting.
@@ -95,14 +96,47 @@ pub enum Outcome {
     Transfer(Vec<Vec<u8>>),
 }
 
-/// Handles one query message.
-pub fn handle(
-    snap: &Snapshot,
+/// Answers one query: by its prepared answer when there is one, else by [`handle`]. The
+/// response goes to `out` (cleared first); a transfer's messages are returned instead.
+pub fn answer(
+    p: &Publication,
     query: &[u8],
     client: IpAddr,
     transport: Transport,
-    settings: &WireSettings,
-) -> Outcome {
+    out: &mut Vec<u8>,
+) -> Answered {
+    let client = client.to_canonical();
+    let tcp = transport == Transport::Tcp;
+    if p.answers
+        .answer(query, client, p.wire.udp_payload, tcp, out)
+    {
+        return Answered::One;
+    }
+    match handle(p, query, client, transport) {
+        Outcome::Drop => Answered::Nothing,
+        Outcome::Reply(bytes) => {
+            out.clear();
+            out.extend_from_slice(&bytes);
+            Answered::One
+        }
+        Outcome::Transfer(messages) => Answered::Transfer(messages),
+    }
+}
+
+/// What [`answer`] produced.
+#[derive(Debug)]
+pub enum Answered {
+    /// Nothing to send.
+    Nothing,
+    /// One response, in the caller's buffer.
+    One,
+    /// A zone transfer's messages (TCP only).
+    Transfer(Vec<Vec<u8>>),
+}
+
+/// The general path: handles one query message with the snapshot's settings.
+pub fn handle(snap: &Snapshot, query: &[u8], client: IpAddr, transport: Transport) -> Outcome {
+    let settings: &WireSettings = &snap.wire;
     let mut decoder = BinDecoder::new(query);
     let Ok(header) = hickory_proto::op::Header::read(&mut decoder) else {
         return Outcome::Drop;
@@ -366,13 +400,7 @@ mod tests {
 
     fn run(q: &[u8]) -> Option<Message> {
         let snap = Snapshot::default();
-        match handle(
-            &snap,
-            q,
-            [127, 0, 0, 1].into(),
-            Transport::Udp,
-            &WireSettings::default(),
-        ) {
+        match handle(&snap, q, [127, 0, 0, 1].into(), Transport::Udp) {
             Outcome::Reply(b) => Some(Message::from_vec(&b).unwrap()),
             _ => None,
         }
@@ -429,18 +457,17 @@ mod tests {
         for i in 0..300 {
             text += &format!("t{i} TXT {}\n", [big.as_str(); 8].join(" "));
         }
-        let snap = zone_snapshot(&text);
-        let settings = WireSettings {
+        let mut snap = zone_snapshot(&text);
+        snap.wire = std::sync::Arc::new(WireSettings {
             allow_transfer: vec!["127.0.0.0/8".parse().unwrap()],
             ..Default::default()
-        };
+        });
         let q = Message::query()
             .add_query(Query::query("t.".parse().unwrap(), RecordType::AXFR))
             .to_owned();
         // A v4-mapped peer is judged as the IPv4 address it is.
         let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
-        let Outcome::Transfer(ms) = handle(&snap, &bytes(&q), mapped, Transport::Tcp, &settings)
-        else {
+        let Outcome::Transfer(ms) = handle(&snap, &bytes(&q), mapped, Transport::Tcp) else {
             panic!("no transfer for an allowed client");
         };
         let mut txt = 0;
@@ -475,13 +502,7 @@ mod tests {
             b.extend_from_slice(&option);
             b
         };
-        let ask = |q: &[u8]| match handle(
-            &snap,
-            q,
-            [127, 0, 0, 1].into(),
-            Transport::Udp,
-            &WireSettings::default(),
-        ) {
+        let ask = |q: &[u8]| match handle(&snap, q, [127, 0, 0, 1].into(), Transport::Udp) {
             Outcome::Reply(b) => Message::from_vec(&b).unwrap(),
             o => panic!("{o:?}"),
         };

@@ -9,6 +9,7 @@
 //! bucket are forgotten once a second when the table holds more than `max_prefixes`; if a
 //! flood of distinct prefixes still overfills it, the table starts again empty.
 
+pub use crate::config::RrlConfig;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,40 +25,6 @@ pub enum Verdict {
     /// Send it truncated: header and question, TC set.
     Slip,
     Drop,
-}
-
-/// Response rate limiting as configured (`[rrl]`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RrlConfig {
-    /// Answers (NOERROR) per second per prefix; 0: not limited.
-    pub rate: u32,
-    /// NXDOMAIN and error responses per second per prefix; 0: not limited.
-    pub errors_rate: u32,
-    /// Every `slip`-th limited response goes out truncated; 0: none (all dropped).
-    pub slip: u32,
-    pub ipv4_prefix: u8,
-    pub ipv6_prefix: u8,
-    /// Clients never limited.
-    pub exempt: Vec<ipnet::IpNet>,
-    /// Prefixes tracked at most.
-    pub max_prefixes: usize,
-}
-
-impl Default for RrlConfig {
-    fn default() -> Self {
-        Self {
-            rate: 200,
-            errors_rate: 50,
-            slip: 2,
-            ipv4_prefix: 24,
-            ipv6_prefix: 56,
-            exempt: vec![
-                "127.0.0.0/8".parse().expect("a valid prefix"),
-                "::1/128".parse().expect("a valid prefix"),
-            ],
-            max_prefixes: 200_000,
-        }
-    }
 }
 
 type Buckets = Option<ArcSwap<DefaultKeyedRateLimiter<u128>>>;

@@ -7,47 +7,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use hickory_proto::rr::{LowerName, Record, RecordType};
 
 use crate::steer::topology::Client;
-use crate::zone::Zone;
 
-/// The static zones, shared by every snapshot until the configuration is reloaded.
-#[derive(Debug, Default)]
-pub struct Zones {
-    list: Vec<Zone>,
-    by_origin: HashMap<LowerName, usize>,
-}
-
-impl Zones {
-    pub fn new(list: Vec<Zone>) -> Self {
-        let by_origin = list
-            .iter()
-            .enumerate()
-            .map(|(i, z)| (z.origin.clone(), i))
-            .collect();
-        Self { list, by_origin }
-    }
-
-    /// The zone with the longest origin that contains `name`.
-    pub fn find(&self, name: &LowerName) -> Option<&Zone> {
-        let mut cur = name.clone();
-        loop {
-            if let Some(&i) = self.by_origin.get(&cur) {
-                return Some(&self.list[i]);
-            }
-            if cur.is_root() {
-                return None;
-            }
-            cur = cur.base_name();
-        }
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Zone> {
-        self.list.iter()
-    }
-}
+pub use crate::zone::Zones;
 
 /// A random number for the query path: a per-thread xorshift, seeded once per thread.
 pub fn random_u32() -> u32 {
@@ -199,22 +163,9 @@ pub struct Snapshot {
     pub bound: HashMap<LowerName, Bound>,
     /// True once every member has had its first probe result.
     pub ready: bool,
-    /// Every answer of this snapshot, prepared for the fast path.
-    pub fast: crate::dns::prepared::AnswerCache,
     /// The transports' settings (they change with a reload, like the rest).
     pub wire: Arc<crate::dns::WireSettings>,
     /// Response rate limiting (its buckets live across publications until a reload changes
     /// its settings).
     pub rrl: Option<Arc<crate::dns::rrl::Rrl>>,
 }
-
-impl Snapshot {
-    /// A snapshot with its fast-path answers prepared.
-    pub fn prepared(mut self) -> Self {
-        self.fast = crate::dns::prepared::AnswerCache::build(&self);
-        self
-    }
-}
-
-/// The one publication point: the engine stores, the query path loads.
-pub type Published = Arc<ArcSwap<Snapshot>>;

@@ -1,12 +1,12 @@
-//! The DNS transports: batched UDP threads ([`crate::dns::udp`]) and TCP connections with
-//! pipelined queries. Each query is answered from the snapshot loaded at that moment (no lock,
-//! no await between load and answer), by the fast path when it can, else the general path.
+//! TCP connections (RFC 7766): length-prefixed, pipelined queries answered in order, each
+//! from the publication loaded at that moment (no lock, no await between load and answer),
+//! through [`crate::dns::answer`]. Connections are capped in all and per client, and a slow
+//! or idle client loses its slot.
 //!
-//! This module owns sockets and tasks, not DNS semantics: those are in [`crate::dns`].
+//! This module owns the connections, not DNS semantics: those are in [`crate::dns`].
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -14,86 +14,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::dns::snapshot::Published;
-use crate::dns::udp;
-use crate::dns::{self, Outcome, Transport};
+use crate::dns::{self, Answered, Published, Transport};
 
-/// What every transport task shares.
-pub struct Shared {
-    pub published: Published,
-}
-
-/// The sockets of one DNS listen address: SO_REUSEPORT UDP sockets and a TCP listener.
-pub struct DnsListener {
-    pub udp: Vec<std::net::UdpSocket>,
-    pub tcp: TcpListener,
-}
-
-impl DnsListener {
-    /// Binds UDP (one socket per available core) and TCP on `addr`. With port 0, all get the
-    /// same ephemeral port.
-    pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut last = None;
-        for _ in 0..20 {
-            let udp = udp::bind_reuseport(addr, threads)?;
-            let port = udp[0].local_addr()?.port();
-            match bind_tcp(SocketAddr::new(addr.ip(), port)) {
-                Ok(tcp) => return Ok(Self { udp, tcp }),
-                Err(e) if addr.port() == 0 => last = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| std::io::Error::other("no free port")))
-    }
-
-    /// The UDP address (the TCP listener has the same).
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.udp[0].local_addr()
-    }
-}
-
-/// A TCP listener on `addr`. An IPv6 socket serves IPv6 only (IPV6_V6ONLY), as the UDP
-/// sockets do, so that `0.0.0.0:53` and `[::]:53` can be listened on side by side (as Knot and
-/// NSD do); SO_REUSEADDR lets a restart bind again at once.
-fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    s.set_reuse_address(true)?;
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
-    s.listen(1024)?;
-    TcpListener::from_std(s.into())
-}
-
-/// Starts the UDP threads and the TCP acceptor of one listener.
-pub fn spawn(
-    set: &mut JoinSet<()>,
-    l: DnsListener,
-    shared: Arc<Shared>,
-    stop: CancellationToken,
-) -> std::io::Result<()> {
-    for sock in l.udp {
-        let handle = udp::spawn(sock, shared.clone(), stop.clone())?;
-        set.spawn_blocking(move || {
-            let _ = handle.join();
-        });
-    }
-    set.spawn(tcp_accept(l.tcp, shared, stop));
-    Ok(())
-}
-
-async fn tcp_accept(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+/// Accepts connections on `listener` until `stop`, then lets those under way finish.
+pub async fn accept(listener: TcpListener, published: Published, stop: CancellationToken) {
     let mut conns: JoinSet<IpAddr> = JoinSet::new();
     let mut per_client: HashMap<IpAddr, usize> = HashMap::new();
     loop {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
-                    let wire = shared.published.load().wire.clone();
+                    let wire = published.load().wire.clone();
                     let ip = peer.ip().to_canonical();
                     // Over a limit, the connection is closed at once.
                     if conns.len() >= wire.tcp_max_connections {
@@ -106,9 +37,9 @@ async fn tcp_accept(listener: TcpListener, shared: Arc<Shared>, stop: Cancellati
                         continue;
                     }
                     *count += 1;
-                    let (shared, stop) = (shared.clone(), stop.clone());
+                    let (published, stop) = (published.clone(), stop.clone());
                     conns.spawn(async move {
-                        tcp_conn(stream, peer, shared, stop).await;
+                        tcp_conn(stream, peer, published, stop).await;
                         ip
                     });
                 }
@@ -138,8 +69,8 @@ async fn tcp_accept(listener: TcpListener, shared: Arc<Shared>, stop: Cancellati
 }
 
 /// The idle timeout in force now (a reload may change it).
-fn idle(shared: &Shared) -> Duration {
-    shared.published.load().wire.tcp_idle_timeout
+fn idle(published: &Published) -> Duration {
+    published.load().wire.tcp_idle_timeout
 }
 
 /// Serves one TCP connection: length-prefixed queries (RFC 1035 section 4.2.2), answered in
@@ -150,7 +81,7 @@ fn idle(shared: &Shared) -> Duration {
 async fn tcp_conn(
     stream: TcpStream,
     peer: SocketAddr,
-    shared: Arc<Shared>,
+    published: Published,
     stop: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
@@ -174,7 +105,7 @@ async fn tcp_conn(
             Ok(rd.read_exact(&mut len).await)
         } else {
             tokio::select! {
-                r = tokio::time::timeout(idle(&shared), rd.read_exact(&mut len)) => r,
+                r = tokio::time::timeout(idle(&published), rd.read_exact(&mut len)) => r,
                 _ = stop.cancelled() => return,
             }
         };
@@ -188,7 +119,7 @@ async fn tcp_conn(
         }
         let n = u16::from_be_bytes(len) as usize;
         buf.resize(n, 0);
-        let wire = shared.published.load().wire.clone();
+        let wire = published.load().wire.clone();
         // A begun query must arrive whole soon: a slow sender cannot hold the slot.
         match tokio::time::timeout(wire.tcp_read_timeout, rd.read_exact(&mut buf)).await {
             Ok(Ok(_)) => {}
@@ -201,7 +132,7 @@ async fn tcp_conn(
         answered += 1;
         let timed = counts.sample().then(std::time::Instant::now);
         let start = framed.len();
-        if answer_tcp(&shared, &buf, ip, &mut fast, &mut framed) {
+        if answer_tcp(&published, &buf, ip, &mut fast, &mut framed) {
             if let Some(t) = timed {
                 counts.record_latency(t.elapsed());
             }
@@ -236,30 +167,22 @@ fn whole_query_buffered(buffered: &[u8]) -> bool {
         && buffered.len() >= 2 + u16::from_be_bytes([buffered[0], buffered[1]]) as usize
 }
 
-/// Answers one TCP query into `framed` (length-prefixed, several messages for a transfer), by
-/// the fast path when it can; false when nothing is to be sent.
+/// Answers one TCP query into `framed` (length-prefixed, several messages for a transfer);
+/// false when nothing is to be sent.
 fn answer_tcp(
-    shared: &Shared,
+    published: &Published,
     query: &[u8],
     ip: IpAddr,
-    fast: &mut Vec<u8>,
+    out: &mut Vec<u8>,
     framed: &mut Vec<u8>,
 ) -> bool {
-    let snap = shared.published.load();
-    if snap
-        .fast
-        .answer(query, ip, snap.wire.udp_payload, true, fast)
-    {
-        frame(framed, fast);
-        return true;
-    }
-    match dns::handle(&snap, query, ip, Transport::Tcp, &snap.wire) {
-        Outcome::Drop => false,
-        Outcome::Reply(m) => {
-            frame(framed, &m);
+    match dns::answer(&published.load(), query, ip, Transport::Tcp, out) {
+        Answered::Nothing => false,
+        Answered::One => {
+            frame(framed, out);
             true
         }
-        Outcome::Transfer(ms) => {
+        Answered::Transfer(ms) => {
             for m in &ms {
                 frame(framed, m);
             }

@@ -9,15 +9,13 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
 
 use crate::dns::rrl::Verdict;
-use crate::dns::tcp::Shared;
-use crate::dns::{self, Outcome, Transport};
+use crate::dns::{self, Answered, Published, Transport};
 
 /// Datagrams handled per system call.
 pub const BATCH: usize = 32;
@@ -26,11 +24,11 @@ const RECV_BUF: usize = 4096;
 /// How often a blocked thread looks at the stop signal.
 const POLL: Duration = Duration::from_millis(100);
 
-/// Binds `count` UDP sockets to `addr` with SO_REUSEPORT so the kernel spreads queries over
-/// them. With port 0, all take the port the first one was given.
 /// The receive buffer asked for each UDP socket, bytes.
 const RECV_BUFFER: usize = 4 << 20;
 
+/// Binds `count` UDP sockets to `addr` with SO_REUSEPORT so the kernel spreads queries over
+/// them. With port 0, all take the port the first one was given.
 pub fn bind_reuseport(addr: SocketAddr, count: usize) -> io::Result<Vec<UdpSocket>> {
     let mut out: Vec<UdpSocket> = Vec::with_capacity(count);
     let mut at = addr;
@@ -90,12 +88,12 @@ fn omit_path_mtu(s: &Socket, v6: bool) -> io::Result<()> {
 /// Serves `sock` on a new thread until `stop` is cancelled.
 pub fn spawn(
     sock: UdpSocket,
-    shared: Arc<Shared>,
+    published: Published,
     stop: CancellationToken,
 ) -> io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("gtmd-udp".into())
-        .spawn(move || serve(&sock, &shared, &stop))
+        .spawn(move || serve(&sock, &published, &stop))
 }
 
 /// Per-thread receive and send state, allocated once.
@@ -207,7 +205,7 @@ impl Batch {
     }
 }
 
-fn serve(sock: &UdpSocket, shared: &Shared, stop: &CancellationToken) {
+fn serve(sock: &UdpSocket, published: &Published, stop: &CancellationToken) {
     let fd = sock.as_raw_fd();
     let mut b = Batch::new();
     let mut ready = Vec::with_capacity(BATCH);
@@ -231,7 +229,7 @@ fn serve(sock: &UdpSocket, shared: &Shared, stop: &CancellationToken) {
                 continue;
             }
         };
-        let snap = shared.published.load();
+        let snap = published.load();
         ready.clear();
         for i in 0..n {
             let len = b.msgs[i].msg_len as usize;
@@ -246,17 +244,11 @@ fn serve(sock: &UdpSocket, shared: &Shared, stop: &CancellationToken) {
             };
             let ip = src.ip().to_canonical();
             let timed = counts.sample().then(std::time::Instant::now);
-            if !snap
-                .fast
-                .answer(query, ip, snap.wire.udp_payload, false, out)
-            {
-                let Outcome::Reply(bytes) =
-                    dns::handle(&snap, query, src.ip(), Transport::Udp, &snap.wire)
-                else {
-                    continue;
-                };
-                out.clear();
-                out.extend_from_slice(&bytes);
+            if !matches!(
+                dns::answer(&snap, query, ip, Transport::Udp, out),
+                Answered::One
+            ) {
+                continue;
             }
             if let Some(t) = timed {
                 counts.record_latency(t.elapsed());

@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Policy};
 use crate::dns::prepared::AnswerCache;
-use crate::dns::snapshot::{Bound, Choice, Published, Snapshot, Zones};
+use crate::dns::snapshot::{Bound, Choice, Snapshot, Zones};
+use crate::dns::{Publication, Published};
 use crate::ops::alert::{Alert, Alerts};
 use crate::ops::state::{Action, Override};
 use crate::probe::{ProbeReport, Prober};
@@ -28,6 +29,7 @@ mod explain;
 mod gauges;
 mod overrides;
 mod reload;
+pub use reload::{Loaded, ReloadReport};
 mod status;
 
 pub use explain::Explain;
@@ -53,8 +55,8 @@ pub enum Command {
     /// Swaps in a configuration read again (or reports and counts why it could not be read);
     /// replies with what changed.
     Reload(
-        Result<Box<crate::ops::reload::Loaded>, String>,
-        oneshot::Sender<Result<crate::ops::reload::ReloadReport, String>>,
+        Result<Box<Loaded>, String>,
+        oneshot::Sender<Result<ReloadReport, String>>,
     ),
 }
 
@@ -116,10 +118,7 @@ pub struct Engine {
     prober: Prober,
     by_probe: HashMap<u64, usize>,
     /// The reply to a reload, sent when its configuration is published.
-    settled_reply: Option<(
-        oneshot::Sender<Result<crate::ops::reload::ReloadReport, String>>,
-        crate::ops::reload::ReloadReport,
-    )>,
+    settled_reply: Option<(oneshot::Sender<Result<ReloadReport, String>>, ReloadReport)>,
     reports: Option<mpsc::Receiver<ProbeReport>>,
     /// 1 for the configuration read at start, then one more per reload.
     config_generation: u64,
@@ -497,23 +496,23 @@ impl Engine {
                 },
             );
         }
-        let mut snap = Snapshot {
+        let snap = Snapshot {
             generation: self.generation,
             zones: self.zones.clone(),
             bound,
             ready,
             wire: Arc::new(self.cfg.wire.clone()),
             rrl: self.rrl.clone(),
-            ..Default::default()
         };
         // Only answers holding pool records are prepared again; the rest is shared.
-        snap.fast = match &self.fixed {
+        let answers = match &self.fixed {
             Some(f) => AnswerCache::with_fixed(f.clone(), &snap),
             None => AnswerCache::build(&snap),
         };
-        self.fixed = snap.fast.fixed().cloned();
+        self.fixed = answers.fixed().cloned();
         self.update_gauges(&snap, now);
-        self.published.store(Arc::new(snap));
+        self.published
+            .store(Arc::new(Publication { snap, answers }));
         if let Some((reply, report)) = settled {
             let _ = reply.send(Ok(report));
         }

@@ -7,6 +7,7 @@
 //! It checks everything that can fail before it changes anything: a rejected reload leaves
 //! the engine exactly as it was.
 
+use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,8 +17,35 @@ use hickory_proto::rr::LowerName;
 use super::{Engine, Gauges, Last};
 use crate::config::Config;
 use crate::ops::alert::Alert;
-use crate::ops::reload::{Loaded, ReloadReport};
 use crate::steer::health::{Damping, Health, State};
+use crate::zone::Zones;
+
+/// A configuration and its zones, read and checked, ready to be swapped in.
+#[derive(Debug)]
+pub struct Loaded {
+    pub cfg: Config,
+    pub zones: Zones,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadReport {
+    /// 1 for the configuration read at start, then one more per reload that took effect.
+    pub config_generation: u64,
+    pub source: String,
+    pub zones: usize,
+    pub names: usize,
+    /// Members whose health, hold-down and history were kept (same pool, name and probe).
+    pub members_kept: usize,
+    /// New (or changed) members: out of answers until their first probe passes.
+    pub members_added: usize,
+    /// Members gone, their probes stopped.
+    pub members_removed: usize,
+    /// Probe loops started (new members, and members whose probe settings changed).
+    pub probes_started: usize,
+    /// Settings that changed in the file but only take effect at the next start.
+    pub needs_restart: Vec<String>,
+}
 
 impl Engine {
     pub(super) async fn reload(

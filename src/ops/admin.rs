@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AdminLimits;
-use crate::dns::snapshot::Published;
+use crate::dns::Published;
 use crate::engine::{Command, OverrideOp, Status};
 use crate::ops::reload::{ReloadReport, Reloads, Token};
 use crate::ops::state::{Action, Override};

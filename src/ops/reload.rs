@@ -19,40 +19,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use arc_swap::ArcSwapOption;
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, EMBEDDED_NAME};
-use crate::dns::snapshot::Zones;
 use crate::engine::Command;
 
-/// A configuration and its zones, read and checked, ready to be swapped in.
-#[derive(Debug)]
-pub struct Loaded {
-    pub cfg: Config,
-    pub zones: Zones,
-}
-
-/// What a reload changed.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReloadReport {
-    /// 1 for the configuration read at start, then one more per reload that took effect.
-    pub config_generation: u64,
-    pub source: String,
-    pub zones: usize,
-    pub names: usize,
-    /// Members whose health, hold-down and history were kept (same pool, name and probe).
-    pub members_kept: usize,
-    /// New (or changed) members: out of answers until their first probe passes.
-    pub members_added: usize,
-    /// Members gone, their probes stopped.
-    pub members_removed: usize,
-    /// Probe loops started (new members, and members whose probe settings changed).
-    pub probes_started: usize,
-    /// Settings that changed in the file but only take effect at the next start.
-    pub needs_restart: Vec<String>,
-}
+pub use crate::engine::{Loaded, ReloadReport};
 
 /// Where the running configuration came from, so that it can be read again.
 #[derive(Debug, Clone)]
@@ -81,7 +54,7 @@ impl Origin {
                 "{name} was given as text, not read from a file: there is nothing to read again"
             ),
         };
-        let zones = crate::app::load_zones(&cfg)?;
+        let zones = cfg.load_zones()?;
         let token = read_token(&cfg)?;
         Ok((Loaded { cfg, zones }, token))
     }

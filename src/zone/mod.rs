@@ -494,6 +494,42 @@ impl fmt::Display for Zone {
     }
 }
 
+/// The static zones, shared by every snapshot until the configuration is reloaded.
+#[derive(Debug, Default)]
+pub struct Zones {
+    list: Vec<Zone>,
+    by_origin: HashMap<LowerName, usize>,
+}
+
+impl Zones {
+    pub fn new(list: Vec<Zone>) -> Self {
+        let by_origin = list
+            .iter()
+            .enumerate()
+            .map(|(i, z)| (z.origin.clone(), i))
+            .collect();
+        Self { list, by_origin }
+    }
+
+    /// The zone with the longest origin that contains `name`.
+    pub fn find(&self, name: &LowerName) -> Option<&Zone> {
+        let mut cur = name.clone();
+        loop {
+            if let Some(&i) = self.by_origin.get(&cur) {
+                return Some(&self.list[i]);
+            }
+            if cur.is_root() {
+                return None;
+            }
+            cur = cur.base_name();
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Zone> {
+        self.list.iter()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
