@@ -4,8 +4,13 @@
 //! Nothing here touches the network or the zones directory: [`crate::app`] loads zones and
 //! binds names to them with [`Config::bind_names`].
 
+mod admin;
 mod build;
+mod checks;
 pub mod file;
+mod names;
+mod pools;
+mod server;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};

@@ -1,0 +1,134 @@
+//! The [admin], [probe] and [alerts] tables: the admin API and its files, probe limits, and
+//! alert delivery.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::file;
+use super::{duration, AdminLimits, AlertConfig, ConfigError, Ctx};
+
+/// The [admin] table, checked.
+pub(super) struct Admin {
+    pub listen: SocketAddr,
+    pub token_file: Option<PathBuf>,
+    pub state_file: Option<PathBuf>,
+    pub limits: AdminLimits,
+}
+
+pub(super) fn build_admin(cx: &Ctx, a: &file::Admin, base: &Path) -> Result<Admin, ConfigError> {
+    let listen = a.listen.as_deref().unwrap_or("127.0.0.1:8053");
+    let listen: SocketAddr = listen
+        .parse()
+        .map_err(|_| cx.err("admin.listen", format!("{listen:?} is not an address:port")))?;
+    let token_file = a.token_file.as_ref().map(|f| base.join(f));
+    if token_file.is_none() && !listen.ip().is_loopback() {
+        return Err(cx.err(
+            "admin.listen",
+            format!("{listen} is not a loopback address: set admin.token_file so that changes need a token"),
+        ));
+    }
+    Ok(Admin {
+        listen,
+        token_file,
+        state_file: a.state_file.as_ref().map(|f| base.join(f)),
+        limits: build_admin_limits(cx, a)?,
+    })
+}
+
+/// The [probe] table, checked.
+pub(super) struct Probe {
+    pub max_in_flight: usize,
+    pub max_body: usize,
+    pub queue: usize,
+}
+
+pub(super) fn build_probe(cx: &Ctx, p: &file::Probe) -> Result<Probe, ConfigError> {
+    let max_in_flight = p.max_in_flight.unwrap_or(256);
+    if max_in_flight == 0 {
+        return Err(cx.err("probe.max_in_flight", "must be at least 1"));
+    }
+    let queue = p.queue.unwrap_or(4096);
+    if queue == 0 {
+        return Err(cx.err("probe.queue", "must be at least 1"));
+    }
+    Ok(Probe {
+        max_in_flight,
+        max_body: p.max_body.unwrap_or(64 * 1024),
+        queue,
+    })
+}
+
+pub(super) fn build_admin_limits(cx: &Ctx, a: &file::Admin) -> Result<AdminLimits, ConfigError> {
+    let max_time = duration(
+        cx,
+        "admin.max_time",
+        a.max_time.as_ref(),
+        Duration::from_secs(10),
+    )?;
+    if max_time.is_zero() {
+        return Err(cx.err("admin.max_time", "must be above 0"));
+    }
+    let at_least_one = |k: &str, v: Option<usize>, default: usize| match v.unwrap_or(default) {
+        0 => Err(cx.err(&format!("admin.{k}"), "must be at least 1")),
+        n => Ok(n),
+    };
+    Ok(AdminLimits {
+        max_body: at_least_one("max_body", a.max_body, 64 * 1024)?,
+        max_time,
+        max_connections: at_least_one("max_connections", a.max_connections, 64)?,
+    })
+}
+
+pub(super) fn build_alerts(cx: &Ctx, a: &file::Alerts) -> Result<AlertConfig, ConfigError> {
+    if let Some(url) = &a.webhook {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(cx.err(
+                "alerts.webhook",
+                format!("{url:?} is not an http:// or https:// URL"),
+            ));
+        }
+    }
+    let command = a.command.clone().unwrap_or_default();
+    if a.command.is_some() && command.first().is_none_or(|c| c.is_empty()) {
+        return Err(cx.err(
+            "alerts.command",
+            "give the program and its arguments, e.g. [\"/usr/local/bin/page\", \"--team\", \"dns\"]",
+        ));
+    }
+    let timeout = duration(
+        cx,
+        "alerts.timeout",
+        a.timeout.as_ref(),
+        Duration::from_secs(5),
+    )?;
+    if timeout.is_zero() || timeout > Duration::from_secs(300) {
+        return Err(cx.err("alerts.timeout", "must be above 0 and at most 5m"));
+    }
+    let retries = a.retries.unwrap_or(3);
+    if retries > 10 {
+        return Err(cx.err(
+            "alerts.retries",
+            format!("{retries} is out of range: 0 to 10"),
+        ));
+    }
+    let count = |k: &str, v: Option<u32>, default: u32| match v.unwrap_or(default) {
+        n @ 1..=100_000 => Ok(n),
+        n => Err(cx.err(
+            &format!("alerts.{k}"),
+            format!("{n} is out of range: 1 to 100000"),
+        )),
+    };
+    Ok(AlertConfig {
+        webhook: a.webhook.clone(),
+        command,
+        timeout,
+        retries,
+        rate: count("rate", a.rate, 30)?,
+        burst: count("burst", a.burst, 10)?,
+        queue: match a.queue.unwrap_or(1024) {
+            0 => return Err(cx.err("alerts.queue", "must be at least 1")),
+            n => n,
+        },
+    })
+}

@@ -1,0 +1,316 @@
+//! The [names] tables: which pools each name answers from, by which policy, with which TTLs,
+//! and what it answers when every member is down.
+
+use std::net::IpAddr;
+
+use hickory_proto::rr::{LowerName, Name};
+
+use super::file;
+use super::server::parse_net;
+use super::{key, AllDown, BoundName, ConfigError, Ctx, Member, MinHealthy, Policy, Pool};
+
+pub(super) fn names_of<'a>(it: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<String> = it.map(|s| format!("{s:?}")).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+pub(super) fn build_names(
+    cx: &Ctx,
+    raw: &file::File,
+    pools: &[Pool],
+    members: &[Member],
+) -> Result<Vec<BoundName>, ConfigError> {
+    let mut out: Vec<BoundName> = Vec::new();
+    for (n, b) in &raw.names {
+        let np = format!("names.{}", key(n));
+        let fqdn = if n.ends_with('.') {
+            n.clone()
+        } else {
+            format!("{n}.")
+        };
+        let name = Name::from_ascii(&fqdn)
+            .map_err(|e| cx.err(&np, format!("{n:?} is not a domain name: {e}")))?;
+        if out
+            .iter()
+            .any(|o| LowerName::new(&o.name) == LowerName::new(&name))
+        {
+            return Err(cx.err(&np, format!("{name} is bound twice")));
+        }
+        if b.pools.is_empty() {
+            return Err(cx.err(&format!("{np}.pools"), "list at least one pool"));
+        }
+        let ids = b
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                pools.iter().position(|x| &x.name == p).ok_or_else(|| {
+                    cx.err(
+                        &format!("{np}.pools[{i}]"),
+                        format!(
+                            "no pool named {p:?}; defined are: {}",
+                            names_of(pools.iter().map(|x| &x.name))
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ttl = b.ttl.unwrap_or(30);
+        if !(1..=86400).contains(&ttl) {
+            return Err(cx.err(
+                &format!("{np}.ttl"),
+                format!("{ttl} is out of range: 1 to 86400 seconds"),
+            ));
+        }
+        let degraded_ttl = b.degraded_ttl.unwrap_or(ttl.min(5));
+        if degraded_ttl == 0 || degraded_ttl > ttl {
+            return Err(cx.err(
+                &format!("{np}.degraded_ttl"),
+                format!("{degraded_ttl} is out of range: 1 to ttl ({ttl}) seconds"),
+            ));
+        }
+        let policy = build_policy(cx, &np, b, pools, members, &ids)?;
+        let all_down = build_all_down(cx, &np, b, pools)?;
+        out.push(BoundName {
+            name,
+            pools: ids,
+            policy,
+            ttl,
+            degraded_ttl,
+            all_down,
+        });
+    }
+    Ok(out)
+}
+
+fn build_policy(
+    cx: &Ctx,
+    np: &str,
+    b: &file::BoundName,
+    pools: &[Pool],
+    members: &[Member],
+    ids: &[usize],
+) -> Result<Policy, ConfigError> {
+    use file::PolicyKind as K;
+    let kind = b.policy.unwrap_or(K::All);
+    let count = |k: &str, v: Option<u32>, default: u32| {
+        let v = v.unwrap_or(default);
+        if (1..=64).contains(&v) {
+            Ok(v as usize)
+        } else {
+            Err(cx.err(
+                &format!("{np}.{k}"),
+                format!("{v} is out of range: 1 to 64"),
+            ))
+        }
+    };
+    let only = |k: &str, set: bool, kinds: &str| {
+        if set {
+            Err(cx.err(
+                &format!("{np}.{k}"),
+                format!("applies to policy {kinds} only"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    if kind != K::Weighted {
+        only("answers", b.answers.is_some(), "\"weighted\"")?;
+    }
+    if !matches!(kind, K::Failover | K::Topology) {
+        only(
+            "min_healthy",
+            b.min_healthy.is_some(),
+            "\"failover\" and \"topology\"",
+        )?;
+    }
+    if kind != K::Topology {
+        only("topology", b.topology.is_some(), "\"topology\"")?;
+    }
+    Ok(match kind {
+        K::All => Policy::All {
+            max_answers: count("max_answers", b.max_answers, 8)?,
+        },
+        K::Weighted => {
+            only(
+                "max_answers",
+                b.max_answers.is_some(),
+                "\"all\" and \"failover\" (weighted returns `answers`)",
+            )?;
+            Policy::Weighted {
+                answers: count("answers", b.answers, 1)?,
+            }
+        }
+        K::Failover | K::Topology => {
+            let k = format!("{np}.min_healthy");
+            let min_healthy = match &b.min_healthy {
+                None => MinHealthy::Count(1),
+                Some(file::MinHealthy::Count(c)) if (1..=10_000).contains(c) => {
+                    MinHealthy::Count(*c as usize)
+                }
+                Some(file::MinHealthy::Text(t)) => match t
+                    .strip_suffix('%')
+                    .and_then(|p| p.trim().parse::<u32>().ok())
+                {
+                    Some(p) if (1..=100).contains(&p) => MinHealthy::Percent(p),
+                    _ => {
+                        return Err(cx.err(
+                            &k,
+                            format!("{t:?} is not a count or a percentage such as \"50%\""),
+                        ))
+                    }
+                },
+                Some(_) => return Err(cx.err(&k, "a count must be 1 to 10000")),
+            };
+            let max_answers = count("max_answers", b.max_answers, 8)?;
+            if kind == K::Failover {
+                Policy::Failover {
+                    min_healthy,
+                    max_answers,
+                }
+            } else {
+                let (orders, labels, table) = build_topology(cx, np, b, pools, members, ids)?;
+                Policy::Topology {
+                    min_healthy,
+                    max_answers,
+                    orders,
+                    labels,
+                    table,
+                }
+            }
+        }
+    })
+}
+
+fn build_all_down(
+    cx: &Ctx,
+    np: &str,
+    b: &file::BoundName,
+    pools: &[Pool],
+) -> Result<AllDown, ConfigError> {
+    use file::AllDownKind as K;
+    let kind = b.when_all_down.unwrap_or(K::All);
+    let fp = format!("{np}.fallback");
+    if kind != K::Fallback {
+        if b.fallback.is_some() {
+            return Err(cx.err(&fp, "applies to when_all_down = \"fallback\" only"));
+        }
+        return Ok(match kind {
+            K::All => AllDown::All,
+            K::Nodata => AllDown::NoData,
+            _ => AllDown::ServFail,
+        });
+    }
+    let list = b.fallback.as_deref().unwrap_or_default();
+    if list.is_empty() {
+        return Err(cx.err(
+            &fp,
+            "when_all_down = \"fallback\" needs a list of addresses or pool names",
+        ));
+    }
+    let (mut addresses, mut fpools) = (Vec::new(), Vec::new());
+    for (i, f) in list.iter().enumerate() {
+        if let Ok(a) = f.parse::<IpAddr>() {
+            addresses.push(a);
+        } else if let Some(p) = pools.iter().position(|x| &x.name == f) {
+            fpools.push(p);
+        } else {
+            return Err(cx.err(
+                &format!("{fp}[{i}]"),
+                format!(
+                    "{f:?} is neither an IP address nor a pool; pools are: {}",
+                    names_of(pools.iter().map(|x| &x.name))
+                ),
+            ));
+        }
+    }
+    Ok(AllDown::Fallback {
+        addresses,
+        pools: fpools,
+    })
+}
+
+type Orders = (
+    Vec<Vec<Vec<usize>>>,
+    Vec<Vec<String>>,
+    std::sync::Arc<crate::steer::topology::Table>,
+);
+
+/// The topology rules of a name: each rule's order of member groups (then the name's pools,
+/// as unmatched clients get them) and the client-subnet table.
+fn build_topology(
+    cx: &Ctx,
+    np: &str,
+    b: &file::BoundName,
+    pools: &[Pool],
+    members: &[Member],
+    name_pools: &[usize],
+) -> Result<Orders, ConfigError> {
+    let rules = b.topology.as_deref().unwrap_or_default();
+    if rules.is_empty() {
+        return Err(cx.err(
+            &format!("{np}.topology"),
+            "policy \"topology\" needs [[topology]] rules with clients and order",
+        ));
+    }
+    let default: Vec<Vec<usize>> = name_pools
+        .iter()
+        .map(|&p| pools[p].members.clone())
+        .collect();
+    let mut orders = vec![default.clone()];
+    let default_labels: Vec<String> = name_pools.iter().map(|&p| pools[p].name.clone()).collect();
+    let mut labels = vec![default_labels.clone()];
+    let mut nets = Vec::new();
+    for (k, r) in rules.iter().enumerate() {
+        let rp = format!("{np}.topology[{k}]");
+        let clients = r
+            .clients
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                parse_net(s).ok_or_else(|| {
+                    cx.err(
+                        &format!("{rp}.clients[{i}]"),
+                        format!("{s:?} is not a CIDR prefix such as \"198.51.100.0/24\""),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if clients.is_empty() || r.order.is_empty() {
+            return Err(cx.err(&rp, "a rule needs clients and an order"));
+        }
+        let mut order = Vec::new();
+        for (i, g) in r.order.iter().enumerate() {
+            let group: Vec<usize> = match name_pools.iter().find(|&&p| &pools[p].name == g) {
+                Some(&p) => pools[p].members.clone(),
+                None => name_pools
+                    .iter()
+                    .flat_map(|&p| pools[p].members.iter().copied())
+                    .filter(|&m| members[m].region.as_deref() == Some(g.as_str()))
+                    .collect(),
+            };
+            if group.is_empty() {
+                return Err(cx.err(
+                    &format!("{rp}.order[{i}]"),
+                    format!(
+                        "{g:?} is neither one of this name's pools nor a region of their members"
+                    ),
+                ));
+            }
+            order.push(group);
+        }
+        order.extend(default.iter().cloned());
+        orders.push(order);
+        labels.push(r.order.iter().chain(&default_labels).cloned().collect());
+        nets.push(clients);
+    }
+    Ok((
+        orders,
+        labels,
+        std::sync::Arc::new(crate::steer::topology::Table::new(&nets)),
+    ))
+}

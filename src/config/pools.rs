@@ -1,0 +1,148 @@
+//! The [pools] tables and their members, and [regions].
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::file;
+use super::names::names_of;
+use super::{key, Check, CheckKind, ConfigError, Ctx, Member, Pool, Region};
+
+pub(super) fn build_pools(
+    cx: &Ctx,
+    raw: &file::File,
+    checks: &[Check],
+) -> Result<(Vec<Pool>, Vec<Member>), ConfigError> {
+    let mut pools = Vec::new();
+    let mut members: Vec<Member> = Vec::new();
+    for (pname, p) in &raw.pools {
+        let pp = format!("pools.{}", key(pname));
+        let check = checks
+            .iter()
+            .position(|c| c.name == p.check)
+            .ok_or_else(|| {
+                cx.err(
+                    &format!("{pp}.check"),
+                    format!(
+                        "no check named {:?}; defined are: {}",
+                        p.check,
+                        names_of(checks.iter().map(|c| &c.name))
+                    ),
+                )
+            })?;
+        if p.members.is_empty() {
+            return Err(cx.err(&format!("{pp}.members"), "a pool needs at least one member"));
+        }
+        let mut ids = Vec::new();
+        for (i, m) in p.members.iter().enumerate() {
+            let mp = format!("{pp}.members[{i}]");
+            let address: IpAddr = m.address.parse().map_err(|_| {
+                cx.err(
+                    &format!("{mp}.address"),
+                    format!("{:?} is not an IPv4 or IPv6 address", m.address),
+                )
+            })?;
+            if let Some(why) = not_unicast(address) {
+                return Err(cx.err(
+                    &format!("{mp}.address"),
+                    format!("{address} is {why}: a client cannot reach a service there"),
+                ));
+            }
+            let probe_ip: IpAddr = match &m.probe_address {
+                None => address,
+                Some(a) => a.parse().map_err(|_| {
+                    cx.err(
+                        &format!("{mp}.probe_address"),
+                        format!("{a:?} is not an IP address"),
+                    )
+                })?,
+            };
+            let port = m.probe_port.unwrap_or(match &checks[check].kind {
+                CheckKind::Tcp { port } => *port,
+                CheckKind::Http(h) => h.port,
+            });
+            let name = m.name.clone().unwrap_or_else(|| m.address.clone());
+            if ids.iter().any(|&j: &usize| members[j].name == name) {
+                return Err(cx.err(&format!("{mp}.name"), format!("{name:?} is already a member of pool {pname:?}; member names must be unique in a pool")));
+            }
+            let weight = m.weight.unwrap_or(1);
+            if weight == 0 || weight > 1_000_000 {
+                return Err(cx.err(&format!("{mp}.weight"), "must be 1 to 1000000"));
+            }
+            ids.push(members.len());
+            members.push(Member {
+                pool: pools.len(),
+                name,
+                address,
+                weight,
+                region: m.region.clone().or_else(|| p.region.clone()),
+                target: SocketAddr::new(probe_ip, port),
+                check,
+            });
+        }
+        let weight = p.weight.unwrap_or(1);
+        if weight == 0 || weight > 1_000_000 {
+            return Err(cx.err(&format!("{pp}.weight"), "must be 1 to 1000000"));
+        }
+        pools.push(Pool {
+            name: pname.clone(),
+            check,
+            weight,
+            members: ids,
+        });
+    }
+    Ok((pools, members))
+}
+
+pub(super) fn build_regions(
+    cx: &Ctx,
+    raw: &file::File,
+    members: &[Member],
+) -> Result<Vec<Region>, ConfigError> {
+    let percent = |path: &str, t: &str| {
+        t.strip_suffix('%')
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            .filter(|p| (1..=100).contains(p))
+            .ok_or_else(|| cx.err(path, format!("{t:?} is not a percentage such as \"50%\"")))
+    };
+    let mut out = Vec::new();
+    for (name, r) in &raw.regions {
+        let rp = format!("regions.{}", key(name));
+        let remove_below = percent(&format!("{rp}.remove_below"), &r.remove_below)?;
+        let return_at = match &r.return_at {
+            None => (remove_below + 25).min(100),
+            Some(t) => {
+                let path = format!("{rp}.return_at");
+                let v = percent(&path, t)?;
+                if v < remove_below {
+                    return Err(cx.err(
+                        &path,
+                        format!("must be at least remove_below ({remove_below}%)"),
+                    ));
+                }
+                v
+            }
+        };
+        let ids: Vec<usize> = (0..members.len())
+            .filter(|&i| members[i].region.as_deref() == Some(name.as_str()))
+            .collect();
+        if ids.is_empty() {
+            return Err(cx.err(&rp, format!("no member or pool has region = {name:?}")));
+        }
+        out.push(Region {
+            name: name.clone(),
+            remove_below,
+            return_at,
+            members: ids,
+        });
+    }
+    Ok(out)
+}
+
+/// Why `a` cannot be a member's address (answers must be unicast), if it cannot.
+fn not_unicast(a: IpAddr) -> Option<&'static str> {
+    match a.to_canonical() {
+        a if a.is_unspecified() => Some("the unspecified address"),
+        a if a.is_multicast() => Some("a multicast address"),
+        IpAddr::V4(v4) if v4.is_broadcast() => Some("the broadcast address"),
+        _ => None,
+    }
+}
