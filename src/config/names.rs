@@ -146,26 +146,7 @@ fn build_policy(
             }
         }
         K::Failover | K::Topology => {
-            let k = format!("{np}.min_healthy");
-            let min_healthy = match &b.min_healthy {
-                None => MinHealthy::Count(1),
-                Some(file::MinHealthy::Count(c)) if (1..=10_000).contains(c) => {
-                    MinHealthy::Count(*c as usize)
-                }
-                Some(file::MinHealthy::Text(t)) => match t
-                    .strip_suffix('%')
-                    .and_then(|p| p.trim().parse::<u32>().ok())
-                {
-                    Some(p) if (1..=100).contains(&p) => MinHealthy::Percent(p),
-                    _ => {
-                        return Err(cx.err(
-                            &k,
-                            format!("{t:?} is not a count or a percentage such as \"50%\""),
-                        ))
-                    }
-                },
-                Some(_) => return Err(cx.err(&k, "a count must be 1 to 10000")),
-            };
+            let min_healthy = build_min_healthy(cx, np, b)?;
             let max_answers = count("max_answers", b.max_answers, 8)?;
             if kind == K::Failover {
                 Policy::Failover {
@@ -313,4 +294,28 @@ fn build_topology(
         labels,
         std::sync::Arc::new(crate::steer::topology::Table::new(&nets)),
     ))
+}
+
+/// `min_healthy` of a failover or topology name: a count (default 1) or a percentage.
+fn build_min_healthy(cx: &Ctx, np: &str, b: &file::BoundName) -> Result<MinHealthy, ConfigError> {
+    let k = format!("{np}.min_healthy");
+    Ok(match &b.min_healthy {
+        None => MinHealthy::Count(1),
+        Some(file::MinHealthy::Count(c)) if (1..=10_000).contains(c) => {
+            MinHealthy::Count(*c as usize)
+        }
+        Some(file::MinHealthy::Text(t)) => match t
+            .strip_suffix('%')
+            .and_then(|p| p.trim().parse::<u32>().ok())
+        {
+            Some(p) if (1..=100).contains(&p) => MinHealthy::Percent(p),
+            _ => {
+                return Err(cx.err(
+                    &k,
+                    format!("{t:?} is not a count or a percentage such as \"50%\""),
+                ))
+            }
+        },
+        Some(_) => return Err(cx.err(&k, "a count must be 1 to 10000")),
+    })
 }

@@ -34,48 +34,16 @@ pub(super) fn build_pools(
         let mut ids = Vec::new();
         for (i, m) in p.members.iter().enumerate() {
             let mp = format!("{pp}.members[{i}]");
-            let address: IpAddr = m.address.parse().map_err(|_| {
-                cx.err(
-                    &format!("{mp}.address"),
-                    format!("{:?} is not an IPv4 or IPv6 address", m.address),
-                )
-            })?;
-            if let Some(why) = not_unicast(address) {
-                return Err(cx.err(
-                    &format!("{mp}.address"),
-                    format!("{address} is {why}: a client cannot reach a service there"),
-                ));
-            }
-            let probe_ip: IpAddr = match &m.probe_address {
-                None => address,
-                Some(a) => a.parse().map_err(|_| {
-                    cx.err(
-                        &format!("{mp}.probe_address"),
-                        format!("{a:?} is not an IP address"),
-                    )
-                })?,
-            };
-            let port = m.probe_port.unwrap_or(match &checks[check].kind {
-                CheckKind::Tcp { port } => *port,
-                CheckKind::Http(h) => h.port,
-            });
-            let name = m.name.clone().unwrap_or_else(|| m.address.clone());
-            if ids.iter().any(|&j: &usize| members[j].name == name) {
-                return Err(cx.err(&format!("{mp}.name"), format!("{name:?} is already a member of pool {pname:?}; member names must be unique in a pool")));
-            }
-            let weight = m.weight.unwrap_or(1);
-            if weight == 0 || weight > 1_000_000 {
-                return Err(cx.err(&format!("{mp}.weight"), "must be 1 to 1000000"));
+            let member = build_member(cx, &mp, m, &checks[check])?;
+            if ids.iter().any(|&j: &usize| members[j].name == member.name) {
+                return Err(cx.err(&format!("{mp}.name"), format!("{:?} is already a member of pool {pname:?}; member names must be unique in a pool", member.name)));
             }
             ids.push(members.len());
             members.push(Member {
                 pool: pools.len(),
-                name,
-                address,
-                weight,
-                region: m.region.clone().or_else(|| p.region.clone()),
-                target: SocketAddr::new(probe_ip, port),
                 check,
+                region: member.region.or_else(|| p.region.clone()),
+                ..member
             });
         }
         let weight = p.weight.unwrap_or(1);
@@ -145,4 +113,52 @@ fn not_unicast(a: IpAddr) -> Option<&'static str> {
         IpAddr::V4(v4) if v4.is_broadcast() => Some("the broadcast address"),
         _ => None,
     }
+}
+
+/// One member as written (its pool fills in `pool`, `check` and a missing `region`).
+fn build_member(
+    cx: &Ctx,
+    mp: &str,
+    m: &file::Member,
+    check: &Check,
+) -> Result<Member, ConfigError> {
+    let address: IpAddr = m.address.parse().map_err(|_| {
+        cx.err(
+            &format!("{mp}.address"),
+            format!("{:?} is not an IPv4 or IPv6 address", m.address),
+        )
+    })?;
+    if let Some(why) = not_unicast(address) {
+        return Err(cx.err(
+            &format!("{mp}.address"),
+            format!("{address} is {why}: a client cannot reach a service there"),
+        ));
+    }
+    let probe_ip: IpAddr = match &m.probe_address {
+        None => address,
+        Some(a) => a.parse().map_err(|_| {
+            cx.err(
+                &format!("{mp}.probe_address"),
+                format!("{a:?} is not an IP address"),
+            )
+        })?,
+    };
+    let port = m.probe_port.unwrap_or(match &check.kind {
+        CheckKind::Tcp { port } => *port,
+        CheckKind::Http(h) => h.port,
+    });
+    let name = m.name.clone().unwrap_or_else(|| m.address.clone());
+    let weight = m.weight.unwrap_or(1);
+    if weight == 0 || weight > 1_000_000 {
+        return Err(cx.err(&format!("{mp}.weight"), "must be 1 to 1000000"));
+    }
+    Ok(Member {
+        pool: 0,
+        name,
+        address,
+        weight,
+        region: m.region.clone(),
+        target: SocketAddr::new(probe_ip, port),
+        check: 0,
+    })
 }

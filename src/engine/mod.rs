@@ -6,28 +6,25 @@
 //! It never blocks on a reader: publication is one `ArcSwap::store`.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hickory_proto::rr::rdata::{A, AAAA};
-use hickory_proto::rr::{LowerName, RData, Record};
+use hickory_proto::rr::LowerName;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Policy};
-use crate::dns::prepared::AnswerCache;
-use crate::dns::snapshot::{Bound, Choice, Snapshot, Zones};
-use crate::dns::{Publication, Published};
+use crate::config::Config;
+use crate::dns::snapshot::Zones;
+use crate::dns::Published;
 use crate::ops::alert::{Alert, Alerts};
 use crate::ops::state::{Action, Override};
 use crate::probe::{ProbeReport, Prober};
 use crate::steer::health::{Damping, Health, State, Thresholds};
-use crate::steer::policy;
 
 mod explain;
 mod gauges;
 mod overrides;
+mod publish;
 mod reload;
 pub use reload::{Loaded, ReloadReport};
 mod status;
@@ -404,121 +401,6 @@ impl Engine {
     /// Every member has had its first result once.
     fn is_ready(&self) -> bool {
         self.ready
-    }
-
-    /// Builds the snapshot from the current health and stores it.
-    fn publish(&mut self) {
-        if self.settle_until.is_some() {
-            if self.unknown > 0 {
-                // The answers of the previous configuration serve until the new members
-                // have been probed (or the wait ends).
-                return;
-            }
-            self.settle_until = None;
-        }
-        let settled = self.settled_reply.take();
-        self.generation += 1;
-        let ready = self.is_ready();
-        let mut bound = HashMap::with_capacity(self.cfg.names.len());
-        let cfg = self.cfg.clone();
-        let now = Instant::now();
-        self.published_at = now;
-        if ready {
-            self.update_regions(now);
-        }
-        for b in &cfg.names {
-            let up = |i: usize| self.answered(i, now);
-            let eligible = |i: usize| {
-                self.override_of[i].is_none_or(|k| self.overrides[k].action != Action::Disable)
-            };
-            let degraded = b.pools.iter().any(|&p| {
-                cfg.pools[p].members.iter().any(|&i| {
-                    !self.answered(i, now)
-                        || self.health[i].suspect()
-                        || self.override_of[i].is_some()
-                })
-            });
-            let ttl = if degraded { b.degraded_ttl } else { b.ttl };
-            let records = |addrs: Vec<IpAddr>| -> Vec<Record> {
-                addrs
-                    .into_iter()
-                    .map(|a| {
-                        let data = match a {
-                            IpAddr::V4(a) => RData::A(A(a)),
-                            IpAddr::V6(a) => RData::AAAA(AAAA(a)),
-                        };
-                        Record::from_rdata(b.name.clone(), ttl, data)
-                    })
-                    .collect()
-            };
-            let table = match &b.policy {
-                Policy::Topology { table, .. } => Some(table.clone()),
-                _ => None,
-            };
-            let choice = |v6: bool| {
-                let plans = policy::plans(&cfg, b, v6, &up, &eligible);
-                let servfail = plans.iter().any(|p| p.servfail);
-                let all_down = plans.iter().any(|p| p.all_down);
-                let groups = plans
-                    .into_iter()
-                    .map(|p| p.sets.into_iter().map(|(a, w)| (records(a), w)).collect())
-                    .collect();
-                let mut c = Choice::grouped(groups, table.clone());
-                c.servfail = servfail;
-                (c, all_down)
-            };
-            let ((a, down4), (aaaa, down6)) = (choice(false), choice(true));
-            let all_down = ready && (down4 || down6);
-            let lname = LowerName::new(&b.name);
-            let was = self
-                .all_down
-                .insert(lname.clone(), all_down)
-                .unwrap_or(false);
-            if all_down && !was {
-                tracing::error!(name = %b.name, behaviour = ?b.all_down, "no member is healthy: answering the all-down behaviour");
-                let mut a = Alert::new("name_all_down");
-                a.name = Some(b.name.to_string());
-                a.reason = Some(format!("no member is healthy; answering {:?}", b.all_down));
-                self.alerts.send(a);
-            } else if was && !all_down {
-                tracing::warn!(name = %b.name, "a member is healthy again: all-down ended");
-                let mut a = Alert::new("name_recovered");
-                a.name = Some(b.name.to_string());
-                self.alerts.send(a);
-            }
-            bound.insert(
-                lname,
-                Bound {
-                    a,
-                    aaaa,
-                    all_down,
-                    degraded,
-                },
-            );
-        }
-        let snap = Snapshot {
-            generation: self.generation,
-            zones: self.zones.clone(),
-            bound,
-            ready,
-            wire: Arc::new(self.cfg.wire.clone()),
-            rrl: self.rrl.clone(),
-        };
-        // Only answers holding pool records are prepared again; the rest is shared.
-        let answers = match &self.fixed {
-            Some(f) => AnswerCache::with_fixed(f.clone(), &snap),
-            None => AnswerCache::build(&snap),
-        };
-        self.fixed = answers.fixed().cloned();
-        self.update_gauges(&snap, now);
-        self.published
-            .store(Arc::new(Publication { snap, answers }));
-        if let Some((reply, report)) = settled {
-            let _ = reply.send(Ok(report));
-        }
-        if ready {
-            self.ready_tx.send_replace(true);
-        }
     }
 }
 

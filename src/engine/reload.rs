@@ -93,71 +93,13 @@ impl Engine {
     async fn swap_in(&mut self, l: Loaded) -> Result<ReloadReport, String> {
         let Loaded { mut cfg, zones } = l;
         let old = self.cfg.clone();
-        let mut needs_restart = Vec::new();
-        if cfg.listen != old.listen {
-            needs_restart.push("server.listen".to_string());
-            cfg.listen = old.listen.clone();
-        }
-        if cfg.admin_listen != old.admin_listen {
-            needs_restart.push("admin.listen".to_string());
-            cfg.admin_listen = old.admin_listen;
-        }
-        let (new_limits, old_limits) = (cfg.admin_limits, old.admin_limits);
-        for (key, changed) in [
-            ("admin.max_body", new_limits.max_body != old_limits.max_body),
-            ("admin.max_time", new_limits.max_time != old_limits.max_time),
-            (
-                "admin.max_connections",
-                new_limits.max_connections != old_limits.max_connections,
-            ),
-        ] {
-            if changed {
-                needs_restart.push(key.to_string());
-            }
-        }
-        cfg.admin_limits = old_limits;
-        if cfg.probe_queue != old.probe_queue {
-            needs_restart.push("probe.queue".to_string());
-            cfg.probe_queue = old.probe_queue;
-        }
+        let needs_restart = keep_restart_only(&mut cfg, &old);
         // The last step that can fail; after it, the new configuration is in.
         let (ids, probes_started) = self.prober.sync(&cfg)?;
         let carried = carry(&old, &cfg);
-        let n = cfg.members.len();
-        let (mut health, mut damping, mut last) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for c in &carried {
-            match *c {
-                Some(i) => {
-                    health.push(self.health[i]);
-                    damping.push(self.damping[i].clone());
-                    last.push(self.last[i].clone());
-                }
-                None => {
-                    health.push(Health::new());
-                    damping.push(Damping::default());
-                    last.push(Last::default());
-                }
-            }
-        }
+        let (health, damping, last) = self.carried_state(&carried);
         let kept = carried.iter().flatten().count();
-        let removed_regions: HashMap<&str, bool> = old
-            .regions
-            .iter()
-            .zip(&self.removed)
-            .map(|(r, &x)| (r.name.as_str(), x))
-            .collect();
-        self.removed = cfg
-            .regions
-            .iter()
-            .map(|r| removed_regions.get(r.name.as_str()) == Some(&true))
-            .collect();
-        self.region_of = (0..n)
-            .map(|i| cfg.regions.iter().position(|r| r.members.contains(&i)))
-            .collect();
+        self.carry_regions(&old, &cfg);
         let names: Vec<LowerName> = cfg.names.iter().map(|b| LowerName::new(&b.name)).collect();
         self.all_down.retain(|k, _| names.contains(k));
         if cfg.rrl != old.rrl {
@@ -200,11 +142,55 @@ impl Engine {
             zones: self.zones.iter().count(),
             names: self.cfg.names.len(),
             members_kept: kept,
-            members_added: n - kept,
+            members_added: self.cfg.members.len() - kept,
             members_removed: old.members.len() - kept,
             probes_started,
             needs_restart,
         })
+    }
+
+    /// Each member's health, damping and last probe result: kept for a carried member, new
+    /// for the rest.
+    fn carried_state(&self, carried: &[Option<usize>]) -> (Vec<Health>, Vec<Damping>, Vec<Last>) {
+        let n = carried.len();
+        let (mut health, mut damping, mut last) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for c in carried {
+            match *c {
+                Some(i) => {
+                    health.push(self.health[i]);
+                    damping.push(self.damping[i].clone());
+                    last.push(self.last[i].clone());
+                }
+                None => {
+                    health.push(Health::new());
+                    damping.push(Damping::default());
+                    last.push(Last::default());
+                }
+            }
+        }
+        (health, damping, last)
+    }
+
+    /// Keeps each region's removal by name, and maps members of `cfg` to regions.
+    fn carry_regions(&mut self, old: &Config, cfg: &Config) {
+        let removed_regions: HashMap<&str, bool> = old
+            .regions
+            .iter()
+            .zip(&self.removed)
+            .map(|(r, &x)| (r.name.as_str(), x))
+            .collect();
+        self.removed = cfg
+            .regions
+            .iter()
+            .map(|r| removed_regions.get(r.name.as_str()) == Some(&true))
+            .collect();
+        self.region_of = (0..cfg.members.len())
+            .map(|i| cfg.regions.iter().position(|r| r.members.contains(&i)))
+            .collect();
     }
 
     /// How long new answers may wait for the first results of unprobed members: the longest
@@ -237,4 +223,37 @@ fn carry(old: &Config, new: &Config) -> Vec<Option<usize>> {
             same.then_some(i)
         })
         .collect()
+}
+
+/// Takes back into `cfg` the settings of `old` that only a restart changes, and names each
+/// one that the file changed.
+fn keep_restart_only(cfg: &mut Config, old: &Config) -> Vec<String> {
+    let mut needs_restart = Vec::new();
+    if cfg.listen != old.listen {
+        needs_restart.push("server.listen".to_string());
+        cfg.listen = old.listen.clone();
+    }
+    if cfg.admin_listen != old.admin_listen {
+        needs_restart.push("admin.listen".to_string());
+        cfg.admin_listen = old.admin_listen;
+    }
+    let (new_limits, old_limits) = (cfg.admin_limits, old.admin_limits);
+    for (key, changed) in [
+        ("admin.max_body", new_limits.max_body != old_limits.max_body),
+        ("admin.max_time", new_limits.max_time != old_limits.max_time),
+        (
+            "admin.max_connections",
+            new_limits.max_connections != old_limits.max_connections,
+        ),
+    ] {
+        if changed {
+            needs_restart.push(key.to_string());
+        }
+    }
+    cfg.admin_limits = old_limits;
+    if cfg.probe_queue != old.probe_queue {
+        needs_restart.push("probe.queue".to_string());
+        cfg.probe_queue = old.probe_queue;
+    }
+    needs_restart
 }

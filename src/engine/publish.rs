@@ -1,0 +1,153 @@
+//! Publication: the answers of every bound name built from the current health, overrides
+//! and regions, then one snapshot stored for the query path with its prepared answers.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::{LowerName, RData, Record};
+
+use super::Engine;
+use crate::config::{BoundName, Policy};
+use crate::dns::prepared::AnswerCache;
+use crate::dns::snapshot::{Bound, Choice, Snapshot};
+use crate::dns::Publication;
+use crate::ops::alert::Alert;
+use crate::ops::state::Action;
+use crate::steer::policy;
+
+impl Engine {
+    /// Builds the snapshot from the current health and stores it.
+    pub(super) fn publish(&mut self) {
+        if self.settle_until.is_some() {
+            if self.unknown > 0 {
+                // The answers of the previous configuration serve until the new members
+                // have been probed (or the wait ends).
+                return;
+            }
+            self.settle_until = None;
+        }
+        let settled = self.settled_reply.take();
+        self.generation += 1;
+        let ready = self.is_ready();
+        let now = Instant::now();
+        self.published_at = now;
+        if ready {
+            self.update_regions(now);
+        }
+        let cfg = self.cfg.clone();
+        let mut bound = HashMap::with_capacity(cfg.names.len());
+        for b in &cfg.names {
+            let answer = self.bound_answer(b, now, ready);
+            self.note_all_down(b, answer.all_down);
+            bound.insert(LowerName::new(&b.name), answer);
+        }
+        self.store(bound, ready, now);
+        if let Some((reply, report)) = settled {
+            let _ = reply.send(Ok(report));
+        }
+        if ready {
+            self.ready_tx.send_replace(true);
+        }
+    }
+
+    /// What `b` answers now: its A and AAAA choices by its policy, with the TTL in force.
+    fn bound_answer(&self, b: &BoundName, now: Instant, ready: bool) -> Bound {
+        let cfg = &self.cfg;
+        let up = |i: usize| self.answered(i, now);
+        let eligible = |i: usize| {
+            self.override_of[i].is_none_or(|k| self.overrides[k].action != Action::Disable)
+        };
+        let degraded = b.pools.iter().any(|&p| {
+            cfg.pools[p].members.iter().any(|&i| {
+                !self.answered(i, now) || self.health[i].suspect() || self.override_of[i].is_some()
+            })
+        });
+        let ttl = if degraded { b.degraded_ttl } else { b.ttl };
+        let table = match &b.policy {
+            Policy::Topology { table, .. } => Some(table.clone()),
+            _ => None,
+        };
+        let choice = |v6: bool| {
+            let plans = policy::plans(cfg, b, v6, &up, &eligible);
+            let servfail = plans.iter().any(|p| p.servfail);
+            let all_down = plans.iter().any(|p| p.all_down);
+            let groups = plans
+                .into_iter()
+                .map(|p| {
+                    p.sets
+                        .into_iter()
+                        .map(|(a, w)| (records(b, ttl, a), w))
+                        .collect()
+                })
+                .collect();
+            let mut c = Choice::grouped(groups, table.clone());
+            c.servfail = servfail;
+            (c, all_down)
+        };
+        let ((a, down4), (aaaa, down6)) = (choice(false), choice(true));
+        Bound {
+            a,
+            aaaa,
+            all_down: ready && (down4 || down6),
+            degraded,
+        }
+    }
+
+    /// Logs and alerts when `b` starts or stops having no healthy member.
+    fn note_all_down(&mut self, b: &BoundName, all_down: bool) {
+        let was = self
+            .all_down
+            .insert(LowerName::new(&b.name), all_down)
+            .unwrap_or(false);
+        if all_down && !was {
+            tracing::error!(name = %b.name, behaviour = ?b.all_down, "no member is healthy: answering the all-down behaviour");
+            let mut a = Alert::new("name_all_down");
+            a.name = Some(b.name.to_string());
+            a.reason = Some(format!("no member is healthy; answering {:?}", b.all_down));
+            self.alerts.send(a);
+        } else if was && !all_down {
+            tracing::warn!(name = %b.name, "a member is healthy again: all-down ended");
+            let mut a = Alert::new("name_recovered");
+            a.name = Some(b.name.to_string());
+            self.alerts.send(a);
+        }
+    }
+
+    /// Stores one snapshot of `bound` with its prepared answers (only the answers holding
+    /// pool records are prepared again; the rest is shared).
+    fn store(&mut self, bound: HashMap<LowerName, Bound>, ready: bool, now: Instant) {
+        let snap = Snapshot {
+            generation: self.generation,
+            zones: self.zones.clone(),
+            bound,
+            ready,
+            wire: Arc::new(self.cfg.wire.clone()),
+            rrl: self.rrl.clone(),
+        };
+        let answers = match &self.fixed {
+            Some(f) => AnswerCache::with_fixed(f.clone(), &snap),
+            None => AnswerCache::build(&snap),
+        };
+        self.fixed = answers.fixed().cloned();
+        self.update_gauges(&snap, now);
+        self.published
+            .store(Arc::new(Publication { snap, answers }));
+    }
+}
+
+/// The address records of `b` for `addrs`, with `ttl`.
+fn records(b: &BoundName, ttl: u32, addrs: Vec<IpAddr>) -> Vec<Record> {
+    addrs
+        .into_iter()
+        .map(|a| {
+            let data = match a {
+                IpAddr::V4(a) => RData::A(A(a)),
+                IpAddr::V6(a) => RData::AAAA(AAAA(a)),
+            };
+            Record::from_rdata(b.name.clone(), ttl, data)
+        })
+        .collect()
+}
