@@ -1,5 +1,5 @@
 //! Starting and owning every task: zones, engine, probes, admin API and DNS transports.
-//! [`run`] takes already-bound sockets (tests bind port 0) and a cancellation token.
+//! [`start`] takes already-bound sockets (tests bind port 0) and a cancellation token.
 
 use std::sync::Arc;
 
@@ -65,7 +65,7 @@ pub async fn start(
     let zones = Arc::new(cfg.load_zones()?);
     let cfg = Arc::new(cfg);
     let published: Published = Arc::new(ArcSwap::from_pointee(Publication::default()));
-    // Never an error: DNS does not wait on the state file (see overrides::restore).
+    // Never an error: DNS does not wait on the state file (see ops::state::restore).
     let overrides = match &cfg.state_file {
         Some(p) => crate::ops::state::restore(p),
         None => Default::default(),
@@ -75,24 +75,8 @@ pub async fn start(
     ));
     let origin = Origin::of(&cfg);
     let (mut engine, ready) = Engine::new(cfg.clone(), zones, published.clone());
-    // Alerts carry the exact `gtmd ctl` command that reaches this server.
-    let exe = std::env::current_exe()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "gtmd".into());
     let admin_bound = listeners.admin.local_addr()?;
-    let mut ctl = format!(
-        "{} ctl --admin {}",
-        crate::ops::alert::shell_quote(&exe),
-        admin_bound
-    );
-    if let Some(t) = &cfg.token_file {
-        // Absolute: the command is run from wherever the operator's shell or pager is.
-        let t = std::path::absolute(t).unwrap_or_else(|_| t.clone());
-        ctl += &format!(
-            " --token-file {}",
-            crate::ops::alert::shell_quote(&t.display().to_string())
-        );
-    }
+    let ctl = ctl_command(admin_bound, cfg.token_file.as_deref());
     engine.set_alerts(crate::ops::alert::Alerts::start(&cfg.alerts, ctl));
     engine.restore_overrides(overrides);
     engine.start_probes().map_err(anyhow::Error::msg)?;
@@ -120,31 +104,60 @@ pub async fn start(
         cfg.admin_limits,
         stop.clone(),
     ));
-    let mut ready_wait = ready.clone();
-    let stop_dns = stop.clone();
-    let dns = listeners.dns;
-    let dns_published = published.clone();
-    tasks.spawn(async move {
-        tokio::select! {
-            r = ready_wait.wait_for(|r| *r) => if r.is_err() { return },
-            _ = stop_dns.cancelled() => return,
-        }
-        let mut set = JoinSet::new();
-        for l in dns {
-            if let (Ok(u), Ok(t)) = (l.local_addr(), l.tcp.local_addr()) {
-                tracing::info!(udp = %u, tcp = %t, sockets = l.udp.len(), "serving DNS");
-            }
-            if let Err(e) = listen::spawn(&mut set, l, dns_published.clone(), stop_dns.clone()) {
-                tracing::error!(error = %e, "cannot start the DNS threads");
-                stop_dns.cancel();
-            }
-        }
-        while set.join_next().await.is_some() {}
-    });
+    tasks.spawn(serve_dns(
+        listeners.dns,
+        published.clone(),
+        ready.clone(),
+        stop.clone(),
+    ));
     Ok(Running {
         published,
         ready,
         reloads,
         tasks,
     })
+}
+
+/// The `gtmd ctl` command that reaches this server, for alerts to carry. The token file's
+/// path is absolute: the command is run from wherever the operator's shell or pager is.
+fn ctl_command(admin: std::net::SocketAddr, token_file: Option<&std::path::Path>) -> String {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "gtmd".into());
+    let mut ctl = format!(
+        "{} ctl --admin {admin}",
+        crate::ops::alert::shell_quote(&exe)
+    );
+    if let Some(t) = token_file {
+        let t = std::path::absolute(t).unwrap_or_else(|_| t.to_path_buf());
+        ctl += &format!(
+            " --token-file {}",
+            crate::ops::alert::shell_quote(&t.display().to_string())
+        );
+    }
+    ctl
+}
+
+/// Serves DNS on `listeners` once the first probe round is done, until `stop`.
+async fn serve_dns(
+    listeners: Vec<DnsListener>,
+    published: Published,
+    mut ready: watch::Receiver<bool>,
+    stop: CancellationToken,
+) {
+    tokio::select! {
+        r = ready.wait_for(|r| *r) => if r.is_err() { return },
+        _ = stop.cancelled() => return,
+    }
+    let mut set = JoinSet::new();
+    for l in listeners {
+        if let (Ok(u), Ok(t)) = (l.local_addr(), l.tcp.local_addr()) {
+            tracing::info!(udp = %u, tcp = %t, sockets = l.udp.len(), "serving DNS");
+        }
+        if let Err(e) = listen::spawn(&mut set, l, published.clone(), stop.clone()) {
+            tracing::error!(error = %e, "cannot start the DNS threads");
+            stop.cancel();
+        }
+    }
+    while set.join_next().await.is_some() {}
 }

@@ -517,6 +517,14 @@ pub struct WireSettings {
     pub tcp_max_queries: usize,
 }
 
+/// The most a UDP response may hold for a client that offered `client_payload` (its EDNS
+/// size; none without EDNS) when we offer `ours`: at least 512 bytes, at most ours (RFC 6891
+/// section 6.2.3, RFC 1035 section 4.2.1).
+pub fn udp_limit(client_payload: Option<u16>, ours: u16) -> usize {
+    const MIN: u16 = 512;
+    client_payload.unwrap_or(MIN).clamp(MIN, ours.max(MIN)) as usize
+}
+
 impl Default for WireSettings {
     fn default() -> Self {
         Self {

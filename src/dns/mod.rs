@@ -22,6 +22,7 @@ pub mod prepared;
 pub mod rrl;
 pub mod snapshot;
 pub mod tcp;
+mod transfer;
 pub mod udp;
 
 use std::net::IpAddr;
@@ -35,9 +36,8 @@ use crate::dns::snapshot::Snapshot;
 
 use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
-use hickory_proto::rr::Record;
 use hickory_proto::rr::{DNSClass, RecordType};
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use crate::dns::lookup::{lookup_for, Answer};
 use crate::steer::topology::{parse_ecs, Client};
@@ -152,22 +152,7 @@ pub fn handle(snap: &Snapshot, query: &[u8], client: IpAddr, transport: Transpor
     meta.checking_disabled = false;
     let msg = match Message::from_vec(query) {
         Ok(m) if m.queries.len() == 1 || m.op_code != OpCode::Query => m,
-        parsed => {
-            meta.response_code = ResponseCode::FormErr;
-            let mut resp = Message::new(meta.id, MessageType::Response, meta.op_code);
-            if let Ok(m) = parsed {
-                // Several questions: RD is not echoed, as NSD answers (Knot drops these).
-                if m.queries.len() > 1 {
-                    meta.recursion_desired = false;
-                }
-                // RFC 6891 section 6.1.1: a query with a valid OPT gets one in the response,
-                // FORMERR included.
-                if let Some(qedns) = &m.edns {
-                    resp.edns = Some(our_edns(settings, qedns));
-                }
-            }
-            return reply(resp, meta);
-        }
+        parsed => return formerr(parsed.ok(), meta, settings),
     };
     let mut resp = Message::new(meta.id, MessageType::Response, meta.op_code);
     // Only a single question is echoed: a message of another opcode may carry any number,
@@ -210,7 +195,7 @@ pub fn handle(snap: &Snapshot, query: &[u8], client: IpAddr, transport: Transpor
     }
     match q.query_type() {
         RecordType::AXFR | RecordType::IXFR => {
-            return transfer(snap, resp, meta, q, client, transport, settings);
+            return transfer::transfer(snap, resp, meta, q, client, transport);
         }
         RecordType::OPT => {
             meta.response_code = ResponseCode::FormErr;
@@ -218,7 +203,44 @@ pub fn handle(snap: &Snapshot, query: &[u8], client: IpAddr, transport: Transpor
         }
         _ => {}
     }
+    let limit = match transport {
+        Transport::Tcp => u16::MAX as usize,
+        Transport::Udp => crate::config::udp_limit(client_payload, settings.udp_payload),
+    };
     let client = ecs.unwrap_or_else(|| Client::from_source(client));
+    Outcome::Reply(lookup_and_encode(snap, resp, meta, q, client, ecs, limit))
+}
+
+/// FORMERR for a message that is not one readable question (`parsed`: the message, if it
+/// could be read at all).
+fn formerr(parsed: Option<Message>, mut meta: Metadata, settings: &WireSettings) -> Outcome {
+    meta.response_code = ResponseCode::FormErr;
+    let mut resp = Message::new(meta.id, MessageType::Response, meta.op_code);
+    if let Some(m) = parsed {
+        // Several questions: RD is not echoed, as NSD answers (Knot drops these).
+        if m.queries.len() > 1 {
+            meta.recursion_desired = false;
+        }
+        // RFC 6891 section 6.1.1: a query with a valid OPT gets one in the response, FORMERR
+        // included.
+        if let Some(qedns) = &m.edns {
+            resp.edns = Some(our_edns(settings, qedns));
+        }
+    }
+    reply(resp, meta)
+}
+
+/// The answer to question `q` for `client`, with the client subnet option echoed with its
+/// scope when one was sent, encoded within `limit`.
+fn lookup_and_encode(
+    snap: &Snapshot,
+    mut resp: Message,
+    meta: Metadata,
+    q: &Query,
+    client: Client,
+    ecs: Option<Client>,
+    limit: usize,
+) -> Vec<u8> {
     let (ans, scope) = lookup_for(snap, q.name(), q.query_type(), client);
     if let (Some(c), Some(edns)) = (ecs, resp.edns.as_mut()) {
         edns.options_mut()
@@ -226,14 +248,7 @@ pub fn handle(snap: &Snapshot, query: &[u8], client: IpAddr, transport: Transpor
                 c.addr, c.source, scope,
             )));
     }
-    let limit = match transport {
-        Transport::Tcp => u16::MAX as usize,
-        Transport::Udp => client_payload
-            .unwrap_or(MIN_UDP_PAYLOAD)
-            .clamp(MIN_UDP_PAYLOAD, settings.udp_payload.max(MIN_UDP_PAYLOAD))
-            as usize,
-    };
-    Outcome::Reply(encode_answer(resp, meta, ans, limit))
+    encode_answer(resp, meta, ans, limit)
 }
 
 /// Puts `ans` into `resp` and encodes it within `limit` bytes, truncating as described above.
@@ -311,13 +326,13 @@ fn raw_ecs(query: &[u8]) -> Option<&[u8]> {
     None
 }
 
-fn reply(mut resp: Message, meta: Metadata) -> Outcome {
+pub(crate) fn reply(mut resp: Message, meta: Metadata) -> Outcome {
     resp.metadata = meta;
     Outcome::Reply(to_bytes(&resp))
 }
 
 /// Encodes a response; a message that cannot be encoded becomes SERVFAIL with its question.
-fn to_bytes(resp: &Message) -> Vec<u8> {
+pub(crate) fn to_bytes(resp: &Message) -> Vec<u8> {
     match resp.to_vec() {
         Ok(b) => b,
         Err(e) => {
@@ -329,65 +344,6 @@ fn to_bytes(resp: &Message) -> Vec<u8> {
             fail.to_vec().unwrap_or_default()
         }
     }
-}
-
-/// AXFR (and IXFR, answered with a full transfer as RFC 1995 section 4 allows).
-fn transfer(
-    snap: &Snapshot,
-    resp: Message,
-    mut meta: Metadata,
-    q: &Query,
-    client: IpAddr,
-    transport: Transport,
-    settings: &WireSettings,
-) -> Outcome {
-    if transport == Transport::Udp {
-        meta.response_code = ResponseCode::NotImp;
-        return reply(resp, meta);
-    }
-    let lname = hickory_proto::rr::LowerName::new(q.name());
-    let zone = snap.zones.find(&lname).filter(|z| z.origin == lname);
-    let allowed = settings.allow_transfer.iter().any(|n| n.contains(&client));
-    let Some(zone) = zone.filter(|_| allowed) else {
-        meta.response_code = ResponseCode::Refused;
-        return reply(resp, meta);
-    };
-    meta.authoritative = true;
-    let records = std::iter::once(&zone.soa)
-        .chain(zone.all_records())
-        .chain(std::iter::once(&zone.soa));
-    Outcome::Transfer(transfer_messages(resp, meta, records))
-}
-
-/// The most a transfer message holds (RFC 1035 section 4.2.2: TCP messages carry a two-byte
-/// length).
-const MAX_TCP_MESSAGE: usize = u16::MAX as usize;
-
-/// Splits a transfer's records into messages of at most [`MAX_TCP_MESSAGE`] bytes, judged on
-/// each record's encoded size without compression (which compression can only shrink), so
-/// that no message is ever truncated. The question goes in the first message only.
-fn transfer_messages<'r>(
-    resp: Message,
-    meta: Metadata,
-    records: impl Iterator<Item = &'r Record>,
-) -> Vec<Vec<u8>> {
-    let mut messages = Vec::new();
-    let mut cur = resp;
-    cur.metadata = meta;
-    let mut size = to_bytes(&cur).len();
-    for r in records {
-        let len = r.to_bytes().map_or(MAX_TCP_MESSAGE, |b| b.len());
-        if size + len > MAX_TCP_MESSAGE && !cur.answers.is_empty() {
-            messages.push(to_bytes(&cur));
-            cur.answers.clear();
-            cur.queries.clear();
-            size = to_bytes(&cur).len();
-        }
-        size += len;
-        cur.answers.push(r.clone());
-    }
-    messages.push(to_bytes(&cur));
-    messages
 }
 
 #[cfg(test)]

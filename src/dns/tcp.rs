@@ -112,10 +112,7 @@ async fn tcp_conn(
         match read {
             Ok(Ok(_)) => {}
             Ok(Err(_)) => return,
-            Err(_) => {
-                crate::ops::metrics::limit_hit("tcp_idle_timeout");
-                return;
-            }
+            Err(_) => return crate::ops::metrics::limit_hit("tcp_idle_timeout"),
         }
         let n = u16::from_be_bytes(len) as usize;
         buf.resize(n, 0);
@@ -124,10 +121,7 @@ async fn tcp_conn(
         match tokio::time::timeout(wire.tcp_read_timeout, rd.read_exact(&mut buf)).await {
             Ok(Ok(_)) => {}
             Ok(Err(_)) => return,
-            Err(_) => {
-                crate::ops::metrics::limit_hit("tcp_read_timeout");
-                return;
-            }
+            Err(_) => return crate::ops::metrics::limit_hit("tcp_read_timeout"),
         }
         answered += 1;
         let timed = counts.sample().then(std::time::Instant::now);
@@ -148,16 +142,23 @@ async fn tcp_conn(
             continue;
         }
         counts.flush();
-        // A client that does not take its answers cannot hold the slot either.
-        match tokio::time::timeout(wire.tcp_read_timeout, wr.write_all(&framed)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return,
-            Err(_) => {
-                crate::ops::metrics::limit_hit("tcp_write_timeout");
-                return;
-            }
+        if !send(&mut wr, &framed, wire.tcp_read_timeout).await {
+            return;
         }
         framed.clear();
+    }
+}
+
+/// Writes `framed` to the client within `limit`: a client that does not take its answers
+/// cannot hold the slot either. False when the connection is done.
+async fn send(wr: &mut tokio::net::tcp::OwnedWriteHalf, framed: &[u8], limit: Duration) -> bool {
+    match tokio::time::timeout(limit, wr.write_all(framed)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            crate::ops::metrics::limit_hit("tcp_write_timeout");
+            false
+        }
     }
 }
 

@@ -99,72 +99,14 @@ impl Engine {
     pub(super) fn status(&self) -> Status {
         let snap = self.published.load();
         let now = Instant::now();
-        let members = self
-            .cfg
-            .members
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                let l = &self.last[i];
-                MemberStatus {
-                    pool: self.cfg.pools[m.pool].name.clone(),
-                    name: m.name.clone(),
-                    address: m.address,
-                    probe_target: m.target.to_string(),
-                    state: self.health[i].state,
-                    suspect: self.health[i].suspect(),
-                    streak: self.health[i].streak,
-                    since_secs: l.since.map(|s| now.duration_since(s).as_secs_f64()),
-                    last_ok: l.ok,
-                    last_error: l.error.clone(),
-                    last_latency_ms: l.latency.map(|d| d.as_secs_f64() * 1000.0),
-                    probes: l.probes,
-                    answered: self.answered(i, now),
-                    override_: self.override_of[i].map(|k| {
-                        let o = &self.overrides[k];
-                        OverrideStatus {
-                            target: o.target.clone(),
-                            action: o.action,
-                            reason: o.reason.clone(),
-                            ends_in_secs: o.until.map(|u| u.saturating_sub(now_secs())),
-                        }
-                    }),
-                    held_down_secs: self.damping[i]
-                        .held_until
-                        .filter(|&t| t > now)
-                        .map(|t| (t - now).as_secs_f64()),
-                    hold_down_secs: self.damping[i].hold.as_secs_f64(),
-                    flaps: self.damping[i].flaps(),
-                }
-            })
+        let members = (0..self.cfg.members.len())
+            .map(|i| self.member_status(i, now))
             .collect();
         let names = self
             .cfg
             .names
             .iter()
-            .map(|b| {
-                let e = snap.bound.get(&LowerName::new(&b.name));
-                let mut answer: Vec<IpAddr> = Vec::new();
-                for c in e.iter().flat_map(|e| [&e.a, &e.aaaa]) {
-                    for r in c.sets.iter().flatten() {
-                        if let Some(ip) = r.data.ip_addr() {
-                            if !answer.contains(&ip) {
-                                answer.push(ip);
-                            }
-                        }
-                    }
-                }
-                let degraded = e.is_some_and(|e| e.degraded);
-                let all_down = e.is_some_and(|e| e.all_down);
-                NameStatus {
-                    name: b.name.to_string(),
-                    answer,
-                    ttl: if degraded { b.degraded_ttl } else { b.ttl },
-                    degraded,
-                    all_down,
-                    fail_open: all_down && b.all_down == AllDown::All,
-                }
-            })
+            .map(|b| name_status(b, snap.bound.get(&LowerName::new(&b.name))))
             .collect();
         let regions = self
             .cfg
@@ -190,5 +132,66 @@ impl Engine {
             overrides: self.overrides.clone(),
             state_file_problem: self.state_problem.clone(),
         }
+    }
+
+    fn member_status(&self, i: usize, now: Instant) -> MemberStatus {
+        let (m, l) = (&self.cfg.members[i], &self.last[i]);
+        MemberStatus {
+            pool: self.cfg.pools[m.pool].name.clone(),
+            name: m.name.clone(),
+            address: m.address,
+            probe_target: m.target.to_string(),
+            state: self.health[i].state,
+            suspect: self.health[i].suspect(),
+            streak: self.health[i].streak,
+            since_secs: l.since.map(|s| now.duration_since(s).as_secs_f64()),
+            last_ok: l.ok,
+            last_error: l.error.clone(),
+            last_latency_ms: l.latency.map(|d| d.as_secs_f64() * 1000.0),
+            probes: l.probes,
+            answered: self.answered(i, now),
+            override_: self.override_of[i].map(|k| {
+                let o = &self.overrides[k];
+                OverrideStatus {
+                    target: o.target.clone(),
+                    action: o.action,
+                    reason: o.reason.clone(),
+                    ends_in_secs: o.until.map(|u| u.saturating_sub(now_secs())),
+                }
+            }),
+            held_down_secs: self.damping[i]
+                .held_until
+                .filter(|&t| t > now)
+                .map(|t| (t - now).as_secs_f64()),
+            hold_down_secs: self.damping[i].hold.as_secs_f64(),
+            flaps: self.damping[i].flaps(),
+        }
+    }
+}
+
+/// A bound name as published: every address it may answer, and its TTL in force.
+fn name_status(
+    b: &crate::config::BoundName,
+    e: Option<&crate::dns::snapshot::Bound>,
+) -> NameStatus {
+    let mut answer: Vec<IpAddr> = Vec::new();
+    for c in e.iter().flat_map(|e| [&e.a, &e.aaaa]) {
+        for r in c.sets.iter().flatten() {
+            if let Some(ip) = r.data.ip_addr() {
+                if !answer.contains(&ip) {
+                    answer.push(ip);
+                }
+            }
+        }
+    }
+    let degraded = e.is_some_and(|e| e.degraded);
+    let all_down = e.is_some_and(|e| e.all_down);
+    NameStatus {
+        name: b.name.to_string(),
+        answer,
+        ttl: if degraded { b.degraded_ttl } else { b.ttl },
+        degraded,
+        all_down,
+        fail_open: all_down && b.all_down == AllDown::All,
     }
 }
