@@ -1,41 +1,32 @@
 //! gtmd: an authoritative DNS server whose answers follow health-checked address pools.
 //!
 //! ```text
-//! probe tasks ──ProbeReport──▶ engine (the one writer) ◀──Command + reply── admin API
-//!  (interval + jitter,          │  ▲
-//!   timeout, semaphore;         │  └─Reload── reloader (reads config + zones off-thread)
+//! probe tasks ──ProbeReport──▶ engine (the one writer) ◀──Command + reply── ops::admin API
+//!  (probe/: interval + jitter,  │  ▲
+//!   timeout, semaphore;         │  └─Reload── ops::reload (reads config + zones off-thread)
 //!   started and stopped         │                ▲ SIGHUP, POST /reload
-//!   by the engine)              health::Health::observe() per member, hold-downs, regions
-//!                               │ policy::plans() per name: the possible answers and odds
-//!                               │ rebuild Snapshot (answers precomputed), coalesced
-//!                               └─▶ ArcSwap::store(Arc<Snapshot>)
-//! UDP/TCP server ─▶ snapshot.load() (no lock, no await) ─▶ fast path: pick a prepared
-//!                   answer (random number, client subnet) ─▶ or dns::handle ─▶ lookup
+//!   by the engine)              steer::health per member, hold-downs, regions
+//!                               │ steer::policy::plans() per name: possible answers and odds
+//!                               │ dns::Snapshot, and beside it dns::prepared answers
+//!                               └─▶ ArcSwap::store(Arc<dns::Publication>)
+//! dns::udp / dns::tcp ─▶ load() (no lock, no await) ─▶ dns::answer: a prepared answer
+//!                        (random number, client subnet) ─▶ or dns::handle ─▶ dns::lookup
 //! ```
 //!
 //! | module | owns |
 //! | --- | --- |
-//! | [`config`] | the TOML file as written and the checked configuration |
-//! | [`zone`] | master files and the zone tree |
-//! | [`health`] | the rise/fall state machine and flap damping (pure) |
-//! | [`policy`] | steering: which addresses a name answers, given health (pure) |
-//! | [`topology`] | client subnets to answer groups, and EDNS Client Subnet |
-//! | [`probe`] | HTTP/HTTPS/TCP probe loops |
-//! | [`engine`] | the single writer of health and the published snapshot |
-//! | [`snapshot`] | what the query path reads |
-//! | [`lookup`] | authoritative answers (pure) |
-//! | [`fast`] | answers prepared per snapshot, and the per-query fast path |
-//! | [`dns`] | the wire protocol: parsing, EDNS, truncation, errors |
-//! | [`server`] | transports: listeners, TCP connections |
-//! | [`udp`] | batched UDP threads (recvmmsg/sendmmsg, SO_REUSEPORT) |
-//! | [`admin`] | the loopback HTTP admin API |
-//! | [`alert`] | the alert hook: webhook and command, retries, rate limit |
-//! | [`overrides`] | operator overrides and the state file |
-//! | [`stats`] | Prometheus metrics |
+//! | [`config`] | the TOML file as written, and one module per part of it: checked values and defaults |
+//! | [`zone`] | master files, the zone tree, the set of zones |
+//! | [`steer`] | pure steering: [`steer::health`] (rise/fall, damping), [`steer::policy`] (what a name answers), [`steer::topology`] (client subnets, ECS) |
+//! | [`probe`] | HTTP/HTTPS/TCP probe loops, results as data |
+//! | [`engine`] | the one writer: members, overrides, regions, publication, reload, explain, status |
+//! | [`dns`] | the query path: wire and dispatch, [`dns::lookup`], [`dns::prepared`] answers, [`dns::snapshot`], [`dns::udp`], [`dns::tcp`], [`dns::listen`], transfers, [`dns::rrl`] |
+//! | [`ops`] | the operator's side: [`ops::admin`] API, [`ops::ctl`], [`ops::alert`], [`ops::metrics`], [`ops::state`] file, [`ops::reload`] |
 //! | [`props`] | properties for any input, asserted by the fuzz targets and the corpus replay |
-//! | [`rrl`] | response rate limiting on UDP |
-//! | [`reload`] | reading the configuration again on SIGHUP or request |
 //! | [`app`] | starting and owning every task |
+//!
+//! Imports go one way: `zone`, `steer` and `config` import no module above them; `dns` reads
+//! them; `engine` builds what `dns` serves; `ops` and `app` drive the engine.
 
 pub mod app;
 pub mod config;
@@ -43,6 +34,7 @@ pub mod dns;
 pub mod engine;
 pub mod ops;
 pub mod probe;
+#[cfg(any(test, feature = "props"))]
 pub mod props;
 pub mod steer;
 pub mod zone;

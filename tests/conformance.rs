@@ -10,7 +10,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -21,15 +21,8 @@ use hickory_proto::rr::{DNSClass, RecordType};
 struct Reference {
     name: &'static str,
     addr: SocketAddr,
-    child: Child,
+    _child: KillOnDrop,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Reference {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn free_port() -> u16 {
@@ -111,7 +104,7 @@ async fn start_reference(name: &'static str, zone: &Path) -> Reference {
     Reference {
         name,
         addr,
-        child,
+        _child: KillOnDrop(child),
         _dir: dir,
     }
 }

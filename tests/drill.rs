@@ -143,14 +143,7 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::KillOnDrop as Child;
 
 /// When each member was failing, as (member address, from, until).
 type Outages = Vec<(&'static str, Instant, Instant)>;

@@ -12,15 +12,8 @@ use std::time::{Duration, Instant};
 use common::*;
 
 struct Proc {
-    child: Child,
+    child: KillOnDrop,
     lines: mpsc::Receiver<String>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn spawn(args: &[&str], cwd: &Path) -> Proc {
@@ -46,7 +39,10 @@ fn spawn_cmd(mut cmd: Command) -> Proc {
             }
         }
     });
-    Proc { child, lines }
+    Proc {
+        child: KillOnDrop(child),
+        lines,
+    }
 }
 
 /// Waits for a log line containing `needle` and returns the value of `key=` in it.

@@ -462,14 +462,7 @@ async fn a_bad_reload_changes_nothing_and_says_where() {
 }
 
 /// Kills the child when the test ends, however it ends.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::KillOnDrop as Child;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_and_ctl_reload_the_running_binary() {

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -18,15 +18,8 @@ use tokio::net::TcpStream;
 /// A secondary server (Knot or NSD) in a scratch directory, stopped on drop.
 struct Secondary {
     addr: SocketAddr,
-    child: Child,
+    _child: KillOnDrop,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Secondary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn sbin(bin: &str) -> String {
@@ -81,7 +74,7 @@ fn secondary(kind: &str, zone: &str, primary: SocketAddr) -> Secondary {
         .unwrap();
     Secondary {
         addr: ([127, 0, 0, 1], port).into(),
-        child,
+        _child: KillOnDrop(child),
         _dir: dir,
     }
 }

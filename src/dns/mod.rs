@@ -45,11 +45,11 @@ use crate::steer::topology::{parse_ecs, Client};
 /// The smallest UDP payload every client accepts (RFC 1035 section 2.3.4).
 pub const MIN_UDP_PAYLOAD: u16 = 512;
 /// Extended DNS Error option code (RFC 8914).
-const EDE_OPTION: u16 = 15;
+pub(crate) const EDE_OPTION: u16 = 15;
 /// EDNS Client Subnet option code (RFC 7871).
 const ECS_OPTION: u16 = 8;
 /// Extended DNS Error 20: Not Authoritative.
-const EDE_NOT_AUTHORITATIVE: u16 = 20;
+pub(crate) const EDE_NOT_AUTHORITATIVE: u16 = 20;
 
 /// What the query path reads, published as one unit: the snapshot and, built beside it, its
 /// prepared answers.

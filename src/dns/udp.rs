@@ -3,7 +3,7 @@
 //! allocated once per thread; a query costs no allocation on the fast path and no task spawn.
 //!
 //! Each batch loads the published snapshot once (no lock). A receive timeout lets the thread
-//! see the stop signal within [`POLL`].
+//! see the stop signal within `POLL`.
 
 use std::io;
 use std::mem::{size_of, zeroed};

@@ -1,5 +1,5 @@
 //! The single writer. It owns every member's [`Health`], turns probe reports into state
-//! changes, and publishes a new [`Snapshot`] (answers precomputed) when something changed.
+//! changes, and publishes a new [`Snapshot`](crate::dns::snapshot::Snapshot) (answers precomputed) when something changed.
 //! Everyone else talks to it by message: probes send [`ProbeReport`]s, the admin API sends
 //! [`Command`]s with a reply channel.
 //!

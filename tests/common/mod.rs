@@ -507,3 +507,27 @@ pub fn spawn_gtmd_in(cwd: &Path, config: &Path, admin: SocketAddr) -> std::proce
     }
     child
 }
+
+/// A child process (gtmd, Knot, NSD...) killed and reaped when dropped, so that a failing test
+/// leaves nothing running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

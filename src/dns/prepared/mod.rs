@@ -11,7 +11,8 @@
 //! the template, patch ID, flags and pointers, and append the OPT record. Anything this path
 //! does not cover (other opcodes or classes, EDNS versions above 0, unusual section counts,
 //! zone transfers, names below a CNAME-only node with a rare type, a response too large for
-//! the client's UDP size) returns `None` and is answered by [`crate::dns::handle`].
+//! the client's UDP size) makes [`AnswerCache::answer`] return false, and
+//! [`crate::dns::handle`] answers it.
 //!
 //! ```text
 //! qname found ── type listed ──▶ that template
@@ -312,8 +313,9 @@ impl AnswerCache {
         self.fixed.as_ref()
     }
 
-    /// Answers `query` into `out` if this path covers it; `limit` is the most that may be sent
-    /// (0 for TCP: no limit beyond 65535). Returns false when the general path must answer.
+    /// Answers `query` into `out` if this path covers it: over UDP within the client's size
+    /// and `udp_payload`, over TCP (`tcp`) within 65,535 bytes. Returns false when the general
+    /// path must answer.
     pub fn answer(
         &self,
         query: &[u8],

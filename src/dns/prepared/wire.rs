@@ -147,7 +147,10 @@ pub(super) fn write(
             write_ecs(out, c, scope);
         }
         if tpl.ede_not_auth {
-            out.extend_from_slice(&[0, 15, 0, 2, 0, 20]);
+            // Extended DNS Error: option code, length 2, info code.
+            out.extend_from_slice(&crate::dns::EDE_OPTION.to_be_bytes());
+            out.extend_from_slice(&2u16.to_be_bytes());
+            out.extend_from_slice(&crate::dns::EDE_NOT_AUTHORITATIVE.to_be_bytes());
         }
     }
 }
