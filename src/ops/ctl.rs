@@ -1,10 +1,12 @@
-//! `gtmd ctl`: the operator's command line over the admin API.
+//! `gtmd ctl`: the operator's command line over the admin API, with reqwest's blocking client.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// One request to the admin API at `addr`; returns the body of a 2xx answer, or the error.
+///
+/// It runs on a thread of its own, so that it may be called from inside an async runtime
+/// (tests do) as well as from the command line.
 pub fn request(
     addr: SocketAddr,
     method: &str,
@@ -22,38 +24,50 @@ pub fn request(
         }
         _ => addr,
     };
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|e| format!("cannot reach the admin API at {addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let method = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|e| format!("{method:?} is not an HTTP method: {e}"))?;
+    std::thread::scope(|s| {
+        s.spawn(|| send(addr, method, path, token, body))
+            .join()
+            .unwrap_or_else(|_| Err("the request thread failed".into()))
+    })
+}
+
+fn send(
+    addr: SocketAddr,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> Result<String, String> {
+    let client = reqwest::blocking::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+    let mut req = client.request(method, format!("http://{addr}{path}"));
     if let Some(t) = token {
-        req += &format!("Authorization: Bearer {t}\r\n");
+        req = req.bearer_auth(t);
     }
-    if !body.is_empty() {
-        req += &format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        );
+    if let Some(b) = body {
+        req = req.json(b);
     }
-    req += "\r\n";
-    req += &body;
-    s.write_all(req.as_bytes())
+    let resp = req
+        .send()
+        .map_err(|e| format!("cannot reach the admin API at {addr}: {e}"))?;
+    let code = resp.status();
+    let text = resp
+        .text()
         .map_err(|e| format!("admin API at {addr}: {e}"))?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp)
-        .map_err(|e| format!("admin API at {addr}: {e}"))?;
-    let resp = String::from_utf8_lossy(&resp);
-    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-    let code: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    // axum answers HTTP/1.1 with a length, not chunked, for these small bodies.
-    if (200..300).contains(&code) {
-        Ok(body.to_string())
+    if code.is_success() {
+        Ok(text)
     } else {
-        Err(format!("admin API answered {code}: {}", body.trim_end()))
+        Err(format!(
+            "admin API answered {}: {}",
+            code.as_u16(),
+            text.trim_end()
+        ))
     }
 }
