@@ -108,10 +108,7 @@ impl Engine {
                 format!("{name} is not bound to pools: its answers come from the zone files")
             })?;
         let now = Instant::now();
-        let up = |i: usize| self.answered(i, now);
-        let eligible = |i: usize| {
-            self.override_of[i].is_none_or(|k| self.overrides[k].action != Action::Disable)
-        };
+        let view = self.view(now);
         let (group, topology) = match (&b.policy, client) {
             (Policy::Topology { table, .. }, Some(c)) => {
                 let (g, scope) = table.find(c);
@@ -136,7 +133,7 @@ impl Engine {
             {
                 continue;
             }
-            let plans = policy::plans(&self.cfg, b, v6, &up, &eligible);
+            let plans = policy::plans(&self.cfg, b, v6, &view);
             let Some(p) = plans.into_iter().nth(group) else {
                 continue;
             };
@@ -230,8 +227,8 @@ impl Engine {
 
     fn member_why(&self, i: usize, families: &[FamilyAnswer], now: Instant) -> MemberWhy {
         let m = &self.cfg.members[i];
-        let h = &self.health[i];
-        let last = &self.last[i];
+        let h = &self.members[i].health;
+        let last = &self.members[i].last;
         let in_answer = families
             .iter()
             .flat_map(|f| &f.answers)
@@ -252,8 +249,8 @@ impl Engine {
             }
             State::Up => format!("up{since}"),
         };
-        let removed = self.region_of[i].filter(|&r| self.removed[r]);
-        let why = if let Some(o) = self.override_of[i].map(|k| &self.overrides[k]) {
+        let removed = self.members[i].region.filter(|&r| self.removed[r]);
+        let why = if let Some(o) = self.members[i].override_.map(|k| &self.overrides[k]) {
             let what = if o.action == Action::Disable {
                 "disabled"
             } else {
@@ -265,13 +262,14 @@ impl Engine {
             )
         } else if h.state != State::Up {
             health
-        } else if self.damping[i].held(now) {
-            let left = self.damping[i]
+        } else if self.members[i].damping.held(now) {
+            let left = self.members[i]
+                .damping
                 .held_until
                 .map_or(0.0, |t| (t - now).as_secs_f64());
             format!(
                 "{health}, but held down {left:.1} s more (flap damping: {} downs in the window)",
-                self.damping[i].flaps()
+                self.members[i].damping.flaps()
             )
         } else if let Some(r) = removed {
             let region = &self.cfg.regions[r];

@@ -86,14 +86,14 @@ impl Engine {
         let g = &self.gauges;
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         for i in 0..self.cfg.members.len() {
-            g.up[i].set(flag(self.health[i].state == State::Up));
+            g.up[i].set(flag(self.members[i].health.state == State::Up));
             g.answered[i].set(flag(self.answered(i, now)));
         }
         for (p, pool) in self.cfg.pools.iter().enumerate() {
             let up = pool
                 .members
                 .iter()
-                .filter(|&&i| self.health[i].state == State::Up)
+                .filter(|&&i| self.members[i].health.state == State::Up)
                 .count();
             g.pool_healthy[p].set(up as f64);
             g.pool_members[p].set(pool.members.len() as f64);

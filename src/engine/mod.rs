@@ -73,6 +73,38 @@ pub enum OverrideOp {
     },
 }
 
+/// What the engine knows of one member, beside its configuration.
+#[derive(Debug, Clone)]
+struct MemberState {
+    /// Its rise/fall state machine.
+    health: Health,
+    /// Its flap damping (downs within the window, hold-down).
+    damping: Damping,
+    /// Its last probe result.
+    last: Last,
+    /// The override that applies to it, as an index into [`Engine::overrides`].
+    override_: Option<usize>,
+    /// Its region, as an index into the configuration's regions.
+    region: Option<usize>,
+}
+
+impl MemberState {
+    fn new(region: Option<usize>) -> Self {
+        Self {
+            health: Health::new(),
+            damping: Damping::default(),
+            last: Last::default(),
+            override_: None,
+            region,
+        }
+    }
+}
+
+/// The region of each member of `cfg`.
+fn regions_of(cfg: &Config) -> impl Iterator<Item = Option<usize>> + '_ {
+    (0..cfg.members.len()).map(|i| cfg.regions.iter().position(|r| r.members.contains(&i)))
+}
+
 #[derive(Debug, Default, Clone)]
 struct Last {
     ok: Option<bool>,
@@ -86,19 +118,16 @@ struct Last {
 pub struct Engine {
     cfg: Arc<Config>,
     zones: Arc<Zones>,
-    health: Vec<Health>,
-    damping: Vec<Damping>,
-    /// Each configured region's removal, and each member's region (if configured).
+    /// Per member, in the configuration's order.
+    members: Vec<MemberState>,
+    /// Each configured region's removal.
     removed: Vec<bool>,
-    region_of: Vec<Option<usize>>,
-    /// The operator's overrides, and per member the one that applies (index into them).
+    /// The operator's overrides.
     overrides: Vec<Override>,
-    override_of: Vec<Option<usize>>,
     /// When the answers were last published (hold-downs are judged as of then).
     published_at: Instant,
     gauges: Gauges,
     alerts: Alerts,
-    last: Vec<Last>,
     published: Published,
     ready_tx: watch::Sender<bool>,
     generation: u64,
@@ -137,25 +166,19 @@ impl Engine {
         let n = cfg.members.len();
         let (ready_tx, ready_rx) = watch::channel(false);
         let removed = vec![false; cfg.regions.len()];
-        let region_of = (0..n)
-            .map(|i| cfg.regions.iter().position(|r| r.members.contains(&i)))
-            .collect();
+        let members = regions_of(&cfg).map(MemberState::new).collect();
         let gauges = Gauges::new(&cfg);
         let (report_tx, reports) = mpsc::channel(cfg.probe_queue);
         let rrl = crate::dns::rrl::Rrl::new(&cfg.rrl).map(Arc::new);
         let mut e = Self {
             cfg,
             zones,
-            health: vec![Health::new(); n],
-            damping: vec![Damping::default(); n],
+            members,
             removed,
-            region_of,
             overrides: Vec::new(),
-            override_of: vec![None; n],
             published_at: Instant::now(),
             gauges,
             alerts: Alerts::default(),
-            last: vec![Last::default(); n],
             published,
             ready_tx,
             generation: 0,
@@ -178,9 +201,16 @@ impl Engine {
 
     /// Starts a probe loop per member.
     pub fn start_probes(&mut self) -> Result<(), String> {
-        let (ids, _) = self.prober.sync(&self.cfg)?;
+        let cfg = self.cfg.clone();
+        self.sync_probes(&cfg).map(|_| ())
+    }
+
+    /// Starts and stops probe loops so that each member of `cfg` has one; returns how many
+    /// were started.
+    fn sync_probes(&mut self, cfg: &Config) -> Result<usize, String> {
+        let (ids, started) = self.prober.sync(cfg)?;
         self.by_probe = ids.into_iter().enumerate().map(|(i, id)| (id, i)).collect();
-        Ok(())
+        Ok(started)
     }
 
     /// Runs until `stop` is cancelled or the command channel closes; the probe loops end
@@ -262,14 +292,14 @@ impl Engine {
             rise: check.rise,
         };
         let was_ready = self.is_ready();
-        let was_suspect = self.health[i].suspect();
-        let transition = self.health[i].observe(r.ok, t);
+        let was_suspect = self.members[i].health.suspect();
+        let transition = self.members[i].health.observe(r.ok, t);
         // A member turning suspect, or steady again, changes the TTL of its names.
-        let suspect_changed = was_suspect != self.health[i].suspect();
+        let suspect_changed = was_suspect != self.members[i].health.suspect();
         if transition.is_some_and(|tr| tr.from == State::Unknown) {
             self.unknown -= 1;
         }
-        let last = &mut self.last[i];
+        let last = &mut self.members[i].last;
         last.ok = Some(r.ok);
         last.latency = Some(r.latency);
         last.probes += 1;
@@ -288,8 +318,12 @@ impl Engine {
                 self.member_alert(i, tr, r.error.clone());
             }
             if self.unknown == 0 {
-                let up = self.health.iter().filter(|h| h.state == State::Up).count();
-                let down = self.health.len() - up;
+                let up = self
+                    .members
+                    .iter()
+                    .filter(|m| m.health.state == State::Up)
+                    .count();
+                let down = self.members.len() - up;
                 if self.ready {
                     tracing::info!(up, down, "members added by the reload have been probed");
                 } else {
@@ -303,7 +337,7 @@ impl Engine {
             metrics::counter!(crate::ops::metrics::MEMBER_TRANSITIONS, "pool" => pool.clone(), "member" => m.name.clone(), "to" => tr.to.to_string()).increment(1);
             self.member_alert(i, tr, r.error.clone().filter(|_| !r.ok));
             if tr.to == State::Down {
-                let d = &mut self.damping[i];
+                let d = &mut self.members[i].damping;
                 let hold = d.went_down(r.at, check.damping);
                 if !hold.is_zero() {
                     tracing::warn!(pool, member = %m.name, hold_down = ?hold, flaps = d.flaps(), "member held down");
@@ -346,16 +380,24 @@ impl Engine {
 
     /// Whether member `i` is in answers at `now`: up and not held down.
     pub(super) fn answered(&self, i: usize, now: Instant) -> bool {
-        match self.override_of[i].map(|o| self.overrides[o].action) {
+        match self.members[i].override_.map(|o| self.overrides[o].action) {
             Some(Action::Disable) => false,
             Some(Action::ForceUp) => true,
-            None => self.passing(i, now) && !self.region_of[i].is_some_and(|r| self.removed[r]),
+            None => {
+                self.passing(i, now) && !self.members[i].region.is_some_and(|r| self.removed[r])
+            }
         }
+    }
+
+    /// Every member's health as steering sees it at `now`: one view for publication and
+    /// explain.
+    pub(super) fn view(&self, now: Instant) -> View<'_> {
+        View { engine: self, now }
     }
 
     /// Up and not held down (whatever its region).
     pub(super) fn passing(&self, i: usize, now: Instant) -> bool {
-        self.health[i].state == State::Up && !self.damping[i].held(now)
+        self.members[i].health.state == State::Up && !self.members[i].damping.held(now)
     }
 
     pub(super) fn region_healthy(&self, r: usize, now: Instant) -> usize {
@@ -388,10 +430,11 @@ impl Engine {
     /// Counted from the last publication, not from now: a hold-down that ended after it still
     /// needs one, even if the deadline passed while the engine was busy with reports.
     fn next_release(&self) -> Option<Instant> {
-        (0..self.health.len())
-            .filter(|&i| self.health[i].state == State::Up)
+        (0..self.members.len())
+            .filter(|&i| self.members[i].health.state == State::Up)
             .filter_map(|i| {
-                self.damping[i]
+                self.members[i]
+                    .damping
                     .held_until
                     .filter(|&t| t > self.published_at)
             })
@@ -409,4 +452,22 @@ fn region_alert(event: &str, region: &str, healthy: usize, size: usize) -> Alert
     a.region = Some(region.to_string());
     a.reason = Some(format!("{healthy} of {size} members healthy"));
     a
+}
+
+/// The engine's [`HealthView`](crate::steer::policy::HealthView) at one moment.
+pub(super) struct View<'a> {
+    engine: &'a Engine,
+    now: Instant,
+}
+
+impl crate::steer::policy::HealthView for View<'_> {
+    fn up(&self, i: usize) -> bool {
+        self.engine.answered(i, self.now)
+    }
+    fn eligible(&self, i: usize) -> bool {
+        let e = self.engine;
+        e.members[i]
+            .override_
+            .is_none_or(|k| e.overrides[k].action != Action::Disable)
+    }
 }

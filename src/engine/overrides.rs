@@ -57,7 +57,9 @@ impl Engine {
                 of[i] = Some(k);
             }
         }
-        self.override_of = of;
+        for (m, o) in self.members.iter_mut().zip(of) {
+            m.override_ = o;
+        }
     }
 
     pub(super) async fn change_override(

@@ -15,7 +15,6 @@ use crate::dns::prepared::AnswerCache;
 use crate::dns::snapshot::{Bound, Choice, Snapshot};
 use crate::dns::Publication;
 use crate::ops::alert::Alert;
-use crate::ops::state::Action;
 use crate::steer::policy;
 
 impl Engine {
@@ -56,13 +55,12 @@ impl Engine {
     /// What `b` answers now: its A and AAAA choices by its policy, with the TTL in force.
     fn bound_answer(&self, b: &BoundName, now: Instant, ready: bool) -> Bound {
         let cfg = &self.cfg;
-        let up = |i: usize| self.answered(i, now);
-        let eligible = |i: usize| {
-            self.override_of[i].is_none_or(|k| self.overrides[k].action != Action::Disable)
-        };
+        let view = self.view(now);
         let degraded = b.pools.iter().any(|&p| {
             cfg.pools[p].members.iter().any(|&i| {
-                !self.answered(i, now) || self.health[i].suspect() || self.override_of[i].is_some()
+                !self.answered(i, now)
+                    || self.members[i].health.suspect()
+                    || self.members[i].override_.is_some()
             })
         });
         let ttl = if degraded { b.degraded_ttl } else { b.ttl };
@@ -71,7 +69,7 @@ impl Engine {
             _ => None,
         };
         let choice = |v6: bool| {
-            let plans = policy::plans(cfg, b, v6, &up, &eligible);
+            let plans = policy::plans(cfg, b, v6, &view);
             let servfail = plans.iter().any(|p| p.servfail);
             let all_down = plans.iter().any(|p| p.all_down);
             let groups = plans

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::rr::LowerName;
 
-use super::{Engine, Gauges, Last};
+use super::{regions_of, Engine, Gauges, MemberState};
 use crate::config::Config;
 use crate::ops::alert::Alert;
-use crate::steer::health::{Damping, Health, State};
+use crate::steer::health::State;
 use crate::zone::Zones;
 
 /// A configuration and its zones, read and checked, ready to be swapped in.
@@ -95,9 +95,9 @@ impl Engine {
         let old = self.cfg.clone();
         let needs_restart = keep_restart_only(&mut cfg, &old);
         // The last step that can fail; after it, the new configuration is in.
-        let (ids, probes_started) = self.prober.sync(&cfg)?;
+        let probes_started = self.sync_probes(&cfg)?;
         let carried = carry(&old, &cfg);
-        let (health, damping, last) = self.carried_state(&carried);
+        let members = self.carried_state(&carried, &cfg);
         let kept = carried.iter().flatten().count();
         self.carry_regions(&old, &cfg);
         let names: Vec<LowerName> = cfg.names.iter().map(|b| LowerName::new(&b.name)).collect();
@@ -108,11 +108,11 @@ impl Engine {
         if cfg.alerts != old.alerts {
             self.alerts = self.alerts.restarted(&cfg.alerts);
         }
-        self.unknown = health.iter().filter(|h| h.state == State::Unknown).count();
-        self.health = health;
-        self.damping = damping;
-        self.last = last;
-        self.by_probe = ids.into_iter().enumerate().map(|(i, id)| (id, i)).collect();
+        self.unknown = members
+            .iter()
+            .filter(|m| m.health.state == State::Unknown)
+            .count();
+        self.members = members;
         self.gauges = Gauges::new(&cfg);
         let state_file_moved = cfg.state_file != old.state_file;
         self.cfg = Arc::new(cfg);
@@ -149,33 +149,25 @@ impl Engine {
         })
     }
 
-    /// Each member's health, damping and last probe result: kept for a carried member, new
-    /// for the rest.
-    fn carried_state(&self, carried: &[Option<usize>]) -> (Vec<Health>, Vec<Damping>, Vec<Last>) {
-        let n = carried.len();
-        let (mut health, mut damping, mut last) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for c in carried {
-            match *c {
-                Some(i) => {
-                    health.push(self.health[i]);
-                    damping.push(self.damping[i].clone());
-                    last.push(self.last[i].clone());
-                }
-                None => {
-                    health.push(Health::new());
-                    damping.push(Damping::default());
-                    last.push(Last::default());
-                }
-            }
-        }
-        (health, damping, last)
+    /// Each member's state: kept for a carried member, new for the rest; each in its region
+    /// of `cfg`.
+    fn carried_state(&self, carried: &[Option<usize>], cfg: &Config) -> Vec<MemberState> {
+        carried
+            .iter()
+            .zip(regions_of(cfg))
+            .map(|(c, region)| {
+                let mut m = match *c {
+                    Some(i) => self.members[i].clone(),
+                    None => MemberState::new(None),
+                };
+                m.override_ = None;
+                m.region = region;
+                m
+            })
+            .collect()
     }
 
-    /// Keeps each region's removal by name, and maps members of `cfg` to regions.
+    /// Keeps each region's removal by name.
     fn carry_regions(&mut self, old: &Config, cfg: &Config) {
         let removed_regions: HashMap<&str, bool> = old
             .regions
@@ -188,16 +180,13 @@ impl Engine {
             .iter()
             .map(|r| removed_regions.get(r.name.as_str()) == Some(&true))
             .collect();
-        self.region_of = (0..cfg.members.len())
-            .map(|i| cfg.regions.iter().position(|r| r.members.contains(&i)))
-            .collect();
     }
 
     /// How long new answers may wait for the first results of unprobed members: the longest
     /// check timeout among them, and a little for the report to arrive.
     fn first_probe_wait(&self) -> Duration {
         let longest = (0..self.cfg.members.len())
-            .filter(|&i| self.health[i].state == State::Unknown)
+            .filter(|&i| self.members[i].health.state == State::Unknown)
             .map(|i| self.cfg.checks[self.cfg.members[i].check].timeout)
             .max()
             .unwrap_or_default();

@@ -135,22 +135,22 @@ impl Engine {
     }
 
     fn member_status(&self, i: usize, now: Instant) -> MemberStatus {
-        let (m, l) = (&self.cfg.members[i], &self.last[i]);
+        let (m, l) = (&self.cfg.members[i], &self.members[i].last);
         MemberStatus {
             pool: self.cfg.pools[m.pool].name.clone(),
             name: m.name.clone(),
             address: m.address,
             probe_target: m.target.to_string(),
-            state: self.health[i].state,
-            suspect: self.health[i].suspect(),
-            streak: self.health[i].streak,
+            state: self.members[i].health.state,
+            suspect: self.members[i].health.suspect(),
+            streak: self.members[i].health.streak,
             since_secs: l.since.map(|s| now.duration_since(s).as_secs_f64()),
             last_ok: l.ok,
             last_error: l.error.clone(),
             last_latency_ms: l.latency.map(|d| d.as_secs_f64() * 1000.0),
             probes: l.probes,
             answered: self.answered(i, now),
-            override_: self.override_of[i].map(|k| {
+            override_: self.members[i].override_.map(|k| {
                 let o = &self.overrides[k];
                 OverrideStatus {
                     target: o.target.clone(),
@@ -159,12 +159,13 @@ impl Engine {
                     ends_in_secs: o.until.map(|u| u.saturating_sub(now_secs())),
                 }
             }),
-            held_down_secs: self.damping[i]
+            held_down_secs: self.members[i]
+                .damping
                 .held_until
                 .filter(|&t| t > now)
                 .map(|t| (t - now).as_secs_f64()),
-            hold_down_secs: self.damping[i].hold.as_secs_f64(),
-            flaps: self.damping[i].flaps(),
+            hold_down_secs: self.members[i].damping.hold.as_secs_f64(),
+            flaps: self.members[i].damping.flaps(),
         }
     }
 }

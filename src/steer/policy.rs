@@ -56,18 +56,35 @@ impl Plan {
     }
 }
 
+/// What steering needs to know of each member (by index into the configuration's members):
+/// one view of health, the same for publication and for explain.
+pub trait HealthView {
+    /// In answers now: probed up, not held down, not in a removed region, not disabled by
+    /// hand (or forced up).
+    fn up(&self, member: usize) -> bool;
+    /// May be answered at all (not disabled by hand), whatever its health: the members an
+    /// all-down answer may fall back to.
+    fn eligible(&self, member: usize) -> bool;
+}
+
+/// A [`HealthView`] from two functions: `up`, then `eligible`.
+pub struct Views<U, E>(pub U, pub E);
+
+impl<U: Fn(usize) -> bool, E: Fn(usize) -> bool> HealthView for Views<U, E> {
+    fn up(&self, member: usize) -> bool {
+        (self.0)(member)
+    }
+    fn eligible(&self, member: usize) -> bool {
+        (self.1)(member)
+    }
+}
+
 /// Plans `name`'s answers for IPv6 (`v6`) or IPv4, `up` telling which members are healthy:
 /// one plan per client group (a topology name has one per rule, after the one for unmatched
 /// clients; every other policy has one).
 /// `eligible` is false for members that must never be answered (disabled by hand), not even
 /// when every member is down.
-pub fn plans(
-    cfg: &Config,
-    name: &BoundName,
-    v6: bool,
-    up: &dyn Fn(usize) -> bool,
-    eligible: &dyn Fn(usize) -> bool,
-) -> Vec<Plan> {
+pub fn plans(cfg: &Config, name: &BoundName, v6: bool, health: &dyn HealthView) -> Vec<Plan> {
     match &name.policy {
         Policy::Topology {
             min_healthy,
@@ -81,12 +98,12 @@ pub fn plans(
                     .iter()
                     .map(|g| g.iter().copied().filter(|&i| family(cfg, i, v6)).collect())
                     .collect();
-                plan_with(cfg, name, v6, up, eligible, &|_| {
-                    along(cfg, &groups, *min_healthy, *max_answers, up)
+                plan_with(cfg, name, v6, health, &|_| {
+                    along(cfg, &groups, *min_healthy, *max_answers, health)
                 })
             })
             .collect(),
-        _ => vec![plan_single(cfg, name, v6, up, eligible)],
+        _ => vec![plan_single(cfg, name, v6, health)],
     }
 }
 
@@ -97,11 +114,11 @@ fn along(
     groups: &[Vec<usize>],
     min_healthy: MinHealthy,
     max: usize,
-    up: &dyn Fn(usize) -> bool,
+    health: &dyn HealthView,
 ) -> Plan {
     let usable = |need: bool| {
         groups.iter().find_map(|g| {
-            let ok: Vec<usize> = g.iter().copied().filter(|&i| up(i)).collect();
+            let ok: Vec<usize> = g.iter().copied().filter(|&i| health.up(i)).collect();
             let enough = if need {
                 min_healthy.met(ok.len(), g.len())
             } else {
@@ -119,30 +136,18 @@ fn family(cfg: &Config, i: usize, v6: bool) -> bool {
 }
 
 /// The plan for clients that match no topology rule (for any other policy, the only one).
-pub fn plan(
-    cfg: &Config,
-    name: &BoundName,
-    v6: bool,
-    up: &dyn Fn(usize) -> bool,
-    eligible: &dyn Fn(usize) -> bool,
-) -> Plan {
-    plans(cfg, name, v6, up, eligible).swap_remove(0)
+pub fn plan(cfg: &Config, name: &BoundName, v6: bool, health: &dyn HealthView) -> Plan {
+    plans(cfg, name, v6, health).swap_remove(0)
 }
 
 /// The one plan of a name whose policy does not depend on the client.
-fn plan_single(
-    cfg: &Config,
-    name: &BoundName,
-    v6: bool,
-    up: &dyn Fn(usize) -> bool,
-    eligible: &dyn Fn(usize) -> bool,
-) -> Plan {
-    plan_with(cfg, name, v6, up, eligible, &|healthy| match &name.policy {
+fn plan_single(cfg: &Config, name: &BoundName, v6: bool, health: &dyn HealthView) -> Plan {
+    plan_with(cfg, name, v6, health, &|healthy| match &name.policy {
         Policy::All { max_answers } => Plan::rotations(
             dedup(healthy.iter().map(|&i| cfg.members[i].address)),
             *max_answers,
         ),
-        Policy::Weighted { answers } => weighted(cfg, name, v6, up, *answers),
+        Policy::Weighted { answers } => weighted(cfg, name, v6, health, *answers),
         Policy::Failover {
             min_healthy,
             max_answers,
@@ -152,7 +157,7 @@ fn plan_single(
                 .iter()
                 .map(|&p| family_members(cfg, p, v6).collect())
                 .collect();
-            along(cfg, &groups, *min_healthy, *max_answers, up)
+            along(cfg, &groups, *min_healthy, *max_answers, health)
         }
         // Only `plans` calls this, and it plans topology names itself.
         Policy::Topology { .. } => unreachable!("topology names are planned by plans()"),
@@ -165,8 +170,7 @@ fn plan_with(
     cfg: &Config,
     name: &BoundName,
     v6: bool,
-    up: &dyn Fn(usize) -> bool,
-    eligible: &dyn Fn(usize) -> bool,
+    health: &dyn HealthView,
     healthy_plan: &dyn Fn(&[usize]) -> Plan,
 ) -> Plan {
     let all: Vec<usize> = name
@@ -177,10 +181,10 @@ fn plan_with(
     if all.is_empty() {
         return Plan::one(Vec::new()); // no member of this family: NODATA, not an outage
     }
-    let healthy: Vec<usize> = all.iter().copied().filter(|&i| up(i)).collect();
+    let healthy: Vec<usize> = all.iter().copied().filter(|&i| health.up(i)).collect();
     if healthy.is_empty() {
-        let all: Vec<usize> = all.into_iter().filter(|&i| eligible(i)).collect();
-        return all_down(cfg, name, v6, up, eligible, &all);
+        let all: Vec<usize> = all.into_iter().filter(|&i| health.eligible(i)).collect();
+        return all_down(cfg, name, v6, health, &all);
     }
     healthy_plan(&healthy)
 }
@@ -192,7 +196,7 @@ fn weighted(
     cfg: &Config,
     name: &BoundName,
     v6: bool,
-    up: &dyn Fn(usize) -> bool,
+    health: &dyn HealthView,
     answers: usize,
 ) -> Plan {
     let mut weighted: Vec<(IpAddr, f64)> = Vec::new();
@@ -200,11 +204,13 @@ fn weighted(
         .pools
         .iter()
         .copied()
-        .filter(|&p| family_members(cfg, p, v6).any(up))
+        .filter(|&p| family_members(cfg, p, v6).any(|i| health.up(i)))
         .collect();
     let pools_total: f64 = live_pools.iter().map(|&p| cfg.pools[p].weight as f64).sum();
     for &p in &live_pools {
-        let ms: Vec<usize> = family_members(cfg, p, v6).filter(|&i| up(i)).collect();
+        let ms: Vec<usize> = family_members(cfg, p, v6)
+            .filter(|&i| health.up(i))
+            .collect();
         let members_total: f64 = ms.iter().map(|&i| cfg.members[i].weight as f64).sum();
         for i in ms {
             let w = cfg.pools[p].weight as f64 / pools_total * cfg.members[i].weight as f64
@@ -224,8 +230,7 @@ fn all_down(
     cfg: &Config,
     name: &BoundName,
     v6: bool,
-    up: &dyn Fn(usize) -> bool,
-    eligible: &dyn Fn(usize) -> bool,
+    health: &dyn HealthView,
     all: &[usize],
 ) -> Plan {
     let max = match name.policy {
@@ -244,9 +249,9 @@ fn all_down(
                 .collect();
             for &p in pools {
                 let ms: Vec<usize> = family_members(cfg, p, v6)
-                    .filter(|&i| eligible(i))
+                    .filter(|&i| health.eligible(i))
                     .collect();
-                let healthy: Vec<usize> = ms.iter().copied().filter(|&i| up(i)).collect();
+                let healthy: Vec<usize> = ms.iter().copied().filter(|&i| health.up(i)).collect();
                 let use_ = if healthy.is_empty() { ms } else { healthy };
                 out.extend(use_.iter().map(|&i| cfg.members[i].address));
             }

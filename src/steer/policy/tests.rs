@@ -33,8 +33,7 @@ fn v4(cfg: &Config, down: &[&str]) -> Plan {
         cfg,
         &cfg.names[0],
         false,
-        &|i| !down.contains(&cfg.members[i].address),
-        &|_| true,
+        &Views(|i: usize| !down.contains(&cfg.members[i].address), |_| true),
     )
 }
 
@@ -145,9 +144,12 @@ fn all_down_behaviours() {
 fn members_disabled_by_hand_are_never_answered_even_when_all_are_down() {
     let cfg = config("pools = [\"eu\"]");
     let off = ip("192.0.2.1");
-    let p = plan(&cfg, &cfg.names[0], false, &|_| false, &|i| {
-        cfg.members[i].address != off
-    });
+    let p = plan(
+        &cfg,
+        &cfg.names[0],
+        false,
+        &Views(|_| false, |i: usize| cfg.members[i].address != off),
+    );
     assert!(p.all_down);
     assert_eq!(inclusion(&p, "192.0.2.1"), 0.0);
     assert!(close(inclusion(&p, "192.0.2.2"), 1.0));
@@ -156,19 +158,18 @@ fn members_disabled_by_hand_are_never_answered_even_when_all_are_down() {
 #[test]
 fn families_are_planned_apart() {
     let cfg = config("pools = [\"eu\", \"us\"]\npolicy = \"weighted\"");
-    let p = plan(&cfg, &cfg.names[0], true, &|_| true, &|_| true);
+    let p = plan(&cfg, &cfg.names[0], true, &Views(|_| true, |_| true));
     assert_eq!(p.sets, vec![(vec![ip("2001:db8::1")], 1.0)]);
     // The IPv6 member down: its family is all down, whatever IPv4 does.
     let p = plan(
         &cfg,
         &cfg.names[0],
         true,
-        &|i| !cfg.members[i].address.is_ipv6(),
-        &|_| true,
+        &Views(|i: usize| !cfg.members[i].address.is_ipv6(), |_| true),
     );
     assert!(p.all_down);
     // A family with no members at all is NODATA, not an outage.
     let cfg = config("pools = [\"us\"]");
-    let p = plan(&cfg, &cfg.names[0], true, &|_| true, &|_| true);
+    let p = plan(&cfg, &cfg.names[0], true, &Views(|_| true, |_| true));
     assert!(!p.all_down && p.sets == vec![(vec![], 1.0)]);
 }
