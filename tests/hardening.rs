@@ -50,7 +50,7 @@ async fn an_unreadable_state_file_starts_from_its_backup_loudly_until_written_ag
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     let kept = Override {
-        target: "web/m0".into(),
+        target: "web/m0".parse().unwrap(),
         action: Action::Disable,
         reason: "region drained".into(),
         since: 1,

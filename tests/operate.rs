@@ -72,7 +72,7 @@ async fn a_disable_survives_a_restart_and_enable_restores() {
     assert_eq!(m["override"]["reason"], "maintenance");
     let kept = gtmd::ops::state::load(&state).unwrap();
     assert_eq!(kept.len(), 1);
-    assert_eq!(kept[0].target, "web/m0");
+    assert_eq!(kept[0].target.to_string(), "web/m0");
 
     // Restart: the override is back before the first answer.
     drop(g);

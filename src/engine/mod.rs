@@ -62,14 +62,14 @@ pub enum Command {
 pub enum OverrideOp {
     /// Replaces any override of the same target.
     Set {
-        target: String,
+        target: crate::ops::state::Target,
         action: Action,
         reason: String,
         /// Ends by itself after this long.
         duration: Option<Duration>,
     },
     Clear {
-        target: String,
+        target: crate::ops::state::Target,
     },
 }
 

@@ -32,22 +32,13 @@ impl Engine {
     pub(super) fn apply_overrides(&mut self) {
         let now = now_secs();
         let mut of = vec![None; self.cfg.members.len()];
-        let rank = |t: &str| {
-            if t.starts_with("region:") {
-                0
-            } else if t.starts_with("pool:") {
-                1
-            } else {
-                2
-            }
-        };
         let mut order: Vec<usize> = (0..self.overrides.len())
             .filter(|&k| !self.overrides[k].expired(now))
             .collect();
         order.sort_by_key(|&k| {
             (
                 self.overrides[k].action == Action::Disable,
-                rank(&self.overrides[k].target),
+                self.overrides[k].target.rank(),
             )
         });
         for k in order {
@@ -85,26 +76,27 @@ impl Engine {
                     until: duration.map(|d| since.saturating_add(d.as_secs().max(1))),
                 });
                 let mut a = Alert::new("override_set");
-                a.target = Some(target.clone());
+                a.target = Some(target.to_string());
                 a.new_state = Some(format!("{action:?}").to_lowercase());
                 a.reason = Some(reason);
-                a.command = Some(self.alerts.command(&["enable", &target]));
+                a.command = Some(self.alerts.command(&["enable", &target.to_string()]));
                 (target, "set", a, duration)
             }
             OverrideOp::Clear { target } => {
                 if !self.overrides.iter().any(|o| o.target == target) {
-                    return Err(format!("no override of {target:?}"));
+                    return Err(format!("no override of {:?}", target.to_string()));
                 }
                 self.overrides.retain(|o| o.target != target);
                 let mut a = Alert::new("override_cleared");
-                a.target = Some(target.clone());
+                a.target = Some(target.to_string());
                 (target, "cleared", a, None)
             }
         };
         if let Err(e) = self.persist().await {
             self.overrides = before;
             return Err(format!(
-                "override of {target:?} not {what}: cannot write the state file: {e}"
+                "override of {:?} not {what}: cannot write the state file: {e}",
+                target.to_string()
             ));
         }
         // Said only once it is kept: a change the state file refused never happened.
@@ -179,7 +171,7 @@ impl Engine {
         for o in self.overrides.iter().filter(|o| o.expired(now)) {
             tracing::warn!(target = ?o.target, action = ?o.action, reason = ?o.reason, "override ended by itself");
             let mut a = Alert::new("override_ended");
-            a.target = Some(o.target.clone());
+            a.target = Some(o.target.to_string());
             a.reason = Some(o.reason.clone());
             self.alerts.send(a);
         }

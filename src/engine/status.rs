@@ -153,7 +153,7 @@ impl Engine {
             override_: self.members[i].override_.map(|k| {
                 let o = &self.overrides[k];
                 OverrideStatus {
-                    target: o.target.clone(),
+                    target: o.target.to_string(),
                     action: o.action,
                     reason: o.reason.clone(),
                     ends_in_secs: o.until.map(|u| u.saturating_sub(now_secs())),

@@ -268,7 +268,7 @@ async fn set_override(
         Some(d) => Some(override_duration(d).map_err(|e| (StatusCode::BAD_REQUEST, e))?),
     };
     let op = OverrideOp::Set {
-        target: b.target,
+        target: parse_target(&b.target)?,
         action: b.action,
         reason: b.reason,
         duration,
@@ -297,7 +297,13 @@ async fn clear_override(
     Json(b): Json<ClearBody>,
 ) -> Result<Json<Vec<Override>>, Refusal> {
     authorize(&cx, &headers)?;
-    change(&cx, OverrideOp::Clear { target: b.target }).await
+    let target = parse_target(&b.target)?;
+    change(&cx, OverrideOp::Clear { target }).await
+}
+
+fn parse_target(t: &str) -> Result<crate::ops::state::Target, Refusal> {
+    t.parse()
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("target: {e}\n")))
 }
 
 /// Reads the configuration and zones again: 200 with what changed, or 422 with the error

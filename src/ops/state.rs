@@ -27,11 +27,73 @@ pub enum Action {
     ForceUp,
 }
 
+/// What an override covers: written `POOL/MEMBER`, `pool:POOL` or `region:REGION`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Target {
+    Member { pool: String, member: String },
+    Pool(String),
+    Region(String),
+}
+
+impl Target {
+    /// How specific it is: a member's own override beats its pool's, which beats its
+    /// region's.
+    pub fn rank(&self) -> u8 {
+        match self {
+            Target::Region(_) => 0,
+            Target::Pool(_) => 1,
+            Target::Member { .. } => 2,
+        }
+    }
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?}: expected POOL/MEMBER, pool:POOL or region:REGION");
+        let named = |n: &str| (!n.is_empty()).then(|| n.to_string()).ok_or_else(bad);
+        if let Some(p) = s.strip_prefix("pool:") {
+            return Ok(Target::Pool(named(p)?));
+        }
+        if let Some(r) = s.strip_prefix("region:") {
+            return Ok(Target::Region(named(r)?));
+        }
+        let (pool, member) = s.split_once('/').ok_or_else(bad)?;
+        Ok(Target::Member {
+            pool: named(pool)?,
+            member: named(member)?,
+        })
+    }
+}
+
+impl TryFrom<String> for Target {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Target> for String {
+    fn from(t: Target) -> String {
+        t.to_string()
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Member { pool, member } => write!(f, "{pool}/{member}"),
+            Target::Pool(p) => write!(f, "pool:{p}"),
+            Target::Region(r) => write!(f, "region:{r}"),
+        }
+    }
+}
+
 /// One override as the operator gave it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Override {
-    /// `POOL/MEMBER`, `pool:POOL` or `region:REGION`.
-    pub target: String,
+    pub target: Target,
     pub action: Action,
     pub reason: String,
     /// Seconds since the Unix epoch.
@@ -55,7 +117,7 @@ pub fn now_secs() -> u64 {
 }
 
 /// The members `target` names in `cfg`, or why it names none.
-pub fn members_of(cfg: &Config, target: &str) -> Result<Vec<usize>, String> {
+pub fn members_of(cfg: &Config, target: &Target) -> Result<Vec<usize>, String> {
     let pool_index = |p: &str| {
         cfg.pools.iter().position(|x| x.name == p).ok_or_else(|| {
             format!(
@@ -68,40 +130,37 @@ pub fn members_of(cfg: &Config, target: &str) -> Result<Vec<usize>, String> {
             )
         })
     };
-    if let Some(p) = target.strip_prefix("pool:") {
-        return Ok(cfg.pools[pool_index(p)?].members.clone());
+    match target {
+        Target::Pool(p) => Ok(cfg.pools[pool_index(p)?].members.clone()),
+        Target::Region(r) => {
+            let ids: Vec<usize> = (0..cfg.members.len())
+                .filter(|&i| cfg.members[i].region.as_deref() == Some(r.as_str()))
+                .collect();
+            if ids.is_empty() {
+                Err(format!("no member has region {r:?}"))
+            } else {
+                Ok(ids)
+            }
+        }
+        Target::Member { pool: p, member: m } => {
+            let pool = &cfg.pools[pool_index(p)?];
+            pool.members
+                .iter()
+                .copied()
+                .find(|&i| cfg.members[i].name == *m)
+                .map(|i| vec![i])
+                .ok_or_else(|| {
+                    format!(
+                        "pool {p:?} has no member {m:?}; its members are: {}",
+                        pool.members
+                            .iter()
+                            .map(|&i| cfg.members[i].name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
+        }
     }
-    if let Some(r) = target.strip_prefix("region:") {
-        let ids: Vec<usize> = (0..cfg.members.len())
-            .filter(|&i| cfg.members[i].region.as_deref() == Some(r))
-            .collect();
-        return if ids.is_empty() {
-            Err(format!("no member has region {r:?}"))
-        } else {
-            Ok(ids)
-        };
-    }
-    let Some((p, m)) = target.split_once('/') else {
-        return Err(format!(
-            "{target:?}: expected POOL/MEMBER, pool:POOL or region:REGION"
-        ));
-    };
-    let pool = &cfg.pools[pool_index(p)?];
-    pool.members
-        .iter()
-        .copied()
-        .find(|&i| cfg.members[i].name == m)
-        .map(|i| vec![i])
-        .ok_or_else(|| {
-            format!(
-                "pool {p:?} has no member {m:?}; its members are: {}",
-                pool.members
-                    .iter()
-                    .map(|&i| cfg.members[i].name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -268,7 +327,7 @@ mod tests {
 
     fn o(target: &str) -> Override {
         Override {
-            target: target.into(),
+            target: target.parse().unwrap(),
             action: Action::Disable,
             reason: "maintenance".into(),
             since: 1,
@@ -352,17 +411,17 @@ mod tests {
     #[test]
     fn targets_name_members_pools_and_regions() {
         let cfg = Config::embedded().unwrap();
-        assert_eq!(members_of(&cfg, "app/eu-1").unwrap(), vec![0]);
-        assert_eq!(members_of(&cfg, "pool:app").unwrap(), vec![0, 1, 2]);
-        assert_eq!(members_of(&cfg, "region:us").unwrap().len(), 2);
-        assert!(members_of(&cfg, "app/nope")
-            .unwrap_err()
-            .contains("eu-1, us-1"));
-        assert!(members_of(&cfg, "nope")
-            .unwrap_err()
-            .contains("POOL/MEMBER"));
-        assert!(members_of(&cfg, "pool:x")
-            .unwrap_err()
-            .contains("pools are"));
+        let of = |t: &str| members_of(&cfg, &t.parse()?);
+        assert_eq!(of("app/eu-1").unwrap(), vec![0]);
+        assert_eq!(of("pool:app").unwrap(), vec![0, 1, 2]);
+        assert_eq!(of("region:us").unwrap().len(), 2);
+        assert!(of("app/nope").unwrap_err().contains("eu-1, us-1"));
+        assert!(of("nope").unwrap_err().contains("POOL/MEMBER"));
+        assert!(of("pool:").unwrap_err().contains("POOL/MEMBER"));
+        assert!(of("pool:x").unwrap_err().contains("pools are"));
+        // Written back as it was given.
+        for t in ["app/eu-1", "pool:app", "region:us"] {
+            assert_eq!(t.parse::<Target>().unwrap().to_string(), t);
+        }
     }
 }
