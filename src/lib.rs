@@ -25,8 +25,9 @@
 //! | [`props`] | properties for any input, asserted by the fuzz targets and the corpus replay |
 //! | [`app`] | starting and owning every task |
 //!
-//! Imports go one way: `zone`, `steer` and `config` import no module above them; `dns` reads
-//! them; `engine` builds what `dns` serves; `ops` and `app` drive the engine.
+//! Imports go one way between modules (no circle): `zone`, `steer` and `config` are the lowest
+//! floor and import nothing above it; `dns` reads them; `engine` builds what `dns` serves;
+//! `ops` and `app` drive the engine (which uses `ops`' metrics, alerts and state file).
 
 pub mod app;
 pub mod config;
