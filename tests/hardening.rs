@@ -17,18 +17,10 @@ use serde_json::json;
 
 const NAME: &str = "app.example.test.";
 
-/// Two members (m0 = 192.0.2.10, m1 = 192.0.2.11) of pool web behind the name; `admin` goes
-/// into the [admin] table, `extra` after everything.
+/// The two-member configuration of `tests/operate.rs` (pool web behind the name), with
+/// `extra` after it.
 fn config(b: &[&Backend], admin: &str, extra: &str) -> String {
-    format!(
-        "{admin}\n[checks.web]\ntype = \"http\"\ninterval = \"100ms\"\ntimeout = \"80ms\"\nfall = 1\nrise = 1\n\
-         [pools.web]\ncheck = \"web\"\nmembers = [\
-         {{ address = \"192.0.2.10\", name = \"m0\", probe_address = \"127.0.0.1\", probe_port = {} }}, \
-         {{ address = \"192.0.2.11\", name = \"m1\", probe_address = \"127.0.0.1\", probe_port = {} }}]\n\
-         [names.\"{NAME}\"]\npools = [\"web\"]\n{extra}",
-        b[0].addr.port(),
-        b[1].addr.port()
-    )
+    format!("{}{extra}", web_config(b, admin, NAME))
 }
 
 fn post(admin: SocketAddr, path: &str, body: serde_json::Value) -> Result<String, String> {

@@ -19,15 +19,7 @@ const NAME: &str = "app.example.test.";
 /// Two HTTP members (m0 = 192.0.2.10, m1 = 192.0.2.11) of pool web behind the name;
 /// `admin` goes into the [admin] table (state_file, token_file).
 fn config(b: &[&Backend], admin: &str) -> String {
-    format!(
-        "{admin}\n[checks.web]\ntype = \"http\"\ninterval = \"100ms\"\ntimeout = \"80ms\"\nfall = 1\nrise = 1\n\
-         [pools.web]\ncheck = \"web\"\nmembers = [\
-         {{ address = \"192.0.2.10\", name = \"m0\", probe_address = \"127.0.0.1\", probe_port = {} }}, \
-         {{ address = \"192.0.2.11\", name = \"m1\", probe_address = \"127.0.0.1\", probe_port = {} }}]\n\
-         [names.\"{NAME}\"]\npools = [\"web\"]\n",
-        b[0].addr.port(),
-        b[1].addr.port()
-    )
+    web_config(b, admin, NAME)
 }
 
 fn post(

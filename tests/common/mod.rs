@@ -531,3 +531,17 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Two HTTP members (m0 = 192.0.2.10, m1 = 192.0.2.11, probed at `b[0]` and `b[1]`, fall and
+/// rise 1, every 100 ms) of pool web behind `name`; `admin` goes into the [admin] table.
+pub fn web_config(b: &[&Backend], admin: &str, name: &str) -> String {
+    format!(
+        "{admin}\n[checks.web]\ntype = \"http\"\ninterval = \"100ms\"\ntimeout = \"80ms\"\nfall = 1\nrise = 1\n\
+         [pools.web]\ncheck = \"web\"\nmembers = [\
+         {{ address = \"192.0.2.10\", name = \"m0\", probe_address = \"127.0.0.1\", probe_port = {} }}, \
+         {{ address = \"192.0.2.11\", name = \"m1\", probe_address = \"127.0.0.1\", probe_port = {} }}]\n\
+         [names.\"{name}\"]\npools = [\"web\"]\n",
+        b[0].addr.port(),
+        b[1].addr.port()
+    )
+}
