@@ -521,9 +521,12 @@ pub struct WireSettings {
 /// size; none without EDNS) when we offer `ours`: at least 512 bytes, at most ours (RFC 6891
 /// section 6.2.3, RFC 1035 section 4.2.1).
 pub fn udp_limit(client_payload: Option<u16>, ours: u16) -> usize {
-    const MIN: u16 = 512;
+    const MIN: u16 = MIN_UDP_PAYLOAD;
     client_payload.unwrap_or(MIN).clamp(MIN, ours.max(MIN)) as usize
 }
+
+/// The smallest UDP payload every client accepts (RFC 1035 section 2.3.4).
+pub const MIN_UDP_PAYLOAD: u16 = 512;
 
 impl Default for WireSettings {
     fn default() -> Self {

@@ -42,8 +42,8 @@ use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use crate::dns::lookup::{lookup_for, Answer};
 use crate::steer::topology::{parse_ecs, Client};
 
-/// The smallest UDP payload every client accepts (RFC 1035 section 2.3.4).
-pub const MIN_UDP_PAYLOAD: u16 = 512;
+pub use crate::config::MIN_UDP_PAYLOAD;
+
 /// Extended DNS Error option code (RFC 8914).
 pub(crate) const EDE_OPTION: u16 = 15;
 /// EDNS Client Subnet option code (RFC 7871).
