@@ -92,6 +92,12 @@ pub async fn start(
     tasks.spawn(async move {
         let _ = reloader.await;
     });
+    tasks.spawn(crate::dns::notify::run(
+        engine.notices(),
+        engine.alerts(),
+        engine.secondaries(),
+        stop.clone(),
+    ));
     tasks.spawn(engine.run(cmd_rx, stop.clone()));
     tasks.spawn(crate::ops::admin::serve(
         listeners.admin,

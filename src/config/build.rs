@@ -6,10 +6,16 @@
 
 use std::path::Path;
 
-use super::{admin, checks, file, names, pools, server, Config, ConfigError, Ctx};
+use super::{admin, checks, file, names, pools, server, transfer, Config, ConfigError, Ctx};
 
 pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, ConfigError> {
-    let (listen, zones_dir, wire) = server::build_server(cx, &raw.server, base)?;
+    let (listen, zones_dir, mut wire) = server::build_server(cx, &raw.server, base)?;
+    wire.transfer = std::sync::Arc::new(transfer::build_transfer(
+        cx,
+        &raw,
+        base,
+        wire.allow_transfer.clone(),
+    )?);
     let admin = admin::build_admin(cx, &raw.admin, base)?;
     let probe = admin::build_probe(cx, &raw.probe)?;
     let checks = raw

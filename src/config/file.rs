@@ -27,6 +27,18 @@ pub struct File {
     pub alerts: Alerts,
     #[serde(default)]
     pub rrl: Rrl,
+    #[serde(default)]
+    pub zones: BTreeMap<String, ZoneTable>,
+}
+
+/// `[zones."example.com."]`: the zone's secondaries.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneTable {
+    pub allow_transfer: Option<Vec<String>>,
+    pub transfer_keys: Option<Vec<String>>,
+    pub notify: Option<Vec<String>>,
+    pub notify_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -72,6 +84,8 @@ pub struct Server {
     pub tcp_max_per_client: Option<usize>,
     pub tcp_max_queries: Option<usize>,
     pub allow_transfer: Option<Vec<String>>,
+    pub tsig_keys: Option<Vec<String>>,
+    pub ixfr_journal: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]

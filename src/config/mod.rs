@@ -11,6 +11,8 @@ pub mod file;
 mod names;
 mod pools;
 mod server;
+mod transfer;
+pub use transfer::{read_keys, TransferSettings, ZoneTransfer, TSIG_FUDGE};
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -439,6 +441,15 @@ impl Config {
         let mut zones = crate::zone::load_dir(&self.zones_dir)
             .with_context(|| format!("loading zones (server.zones_dir of {})", self.source))?;
         self.bind_names(&zones)?;
+        for origin in self.wire.transfer.zones.keys() {
+            if !zones.iter().any(|z| &z.origin == origin) {
+                anyhow::bail!(
+                    "{}: zones.\"{origin}\": no such zone in {}",
+                    self.source,
+                    self.zones_dir.display()
+                );
+            }
+        }
         for b in &self.names {
             let lname = hickory_proto::rr::LowerName::new(&b.name);
             if let Some(z) = zones.iter_mut().find(|z| z.origin.zone_of(&lname)) {
@@ -503,8 +514,10 @@ mod tests;
 pub struct WireSettings {
     /// The EDNS UDP payload we advertise and the most we send over UDP.
     pub udp_payload: u16,
-    /// Clients allowed to transfer zones (AXFR/IXFR over TCP).
+    /// Clients allowed to transfer zones (AXFR/IXFR over TCP) without a zone table of their own.
     pub allow_transfer: Vec<ipnet::IpNet>,
+    /// Per zone: who may transfer, with which TSIG keys, and whom to NOTIFY.
+    pub transfer: std::sync::Arc<TransferSettings>,
     /// A TCP connection with no query under way for this long is closed.
     pub tcp_idle_timeout: std::time::Duration,
     /// A query begun on TCP (its length read) must arrive whole within this, and a response
@@ -533,6 +546,7 @@ impl Default for WireSettings {
         Self {
             udp_payload: 1232,
             allow_transfer: Vec::new(),
+            transfer: Default::default(),
             tcp_idle_timeout: std::time::Duration::from_secs(10),
             tcp_read_timeout: std::time::Duration::from_secs(2),
             tcp_max_connections: 1024,

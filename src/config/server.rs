@@ -75,6 +75,7 @@ fn build_wire(cx: &Ctx, s: &file::Server) -> Result<WireSettings, ConfigError> {
     Ok(WireSettings {
         udp_payload,
         allow_transfer,
+        transfer: Default::default(),
         tcp_idle_timeout: timeout(
             "tcp_idle_timeout",
             s.tcp_idle_timeout.as_ref(),

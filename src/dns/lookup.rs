@@ -79,12 +79,35 @@ pub fn lookup_for(
     (ans, scope.get())
 }
 
-/// [`lookup`] with the bound names' answers chosen by `pick`.
+/// [`lookup`] with the bound names' answers chosen by `pick`. The zone's SOA carries the
+/// serial of the snapshot's version of the zone.
 pub fn lookup_with(snap: &Snapshot, qname: &Name, qtype: RecordType, pick: Pick) -> Answer {
     let lname = LowerName::new(qname);
-    let Some(zone) = snap.zones.find(&lname) else {
+    let Some(zi) = snap.zones.index_of(&lname) else {
         return Answer::refused();
     };
+    let Some(zone) = snap.zones.get(zi) else {
+        return Answer::refused();
+    };
+    let mut ans = lookup_in(snap, zone, qname, lname, qtype, pick);
+    if let Some(v) = snap.versions.get(zi) {
+        for r in ans.answer.iter_mut().chain(ans.authority.iter_mut()) {
+            if let RData::SOA(soa) = &mut r.data {
+                soa.serial = v.serial;
+            }
+        }
+    }
+    ans
+}
+
+fn lookup_in(
+    snap: &Snapshot,
+    zone: &Zone,
+    qname: &Name,
+    lname: LowerName,
+    qtype: RecordType,
+    pick: Pick,
+) -> Answer {
     let mut ans = Answer::new();
     let mut seen: Vec<LowerName> = Vec::new();
     let mut name = qname.clone();

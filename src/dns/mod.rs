@@ -18,11 +18,14 @@
 
 pub mod listen;
 pub mod lookup;
+pub mod notify;
 pub mod prepared;
 pub mod rrl;
+pub mod secondaries;
 pub mod snapshot;
 pub mod tcp;
-mod transfer;
+pub mod transfer;
+mod tsig;
 pub mod udp;
 
 use std::net::IpAddr;
@@ -161,6 +164,32 @@ pub fn handle(snap: &Snapshot, query: &[u8], client: IpAddr, transport: Transpor
     if msg.queries.len() == 1 {
         resp.queries = msg.queries.clone();
     }
+    let signing = match tsig::check(&settings.transfer, query, &msg, &resp, meta) {
+        tsig::Checked::Unsigned => None,
+        tsig::Checked::Signed(s) => Some(s),
+        tsig::Checked::Rejected(out) => return out,
+    };
+    let key = signing.as_ref().map(|s| &s.key);
+    let out = respond(snap, query, &msg, resp, meta, client, transport, key);
+    match &signing {
+        Some(s) => tsig::sign(out, s),
+        None => out,
+    }
+}
+
+/// The response to the readable query `msg` (its signature, if any, checked: `key`).
+#[allow(clippy::too_many_arguments)]
+fn respond(
+    snap: &Snapshot,
+    query: &[u8],
+    msg: &Message,
+    mut resp: Message,
+    mut meta: Metadata,
+    client: IpAddr,
+    transport: Transport,
+    key: Option<&hickory_proto::rr::LowerName>,
+) -> Outcome {
+    let settings: &WireSettings = &snap.wire;
     let client_payload = msg.edns.as_ref().map(|e| e.max_payload());
     if let Some(qedns) = &msg.edns {
         resp.edns = Some(our_edns(settings, qedns));
@@ -195,7 +224,7 @@ pub fn handle(snap: &Snapshot, query: &[u8], client: IpAddr, transport: Transpor
     }
     match q.query_type() {
         RecordType::AXFR | RecordType::IXFR => {
-            return transfer::transfer(snap, resp, meta, q, client, transport);
+            return transfer::transfer(snap, msg, resp, meta, client, transport, key);
         }
         RecordType::OPT => {
             meta.response_code = ResponseCode::FormErr;

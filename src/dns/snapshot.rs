@@ -13,6 +13,11 @@ use crate::steer::topology::Client;
 
 pub use crate::zone::Zones;
 
+/// `a` is greater than `b` in serial number arithmetic (RFC 1982 section 3.2).
+pub fn serial_gt(a: u32, b: u32) -> bool {
+    a != b && (a.wrapping_sub(b) as i32) > 0
+}
+
 /// A random number for the query path: a per-thread xorshift, seeded once per thread.
 pub fn random_u32() -> u32 {
     use std::cell::Cell;
@@ -121,6 +126,28 @@ impl Choice {
     pub fn get(&self, i: usize) -> &[Record] {
         self.sets.get(i).map_or(&[], Vec::as_slice)
     }
+
+    /// What a zone transfer carries for this choice: every record of the unmatched clients'
+    /// sets, once (a fixed answer's one set; every eligible member of a weighted name; the
+    /// default answer of a topology name). Nothing for a name set to fail.
+    pub fn transferred(&self) -> Vec<Record> {
+        if self.servfail {
+            return Vec::new();
+        }
+        let (start, end) = self
+            .sel
+            .groups
+            .first()
+            .copied()
+            .unwrap_or((0, self.sets.len()));
+        let mut out: Vec<Record> = Vec::new();
+        for r in self.sets[start..end.min(self.sets.len())].iter().flatten() {
+            if !out.iter().any(|o| o.data == r.data) {
+                out.push(r.clone());
+            }
+        }
+        out
+    }
 }
 
 /// The answers of a pool-bound name right now.
@@ -154,6 +181,28 @@ impl Bound {
     }
 }
 
+/// The difference between two versions of a zone (RFC 1995 section 4): the records removed
+/// and added to go from serial `from` to serial `to`.
+#[derive(Debug)]
+pub struct Delta {
+    pub from: u32,
+    pub to: u32,
+    pub removed: Vec<Record>,
+    pub added: Vec<Record>,
+}
+
+/// One zone's version in a publication: the serial its SOA carries, and what a transfer
+/// serves beyond the zone file's records.
+#[derive(Debug, Clone, Default)]
+pub struct ZoneVersion {
+    pub serial: u32,
+    /// The records of the zone's bound names that a transfer carries, in canonical order.
+    pub live: Arc<Vec<Record>>,
+    /// The differences leading to this version, oldest first, each one's `to` the next
+    /// one's `from` and the last one's `to` this serial (IXFR).
+    pub journal: Arc<Vec<Arc<Delta>>>,
+}
+
 /// Everything the query path needs, published as one unit.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -168,4 +217,22 @@ pub struct Snapshot {
     /// Response rate limiting (its buckets live across publications until a reload changes
     /// its settings).
     pub rrl: Option<Arc<crate::dns::rrl::Rrl>>,
+    /// Each zone's version, in the order of [`Zones::iter`]; empty: the zone files' serials
+    /// and no live records in transfers.
+    pub versions: Vec<ZoneVersion>,
+    /// What secondaries were told and took (transfers write here).
+    pub secondaries: Arc<crate::dns::secondaries::Log>,
+}
+
+impl Snapshot {
+    /// The serial of the zone at position `zi`: its version's, or its file's.
+    pub fn serial(&self, zi: usize) -> Option<u32> {
+        if let Some(v) = self.versions.get(zi) {
+            return Some(v.serial);
+        }
+        match &self.zones.get(zi)?.soa.data {
+            hickory_proto::rr::RData::SOA(soa) => Some(soa.serial),
+            _ => None,
+        }
+    }
 }

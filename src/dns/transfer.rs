@@ -1,46 +1,165 @@
-//! Zone transfers (AXFR; IXFR is answered with a full transfer, as RFC 1995 section 4
-//! allows): over TCP only, to the clients in `allow_transfer`, in messages that each fit the
-//! TCP length prefix.
+//! Zone transfers (RFC 5936 AXFR, RFC 1995 IXFR) of the current publication: each zone's
+//! file records and its bound names' live answers, under the serial of the publication's
+//! version of the zone. Over TCP only (an IXFR over UDP gets the current SOA alone, which
+//! sends the client to TCP, RFC 1995 section 2), to the clients and TSIG keys the zone
+//! allows, in messages that each fit the TCP length prefix.
+//!
+//! IXFR answers from the version's journal: the differences from the client's serial on,
+//! or the current SOA alone when the client is up to date, or the whole zone (AXFR-style)
+//! when its serial is not in the journal.
 
 use std::net::IpAddr;
+use std::time::Instant;
 
-use hickory_proto::op::{Message, Metadata, Query, ResponseCode};
-use hickory_proto::rr::Record;
+use hickory_proto::op::{Message, Metadata, ResponseCode};
+use hickory_proto::rr::{LowerName, RData, Record, RecordType};
 use hickory_proto::serialize::binary::BinEncodable;
 
-use super::snapshot::Snapshot;
+use super::secondaries::TransferState;
+use super::snapshot::{serial_gt, Snapshot};
 use super::{reply, to_bytes, Outcome, Transport};
+use crate::zone::Zone;
 
-/// AXFR (and IXFR, answered with a full transfer as RFC 1995 section 4 allows).
+/// Transfers served, by zone and kind.
+pub const TRANSFERS: &str = "gtmd_transfers_total";
+/// Bytes of transfer messages served, by zone.
+pub const TRANSFER_BYTES: &str = "gtmd_transfer_bytes_total";
+
+/// AXFR or IXFR of the zone named by the question of `msg`, for `client` whose request was
+/// signed with `key` (if any).
 pub(super) fn transfer(
     snap: &Snapshot,
+    msg: &Message,
     resp: Message,
     mut meta: Metadata,
-    q: &Query,
     client: IpAddr,
     transport: Transport,
+    key: Option<&LowerName>,
 ) -> Outcome {
-    if transport == Transport::Udp {
+    let started = Instant::now();
+    let q = &msg.queries[0];
+    let ixfr = q.query_type() == RecordType::IXFR;
+    if transport == Transport::Udp && !ixfr {
         meta.response_code = ResponseCode::NotImp;
         return reply(resp, meta);
     }
-    let lname = hickory_proto::rr::LowerName::new(q.name());
-    let zone = snap.zones.find(&lname).filter(|z| z.origin == lname);
-    let allowed = snap.wire.allow_transfer.iter().any(|n| n.contains(&client));
-    let Some(zone) = zone.filter(|_| allowed) else {
+    let lname = LowerName::new(q.name());
+    let found = snap
+        .zones
+        .index_of(&lname)
+        .and_then(|zi| Some((zi, snap.zones.get(zi)?)))
+        .filter(|(_, z)| z.origin == lname);
+    let allowed = |z: &Zone| {
+        let w = &snap.wire;
+        w.transfer.allows(&z.origin, &w.allow_transfer, client, key)
+    };
+    let Some((zi, zone)) = found.filter(|(_, z)| allowed(z)) else {
         meta.response_code = ResponseCode::Refused;
         return reply(resp, meta);
     };
     meta.authoritative = true;
-    let records = std::iter::once(&zone.soa)
+    let serial = snap.serial(zi).unwrap_or(0);
+    let soa = soa_with(zone, serial);
+    let mut kind = "AXFR";
+    if ixfr {
+        let Some(theirs) = client_serial(msg) else {
+            // RFC 1995 section 3: the query carries the client's SOA in authority.
+            meta.response_code = ResponseCode::FormErr;
+            return reply(resp, meta);
+        };
+        if transport == Transport::Udp || !serial_gt(serial, theirs) {
+            let mut r = resp;
+            r.answers.push(soa);
+            return reply(r, meta);
+        }
+        if let Some(body) = differences(snap, zi, zone, theirs) {
+            let records = std::iter::once(&soa)
+                .chain(body.iter())
+                .chain(std::iter::once(&soa));
+            let messages = transfer_messages(resp, meta, records);
+            return finish(snap, zone, client, serial, "IXFR", started, messages);
+        }
+        kind = "IXFR-AXFR";
+    }
+    let live = snap
+        .versions
+        .get(zi)
+        .map(|v| v.live.clone())
+        .unwrap_or_default();
+    let body = std::iter::once(&soa)
         .chain(zone.all_records())
-        .chain(std::iter::once(&zone.soa));
-    Outcome::Transfer(transfer_messages(resp, meta, records))
+        .chain(live.iter())
+        .chain(std::iter::once(&soa));
+    let messages = transfer_messages(resp, meta, body);
+    finish(snap, zone, client, serial, kind, started, messages)
+}
+
+/// Counts and logs a transfer of `messages`, and returns them.
+fn finish(
+    snap: &Snapshot,
+    zone: &Zone,
+    client: IpAddr,
+    serial: u32,
+    kind: &'static str,
+    started: Instant,
+    messages: Vec<Vec<u8>>,
+) -> Outcome {
+    let bytes = messages.iter().map(Vec::len).sum();
+    let origin = zone.origin.to_string();
+    metrics::counter!(TRANSFERS, "zone" => origin.clone(), "kind" => kind).increment(1);
+    metrics::counter!(TRANSFER_BYTES, "zone" => origin.clone()).increment(bytes as u64);
+    tracing::info!(zone = %origin, client = %client, serial, kind, messages = messages.len(), bytes, "transfer served");
+    snap.secondaries.transferred(
+        &origin,
+        client,
+        TransferState {
+            serial,
+            kind,
+            messages: messages.len(),
+            bytes,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            at: crate::ops::state::now_secs(),
+        },
+    );
+    Outcome::Transfer(messages)
+}
+
+/// The serial of the SOA in the authority section of an IXFR request.
+fn client_serial(msg: &Message) -> Option<u32> {
+    msg.authorities.iter().find_map(|r| match &r.data {
+        RData::SOA(s) => Some(s.serial),
+        _ => None,
+    })
+}
+
+/// The zone's SOA with `serial`.
+fn soa_with(zone: &Zone, serial: u32) -> Record {
+    let mut soa = zone.soa.clone();
+    if let RData::SOA(s) = &mut soa.data {
+        s.serial = serial;
+    }
+    soa
+}
+
+/// The IXFR body from serial `theirs` to the current version (without the leading and
+/// trailing current SOA), if the journal reaches back to it: per difference, the old SOA,
+/// the records removed, the new SOA, the records added.
+fn differences(snap: &Snapshot, zi: usize, zone: &Zone, theirs: u32) -> Option<Vec<Record>> {
+    let v = snap.versions.get(zi)?;
+    let start = v.journal.iter().position(|d| d.from == theirs)?;
+    let mut out = Vec::new();
+    for d in &v.journal[start..] {
+        out.push(soa_with(zone, d.from));
+        out.extend(d.removed.iter().cloned());
+        out.push(soa_with(zone, d.to));
+        out.extend(d.added.iter().cloned());
+    }
+    Some(out)
 }
 
 /// The most a transfer message holds (RFC 1035 section 4.2.2: TCP messages carry a two-byte
-/// length).
-const MAX_TCP_MESSAGE: usize = u16::MAX as usize;
+/// length), less room for a TSIG record.
+const MAX_TCP_MESSAGE: usize = u16::MAX as usize - 512;
 
 /// Splits a transfer's records into messages of at most [`MAX_TCP_MESSAGE`] bytes, judged on
 /// each record's encoded size without compression (which compression can only shrink), so

@@ -85,6 +85,12 @@ impl Engine {
     pub(super) fn update_gauges(&self, snap: &Snapshot, now: Instant) {
         let g = &self.gauges;
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        for (zi, z) in snap.zones.iter().enumerate() {
+            if let Some(serial) = snap.versions.get(zi).map(|v| v.serial) {
+                metrics::gauge!(crate::ops::metrics::ZONE_SERIAL, "zone" => z.origin.to_string())
+                    .set(f64::from(serial));
+            }
+        }
         for i in 0..self.cfg.members.len() {
             g.up[i].set(flag(self.members[i].health.state == State::Up));
             g.answered[i].set(flag(self.answered(i, now)));

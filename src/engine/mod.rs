@@ -28,6 +28,8 @@ mod publish;
 mod reload;
 pub use reload::{Loaded, ReloadReport};
 mod status;
+mod versions;
+pub use versions::serial_gt;
 
 pub use explain::Explain;
 use gauges::Gauges;
@@ -154,6 +156,14 @@ pub struct Engine {
     fixed: Option<Arc<crate::dns::prepared::Fixed>>,
     /// What is wrong with the state file, from start until it is written whole again.
     state_problem: Option<String>,
+    /// Each zone's serial and IXFR journal.
+    versions: versions::Versions,
+    /// The serials to NOTIFY secondaries of, and the configuration generation they were
+    /// made for.
+    notices: watch::Sender<std::sync::Arc<Vec<crate::dns::notify::Notice>>>,
+    notices_for: u64,
+    /// What secondaries were told and took.
+    secondaries: Arc<crate::dns::secondaries::Log>,
 }
 
 impl Engine {
@@ -194,6 +204,10 @@ impl Engine {
             rrl,
             fixed: None,
             state_problem: None,
+            versions: Default::default(),
+            notices: watch::channel(Default::default()).0,
+            notices_for: 0,
+            secondaries: Default::default(),
         };
         e.publish();
         (e, ready_rx)
@@ -351,6 +365,21 @@ impl Engine {
     /// Sends alerts through `alerts` from now on.
     pub fn set_alerts(&mut self, alerts: Alerts) {
         self.alerts = alerts;
+    }
+
+    /// The alert sender in use.
+    pub fn alerts(&self) -> Alerts {
+        self.alerts.clone()
+    }
+
+    /// The serials to NOTIFY secondaries of, as they change.
+    pub fn notices(&self) -> crate::dns::notify::Notices {
+        self.notices.subscribe()
+    }
+
+    /// What secondaries were told and took.
+    pub fn secondaries(&self) -> Arc<crate::dns::secondaries::Log> {
+        self.secondaries.clone()
     }
 
     fn member_alert(&self, i: usize, tr: crate::steer::health::Transition, error: Option<String>) {

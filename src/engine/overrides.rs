@@ -12,6 +12,7 @@ impl Engine {
     /// exists are kept, and apply again if it comes back).
     pub fn restore_overrides(&mut self, restored: crate::ops::state::Restored) {
         self.overrides = restored.overrides;
+        self.versions.restore(restored.serials);
         self.set_state_problem(restored.problem);
         self.apply_overrides();
         for o in &self.overrides {
@@ -114,7 +115,8 @@ impl Engine {
             return Ok(());
         };
         let list = self.overrides.clone();
-        tokio::task::spawn_blocking(move || crate::ops::state::save(&path, &list))
+        let serials = self.versions.serials();
+        tokio::task::spawn_blocking(move || crate::ops::state::save(&path, &list, &serials))
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))?;
         if self.state_problem.is_some() {

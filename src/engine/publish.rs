@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hickory_proto::rr::rdata::{A, AAAA};
-use hickory_proto::rr::{LowerName, RData, Record};
+use hickory_proto::rr::{LowerName, Name, RData, Record};
 
 use super::Engine;
 use crate::config::{BoundName, Policy};
@@ -117,6 +117,19 @@ impl Engine {
     /// Stores one snapshot of `bound` with its prepared answers (only the answers holding
     /// pool records are prepared again; the rest is shared).
     fn store(&mut self, bound: HashMap<LowerName, Bound>, ready: bool, now: Instant) {
+        let (versions, changed) = self.versions.update(
+            &self.zones,
+            &bound,
+            ready,
+            crate::ops::state::now_secs() as u32,
+            self.cfg.wire.transfer.journal,
+        );
+        if !changed.is_empty() {
+            self.keep_serials();
+        }
+        if !changed.is_empty() || self.notices_for != self.config_generation {
+            self.send_notices(&versions);
+        }
         let snap = Snapshot {
             generation: self.generation,
             zones: self.zones.clone(),
@@ -124,6 +137,8 @@ impl Engine {
             ready,
             wire: Arc::new(self.cfg.wire.clone()),
             rrl: self.rrl.clone(),
+            versions,
+            secondaries: self.secondaries.clone(),
         };
         let answers = match &self.fixed {
             Some(f) => AnswerCache::with_fixed(f.clone(), &snap),
@@ -133,6 +148,51 @@ impl Engine {
         self.update_gauges(&snap, now);
         self.published
             .store(Arc::new(Publication { snap, answers }));
+    }
+}
+
+impl Engine {
+    /// Writes every zone's serial to the state file, if there is one, before the serial is
+    /// published: a restart then starts above it. A failed write is logged; DNS goes on.
+    fn keep_serials(&mut self) {
+        let Some(path) = &self.cfg.state_file else {
+            return;
+        };
+        let serials = self.versions.serials();
+        if let Err(e) = crate::ops::state::save(path, &self.overrides, &serials) {
+            tracing::error!(file = %path.display(), error = %e, "cannot keep the zone serials in the state file");
+        }
+    }
+
+    /// Tells the NOTIFY task each notified zone's serial (and the secondaries and key of the
+    /// configuration in force).
+    fn send_notices(&mut self, versions: &[crate::dns::snapshot::ZoneVersion]) {
+        use crate::dns::notify::Notice;
+        let t = &self.cfg.wire.transfer;
+        let mut list = Vec::new();
+        for (zone, v) in self.zones.iter().zip(versions) {
+            let Some(zt) = t.zones.get(&zone.origin).filter(|z| !z.notify.is_empty()) else {
+                continue;
+            };
+            let mut soa = zone.soa.clone();
+            if let RData::SOA(s) = &mut soa.data {
+                s.serial = v.serial;
+            }
+            list.push(Notice {
+                zone: zone.origin_name.clone(),
+                soa,
+                serial: v.serial,
+                targets: zt.notify.clone(),
+                key: zt
+                    .notify_key
+                    .as_ref()
+                    .and_then(|k| t.key(&Name::from(k.clone())).cloned()),
+            });
+        }
+        self.notices_for = self.config_generation;
+        if self.is_ready() {
+            self.notices.send_replace(Arc::new(list));
+        }
     }
 }
 

@@ -93,6 +93,20 @@ pub struct Status {
     /// Set while the state file that was found at start cannot be read: what happened and
     /// where the overrides came from instead.
     pub state_file_problem: Option<String>,
+    /// Every zone's serial, the last NOTIFY to each secondary and the last transfer served
+    /// to each client.
+    pub zones: Vec<ZoneStatus>,
+}
+
+/// One zone as secondaries see it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ZoneStatus {
+    pub zone: String,
+    pub serial: u32,
+    /// Versions of the zone's live answers kept for IXFR.
+    pub journal: usize,
+    #[serde(flatten)]
+    pub secondaries: crate::dns::secondaries::ZoneSecondaries,
 }
 
 impl Engine {
@@ -122,7 +136,20 @@ impl Engine {
                 removed: self.removed[ri],
             })
             .collect();
+        let mut log = self.secondaries.get();
+        let zones = self
+            .zones
+            .iter()
+            .enumerate()
+            .map(|(zi, z)| ZoneStatus {
+                zone: z.origin.to_string(),
+                serial: snap.serial(zi).unwrap_or(0),
+                journal: snap.versions.get(zi).map_or(0, |v| v.journal.len()),
+                secondaries: log.remove(&z.origin.to_string()).unwrap_or_default(),
+            })
+            .collect();
         Status {
+            zones,
             ready: snap.ready,
             generation: snap.generation,
             config_generation: self.config_generation,

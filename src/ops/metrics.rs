@@ -36,6 +36,10 @@ pub const RRL: &str = "gtmd_rrl_responses_total";
 pub const LIMITS: &str = "gtmd_limits_total";
 pub const LAST_RELOAD_OK: &str = "gtmd_config_last_reload_successful";
 pub const STATE_FILE_OK: &str = "gtmd_state_file_ok";
+/// Each zone's SOA serial as served.
+pub const ZONE_SERIAL: &str = "gtmd_zone_serial";
+pub use crate::dns::notify::NOTIFY;
+pub use crate::dns::transfer::{TRANSFERS, TRANSFER_BYTES};
 
 /// How often the engine stores its gauges even when nothing changed (and drains histogram
 /// samples into their buckets). The exporter forgets a

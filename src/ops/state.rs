@@ -9,6 +9,7 @@
 //! never down because of this file, and an operator's removal is never silently dropped.
 //! A symbolic link is written through, to its target.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -167,6 +168,9 @@ pub fn members_of(cfg: &Config, target: &Target) -> Result<Vec<usize>, String> {
 struct StateFile {
     version: u32,
     overrides: Vec<Override>,
+    /// Each zone's last serial, by origin: a restart starts above it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    serials: BTreeMap<String, u32>,
 }
 
 /// The copy kept beside the state file: the last state written to it whole, so that a state
@@ -196,20 +200,15 @@ pub fn real_path(path: &Path) -> PathBuf {
 
 /// Reads the state file; a missing file is no overrides.
 pub fn load(path: &Path) -> Result<Vec<Override>, String> {
-    let path = real_path(path);
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice::<StateFile>(&bytes)
-            .map(|f| f.overrides)
-            .map_err(|e| format!("{}: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
+    read(&real_path(path)).map(|f| f.overrides)
 }
 
 /// The overrides to start with, and what is wrong with the state file if anything is.
 #[derive(Debug, Default)]
 pub struct Restored {
     pub overrides: Vec<Override>,
+    /// Each zone's last serial, by origin.
+    pub serials: BTreeMap<String, u32>,
     /// Set when the state file could not be read: where the overrides came from instead.
     pub problem: Option<String>,
 }
@@ -219,20 +218,18 @@ pub struct Restored {
 /// Temporary files that a kill during a write left behind are removed.
 pub fn restore(path: &Path) -> Restored {
     remove_stale_temporaries(&real_path(path));
-    let err = match load(path) {
-        Ok(overrides) => {
+    let err = match read(&real_path(path)) {
+        Ok(f) => {
             return Restored {
-                overrides,
+                overrides: f.overrides,
+                serials: f.serials,
                 problem: None,
             }
         }
         Err(e) => e,
     };
     let backup = backup_path(&real_path(path));
-    match std::fs::read(&backup)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice::<StateFile>(&b).map_err(|e| e.to_string()))
-    {
+    match read(&backup) {
         Ok(f) => Restored {
             problem: Some(format!(
                 "state file unreadable ({err}); started from its backup {} with {} override(s); \
@@ -241,15 +238,31 @@ pub fn restore(path: &Path) -> Restored {
                 f.overrides.len()
             )),
             overrides: f.overrides,
+            serials: f.serials,
         },
         Err(b) => Restored {
             overrides: Vec::new(),
+            serials: BTreeMap::new(),
             problem: Some(format!(
                 "state file unreadable ({err}) and its backup {} too ({b}); started with no \
                  overrides: set them again",
                 backup.display()
             )),
         },
+    }
+}
+
+/// Reads one state file (a missing one is empty).
+fn read(path: &Path) -> Result<StateFile, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice::<StateFile>(&bytes)
+            .map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StateFile {
+            version: 1,
+            overrides: Vec::new(),
+            serials: BTreeMap::new(),
+        }),
+        Err(e) => Err(format!("{}: {e}", path.display())),
     }
 }
 
@@ -285,11 +298,16 @@ fn remove_stale_temporaries(path: &Path) {
 /// Replaces the state file atomically with `overrides` (through a symbolic link, to its
 /// target), then its backup ([`backup_path`]) with the same: the backup always holds a whole
 /// copy of the last state written, whatever later happens to the file itself.
-pub fn save(path: &Path, overrides: &[Override]) -> std::io::Result<()> {
+pub fn save(
+    path: &Path,
+    overrides: &[Override],
+    serials: &BTreeMap<String, u32>,
+) -> std::io::Result<()> {
     let path = real_path(path);
     let body = serde_json::to_vec_pretty(&StateFile {
         version: 1,
         overrides: overrides.to_vec(),
+        serials: serials.clone(),
     })?;
     replace(&path, &body)?;
     if let Err(e) = replace(&backup_path(&path), &body) {
@@ -340,14 +358,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         assert_eq!(load(&path).unwrap(), vec![]);
-        save(&path, &[o("app/eu-1")]).unwrap();
-        save(&path, &[o("app/eu-1"), o("pool:app")]).unwrap();
+        save(&path, &[o("app/eu-1")], &Default::default()).unwrap();
+        save(&path, &[o("app/eu-1"), o("pool:app")], &Default::default()).unwrap();
         assert_eq!(load(&path).unwrap(), vec![o("app/eu-1"), o("pool:app")]);
         // Nothing but the file itself and its backup is left in the directory.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
         // A failed write (the directory is gone) leaves nothing half-written behind.
         let gone = dir.path().join("missing/state.json");
-        assert!(save(&gone, &[o("x/y")]).is_err());
+        assert!(save(&gone, &[o("x/y")], &Default::default()).is_err());
         assert!(o("x/y").expired(100) && !o("x/y").expired(99));
     }
 
@@ -355,7 +373,7 @@ mod tests {
     fn an_unreadable_state_file_starts_from_its_backup_and_says_so() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        save(&path, &[o("app/eu-1")]).unwrap();
+        save(&path, &[o("app/eu-1")], &Default::default()).unwrap();
         let fine = restore(&path);
         assert_eq!((fine.overrides.len(), fine.problem), (1, None));
         for bad in ["", "{ not json", "{\"version\": 1}"] {
@@ -380,7 +398,7 @@ mod tests {
     fn a_write_cut_short_is_cleaned_up_at_start() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        save(&path, &[o("app/eu-1")]).unwrap();
+        save(&path, &[o("app/eu-1")], &Default::default()).unwrap();
         let stale = dir.path().join(".state.json.4242.tmp");
         std::fs::write(&stale, "{ half").unwrap();
         let other = dir.path().join(".other.json.4242.tmp");
@@ -397,8 +415,8 @@ mod tests {
         std::fs::create_dir(&real).unwrap();
         let link = dir.path().join("state.json");
         std::os::unix::fs::symlink("real/state.json", &link).unwrap();
-        save(&link, &[o("app/eu-1")]).unwrap();
-        save(&link, &[o("pool:app")]).unwrap();
+        save(&link, &[o("app/eu-1")], &Default::default()).unwrap();
+        save(&link, &[o("pool:app")], &Default::default()).unwrap();
         assert!(std::fs::symlink_metadata(&link)
             .unwrap()
             .file_type()

@@ -521,16 +521,26 @@ impl Zones {
 
     /// The zone with the longest origin that contains `name`.
     pub fn find(&self, name: &LowerName) -> Option<&Zone> {
+        self.index_of(name).map(|i| &self.list[i])
+    }
+
+    /// The position in [`Zones::iter`] of the zone with the longest origin containing `name`.
+    pub fn index_of(&self, name: &LowerName) -> Option<usize> {
         let mut cur = name.clone();
         loop {
             if let Some(&i) = self.by_origin.get(&cur) {
-                return Some(&self.list[i]);
+                return Some(i);
             }
             if cur.is_root() {
                 return None;
             }
             cur = cur.base_name();
         }
+    }
+
+    /// The zone at position `i` of [`Zones::iter`].
+    pub fn get(&self, i: usize) -> Option<&Zone> {
+        self.list.get(i)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Zone> {

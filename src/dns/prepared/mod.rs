@@ -35,7 +35,7 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 use crate::dns::lookup::{lookup_with, Answer};
 use crate::dns::snapshot::{Choice, Selector, Snapshot};
 use crate::steer::topology::{ecs_len, Client};
-use crate::zone::{Node, Zone};
+use crate::zone::{Node, Zone, Zones};
 use wire::{parse, write, Parsed};
 
 /// The longest wire-format name (RFC 1035 section 3.1).
@@ -73,6 +73,10 @@ pub struct Template {
     fixups: Vec<(u16, u8)>,
     /// Whether the response's OPT carries Extended DNS Error 20 (REFUSED, not authoritative).
     ede_not_auth: bool,
+    /// Where in `body` a zone's SOA serial is, and which zone's (its position in
+    /// [`crate::zone::Zones::iter`]): patched per query with the publication's serial, so
+    /// that answers shared across publications carry the current one.
+    serial: Option<(u16, u16)>,
 }
 
 /// The response to one type: fixed, or one of several picked per query by a bound name's
@@ -152,6 +156,8 @@ enum Slot {
 pub struct AnswerCache {
     fixed: Option<Arc<Fixed>>,
     live: HashMap<Box<[u8]>, Entry, RandomState>,
+    /// Each zone's serial in this publication (empty: the templates' own).
+    serials: Vec<u32>,
 }
 
 /// Computes entries, noting whether any answer touched a pool-bound name's records.
@@ -222,6 +228,7 @@ impl Builder<'_> {
                 &self.lookup(&s, RecordType::A),
                 &s,
                 Some(&name),
+                &self.snap.zones,
             )))
         } else {
             match wildcard_of(zone, lname) {
@@ -258,7 +265,7 @@ impl Builder<'_> {
         }
         types.sort_by_key(|t| u16::from(*t));
         types.dedup();
-        let tpl = |ans: &Answer| Arc::new(encode(ans, qname, Some(suffix_base)));
+        let tpl = |ans: &Answer| Arc::new(encode(ans, qname, Some(suffix_base), &self.snap.zones));
         let mk = |t: RecordType| {
             let (ans, varying) = self.lookup_forcing(qname, t, None);
             let Some(choice) = varying else {
@@ -305,6 +312,7 @@ impl AnswerCache {
         Self {
             fixed: Some(fixed),
             live,
+            serials: snap.versions.iter().map(|v| v.serial).collect(),
         }
     }
 
@@ -344,6 +352,12 @@ impl AnswerCache {
             return false;
         }
         write(query, &p, tpl, scope, udp_payload, out);
+        if let Some((at, zi)) = tpl.serial {
+            if let Some(serial) = self.serials.get(zi as usize) {
+                let at = p.question_end + at as usize;
+                out[at..at + 4].copy_from_slice(&serial.to_be_bytes());
+            }
+        }
         true
     }
 
@@ -381,7 +395,7 @@ impl Fixed {
         };
         let mut fixed = Fixed {
             names: HashMap::with_hasher(RandomState::default()),
-            refused: Arc::new(encode(&Answer::refused(), &Name::root(), None)),
+            refused: Arc::new(encode(&Answer::refused(), &Name::root(), None, &snap.zones)),
             nx: Vec::new(),
             live: Vec::new(),
         };
@@ -391,6 +405,7 @@ impl Fixed {
                 &b.lookup(&nx_base, RecordType::A),
                 &nx_base,
                 Some(&zone.origin_name),
+                &snap.zones,
             ));
             for (lname, node) in &zone.nodes {
                 // A name inside a more specific served zone is answered from that zone.
@@ -441,7 +456,7 @@ fn wire_lower(name: &Name) -> Vec<u8> {
 /// Encodes `ans` as a template for questions named `qname` (exactly, or when `suffix_base` is
 /// given, any name ending in it). Owner names equal to `qname` point at the question;
 /// owner names sharing a suffix with `suffix_base` point into the question's tail.
-fn encode(ans: &Answer, qname: &Name, suffix_base: Option<&Name>) -> Template {
+fn encode(ans: &Answer, qname: &Name, suffix_base: Option<&Name>, zones: &Zones) -> Template {
     let q = wire_lower(qname);
     let base = suffix_base.map(wire_lower);
     let mut t = Template {
@@ -454,6 +469,7 @@ fn encode(ans: &Answer, qname: &Name, suffix_base: Option<&Name>) -> Template {
         body: Vec::new(),
         fixups: Vec::new(),
         ede_not_auth: ans.rcode == ResponseCode::Refused,
+        serial: None,
     };
     for r in ans
         .answer
@@ -462,6 +478,12 @@ fn encode(ans: &Answer, qname: &Name, suffix_base: Option<&Name>) -> Template {
         .chain(&ans.additional)
     {
         encode_record(&mut t, r, &q, base.as_deref());
+        if r.record_type() == RecordType::SOA {
+            // Uncompressed SOA RDATA ends with serial, refresh, retry, expire and minimum.
+            let at = t.body.len() - 20;
+            let zi = zones.index_of(&LowerName::new(&r.name));
+            t.serial = zi.map(|zi| (at as u16, zi as u16));
+        }
     }
     t
 }

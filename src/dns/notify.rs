@@ -1,0 +1,189 @@
+//! NOTIFY (RFC 1996): telling each zone's secondaries that its serial changed, so that they
+//! transfer at once instead of at their refresh timer.
+//!
+//! The engine publishes the serial of every zone with secondaries to notify; this task sends
+//! each secondary one NOTIFY per serial (signed when the zone has a notify key), and retries
+//! with doubling backoff (1 s, 2 s, ... at most 60 s) until it is answered NOERROR or a newer
+//! serial replaces it: changes are coalesced, a secondary is only ever told the latest
+//! serial. After [`ALERT_AFTER`] unanswered attempts an alert `notify_unanswered` goes out
+//! once, and `notify_answered` when it is answered after all. Counted in
+//! `gtmd_notify_total{zone,secondary,result}`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, LowerName, Name, Record, RecordType, TSigner};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::dns::secondaries::{Log, NotifyState};
+use crate::ops::alert::{Alert, Alerts};
+
+/// Unanswered attempts before the alert.
+pub const ALERT_AFTER: u32 = 5;
+const FIRST_WAIT: Duration = Duration::from_secs(1);
+const MAX_WAIT: Duration = Duration::from_secs(60);
+pub const NOTIFY: &str = "gtmd_notify_total";
+
+/// A zone's serial and whom to tell.
+#[derive(Clone)]
+pub struct Notice {
+    pub zone: Name,
+    /// The zone's SOA with the serial to announce.
+    pub soa: Record,
+    pub serial: u32,
+    pub targets: Vec<SocketAddr>,
+    pub key: Option<TSigner>,
+}
+
+/// The notices of every zone, as the engine last published them.
+pub type Notices = watch::Receiver<Arc<Vec<Notice>>>;
+
+/// Sends NOTIFYs as `notices` change, until `stop`.
+pub async fn run(mut notices: Notices, alerts: Alerts, log: Arc<Log>, stop: CancellationToken) {
+    let mut running: HashMap<(LowerName, SocketAddr), (u32, JoinHandle<()>)> = HashMap::new();
+    loop {
+        let current = notices.borrow_and_update().clone();
+        let mut wanted = Vec::new();
+        for n in current.iter() {
+            for &to in &n.targets {
+                let k = (LowerName::new(&n.zone), to);
+                wanted.push(k.clone());
+                if running.get(&k).is_some_and(|(s, _)| *s == n.serial) {
+                    continue;
+                }
+                let task = tokio::spawn(notify_one(n.clone(), to, alerts.clone(), log.clone()));
+                if let Some((_, old)) = running.insert(k, (n.serial, task)) {
+                    old.abort();
+                }
+            }
+        }
+        running.retain(|k, (_, t)| {
+            let keep = wanted.contains(k);
+            if !keep {
+                t.abort();
+            }
+            keep
+        });
+        tokio::select! {
+            r = notices.changed() => if r.is_err() { break },
+            _ = stop.cancelled() => break,
+        }
+    }
+    for (_, (_, t)) in running {
+        t.abort();
+    }
+}
+
+/// Tells `to` about `n` until it answers.
+async fn notify_one(n: Notice, to: SocketAddr, alerts: Alerts, log: Arc<Log>) {
+    let zone = n.zone.to_string();
+    let secondary = to.to_string();
+    let mut wait = FIRST_WAIT;
+    let mut alerted = false;
+    for attempt in 1u32.. {
+        let result = send(&n, to, wait.min(Duration::from_secs(5))).await;
+        let ok = result.is_ok();
+        let label = if ok { "answered" } else { "unanswered" };
+        metrics::counter!(NOTIFY, "zone" => zone.clone(), "secondary" => secondary.clone(), "result" => label)
+            .increment(1);
+        log.notified(
+            &zone,
+            to,
+            NotifyState {
+                serial: n.serial,
+                attempts: attempt,
+                answered: ok,
+                at: crate::ops::state::now_secs(),
+                error: result.as_ref().err().cloned(),
+            },
+        );
+        match result {
+            Ok(()) => {
+                tracing::info!(zone = %zone, secondary = %to, serial = n.serial, attempt, "NOTIFY answered");
+                if alerted {
+                    let mut a = Alert::new("notify_answered");
+                    a.name = Some(zone.clone());
+                    a.address = Some(to.ip());
+                    a.reason = Some(format!(
+                        "{to} answered the NOTIFY of serial {} at attempt {attempt}",
+                        n.serial
+                    ));
+                    alerts.send(a);
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(zone = %zone, secondary = %to, serial = n.serial, attempt, error = %e, "NOTIFY not answered");
+                if attempt == ALERT_AFTER && !alerted {
+                    alerted = true;
+                    let mut a = Alert::new("notify_unanswered");
+                    a.name = Some(zone.clone());
+                    a.address = Some(to.ip());
+                    a.reason = Some(format!(
+                        "{to} has not answered {attempt} NOTIFYs of serial {} ({e}); still trying every {} s at most",
+                        n.serial,
+                        MAX_WAIT.as_secs()
+                    ));
+                    alerts.send(a);
+                }
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(MAX_WAIT);
+    }
+}
+
+/// The NOTIFY message of `n`, with a fresh ID (signed when `n` has a key).
+pub fn message(n: &Notice, id: u16) -> Result<Vec<u8>, String> {
+    let mut m = Message::new(id, MessageType::Query, OpCode::Notify);
+    m.metadata.authoritative = true;
+    let mut q = Query::query(n.zone.clone(), RecordType::SOA);
+    q.set_query_class(DNSClass::IN);
+    m.add_query(q);
+    m.add_answer(n.soa.clone());
+    if let Some(key) = &n.key {
+        m.finalize(key, crate::ops::state::now_secs())
+            .map_err(|e| format!("cannot sign: {e}"))?;
+    }
+    m.to_vec().map_err(|e| format!("cannot encode: {e}"))
+}
+
+/// One NOTIFY and its answer, within `timeout`.
+async fn send(n: &Notice, to: SocketAddr, timeout: Duration) -> Result<(), String> {
+    let id: u16 = rand::random();
+    let bytes = message(n, id)?;
+    let local: SocketAddr = if to.is_ipv4() {
+        "0.0.0.0:0".parse().expect("a valid address")
+    } else {
+        "[::]:0".parse().expect("a valid address")
+    };
+    let sock = UdpSocket::bind(local).await.map_err(|e| e.to_string())?;
+    sock.connect(to).await.map_err(|e| e.to_string())?;
+    sock.send(&bytes).await.map_err(|e| e.to_string())?;
+    let wait = async {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let len = sock.recv(&mut buf).await.map_err(|e| e.to_string())?;
+            let Ok(r) = Message::from_vec(&buf[..len]) else {
+                continue;
+            };
+            if r.id != id || r.message_type != MessageType::Response || r.op_code != OpCode::Notify
+            {
+                continue;
+            }
+            return match r.response_code {
+                ResponseCode::NoError => Ok(()),
+                rc => Err(format!("answered {rc}")),
+            };
+        }
+    };
+    tokio::time::timeout(timeout, wait)
+        .await
+        .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))?
+}
