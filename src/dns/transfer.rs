@@ -187,3 +187,6 @@ fn transfer_messages<'r>(
     messages.push(to_bytes(&cur));
     messages
 }
+
+#[cfg(test)]
+mod tests;

@@ -29,7 +29,6 @@ mod reload;
 pub use reload::{Loaded, ReloadReport};
 mod status;
 mod versions;
-pub use versions::serial_gt;
 
 pub use explain::Explain;
 use gauges::Gauges;

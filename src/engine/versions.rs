@@ -19,7 +19,7 @@ use std::sync::Arc;
 use hickory_proto::rr::{LowerName, RData, Record};
 use hickory_proto::serialize::binary::BinEncodable;
 
-pub use crate::dns::snapshot::serial_gt;
+use crate::dns::snapshot::serial_gt;
 use crate::dns::snapshot::{Bound, Delta, ZoneVersion, Zones};
 
 /// The greater of two serials (RFC 1982): `a` unless `b` is greater.
@@ -208,6 +208,94 @@ fn file_hash(zone: &crate::zone::Zone) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::snapshot::Bound;
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::Name;
+
+    fn zones(serial: u32, extra: &str) -> Arc<Zones> {
+        let text =
+            format!("$TTL 60\n@ SOA ns hm {serial} 2 3 4 300\n NS ns\nns A 192.0.2.1\n{extra}");
+        let origin = Name::from_ascii("t.").unwrap();
+        let z = crate::zone::parse_zone(&text, std::path::Path::new("t.zone"), origin).unwrap();
+        Arc::new(Zones::new(vec![z]))
+    }
+
+    fn bound(addrs: &[[u8; 4]], ttl: u32) -> HashMap<LowerName, Bound> {
+        let name = Name::from_ascii("app.t.").unwrap();
+        let a = addrs
+            .iter()
+            .map(|&o| Record::from_rdata(name.clone(), ttl, RData::A(A(o.into()))))
+            .collect();
+        HashMap::from([(LowerName::new(&name), Bound::fixed(a, Vec::new()))])
+    }
+
+    #[test]
+    fn the_serial_moves_when_and_only_when_the_transferred_content_changes() {
+        let z = zones(7, "");
+        let mut v = Versions::default();
+        let two = bound(&[[192, 0, 2, 10], [192, 0, 2, 11]], 30);
+        // Before the first ready publication: the file's serial, nothing kept.
+        let (vs, changed) = v.update(&z, &two, false, 1000, 8);
+        assert_eq!((vs[0].serial, changed.len()), (7, 0));
+        let (vs, changed) = v.update(&z, &two, true, 1000, 8);
+        assert_eq!(
+            (vs[0].serial, changed.len()),
+            (1000, 1),
+            "starts at the time"
+        );
+        assert_eq!(vs[0].live.len(), 2);
+        let (vs, changed) = v.update(&z, &two, true, 1001, 8);
+        assert_eq!(
+            (vs[0].serial, changed.len()),
+            (1000, 0),
+            "same content, same serial"
+        );
+        // A member leaves: a new serial (within the same second: one more), and a delta.
+        let one = bound(&[[192, 0, 2, 11]], 30);
+        let (vs, _) = v.update(&z, &one, true, 1000, 8);
+        assert_eq!(vs[0].serial, 1001);
+        let d = &vs[0].journal[0];
+        assert_eq!(
+            (d.from, d.to, d.removed.len(), d.added.len()),
+            (1000, 1001, 1, 0)
+        );
+        // A TTL change alone is a change: removed and added again.
+        let (vs, _) = v.update(&z, &bound(&[[192, 0, 2, 11]], 10), true, 1000, 8);
+        let d = &vs[0].journal[1];
+        assert_eq!((vs[0].serial, d.removed.len(), d.added.len()), (1002, 1, 1));
+    }
+
+    #[test]
+    fn the_journal_is_bounded_and_an_edited_file_empties_it_and_sets_the_floor() {
+        let z = zones(7, "");
+        let mut v = Versions::default();
+        for i in 0..10u8 {
+            let (vs, _) = v.update(&z, &bound(&[[192, 0, 2, i]], 30), true, 1000, 4);
+            assert!(vs[0].journal.len() <= 4);
+        }
+        let (vs, _) = v.update(&z, &bound(&[[192, 0, 2, 9]], 30), true, 1000, 4);
+        let j = &vs[0].journal;
+        assert_eq!(j.len(), 4);
+        assert!(j.windows(2).all(|w| w[0].to == w[1].from), "a chain");
+        assert_eq!(j[3].to, vs[0].serial);
+        // The file changes (new record, serial far above): its serial wins, the journal goes.
+        let z2 = zones(5_000_000, "www A 192.0.2.80\n");
+        let (vs, changed) = v.update(&z2, &bound(&[[192, 0, 2, 9]], 30), true, 1000, 4);
+        assert_eq!(
+            (vs[0].serial, changed.len(), vs[0].journal.len()),
+            (5_000_000, 1, 0)
+        );
+    }
+
+    #[test]
+    fn a_restart_starts_above_the_kept_serial_even_ahead_of_the_clock() {
+        let z = zones(7, "");
+        let mut v = Versions::default();
+        v.restore(BTreeMap::from([("t.".to_string(), 2000)]));
+        let (vs, _) = v.update(&z, &bound(&[[192, 0, 2, 1]], 30), true, 1000, 4);
+        assert_eq!(vs[0].serial, 2001);
+        assert_eq!(v.serials()["t."], 2001);
+    }
 
     #[test]
     fn serial_comparison_wraps_as_rfc_1982_says() {
