@@ -20,7 +20,7 @@
 //! | [`steer`] | pure steering: [`steer::health`] (rise/fall, damping), [`steer::policy`] (what a name answers), [`steer::topology`] (client subnets, ECS) |
 //! | [`probe`] | HTTP/HTTPS/TCP probe loops, results as data |
 //! | [`engine`] | the one writer: members, overrides, regions, publication, reload, explain, status |
-//! | [`dns`] | the query path: wire and dispatch, [`dns::lookup`], [`dns::prepared`] answers, [`dns::snapshot`], [`dns::udp`], [`dns::tcp`], [`dns::listen`], transfers, [`dns::rrl`] |
+//! | [`dns`] | the query path: wire and dispatch, [`dns::lookup`], [`dns::prepared`] answers, [`dns::snapshot`], [`dns::udp`], [`dns::tcp`], [`dns::listen`], transfers (AXFR, IXFR, TSIG), [`dns::notify`], [`dns::rrl`] |
 //! | [`ops`] | the operator's side: [`ops::admin`] API, [`ops::ctl`], [`ops::alert`], [`ops::metrics`], [`ops::state`] file, [`ops::reload`] |
 //! | [`props`] | properties for any input, asserted by the fuzz targets and the corpus replay |
 //! | [`app`] | starting and owning every task |

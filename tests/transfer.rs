@@ -541,3 +541,22 @@ async fn a_restart_never_moves_a_secondarys_serial_backwards() {
     );
     drop(gtmd);
 }
+
+#[test]
+fn the_secondaries_example_loads_with_its_key_and_zone() {
+    let dir = repo().join("dist/examples/secondaries");
+    let cfg = gtmd::config::Config::load(&dir.join("gtmd.toml")).expect("the example is valid");
+    let zones = cfg.load_zones().expect("its zones load");
+    assert_eq!(zones.iter().count(), 1);
+    let t = &cfg.wire.transfer;
+    assert_eq!(t.keys.len(), 1);
+    let zone = t.zones.values().next().unwrap();
+    assert_eq!(zone.notify, ["127.0.0.1:5381".parse().unwrap()]);
+    // knot.conf holds the same secret as the key file gtmd reads.
+    let knot = std::fs::read_to_string(dir.join("knot.conf")).unwrap();
+    let secret = data_encoding::BASE64.encode(t.keys[0].key());
+    assert!(
+        knot.contains(&format!("secret: {secret}")),
+        "knot.conf and keys/transfer.key differ"
+    );
+}

@@ -441,15 +441,6 @@ impl Config {
         let mut zones = crate::zone::load_dir(&self.zones_dir)
             .with_context(|| format!("loading zones (server.zones_dir of {})", self.source))?;
         self.bind_names(&zones)?;
-        for origin in self.wire.transfer.zones.keys() {
-            if !zones.iter().any(|z| &z.origin == origin) {
-                anyhow::bail!(
-                    "{}: zones.\"{origin}\": no such zone in {}",
-                    self.source,
-                    self.zones_dir.display()
-                );
-            }
-        }
         for b in &self.names {
             let lname = hickory_proto::rr::LowerName::new(&b.name);
             if let Some(z) = zones.iter_mut().find(|z| z.origin.zone_of(&lname)) {
@@ -467,6 +458,15 @@ impl Config {
             doc: toml_edit::ImDocument::parse(self.text.as_str()).ok(),
             text: &self.text,
         };
+        for origin in self.wire.transfer.zones.keys() {
+            if !zones.iter().any(|z| &z.origin == origin) {
+                let path = format!("zones.{}", key(&origin.to_string()));
+                return Err(cx.err(
+                    &path,
+                    format!("{origin} is not a zone of {}", self.zones_dir.display()),
+                ));
+            }
+        }
         for b in &self.names {
             let path = format!("names.{}", key(&b.name.to_ascii()));
             let lname = LowerName::new(&b.name);

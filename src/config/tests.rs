@@ -199,3 +199,44 @@ fn a_non_loopback_admin_address_needs_a_token_file() {
     assert_eq!(c.token_file.as_deref(), Some(Path::new("/etc/gtmd/token")));
     assert!(parse("[admin]\nlisten = \"[::1]:8053\"\n").is_ok());
 }
+
+#[test]
+fn zone_tables_name_the_line_of_a_bad_key_or_address() {
+    let e = parse("[zones.\"t.\"]\ntransfer_keys = [\"nokey\"]\n").unwrap_err();
+    assert_eq!(
+        (e.path.as_str(), e.line),
+        ("zones.\"t.\".transfer_keys[0]", Some(2)),
+        "{e}"
+    );
+    assert!(e.msg.contains("not a key of server.tsig_keys"), "{e}");
+    let e = parse("[zones.\"t.\"]\nnotify = [\"127.0.0.1\"]\n").unwrap_err();
+    assert_eq!(
+        (e.path.as_str(), e.line),
+        ("zones.\"t.\".notify[0]", Some(2)),
+        "{e}"
+    );
+    let e = parse("[zones.\"t\"]\n").unwrap_err();
+    assert!(e.msg.contains("ending in a dot"), "{e}");
+    let e = parse("[server]\ntsig_keys = [\"/nonexistent/k.key\"]\n").unwrap_err();
+    assert_eq!(e.line, Some(2), "{e}");
+    assert!(e.msg.contains("/nonexistent/k.key: cannot read"), "{e}");
+}
+
+#[test]
+fn a_zone_table_for_a_zone_not_served_is_an_error_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("t.zone"),
+        "$TTL 60\n@ SOA ns hm 1 2 3 4 5\n NS ns\nns A 192.0.2.1\n",
+    )
+    .unwrap();
+    let text = format!(
+        "[server]\nzones_dir = {:?}\n[zones.\"other.\"]\nallow_transfer = [\"127.0.0.1\"]\n",
+        dir.path().display().to_string()
+    );
+    let e = parse(&text).unwrap().load_zones().unwrap_err();
+    assert!(
+        e.to_string().starts_with("t.toml:3: zones.\"other.\": other. is not a zone of"),
+        "{e}"
+    );
+}
