@@ -560,3 +560,78 @@ fn the_secondaries_example_loads_with_its_key_and_zone() {
         "knot.conf and keys/transfer.key differ"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knot_learns_a_new_zone_from_the_catalog_without_its_config_edited() {
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    let zone = |name: &str| {
+        format!("$TTL 300\n@ SOA ns1.{name} hostmaster.{name} 1 3600 600 86400 300\n NS ns1\nns1 A 192.0.2.1\n")
+    };
+    std::fs::write(zones.join("a.test.zone"), zone("a.test.")).unwrap();
+    let knot_port = free_addr().port();
+    let cfg = dir.path().join("gtmd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nzones_dir = \"zones\"\nallow_transfer = [\"127.0.0.0/8\"]\n\
+             catalog_zone = \"catalog.invalid.\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [zones.\"catalog.invalid.\"]\nnotify = [\"127.0.0.1:{knot_port}\"]\n"
+        ),
+    )
+    .unwrap();
+    let g = start_file(&cfg).await;
+    // Knot knows only the catalog: the member zones come from it.
+    let kd = tempfile::tempdir().unwrap();
+    let d = kd.path().display().to_string();
+    let (ip, port) = (g.dns.ip(), g.dns.port());
+    let conf = format!(
+        "server:\n    listen: 127.0.0.1@{knot_port}\n    rundir: {d}\ndatabase:\n    storage: {d}\n\
+         remote:\n  - id: gtmd\n    address: {ip}@{port}\n\
+         acl:\n  - id: notify\n    address: 127.0.0.0/8\n    action: notify\n\
+         template:\n  - id: default\n    storage: {d}\n  - id: member\n    storage: {d}\n    master: gtmd\n    acl: notify\n\
+         zone:\n  - domain: catalog.invalid.\n    master: gtmd\n    acl: notify\n    catalog-role: interpret\n    catalog-template: member\n"
+    );
+    std::fs::write(kd.path().join("knot.conf"), conf).unwrap();
+    let _knot = KillOnDrop(
+        Command::new(sbin("knotd"))
+            .args(["-c", &format!("{d}/knot.conf")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let knot: SocketAddr = ([127, 0, 0, 1], knot_port).into();
+    let serves = |zone: &'static str| async move {
+        wait_until(Duration::from_secs(20), || async {
+            soa_serial(knot, zone).await.is_some()
+        })
+        .await
+        .is_some()
+    };
+    assert!(
+        serves("a.test.").await,
+        "knot took a.test. from the catalog"
+    );
+    assert!(soa_serial(knot, "b.test.").await.is_none());
+    // A new zone file and a reload: the catalog's serial moves, Knot is told and takes it.
+    std::fs::write(zones.join("b.test.zone"), zone("b.test.")).unwrap();
+    gtmd::ops::ctl::request(g.admin, "POST", "/reload", None, None).unwrap();
+    assert!(
+        serves("b.test.").await,
+        "knot took b.test. from the catalog after a reload"
+    );
+    let catalog = axfr(g.dns, "catalog.invalid.").await.unwrap();
+    assert!(
+        catalog
+            .iter()
+            .any(|r| r.starts_with("version.catalog.invalid. 0 TXT 2")),
+        "{catalog:?}"
+    );
+    assert_eq!(
+        catalog.iter().filter(|r| r.contains(" PTR ")).count(),
+        2,
+        "{catalog:?}"
+    );
+}

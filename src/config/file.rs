@@ -86,6 +86,7 @@ pub struct Server {
     pub allow_transfer: Option<Vec<String>>,
     pub tsig_keys: Option<Vec<String>>,
     pub ixfr_journal: Option<usize>,
+    pub catalog_zone: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

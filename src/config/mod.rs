@@ -440,6 +440,17 @@ impl Config {
         use anyhow::Context;
         let mut zones = crate::zone::load_dir(&self.zones_dir)
             .with_context(|| format!("loading zones (server.zones_dir of {})", self.source))?;
+        if let Some(catalog) = &self.wire.transfer.catalog {
+            let origin = LowerName::new(catalog);
+            if let Some(z) = zones.iter().find(|z| z.origin == origin) {
+                anyhow::bail!(
+                    "{}: server.catalog_zone: {catalog} is also the zone of {}",
+                    self.source,
+                    z.file.display()
+                );
+            }
+            zones.push(transfer::catalog_zone(catalog, &zones)?);
+        }
         self.bind_names(&zones)?;
         for b in &self.names {
             let lname = hickory_proto::rr::LowerName::new(&b.name);

@@ -236,7 +236,8 @@ fn a_zone_table_for_a_zone_not_served_is_an_error_at_load() {
     );
     let e = parse(&text).unwrap().load_zones().unwrap_err();
     assert!(
-        e.to_string().starts_with("t.toml:3: zones.\"other.\": other. is not a zone of"),
+        e.to_string()
+            .starts_with("t.toml:3: zones.\"other.\": other. is not a zone of"),
         "{e}"
     );
 }

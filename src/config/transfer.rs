@@ -53,6 +53,8 @@ pub struct TransferSettings {
     pub zones: HashMap<LowerName, ZoneTransfer>,
     /// Versions kept per zone for IXFR.
     pub journal: usize,
+    /// The name of the catalog zone (RFC 9432) gtmd serves of its zones, if any.
+    pub catalog: Option<Name>,
 }
 
 impl std::fmt::Debug for TransferSettings {
@@ -66,6 +68,7 @@ impl std::fmt::Debug for TransferSettings {
             .field("keys", &keys)
             .field("zones", &self.zones)
             .field("journal", &self.journal)
+            .field("catalog", &self.catalog)
             .finish()
     }
 }
@@ -76,6 +79,7 @@ impl Default for TransferSettings {
             keys: Vec::new(),
             zones: HashMap::new(),
             journal: DEFAULT_JOURNAL,
+            catalog: None,
         }
     }
 }
@@ -128,10 +132,25 @@ pub(super) fn build_transfer(
         }
     }
     let journal = raw.server.ixfr_journal.unwrap_or(DEFAULT_JOURNAL);
+    let catalog = match &raw.server.catalog_zone {
+        None => None,
+        Some(c) => Some(
+            Name::from_ascii(c)
+                .ok()
+                .filter(|n| n.is_fqdn() && !n.is_root())
+                .ok_or_else(|| {
+                    cx.err(
+                        "server.catalog_zone",
+                        format!("{c:?} is not a zone name ending in a dot, such as \"catalog.invalid.\""),
+                    )
+                })?,
+        ),
+    };
     let mut out = TransferSettings {
         keys,
         zones: HashMap::new(),
         journal,
+        catalog,
     };
     for (name, z) in &raw.zones {
         let path = format!("zones.{}", key(name));
@@ -212,6 +231,35 @@ fn build_zone(
         keys,
         notify,
         notify_key,
+    })
+}
+
+/// The catalog zone (RFC 9432, version 2) named `origin` listing `zones`: each member zone
+/// under `ID.zones.`, where ID is a stable hash of its name, so that it keeps its ID as
+/// zones come and go. It is served and transferred like any other zone; its serial moves
+/// when the set of zones changes.
+pub fn catalog_zone(
+    origin: &Name,
+    zones: &[crate::zone::Zone],
+) -> anyhow::Result<crate::zone::Zone> {
+    let mut text = String::from(
+        "$TTL 0\n@ SOA invalid. invalid. 1 3600 600 2147483646 0\n@ NS invalid.\nversion TXT \"2\"\n",
+    );
+    for z in zones {
+        text += &format!(
+            "{:016x}.zones PTR {}\n",
+            fnv1a(z.origin.to_string().as_bytes()),
+            z.origin
+        );
+    }
+    let file = std::path::PathBuf::from(format!("(catalog zone {origin})"));
+    Ok(crate::zone::parse_zone(&text, &file, origin.clone())?)
+}
+
+/// FNV-1a, 64 bits: a hash that stays the same from one build to the next.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
     })
 }
 
