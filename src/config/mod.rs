@@ -12,6 +12,8 @@ mod names;
 mod pools;
 mod server;
 mod transfer;
+mod zones;
+pub use server::{udp_limit, RrlConfig, WireSettings, MIN_UDP_PAYLOAD};
 pub use transfer::{read_keys, TransferSettings, ZoneTransfer, TSIG_FUDGE};
 
 use std::fmt;
@@ -19,9 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hickory_proto::rr::{LowerName, Name, RecordType};
-
-use crate::zone::Zone;
+use hickory_proto::rr::Name;
 
 /// The sample configuration compiled into the binary (`dist/gtmd.toml`).
 pub const EMBEDDED: &str = include_str!("../../dist/gtmd.toml");
@@ -433,170 +433,7 @@ impl Config {
         })?;
         build::build(&cx, raw, base)
     }
-
-    /// Loads the zones of `server.zones_dir` and checks the names bound to pools against them;
-    /// each bound name gets a node in its zone.
-    pub fn load_zones(&self) -> anyhow::Result<crate::zone::Zones> {
-        use anyhow::Context;
-        let mut zones = crate::zone::load_dir(&self.zones_dir)
-            .with_context(|| format!("loading zones (server.zones_dir of {})", self.source))?;
-        if let Some(catalog) = &self.wire.transfer.catalog {
-            let origin = LowerName::new(catalog);
-            if let Some(z) = zones.iter().find(|z| z.origin == origin) {
-                anyhow::bail!(
-                    "{}: server.catalog_zone: {catalog} is also the zone of {}",
-                    self.source,
-                    z.file.display()
-                );
-            }
-            zones.push(transfer::catalog_zone(catalog, &zones)?);
-        }
-        self.bind_names(&zones)?;
-        for b in &self.names {
-            let lname = hickory_proto::rr::LowerName::new(&b.name);
-            if let Some(z) = zones.iter_mut().find(|z| z.origin.zone_of(&lname)) {
-                z.ensure_node(&lname);
-            }
-        }
-        Ok(crate::zone::Zones::new(zones))
-    }
-
-    /// Checks each bound name against the loaded zones: it must be inside a zone, not at or
-    /// below a delegation, and its zone must not give it A, AAAA or CNAME records of its own.
-    pub fn bind_names(&self, zones: &[Zone]) -> Result<(), ConfigError> {
-        let cx = Ctx {
-            source: &self.source,
-            doc: toml_edit::ImDocument::parse(self.text.as_str()).ok(),
-            text: &self.text,
-        };
-        for origin in self.wire.transfer.zones.keys() {
-            if !zones.iter().any(|z| &z.origin == origin) {
-                let path = format!("zones.{}", key(&origin.to_string()));
-                return Err(cx.err(
-                    &path,
-                    format!("{origin} is not a zone of {}", self.zones_dir.display()),
-                ));
-            }
-        }
-        for b in &self.names {
-            let path = format!("names.{}", key(&b.name.to_ascii()));
-            let lname = LowerName::new(&b.name);
-            let zone = zones
-                .iter()
-                .filter(|z| z.origin.zone_of(&lname))
-                .max_by_key(|z| z.origin.num_labels())
-                .ok_or_else(|| {
-                    cx.err(
-                        &path,
-                        format!("{} is in no zone of the zones directory", b.name),
-                    )
-                })?;
-            if let Some((cut, _)) = zone.delegation_above(&lname) {
-                return Err(cx.err(
-                    &path,
-                    format!(
-                        "{} is at or below the delegation {cut} in {}",
-                        b.name,
-                        zone.file.display()
-                    ),
-                ));
-            }
-            if let Some(node) = zone.nodes.get(&lname) {
-                for t in [RecordType::A, RecordType::AAAA, RecordType::CNAME] {
-                    if node.get(t).is_some() {
-                        let line = zone.lines.get(&lname).copied().unwrap_or(0);
-                        return Err(cx.err(&path, format!(
-                            "{} is bound to pools but {}:{line} gives it {t} records; remove them from the zone file",
-                            b.name, zone.file.display()
-                        )));
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
 mod tests;
-
-/// The per-server settings the wire layer needs.
-#[derive(Debug, Clone)]
-pub struct WireSettings {
-    /// The EDNS UDP payload we advertise and the most we send over UDP.
-    pub udp_payload: u16,
-    /// Clients allowed to transfer zones (AXFR/IXFR over TCP) without a zone table of their own.
-    pub allow_transfer: Vec<ipnet::IpNet>,
-    /// Per zone: who may transfer, with which TSIG keys, and whom to NOTIFY.
-    pub transfer: std::sync::Arc<TransferSettings>,
-    /// A TCP connection with no query under way for this long is closed.
-    pub tcp_idle_timeout: std::time::Duration,
-    /// A query begun on TCP (its length read) must arrive whole within this, and a response
-    /// must be taken by the client within it.
-    pub tcp_read_timeout: std::time::Duration,
-    /// TCP connections at once, in all and from one client address (0: no cap of its own).
-    pub tcp_max_connections: usize,
-    pub tcp_max_per_client: usize,
-    /// Queries answered on one TCP connection before it is closed (0: no limit).
-    pub tcp_max_queries: usize,
-}
-
-/// The most a UDP response may hold for a client that offered `client_payload` (its EDNS
-/// size; none without EDNS) when we offer `ours`: at least 512 bytes, at most ours (RFC 6891
-/// section 6.2.3, RFC 1035 section 4.2.1).
-pub fn udp_limit(client_payload: Option<u16>, ours: u16) -> usize {
-    const MIN: u16 = MIN_UDP_PAYLOAD;
-    client_payload.unwrap_or(MIN).clamp(MIN, ours.max(MIN)) as usize
-}
-
-/// The smallest UDP payload every client accepts (RFC 1035 section 2.3.4).
-pub const MIN_UDP_PAYLOAD: u16 = 512;
-
-impl Default for WireSettings {
-    fn default() -> Self {
-        Self {
-            udp_payload: 1232,
-            allow_transfer: Vec::new(),
-            transfer: Default::default(),
-            tcp_idle_timeout: std::time::Duration::from_secs(10),
-            tcp_read_timeout: std::time::Duration::from_secs(2),
-            tcp_max_connections: 1024,
-            tcp_max_per_client: 0,
-            tcp_max_queries: 0,
-        }
-    }
-}
-
-/// Response rate limiting as configured (`[rrl]`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RrlConfig {
-    /// Answers (NOERROR) per second per prefix; 0: not limited.
-    pub rate: u32,
-    /// NXDOMAIN and error responses per second per prefix; 0: not limited.
-    pub errors_rate: u32,
-    /// Every `slip`-th limited response goes out truncated; 0: none (all dropped).
-    pub slip: u32,
-    pub ipv4_prefix: u8,
-    pub ipv6_prefix: u8,
-    /// Clients never limited.
-    pub exempt: Vec<ipnet::IpNet>,
-    /// Prefixes tracked at most.
-    pub max_prefixes: usize,
-}
-
-impl Default for RrlConfig {
-    fn default() -> Self {
-        Self {
-            rate: 200,
-            errors_rate: 50,
-            slip: 2,
-            ipv4_prefix: 24,
-            ipv6_prefix: 56,
-            exempt: vec![
-                "127.0.0.0/8".parse().expect("a valid prefix"),
-                "::1/128".parse().expect("a valid prefix"),
-            ],
-            max_prefixes: 200_000,
-        }
-    }
-}

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use super::file;
-use super::{duration, ConfigError, Ctx, RrlConfig, WireSettings};
+use super::{duration, ConfigError, Ctx, TransferSettings};
 
 /// `server.listen`, `server.zones_dir` and the transport settings.
 pub(super) fn build_server(
@@ -51,21 +51,10 @@ fn build_wire(cx: &Ctx, s: &file::Server) -> Result<WireSettings, ConfigError> {
             format!("{udp_payload} is out of range: 512 to 4096 bytes"),
         ));
     }
-    let allow_transfer = s
-        .allow_transfer
-        .clone()
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            parse_net(a).ok_or_else(|| {
-                cx.err(
-                    &format!("server.allow_transfer[{i}]"),
-                    format!("{a:?} is not an address or CIDR prefix"),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let allow_transfer = match &s.allow_transfer {
+        Some(list) => parse_nets(cx, "server.allow_transfer", list)?,
+        None => Vec::new(),
+    };
     let timeout =
         |k: &str, v: Option<&String>, default| duration(cx, &format!("server.{k}"), v, default);
     let tcp_max_connections = match s.tcp_max_connections {
@@ -94,6 +83,25 @@ fn build_wire(cx: &Ctx, s: &file::Server) -> Result<WireSettings, ConfigError> {
     })
 }
 
+/// A list of addresses or CIDR prefixes at `path`, each error naming its item.
+pub(super) fn parse_nets(
+    cx: &Ctx,
+    path: &str,
+    list: &[String],
+) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, a)| {
+            parse_net(a).ok_or_else(|| {
+                cx.err(
+                    &format!("{path}[{i}]"),
+                    format!("{a:?} is not an address or CIDR prefix"),
+                )
+            })
+        })
+        .collect()
+}
+
 pub(super) fn parse_net(s: &str) -> Option<ipnet::IpNet> {
     s.parse()
         .ok()
@@ -112,18 +120,7 @@ pub(super) fn build_rrl(cx: &Ctx, r: &file::Rrl) -> Result<RrlConfig, ConfigErro
     };
     let exempt = match &r.exempt {
         None => d.exempt,
-        Some(list) => list
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                parse_net(s).ok_or_else(|| {
-                    cx.err(
-                        &format!("rrl.exempt[{i}]"),
-                        format!("{s:?} is not an address or CIDR prefix"),
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?,
+        Some(list) => parse_nets(cx, "rrl.exempt", list)?,
     };
     let max_prefixes = r.max_prefixes.unwrap_or(d.max_prefixes);
     if max_prefixes == 0 {
@@ -138,4 +135,85 @@ pub(super) fn build_rrl(cx: &Ctx, r: &file::Rrl) -> Result<RrlConfig, ConfigErro
         exempt,
         max_prefixes,
     })
+}
+
+/// The per-server settings the wire layer needs.
+#[derive(Debug, Clone)]
+pub struct WireSettings {
+    /// The EDNS UDP payload we advertise and the most we send over UDP.
+    pub udp_payload: u16,
+    /// Clients allowed to transfer zones (AXFR/IXFR over TCP) without a zone table of their own.
+    pub allow_transfer: Vec<ipnet::IpNet>,
+    /// Per zone: who may transfer, with which TSIG keys, and whom to NOTIFY.
+    pub transfer: std::sync::Arc<TransferSettings>,
+    /// A TCP connection with no query under way for this long is closed.
+    pub tcp_idle_timeout: std::time::Duration,
+    /// A query begun on TCP (its length read) must arrive whole within this, and a response
+    /// must be taken by the client within it.
+    pub tcp_read_timeout: std::time::Duration,
+    /// TCP connections at once, in all and from one client address (0: no cap of its own).
+    pub tcp_max_connections: usize,
+    pub tcp_max_per_client: usize,
+    /// Queries answered on one TCP connection before it is closed (0: no limit).
+    pub tcp_max_queries: usize,
+}
+
+/// The most a UDP response may hold for a client that offered `client_payload` (its EDNS
+/// size; none without EDNS) when we offer `ours`: at least 512 bytes, at most ours (RFC 6891
+/// section 6.2.3, RFC 1035 section 4.2.1).
+pub fn udp_limit(client_payload: Option<u16>, ours: u16) -> usize {
+    const MIN: u16 = MIN_UDP_PAYLOAD;
+    client_payload.unwrap_or(MIN).clamp(MIN, ours.max(MIN)) as usize
+}
+
+/// The smallest UDP payload every client accepts (RFC 1035 section 2.3.4).
+pub const MIN_UDP_PAYLOAD: u16 = 512;
+
+impl Default for WireSettings {
+    fn default() -> Self {
+        Self {
+            udp_payload: 1232,
+            allow_transfer: Vec::new(),
+            transfer: Default::default(),
+            tcp_idle_timeout: std::time::Duration::from_secs(10),
+            tcp_read_timeout: std::time::Duration::from_secs(2),
+            tcp_max_connections: 1024,
+            tcp_max_per_client: 0,
+            tcp_max_queries: 0,
+        }
+    }
+}
+
+/// Response rate limiting as configured (`[rrl]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RrlConfig {
+    /// Answers (NOERROR) per second per prefix; 0: not limited.
+    pub rate: u32,
+    /// NXDOMAIN and error responses per second per prefix; 0: not limited.
+    pub errors_rate: u32,
+    /// Every `slip`-th limited response goes out truncated; 0: none (all dropped).
+    pub slip: u32,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    /// Clients never limited.
+    pub exempt: Vec<ipnet::IpNet>,
+    /// Prefixes tracked at most.
+    pub max_prefixes: usize,
+}
+
+impl Default for RrlConfig {
+    fn default() -> Self {
+        Self {
+            rate: 200,
+            errors_rate: 50,
+            slip: 2,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
+            exempt: vec![
+                "127.0.0.0/8".parse().expect("a valid prefix"),
+                "::1/128".parse().expect("a valid prefix"),
+            ],
+            max_prefixes: 200_000,
+        }
+    }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::{LowerName, Name, TSigner};
 
-use super::server::parse_net;
+use super::server::parse_nets;
 use super::{file, key, ConfigError, Ctx};
 
 /// The clock difference allowed between gtmd and a key's other holder (RFC 8945 section
@@ -178,18 +178,7 @@ fn build_zone(
 ) -> Result<ZoneTransfer, ConfigError> {
     let allow = match &z.allow_transfer {
         None => default_allow.to_vec(),
-        Some(list) => list
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                parse_net(a).ok_or_else(|| {
-                    cx.err(
-                        &format!("{path}.allow_transfer[{i}]"),
-                        format!("{a:?} is not an address or CIDR prefix"),
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?,
+        Some(list) => parse_nets(cx, &format!("{path}.allow_transfer"), list)?,
     };
     let key_named = |p: String, k: &str| {
         let n = Name::from_ascii(k).map(|mut n| {
@@ -208,20 +197,7 @@ fn build_zone(
         .enumerate()
         .map(|(i, k)| key_named(format!("{path}.transfer_keys[{i}]"), k))
         .collect::<Result<Vec<_>, _>>()?;
-    let notify = z
-        .notify
-        .iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, a)| {
-            a.parse::<SocketAddr>().map_err(|_| {
-                cx.err(
-                    &format!("{path}.notify[{i}]"),
-                    format!("{a:?} is not an address:port such as \"192.0.2.1:53\""),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let notify = notify_targets(cx, path, z.notify.as_deref().unwrap_or_default())?;
     let notify_key = match &z.notify_key {
         Some(k) => Some(key_named(format!("{path}.notify_key"), k)?),
         None => keys.first().cloned(),
@@ -232,6 +208,21 @@ fn build_zone(
         notify,
         notify_key,
     })
+}
+
+/// `notify`: each an address:port.
+fn notify_targets(cx: &Ctx, path: &str, list: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.parse::<SocketAddr>().map_err(|_| {
+                cx.err(
+                    &format!("{path}.notify[{i}]"),
+                    format!("{a:?} is not an address:port such as \"192.0.2.1:53\""),
+                )
+            })
+        })
+        .collect()
 }
 
 /// The catalog zone (RFC 9432, version 2) named `origin` listing `zones`: each member zone

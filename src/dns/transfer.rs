@@ -43,17 +43,7 @@ pub(super) fn transfer(
         meta.response_code = ResponseCode::NotImp;
         return reply(resp, meta);
     }
-    let lname = LowerName::new(q.name());
-    let found = snap
-        .zones
-        .index_of(&lname)
-        .and_then(|zi| Some((zi, snap.zones.get(zi)?)))
-        .filter(|(_, z)| z.origin == lname);
-    let allowed = |z: &Zone| {
-        let w = &snap.wire;
-        w.transfer.allows(&z.origin, &w.allow_transfer, client, key)
-    };
-    let Some((zi, zone)) = found.filter(|(_, z)| allowed(z)) else {
+    let Some((zi, zone)) = allowed_zone(snap, &LowerName::new(q.name()), client, key) else {
         meta.response_code = ResponseCode::Refused;
         return reply(resp, meta);
     };
@@ -62,24 +52,25 @@ pub(super) fn transfer(
     let soa = soa_with(zone, serial);
     let mut kind = "AXFR";
     if ixfr {
-        let Some(theirs) = client_serial(msg) else {
-            // RFC 1995 section 3: the query carries the client's SOA in authority.
-            meta.response_code = ResponseCode::FormErr;
-            return reply(resp, meta);
-        };
-        if transport == Transport::Udp || !serial_gt(serial, theirs) {
-            let mut r = resp;
-            r.answers.push(soa);
-            return reply(r, meta);
+        match incremental(snap, msg, zi, zone, serial, transport) {
+            Ixfr::FormErr => {
+                meta.response_code = ResponseCode::FormErr;
+                return reply(resp, meta);
+            }
+            Ixfr::Current => {
+                let mut r = resp;
+                r.answers.push(soa);
+                return reply(r, meta);
+            }
+            Ixfr::Differences(body) => {
+                let records = std::iter::once(&soa)
+                    .chain(body.iter())
+                    .chain(std::iter::once(&soa));
+                let messages = transfer_messages(resp, meta, records);
+                return finish(snap, zone, client, serial, "IXFR", started, messages);
+            }
+            Ixfr::Whole => kind = "IXFR-AXFR",
         }
-        if let Some(body) = differences(snap, zi, zone, theirs) {
-            let records = std::iter::once(&soa)
-                .chain(body.iter())
-                .chain(std::iter::once(&soa));
-            let messages = transfer_messages(resp, meta, records);
-            return finish(snap, zone, client, serial, "IXFR", started, messages);
-        }
-        kind = "IXFR-AXFR";
     }
     let live = snap
         .versions
@@ -92,6 +83,22 @@ pub(super) fn transfer(
         .chain(std::iter::once(&soa));
     let messages = transfer_messages(resp, meta, body);
     finish(snap, zone, client, serial, kind, started, messages)
+}
+
+/// The zone whose origin is `name`, with its position, if `client` (whose request was
+/// signed with `key`, if any) may transfer it.
+fn allowed_zone<'s>(
+    snap: &'s Snapshot,
+    name: &LowerName,
+    client: IpAddr,
+    key: Option<&LowerName>,
+) -> Option<(usize, &'s Zone)> {
+    let zi = snap.zones.index_of(name)?;
+    let zone = snap.zones.get(zi).filter(|z| &z.origin == name)?;
+    let w = &snap.wire;
+    w.transfer
+        .allows(&zone.origin, &w.allow_transfer, client, key)
+        .then_some((zi, zone))
 }
 
 /// Counts and logs a transfer of `messages`, and returns them.
@@ -122,6 +129,38 @@ fn finish(
         },
     );
     Outcome::Transfer(messages)
+}
+
+/// What an IXFR request gets.
+enum Ixfr {
+    /// No SOA in authority (RFC 1995 section 3: the query carries the client's).
+    FormErr,
+    /// The current SOA alone: the client is up to date, or asked over UDP.
+    Current,
+    /// The differences from the client's serial on (without the outer SOAs).
+    Differences(Vec<Record>),
+    /// The whole zone: the client's serial is not in the journal.
+    Whole,
+}
+
+fn incremental(
+    snap: &Snapshot,
+    msg: &Message,
+    zi: usize,
+    zone: &Zone,
+    serial: u32,
+    transport: Transport,
+) -> Ixfr {
+    let Some(theirs) = client_serial(msg) else {
+        return Ixfr::FormErr;
+    };
+    if transport == Transport::Udp || !serial_gt(serial, theirs) {
+        return Ixfr::Current;
+    }
+    match differences(snap, zi, zone, theirs) {
+        Some(d) => Ixfr::Differences(d),
+        None => Ixfr::Whole,
+    }
 }
 
 /// The serial of the SOA in the authority section of an IXFR request.

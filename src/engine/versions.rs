@@ -107,45 +107,24 @@ impl Versions {
         let mut versions = Vec::with_capacity(live.len());
         for ((zone, live), &hash) in zones.iter().zip(live).zip(&self.hashes) {
             let floor = file_serial(&zone.soa);
-            let track = match self.tracks.get_mut(&zone.origin) {
-                Some(t) => t,
-                None => {
-                    let mut first = serial_max(floor, now_unix);
-                    if let Some(&kept) = self.restored.get(&zone.origin.to_string()) {
-                        first = serial_max(first, kept.wrapping_add(1));
-                    }
-                    changed.push(zone.origin.clone());
-                    self.tracks.entry(zone.origin.clone()).or_insert(Track {
-                        serial: first,
-                        file_hash: hash,
-                        live: Arc::new(live.clone()),
-                        journal: Default::default(),
-                    })
+            if !self.tracks.contains_key(&zone.origin) {
+                let mut first = serial_max(floor, now_unix);
+                if let Some(&kept) = self.restored.get(&zone.origin.to_string()) {
+                    first = serial_max(first, kept.wrapping_add(1));
                 }
-            };
-            let file_changed = track.file_hash != hash;
-            if file_changed || !same(&track.live, &live) {
-                let next = serial_max(serial_max(track.serial.wrapping_add(1), now_unix), floor);
-                let mut journal = if file_changed {
-                    Vec::new()
-                } else {
-                    let (removed, added) = diff(&track.live, &live);
-                    let mut j: Vec<Arc<Delta>> = track.journal.as_ref().clone();
-                    j.push(Arc::new(Delta {
-                        from: track.serial,
-                        to: next,
-                        removed,
-                        added,
-                    }));
-                    j
+                let track = Track {
+                    serial: first,
+                    file_hash: hash,
+                    live: Arc::new(live.clone()),
+                    journal: Default::default(),
                 };
-                if journal.len() > journal_max {
-                    journal.drain(..journal.len() - journal_max);
-                }
-                track.serial = next;
-                track.file_hash = hash;
-                track.live = Arc::new(live);
-                track.journal = Arc::new(journal);
+                self.tracks.insert(zone.origin.clone(), track);
+                changed.push(zone.origin.clone());
+            }
+            let Some(track) = self.tracks.get_mut(&zone.origin) else {
+                continue; // inserted just above
+            };
+            if track.advance(live, hash, serial_max(floor, now_unix), journal_max) {
                 changed.push(zone.origin.clone());
             }
             versions.push(ZoneVersion {
@@ -156,6 +135,38 @@ impl Versions {
         }
         changed.dedup();
         (versions, changed)
+    }
+}
+
+impl Track {
+    /// Moves to `live` with the zone file hashed as `hash`, if either changed: the serial
+    /// goes to the greater of one more and `at_least`, and the change joins the journal
+    /// (kept to `journal_max`), or empties it when the file changed. Returns whether it moved.
+    fn advance(&mut self, live: Vec<Record>, hash: u64, at_least: u32, journal_max: usize) -> bool {
+        let file_changed = self.file_hash != hash;
+        if !file_changed && same(&self.live, &live) {
+            return false;
+        }
+        let next = serial_max(self.serial.wrapping_add(1), at_least);
+        let mut journal = Vec::new();
+        if !file_changed {
+            let (removed, added) = diff(&self.live, &live);
+            journal = self.journal.as_ref().clone();
+            journal.push(Arc::new(Delta {
+                from: self.serial,
+                to: next,
+                removed,
+                added,
+            }));
+            if journal.len() > journal_max {
+                journal.drain(..journal.len() - journal_max);
+            }
+        }
+        self.serial = next;
+        self.file_hash = hash;
+        self.live = Arc::new(live);
+        self.journal = Arc::new(journal);
+        true
     }
 }
 

@@ -1,0 +1,134 @@
+use super::*;
+
+fn bytes(m: &Message) -> Vec<u8> {
+    m.to_vec().unwrap()
+}
+
+fn run(q: &[u8]) -> Option<Message> {
+    let snap = Snapshot::default();
+    match handle(&snap, q, [127, 0, 0, 1].into(), Transport::Udp) {
+        Outcome::Reply(b) => Some(Message::from_vec(&b).unwrap()),
+        _ => None,
+    }
+}
+
+#[test]
+fn short_packets_and_responses_are_dropped() {
+    assert!(run(&[0, 1, 2]).is_none());
+    let mut m = Message::query();
+    m.metadata.message_type = MessageType::Response;
+    assert!(run(&bytes(&m)).is_none());
+}
+
+#[test]
+fn no_question_is_formerr_and_bad_opcode_is_notimp() {
+    let m = Message::query();
+    assert_eq!(
+        run(&bytes(&m)).unwrap().response_code,
+        ResponseCode::FormErr
+    );
+    let mut m = Message::query();
+    m.metadata.op_code = OpCode::Status;
+    m.add_query(Query::query("a.".parse().unwrap(), RecordType::A));
+    assert_eq!(run(&bytes(&m)).unwrap().response_code, ResponseCode::NotImp);
+}
+
+#[test]
+fn edns_version_one_is_badvers() {
+    let mut m = Message::query();
+    m.add_query(Query::query("a.".parse().unwrap(), RecordType::A));
+    let mut e = Edns::new();
+    e.set_version(1);
+    m.set_edns(e);
+    let r = run(&bytes(&m)).unwrap();
+    assert_eq!(u16::from(r.response_code), 16, "BADVERS");
+    assert_eq!(r.edns.unwrap().version(), 0);
+}
+
+fn zone_snapshot(text: &str) -> Snapshot {
+    let origin = hickory_proto::rr::Name::from_ascii("t.").unwrap();
+    let z = crate::zone::parse_zone(text, std::path::Path::new("t.zone"), origin).unwrap();
+    Snapshot {
+        zones: std::sync::Arc::new(crate::dns::snapshot::Zones::new(vec![z])),
+        ..Default::default()
+    }
+}
+
+const HEAD: &str = "$TTL 60\n@ SOA ns hm 1 2 3 4 300\n NS ns\nns A 192.0.2.1\n";
+
+#[test]
+fn a_transfer_of_large_records_splits_into_whole_messages() {
+    let big = format!("\"{}\"", "x".repeat(250));
+    let mut text = HEAD.to_string();
+    for i in 0..300 {
+        text += &format!("t{i} TXT {}\n", [big.as_str(); 8].join(" "));
+    }
+    let mut snap = zone_snapshot(&text);
+    snap.wire = std::sync::Arc::new(WireSettings {
+        allow_transfer: vec!["127.0.0.0/8".parse().unwrap()],
+        ..Default::default()
+    });
+    let q = Message::query()
+        .add_query(Query::query("t.".parse().unwrap(), RecordType::AXFR))
+        .to_owned();
+    // A v4-mapped peer is judged as the IPv4 address it is.
+    let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+    let Outcome::Transfer(ms) = handle(&snap, &bytes(&q), mapped, Transport::Tcp) else {
+        panic!("no transfer for an allowed client");
+    };
+    let mut txt = 0;
+    for m in &ms {
+        assert!(m.len() <= 65_535, "a {}-byte message", m.len());
+        let m = Message::from_vec(m).unwrap();
+        assert!(!m.truncation);
+        txt += m
+            .answers
+            .iter()
+            .filter(|r| r.record_type() == RecordType::TXT)
+            .count();
+    }
+    assert_eq!(txt, 300, "every record arrives, in {} messages", ms.len());
+    assert!(ms.len() >= 10, "{} messages for 600 KB", ms.len());
+}
+
+#[test]
+fn an_ecs_address_longer_than_its_source_prefix_is_formerr() {
+    let snap = zone_snapshot(&format!("{HEAD}www A 192.0.2.80\n"));
+    let mut query = Message::query();
+    query.add_query(Query::query("www.t.".parse().unwrap(), RecordType::A));
+    query.set_edns(Edns::new());
+    let good = bytes(&query);
+    // OPT with an ECS option: family 1, SOURCE /24, SCOPE 0, and 3 or 4 address octets.
+    let with_ecs = |octets: &[u8]| {
+        let mut b = good.clone();
+        let opt = b.len() - 11;
+        let mut option = vec![0, 8, 0, 4 + octets.len() as u8, 0, 1, 24, 0];
+        option.extend_from_slice(octets);
+        b[opt + 10] = option.len() as u8;
+        b.extend_from_slice(&option);
+        b
+    };
+    let ask = |q: &[u8]| match handle(&snap, q, [127, 0, 0, 1].into(), Transport::Udp) {
+        Outcome::Reply(b) => Message::from_vec(&b).unwrap(),
+        o => panic!("{o:?}"),
+    };
+    let ok = ask(&with_ecs(&[198, 51, 100]));
+    assert_eq!(ok.response_code, ResponseCode::NoError);
+    assert_eq!(ok.answers.len(), 1);
+    let long = ask(&with_ecs(&[198, 51, 100, 7]));
+    assert_eq!(
+        long.response_code,
+        ResponseCode::FormErr,
+        "RFC 7871 section 6"
+    );
+    assert!(long.edns.is_some());
+    // The fast path leaves it to this path too.
+    let mut out = Vec::new();
+    assert!(!crate::dns::prepared::AnswerCache::build(&snap).answer(
+        &with_ecs(&[198, 51, 100, 7]),
+        [127, 0, 0, 1].into(),
+        1232,
+        false,
+        &mut out
+    ));
+}
