@@ -94,7 +94,6 @@ pub async fn start(
     });
     tasks.spawn(crate::dns::notify::run(
         engine.notices(),
-        engine.alerts(),
         engine.secondaries(),
         stop.clone(),
     ));

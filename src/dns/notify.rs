@@ -5,7 +5,7 @@
 //! each secondary one NOTIFY per serial (signed when the zone has a notify key), and retries
 //! with doubling backoff (1 s, 2 s, ... at most 60 s) until it is answered NOERROR or a newer
 //! serial replaces it: changes are coalesced, a secondary is only ever told the latest
-//! serial. After [`ALERT_AFTER`] unanswered attempts an alert `notify_unanswered` goes out
+//! serial. After 5 unanswered attempts an alert `notify_unanswered` goes out
 //! once, and `notify_answered` when it is answered after all. Counted in
 //! `gtmd_notify_total{zone,secondary,result}`.
 
@@ -24,10 +24,22 @@ use tokio_util::sync::CancellationToken;
 use crate::dns::secondaries::{Log, NotifyState};
 use crate::ops::alert::{Alert, Alerts};
 
-/// Unanswered attempts before the alert.
-pub const ALERT_AFTER: u32 = 5;
-const FIRST_WAIT: Duration = Duration::from_secs(1);
-const MAX_WAIT: Duration = Duration::from_secs(60);
+/// When to try again and when to alert.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    /// The wait after the first attempt; it doubles after each one.
+    first: Duration,
+    /// The longest wait.
+    max: Duration,
+    /// Unanswered attempts before the alert.
+    alert_after: u32,
+}
+
+const SCHEDULE: Schedule = Schedule {
+    first: Duration::from_secs(1),
+    max: Duration::from_secs(60),
+    alert_after: 5,
+};
 pub const NOTIFY: &str = "gtmd_notify_total";
 
 /// A zone's serial and whom to tell.
@@ -41,23 +53,36 @@ pub struct Notice {
     pub key: Option<TSigner>,
 }
 
-/// The notices of every zone, as the engine last published them.
-pub type Notices = watch::Receiver<Arc<Vec<Notice>>>;
+/// Every zone's notice, and where alerts go (both as of the configuration in force).
+#[derive(Clone, Default)]
+pub struct Notices {
+    pub list: Vec<Notice>,
+    pub alerts: Alerts,
+}
+
+/// The notices as the engine last published them.
+pub type NoticesRx = watch::Receiver<Arc<Notices>>;
 
 /// Sends NOTIFYs as `notices` change, until `stop`.
-pub async fn run(mut notices: Notices, alerts: Alerts, log: Arc<Log>, stop: CancellationToken) {
+pub async fn run(mut notices: NoticesRx, log: Arc<Log>, stop: CancellationToken) {
     let mut running: HashMap<(LowerName, SocketAddr), (u32, JoinHandle<()>)> = HashMap::new();
     loop {
         let current = notices.borrow_and_update().clone();
         let mut wanted = Vec::new();
-        for n in current.iter() {
+        for n in current.list.iter() {
             for &to in &n.targets {
                 let k = (LowerName::new(&n.zone), to);
                 wanted.push(k.clone());
                 if running.get(&k).is_some_and(|(s, _)| *s == n.serial) {
                     continue;
                 }
-                let task = tokio::spawn(notify_one(n.clone(), to, alerts.clone(), log.clone()));
+                let task = tokio::spawn(notify_one(
+                    n.clone(),
+                    to,
+                    notices.clone(),
+                    log.clone(),
+                    SCHEDULE,
+                ));
                 if let Some((_, old)) = running.insert(k, (n.serial, task)) {
                     old.abort();
                 }
@@ -80,11 +105,18 @@ pub async fn run(mut notices: Notices, alerts: Alerts, log: Arc<Log>, stop: Canc
     }
 }
 
-/// Tells `to` about `n` until it answers.
-async fn notify_one(n: Notice, to: SocketAddr, alerts: Alerts, log: Arc<Log>) {
+/// Tells `to` about `n` until it answers; alerts go where `notices` says at the time.
+async fn notify_one(
+    n: Notice,
+    to: SocketAddr,
+    notices: NoticesRx,
+    log: Arc<Log>,
+    schedule: Schedule,
+) {
+    let alert = |a: Alert| notices.borrow().alerts.send(a);
     let zone = n.zone.to_string();
     let secondary = to.to_string();
-    let mut wait = FIRST_WAIT;
+    let mut wait = schedule.first;
     let mut alerted = false;
     for attempt in 1u32.. {
         let result = send(&n, to, wait.min(Duration::from_secs(5))).await;
@@ -114,13 +146,13 @@ async fn notify_one(n: Notice, to: SocketAddr, alerts: Alerts, log: Arc<Log>) {
                         "{to} answered the NOTIFY of serial {} at attempt {attempt}",
                         n.serial
                     ));
-                    alerts.send(a);
+                    alert(a);
                 }
                 return;
             }
             Err(e) => {
                 tracing::warn!(zone = %zone, secondary = %to, serial = n.serial, attempt, error = %e, "NOTIFY not answered");
-                if attempt == ALERT_AFTER && !alerted {
+                if attempt == schedule.alert_after && !alerted {
                     alerted = true;
                     let mut a = Alert::new("notify_unanswered");
                     a.name = Some(zone.clone());
@@ -128,14 +160,14 @@ async fn notify_one(n: Notice, to: SocketAddr, alerts: Alerts, log: Arc<Log>) {
                     a.reason = Some(format!(
                         "{to} has not answered {attempt} NOTIFYs of serial {} ({e}); still trying every {} s at most",
                         n.serial,
-                        MAX_WAIT.as_secs()
+                        schedule.max.as_secs()
                     ));
-                    alerts.send(a);
+                    alert(a);
                 }
             }
         }
         tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(MAX_WAIT);
+        wait = (wait * 2).min(schedule.max);
     }
 }
 
@@ -186,4 +218,71 @@ async fn send(n: &Notice, to: SocketAddr, timeout: Duration) -> Result<(), Strin
     tokio::time::timeout(timeout, wait)
         .await
         .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unanswered_notify_is_retried_with_backoff_alerted_once_then_answered() {
+        let (alerts, mut alerted) = Alerts::channel(8);
+        let (_tx, rx) = watch::channel(Arc::new(Notices {
+            list: Vec::new(),
+            alerts,
+        }));
+        // A secondary that says nothing at first.
+        let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = silent.local_addr().unwrap();
+        let zone = Name::from_ascii("t.").unwrap();
+        let soa = hickory_proto::rr::rdata::SOA::new(zone.clone(), zone.clone(), 9, 1, 1, 1, 1);
+        let n = Notice {
+            soa: Record::from_rdata(zone.clone(), 60, hickory_proto::rr::RData::SOA(soa)),
+            zone,
+            serial: 9,
+            targets: vec![to],
+            key: None,
+        };
+        let log = Arc::new(Log::default());
+        let fast = Schedule {
+            first: Duration::from_millis(20),
+            max: Duration::from_millis(80),
+            alert_after: 3,
+        };
+        let task = tokio::spawn(notify_one(n, to, rx, log.clone(), fast));
+        let a = tokio::time::timeout(Duration::from_secs(10), alerted.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.event, "notify_unanswered");
+        let state = &log.get()["t."].notify[&to];
+        assert_eq!(
+            (state.attempts, state.answered, state.serial),
+            (3, false, 9)
+        );
+        // Now it answers each NOTIFY it is sent.
+        let answer = tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            loop {
+                let (len, from) = silent.recv_from(&mut buf).await.unwrap();
+                let q = Message::from_vec(&buf[..len]).unwrap();
+                let mut r = Message::new(q.id, MessageType::Response, OpCode::Notify);
+                r.metadata.authoritative = true;
+                let _ = silent.send_to(&r.to_vec().unwrap(), from).await;
+            }
+        });
+        let a = tokio::time::timeout(Duration::from_secs(10), alerted.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.event, "notify_answered");
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap()
+            .unwrap();
+        let state = &log.get()["t."].notify[&to];
+        assert!(state.answered && state.attempts > 3, "{state:?}");
+        assert!(alerted.try_recv().is_err(), "one alert each way");
+        answer.abort();
+    }
 }

@@ -159,7 +159,7 @@ pub struct Engine {
     versions: versions::Versions,
     /// The serials to NOTIFY secondaries of, and the configuration generation they were
     /// made for.
-    notices: watch::Sender<std::sync::Arc<Vec<crate::dns::notify::Notice>>>,
+    notices: watch::Sender<Arc<crate::dns::notify::Notices>>,
     notices_for: u64,
     /// What secondaries were told and took.
     secondaries: Arc<crate::dns::secondaries::Log>,
@@ -366,13 +366,8 @@ impl Engine {
         self.alerts = alerts;
     }
 
-    /// The alert sender in use.
-    pub fn alerts(&self) -> Alerts {
-        self.alerts.clone()
-    }
-
     /// The serials to NOTIFY secondaries of, as they change.
-    pub fn notices(&self) -> crate::dns::notify::Notices {
+    pub fn notices(&self) -> crate::dns::notify::NoticesRx {
         self.notices.subscribe()
     }
 

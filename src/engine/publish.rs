@@ -191,7 +191,11 @@ impl Engine {
         }
         self.notices_for = self.config_generation;
         if self.is_ready() {
-            self.notices.send_replace(Arc::new(list));
+            self.notices
+                .send_replace(Arc::new(crate::dns::notify::Notices {
+                    list,
+                    alerts: self.alerts.clone(),
+                }));
         }
     }
 }

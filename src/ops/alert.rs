@@ -88,6 +88,17 @@ impl Alerts {
         Alerts { tx: Some(tx), ctl }
     }
 
+    /// Alerts that arrive on the returned receiver, for tests.
+    #[cfg(test)]
+    pub fn channel(queue: usize) -> (Self, mpsc::Receiver<Alert>) {
+        let (tx, rx) = mpsc::channel(queue);
+        let alerts = Alerts {
+            tx: Some(tx),
+            ctl: String::new(),
+        };
+        (alerts, rx)
+    }
+
     /// A new delivery task for `cfg` (after a reload), reaching the server as before. The
     /// old task delivers what it holds, then ends.
     pub fn restarted(&self, cfg: &AlertConfig) -> Self {
