@@ -13,6 +13,7 @@ impl Engine {
     pub fn restore_overrides(&mut self, restored: crate::ops::state::Restored) {
         self.overrides = restored.overrides;
         self.versions.restore(restored.serials);
+        self.notices_for = 0; // the serials may have moved: the NOTIFY task hears them again
         self.set_state_problem(restored.problem);
         self.apply_overrides();
         for o in &self.overrides {

@@ -61,8 +61,18 @@ pub(super) struct Versions {
 }
 
 impl Versions {
-    /// Serials kept by an earlier run: the first serial of each zone starts above them.
+    /// Serials kept by an earlier run: each zone's serial starts above them (a zone already
+    /// under way, published ready before the state file was read, is moved above).
     pub fn restore(&mut self, serials: BTreeMap<String, u32>) {
+        for (origin, t) in &mut self.tracks {
+            if let Some(&kept) = serials.get(&origin.to_string()) {
+                let above = kept.wrapping_add(1);
+                if serial_gt(above, t.serial) {
+                    t.serial = above;
+                    t.journal = Default::default();
+                }
+            }
+        }
         self.restored = serials;
     }
 
@@ -306,6 +316,12 @@ mod tests {
         let (vs, _) = v.update(&z, &bound(&[[192, 0, 2, 1]], 30), true, 1000, 4);
         assert_eq!(vs[0].serial, 2001);
         assert_eq!(v.serials()["t."], 2001);
+        // Restored after the zone was already under way (nothing to probe: ready at once).
+        let mut v = Versions::default();
+        v.update(&z, &bound(&[[192, 0, 2, 1]], 30), true, 1000, 4);
+        v.restore(BTreeMap::from([("t.".to_string(), 3000)]));
+        let (vs, _) = v.update(&z, &bound(&[[192, 0, 2, 1]], 30), true, 1000, 4);
+        assert_eq!(vs[0].serial, 3001);
     }
 
     #[test]
