@@ -27,7 +27,12 @@ impl Config {
         self.bind_names(&zones)?;
         for b in &self.names {
             let lname = hickory_proto::rr::LowerName::new(&b.name);
-            if let Some(z) = zones.iter_mut().find(|z| z.origin.zone_of(&lname)) {
+            // The most specific zone holds it, as lookups find it.
+            let z = zones
+                .iter_mut()
+                .filter(|z| z.origin.zone_of(&lname))
+                .max_by_key(|z| z.origin.num_labels());
+            if let Some(z) = z {
                 z.ensure_node(&lname);
             }
         }
