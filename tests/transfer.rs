@@ -640,27 +640,28 @@ async fn knot_learns_a_new_zone_from_the_catalog_without_its_config_edited() {
 async fn a_bound_name_in_a_nested_zone_answers_and_transfers_with_that_zone() {
     let b0 = Backend::start().await;
     let b1 = Backend::start().await;
+    // s.zone is read before sub.s.zone: the parent comes first.
     let zones = tempfile::tempdir().unwrap();
     let soa = |z: &str| {
         format!("$TTL 300\n@ SOA ns1.{z} hostmaster.{z} 1 3600 600 86400 300\n NS ns1\nns1 A 192.0.2.1\n")
     };
     std::fs::write(
-        zones.path().join("t.zone"),
-        soa("t.") + "sub NS ns1.sub\nns1.sub A 192.0.2.2\n",
+        zones.path().join("s.zone"),
+        soa("s.") + "sub NS ns1.sub\nns1.sub A 192.0.2.2\n",
     )
     .unwrap();
-    std::fs::write(zones.path().join("sub.t.zone"), soa("sub.t.")).unwrap();
-    let config = web_config(&[&b0, &b1], "", "app.sub.t.");
+    std::fs::write(zones.path().join("sub.s.zone"), soa("sub.s.")).unwrap();
+    let config = web_config(&[&b0, &b1], "", "app.sub.s.");
     let g = start_with(&config, "allow_transfer = [\"127.0.0.0/8\"]", zones.path()).await;
     assert_eq!(
-        a_of(g.dns, "app.sub.t.").await,
+        a_of(g.dns, "app.sub.s.").await,
         ["192.0.2.10", "192.0.2.11"]
     );
-    let sub = axfr(g.dns, "sub.t.").await.unwrap();
-    assert!(sub.iter().any(|r| r.starts_with("app.sub.t. ")), "{sub:?}");
-    let parent = axfr(g.dns, "t.").await.unwrap();
+    let sub = axfr(g.dns, "sub.s.").await.unwrap();
+    assert!(sub.iter().any(|r| r.starts_with("app.sub.s. ")), "{sub:?}");
+    let parent = axfr(g.dns, "s.").await.unwrap();
     assert!(
-        !parent.iter().any(|r| r.starts_with("app.sub.t. ")),
+        !parent.iter().any(|r| r.starts_with("app.sub.s. ")),
         "{parent:?}"
     );
 }
