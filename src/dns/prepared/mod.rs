@@ -351,13 +351,7 @@ impl AnswerCache {
         if p.question_end + tpl.body.len() + opt_len > limit {
             return false;
         }
-        write(query, &p, tpl, scope, udp_payload, out);
-        if let Some((at, zi)) = tpl.serial {
-            if let Some(serial) = self.serials.get(zi as usize) {
-                let at = p.question_end + at as usize;
-                out[at..at + 4].copy_from_slice(&serial.to_be_bytes());
-            }
-        }
+        write(query, &p, tpl, scope, udp_payload, &self.serials, out);
         true
     }
 

@@ -110,6 +110,7 @@ pub(super) fn write(
     tpl: &Template,
     scope: u8,
     udp_payload: u16,
+    serials: &[u32],
     out: &mut Vec<u8>,
 ) {
     out.clear();
@@ -124,6 +125,13 @@ pub(super) fn write(
     out.extend_from_slice(&query[12..p.question_end]);
     let body_at = out.len();
     out.extend_from_slice(&tpl.body);
+    // The zone's SOA carries the publication's serial (see `Template::serial`).
+    if let Some((at, zi)) = tpl.serial {
+        if let Some(serial) = serials.get(zi as usize) {
+            let at = body_at + at as usize;
+            out[at..at + 4].copy_from_slice(&serial.to_be_bytes());
+        }
+    }
     for &(pos, suffix) in &tpl.fixups {
         let start = if suffix == 0 {
             12
