@@ -171,25 +171,32 @@ async fn notify_one(
     }
 }
 
-/// The NOTIFY message of `n`, with a fresh ID (signed when `n` has a key).
-pub fn message(n: &Notice, id: u16) -> Result<Vec<u8>, String> {
+/// The NOTIFY message of `n` with ID `id`, signed when `n` has a key (then also the
+/// verifier its answer must pass).
+pub fn message(
+    n: &Notice,
+    id: u16,
+) -> Result<(Vec<u8>, Option<hickory_proto::rr::TSigVerifier>), String> {
     let mut m = Message::new(id, MessageType::Query, OpCode::Notify);
     m.metadata.authoritative = true;
     let mut q = Query::query(n.zone.clone(), RecordType::SOA);
     q.set_query_class(DNSClass::IN);
     m.add_query(q);
     m.add_answer(n.soa.clone());
+    let mut verifier = None;
     if let Some(key) = &n.key {
-        m.finalize(key, crate::ops::state::now_secs())
+        verifier = m
+            .finalize(key, crate::ops::state::now_secs())
             .map_err(|e| format!("cannot sign: {e}"))?;
     }
-    m.to_vec().map_err(|e| format!("cannot encode: {e}"))
+    let bytes = m.to_vec().map_err(|e| format!("cannot encode: {e}"))?;
+    Ok((bytes, verifier))
 }
 
 /// One NOTIFY and its answer, within `timeout`.
 async fn send(n: &Notice, to: SocketAddr, timeout: Duration) -> Result<(), String> {
     let id: u16 = rand::random();
-    let bytes = message(n, id)?;
+    let (bytes, mut verifier) = message(n, id)?;
     let local: SocketAddr = if to.is_ipv4() {
         "0.0.0.0:0".parse().expect("a valid address")
     } else {
@@ -208,6 +215,13 @@ async fn send(n: &Notice, to: SocketAddr, timeout: Duration) -> Result<(), Strin
             if r.id != id || r.message_type != MessageType::Response || r.op_code != OpCode::Notify
             {
                 continue;
+            }
+            // A signed NOTIFY needs a signed answer (RFC 8945 section 5.3): an answer that
+            // does not verify is not taken as one.
+            if let Some(v) = verifier.as_mut() {
+                if let Err(e) = v.verify(&buf[..len]) {
+                    return Err(format!("the answer's TSIG does not verify: {e}"));
+                }
             }
             return match r.response_code {
                 ResponseCode::NoError => Ok(()),
@@ -284,5 +298,39 @@ mod tests {
         assert!(state.answered && state.attempts > 3, "{state:?}");
         assert!(alerted.try_recv().is_err(), "one alert each way");
         answer.abort();
+    }
+
+    #[tokio::test]
+    async fn an_unsigned_answer_to_a_signed_notify_is_not_taken() {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = sock.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            loop {
+                let (len, from) = sock.recv_from(&mut buf).await.unwrap();
+                let q = Message::from_vec(&buf[..len]).unwrap();
+                assert!(q.signature().is_some(), "the NOTIFY is signed");
+                let r = Message::new(q.id, MessageType::Response, OpCode::Notify);
+                let _ = sock.send_to(&r.to_vec().unwrap(), from).await;
+            }
+        });
+        let zone = Name::from_ascii("t.").unwrap();
+        let soa = hickory_proto::rr::rdata::SOA::new(zone.clone(), zone.clone(), 9, 1, 1, 1, 1);
+        let key = TSigner::new(
+            b"0123456789abcdef0123456789abcdef".to_vec(),
+            hickory_proto::rr::rdata::tsig::TsigAlgorithm::HmacSha256,
+            Name::from_ascii("k.").unwrap(),
+            300,
+        )
+        .unwrap();
+        let n = Notice {
+            soa: Record::from_rdata(zone.clone(), 60, hickory_proto::rr::RData::SOA(soa)),
+            zone,
+            serial: 9,
+            targets: vec![to],
+            key: Some(key),
+        };
+        let e = send(&n, to, Duration::from_secs(2)).await.unwrap_err();
+        assert!(e.contains("does not verify"), "{e}");
     }
 }
