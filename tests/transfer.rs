@@ -561,8 +561,57 @@ fn the_secondaries_example_loads_with_its_key_and_zone() {
     );
 }
 
+/// Starts `kind` ("knot" or "bind") on 127.0.0.1:`port` configured with nothing but the
+/// catalog zone catalog.invalid. of `primary`: its member zones come from the catalog.
+fn catalog_consumer(kind: &str, port: u16, primary: SocketAddr) -> Secondary {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let (ip, pport) = (primary.ip(), primary.port());
+    let (conf, bin, args): (String, &str, Vec<&str>) = if kind == "knot" {
+        (
+            format!(
+                "server:\n    listen: 127.0.0.1@{port}\n    rundir: {d}\ndatabase:\n    storage: {d}\n\
+                 remote:\n  - id: gtmd\n    address: {ip}@{pport}\n\
+                 acl:\n  - id: notify\n    address: 127.0.0.0/8\n    action: notify\n\
+                 template:\n  - id: default\n    storage: {d}\n  - id: member\n    storage: {d}\n    master: gtmd\n    acl: notify\n\
+                 zone:\n  - domain: catalog.invalid.\n    master: gtmd\n    acl: notify\n    catalog-role: interpret\n    catalog-template: member\n"
+            ),
+            "knotd",
+            vec!["-c"],
+        )
+    } else {
+        (
+            format!(
+                "options {{\n directory \"{d}\";\n listen-on port {port} {{ 127.0.0.1; }};\n listen-on-v6 {{ none; }};\n\
+                 pid-file \"{d}/named.pid\";\n session-keyfile \"{d}/session.key\";\n managed-keys-directory \"{d}\";\n\
+                 recursion no;\n dnssec-validation no;\n notify no;\n allow-new-zones yes;\n\
+                 catalog-zones {{ zone \"catalog.invalid\" default-primaries port {pport} {{ {ip}; }} in-memory yes; }};\n}};\n\
+                 controls {{ }};\n\
+                 zone \"catalog.invalid\" {{\n type secondary;\n primaries port {pport} {{ {ip}; }};\n\
+                 file \"{d}/catalog.db\";\n allow-notify {{ 127.0.0.1; }};\n}};\n"
+            ),
+            "named",
+            vec!["-g", "-c"],
+        )
+    };
+    let conf_path = dir.path().join("consumer.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let child = Command::new(sbin(bin))
+        .args(&args)
+        .arg(&conf_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Secondary {
+        addr: ([127, 0, 0, 1], port).into(),
+        _child: KillOnDrop(child),
+        _dir: dir,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn knot_learns_a_new_zone_from_the_catalog_without_its_config_edited() {
+async fn knot_and_bind_learn_a_new_zone_from_the_catalog_without_their_config_edited() {
     let dir = tempfile::tempdir().unwrap();
     let zones = dir.path().join("zones");
     std::fs::create_dir(&zones).unwrap();
@@ -570,58 +619,49 @@ async fn knot_learns_a_new_zone_from_the_catalog_without_its_config_edited() {
         format!("$TTL 300\n@ SOA ns1.{name} hostmaster.{name} 1 3600 600 86400 300\n NS ns1\nns1 A 192.0.2.1\n")
     };
     std::fs::write(zones.join("a.test.zone"), zone("a.test.")).unwrap();
-    let knot_port = free_addr().port();
+    let kinds = ["knot", "bind"];
+    let ports: Vec<u16> = kinds.iter().map(|_| free_addr().port()).collect();
+    let notify: Vec<String> = ports.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
     let cfg = dir.path().join("gtmd.toml");
     std::fs::write(
         &cfg,
         format!(
             "[server]\nlisten = [\"127.0.0.1:0\"]\nzones_dir = \"zones\"\nallow_transfer = [\"127.0.0.0/8\"]\n\
              catalog_zone = \"catalog.invalid.\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-             [zones.\"catalog.invalid.\"]\nnotify = [\"127.0.0.1:{knot_port}\"]\n"
+             [zones.\"catalog.invalid.\"]\nallow_transfer = [\"127.0.0.0/8\"]\nnotify = [{}]\n",
+            notify.join(", ")
         ),
     )
     .unwrap();
     let g = start_file(&cfg).await;
-    // Knot knows only the catalog: the member zones come from it.
-    let kd = tempfile::tempdir().unwrap();
-    let d = kd.path().display().to_string();
-    let (ip, port) = (g.dns.ip(), g.dns.port());
-    let conf = format!(
-        "server:\n    listen: 127.0.0.1@{knot_port}\n    rundir: {d}\ndatabase:\n    storage: {d}\n\
-         remote:\n  - id: gtmd\n    address: {ip}@{port}\n\
-         acl:\n  - id: notify\n    address: 127.0.0.0/8\n    action: notify\n\
-         template:\n  - id: default\n    storage: {d}\n  - id: member\n    storage: {d}\n    master: gtmd\n    acl: notify\n\
-         zone:\n  - domain: catalog.invalid.\n    master: gtmd\n    acl: notify\n    catalog-role: interpret\n    catalog-template: member\n"
-    );
-    std::fs::write(kd.path().join("knot.conf"), conf).unwrap();
-    let _knot = KillOnDrop(
-        Command::new(sbin("knotd"))
-            .args(["-c", &format!("{d}/knot.conf")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let knot: SocketAddr = ([127, 0, 0, 1], knot_port).into();
-    let serves = |zone: &'static str| async move {
+    let consumers: Vec<(&str, Secondary)> = kinds
+        .iter()
+        .zip(&ports)
+        .map(|(k, &p)| (*k, catalog_consumer(k, p, g.dns)))
+        .collect();
+    let serves = |addr: SocketAddr, zone: &'static str| async move {
         wait_until(Duration::from_secs(20), || async {
-            soa_serial(knot, zone).await.is_some()
+            soa_serial(addr, zone).await.is_some()
         })
         .await
         .is_some()
     };
-    assert!(
-        serves("a.test.").await,
-        "knot took a.test. from the catalog"
-    );
-    assert!(soa_serial(knot, "b.test.").await.is_none());
-    // A new zone file and a reload: the catalog's serial moves, Knot is told and takes it.
+    for (kind, c) in &consumers {
+        assert!(
+            serves(c.addr, "a.test.").await,
+            "{kind} took a.test. from the catalog"
+        );
+        assert!(soa_serial(c.addr, "b.test.").await.is_none(), "{kind}");
+    }
+    // A new zone file and a reload: the catalog's serial moves, each is told and takes it.
     std::fs::write(zones.join("b.test.zone"), zone("b.test.")).unwrap();
     gtmd::ops::ctl::request(g.admin, "POST", "/reload", None, None).unwrap();
-    assert!(
-        serves("b.test.").await,
-        "knot took b.test. from the catalog after a reload"
-    );
+    for (kind, c) in &consumers {
+        assert!(
+            serves(c.addr, "b.test.").await,
+            "{kind} took b.test. from the catalog after a reload"
+        );
+    }
     let catalog = axfr(g.dns, "catalog.invalid.").await.unwrap();
     assert!(
         catalog
