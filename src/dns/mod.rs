@@ -171,10 +171,15 @@ pub fn handle(snap: &Snapshot, query: &[u8], client: IpAddr, transport: Transpor
     };
     let key = signing.as_ref().map(|s| &s.key);
     let out = respond(snap, query, &msg, resp, meta, client, transport, key);
-    match &signing {
-        Some(s) => tsig::sign(out, s),
-        None => out,
-    }
+    let Some(s) = &signing else { return out };
+    let limit = match transport {
+        Transport::Tcp => u16::MAX as usize,
+        Transport::Udp => crate::config::udp_limit(
+            msg.edns.as_ref().map(|e| e.max_payload()),
+            settings.udp_payload,
+        ),
+    };
+    tsig::sign_within(out, s, limit)
 }
 
 /// The response to the readable query `msg` (its signature, if any, checked: `key`).

@@ -132,3 +132,45 @@ fn an_ecs_address_longer_than_its_source_prefix_is_formerr() {
         &mut out
     ));
 }
+
+#[test]
+fn a_signed_answer_too_big_for_udp_goes_out_truncated_and_signed() {
+    use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
+    use hickory_proto::rr::TSigner;
+    // One TXT answer of about 460 bytes: it fits 512 alone, not with a TSIG record.
+    let txt = format!("\"{}\" \"{}\"", "x".repeat(220), "y".repeat(220));
+    let mut snap = zone_snapshot(&format!("{HEAD}big TXT {txt}\n"));
+    let key = TSigner::new(
+        b"0123456789abcdef0123456789abcdef".to_vec(),
+        TsigAlgorithm::HmacSha256,
+        "k.".parse().unwrap(),
+        300,
+    )
+    .unwrap();
+    snap.wire = std::sync::Arc::new(WireSettings {
+        transfer: std::sync::Arc::new(crate::config::TransferSettings {
+            keys: vec![key.clone()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let mut q = Message::query();
+    q.add_query(Query::query("big.t.".parse().unwrap(), RecordType::TXT));
+    let now = crate::ops::state::now_secs();
+    q.finalize(&key, now).unwrap();
+    let mac = q.signature().unwrap().data.mac.clone();
+    let ask = |t| match handle(&snap, &bytes(&q), [127, 0, 0, 1].into(), t) {
+        Outcome::Reply(b) => b,
+        o => panic!("{o:?}"),
+    };
+    let udp = ask(Transport::Udp);
+    assert!(udp.len() <= 512, "{} bytes over UDP", udp.len());
+    let m = Message::from_vec(&udp).unwrap();
+    assert!(m.truncation && m.answers.is_empty());
+    key.verify_message_byte(&udp, Some(&mac), true)
+        .expect("the truncated answer is signed");
+    let tcp = ask(Transport::Tcp);
+    assert_eq!(Message::from_vec(&tcp).unwrap().answers.len(), 1);
+    key.verify_message_byte(&tcp, Some(&mac), true)
+        .expect("the whole answer is signed");
+}

@@ -99,6 +99,27 @@ fn append(msg: &mut Vec<u8>, rec: &Record<TSIG>) {
     msg.extend_from_slice(&bytes);
 }
 
+/// [`sign`], and a single response that no longer fits `limit` with its TSIG goes out
+/// truncated instead (TC, sections emptied, signed), so the client retries over TCP.
+pub(super) fn sign_within(out: Outcome, s: &Signing, limit: usize) -> Outcome {
+    let signed = sign(out, s);
+    let Outcome::Reply(bytes) = &signed else {
+        return signed;
+    };
+    if bytes.len() <= limit {
+        return signed;
+    }
+    let Ok(mut m) = Message::from_vec(bytes) else {
+        return signed;
+    };
+    m.take_signature();
+    m.answers.clear();
+    m.authorities.clear();
+    m.additionals.clear();
+    m.metadata.truncation = true;
+    sign(Outcome::Reply(to_bytes(&m)), s)
+}
+
 /// Signs every message of `out`, the first over the request's MAC and each later one over
 /// the MAC before it (RFC 8945 section 5.3.1).
 pub(super) fn sign(out: Outcome, s: &Signing) -> Outcome {
