@@ -60,7 +60,20 @@ pub(super) fn transfer(
             Ixfr::Current => {
                 let mut r = resp;
                 r.answers.push(soa);
-                return reply(r, meta);
+                let out = reply(r, meta);
+                if let Outcome::Reply(b) = &out {
+                    let kind = "IXFR-current";
+                    record(
+                        snap,
+                        zone,
+                        client,
+                        serial,
+                        kind,
+                        started,
+                        std::slice::from_ref(b),
+                    );
+                }
+                return out;
             }
             Ixfr::Differences(body) => {
                 let records = std::iter::once(&soa)
@@ -111,6 +124,20 @@ fn finish(
     started: Instant,
     messages: Vec<Vec<u8>>,
 ) -> Outcome {
+    record(snap, zone, client, serial, kind, started, &messages);
+    Outcome::Transfer(messages)
+}
+
+/// Counts and logs a transfer of `messages`.
+fn record(
+    snap: &Snapshot,
+    zone: &Zone,
+    client: IpAddr,
+    serial: u32,
+    kind: &'static str,
+    started: Instant,
+    messages: &[Vec<u8>],
+) {
     let bytes = messages.iter().map(Vec::len).sum();
     let origin = zone.origin.to_string();
     metrics::counter!(TRANSFERS, "zone" => origin.clone(), "kind" => kind).increment(1);
@@ -128,7 +155,6 @@ fn finish(
             at: crate::ops::state::now_secs(),
         },
     );
-    Outcome::Transfer(messages)
 }
 
 /// What an IXFR request gets.

@@ -137,9 +137,15 @@ fn an_ixfr_answers_differences_or_the_soa_or_the_whole_zone() {
         assert_eq!(rs.len(), 1);
         assert_eq!(serial_of(&rs[0]), Some(1001));
     }
+    let log = snap.secondaries.get();
+    assert_eq!(log["t."].transfers[&local()].kind, "IXFR-current");
     // Not in the journal: the whole zone, AXFR-style.
     let rs = transfer(&snap, &ixfr(900));
     assert!(rs.len() > 5 && serial_of(&rs[1]).is_none(), "{rs:?}");
+    assert_eq!(
+        snap.secondaries.get()["t."].transfers[&local()].kind,
+        "IXFR-AXFR"
+    );
     // Over UDP: the current SOA, which sends the client to TCP.
     let out = handle(
         &snap,
