@@ -705,3 +705,52 @@ async fn a_bound_name_in_a_nested_zone_answers_and_transfers_with_that_zone() {
         "{parent:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_zone_file_reaches_knot_as_a_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let zones = dir.path().join("zones");
+    std::fs::create_dir(&zones).unwrap();
+    let text = "$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 86400 300\n NS ns1\nns1 A 192.0.2.1\n";
+    std::fs::write(zones.join("e.test.zone"), text).unwrap();
+    let port = free_addr().port();
+    let cfg = dir.path().join("gtmd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nzones_dir = \"zones\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [zones.\"e.test.\"]\nallow_transfer = [\"127.0.0.0/8\"]\nnotify = [\"127.0.0.1:{port}\"]\n"
+        ),
+    )
+    .unwrap();
+    let g = start_file(&cfg).await;
+    let knot = secondary("knot", "e.test.", g.dns, None, port);
+    let ours = soa_serial(g.dns, "e.test.").await.unwrap();
+    let took = wait_until(Duration::from_secs(20), || async {
+        soa_serial(knot.addr, "e.test.").await == Some(ours)
+    })
+    .await;
+    assert!(took.is_some(), "knot loaded the zone");
+    std::fs::write(
+        zones.join("e.test.zone"),
+        format!("{text}www A 192.0.2.80\n"),
+    )
+    .unwrap();
+    gtmd::ops::ctl::request(g.admin, "POST", "/reload", None, None).unwrap();
+    let took = wait_until(Duration::from_secs(10), || async {
+        a_of(knot.addr, "www.e.test.").await == ["192.0.2.80"]
+    })
+    .await;
+    assert!(took.is_some(), "knot took the edit");
+    let kind = |k: &str| format!("gtmd_transfers_total{{zone=\"e.test.\",kind=\"{k}\"}}");
+    assert_eq!(
+        metric(g.admin, &kind("IXFR")).await,
+        Some(1.0),
+        "the edit as a difference"
+    );
+    assert_eq!(
+        metric(g.admin, &kind("AXFR")).await,
+        Some(1.0),
+        "the first load only"
+    );
+}

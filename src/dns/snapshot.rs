@@ -187,6 +187,9 @@ impl Bound {
 pub struct Delta {
     pub from: u32,
     pub to: u32,
+    /// The zone's SOA at each end (an edited file may change more than the serial).
+    pub from_soa: Record,
+    pub to_soa: Record,
     pub removed: Vec<Record>,
     pub added: Vec<Record>,
 }

@@ -52,7 +52,7 @@ pub(super) fn transfer(
     let soa = soa_with(zone, serial);
     let mut kind = "AXFR";
     if ixfr {
-        match incremental(snap, msg, zi, zone, serial, transport) {
+        match incremental(snap, msg, zi, serial, transport) {
             Ixfr::FormErr => {
                 meta.response_code = ResponseCode::FormErr;
                 return reply(resp, meta);
@@ -173,7 +173,6 @@ fn incremental(
     snap: &Snapshot,
     msg: &Message,
     zi: usize,
-    zone: &Zone,
     serial: u32,
     transport: Transport,
 ) -> Ixfr {
@@ -183,7 +182,7 @@ fn incremental(
     if transport == Transport::Udp || !serial_gt(serial, theirs) {
         return Ixfr::Current;
     }
-    match differences(snap, zi, zone, theirs) {
+    match differences(snap, zi, theirs) {
         Some(d) => Ixfr::Differences(d),
         None => Ixfr::Whole,
     }
@@ -209,14 +208,14 @@ fn soa_with(zone: &Zone, serial: u32) -> Record {
 /// The IXFR body from serial `theirs` to the current version (without the leading and
 /// trailing current SOA), if the journal reaches back to it: per difference, the old SOA,
 /// the records removed, the new SOA, the records added.
-fn differences(snap: &Snapshot, zi: usize, zone: &Zone, theirs: u32) -> Option<Vec<Record>> {
+fn differences(snap: &Snapshot, zi: usize, theirs: u32) -> Option<Vec<Record>> {
     let v = snap.versions.get(zi)?;
     let start = v.journal.iter().position(|d| d.from == theirs)?;
     let mut out = Vec::new();
     for d in &v.journal[start..] {
-        out.push(soa_with(zone, d.from));
+        out.push(d.from_soa.clone());
         out.extend(d.removed.iter().cloned());
-        out.push(soa_with(zone, d.to));
+        out.push(d.to_soa.clone());
         out.extend(d.added.iter().cloned());
     }
     Some(out)

@@ -43,6 +43,8 @@ pub fn file_serial(soa: &Record) -> u32 {
 #[derive(Debug)]
 struct Track {
     serial: u32,
+    /// The zone's SOA with `serial`.
+    soa: Record,
     /// A hash of the zone file's records, to see a reload change them.
     file_hash: u64,
     live: Arc<Vec<Record>>,
@@ -109,9 +111,11 @@ impl Versions {
                 .collect();
             return (versions, Vec::new());
         }
+        // The zones before a reload, to tell a secondary what an edit changed.
+        let mut previous = None;
         if !self.hashed.as_ref().is_some_and(|h| Arc::ptr_eq(h, zones)) {
             self.hashes = zones.iter().map(file_hash).collect();
-            self.hashed = Some(zones.clone());
+            previous = self.hashed.replace(zones.clone());
         }
         let mut changed = Vec::new();
         let mut versions = Vec::with_capacity(live.len());
@@ -124,6 +128,7 @@ impl Versions {
                 }
                 let track = Track {
                     serial: first,
+                    soa: with_serial(&zone.soa, first),
                     file_hash: hash,
                     live: Arc::new(live.clone()),
                     journal: Default::default(),
@@ -134,7 +139,20 @@ impl Versions {
             let Some(track) = self.tracks.get_mut(&zone.origin) else {
                 continue; // inserted just above
             };
-            if track.advance(live, hash, serial_max(floor, now_unix), journal_max) {
+            let edit = || {
+                let old = previous
+                    .as_ref()?
+                    .iter()
+                    .find(|z| z.origin == zone.origin)?;
+                file_delta(old, zone)
+            };
+            let next = Next {
+                live,
+                hash,
+                soa: &zone.soa,
+                at_least: serial_max(floor, now_unix),
+            };
+            if track.advance(next, edit, journal_max) {
                 changed.push(zone.origin.clone());
             }
             versions.push(ZoneVersion {
@@ -148,23 +166,51 @@ impl Versions {
     }
 }
 
+/// What a zone is now, for [`Track::advance`].
+struct Next<'a> {
+    live: Vec<Record>,
+    /// The hash of the zone file's records.
+    hash: u64,
+    /// The zone file's SOA.
+    soa: &'a Record,
+    /// The least the next serial may be.
+    at_least: u32,
+}
+
 impl Track {
-    /// Moves to `live` with the zone file hashed as `hash`, if either changed: the serial
-    /// goes to the greater of one more and `at_least`, and the change joins the journal
-    /// (kept to `journal_max`), or empties it when the file changed. Returns whether it moved.
-    fn advance(&mut self, live: Vec<Record>, hash: u64, at_least: u32, journal_max: usize) -> bool {
-        let file_changed = self.file_hash != hash;
-        if !file_changed && same(&self.live, &live) {
+    /// Moves to `next` if its live records or its file changed: the serial goes to the
+    /// greater of one more and `next.at_least`, and the change joins the journal (kept to
+    /// `journal_max`). An edited file joins it as the records `edit` finds removed and added;
+    /// when it finds none to give (too large an edit), the journal is emptied. Returns
+    /// whether it moved.
+    fn advance(
+        &mut self,
+        next: Next,
+        edit: impl FnOnce() -> Option<(Vec<Record>, Vec<Record>)>,
+        journal_max: usize,
+    ) -> bool {
+        let file_changed = self.file_hash != next.hash;
+        if !file_changed && same(&self.live, &next.live) {
             return false;
         }
-        let next = serial_max(self.serial.wrapping_add(1), at_least);
+        let serial = serial_max(self.serial.wrapping_add(1), next.at_least);
+        let soa = with_serial(next.soa, serial);
+        let change = if file_changed {
+            edit()
+        } else {
+            Some(Default::default())
+        };
         let mut journal = Vec::new();
-        if !file_changed {
-            let (removed, added) = diff(&self.live, &live);
+        if let Some((mut removed, mut added)) = change {
+            let (r, a) = diff(&self.live, &next.live);
+            removed.extend(r);
+            added.extend(a);
             journal = self.journal.as_ref().clone();
             journal.push(Arc::new(Delta {
                 from: self.serial,
-                to: next,
+                to: serial,
+                from_soa: self.soa.clone(),
+                to_soa: soa.clone(),
                 removed,
                 added,
             }));
@@ -172,12 +218,44 @@ impl Track {
                 journal.drain(..journal.len() - journal_max);
             }
         }
-        self.serial = next;
-        self.file_hash = hash;
-        self.live = Arc::new(live);
+        self.serial = serial;
+        self.soa = soa;
+        self.file_hash = next.hash;
+        self.live = Arc::new(next.live);
         self.journal = Arc::new(journal);
         true
     }
+}
+
+/// `soa` with `serial`.
+fn with_serial(soa: &Record, serial: u32) -> Record {
+    let mut soa = soa.clone();
+    if let RData::SOA(s) = &mut soa.data {
+        s.serial = serial;
+    }
+    soa
+}
+
+/// Zone files this large (records, both versions together) are not compared record by
+/// record on an edit: secondaries take them whole.
+const MAX_EDIT_COMPARED: usize = 50_000;
+
+/// The records an edit of a zone file removed and added (SOA aside), if the files are small
+/// enough to compare and the edit is less than half the zone (else a whole transfer is as
+/// cheap).
+fn file_delta(
+    old: &crate::zone::Zone,
+    new: &crate::zone::Zone,
+) -> Option<(Vec<Record>, Vec<Record>)> {
+    let mut a: Vec<Record> = old.all_records().cloned().collect();
+    let mut b: Vec<Record> = new.all_records().cloned().collect();
+    if a.len() + b.len() > MAX_EDIT_COMPARED {
+        return None;
+    }
+    a.sort();
+    b.sort();
+    let (removed, added) = diff(&a, &b);
+    (removed.len() + added.len() <= b.len() / 2 + 1).then_some((removed, added))
 }
 
 /// The transferred records of the bound names of each zone, in canonical order.
@@ -287,7 +365,7 @@ mod tests {
     }
 
     #[test]
-    fn the_journal_is_bounded_and_an_edited_file_empties_it_and_sets_the_floor() {
+    fn the_journal_is_bounded_and_an_edited_file_joins_it_or_empties_it() {
         let z = zones(7, "");
         let mut v = Versions::default();
         for i in 0..10u8 {
@@ -299,13 +377,26 @@ mod tests {
         assert_eq!(j.len(), 4);
         assert!(j.windows(2).all(|w| w[0].to == w[1].from), "a chain");
         assert_eq!(j[3].to, vs[0].serial);
-        // The file changes (new record, serial far above): its serial wins, the journal goes.
+        // A small edit (one record, a serial far above): its serial wins, and the journal
+        // tells a secondary the record added, with both SOAs as they were.
+        let before = vs[0].serial;
         let z2 = zones(5_000_000, "www A 192.0.2.80\n");
         let (vs, changed) = v.update(&z2, &bound(&[[192, 0, 2, 9]], 30), true, 1000, 4);
+        assert_eq!((vs[0].serial, changed.len()), (5_000_000, 1));
+        let d = vs[0].journal.last().unwrap();
         assert_eq!(
-            (vs[0].serial, changed.len(), vs[0].journal.len()),
-            (5_000_000, 1, 0)
+            (d.from, d.to, d.removed.len(), d.added.len()),
+            (before, 5_000_000, 0, 1)
         );
+        assert_eq!(file_serial(&d.from_soa), before);
+        assert_eq!(file_serial(&d.to_soa), 5_000_000);
+        // An edit that rewrites most of the zone empties the journal (a whole zone is as cheap).
+        let z3 = zones(
+            5_000_000,
+            "a A 192.0.2.1\nb A 192.0.2.2\nc A 192.0.2.3\nd A 192.0.2.4\n",
+        );
+        let (vs, _) = v.update(&z3, &bound(&[[192, 0, 2, 9]], 30), true, 1000, 4);
+        assert_eq!((vs[0].serial, vs[0].journal.len()), (5_000_001, 0));
     }
 
     #[test]

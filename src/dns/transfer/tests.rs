@@ -48,12 +48,27 @@ fn snapshot() -> Snapshot {
             journal: Arc::new(vec![Arc::new(Delta {
                 from: 1000,
                 to: 1001,
+                from_soa: soa(1000),
+                to_soa: soa(1001),
                 removed: vec![a([192, 0, 2, 12], 30)],
                 added: vec![a([192, 0, 2, 11], 30)],
             })]),
         }],
         ..Default::default()
     }
+}
+
+fn soa(serial: u32) -> Record {
+    let s = SOA::new(
+        "ns.t.".parse().unwrap(),
+        "hm.t.".parse().unwrap(),
+        serial,
+        2,
+        3,
+        4,
+        300,
+    );
+    Record::from_rdata("t.".parse().unwrap(), 60, RData::SOA(s))
 }
 
 fn local() -> IpAddr {
