@@ -139,14 +139,11 @@ async fn notify_one(
             Ok(()) => {
                 tracing::info!(zone = %zone, secondary = %to, serial = n.serial, attempt, "NOTIFY answered");
                 if alerted {
-                    let mut a = Alert::new("notify_answered");
-                    a.name = Some(zone.clone());
-                    a.address = Some(to.ip());
-                    a.reason = Some(format!(
+                    let why = format!(
                         "{to} answered the NOTIFY of serial {} at attempt {attempt}",
                         n.serial
-                    ));
-                    alert(a);
+                    );
+                    alert(notify_alert("notify_answered", &zone, to, why));
                 }
                 return;
             }
@@ -154,21 +151,27 @@ async fn notify_one(
                 tracing::warn!(zone = %zone, secondary = %to, serial = n.serial, attempt, error = %e, "NOTIFY not answered");
                 if attempt == schedule.alert_after && !alerted {
                     alerted = true;
-                    let mut a = Alert::new("notify_unanswered");
-                    a.name = Some(zone.clone());
-                    a.address = Some(to.ip());
-                    a.reason = Some(format!(
+                    let why = format!(
                         "{to} has not answered {attempt} NOTIFYs of serial {} ({e}); still trying every {} s at most",
                         n.serial,
                         schedule.max.as_secs()
-                    ));
-                    alert(a);
+                    );
+                    alert(notify_alert("notify_unanswered", &zone, to, why));
                 }
             }
         }
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(schedule.max);
     }
+}
+
+/// An alert about the NOTIFYs of `zone` to `to`.
+fn notify_alert(event: &str, zone: &str, to: SocketAddr, reason: String) -> Alert {
+    let mut a = Alert::new(event);
+    a.name = Some(zone.to_string());
+    a.address = Some(to.ip());
+    a.reason = Some(reason);
+    a
 }
 
 /// The NOTIFY message of `n` with ID `id`, signed when `n` has a key (then also the

@@ -50,6 +50,13 @@ pub(super) fn transfer(
     meta.authoritative = true;
     let serial = snap.serial(zi).unwrap_or(0);
     let soa = soa_with(zone, serial);
+    let served = Served {
+        snap,
+        zone,
+        client,
+        serial,
+        started,
+    };
     let mut kind = "AXFR";
     if ixfr {
         match incremental(snap, msg, zi, serial, transport) {
@@ -62,16 +69,7 @@ pub(super) fn transfer(
                 r.answers.push(soa);
                 let out = reply(r, meta);
                 if let Outcome::Reply(b) = &out {
-                    let kind = "IXFR-current";
-                    record(
-                        snap,
-                        zone,
-                        client,
-                        serial,
-                        kind,
-                        started,
-                        std::slice::from_ref(b),
-                    );
+                    served.record("IXFR-current", std::slice::from_ref(b));
                 }
                 return out;
             }
@@ -79,23 +77,56 @@ pub(super) fn transfer(
                 let records = std::iter::once(&soa)
                     .chain(body.iter())
                     .chain(std::iter::once(&soa));
-                let messages = transfer_messages(resp, meta, records);
-                return finish(snap, zone, client, serial, "IXFR", started, messages);
+                return served.finish("IXFR", transfer_messages(resp, meta, records));
             }
             Ixfr::Whole => kind = "IXFR-AXFR",
         }
     }
-    let live = snap
-        .versions
-        .get(zi)
-        .map(|v| v.live.clone())
-        .unwrap_or_default();
+    let live = snap.versions.get(zi).map(|v| v.live.clone());
     let body = std::iter::once(&soa)
         .chain(zone.all_records())
-        .chain(live.iter())
+        .chain(live.iter().flat_map(|l| l.iter()))
         .chain(std::iter::once(&soa));
-    let messages = transfer_messages(resp, meta, body);
-    finish(snap, zone, client, serial, kind, started, messages)
+    served.finish(kind, transfer_messages(resp, meta, body))
+}
+
+/// One transfer being served, for counting and logging.
+struct Served<'a> {
+    snap: &'a Snapshot,
+    zone: &'a Zone,
+    client: IpAddr,
+    serial: u32,
+    started: Instant,
+}
+
+impl Served<'_> {
+    /// Counts and logs `messages`, and returns them as the transfer.
+    fn finish(&self, kind: &'static str, messages: Vec<Vec<u8>>) -> Outcome {
+        self.record(kind, &messages);
+        Outcome::Transfer(messages)
+    }
+
+    /// Counts and logs a transfer of `messages`.
+    fn record(&self, kind: &'static str, messages: &[Vec<u8>]) {
+        let bytes = messages.iter().map(Vec::len).sum();
+        let origin = self.zone.origin.to_string();
+        metrics::counter!(TRANSFERS, "zone" => origin.clone(), "kind" => kind).increment(1);
+        metrics::counter!(TRANSFER_BYTES, "zone" => origin.clone()).increment(bytes as u64);
+        let (client, serial) = (self.client, self.serial);
+        tracing::info!(zone = %origin, client = %client, serial, kind, messages = messages.len(), bytes, "transfer served");
+        self.snap.secondaries.transferred(
+            &origin,
+            client,
+            TransferState {
+                serial,
+                kind,
+                messages: messages.len(),
+                bytes,
+                duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+                at: crate::ops::state::now_secs(),
+            },
+        );
+    }
 }
 
 /// The zone whose origin is `name`, with its position, if `client` (whose request was
@@ -112,49 +143,6 @@ fn allowed_zone<'s>(
     w.transfer
         .allows(&zone.origin, &w.allow_transfer, client, key)
         .then_some((zi, zone))
-}
-
-/// Counts and logs a transfer of `messages`, and returns them.
-fn finish(
-    snap: &Snapshot,
-    zone: &Zone,
-    client: IpAddr,
-    serial: u32,
-    kind: &'static str,
-    started: Instant,
-    messages: Vec<Vec<u8>>,
-) -> Outcome {
-    record(snap, zone, client, serial, kind, started, &messages);
-    Outcome::Transfer(messages)
-}
-
-/// Counts and logs a transfer of `messages`.
-fn record(
-    snap: &Snapshot,
-    zone: &Zone,
-    client: IpAddr,
-    serial: u32,
-    kind: &'static str,
-    started: Instant,
-    messages: &[Vec<u8>],
-) {
-    let bytes = messages.iter().map(Vec::len).sum();
-    let origin = zone.origin.to_string();
-    metrics::counter!(TRANSFERS, "zone" => origin.clone(), "kind" => kind).increment(1);
-    metrics::counter!(TRANSFER_BYTES, "zone" => origin.clone()).increment(bytes as u64);
-    tracing::info!(zone = %origin, client = %client, serial, kind, messages = messages.len(), bytes, "transfer served");
-    snap.secondaries.transferred(
-        &origin,
-        client,
-        TransferState {
-            serial,
-            kind,
-            messages: messages.len(),
-            bytes,
-            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-            at: crate::ops::state::now_secs(),
-        },
-    );
 }
 
 /// What an IXFR request gets.

@@ -122,17 +122,7 @@ impl Versions {
         for ((zone, live), &hash) in zones.iter().zip(live).zip(&self.hashes) {
             let floor = file_serial(&zone.soa);
             if !self.tracks.contains_key(&zone.origin) {
-                let mut first = serial_max(floor, now_unix);
-                if let Some(&kept) = self.restored.get(&zone.origin.to_string()) {
-                    first = serial_max(first, kept.wrapping_add(1));
-                }
-                let track = Track {
-                    serial: first,
-                    soa: with_serial(&zone.soa, first),
-                    file_hash: hash,
-                    live: Arc::new(live.clone()),
-                    journal: Default::default(),
-                };
+                let track = self.first_track(zone, &live, hash, now_unix);
                 self.tracks.insert(zone.origin.clone(), track);
                 changed.push(zone.origin.clone());
             }
@@ -163,6 +153,30 @@ impl Versions {
         }
         changed.dedup();
         (versions, changed)
+    }
+}
+
+impl Versions {
+    /// A zone's history from its first ready publication: at the current time, or above
+    /// the zone file's serial or the serial kept by an earlier run.
+    fn first_track(
+        &self,
+        zone: &crate::zone::Zone,
+        live: &[Record],
+        hash: u64,
+        now_unix: u32,
+    ) -> Track {
+        let mut first = serial_max(file_serial(&zone.soa), now_unix);
+        if let Some(&kept) = self.restored.get(&zone.origin.to_string()) {
+            first = serial_max(first, kept.wrapping_add(1));
+        }
+        Track {
+            serial: first,
+            soa: with_serial(&zone.soa, first),
+            file_hash: hash,
+            live: Arc::new(live.to_vec()),
+            journal: Default::default(),
+        }
     }
 }
 
