@@ -124,16 +124,22 @@ fn secondary(
             )
         }
     };
-    let conf_path = dir.path().join("secondary.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let conf_path = conf_path.display().to_string();
-    let (bin, args) = match kind {
-        "knot" => ("knotd", vec!["-c", conf_path.as_str()]),
-        "nsd" => ("nsd", vec!["-d", "-c", conf_path.as_str()]),
-        _ => ("named", vec!["-g", "-c", conf_path.as_str()]),
+    let (bin, args): (&str, &[&str]) = match kind {
+        "knot" => ("knotd", &["-c"]),
+        "nsd" => ("nsd", &["-d", "-c"]),
+        _ => ("named", &["-g", "-c"]),
     };
+    launch(bin, args, conf, dir, port)
+}
+
+/// Runs `bin` with `args` and then the path of `conf`, written into `dir`; it answers on
+/// 127.0.0.1:`port`.
+fn launch(bin: &str, args: &[&str], conf: String, dir: tempfile::TempDir, port: u16) -> Secondary {
+    let path = dir.path().join("server.conf");
+    std::fs::write(&path, conf).unwrap();
     let child = Command::new(sbin(bin))
-        .args(&args)
+        .args(args)
+        .arg(&path)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -594,20 +600,7 @@ fn catalog_consumer(kind: &str, port: u16, primary: SocketAddr) -> Secondary {
             vec!["-g", "-c"],
         )
     };
-    let conf_path = dir.path().join("consumer.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new(sbin(bin))
-        .args(&args)
-        .arg(&conf_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Secondary {
-        addr: ([127, 0, 0, 1], port).into(),
-        _child: KillOnDrop(child),
-        _dir: dir,
-    }
+    launch(bin, &args, conf, dir, port)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
