@@ -18,6 +18,23 @@ pub fn serial_gt(a: u32, b: u32) -> bool {
     a != b && (a.wrapping_sub(b) as i32) > 0
 }
 
+/// The serial of `soa`, if it is an SOA record.
+pub fn serial_of(soa: &Record) -> Option<u32> {
+    match &soa.data {
+        hickory_proto::rr::RData::SOA(s) => Some(s.serial),
+        _ => None,
+    }
+}
+
+/// `soa` (a zone's SOA record) with `serial`.
+pub fn with_serial(soa: &Record, serial: u32) -> Record {
+    let mut soa = soa.clone();
+    if let hickory_proto::rr::RData::SOA(s) = &mut soa.data {
+        s.serial = serial;
+    }
+    soa
+}
+
 /// A random number for the query path: a per-thread xorshift, seeded once per thread.
 pub fn random_u32() -> u32 {
     use std::cell::Cell;
@@ -233,9 +250,6 @@ impl Snapshot {
         if let Some(v) = self.versions.get(zi) {
             return Some(v.serial);
         }
-        match &self.zones.get(zi)?.soa.data {
-            hickory_proto::rr::RData::SOA(soa) => Some(soa.serial),
-            _ => None,
-        }
+        serial_of(&self.zones.get(zi)?.soa)
     }
 }

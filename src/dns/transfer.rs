@@ -12,11 +12,11 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use hickory_proto::op::{Message, Metadata, ResponseCode};
-use hickory_proto::rr::{LowerName, RData, Record, RecordType};
+use hickory_proto::rr::{LowerName, Record, RecordType};
 use hickory_proto::serialize::binary::BinEncodable;
 
 use super::secondaries::TransferState;
-use super::snapshot::{serial_gt, Snapshot};
+use super::snapshot::{serial_gt, serial_of, with_serial, Snapshot};
 use super::{reply, to_bytes, Outcome, Transport};
 use crate::zone::Zone;
 
@@ -49,7 +49,7 @@ pub(super) fn transfer(
     };
     meta.authoritative = true;
     let serial = snap.serial(zi).unwrap_or(0);
-    let soa = soa_with(zone, serial);
+    let soa = with_serial(&zone.soa, serial);
     let served = Served {
         snap,
         zone,
@@ -178,19 +178,7 @@ fn incremental(
 
 /// The serial of the SOA in the authority section of an IXFR request.
 fn client_serial(msg: &Message) -> Option<u32> {
-    msg.authorities.iter().find_map(|r| match &r.data {
-        RData::SOA(s) => Some(s.serial),
-        _ => None,
-    })
-}
-
-/// The zone's SOA with `serial`.
-fn soa_with(zone: &Zone, serial: u32) -> Record {
-    let mut soa = zone.soa.clone();
-    if let RData::SOA(s) = &mut soa.data {
-        s.serial = serial;
-    }
-    soa
+    msg.authorities.iter().find_map(serial_of)
 }
 
 /// The IXFR body from serial `theirs` to the current version (without the leading and

@@ -174,13 +174,9 @@ impl Engine {
             let Some(zt) = t.zones.get(&zone.origin).filter(|z| !z.notify.is_empty()) else {
                 continue;
             };
-            let mut soa = zone.soa.clone();
-            if let RData::SOA(s) = &mut soa.data {
-                s.serial = v.serial;
-            }
             list.push(Notice {
                 zone: zone.origin_name.clone(),
-                soa,
+                soa: crate::dns::snapshot::with_serial(&zone.soa, v.serial),
                 serial: v.serial,
                 targets: zt.notify.clone(),
                 key: zt

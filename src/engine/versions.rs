@@ -16,10 +16,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use hickory_proto::rr::{LowerName, RData, Record};
+use hickory_proto::rr::{LowerName, Record};
 use hickory_proto::serialize::binary::BinEncodable;
 
-use crate::dns::snapshot::serial_gt;
+use crate::dns::snapshot::{serial_gt, with_serial};
 use crate::dns::snapshot::{Bound, Delta, ZoneVersion, Zones};
 
 /// The greater of two serials (RFC 1982): `a` unless `b` is greater.
@@ -32,11 +32,8 @@ fn serial_max(a: u32, b: u32) -> u32 {
 }
 
 /// The serial of a zone's SOA record as written in its file.
-pub fn file_serial(soa: &Record) -> u32 {
-    match &soa.data {
-        RData::SOA(s) => s.serial,
-        _ => 0,
-    }
+fn file_serial(soa: &Record) -> u32 {
+    crate::dns::snapshot::serial_of(soa).unwrap_or(0)
 }
 
 /// One zone's history as the engine keeps it.
@@ -241,15 +238,6 @@ impl Track {
     }
 }
 
-/// `soa` with `serial`.
-fn with_serial(soa: &Record, serial: u32) -> Record {
-    let mut soa = soa.clone();
-    if let RData::SOA(s) = &mut soa.data {
-        s.serial = serial;
-    }
-    soa
-}
-
 /// Zone files this large (records, both versions together) are not compared record by
 /// record on an edit: secondaries take them whole.
 const MAX_EDIT_COMPARED: usize = 50_000;
@@ -323,7 +311,7 @@ mod tests {
     use super::*;
     use crate::dns::snapshot::Bound;
     use hickory_proto::rr::rdata::A;
-    use hickory_proto::rr::Name;
+    use hickory_proto::rr::{Name, RData};
 
     fn zones(serial: u32, extra: &str) -> Arc<Zones> {
         let text =

@@ -5,7 +5,7 @@ use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
-use crate::dns::snapshot::{Bound, Choice, Delta, Snapshot, ZoneVersion, Zones};
+use crate::dns::snapshot::{serial_of, Bound, Choice, Delta, Snapshot, ZoneVersion, Zones};
 use crate::dns::{answer, handle, Answered, Outcome, Publication, Transport, WireSettings};
 
 const ZONE: &str = "$TTL 60\n@ SOA ns hm 7 2 3 4 300\n NS ns\nns A 192.0.2.1\napp TXT \"x\"\n";
@@ -84,13 +84,6 @@ fn transfer(snap: &Snapshot, q: &Message) -> Vec<Record> {
             .collect(),
         Outcome::Reply(b) => Message::from_vec(&b).unwrap().answers,
         o => panic!("{o:?}"),
-    }
-}
-
-fn serial_of(r: &Record) -> Option<u32> {
-    match &r.data {
-        RData::SOA(s) => Some(s.serial),
-        _ => None,
     }
 }
 
