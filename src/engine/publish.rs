@@ -154,10 +154,18 @@ impl Engine {
 impl Engine {
     /// Writes every zone's serial to the state file, if there is one, before the serial is
     /// published: a restart then starts above it. A failed write is logged; DNS goes on.
+    ///
+    /// While the state file found at start cannot be read, it is left as found for the
+    /// operator (the overrides came from its backup; the problem is shown and alerted) and
+    /// serials are not kept until an override change writes it whole again.
     fn keep_serials(&mut self) {
         let Some(path) = &self.cfg.state_file else {
             return;
         };
+        if self.state_problem.is_some() {
+            tracing::warn!(file = %path.display(), "zone serials not kept: the state file is unreadable and left as found");
+            return;
+        }
         let serials = self.versions.serials();
         if let Err(e) = crate::ops::state::save(path, &self.overrides, &serials) {
             tracing::error!(file = %path.display(), error = %e, "cannot keep the zone serials in the state file");
