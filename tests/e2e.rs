@@ -223,16 +223,21 @@ fn check_config_names_file_line_and_problem() {
         "{out}"
     );
 
-    let text = std::fs::read_to_string(&good)
-        .unwrap()
-        .replace("timeout = \"500ms\"", "timeout = \"5s\"");
-    std::fs::write(&bad, text).unwrap();
+    let sample = std::fs::read_to_string(&good).unwrap();
+    let line = 1 + sample
+        .lines()
+        .position(|l| l.starts_with("timeout = \"500ms\""))
+        .unwrap();
+    std::fs::write(
+        &bad,
+        sample.replace("timeout = \"500ms\"", "timeout = \"5s\""),
+    )
+    .unwrap();
     let (ok, out) = check_config(&bad);
     assert!(!ok);
-    assert!(
-        out.contains("bad.toml:25: checks.admin-http.timeout: must be above 0 and below interval"),
-        "{out}"
-    );
+    let want =
+        format!("bad.toml:{line}: checks.admin-http.timeout: must be above 0 and below interval");
+    assert!(out.contains(&want), "{out}");
 
     let zone = std::fs::read_to_string(zones.join("example.test.zone"))
         .unwrap()
