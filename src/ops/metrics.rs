@@ -114,6 +114,10 @@ fn describe() {
         "0 while the state file found at start cannot be read (overrides came from its backup, or none)"
     );
     describe_gauge!(GENERATION, "Generation of the published answers");
+    describe_gauge!(ZONE_SERIAL, "The zone's SOA serial as served");
+    describe_counter!(NOTIFY, "NOTIFYs sent to secondaries, answered or not");
+    describe_counter!(TRANSFERS, "Zone transfers served, by kind");
+    describe_counter!(TRANSFER_BYTES, "Bytes of zone transfer messages served");
     describe_gauge!(BUILD_INFO, "Always 1; the version is a label");
     describe_gauge!(
         NAME_FAIL_OPEN,
