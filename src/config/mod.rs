@@ -14,7 +14,7 @@ mod server;
 mod transfer;
 mod zones;
 pub use server::{udp_limit, RrlConfig, WireSettings, MIN_UDP_PAYLOAD};
-pub use transfer::{read_keys, TransferSettings, ZoneTransfer, TSIG_FUDGE};
+pub use transfer::{TransferSettings, ZoneTransfer};
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
