@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::Kind;
 use crate::config::Config;
 use crate::dns::listen::{self, DnsListener};
 use crate::dns::{Publication, Published};
@@ -62,6 +63,35 @@ pub async fn start(
     listeners: Listeners,
     stop: CancellationToken,
 ) -> anyhow::Result<Running> {
+    start_as(cfg, listeners, stop, Kind::Server).await
+}
+
+/// Starts a probe-only agent: it probes and publishes its views to the cluster (which counts
+/// them in the quorum), serves its admin API, and answers no DNS.
+pub async fn start_agent(
+    cfg: Config,
+    admin: TcpListener,
+    stop: CancellationToken,
+) -> anyhow::Result<Running> {
+    if cfg.cluster.is_none() {
+        anyhow::bail!(
+            "{}: an agent needs a [cluster] table: it serves no DNS, it only publishes its views to the cluster",
+            cfg.source
+        );
+    }
+    let listeners = Listeners {
+        dns: Vec::new(),
+        admin,
+    };
+    start_as(cfg, listeners, stop, Kind::Agent).await
+}
+
+async fn start_as(
+    cfg: Config,
+    listeners: Listeners,
+    stop: CancellationToken,
+    kind: Kind,
+) -> anyhow::Result<Running> {
     let zones = Arc::new(cfg.load_zones()?);
     let cfg = Arc::new(cfg);
     let published: Published = Arc::new(ArcSwap::from_pointee(Publication::default()));
@@ -78,7 +108,13 @@ pub async fn start(
     let admin_bound = listeners.admin.local_addr()?;
     let ctl = ctl_command(admin_bound, cfg.token_file.as_deref());
     engine.set_alerts(crate::ops::alert::Alerts::start(&cfg.alerts, ctl));
+    let cached = overrides.overrides.clone();
     engine.restore_overrides(overrides);
+    if let Some(c) = &cfg.cluster {
+        tracing::info!(id = %c.id, cluster = %c.name, endpoints = ?c.endpoints, quorum = %c.quorum, "joining the cluster");
+        let handle = crate::cluster::start(c, kind, cfg.probe_source, cached, stop.clone());
+        engine.join_cluster(handle);
+    }
     engine.start_probes().map_err(anyhow::Error::msg)?;
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let mut tasks = JoinSet::new();

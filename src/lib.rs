@@ -19,6 +19,7 @@
 //! | [`zone`] | master files, the zone tree, the set of zones |
 //! | [`steer`] | pure steering: [`steer::health`] (rise/fall, damping), [`steer::policy`] (what a name answers), [`steer::topology`] (client subnets, ECS) |
 //! | [`probe`] | HTTP/HTTPS/TCP probe loops, results as data |
+//! | [`cluster`] | the etcd session (lease, views, overrides, alert leadership) and the quorum rule; the engine reads what it holds |
 //! | [`engine`] | the one writer: members, overrides, regions, publication, reload, explain, status |
 //! | [`dns`] | the query path: wire and dispatch, [`dns::lookup`], [`dns::prepared`] answers, [`dns::snapshot`], [`dns::udp`], [`dns::tcp`], [`dns::listen`], transfers (AXFR, IXFR, TSIG), [`dns::notify`], [`dns::rrl`] |
 //! | [`ops`] | the operator's side: [`ops::admin`] API, [`ops::ctl`], [`ops::alert`], [`ops::metrics`], [`ops::state`] file, [`ops::reload`] |
@@ -27,9 +28,11 @@
 //!
 //! Imports go one way between modules (no circle): `zone`, `steer` and `config` are the lowest
 //! floor and import nothing above it; `dns` reads them; `engine` builds what `dns` serves;
-//! `ops` and `app` drive the engine (which uses `ops`' metrics, alerts and state file).
+//! `ops` and `app` drive the engine (which uses `ops`' metrics, alerts and state file);
+//! `cluster` talks to etcd and hands the engine what it read, by channel.
 
 pub mod app;
+pub mod cluster;
 pub mod config;
 pub mod dns;
 pub mod engine;

@@ -29,6 +29,9 @@ enum Cmd {
         /// The file to check (default: --config, else the embedded sample).
         file: Option<PathBuf>,
     },
+    /// Probe and publish this instance's views to the cluster ([cluster] in --config), and
+    /// serve the admin API, but answer no DNS: a vantage point that counts in the quorum.
+    Agent,
     /// Talk to a running gtmd through its admin API (address and token from --config).
     Ctl {
         /// The admin API address (default: admin.listen of --config, else 127.0.0.1:8053).
@@ -101,7 +104,8 @@ fn main() -> ExitCode {
             token_file,
             op,
         }) => ctl(cli.config.as_ref(), admin, token_file, op),
-        None => serve(cli.config.as_ref()),
+        Some(Cmd::Agent) => serve(cli.config.as_ref(), true),
+        None => serve(cli.config.as_ref(), false),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -202,13 +206,22 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-fn serve(path: Option<&PathBuf>) -> anyhow::Result<()> {
+fn serve(path: Option<&PathBuf>, agent: bool) -> anyhow::Result<()> {
     let cfg = load(path)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
-        let listeners = Listeners::bind(&cfg).await?;
         let stop = CancellationToken::new();
-        let running = app::start(cfg, listeners, stop.clone()).await?;
+        let running = if agent {
+            let admin = tokio::net::TcpListener::bind(cfg.admin_listen)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("binding the admin API on {}: {e}", cfg.admin_listen)
+                })?;
+            app::start_agent(cfg, admin, stop.clone()).await?
+        } else {
+            let listeners = Listeners::bind(&cfg).await?;
+            app::start(cfg, listeners, stop.clone()).await?
+        };
         tokio::spawn(tell_systemd(running.ready.clone(), stop.clone()));
         wait_for_signal(&running.reloads).await?;
         tracing::info!("stopping");

@@ -41,6 +41,7 @@ pub(super) struct Probe {
     pub max_in_flight: usize,
     pub max_body: usize,
     pub queue: usize,
+    pub source: Option<std::net::IpAddr>,
 }
 
 pub(super) fn build_probe(cx: &Ctx, p: &file::Probe) -> Result<Probe, ConfigError> {
@@ -52,7 +53,17 @@ pub(super) fn build_probe(cx: &Ctx, p: &file::Probe) -> Result<Probe, ConfigErro
     if queue == 0 {
         return Err(cx.err("probe.queue", "must be at least 1"));
     }
+    let source = match &p.source {
+        None => None,
+        Some(s) => Some(s.parse().map_err(|_| {
+            cx.err(
+                "probe.source",
+                format!("{s:?} is not an IPv4 or IPv6 address"),
+            )
+        })?),
+    };
     Ok(Probe {
+        source,
         max_in_flight,
         max_body: p.max_body.unwrap_or(64 * 1024),
         queue,

@@ -6,7 +6,9 @@
 
 use std::path::Path;
 
-use super::{admin, checks, file, names, pools, server, transfer, Config, ConfigError, Ctx};
+use super::{
+    admin, checks, cluster, file, names, pools, server, transfer, Config, ConfigError, Ctx,
+};
 
 pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, ConfigError> {
     let (listen, zones_dir, mut wire) = server::build_server(cx, &raw.server, base)?;
@@ -28,6 +30,7 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
     let regions = pools::build_regions(cx, &raw, &members)?;
     let alerts = admin::build_alerts(cx, &raw.alerts)?;
     let rrl = server::build_rrl(cx, &raw.rrl)?;
+    let cluster = cluster::build_cluster(cx, raw.cluster.as_ref(), base)?;
     Ok(Config {
         source: cx.source.to_string(),
         path: None,
@@ -41,6 +44,7 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
         max_in_flight: probe.max_in_flight,
         max_body: probe.max_body,
         probe_queue: probe.queue,
+        probe_source: probe.source,
         checks,
         pools,
         members,
@@ -48,6 +52,7 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
         regions,
         alerts,
         rrl,
+        cluster,
         text: cx.text.to_string(),
     })
 }

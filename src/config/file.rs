@@ -29,6 +29,24 @@ pub struct File {
     pub rrl: Rrl,
     #[serde(default)]
     pub zones: BTreeMap<String, ZoneTable>,
+    pub cluster: Option<Cluster>,
+}
+
+/// `[cluster]`: several instances that act as one, on etcd.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    pub name: Option<String>,
+    pub id: Option<String>,
+    pub lease_ttl: Option<String>,
+    pub quorum: Option<toml::Value>,
+    pub username: Option<String>,
+    pub password_file: Option<String>,
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
 }
 
 /// `[zones."example.com."]`: the zone's secondaries.
@@ -106,6 +124,7 @@ pub struct Probe {
     pub max_in_flight: Option<usize>,
     pub max_body: Option<usize>,
     pub queue: Option<usize>,
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]

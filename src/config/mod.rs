@@ -7,12 +7,14 @@
 mod admin;
 mod build;
 mod checks;
+mod cluster;
 pub mod file;
 mod names;
 mod pools;
 mod server;
 mod transfer;
 mod zones;
+pub use cluster::{ClusterConfig, Quorum};
 pub use server::{udp_limit, RrlConfig, WireSettings, MIN_UDP_PAYLOAD};
 pub use transfer::{TransferSettings, ZoneTransfer};
 
@@ -244,6 +246,8 @@ pub struct Config {
     pub max_body: usize,
     /// Probe results waiting for the engine at most; a probe loop waits for room beyond.
     pub probe_queue: usize,
+    /// Probes connect from this address (`None`: the kernel's choice).
+    pub probe_source: Option<std::net::IpAddr>,
     pub checks: Vec<Check>,
     pub pools: Vec<Pool>,
     pub members: Vec<Member>,
@@ -252,6 +256,8 @@ pub struct Config {
     pub alerts: AlertConfig,
     /// Response rate limiting on UDP.
     pub rrl: RrlConfig,
+    /// Several instances that act as one, on etcd; `None`: alone.
+    pub cluster: Option<ClusterConfig>,
     text: String,
 }
 

@@ -78,6 +78,9 @@ pub struct MemberWhy {
     /// How likely it is to be in this client's answer.
     pub in_answer: f64,
     pub why: String,
+    /// In a cluster: each live instance's view, and whether it is on the side that decided.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub views: Vec<super::ViewStatus>,
 }
 
 impl Policy {
@@ -260,6 +263,8 @@ impl Engine {
                 "{what} by hand ({}: {}); probes say {health}",
                 o.target, o.reason
             )
+        } else if let Some(w) = self.quorum_why(i, &health, now) {
+            w
         } else if h.state != State::Up {
             health
         } else if self.members[i].damping.held(now) {
@@ -291,6 +296,7 @@ impl Engine {
             eligible: self.answered(i, now),
             in_answer,
             why,
+            views: self.views_of(i),
         }
     }
 }

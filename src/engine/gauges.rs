@@ -121,5 +121,6 @@ impl Engine {
         g.config_generation.set(self.config_generation as f64);
         g.build_info.set(1.0);
         g.state_file_ok.set(flag(self.state_problem.is_none()));
+        self.cluster_gauges();
     }
 }

@@ -21,6 +21,7 @@ use crate::ops::state::{Action, Override};
 use crate::probe::{ProbeReport, Prober};
 use crate::steer::health::{Damping, Health, State, Thresholds};
 
+mod cluster;
 mod explain;
 mod gauges;
 mod overrides;
@@ -30,6 +31,7 @@ pub use reload::{Loaded, ReloadReport};
 mod status;
 mod versions;
 
+pub use cluster::{ClusterStatus, InstanceStatus, ViewStatus};
 pub use explain::Explain;
 use gauges::Gauges;
 pub use status::{MemberStatus, NameStatus, OverrideStatus, RegionStatus, Status};
@@ -163,6 +165,8 @@ pub struct Engine {
     notices_for: u64,
     /// What secondaries were told and took.
     secondaries: Arc<crate::dns::secondaries::Log>,
+    /// Several instances acting as one, when configured.
+    cluster: Option<Box<cluster::Clustered>>,
 }
 
 impl Engine {
@@ -207,6 +211,7 @@ impl Engine {
             notices: watch::channel(Default::default()).0,
             notices_for: 0,
             secondaries: Default::default(),
+            cluster: None,
         };
         e.publish();
         (e, ready_rx)
@@ -235,6 +240,9 @@ impl Engine {
         // Gauges are stored again now and then, so that the exporter drops those of members
         // a reload removed (it forgets gauges not stored for a while); histograms are drained.
         let mut refresh = tokio::time::interval(crate::ops::metrics::GAUGE_REFRESH);
+        let mut shared = self.cluster_rx();
+        // In a cluster, disagreements with the quorum are judged every second.
+        let mut cluster_tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             // The next end of a hold-down, when a member that is up returns to answers.
             let release = self.next_release();
@@ -253,6 +261,14 @@ impl Engine {
                     self.settle_until = None;
                     self.publish();
                 }
+                r = changed(&mut shared) => {
+                    if r.is_err() {
+                        shared = None;
+                    } else {
+                        self.on_cluster().await;
+                    }
+                }
+                _ = cluster_tick.tick(), if shared.is_some() => self.check_disagreements(Instant::now()),
                 _ = tokio::time::sleep(expiry.unwrap_or_default()), if expiry.is_some() => {
                     self.expire_overrides().await;
                 }
@@ -273,6 +289,9 @@ impl Engine {
                 }
                 c = commands.recv() => match c {
                     Some(Command::Status(reply)) => { let _ = reply.send(self.status()); }
+                    Some(Command::Override(op, reply)) if self.cluster.is_some() => {
+                        self.cluster_override(op, reply);
+                    }
                     Some(Command::Override(op, reply)) => {
                         let _ = reply.send(self.change_override(op).await);
                     }
@@ -328,7 +347,9 @@ impl Engine {
             tracing::debug!(pool, member = %m.name, address = %m.address, state = %tr.to, error = r.error.as_deref().unwrap_or(""), "first probe result");
             if tr.to == State::Down {
                 tracing::warn!(pool, member = %m.name, address = %m.address, error = r.error.as_deref().unwrap_or(""), "member is down at its first probe");
-                self.member_alert(i, tr, r.error.clone());
+                if self.alerts_own_view() {
+                    self.member_alert(i, tr, r.error.clone());
+                }
             }
             if self.unknown == 0 {
                 let up = self
@@ -348,7 +369,10 @@ impl Engine {
         } else {
             tracing::warn!(pool, member = %m.name, address = %m.address, from = %tr.from, to = %tr.to, error = r.error.as_deref().unwrap_or(""), "member changed state");
             metrics::counter!(crate::ops::metrics::MEMBER_TRANSITIONS, "pool" => pool.clone(), "member" => m.name.clone(), "to" => tr.to.to_string()).increment(1);
-            self.member_alert(i, tr, r.error.clone().filter(|_| !r.ok));
+            // In a cluster, the quorum's decision is alerted (by the leader), not this view.
+            if self.alerts_own_view() {
+                self.member_alert(i, tr, r.error.clone().filter(|_| !r.ok));
+            }
             if tr.to == State::Down {
                 let d = &mut self.members[i].damping;
                 let hold = d.went_down(r.at, check.damping);
@@ -377,6 +401,16 @@ impl Engine {
     }
 
     fn member_alert(&self, i: usize, tr: crate::steer::health::Transition, error: Option<String>) {
+        self.member_alert_with(i, tr, error, None);
+    }
+
+    fn member_alert_with(
+        &self,
+        i: usize,
+        tr: crate::steer::health::Transition,
+        error: Option<String>,
+        reason: Option<String>,
+    ) {
         let m = &self.cfg.members[i];
         let pool = &self.cfg.pools[m.pool].name;
         let target = format!("{pool}/{}", m.name);
@@ -392,6 +426,7 @@ impl Engine {
         a.old_state = Some(tr.from.to_string());
         a.new_state = Some(tr.to.to_string());
         a.error = error;
+        a.reason = reason;
         a.command = Some(self.alerts.command(&[
             "disable",
             &target,
@@ -418,8 +453,17 @@ impl Engine {
         View { engine: self, now }
     }
 
-    /// Up and not held down (whatever its region).
+    /// Up and not held down (whatever its region): by the quorum's decision in a cluster,
+    /// else by this instance's own view.
     pub(super) fn passing(&self, i: usize, now: Instant) -> bool {
+        match self.decision(i) {
+            Some(d) => d.up,
+            None => self.local_passing(i, now),
+        }
+    }
+
+    /// Up and not held down by this instance's own probes.
+    pub(super) fn local_passing(&self, i: usize, now: Instant) -> bool {
         self.members[i].health.state == State::Up && !self.members[i].damping.held(now)
     }
 
@@ -437,13 +481,17 @@ impl Engine {
             if !self.removed[ri] && healthy * 100 < r.remove_below as usize * size {
                 self.removed[ri] = true;
                 tracing::error!(region = %r.name, healthy, members = size, percent, "region removed from answers");
-                self.alerts
-                    .send(region_alert("region_removed", &r.name, healthy, size));
+                if self.speaks_for_cluster() {
+                    self.alerts
+                        .send(region_alert("region_removed", &r.name, healthy, size));
+                }
             } else if self.removed[ri] && healthy * 100 >= r.return_at as usize * size {
                 self.removed[ri] = false;
                 tracing::warn!(region = %r.name, healthy, members = size, percent, "region returned to answers");
-                self.alerts
-                    .send(region_alert("region_returned", &r.name, healthy, size));
+                if self.speaks_for_cluster() {
+                    self.alerts
+                        .send(region_alert("region_returned", &r.name, healthy, size));
+                }
             }
         }
     }
@@ -492,5 +540,15 @@ impl crate::steer::policy::HealthView for View<'_> {
         e.members[i]
             .override_
             .is_none_or(|k| e.overrides[k].action != Action::Disable)
+    }
+}
+
+/// The next change of the cluster's state; never, without a cluster.
+async fn changed(
+    rx: &mut Option<watch::Receiver<Arc<crate::cluster::Shared>>>,
+) -> Result<(), watch::error::RecvError> {
+    match rx {
+        Some(rx) => rx.changed().await,
+        None => std::future::pending().await,
     }
 }

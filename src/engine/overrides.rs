@@ -77,11 +77,7 @@ impl Engine {
                     since,
                     until: duration.map(|d| since.saturating_add(d.as_secs().max(1))),
                 });
-                let mut a = Alert::new("override_set");
-                a.target = Some(target.to_string());
-                a.new_state = Some(format!("{action:?}").to_lowercase());
-                a.reason = Some(reason);
-                a.command = Some(self.alerts.command(&["enable", &target.to_string()]));
+                let a = self.override_set_alert(self.overrides.last().expect("just pushed"));
                 (target, "set", a, duration)
             }
             OverrideOp::Clear { target } => {
@@ -107,6 +103,16 @@ impl Engine {
         self.apply_overrides();
         self.publish();
         Ok(self.overrides.clone())
+    }
+
+    /// The alert that override `o` was set.
+    pub(super) fn override_set_alert(&self, o: &Override) -> Alert {
+        let mut a = Alert::new("override_set");
+        a.target = Some(o.target.to_string());
+        a.new_state = Some(format!("{:?}", o.action).to_lowercase());
+        a.reason = Some(o.reason.clone());
+        a.command = Some(self.alerts.command(&["enable", &o.target.to_string()]));
+        a
     }
 
     /// Writes the overrides to the state file, if there is one, off the engine's thread. A
@@ -176,8 +182,11 @@ impl Engine {
             let mut a = Alert::new("override_ended");
             a.target = Some(o.target.to_string());
             a.reason = Some(o.reason.clone());
-            self.alerts.send(a);
+            if self.speaks_for_cluster() {
+                self.alerts.send(a);
+            }
         }
+        self.expire_in_cluster();
         self.overrides.retain(|o| !o.expired(now));
         if let Err(e) = self.persist().await {
             tracing::error!(error = %e, "cannot write the state file after overrides ended");

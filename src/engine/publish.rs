@@ -44,6 +44,7 @@ impl Engine {
             bound.insert(LowerName::new(&b.name), answer);
         }
         self.store(bound, ready, now);
+        self.share_views(now);
         if let Some((reply, report)) = settled {
             let _ = reply.send(Ok(report));
         }

@@ -115,8 +115,10 @@ impl Engine {
         self.members = members;
         self.gauges = Gauges::new(&cfg);
         let state_file_moved = cfg.state_file != old.state_file;
+        let cluster_changed = cfg.cluster != old.cluster || cfg.probe_source != old.probe_source;
         self.cfg = Arc::new(cfg);
         self.zones = Arc::new(zones);
+        self.refresh_cluster(cluster_changed);
         // The prepared static answers belong to the old zones.
         self.fixed = None;
         self.config_generation += 1;

@@ -49,6 +49,10 @@ pub struct MemberStatus {
     /// The hold-down given at the last down, and downs within the flap window then.
     pub hold_down_secs: f64,
     pub flaps: usize,
+    /// In a cluster: each live instance's view, and whether it is on the side that decided
+    /// (`state` above is this instance's own view).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub views: Vec<super::ViewStatus>,
 }
 
 /// A pool-bound name's current answer, for the admin API.
@@ -96,6 +100,10 @@ pub struct Status {
     /// Every zone's serial, the last NOTIFY to each secondary and the last transfer served
     /// to each client.
     pub zones: Vec<ZoneStatus>,
+    /// In a cluster: this instance's link to etcd, the quorum, the leader and every live
+    /// instance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<super::ClusterStatus>,
 }
 
 /// One zone as secondaries see it.
@@ -158,6 +166,7 @@ impl Engine {
             regions,
             overrides: self.overrides.clone(),
             state_file_problem: self.state_problem.clone(),
+            cluster: self.cluster_status(),
         }
     }
 
@@ -193,6 +202,7 @@ impl Engine {
                 .map(|t| (t - now).as_secs_f64()),
             hold_down_secs: self.members[i].damping.hold.as_secs_f64(),
             flaps: self.members[i].damping.flaps(),
+            views: self.views_of(i),
         }
     }
 }

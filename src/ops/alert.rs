@@ -54,6 +54,9 @@ pub struct Alert {
     /// The command that acts on this by hand: take the member out (or put it back).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// In a cluster: the instance that sent it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
     /// For a summary: how many alerts of each event were held back by the rate limit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suppressed: Option<BTreeMap<String, u64>>,
@@ -75,17 +78,27 @@ pub struct Alerts {
     tx: Option<mpsc::Sender<Alert>>,
     /// How `gtmd ctl` reaches this server: the binary, and its --admin / --token-file options.
     ctl: String,
+    /// In a cluster: this instance's id, put in every alert.
+    instance: Option<String>,
 }
 
 impl Alerts {
     /// Starts the delivery task when the configuration has a webhook or a command.
     pub fn start(cfg: &AlertConfig, ctl: String) -> Self {
         if cfg.webhook.is_none() && cfg.command.is_empty() {
-            return Alerts { tx: None, ctl };
+            return Alerts {
+                tx: None,
+                ctl,
+                instance: None,
+            };
         }
         let (tx, rx) = mpsc::channel(cfg.queue);
         tokio::spawn(deliver_all(cfg.clone(), rx));
-        Alerts { tx: Some(tx), ctl }
+        Alerts {
+            tx: Some(tx),
+            ctl,
+            instance: None,
+        }
     }
 
     /// Alerts that arrive on the returned receiver, for tests.
@@ -95,6 +108,7 @@ impl Alerts {
         let alerts = Alerts {
             tx: Some(tx),
             ctl: String::new(),
+            instance: None,
         };
         (alerts, rx)
     }
@@ -102,7 +116,14 @@ impl Alerts {
     /// A new delivery task for `cfg` (after a reload), reaching the server as before. The
     /// old task delivers what it holds, then ends.
     pub fn restarted(&self, cfg: &AlertConfig) -> Self {
-        Self::start(cfg, self.ctl.clone())
+        let mut a = Self::start(cfg, self.ctl.clone());
+        a.instance = self.instance.clone();
+        a
+    }
+
+    /// Names this instance (its cluster id) in every alert from now on.
+    pub fn set_instance(&mut self, id: &str) {
+        self.instance = Some(id.to_string());
     }
 
     /// The `gtmd ctl` command line for `args` (each quoted for a POSIX shell).
@@ -115,8 +136,9 @@ impl Alerts {
         s
     }
 
-    pub fn send(&self, a: Alert) {
+    pub fn send(&self, mut a: Alert) {
         let Some(tx) = &self.tx else { return };
+        a.instance.clone_from(&self.instance);
         if tx.try_send(a).is_err() {
             metrics::counter!(ALERTS, "result" => "dropped").increment(1);
             crate::ops::metrics::limit_hit("alerts_queue");

@@ -38,6 +38,13 @@ pub const LAST_RELOAD_OK: &str = "gtmd_config_last_reload_successful";
 pub const STATE_FILE_OK: &str = "gtmd_state_file_ok";
 /// Each zone's SOA serial as served.
 pub const ZONE_SERIAL: &str = "gtmd_zone_serial";
+/// 1 while answers follow the cluster's quorum (0: alone, joining or fallen back).
+pub const CLUSTER_CONNECTED: &str = "gtmd_cluster_connected";
+pub const CLUSTER_INSTANCES: &str = "gtmd_cluster_instances";
+pub const CLUSTER_LEADER: &str = "gtmd_cluster_leader";
+pub const CLUSTER_WRITES: &str = "gtmd_cluster_writes_total";
+pub const CLUSTER_ERRORS: &str = "gtmd_cluster_session_errors_total";
+pub const MEMBER_DISAGREES: &str = "gtmd_member_view_disagrees";
 pub use crate::dns::notify::NOTIFY;
 pub use crate::dns::transfer::{TRANSFERS, TRANSFER_BYTES};
 
@@ -52,6 +59,18 @@ pub const GAUGE_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 pub fn limit_hit(limit: &'static str) {
     handle();
     counter!(LIMITS, "limit" => limit).increment(1);
+}
+
+/// Counts `n` keys written to etcd, by kind (view, override, register, leader).
+pub fn cluster_writes(kind: &'static str, n: usize) {
+    handle();
+    counter!(CLUSTER_WRITES, "kind" => kind).increment(n as u64);
+}
+
+/// Counts one etcd session that ended in an error.
+pub fn cluster_error() {
+    handle();
+    counter!(CLUSTER_ERRORS).increment(1);
 }
 
 /// The process's recorder, installed on first use.
@@ -115,6 +134,24 @@ fn describe() {
     );
     describe_gauge!(GENERATION, "Generation of the published answers");
     describe_gauge!(ZONE_SERIAL, "The zone's SOA serial as served");
+    describe_gauge!(
+        CLUSTER_CONNECTED,
+        "1 while answers follow the cluster's quorum; 0 alone, joining or fallen back"
+    );
+    describe_gauge!(
+        CLUSTER_INSTANCES,
+        "Live instances of the cluster, agents included"
+    );
+    describe_gauge!(
+        CLUSTER_LEADER,
+        "1 if this instance sends the cluster's alerts"
+    );
+    describe_counter!(CLUSTER_WRITES, "Keys written to etcd, by kind");
+    describe_counter!(CLUSTER_ERRORS, "etcd sessions ended by an error");
+    describe_gauge!(
+        MEMBER_DISAGREES,
+        "1 while this instance's own view of the member differs from the quorum's"
+    );
     describe_counter!(NOTIFY, "NOTIFYs sent to secondaries, answered or not");
     describe_counter!(TRANSFERS, "Zone transfers served, by kind");
     describe_counter!(TRANSFER_BYTES, "Bytes of zone transfer messages served");

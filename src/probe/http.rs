@@ -26,6 +26,8 @@ const MAX_HEAD: usize = 16 * 1024;
 /// A ready-to-use probe of one member.
 pub struct HttpProbe {
     target: SocketAddr,
+    /// Connections come from this address when given.
+    source: Option<std::net::IpAddr>,
     request: Vec<u8>,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     expect: Vec<(u16, u16)>,
@@ -99,7 +101,12 @@ fn tls() -> &'static Tls {
 
 impl HttpProbe {
     /// Builds the probe of `check` against `target`.
-    pub fn new(check: &HttpCheck, target: SocketAddr, max_body: usize) -> Result<Self, String> {
+    pub fn new(
+        check: &HttpCheck,
+        target: SocketAddr,
+        source: Option<std::net::IpAddr>,
+        max_body: usize,
+    ) -> Result<Self, String> {
         let host = check.host.clone().unwrap_or_else(|| match target {
             SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
             SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
@@ -140,6 +147,7 @@ impl HttpProbe {
         };
         Ok(Self {
             target,
+            source,
             request: request.into_bytes(),
             tls,
             expect: check.expect.clone(),
@@ -178,7 +186,7 @@ impl HttpProbe {
     }
 
     async fn connect(&self) -> Result<Box<dyn Stream>, String> {
-        let stream = super::tcp::connect(self.target).await?;
+        let stream = super::tcp::connect(self.target, self.source).await?;
         Ok(match &self.tls {
             None => Box::new(stream),
             Some((conn, name)) => Box::new(

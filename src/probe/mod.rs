@@ -29,14 +29,14 @@ pub struct ProbeReport {
 }
 
 enum Target {
-    Tcp(std::net::SocketAddr),
+    Tcp(std::net::SocketAddr, Option<std::net::IpAddr>),
     Http(Box<http::HttpProbe>),
 }
 
 impl Target {
     async fn probe(&mut self) -> Result<(), String> {
         match self {
-            Target::Tcp(a) => tcp::probe(*a).await,
+            Target::Tcp(a, s) => tcp::probe(*a, *s).await,
             Target::Http(h) => h.probe().await,
         }
     }
@@ -51,6 +51,7 @@ struct Spec {
     interval: Duration,
     timeout: Duration,
     max_body: usize,
+    source: Option<std::net::IpAddr>,
 }
 
 struct Loop {
@@ -103,13 +104,14 @@ impl Prober {
                 interval: check.interval,
                 timeout: check.timeout,
                 max_body: cfg.max_body,
+                source: cfg.probe_source,
             };
             let start = match self.loops.get(&key) {
                 Some(l) if l.spec == spec => None,
                 _ => Some(match &check.kind {
-                    CheckKind::Tcp { .. } => Target::Tcp(m.target),
+                    CheckKind::Tcp { .. } => Target::Tcp(m.target, cfg.probe_source),
                     CheckKind::Http(h) => Target::Http(Box::new(
-                        http::HttpProbe::new(h, m.target, cfg.max_body)
+                        http::HttpProbe::new(h, m.target, cfg.probe_source, cfg.max_body)
                             .map_err(|e| format!("pool {} member {}: {e}", key.0, key.1))?,
                     )),
                 }),

@@ -1,0 +1,109 @@
+//! The etcd key layout under `/gtmd/<cluster name>/`, and what a key's new value (or its
+//! deletion) changes in [`Shared`]. Pure: no I/O.
+// Used by the session, which needs the `cluster` feature; the unit tests use it always.
+#![cfg_attr(not(feature = "cluster"), allow(dead_code))]
+
+use super::{Instance, Shared, Verdict};
+use crate::ops::state::Override;
+
+/// The keys of one cluster, for one instance.
+#[derive(Debug, Clone)]
+pub(super) struct Keys {
+    pub prefix: String,
+    pub me: String,
+}
+
+/// What a key under the prefix is.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Key<'a> {
+    Instance(&'a str),
+    View { instance: &'a str, member: &'a str },
+    Overrides,
+    Leader,
+    Other,
+}
+
+impl Keys {
+    pub fn instance(&self) -> String {
+        format!("{}instances/{}", self.prefix, self.me)
+    }
+    pub fn view(&self, member: &str) -> String {
+        format!("{}views/{}/{member}", self.prefix, self.me)
+    }
+    pub fn overrides(&self) -> String {
+        format!("{}overrides", self.prefix)
+    }
+    pub fn leader(&self) -> String {
+        format!("{}leader", self.prefix)
+    }
+
+    pub fn parse<'a>(&self, key: &'a str) -> Key<'a> {
+        let Some(rest) = key.strip_prefix(self.prefix.as_str()) else {
+            return Key::Other;
+        };
+        if let Some(id) = rest.strip_prefix("instances/") {
+            return Key::Instance(id);
+        }
+        if let Some(v) = rest.strip_prefix("views/") {
+            return match v.split_once('/') {
+                Some((instance, member)) if member.contains('/') => Key::View { instance, member },
+                _ => Key::Other,
+            };
+        }
+        match rest {
+            "overrides" => Key::Overrides,
+            "leader" => Key::Leader,
+            _ => Key::Other,
+        }
+    }
+}
+
+impl Shared {
+    /// Takes a key's new value (`None`: deleted). A value that does not parse is logged and
+    /// taken as a deletion (an instance of another version must not break this one).
+    pub(super) fn apply(&mut self, keys: &Keys, key: &str, value: Option<&[u8]>) {
+        match keys.parse(key) {
+            Key::Instance(id) => match value.and_then(|v| parse::<Instance>(key, v)) {
+                Some(i) => {
+                    self.instances.insert(id.to_string(), i);
+                }
+                None => {
+                    self.instances.remove(id);
+                }
+            },
+            Key::View { instance, member } => match value.and_then(|v| parse::<Verdict>(key, v)) {
+                Some(v) => {
+                    let views = self.views.entry(member.to_string()).or_default();
+                    views.insert(instance.to_string(), v);
+                }
+                None => {
+                    if let Some(m) = self.views.get_mut(member) {
+                        m.remove(instance);
+                        if m.is_empty() {
+                            self.views.remove(member);
+                        }
+                    }
+                }
+            },
+            Key::Overrides => {
+                self.overrides = Some(
+                    value
+                        .and_then(|v| parse::<Vec<Override>>(key, v))
+                        .unwrap_or_default(),
+                )
+            }
+            Key::Leader => {
+                self.leader = value.map(|v| String::from_utf8_lossy(v).into_owned());
+            }
+            Key::Other => {}
+        }
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(key: &str, v: &[u8]) -> Option<T> {
+    serde_json::from_slice(v)
+        .map_err(
+            |e| tracing::warn!(key, error = %e, "cluster: a value in etcd does not parse; ignored"),
+        )
+        .ok()
+}

@@ -1,0 +1,270 @@
+//! Several instances that act as one, on etcd: each publishes its own verdict per member
+//! (its views), reads everyone's, and takes the overrides and the alert leadership from etcd.
+//!
+//! This module owns the etcd session ([`session`]) and the pure rules over what etcd holds
+//! ([`decide`]). It never changes health or answers itself: the engine reads [`Shared`]
+//! from a watch channel and decides. etcd is never on the answer path.
+//!
+//! Keys, under `/gtmd/<cluster name>/`:
+//! - `instances/<id>`: each live instance (leased: gone when its lease ends);
+//! - `views/<id>/<pool>/<member>`: that instance's verdict on the member (leased);
+//! - `overrides`: every override, one JSON list, changed by compare-and-swap;
+//! - `leader`: the id of the instance that sends cluster-wide alerts (leased).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ClusterConfig, Quorum};
+use crate::ops::state::{Override, Target};
+
+mod keys;
+#[cfg(feature = "cluster")]
+mod session;
+
+/// One instance's verdict on one member, after its own rise/fall and hold-down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub up: bool,
+    /// The probe error that made it down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it took this value, in seconds since the Unix epoch.
+    pub since: u64,
+}
+
+/// A live instance, as it registered itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    /// `server` (answers DNS) or `agent` (probes only).
+    pub kind: String,
+    pub version: String,
+    /// When it registered, in seconds since the Unix epoch.
+    pub since: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_source: Option<String>,
+}
+
+/// This instance's link to etcd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Link {
+    /// Not yet connected since start: answers follow this instance's own view.
+    Joining,
+    /// Connected: answers follow the quorum.
+    Connected,
+    /// Lost etcd for longer than the lease TTL: answers follow this instance's own view
+    /// until it rejoins.
+    Fallback,
+}
+
+/// What etcd holds, as this instance last saw it.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub link: Link,
+    /// Why the link is not connected, when it is not.
+    pub problem: Option<String>,
+    pub instances: BTreeMap<String, Instance>,
+    /// Per member (`pool/member`), each instance's verdict.
+    pub views: HashMap<String, BTreeMap<String, Verdict>>,
+    /// The cluster's overrides; `None` until read once.
+    pub overrides: Option<Vec<Override>>,
+    /// The instance that sends cluster-wide alerts.
+    pub leader: Option<String>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            link: Link::Joining,
+            problem: None,
+            instances: BTreeMap::new(),
+            views: HashMap::new(),
+            overrides: None,
+            leader: None,
+        }
+    }
+}
+
+/// The quorum's verdict on one member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub up: bool,
+    /// The live instances that say down, and those that say up.
+    pub down: Vec<String>,
+    pub up_by: Vec<String>,
+    /// Down verdicts needed for down.
+    pub needed: usize,
+}
+
+impl Decision {
+    /// The instances whose views decided: those on the winning side.
+    pub fn decided_by(&self) -> &[String] {
+        if self.up {
+            &self.up_by
+        } else {
+            &self.down
+        }
+    }
+}
+
+/// The quorum's verdict from `views` of one member: down when at least `q.needed(n)` of the
+/// `n` live instances that probe it say down. `None` when no live instance has a view yet.
+pub fn decide(
+    views: Option<&BTreeMap<String, Verdict>>,
+    instances: &BTreeMap<String, Instance>,
+    q: Quorum,
+) -> Option<Decision> {
+    let (mut down, mut up_by) = (Vec::new(), Vec::new());
+    for (id, v) in views?.iter().filter(|(id, _)| instances.contains_key(*id)) {
+        if v.up {
+            up_by.push(id.clone())
+        } else {
+            down.push(id.clone())
+        }
+    }
+    let live = down.len() + up_by.len();
+    if live == 0 {
+        return None;
+    }
+    let needed = q.needed(live);
+    Some(Decision {
+        up: down.len() < needed,
+        down,
+        up_by,
+        needed,
+    })
+}
+
+/// A change of the cluster's overrides, applied to the list etcd holds.
+#[derive(Debug, Clone)]
+pub enum OverrideChange {
+    /// Replaces any override of the same target.
+    Set(Override),
+    Clear(Target),
+    /// Drops those ended by this time (seconds since the Unix epoch).
+    Expire(u64),
+}
+
+impl OverrideChange {
+    /// `list` after the change, or why it cannot be made.
+    pub fn apply(&self, mut list: Vec<Override>) -> Result<Vec<Override>, String> {
+        match self {
+            OverrideChange::Set(o) => {
+                list.retain(|x| x.target != o.target);
+                list.push(o.clone());
+            }
+            OverrideChange::Clear(t) => {
+                if !list.iter().any(|x| &x.target == t) {
+                    return Err(format!("no override of {:?}", t.to_string()));
+                }
+                list.retain(|x| &x.target != t);
+            }
+            OverrideChange::Expire(now) => list.retain(|x| !x.expired(*now)),
+        }
+        Ok(list)
+    }
+}
+
+/// A change of overrides to write, and where to say how it went (the list after it).
+type Write = (
+    OverrideChange,
+    oneshot::Sender<Result<Vec<Override>, String>>,
+);
+
+/// The engine's side of the cluster: what etcd holds, and where to send this instance's
+/// views and override changes.
+pub struct Handle {
+    pub id: String,
+    pub quorum: Quorum,
+    pub lease_ttl: Duration,
+    pub shared: watch::Receiver<Arc<Shared>>,
+    views: watch::Sender<Arc<BTreeMap<String, Verdict>>>,
+    writes: mpsc::Sender<Write>,
+}
+
+impl Handle {
+    /// Publishes this instance's views (the session writes only those whose `up` changed).
+    pub fn set_views(&self, views: BTreeMap<String, Verdict>) {
+        self.views.send_if_modified(|old| {
+            let same = old.len() == views.len()
+                && old
+                    .iter()
+                    .zip(&views)
+                    .all(|((k, a), (l, b))| k == l && a.up == b.up);
+            if !same {
+                *old = Arc::new(views);
+            }
+            !same
+        });
+    }
+
+    /// Sends an override change to etcd; the reply comes once etcd has it (or why not).
+    pub fn write_override(
+        &self,
+        change: OverrideChange,
+        reply: oneshot::Sender<Result<Vec<Override>, String>>,
+    ) {
+        if let Err(
+            mpsc::error::TrySendError::Full((_, reply))
+            | mpsc::error::TrySendError::Closed((_, reply)),
+        ) = self.writes.try_send((change, reply))
+        {
+            let _ = reply.send(Err("the cluster session is busy: try again".into()));
+        }
+    }
+}
+
+/// What this instance is, for its registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Server,
+    Agent,
+}
+
+/// Starts the etcd session of `cfg` until `stop`. `cached` are the overrides this instance
+/// knew (its state file): they seed etcd when it holds none yet.
+pub fn start(
+    cfg: &ClusterConfig,
+    kind: Kind,
+    probe_source: Option<std::net::IpAddr>,
+    cached: Vec<Override>,
+    stop: CancellationToken,
+) -> Handle {
+    let (shared_tx, shared) = watch::channel(Arc::new(Shared::default()));
+    let (views, views_rx) = watch::channel(Arc::new(BTreeMap::new()));
+    let (writes, writes_rx) = mpsc::channel(64);
+    let me = Instance {
+        kind: match kind {
+            Kind::Server => "server",
+            Kind::Agent => "agent",
+        }
+        .into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        since: crate::ops::state::now_secs(),
+        probe_source: probe_source.map(|s| s.to_string()),
+    };
+    #[cfg(feature = "cluster")]
+    {
+        let s = session::Session::new(cfg.clone(), me, shared_tx, views_rx, writes_rx, cached);
+        tokio::spawn(s.run(stop));
+    }
+    // Without etcd support a [cluster] table is refused when the configuration is read.
+    #[cfg(not(feature = "cluster"))]
+    drop((me, shared_tx, views_rx, writes_rx, cached, stop));
+    Handle {
+        id: cfg.id.clone(),
+        quorum: cfg.quorum,
+        lease_ttl: cfg.lease_ttl,
+        shared,
+        views,
+        writes,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,434 @@
+//! The etcd session: connect, hold a lease, register, read and watch everything under the
+//! prefix, write this instance's views when they change, campaign for the alert leadership,
+//! and write override changes by compare-and-swap.
+//!
+//! Any etcd error ends the session, and it starts again after a short backoff; a new session
+//! moves this instance's keys onto a new lease before the old one is revoked, so the others
+//! see nothing of a reconnect. When etcd has not answered for the lease TTL, the link turns
+//! to [`Link::Fallback`] (the engine then answers from its own view) until a session
+//! succeeds again. Nothing here waits for the engine or blocks answers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
+    KvClient, LeaseClient, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::keys::Keys;
+use super::{Instance, Link, OverrideChange, Shared, Verdict, Write};
+use crate::config::ClusterConfig;
+use crate::ops::state::Override;
+
+/// etcd refuses transactions of more operations than this (its `--max-txn-ops` default).
+const MAX_TXN_OPS: usize = 128;
+/// A compare-and-swap of the overrides that keeps losing to other writers gives up.
+const CAS_TRIES: usize = 8;
+
+pub(super) struct Session {
+    cfg: ClusterConfig,
+    keys: Keys,
+    me: Instance,
+    shared_tx: watch::Sender<Arc<Shared>>,
+    state: Shared,
+    views_rx: watch::Receiver<Arc<BTreeMap<String, Verdict>>>,
+    writes_rx: mpsc::Receiver<Write>,
+    /// The overrides this instance knew at start, to seed an etcd that holds none.
+    cached: Vec<Override>,
+    /// When etcd last answered this instance (at first: when the session started).
+    last_ok: Instant,
+    /// The lease of the current (or last) session.
+    lease: Option<(LeaseClient, i64)>,
+}
+
+impl Session {
+    pub fn new(
+        cfg: ClusterConfig,
+        me: Instance,
+        shared_tx: watch::Sender<Arc<Shared>>,
+        views_rx: watch::Receiver<Arc<BTreeMap<String, Verdict>>>,
+        writes_rx: mpsc::Receiver<Write>,
+        cached: Vec<Override>,
+    ) -> Self {
+        let keys = Keys {
+            prefix: cfg.prefix(),
+            me: cfg.id.clone(),
+        };
+        Self {
+            cfg,
+            keys,
+            me,
+            shared_tx,
+            state: Shared::default(),
+            views_rx,
+            writes_rx,
+            cached,
+            last_ok: Instant::now(),
+            lease: None,
+        }
+    }
+
+    /// Sessions until `stop`; then revokes the lease, so that this instance's views and
+    /// leadership end at once.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let e = tokio::select! {
+                _ = stop.cancelled() => break,
+                r = self.session() => r.err().unwrap_or_default(),
+            };
+            crate::ops::metrics::cluster_error();
+            if self.state.problem.as_deref() != Some(e.as_str()) {
+                tracing::warn!(error = %e, "cluster: etcd session ended; reconnecting");
+            }
+            self.state.problem = Some(e);
+            self.check_fallback();
+            let until = tokio::time::Instant::now() + backoff;
+            backoff = (backoff * 2).min(self.op_timeout());
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return self.leave().await,
+                    _ = tokio::time::sleep_until(until) => break,
+                    w = self.writes_rx.recv() => match w {
+                        Some((_, reply)) => { let _ = reply.send(Err(self.unreachable())); }
+                        None => return,
+                    },
+                }
+            }
+            if self.state.link == Link::Connected {
+                backoff = Duration::from_millis(200);
+            }
+        }
+        self.leave().await
+    }
+
+    async fn leave(&mut self) {
+        if let Some((mut lease, id)) = self.lease.take() {
+            let _ = tokio::time::timeout(Duration::from_millis(500), lease.revoke(id)).await;
+        }
+    }
+
+    /// Why an override cannot be written now.
+    fn unreachable(&self) -> String {
+        format!(
+            "the cluster store (etcd) is unreachable ({}): the override was not set on any instance",
+            self.state.problem.as_deref().unwrap_or("not connected")
+        )
+    }
+
+    /// Each etcd call is bounded by this: a third of the lease TTL (at least 500 ms).
+    fn op_timeout(&self) -> Duration {
+        (self.cfg.lease_ttl / 3).max(Duration::from_millis(500))
+    }
+
+    async fn op<T>(
+        &self,
+        what: &str,
+        f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, String> {
+        match tokio::time::timeout(self.op_timeout(), f).await {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(e)) => Err(format!("{what}: {e}")),
+            Err(_) => Err(format!("{what}: no answer within {:?}", self.op_timeout())),
+        }
+    }
+
+    fn alive(&mut self) {
+        self.last_ok = Instant::now();
+    }
+
+    /// Falls back to this instance's own view once etcd has been silent for the lease TTL
+    /// (or could not be reached for that long since start).
+    fn check_fallback(&mut self) {
+        let silent = self.last_ok.elapsed() >= self.cfg.lease_ttl;
+        if self.state.link != Link::Fallback && silent {
+            tracing::error!(problem = ?self.state.problem, ttl = ?self.cfg.lease_ttl, "cluster: etcd lost for the lease TTL; answering from this instance's own view");
+            self.state.link = Link::Fallback;
+            self.publish();
+        }
+    }
+
+    fn publish(&self) {
+        self.shared_tx.send_replace(Arc::new(self.state.clone()));
+    }
+
+    fn options(&self) -> Result<ConnectOptions, String> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+        };
+        let mut o = ConnectOptions::new()
+            .with_connect_timeout(self.op_timeout())
+            .with_timeout(self.op_timeout());
+        if let (Some(user), Some(file)) = (&self.cfg.username, &self.cfg.password_file) {
+            let pw = String::from_utf8_lossy(&read(file)?).trim().to_string();
+            o = o.with_user(user.clone(), pw);
+        }
+        let c = &self.cfg;
+        if c.ca_file.is_some() || c.cert_file.is_some() {
+            let mut tls = TlsOptions::new();
+            if let Some(ca) = &c.ca_file {
+                tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+            }
+            if let (Some(cert), Some(key)) = (&c.cert_file, &c.key_file) {
+                tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+            }
+            o = o.with_tls(tls);
+        }
+        Ok(o)
+    }
+
+    /// One session, until an error ends it.
+    async fn session(&mut self) -> Result<(), String> {
+        let opts = self.options()?;
+        let client = self
+            .op(
+                "connect",
+                Client::connect(self.cfg.endpoints.clone(), Some(opts)),
+            )
+            .await?;
+        let mut kv = client.kv_client();
+        let mut lease_c = client.lease_client();
+        let ttl = self.cfg.lease_ttl.as_secs() as i64;
+        let lease = self.op("lease grant", lease_c.grant(ttl, None)).await?.id();
+        let old = self.lease.replace((lease_c.clone(), lease));
+        let (mut keeper, mut alive) = self
+            .op("lease keep-alive", lease_c.keep_alive(lease))
+            .await?;
+        let rev = self.join(&mut kv, lease).await?;
+        if let Some((mut c, id)) = old.filter(|(_, id)| *id != lease) {
+            // Its keys are on the new lease now; what is left of it (an old leadership) goes.
+            let _ = self.op("lease revoke", c.revoke(id)).await;
+        }
+        self.campaign(&mut kv, lease).await?;
+        let opts = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(rev + 1);
+        let mut watch_c = client.watch_client();
+        let (_watcher, mut stream) = self
+            .op("watch", watch_c.watch(self.keys.prefix.clone(), Some(opts)))
+            .await?;
+        self.alive();
+        if self.state.link != Link::Connected {
+            tracing::warn!(instances = self.state.instances.len(), leader = ?self.state.leader, "cluster: joined; answers follow the quorum");
+        }
+        self.state.link = Link::Connected;
+        self.state.problem = None;
+        self.publish();
+        let mut written = self.written();
+        let mut tick = tokio::time::interval(self.cfg.lease_ttl / 3);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if self.last_ok.elapsed() >= self.cfg.lease_ttl * 2 / 3 {
+                        return Err("etcd did not renew the lease in time".into());
+                    }
+                    self.op("keep-alive", keeper.keep_alive()).await?;
+                }
+                r = alive.message() => match r {
+                    Ok(Some(r)) if r.ttl() > 0 => self.alive(),
+                    Ok(Some(_)) => return Err("the lease ended".into()),
+                    Ok(None) => return Err("the keep-alive stream closed".into()),
+                    Err(e) => return Err(format!("keep-alive: {e}")),
+                },
+                r = stream.message() => {
+                    let r = r.map_err(|e| format!("watch: {e}"))?.ok_or("the watch closed")?;
+                    if r.canceled() {
+                        return Err(format!("the watch was cancelled: {}", r.cancel_reason()));
+                    }
+                    for ev in r.events() {
+                        let Some(kv) = ev.kv() else { continue };
+                        let key = String::from_utf8_lossy(kv.key());
+                        let value = (ev.event_type() == EventType::Put).then(|| kv.value());
+                        self.state.apply(&self.keys, &key, value);
+                    }
+                    if self.state.leader.is_none() {
+                        self.campaign(&mut kv, lease).await?;
+                    }
+                    self.alive();
+                    self.publish();
+                }
+                r = self.views_rx.changed() => {
+                    r.map_err(|_| "the engine is gone")?;
+                    self.write_views(&mut kv, lease, &mut written, Vec::new()).await?;
+                }
+                w = self.writes_rx.recv() => {
+                    let (change, reply) = w.ok_or("the engine is gone")?;
+                    match self.write_override(&mut kv, &change).await {
+                        Ok(r) => { let _ = reply.send(r); }
+                        Err(e) => {
+                            let _ = reply.send(Err(format!("the cluster store (etcd) failed ({e}): the override was not set")));
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// This instance's views as etcd holds them on the current lease: `up` per member.
+    fn written(&self) -> BTreeMap<String, bool> {
+        let me = &self.keys.me;
+        self.state
+            .views
+            .iter()
+            .filter_map(|(m, v)| v.get(me).map(|v| (m.clone(), v.up)))
+            .collect()
+    }
+
+    /// Registers on `lease`, seeds the overrides if etcd has none, reads everything, and
+    /// writes this instance's views onto the lease. Returns the revision read at.
+    async fn join(&mut self, kv: &mut KvClient, lease: i64) -> Result<i64, String> {
+        let me = serde_json::to_vec(&self.me).map_err(|e| e.to_string())?;
+        let put = PutOptions::new().with_lease(lease);
+        self.op("register", kv.put(self.keys.instance(), me, Some(put)))
+            .await?;
+        crate::ops::metrics::cluster_writes("register", 1);
+        if !self.cached.is_empty() {
+            let key = self.keys.overrides();
+            let list = serde_json::to_vec(&self.cached).map_err(|e| e.to_string())?;
+            let t = Txn::new()
+                .when([Compare::version(key.clone(), CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(key, list, None)]);
+            if self.op("seed overrides", kv.txn(t)).await?.succeeded() {
+                tracing::warn!(
+                    overrides = self.cached.len(),
+                    "cluster: etcd held no overrides; seeded with those this instance knew"
+                );
+                crate::ops::metrics::cluster_writes("override", 1);
+            }
+        }
+        let all = GetOptions::new().with_prefix();
+        let resp = self
+            .op("read", kv.get(self.keys.prefix.clone(), Some(all)))
+            .await?;
+        let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+        let mut state = Shared {
+            link: self.state.link,
+            problem: self.state.problem.clone(),
+            ..Shared::default()
+        };
+        for kv in resp.kvs() {
+            state.apply(
+                &self.keys,
+                &String::from_utf8_lossy(kv.key()),
+                Some(kv.value()),
+            );
+        }
+        state.overrides.get_or_insert_with(Vec::new);
+        // Every view of ours is written again onto this lease; those no longer ours go.
+        let stale: Vec<String> = self.written().into_keys().collect();
+        let mine: Vec<String> = state
+            .views
+            .iter()
+            .filter(|(_, v)| v.contains_key(&self.keys.me))
+            .map(|(m, _)| m.clone())
+            .collect();
+        self.state = state;
+        let mut written = BTreeMap::new();
+        let stale = stale.into_iter().chain(mine).collect();
+        self.write_views(kv, lease, &mut written, stale).await?;
+        Ok(rev)
+    }
+
+    /// Writes the views whose `up` differs from `written`, and deletes `stale` ones and
+    /// those no longer held; `written` becomes what etcd holds.
+    async fn write_views(
+        &mut self,
+        kv: &mut KvClient,
+        lease: i64,
+        written: &mut BTreeMap<String, bool>,
+        mut stale: Vec<String>,
+    ) -> Result<(), String> {
+        let now = self.views_rx.borrow_and_update().clone();
+        let mut ops = Vec::new();
+        for (m, v) in now.iter().filter(|(m, v)| written.get(*m) != Some(&v.up)) {
+            let value = serde_json::to_vec(v).map_err(|e| e.to_string())?;
+            let put = PutOptions::new().with_lease(lease);
+            ops.push(TxnOp::put(self.keys.view(m), value, Some(put)));
+        }
+        stale.extend(written.keys().cloned());
+        stale.sort();
+        stale.dedup();
+        stale.retain(|m| !now.contains_key(m));
+        for m in &stale {
+            ops.push(TxnOp::delete(self.keys.view(m), None));
+        }
+        for chunk in ops.chunks(MAX_TXN_OPS) {
+            let t = Txn::new().and_then(chunk.to_vec());
+            self.op("write views", kv.txn(t)).await?;
+            crate::ops::metrics::cluster_writes("view", chunk.len());
+        }
+        *written = now.iter().map(|(m, v)| (m.clone(), v.up)).collect();
+        Ok(())
+    }
+
+    /// Takes the alert leadership if nobody holds it; learns who does otherwise.
+    async fn campaign(&mut self, kv: &mut KvClient, lease: i64) -> Result<(), String> {
+        let key = self.keys.leader();
+        let t = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key.clone(),
+                self.keys.me.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            )])
+            .or_else([TxnOp::get(key, None)]);
+        let r = self.op("campaign", kv.txn(t)).await?;
+        if r.succeeded() {
+            tracing::info!("cluster: this instance now sends the cluster's alerts");
+            crate::ops::metrics::cluster_writes("leader", 1);
+            self.state.leader = Some(self.keys.me.clone());
+            return Ok(());
+        }
+        for op in r.op_responses() {
+            if let TxnOpResponse::Get(g) = op {
+                self.state.leader = g
+                    .kvs()
+                    .first()
+                    .map(|kv| String::from_utf8_lossy(kv.value()).into_owned());
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `change` to the overrides etcd holds, by compare-and-swap. The outer error is
+    /// etcd's; the inner one is why the change cannot be made.
+    async fn write_override(
+        &mut self,
+        kv: &mut KvClient,
+        change: &OverrideChange,
+    ) -> Result<Result<Vec<Override>, String>, String> {
+        let key = self.keys.overrides();
+        for _ in 0..CAS_TRIES {
+            let r = self.op("read overrides", kv.get(key.clone(), None)).await?;
+            let (list, rev) = match r.kvs().first() {
+                Some(kv) => (
+                    serde_json::from_slice::<Vec<Override>>(kv.value()).unwrap_or_default(),
+                    kv.mod_revision(),
+                ),
+                None => (Vec::new(), 0),
+            };
+            let new = match change.apply(list.clone()) {
+                Ok(n) if n == list => return Ok(Ok(n)),
+                Ok(n) => n,
+                Err(e) => return Ok(Err(e)),
+            };
+            let body = serde_json::to_vec(&new).map_err(|e| e.to_string())?;
+            let t = Txn::new()
+                .when([Compare::mod_revision(key.clone(), CompareOp::Equal, rev)])
+                .and_then([TxnOp::put(key.clone(), body, None)]);
+            if self.op("write overrides", kv.txn(t)).await?.succeeded() {
+                crate::ops::metrics::cluster_writes("override", 1);
+                self.alive();
+                return Ok(Ok(new));
+            }
+        }
+        Ok(Err(format!(
+            "the overrides kept changing under {CAS_TRIES} tries: try again"
+        )))
+    }
+}

@@ -1,0 +1,154 @@
+use std::collections::BTreeMap;
+
+use super::keys::{Key, Keys};
+use super::*;
+
+fn inst() -> Instance {
+    Instance {
+        kind: "server".into(),
+        version: "0".into(),
+        since: 0,
+        probe_source: None,
+    }
+}
+
+fn views(list: &[(&str, bool)]) -> BTreeMap<String, Verdict> {
+    list.iter()
+        .map(|&(id, up)| {
+            let v = Verdict {
+                up,
+                error: None,
+                since: 0,
+            };
+            (id.to_string(), v)
+        })
+        .collect()
+}
+
+fn live(ids: &[&str]) -> BTreeMap<String, Instance> {
+    ids.iter().map(|id| (id.to_string(), inst())).collect()
+}
+
+#[test]
+fn one_instance_alone_does_not_take_a_member_down_under_majority() {
+    let all = live(&["a", "b", "c"]);
+    let d = decide(
+        Some(&views(&[("a", false), ("b", true), ("c", true)])),
+        &all,
+        Quorum::Majority,
+    )
+    .unwrap();
+    assert!(d.up);
+    assert_eq!(d.down, ["a"]);
+    assert_eq!(d.decided_by(), ["b", "c"]);
+    assert_eq!(d.needed, 2);
+    let d = decide(
+        Some(&views(&[("a", false), ("b", false), ("c", true)])),
+        &all,
+        Quorum::Majority,
+    )
+    .unwrap();
+    assert!(!d.up);
+    assert_eq!(d.decided_by(), ["a", "b"]);
+}
+
+#[test]
+fn only_live_instances_count() {
+    // c's lease ended but its view arrived late: it is not counted.
+    let two = live(&["a", "b"]);
+    let v = views(&[("a", false), ("b", true), ("c", false)]);
+    let d = decide(Some(&v), &two, Quorum::Majority).unwrap();
+    assert!(d.up, "1 of 2 live instances says down; majority needs 2");
+    let d = decide(Some(&v), &two, Quorum::Share(0.5)).unwrap();
+    assert!(!d.up, "50% of 2 is 1");
+    let d = decide(Some(&v), &two, Quorum::Count(1)).unwrap();
+    assert!(!d.up);
+    assert_eq!(
+        decide(Some(&views(&[("c", false)])), &two, Quorum::Majority),
+        None
+    );
+    assert_eq!(decide(None, &two, Quorum::Majority), None);
+}
+
+#[test]
+fn a_lone_survivor_decides_alone() {
+    let one = live(&["b"]);
+    let d = decide(Some(&views(&[("b", false)])), &one, Quorum::Count(2)).unwrap();
+    assert!(!d.up);
+}
+
+#[test]
+fn keys_parse_back() {
+    let k = Keys {
+        prefix: "/gtmd/x/".into(),
+        me: "a".into(),
+    };
+    assert_eq!(k.parse(&k.instance()), Key::Instance("a"));
+    assert_eq!(
+        k.parse(&k.view("web/eu-1")),
+        Key::View {
+            instance: "a",
+            member: "web/eu-1"
+        }
+    );
+    assert_eq!(k.parse(&k.overrides()), Key::Overrides);
+    assert_eq!(k.parse(&k.leader()), Key::Leader);
+    assert_eq!(k.parse("/gtmd/y/leader"), Key::Other);
+    assert_eq!(k.parse("/gtmd/x/views/a"), Key::Other);
+}
+
+#[test]
+fn shared_follows_puts_and_deletes() {
+    let k = Keys {
+        prefix: "/gtmd/x/".into(),
+        me: "a".into(),
+    };
+    let mut s = Shared::default();
+    s.apply(
+        &k,
+        "/gtmd/x/views/b/web/eu-1",
+        Some(br#"{"up":false,"since":5}"#),
+    );
+    assert!(!s.views["web/eu-1"]["b"].up);
+    s.apply(&k, "/gtmd/x/views/b/web/eu-1", Some(b"not json"));
+    assert!(
+        s.views.is_empty(),
+        "a value that does not parse counts as no view"
+    );
+    s.apply(&k, "/gtmd/x/leader", Some(b"c"));
+    assert_eq!(s.leader.as_deref(), Some("c"));
+    s.apply(&k, "/gtmd/x/leader", None);
+    assert_eq!(s.leader, None);
+    s.apply(
+        &k,
+        "/gtmd/x/overrides",
+        Some(br#"[{"target":"web/eu-1","action":"disable","reason":"r","since":1,"until":null}]"#),
+    );
+    assert_eq!(s.overrides.as_ref().unwrap().len(), 1);
+}
+
+#[test]
+fn override_changes_apply_to_the_list() {
+    let o = |t: &str, until| Override {
+        target: t.parse().unwrap(),
+        action: crate::ops::state::Action::Disable,
+        reason: "r".into(),
+        since: 1,
+        until,
+    };
+    let l = OverrideChange::Set(o("web/a", None))
+        .apply(vec![o("web/a", Some(9)), o("web/b", None)])
+        .unwrap();
+    assert_eq!(l, vec![o("web/b", None), o("web/a", None)]);
+    assert!(OverrideChange::Clear("web/c".parse().unwrap())
+        .apply(l.clone())
+        .is_err());
+    let l = OverrideChange::Clear("web/b".parse().unwrap())
+        .apply(l)
+        .unwrap();
+    assert_eq!(l.len(), 1);
+    let l = OverrideChange::Expire(10)
+        .apply(vec![o("web/a", Some(9)), o("web/b", Some(11))])
+        .unwrap();
+    assert_eq!(l, vec![o("web/b", Some(11))]);
+}
