@@ -7,7 +7,8 @@ mod common;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::*;
 use gtmd::ops::ctl::request;
@@ -193,6 +194,8 @@ async fn a_kill_during_state_writes_leaves_a_whole_state_file() {
     for round in 0..6u64 {
         let mut child = spawn_gtmd(&file, admin);
         // Changes back to back, each one a state file write, until the kill lands.
+        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = done.clone();
         let writer = std::thread::spawn(move || {
             let mut n = 0;
             loop {
@@ -210,8 +213,17 @@ async fn a_kill_during_state_writes_leaves_a_whole_state_file() {
                     return n;
                 }
                 n += 1;
+                counted.store(n, std::sync::atomic::Ordering::SeqCst);
             }
         });
+        // The kill lands at a different point of the writes each round (after the first
+        // write, however slow the machine).
+        let first = Instant::now();
+        while done.load(std::sync::atomic::Ordering::SeqCst) == 0
+            && first.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         std::thread::sleep(Duration::from_millis(30 + round * 37));
         child.kill().unwrap(); // SIGKILL, whatever it was doing
         child.wait().unwrap();

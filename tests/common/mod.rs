@@ -270,6 +270,8 @@ pub struct Backend {
     pub hits: Arc<std::sync::atomic::AtomicU64>,
     /// The head of the last request received.
     pub last_request: Arc<std::sync::Mutex<String>>,
+    /// Requests from these source addresses get HTTP 500 (a path that fails for one prober).
+    denied: Arc<std::sync::Mutex<Vec<std::net::IpAddr>>>,
 }
 
 impl Backend {
@@ -282,23 +284,28 @@ impl Backend {
             task: None,
             hits: Arc::default(),
             last_request: Arc::default(),
+            denied: Arc::default(),
         };
         b.serve(listener);
         b
     }
 
     fn serve(&mut self, listener: TcpListener) {
-        let (mode, hits, last) = (
+        let (mode, hits, last, denied) = (
             self.mode.clone(),
             self.hits.clone(),
             self.last_request.clone(),
+            self.denied.clone(),
         );
         self.task = Some(tokio::spawn(async move {
             loop {
-                let Ok((mut s, _)) = listener.accept().await else {
+                let Ok((mut s, peer)) = listener.accept().await else {
                     return;
                 };
                 let mut mode = mode.load(Ordering::SeqCst);
+                if denied.lock().unwrap().contains(&peer.ip()) {
+                    mode = Mode::Error as u8;
+                }
                 let n = hits.fetch_add(1, Ordering::SeqCst);
                 if mode == Mode::Flap as u8 {
                     mode = if n % 3 == 2 { 0 } else { 1 };
@@ -317,6 +324,11 @@ impl Backend {
                 });
             }
         }));
+    }
+
+    /// Requests from `ip` get HTTP 500 from now on.
+    pub fn deny(&self, ip: std::net::IpAddr) {
+        self.denied.lock().unwrap().push(ip);
     }
 
     pub fn set(&self, m: Mode) {

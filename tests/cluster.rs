@@ -1,0 +1,696 @@
+//! Several gtmd instances acting as one on a real etcd (Debian's `etcd-server`), started on
+//! loopback ports by each test: shared overrides, the health quorum across vantage points
+//! (each instance probes from its own source address), one alert per event from the
+//! leader, probe-only agents, and DNS that keeps answering while etcd fails.
+
+#![cfg(feature = "cluster")]
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use hickory_proto::rr::RecordType;
+use serde_json::json;
+
+const NAME: &str = "app.example.test.";
+const M0: &str = "192.0.2.10";
+const M1: &str = "192.0.2.11";
+/// The lease TTL of the instances in these tests.
+const TTL: u64 = 3;
+/// Probes every 200 ms, timeout 150 ms, fall 2: a failure is seen within about 0.6 s.
+const DETECTION: Duration = Duration::from_millis(200 * 2 + 150 + 40);
+
+/// One etcd member: its name, client and peer addresses.
+struct EtcdMember {
+    name: String,
+    client: SocketAddr,
+    peer: SocketAddr,
+    child: Option<KillOnDrop>,
+}
+
+/// A real etcd cluster of one or three members on loopback, data in a temporary directory.
+struct Etcd {
+    members: Vec<EtcdMember>,
+    dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    async fn start(n: usize) -> Etcd {
+        let members = (0..n)
+            .map(|i| EtcdMember {
+                name: format!("e{i}"),
+                client: free_addr(),
+                peer: free_addr(),
+                child: None,
+            })
+            .collect();
+        let mut e = Etcd {
+            members,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        for i in 0..n {
+            e.start_member(i);
+        }
+        e.wait_healthy().await;
+        e
+    }
+
+    fn start_member(&mut self, i: usize) {
+        let initial: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("{}=http://{}", m.name, m.peer))
+            .collect();
+        let m = &self.members[i];
+        let (client, peer) = (format!("http://{}", m.client), format!("http://{}", m.peer));
+        let log = std::fs::File::create(self.dir.path().join(format!("{}.log", m.name))).unwrap();
+        let child = Command::new("etcd")
+            .args(["--name", &m.name])
+            .arg("--data-dir")
+            .arg(self.dir.path().join(&m.name))
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args(["--initial-cluster", &initial.join(",")])
+            .args([
+                "--initial-cluster-token",
+                "gtmd-test",
+                "--log-level",
+                "warn",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("etcd (Debian: apt install etcd-server)");
+        self.members[i].child = Some(KillOnDrop(child));
+    }
+
+    fn stop_member(&mut self, i: usize) {
+        self.members[i].child = None;
+    }
+
+    fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("http://{}", m.client))
+            .collect()
+    }
+
+    /// Waits until a write through etcd succeeds (it has a leader).
+    async fn wait_healthy(&self) {
+        let eps = self.endpoints();
+        let ok = wait_until(Duration::from_secs(20), || {
+            let eps = eps.clone();
+            async move {
+                let put = async {
+                    let mut c = etcd_client::Client::connect(eps, None).await.ok()?;
+                    c.put("/health", "ok", None).await.ok()
+                };
+                matches!(
+                    tokio::time::timeout(Duration::from_secs(2), put).await,
+                    Ok(Some(_))
+                )
+            }
+        })
+        .await;
+        assert!(ok.is_some(), "etcd did not become healthy");
+    }
+}
+
+/// One gtmd instance (or agent) of a test cluster, run from the binary.
+struct Instance {
+    id: String,
+    dns: SocketAddr,
+    admin: SocketAddr,
+    config: PathBuf,
+    log: PathBuf,
+    agent: bool,
+    child: Option<KillOnDrop>,
+}
+
+impl Instance {
+    fn start(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gtmd"));
+        if self.agent {
+            cmd.arg("agent");
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = cmd
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(KillOnDrop(child));
+    }
+
+    /// SIGKILL: no goodbye to etcd, its lease runs out by itself.
+    fn kill(&mut self) {
+        self.child = None;
+    }
+
+    /// SIGTERM, then waits for the exit.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe_free_sigterm(c.id());
+            let _ = c.0.wait();
+        }
+    }
+
+    async fn status(&self) -> Option<serde_json::Value> {
+        let a = self.admin;
+        let r = tokio::task::spawn_blocking(move || {
+            gtmd::ops::ctl::request(a, "GET", "/status", None, None)
+        })
+        .await
+        .ok()?
+        .ok()?;
+        serde_json::from_str(&r).ok()
+    }
+
+    async fn answers(&self) -> Vec<String> {
+        answer_or_empty(self.dns).await
+    }
+}
+
+/// Sends SIGTERM through the `kill` command (no unsafe code in tests).
+fn unsafe_free_sigterm(pid: u32) {
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+}
+
+/// The A records of NAME at `dns`, or nothing when it does not answer in time.
+async fn answer_or_empty(dns: SocketAddr) -> Vec<String> {
+    let q = query_msg(NAME, RecordType::A, false);
+    let bytes = q.to_vec().unwrap();
+    match udp_raw(dns, &bytes, Duration::from_millis(500)).await {
+        Some(r) => hickory_proto::op::Message::from_vec(&r)
+            .map(|m| addrs(&m))
+            .unwrap_or_default(),
+        None => Vec::new(),
+    }
+}
+
+/// A test cluster: etcd, instances, two backends (members m0 and m1) and a webhook
+/// receiver. Prints each instance's log if the test fails.
+struct Cluster {
+    etcd: Etcd,
+    instances: Vec<Instance>,
+    backends: [Backend; 2],
+    hook: Receiver,
+    dir: tempfile::TempDir,
+}
+
+/// Instance `n`'s probe source address: 127.0.0.(n + 2).
+fn source(n: usize) -> IpAddr {
+    IpAddr::from([127, 0, 0, n as u8 + 2])
+}
+
+impl Cluster {
+    async fn new(etcd_members: usize) -> Cluster {
+        Cluster {
+            etcd: Etcd::start(etcd_members).await,
+            instances: Vec::new(),
+            backends: [Backend::start().await, Backend::start().await],
+            hook: Receiver::start(200).await,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Adds and starts instance `id` (an agent when `agent`), probing from
+    /// `source(self.instances.len())`.
+    fn add(&mut self, id: &str, agent: bool, quorum: &str) -> usize {
+        let n = self.instances.len();
+        let (dns, admin) = (free_addr(), free_addr());
+        let eps: Vec<String> = self.etcd.endpoints();
+        let [b0, b1] = &self.backends;
+        let cfg = format!(
+            "[cluster]\nendpoints = {eps:?}\nname = \"t\"\nid = \"{id}\"\nlease_ttl = \"{TTL}s\"\nquorum = {quorum}\n\
+             [server]\nlisten = [\"{dns}\"]\nzones_dir = {zones:?}\n\
+             [admin]\nlisten = \"{admin}\"\nstate_file = {state:?}\n\
+             [probe]\nsource = \"{src}\"\n\
+             [alerts]\nwebhook = \"{hook}\"\nrate = 600\nburst = 100\n\
+             [checks.web]\ntype = \"http\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\nfall = 2\nrise = 2\n\
+             [pools.web]\ncheck = \"web\"\nmembers = [\
+             {{ address = \"{M0}\", name = \"m0\", probe_address = \"127.0.0.1\", probe_port = {p0} }}, \
+             {{ address = \"{M1}\", name = \"m1\", probe_address = \"127.0.0.1\", probe_port = {p1} }}]\n\
+             [names.\"{NAME}\"]\npools = [\"web\"]\nttl = 5\n",
+            zones = repo().join("zones").display().to_string(),
+            state = self.dir.path().join(format!("{id}-state.json")).display().to_string(),
+            src = source(n),
+            hook = self.hook.url,
+            p0 = b0.addr.port(),
+            p1 = b1.addr.port(),
+        );
+        let config = self.dir.path().join(format!("{id}.toml"));
+        std::fs::write(&config, cfg).unwrap();
+        let mut i = Instance {
+            id: id.to_string(),
+            dns,
+            admin,
+            config,
+            log: self.dir.path().join(format!("{id}.log")),
+            agent,
+            child: None,
+        };
+        i.start();
+        self.instances.push(i);
+        n
+    }
+
+    /// Waits until every running instance is connected and sees `n` live instances.
+    async fn wait_joined(&self, n: usize, limit: Duration) {
+        let ok = wait_until(limit, || async {
+            for i in self.instances.iter().filter(|i| i.child.is_some()) {
+                let Some(s) = i.status().await else {
+                    return false;
+                };
+                let c = &s["cluster"];
+                if c["link"] != "connected" || c["instances"].as_array().map(Vec::len) != Some(n) {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+        assert!(
+            ok.is_some(),
+            "the instances did not all join with {n} live instances"
+        );
+    }
+
+    /// Waits until every running server answers exactly `want`.
+    async fn wait_answers(&self, want: &[&str], limit: Duration) -> Option<Duration> {
+        wait_until(limit, || async {
+            for i in self
+                .instances
+                .iter()
+                .filter(|i| i.child.is_some() && !i.agent)
+            {
+                if i.answers().await != want {
+                    return false;
+                }
+            }
+            true
+        })
+        .await
+    }
+
+    async fn link(&self, i: usize) -> String {
+        let s = self.instances[i].status().await.unwrap_or_default();
+        s["cluster"]["link"].as_str().unwrap_or("").to_string()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for i in &self.instances {
+                let log = std::fs::read_to_string(&i.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- {} ({}) ---", i.id, i.log.display());
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+}
+
+fn post(admin: SocketAddr, path: &str, body: serde_json::Value) -> Result<String, String> {
+    gtmd::ops::ctl::request(admin, "POST", path, None, Some(&body))
+}
+
+fn overrides_in(path: &Path) -> usize {
+    gtmd::ops::state::load(path).map(|l| l.len()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_override_on_one_instance_reaches_all_and_survives_a_restart_of_all() {
+    let mut c = Cluster::new(1).await;
+    for id in ["a", "b", "c"] {
+        c.add(id, false, "\"majority\"");
+    }
+    c.wait_joined(3, Duration::from_secs(15)).await;
+    assert!(c
+        .wait_answers(&[M0, M1], Duration::from_secs(5))
+        .await
+        .is_some());
+
+    let a = c.instances[0].admin;
+    let body = json!({ "target": "web/m1", "action": "disable", "reason": "drain" });
+    tokio::task::spawn_blocking(move || post(a, "/overrides", body))
+        .await
+        .unwrap()
+        .unwrap();
+    let took = c.wait_answers(&[M0], Duration::from_secs(3)).await;
+    eprintln!("override set on a: every instance answers without m1 after {took:?}");
+    assert!(
+        took.is_some_and(|t| t <= Duration::from_secs(1)),
+        "the disable on a reached b and c in {took:?}, not within 1 s"
+    );
+    // Each instance keeps the cluster's overrides in its state file, as a cache.
+    for id in ["a", "b", "c"] {
+        let state = c.dir.path().join(format!("{id}-state.json"));
+        assert!(
+            wait_until(Duration::from_secs(2), || async {
+                overrides_in(&state) == 1
+            })
+            .await
+            .is_some(),
+            "{id}"
+        );
+    }
+
+    // All three die at once (no goodbye to etcd) and start again: the override holds.
+    for i in &mut c.instances {
+        i.kill();
+    }
+    for i in &mut c.instances {
+        i.start();
+    }
+    c.wait_joined(3, Duration::from_secs(20)).await;
+    assert!(c
+        .wait_answers(&[M0], Duration::from_secs(5))
+        .await
+        .is_some());
+    // One alert for the change, from one instance.
+    assert_eq!(
+        c.hook.events("override_set").len(),
+        1,
+        "{:?}",
+        c.hook.got.lock().unwrap()
+    );
+
+    // Without etcd, an instance that starts honours the overrides it cached.
+    c.etcd.stop_member(0);
+    c.instances[1].kill();
+    c.instances[1].start();
+    let b = &c.instances[1];
+    let up = wait_until(Duration::from_secs(10), || async {
+        b.answers().await == [M0]
+    })
+    .await;
+    assert!(up.is_some(), "b without etcd: {:?}", b.answers().await);
+    assert_ne!(c.link(1).await, "connected");
+
+    // Enable through another instance once etcd is back: every instance answers m1 again.
+    c.etcd.start_member(0);
+    c.etcd.wait_healthy().await;
+    c.wait_joined(3, Duration::from_secs(20)).await;
+    let cadm = c.instances[2].admin;
+    let body = json!({ "target": "web/m1" });
+    tokio::task::spawn_blocking(move || post(cadm, "/overrides/clear", body))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(c
+        .wait_answers(&[M0, M1], Duration::from_secs(2))
+        .await
+        .is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_seen_by_one_instance_does_not_move_answers_and_is_alerted_once() {
+    let mut c = Cluster::new(1).await;
+    // a probes from 127.0.0.2, and m0's backend fails every probe from there.
+    c.backends[0].deny(source(0));
+    for id in ["a", "b", "c"] {
+        c.add(id, false, "\"majority\"");
+    }
+    c.wait_joined(3, Duration::from_secs(15)).await;
+    let a = &c.instances[0];
+    let seen = wait_until(Duration::from_secs(5), || async {
+        let s = a.status().await.unwrap_or_default();
+        s["members"][0]["state"] == "down"
+    })
+    .await;
+    assert!(seen.is_some(), "a's own view of m0 never turned down");
+    // For longer than the detection bound, all three keep answering m0.
+    let until = Instant::now() + DETECTION * 3;
+    while Instant::now() < until {
+        for i in &c.instances {
+            assert_eq!(i.answers().await, [M0, M1], "{} dropped m0", i.id);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let told = wait_until(Duration::from_secs(5), || async {
+        !c.hook.events("view_disagrees").is_empty()
+    })
+    .await;
+    assert!(told.is_some(), "no alert says a disagrees");
+    let s = c.instances[1].status().await.unwrap();
+    let views = &s["members"][0]["views"];
+    assert_eq!(views.as_array().map(Vec::len), Some(3), "{views}");
+    assert!(views
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["instance"] == "a" && v["up"] == false && v["decided"] == false));
+
+    // Now m0 really fails: every instance drops it within the detection bound plus 1 s.
+    c.backends[0].refuse();
+    let took = c.wait_answers(&[M1], Duration::from_secs(5)).await;
+    eprintln!("m0 refused: every instance answers without it after {took:?}");
+    assert!(
+        took.is_some_and(|t| t <= DETECTION + Duration::from_secs(1)),
+        "{took:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let dis = c.hook.events("view_disagrees");
+    assert_eq!(dis.len(), 1, "{dis:?}");
+    assert_eq!(dis[0]["instance"], "a");
+    assert!(
+        dis[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("a alone sees web/m0 down"),
+        "{dis:?}"
+    );
+    let downs = c.hook.events("member_down");
+    assert_eq!(downs.len(), 1, "one alert for one event: {downs:?}");
+    let explain = tokio::task::spawn_blocking({
+        let adm = c.instances[2].admin;
+        move || gtmd::ops::ctl::request(adm, "GET", "/explain?name=app.example.test.", None, None)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        explain.contains("down by the quorum: 3 of 3 instances see it down"),
+        "{explain}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_alert_leader_dies_another_sends_exactly_one_alert_per_event() {
+    let mut c = Cluster::new(1).await;
+    for id in ["a", "b", "c"] {
+        c.add(id, false, "\"majority\"");
+    }
+    c.wait_joined(3, Duration::from_secs(15)).await;
+    let s = c.instances[0].status().await.unwrap();
+    let leader = s["cluster"]["leader"].as_str().unwrap().to_string();
+    let k = c.instances.iter().position(|i| i.id == leader).unwrap();
+    c.instances[k].kill();
+    let took = wait_until(Duration::from_secs(TTL + 5), || async {
+        let others = c.instances.iter().filter(|i| i.child.is_some());
+        let mut leaders = Vec::new();
+        for i in others {
+            let s = i.status().await.unwrap_or_default();
+            leaders.push(s["cluster"]["leader"].as_str().unwrap_or("").to_string());
+        }
+        leaders
+            .iter()
+            .all(|l| !l.is_empty() && *l != leader && *l == leaders[0])
+    })
+    .await;
+    eprintln!("leader {leader} killed: a new leader after {took:?} (lease TTL {TTL} s)");
+    assert!(took.is_some(), "no new leader");
+    c.wait_joined(2, Duration::from_secs(5)).await;
+
+    c.backends[0].refuse();
+    assert!(c
+        .wait_answers(&[M1], Duration::from_secs(5))
+        .await
+        .is_some());
+    c.backends[0].restore().await;
+    assert!(c
+        .wait_answers(&[M0, M1], Duration::from_secs(5))
+        .await
+        .is_some());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (down, up) = (c.hook.events("member_down"), c.hook.events("member_up"));
+    assert_eq!(
+        (down.len(), up.len()),
+        (1, 1),
+        "{:?}",
+        c.hook.got.lock().unwrap()
+    );
+    assert_ne!(down[0]["instance"], leader.as_str());
+    assert!(
+        down[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("2 of 2 instances see it down"),
+        "{down:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_etcd_fails_every_instance_keeps_answering_on_its_own_view_and_rejoins() {
+    let mut c = Cluster::new(3).await;
+    for id in ["a", "b", "c"] {
+        c.add(id, false, "\"majority\"");
+    }
+    c.wait_joined(3, Duration::from_secs(20)).await;
+    assert!(c
+        .wait_answers(&[M0, M1], Duration::from_secs(5))
+        .await
+        .is_some());
+
+    // A steady load on all three: every query must get its two addresses (or one, while m0
+    // is down below).
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sent, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let servers: Vec<SocketAddr> = c.instances.iter().map(|i| i.dns).collect();
+    let load = tokio::spawn({
+        let (stop, sent, failed) = (stop.clone(), sent.clone(), failed.clone());
+        async move {
+            while !stop.load(Ordering::SeqCst) {
+                for &s in &servers {
+                    sent.fetch_add(1, Ordering::SeqCst);
+                    if answer_or_empty(s).await.is_empty() {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    });
+
+    // Two of three etcd members stop: no quorum. After the lease TTL, each instance answers
+    // from its own view.
+    c.etcd.stop_member(1);
+    c.etcd.stop_member(2);
+    let fell = wait_until(Duration::from_secs(TTL * 3 + 5), || async {
+        for i in 0..3 {
+            if c.link(i).await != "fallback" {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    eprintln!("etcd quorum lost: every instance fell back after {fell:?}");
+    assert!(fell.is_some(), "not every instance fell back");
+    assert_eq!(
+        metric(c.instances[0].admin, "gtmd_cluster_connected").await,
+        Some(0.0)
+    );
+    // Then the last member stops too; a backend failure is still followed, by each alone.
+    c.etcd.stop_member(0);
+    c.backends[0].refuse();
+    assert!(c
+        .wait_answers(&[M1], Duration::from_secs(5))
+        .await
+        .is_some());
+    c.backends[0].restore().await;
+    assert!(c
+        .wait_answers(&[M0, M1], Duration::from_secs(5))
+        .await
+        .is_some());
+
+    // etcd returns: every instance rejoins.
+    for m in 0..3 {
+        c.etcd.start_member(m);
+    }
+    c.etcd.wait_healthy().await;
+    c.wait_joined(3, Duration::from_secs(30)).await;
+    stop.store(true, Ordering::SeqCst);
+    load.await.unwrap();
+    let (sent, failed) = (sent.load(Ordering::SeqCst), failed.load(Ordering::SeqCst));
+    eprintln!("{sent} queries during the etcd failure, {failed} failed");
+    assert!(sent > 300, "{sent}");
+    assert_eq!(failed, 0);
+    let lost = c.hook.events("cluster_lost");
+    let back = c.hook.events("cluster_rejoined");
+    assert_eq!(
+        (lost.len(), back.len()),
+        (3, 3),
+        "{:?}",
+        c.hook.got.lock().unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_counts_in_the_quorum() {
+    let mut c = Cluster::new(1).await;
+    // a (127.0.0.2) and the agent (127.0.0.4) fail m0's probes; b (127.0.0.3) does not.
+    c.backends[0].deny(source(0));
+    c.backends[0].deny(source(2));
+    c.add("a", false, "\"majority\"");
+    c.add("b", false, "\"majority\"");
+    c.wait_joined(2, Duration::from_secs(15)).await;
+    // a alone of two: not enough, m0 stays.
+    tokio::time::sleep(DETECTION * 2).await;
+    assert!(c
+        .wait_answers(&[M0, M1], Duration::from_secs(2))
+        .await
+        .is_some());
+    let z = c.add("z", true, "\"majority\"");
+    c.wait_joined(3, Duration::from_secs(15)).await;
+    let took = c.wait_answers(&[M1], Duration::from_secs(5)).await;
+    assert!(
+        took.is_some(),
+        "a and the agent (2 of 3) did not take m0 out"
+    );
+    let s = c.instances[1].status().await.unwrap();
+    let kinds: Vec<&str> = s["cluster"]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["server", "server", "agent"]);
+    // The agent answers no DNS.
+    assert!(answer_or_empty(c.instances[z].dns).await.is_empty());
+    // The agent stops: its views go with it, and m0 is back (1 of 2 says down).
+    c.instances[z].stop();
+    assert!(c
+        .wait_answers(&[M0, M1], Duration::from_secs(5))
+        .await
+        .is_some());
+}
+
+#[test]
+fn the_example_cluster_configs_load() {
+    let dir = repo().join("dist/examples/cluster");
+    for f in ["a.toml", "b.toml", "c.toml"] {
+        let cfg = gtmd::config::Config::load(&dir.join(f)).unwrap();
+        let cl = cfg.cluster.clone().expect("a [cluster] table");
+        assert_eq!(cl.id, f.trim_end_matches(".toml"));
+        assert_eq!(cl.endpoints, ["http://127.0.0.1:2379"]);
+        cfg.load_zones().unwrap();
+    }
+}
