@@ -354,23 +354,38 @@ fn systemd_hears_ready_watchdog_reloading_and_stopping() {
     assert_eq!(wait_exit(&mut p.child, Duration::from_secs(10)), Some(0));
 }
 
-/// The systemd unit in dist/ passes `systemd-analyze verify` (with ExecStart pointing at the
+/// The systemd units in dist/ pass `systemd-analyze verify` (with ExecStart pointing at the
 /// binary under test, since /usr/local/bin/gtmd is not installed here).
 #[test]
 fn the_systemd_unit_verifies() {
-    let unit = std::fs::read_to_string(repo().join("dist/gtmd.service"))
+    verify_unit(
+        "gtmd.service",
+        &[
+            "Type=notify",
+            "WatchdogSec=",
+            "StateDirectory=gtmd",
+            "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        ],
+    );
+}
+
+#[test]
+fn the_agent_unit_verifies() {
+    verify_unit(
+        "gtmd-agent.service",
+        &["Type=notify", "gtmd agent --config", "StateDirectory=gtmd-agent"],
+    );
+}
+
+fn verify_unit(name: &str, keys: &[&str]) {
+    let unit = std::fs::read_to_string(repo().join("dist").join(name))
         .unwrap()
         .replace("/usr/local/bin/gtmd", env!("CARGO_BIN_EXE_gtmd"));
-    for key in [
-        "Type=notify",
-        "WatchdogSec=",
-        "StateDirectory=gtmd",
-        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
-    ] {
+    for key in keys {
         assert!(unit.contains(key), "{key}");
     }
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gtmd.service");
+    let path = dir.path().join(name);
     std::fs::write(&path, unit).unwrap();
     let out = Command::new("systemd-analyze")
         .args(["verify", path.to_str().unwrap()])

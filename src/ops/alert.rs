@@ -25,7 +25,8 @@ pub const ALERTS: &str = "gtmd_alerts_total";
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Alert {
     /// `member_down`, `member_up`, `region_removed`, `region_returned`, `name_all_down`,
-    /// `name_recovered`, `override_set`, `override_cleared`, `override_ended` or `summary`.
+    /// `name_recovered`, `override_set`, `override_cleared`, `override_ended`, in a cluster
+    /// `view_disagrees`, `view_agrees`, `cluster_lost`, `cluster_rejoined`, or `summary`.
     pub event: String,
     /// RFC 3339, UTC.
     pub time: String,
@@ -281,6 +282,7 @@ async fn run_command(cfg: &AlertConfig, a: &Alert, body: &str) -> Result<(), Str
         opt("GTMD_REASON", &a.reason),
         opt("GTMD_TARGET", &a.target),
         opt("GTMD_COMMAND", &a.command),
+        opt("GTMD_INSTANCE", &a.instance),
     ] {
         cmd.env(k, v);
     }
