@@ -694,3 +694,129 @@ fn the_example_cluster_configs_load() {
         cfg.load_zones().unwrap();
     }
 }
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`:
+/// ca.pem, server.pem, server-key.pem, client.pem, client-key.pem.
+fn certificates(dir: &Path) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = ca.self_signed(&ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    for (name, san, usage) in [
+        ("server", "127.0.0.1", ExtendedKeyUsagePurpose::ServerAuth),
+        ("client", "gtmd", ExtendedKeyUsagePurpose::ClientAuth),
+    ] {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec![san.to_string()]).unwrap();
+        p.extended_key_usages = vec![usage];
+        p.distinguished_name.push(rcgen::DnType::CommonName, san);
+        let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}-key.pem")), key.serialize_pem()).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_reaches_etcd_over_tls_with_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    certificates(d);
+    let (client, peer) = (free_addr(), free_addr());
+    let url = format!("https://{client}");
+    let pem = |f: &str| d.join(f).display().to_string();
+    let etcd = Command::new("etcd")
+        .args(["--name", "tls", "--data-dir", &pem("data")])
+        .args([
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+        ])
+        .args(["--listen-peer-urls", &format!("http://{peer}")])
+        .args(["--initial-advertise-peer-urls", &format!("http://{peer}")])
+        .args(["--initial-cluster", &format!("tls=http://{peer}")])
+        .args([
+            "--cert-file",
+            &pem("server.pem"),
+            "--key-file",
+            &pem("server-key.pem"),
+        ])
+        .args(["--client-cert-auth", "--trusted-ca-file", &pem("ca.pem")])
+        .args(["--log-level", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("etcd");
+    let _etcd = KillOnDrop(etcd);
+    let backend = Backend::start().await;
+    let start = |id: &str, with_cert: bool| {
+        let (dns, admin) = (free_addr(), free_addr());
+        let cert = if with_cert {
+            format!(
+                "cert_file = {:?}\nkey_file = {:?}\n",
+                pem("client.pem"),
+                pem("client-key.pem")
+            )
+        } else {
+            String::new()
+        };
+        let cfg = format!(
+            "[cluster]\nendpoints = [\"{url}\"]\nid = \"{id}\"\nlease_ttl = \"{TTL}s\"\nca_file = {ca:?}\n{cert}\
+             [server]\nlisten = [\"{dns}\"]\nzones_dir = {zones:?}\n[admin]\nlisten = \"{admin}\"\n\
+             [checks.web]\ntype = \"tcp\"\nport = {port}\ninterval = \"200ms\"\ntimeout = \"150ms\"\n\
+             [pools.web]\ncheck = \"web\"\nmembers = [{{ address = \"{M0}\", name = \"m0\", probe_address = \"127.0.0.1\" }}]\n\
+             [names.\"{NAME}\"]\npools = [\"web\"]\n",
+            ca = pem("ca.pem"),
+            zones = repo().join("zones").display().to_string(),
+            port = backend.addr.port(),
+        );
+        let config = d.join(format!("{id}.toml"));
+        std::fs::write(&config, cfg).unwrap();
+        let mut i = Instance {
+            id: id.to_string(),
+            dns,
+            admin,
+            config,
+            log: d.join(format!("{id}.log")),
+            agent: false,
+            child: None,
+        };
+        i.start();
+        i
+    };
+    let good = start("good", true);
+    let joined = wait_until(Duration::from_secs(20), || async {
+        good.status()
+            .await
+            .is_some_and(|s| s["cluster"]["link"] == "connected")
+    })
+    .await;
+    let log = || std::fs::read_to_string(&good.log).unwrap_or_default();
+    assert!(joined.is_some(), "no TLS session: {}", log());
+    assert_eq!(good.answers().await, [M0]);
+    // Without its client certificate an instance is refused, says why, and still answers.
+    let bare = start("bare", false);
+    let refused = wait_until(Duration::from_secs(TTL + 10), || async {
+        bare.status().await.is_some_and(|s| {
+            s["cluster"]["link"] == "fallback" && s["cluster"]["problem"].is_string()
+        })
+    })
+    .await;
+    assert!(refused.is_some(), "{:?}", bare.status().await);
+    assert_eq!(bare.answers().await, [M0]);
+    let s = good.status().await.unwrap();
+    assert_eq!(
+        s["cluster"]["instances"].as_array().map(Vec::len),
+        Some(1),
+        "{s}"
+    );
+}

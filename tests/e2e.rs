@@ -373,7 +373,11 @@ fn the_systemd_unit_verifies() {
 fn the_agent_unit_verifies() {
     verify_unit(
         "gtmd-agent.service",
-        &["Type=notify", "gtmd agent --config", "StateDirectory=gtmd-agent"],
+        &[
+            "Type=notify",
+            "gtmd agent --config",
+            "StateDirectory=gtmd-agent",
+        ],
     );
 }
 
