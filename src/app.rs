@@ -110,11 +110,7 @@ async fn start_as(
     engine.set_alerts(crate::ops::alert::Alerts::start(&cfg.alerts, ctl));
     let cached = overrides.overrides.clone();
     engine.restore_overrides(overrides);
-    if let Some(c) = &cfg.cluster {
-        tracing::info!(id = %c.id, cluster = %c.name, endpoints = ?c.endpoints, quorum = %c.quorum, "joining the cluster");
-        let handle = crate::cluster::start(c, kind, cfg.probe_source, cached, stop.clone());
-        engine.join_cluster(handle);
-    }
+    join_cluster(&mut engine, &cfg, kind, cached, &stop);
     engine.start_probes().map_err(anyhow::Error::msg)?;
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let mut tasks = JoinSet::new();
@@ -157,6 +153,21 @@ async fn start_as(
         reloads,
         tasks,
     })
+}
+
+/// Starts the etcd session of `cfg`'s [cluster], if any, and hands it to the engine.
+fn join_cluster(
+    engine: &mut Engine,
+    cfg: &Config,
+    kind: Kind,
+    cached: Vec<crate::ops::state::Override>,
+    stop: &CancellationToken,
+) {
+    if let Some(c) = &cfg.cluster {
+        tracing::info!(id = %c.id, cluster = %c.name, endpoints = ?c.endpoints, quorum = %c.quorum, "joining the cluster");
+        let handle = crate::cluster::start(c, kind, cfg.probe_source, cached, stop.clone());
+        engine.join_cluster(handle);
+    }
 }
 
 /// The `gtmd ctl` command that reaches this server, for alerts to carry. The token file's

@@ -173,7 +173,7 @@ impl Instance {
     /// SIGTERM, then waits for the exit.
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            unsafe_free_sigterm(c.id());
+            sigterm(c.id());
             let _ = c.0.wait();
         }
     }
@@ -195,7 +195,7 @@ impl Instance {
 }
 
 /// Sends SIGTERM through the `kill` command (no unsafe code in tests).
-fn unsafe_free_sigterm(pid: u32) {
+fn sigterm(pid: u32) {
     let _ = Command::new("kill").arg(pid.to_string()).status();
 }
 
@@ -278,6 +278,32 @@ impl Cluster {
         n
     }
 
+    /// etcd of `etcd_members` members, and servers a, b and c on it, joined and answering.
+    async fn three(etcd_members: usize) -> Cluster {
+        let mut c = Cluster::new(etcd_members).await;
+        for id in ["a", "b", "c"] {
+            c.add(id, false, "\"majority\"");
+        }
+        c.wait_joined(3, Duration::from_secs(20)).await;
+        let both = c.wait_answers(&[M0, M1], Duration::from_secs(5)).await;
+        assert!(
+            both.is_some(),
+            "the three instances do not answer both members"
+        );
+        c
+    }
+
+    /// m0's backend fails until every server has taken m0 out, then comes back until every
+    /// server answers it again.
+    async fn bounce_m0(&mut self) {
+        self.backends[0].refuse();
+        let out = self.wait_answers(&[M1], Duration::from_secs(5)).await;
+        assert!(out.is_some(), "m0 refused, but still answered");
+        self.backends[0].restore().await;
+        let back = self.wait_answers(&[M0, M1], Duration::from_secs(5)).await;
+        assert!(back.is_some(), "m0 back, but not answered");
+    }
+
     /// Waits until every running instance is connected and sees `n` live instances.
     async fn wait_joined(&self, n: usize, limit: Duration) {
         let ok = wait_until(limit, || async {
@@ -337,8 +363,52 @@ impl Drop for Cluster {
     }
 }
 
-fn post(admin: SocketAddr, path: &str, body: serde_json::Value) -> Result<String, String> {
-    gtmd::ops::ctl::request(admin, "POST", path, None, Some(&body))
+/// An admin API request (POST with a body, else GET), off the runtime; panics on an error.
+async fn api(admin: SocketAddr, path: &str, body: Option<serde_json::Value>) -> String {
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || {
+        let method = if body.is_some() { "POST" } else { "GET" };
+        gtmd::ops::ctl::request(admin, method, &path, None, body.as_ref())
+    })
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+/// A steady query load on `servers` until stopped: queries sent, and those that got no
+/// address in time.
+struct Load {
+    stop: Arc<AtomicBool>,
+    counts: Arc<[AtomicU64; 2]>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    fn start(servers: Vec<SocketAddr>) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let counts: Arc<[AtomicU64; 2]> = Arc::default();
+        let (s, n) = (stop.clone(), counts.clone());
+        let task = tokio::spawn(async move {
+            while !s.load(Ordering::SeqCst) {
+                for &dns in &servers {
+                    n[0].fetch_add(1, Ordering::SeqCst);
+                    if answer_or_empty(dns).await.is_empty() {
+                        n[1].fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        Load { stop, counts, task }
+    }
+
+    /// Stops; returns (sent, failed).
+    async fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap();
+        let n = &self.counts;
+        (n[0].load(Ordering::SeqCst), n[1].load(Ordering::SeqCst))
+    }
 }
 
 fn overrides_in(path: &Path) -> usize {
@@ -347,22 +417,11 @@ fn overrides_in(path: &Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_override_on_one_instance_reaches_all_and_survives_a_restart_of_all() {
-    let mut c = Cluster::new(1).await;
-    for id in ["a", "b", "c"] {
-        c.add(id, false, "\"majority\"");
-    }
-    c.wait_joined(3, Duration::from_secs(15)).await;
-    assert!(c
-        .wait_answers(&[M0, M1], Duration::from_secs(5))
-        .await
-        .is_some());
+    let mut c = Cluster::three(1).await;
 
     let a = c.instances[0].admin;
     let body = json!({ "target": "web/m1", "action": "disable", "reason": "drain" });
-    tokio::task::spawn_blocking(move || post(a, "/overrides", body))
-        .await
-        .unwrap()
-        .unwrap();
+    api(a, "/overrides", Some(body)).await;
     let took = c.wait_answers(&[M0], Duration::from_secs(3)).await;
     eprintln!("override set on a: every instance answers without m1 after {took:?}");
     assert!(
@@ -419,11 +478,12 @@ async fn an_override_on_one_instance_reaches_all_and_survives_a_restart_of_all()
     c.etcd.wait_healthy().await;
     c.wait_joined(3, Duration::from_secs(20)).await;
     let cadm = c.instances[2].admin;
-    let body = json!({ "target": "web/m1" });
-    tokio::task::spawn_blocking(move || post(cadm, "/overrides/clear", body))
-        .await
-        .unwrap()
-        .unwrap();
+    api(
+        cadm,
+        "/overrides/clear",
+        Some(json!({ "target": "web/m1" })),
+    )
+    .await;
     assert!(c
         .wait_answers(&[M0, M1], Duration::from_secs(2))
         .await
@@ -489,13 +549,12 @@ async fn a_partition_seen_by_one_instance_does_not_move_answers_and_is_alerted_o
     );
     let downs = c.hook.events("member_down");
     assert_eq!(downs.len(), 1, "one alert for one event: {downs:?}");
-    let explain = tokio::task::spawn_blocking({
-        let adm = c.instances[2].admin;
-        move || gtmd::ops::ctl::request(adm, "GET", "/explain?name=app.example.test.", None, None)
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let explain = api(
+        c.instances[2].admin,
+        "/explain?name=app.example.test.",
+        None,
+    )
+    .await;
     assert!(
         explain.contains("down by the quorum: 3 of 3 instances see it down"),
         "{explain}"
@@ -504,11 +563,7 @@ async fn a_partition_seen_by_one_instance_does_not_move_answers_and_is_alerted_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_alert_leader_dies_another_sends_exactly_one_alert_per_event() {
-    let mut c = Cluster::new(1).await;
-    for id in ["a", "b", "c"] {
-        c.add(id, false, "\"majority\"");
-    }
-    c.wait_joined(3, Duration::from_secs(15)).await;
+    let mut c = Cluster::three(1).await;
     let s = c.instances[0].status().await.unwrap();
     let leader = s["cluster"]["leader"].as_str().unwrap().to_string();
     let k = c.instances.iter().position(|i| i.id == leader).unwrap();
@@ -529,16 +584,7 @@ async fn when_the_alert_leader_dies_another_sends_exactly_one_alert_per_event() 
     assert!(took.is_some(), "no new leader");
     c.wait_joined(2, Duration::from_secs(5)).await;
 
-    c.backends[0].refuse();
-    assert!(c
-        .wait_answers(&[M1], Duration::from_secs(5))
-        .await
-        .is_some());
-    c.backends[0].restore().await;
-    assert!(c
-        .wait_answers(&[M0, M1], Duration::from_secs(5))
-        .await
-        .is_some());
+    c.bounce_m0().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (down, up) = (c.hook.events("member_down"), c.hook.events("member_up"));
     assert_eq!(
@@ -559,35 +605,11 @@ async fn when_the_alert_leader_dies_another_sends_exactly_one_alert_per_event() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_etcd_fails_every_instance_keeps_answering_on_its_own_view_and_rejoins() {
-    let mut c = Cluster::new(3).await;
-    for id in ["a", "b", "c"] {
-        c.add(id, false, "\"majority\"");
-    }
-    c.wait_joined(3, Duration::from_secs(20)).await;
-    assert!(c
-        .wait_answers(&[M0, M1], Duration::from_secs(5))
-        .await
-        .is_some());
+    let mut c = Cluster::three(3).await;
 
     // A steady load on all three: every query must get its two addresses (or one, while m0
     // is down below).
-    let stop = Arc::new(AtomicBool::new(false));
-    let (sent, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let servers: Vec<SocketAddr> = c.instances.iter().map(|i| i.dns).collect();
-    let load = tokio::spawn({
-        let (stop, sent, failed) = (stop.clone(), sent.clone(), failed.clone());
-        async move {
-            while !stop.load(Ordering::SeqCst) {
-                for &s in &servers {
-                    sent.fetch_add(1, Ordering::SeqCst);
-                    if answer_or_empty(s).await.is_empty() {
-                        failed.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    });
+    let load = Load::start(c.instances.iter().map(|i| i.dns).collect());
 
     // Two of three etcd members stop: no quorum. After the lease TTL, each instance answers
     // from its own view.
@@ -610,16 +632,7 @@ async fn when_etcd_fails_every_instance_keeps_answering_on_its_own_view_and_rejo
     );
     // Then the last member stops too; a backend failure is still followed, by each alone.
     c.etcd.stop_member(0);
-    c.backends[0].refuse();
-    assert!(c
-        .wait_answers(&[M1], Duration::from_secs(5))
-        .await
-        .is_some());
-    c.backends[0].restore().await;
-    assert!(c
-        .wait_answers(&[M0, M1], Duration::from_secs(5))
-        .await
-        .is_some());
+    c.bounce_m0().await;
 
     // etcd returns: every instance rejoins.
     for m in 0..3 {
@@ -627,9 +640,7 @@ async fn when_etcd_fails_every_instance_keeps_answering_on_its_own_view_and_rejo
     }
     c.etcd.wait_healthy().await;
     c.wait_joined(3, Duration::from_secs(30)).await;
-    stop.store(true, Ordering::SeqCst);
-    load.await.unwrap();
-    let (sent, failed) = (sent.load(Ordering::SeqCst), failed.load(Ordering::SeqCst));
+    let (sent, failed) = load.finish().await;
     eprintln!("{sent} queries during the etcd failure, {failed} failed");
     assert!(sent > 300, "{sent}");
     assert_eq!(failed, 0);
@@ -725,11 +736,9 @@ fn certificates(dir: &Path) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_instance_reaches_etcd_over_tls_with_a_client_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    certificates(d);
+/// One etcd serving clients over TLS only, and only those with a certificate of the CA in
+/// `d` (see [`certificates`]); returns it and its client URL.
+fn tls_etcd(d: &Path) -> (KillOnDrop, String) {
     let (client, peer) = (free_addr(), free_addr());
     let url = format!("https://{client}");
     let pem = |f: &str| d.join(f).display().to_string();
@@ -756,44 +765,56 @@ async fn an_instance_reaches_etcd_over_tls_with_a_client_certificate() {
         .stderr(Stdio::null())
         .spawn()
         .expect("etcd");
-    let _etcd = KillOnDrop(etcd);
-    let backend = Backend::start().await;
-    let start = |id: &str, with_cert: bool| {
-        let (dns, admin) = (free_addr(), free_addr());
-        let cert = if with_cert {
-            format!(
-                "cert_file = {:?}\nkey_file = {:?}\n",
-                pem("client.pem"),
-                pem("client-key.pem")
-            )
-        } else {
-            String::new()
-        };
-        let cfg = format!(
-            "[cluster]\nendpoints = [\"{url}\"]\nid = \"{id}\"\nlease_ttl = \"{TTL}s\"\nca_file = {ca:?}\n{cert}\
-             [server]\nlisten = [\"{dns}\"]\nzones_dir = {zones:?}\n[admin]\nlisten = \"{admin}\"\n\
-             [checks.web]\ntype = \"tcp\"\nport = {port}\ninterval = \"200ms\"\ntimeout = \"150ms\"\n\
-             [pools.web]\ncheck = \"web\"\nmembers = [{{ address = \"{M0}\", name = \"m0\", probe_address = \"127.0.0.1\" }}]\n\
-             [names.\"{NAME}\"]\npools = [\"web\"]\n",
-            ca = pem("ca.pem"),
-            zones = repo().join("zones").display().to_string(),
-            port = backend.addr.port(),
-        );
-        let config = d.join(format!("{id}.toml"));
-        std::fs::write(&config, cfg).unwrap();
-        let mut i = Instance {
-            id: id.to_string(),
-            dns,
-            admin,
-            config,
-            log: d.join(format!("{id}.log")),
-            agent: false,
-            child: None,
-        };
-        i.start();
-        i
+    (KillOnDrop(etcd), url)
+}
+
+/// Starts instance `id` on the TLS etcd at `url`, with the client certificate of `d` when
+/// `with_cert`, its one member probed by TCP at `port`.
+fn tls_instance(d: &Path, id: &str, url: &str, with_cert: bool, port: u16) -> Instance {
+    let pem = |f: &str| d.join(f).display().to_string();
+    let (dns, admin) = (free_addr(), free_addr());
+    let cert = if with_cert {
+        format!(
+            "cert_file = {:?}\nkey_file = {:?}\n",
+            pem("client.pem"),
+            pem("client-key.pem")
+        )
+    } else {
+        String::new()
     };
-    let good = start("good", true);
+    let cfg = format!(
+        "[cluster]\nendpoints = [\"{url}\"]\nid = \"{id}\"\nlease_ttl = \"{TTL}s\"\nca_file = {ca:?}\n{cert}\
+         [server]\nlisten = [\"{dns}\"]\nzones_dir = {zones:?}\n[admin]\nlisten = \"{admin}\"\n\
+         [checks.web]\ntype = \"tcp\"\nport = {port}\ninterval = \"200ms\"\ntimeout = \"150ms\"\n\
+         [pools.web]\ncheck = \"web\"\nmembers = [{{ address = \"{M0}\", name = \"m0\", probe_address = \"127.0.0.1\" }}]\n\
+         [names.\"{NAME}\"]\npools = [\"web\"]\n",
+        ca = pem("ca.pem"),
+        zones = repo().join("zones").display().to_string(),
+    );
+    let config = d.join(format!("{id}.toml"));
+    std::fs::write(&config, cfg).unwrap();
+    let mut i = Instance {
+        id: id.to_string(),
+        dns,
+        admin,
+        config,
+        log: d.join(format!("{id}.log")),
+        agent: false,
+        child: None,
+    };
+    i.start();
+    i
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_reaches_etcd_over_tls_with_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    certificates(d);
+    let (_etcd, url) = tls_etcd(d);
+    let backend = Backend::start().await;
+    let port = backend.addr.port();
+    let good = tls_instance(d, "good", &url, true, port);
     let joined = wait_until(Duration::from_secs(20), || async {
         good.status()
             .await
@@ -804,7 +825,7 @@ async fn an_instance_reaches_etcd_over_tls_with_a_client_certificate() {
     assert!(joined.is_some(), "no TLS session: {}", log());
     assert_eq!(good.answers().await, [M0]);
     // Without its client certificate an instance is refused, says why, and still answers.
-    let bare = start("bare", false);
+    let bare = tls_instance(d, "bare", &url, false, port);
     let refused = wait_until(Duration::from_secs(TTL + 10), || async {
         bare.status().await.is_some_and(|s| {
             s["cluster"]["link"] == "fallback" && s["cluster"]["problem"].is_string()

@@ -29,6 +29,17 @@ const MAX_TXN_OPS: usize = 128;
 /// A compare-and-swap of the overrides that keeps losing to other writers gives up.
 const CAS_TRIES: usize = 8;
 
+/// An open session: its clients, lease and streams.
+struct Live {
+    kv: KvClient,
+    lease: i64,
+    keeper: etcd_client::LeaseKeeper,
+    alive: etcd_client::LeaseKeepAliveStream,
+    /// Kept so that the watch stays open.
+    _watcher: etcd_client::Watcher,
+    stream: etcd_client::WatchStream,
+}
+
 pub(super) struct Session {
     cfg: ClusterConfig,
     keys: Keys,
@@ -183,6 +194,12 @@ impl Session {
 
     /// One session, until an error ends it.
     async fn session(&mut self) -> Result<(), String> {
+        let live = self.open().await?;
+        self.serve(live).await
+    }
+
+    /// Connects, takes a lease, joins, campaigns and starts watching; then the link is up.
+    async fn open(&mut self) -> Result<Live, String> {
         let opts = self.options()?;
         let client = self
             .op(
@@ -195,7 +212,7 @@ impl Session {
         let ttl = self.cfg.lease_ttl.as_secs() as i64;
         let lease = self.op("lease grant", lease_c.grant(ttl, None)).await?.id();
         let old = self.lease.replace((lease_c.clone(), lease));
-        let (mut keeper, mut alive) = self
+        let (keeper, alive) = self
             .op("lease keep-alive", lease_c.keep_alive(lease))
             .await?;
         let rev = self.join(&mut kv, lease).await?;
@@ -208,7 +225,7 @@ impl Session {
             .with_prefix()
             .with_start_revision(rev + 1);
         let mut watch_c = client.watch_client();
-        let (_watcher, mut stream) = self
+        let (_watcher, stream) = self
             .op("watch", watch_c.watch(self.keys.prefix.clone(), Some(opts)))
             .await?;
         self.alive();
@@ -218,6 +235,27 @@ impl Session {
         self.state.link = Link::Connected;
         self.state.problem = None;
         self.publish();
+        Ok(Live {
+            kv,
+            lease,
+            keeper,
+            alive,
+            _watcher,
+            stream,
+        })
+    }
+
+    /// Keeps the lease alive, follows the watch, and writes views and override changes,
+    /// until an error.
+    async fn serve(&mut self, live: Live) -> Result<(), String> {
+        let Live {
+            mut kv,
+            lease,
+            mut keeper,
+            mut alive,
+            mut stream,
+            ..
+        } = live;
         let mut written = self.written();
         let mut tick = tokio::time::interval(self.cfg.lease_ttl / 3);
         loop {
@@ -236,20 +274,7 @@ impl Session {
                 },
                 r = stream.message() => {
                     let r = r.map_err(|e| format!("watch: {e}"))?.ok_or("the watch closed")?;
-                    if r.canceled() {
-                        return Err(format!("the watch was cancelled: {}", r.cancel_reason()));
-                    }
-                    for ev in r.events() {
-                        let Some(kv) = ev.kv() else { continue };
-                        let key = String::from_utf8_lossy(kv.key());
-                        let value = (ev.event_type() == EventType::Put).then(|| kv.value());
-                        self.state.apply(&self.keys, &key, value);
-                    }
-                    if self.state.leader.is_none() {
-                        self.campaign(&mut kv, lease).await?;
-                    }
-                    self.alive();
-                    self.publish();
+                    self.watched(&mut kv, lease, r).await?;
                 }
                 r = self.views_rx.changed() => {
                     r.map_err(|_| "the engine is gone")?;
@@ -267,6 +292,30 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Takes one watch response: the keys it changed, and the leadership if it is free.
+    async fn watched(
+        &mut self,
+        kv: &mut KvClient,
+        lease: i64,
+        r: etcd_client::WatchResponse,
+    ) -> Result<(), String> {
+        if r.canceled() {
+            return Err(format!("the watch was cancelled: {}", r.cancel_reason()));
+        }
+        for ev in r.events() {
+            let Some(kv) = ev.kv() else { continue };
+            let key = String::from_utf8_lossy(kv.key());
+            let value = (ev.event_type() == EventType::Put).then(|| kv.value());
+            self.state.apply(&self.keys, &key, value);
+        }
+        if self.state.leader.is_none() {
+            self.campaign(kv, lease).await?;
+        }
+        self.alive();
+        self.publish();
+        Ok(())
     }
 
     /// This instance's views as etcd holds them on the current lease: `up` per member.

@@ -111,6 +111,28 @@ pub(super) fn build_cluster(
         ));
     }
     let quorum = quorum(cx, c.quorum.as_ref())?;
+    let [ca_file, cert_file, key_file] = credentials(cx, c, base)?;
+    Ok(Some(ClusterConfig {
+        endpoints: c.endpoints.clone(),
+        name,
+        id,
+        lease_ttl,
+        quorum,
+        username: c.username.clone(),
+        password_file: c.password_file.as_ref().map(|f| base.join(f)),
+        ca_file,
+        cert_file,
+        key_file,
+    }))
+}
+
+/// The TLS files (CA, certificate, key), checked to go together and with https endpoints;
+/// user and password file too.
+fn credentials(
+    cx: &Ctx,
+    c: &file::Cluster,
+    base: &Path,
+) -> Result<[Option<PathBuf>; 3], ConfigError> {
     let tls = [&c.ca_file, &c.cert_file, &c.key_file].map(|f| f.as_ref().map(|f| base.join(f)));
     if tls[1].is_some() != tls[2].is_some() {
         return Err(cx.err("cluster.cert_file", "cert_file and key_file go together"));
@@ -125,19 +147,7 @@ pub(super) fn build_cluster(
     if c.username.is_some() != c.password_file.is_some() {
         return Err(cx.err("cluster.username", "username and password_file go together"));
     }
-    let [ca_file, cert_file, key_file] = tls;
-    Ok(Some(ClusterConfig {
-        endpoints: c.endpoints.clone(),
-        name,
-        id,
-        lease_ttl,
-        quorum,
-        username: c.username.clone(),
-        password_file: c.password_file.as_ref().map(|f| base.join(f)),
-        ca_file,
-        cert_file,
-        key_file,
-    }))
+    Ok(tls)
 }
 
 /// Names that go into etcd keys: letters, digits, `-`, `_` and `.`.

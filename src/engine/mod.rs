@@ -16,11 +16,12 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::dns::snapshot::Zones;
 use crate::dns::Published;
-use crate::ops::alert::{Alert, Alerts};
+use crate::ops::alert::Alerts;
 use crate::ops::state::{Action, Override};
 use crate::probe::{ProbeReport, Prober};
 use crate::steer::health::{Damping, Health, State, Thresholds};
 
+mod alerting;
 mod cluster;
 mod explain;
 mod gauges;
@@ -261,7 +262,7 @@ impl Engine {
                     self.settle_until = None;
                     self.publish();
                 }
-                r = changed(&mut shared) => {
+                r = cluster::changed(&mut shared) => {
                     if r.is_err() {
                         shared = None;
                     } else {
@@ -288,26 +289,39 @@ impl Engine {
                     }
                 }
                 c = commands.recv() => match c {
-                    Some(Command::Status(reply)) => { let _ = reply.send(self.status()); }
-                    Some(Command::Override(op, reply)) if self.cluster.is_some() => {
-                        self.cluster_override(op, reply);
-                    }
-                    Some(Command::Override(op, reply)) => {
-                        let _ = reply.send(self.change_override(op).await);
-                    }
-                    Some(Command::Explain { name, client, asked, reply }) => {
-                        let _ = reply.send(self.explain(&name, client, asked));
-                    }
-                    Some(Command::Reload(loaded, reply)) => {
-                        match self.reload(loaded).await {
-                            // Answered once the new configuration is published.
-                            Ok(r) if self.settle_until.is_some() => self.settled_reply = Some((reply, r)),
-                            other => { let _ = reply.send(other); }
-                        }
-                    }
+                    Some(c) => self.command(c).await,
                     None => return,
                 },
             }
+        }
+    }
+
+    async fn command(&mut self, c: Command) {
+        match c {
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Command::Override(op, reply) if self.cluster.is_some() => {
+                self.cluster_override(op, reply);
+            }
+            Command::Override(op, reply) => {
+                let _ = reply.send(self.change_override(op).await);
+            }
+            Command::Explain {
+                name,
+                client,
+                asked,
+                reply,
+            } => {
+                let _ = reply.send(self.explain(&name, client, asked));
+            }
+            Command::Reload(loaded, reply) => match self.reload(loaded).await {
+                // Answered once the new configuration is published.
+                Ok(r) if self.settle_until.is_some() => self.settled_reply = Some((reply, r)),
+                other => {
+                    let _ = reply.send(other);
+                }
+            },
         }
     }
 
@@ -400,42 +414,6 @@ impl Engine {
         self.secondaries.clone()
     }
 
-    fn member_alert(&self, i: usize, tr: crate::steer::health::Transition, error: Option<String>) {
-        self.member_alert_with(i, tr, error, None);
-    }
-
-    fn member_alert_with(
-        &self,
-        i: usize,
-        tr: crate::steer::health::Transition,
-        error: Option<String>,
-        reason: Option<String>,
-    ) {
-        let m = &self.cfg.members[i];
-        let pool = &self.cfg.pools[m.pool].name;
-        let target = format!("{pool}/{}", m.name);
-        let mut a = Alert::new(if tr.to == State::Down {
-            "member_down"
-        } else {
-            "member_up"
-        });
-        a.pool = Some(pool.clone());
-        a.member = Some(m.name.clone());
-        a.region = m.region.clone();
-        a.address = Some(m.address);
-        a.old_state = Some(tr.from.to_string());
-        a.new_state = Some(tr.to.to_string());
-        a.error = error;
-        a.reason = reason;
-        a.command = Some(self.alerts.command(&[
-            "disable",
-            &target,
-            "--reason",
-            &format!("{} after alert", a.event),
-        ]));
-        self.alerts.send(a);
-    }
-
     /// Whether member `i` is in answers at `now`: up and not held down.
     pub(super) fn answered(&self, i: usize, now: Instant) -> bool {
         match self.members[i].override_.map(|o| self.overrides[o].action) {
@@ -482,15 +460,23 @@ impl Engine {
                 self.removed[ri] = true;
                 tracing::error!(region = %r.name, healthy, members = size, percent, "region removed from answers");
                 if self.speaks_for_cluster() {
-                    self.alerts
-                        .send(region_alert("region_removed", &r.name, healthy, size));
+                    self.alerts.send(alerting::region_alert(
+                        "region_removed",
+                        &r.name,
+                        healthy,
+                        size,
+                    ));
                 }
             } else if self.removed[ri] && healthy * 100 >= r.return_at as usize * size {
                 self.removed[ri] = false;
                 tracing::warn!(region = %r.name, healthy, members = size, percent, "region returned to answers");
                 if self.speaks_for_cluster() {
-                    self.alerts
-                        .send(region_alert("region_returned", &r.name, healthy, size));
+                    self.alerts.send(alerting::region_alert(
+                        "region_returned",
+                        &r.name,
+                        healthy,
+                        size,
+                    ));
                 }
             }
         }
@@ -518,13 +504,6 @@ impl Engine {
     }
 }
 
-fn region_alert(event: &str, region: &str, healthy: usize, size: usize) -> Alert {
-    let mut a = Alert::new(event);
-    a.region = Some(region.to_string());
-    a.reason = Some(format!("{healthy} of {size} members healthy"));
-    a
-}
-
 /// The engine's [`HealthView`](crate::steer::policy::HealthView) at one moment.
 pub(super) struct View<'a> {
     engine: &'a Engine,
@@ -540,15 +519,5 @@ impl crate::steer::policy::HealthView for View<'_> {
         e.members[i]
             .override_
             .is_none_or(|k| e.overrides[k].action != Action::Disable)
-    }
-}
-
-/// The next change of the cluster's state; never, without a cluster.
-async fn changed(
-    rx: &mut Option<watch::Receiver<Arc<crate::cluster::Shared>>>,
-) -> Result<(), watch::error::RecvError> {
-    match rx {
-        Some(rx) => rx.changed().await,
-        None => std::future::pending().await,
     }
 }

@@ -7,6 +7,25 @@ use super::{Engine, OverrideOp};
 use crate::ops::alert::Alert;
 use crate::ops::state::{now_secs, Action, Override};
 
+/// The override that `target` gets now, if `target` names something in `cfg`.
+pub(super) fn new_override(
+    cfg: &crate::config::Config,
+    target: crate::ops::state::Target,
+    action: Action,
+    reason: String,
+    duration: Option<Duration>,
+) -> Result<Override, String> {
+    crate::ops::state::members_of(cfg, &target)?;
+    let since = now_secs();
+    Ok(Override {
+        target,
+        action,
+        reason,
+        since,
+        until: duration.map(|d| since.saturating_add(d.as_secs().max(1))),
+    })
+}
+
 impl Engine {
     /// Starts with the overrides kept in the state file (those whose target no longer
     /// exists are kept, and apply again if it comes back).
@@ -67,17 +86,11 @@ impl Engine {
                 reason,
                 duration,
             } => {
-                crate::ops::state::members_of(&self.cfg, &target)?;
-                let since = now_secs();
-                self.overrides.retain(|o| o.target != target);
-                self.overrides.push(Override {
-                    target: target.clone(),
-                    action,
-                    reason: reason.clone(),
-                    since,
-                    until: duration.map(|d| since.saturating_add(d.as_secs().max(1))),
-                });
-                let a = self.override_set_alert(self.overrides.last().expect("just pushed"));
+                let o = new_override(&self.cfg, target, action, reason, duration)?;
+                self.overrides.retain(|x| x.target != o.target);
+                let a = self.override_set_alert(&o);
+                let target = o.target.clone();
+                self.overrides.push(o);
                 (target, "set", a, duration)
             }
             OverrideOp::Clear { target } => {

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 
 use super::{Engine, OverrideOp};
@@ -17,6 +16,9 @@ use crate::cluster::{decide, Decision, Handle, Link, OverrideChange, Shared, Ver
 use crate::ops::alert::Alert;
 use crate::ops::state::{now_secs, Override};
 use crate::steer::health::{State, Transition};
+
+mod show;
+pub use show::{ClusterStatus, InstanceStatus, ViewStatus};
 
 /// What the engine keeps of the cluster.
 pub(super) struct Clustered {
@@ -29,37 +31,6 @@ pub(super) struct Clustered {
     disagree: Vec<(Option<Instant>, bool)>,
     /// The link as last seen (its changes are alerted).
     link: Link,
-}
-
-/// One instance's view of a member, for `/status` and `/explain`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ViewStatus {
-    pub instance: String,
-    pub up: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Whether this view is on the side that decided.
-    pub decided: bool,
-}
-
-/// The cluster as `/status` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ClusterStatus {
-    pub id: String,
-    pub link: Link,
-    pub problem: Option<String>,
-    pub quorum: String,
-    pub leader: Option<String>,
-    /// Whether answers follow the quorum now (else this instance's own view).
-    pub follows_quorum: bool,
-    pub instances: Vec<InstanceStatus>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct InstanceStatus {
-    pub id: String,
-    #[serde(flatten)]
-    pub instance: crate::cluster::Instance,
 }
 
 impl Engine {
@@ -407,18 +378,13 @@ impl Engine {
                 reason,
                 duration,
             } => {
-                if let Err(e) = crate::ops::state::members_of(&self.cfg, &target) {
-                    let _ = reply.send(Err(e));
-                    return;
+                match super::overrides::new_override(&self.cfg, target, action, reason, duration) {
+                    Ok(o) => OverrideChange::Set(o),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
                 }
-                let since = now_secs();
-                OverrideChange::Set(Override {
-                    target,
-                    action,
-                    reason,
-                    since,
-                    until: duration.map(|d| since.saturating_add(d.as_secs().max(1))),
-                })
             }
             OverrideOp::Clear { target } => OverrideChange::Clear(target),
         };
@@ -435,96 +401,14 @@ impl Engine {
             }
         }
     }
+}
 
-    /// Why member `i` is in answers or not, when the quorum decides it.
-    pub(super) fn quorum_why(&self, i: usize, health: &str, now: Instant) -> Option<String> {
-        let d = self.decision(i)?;
-        let live = d.down.len() + d.up_by.len();
-        let this = format!("this instance's own view: {health}");
-        if !d.up {
-            return Some(format!(
-                "down by the quorum: {} of {live} instances see it down ({} needed: {}); {this}",
-                d.down.len(),
-                d.needed,
-                d.down.join(", ")
-            ));
-        }
-        let up = format!(
-            "up by the quorum: {} of {live} instances see it up ({}), {} down of {} needed",
-            d.up_by.len(),
-            d.up_by.join(", "),
-            d.down.len(),
-            d.needed
-        );
-        Some(match self.members[i].region.filter(|&r| self.removed[r]) {
-            Some(r) => format!(
-                "{up}, but region {} is removed ({} of {} healthy); {this}",
-                self.cfg.regions[r].name,
-                self.region_healthy(r, now),
-                self.cfg.regions[r].members.len()
-            ),
-            None => format!("{up}; {this}"),
-        })
-    }
-
-    /// Each live instance's view of member `i`, for `/status` and `/explain`.
-    pub(super) fn views_of(&self, i: usize) -> Vec<ViewStatus> {
-        let Some(c) = &self.cluster else {
-            return Vec::new();
-        };
-        let d = self.decision(i);
-        let Some(views) = c.shared.views.get(&self.member_key(i)) else {
-            return Vec::new();
-        };
-        views
-            .iter()
-            .filter(|(id, _)| c.shared.instances.contains_key(*id))
-            .map(|(id, v)| ViewStatus {
-                instance: id.clone(),
-                up: v.up,
-                error: v.error.clone(),
-                decided: d.is_some_and(|d| d.up == v.up),
-            })
-            .collect()
-    }
-
-    /// The cluster's gauges (stored with the others, so that they stay fresh).
-    pub(super) fn cluster_gauges(&self) {
-        use crate::ops::metrics::{
-            CLUSTER_CONNECTED, CLUSTER_INSTANCES, CLUSTER_LEADER, MEMBER_DISAGREES,
-        };
-        let Some(c) = &self.cluster else { return };
-        let flag = |b: bool| if b { 1.0 } else { 0.0 };
-        metrics::gauge!(CLUSTER_CONNECTED).set(flag(c.link == Link::Connected));
-        metrics::gauge!(CLUSTER_INSTANCES).set(c.shared.instances.len() as f64);
-        let leader = c.shared.leader.as_deref() == Some(c.handle.id.as_str());
-        metrics::gauge!(CLUSTER_LEADER).set(flag(leader && c.link == Link::Connected));
-        for (i, m) in self.cfg.members.iter().enumerate() {
-            let pool = self.cfg.pools[m.pool].name.clone();
-            let on = c.disagree.get(i).is_some_and(|d| d.1);
-            metrics::gauge!(MEMBER_DISAGREES, "pool" => pool, "member" => m.name.clone())
-                .set(flag(on));
-        }
-    }
-
-    pub(super) fn cluster_status(&self) -> Option<ClusterStatus> {
-        let c = self.cluster.as_ref()?;
-        Some(ClusterStatus {
-            id: c.handle.id.clone(),
-            link: c.link,
-            problem: c.shared.problem.clone(),
-            quorum: c.handle.quorum.to_string(),
-            leader: c.shared.leader.clone(),
-            follows_quorum: c.link == Link::Connected,
-            instances: c
-                .shared
-                .instances
-                .iter()
-                .map(|(id, i)| InstanceStatus {
-                    id: id.clone(),
-                    instance: i.clone(),
-                })
-                .collect(),
-        })
+/// The next change of the cluster's state; never, without a cluster.
+pub(super) async fn changed(
+    rx: &mut Option<watch::Receiver<Arc<crate::cluster::Shared>>>,
+) -> Result<(), watch::error::RecvError> {
+    match rx {
+        Some(rx) => rx.changed().await,
+        None => std::future::pending().await,
     }
 }

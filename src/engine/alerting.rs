@@ -1,0 +1,55 @@
+//! The alerts the engine builds for a member's and a region's changes.
+
+use super::Engine;
+use crate::ops::alert::Alert;
+use crate::steer::health::State;
+
+impl Engine {
+    pub(super) fn member_alert(
+        &self,
+        i: usize,
+        tr: crate::steer::health::Transition,
+        error: Option<String>,
+    ) {
+        self.member_alert_with(i, tr, error, None);
+    }
+
+    pub(super) fn member_alert_with(
+        &self,
+        i: usize,
+        tr: crate::steer::health::Transition,
+        error: Option<String>,
+        reason: Option<String>,
+    ) {
+        let m = &self.cfg.members[i];
+        let pool = &self.cfg.pools[m.pool].name;
+        let target = format!("{pool}/{}", m.name);
+        let mut a = Alert::new(if tr.to == State::Down {
+            "member_down"
+        } else {
+            "member_up"
+        });
+        a.pool = Some(pool.clone());
+        a.member = Some(m.name.clone());
+        a.region = m.region.clone();
+        a.address = Some(m.address);
+        a.old_state = Some(tr.from.to_string());
+        a.new_state = Some(tr.to.to_string());
+        a.error = error;
+        a.reason = reason;
+        a.command = Some(self.alerts.command(&[
+            "disable",
+            &target,
+            "--reason",
+            &format!("{} after alert", a.event),
+        ]));
+        self.alerts.send(a);
+    }
+}
+
+pub(super) fn region_alert(event: &str, region: &str, healthy: usize, size: usize) -> Alert {
+    let mut a = Alert::new(event);
+    a.region = Some(region.to_string());
+    a.reason = Some(format!("{healthy} of {size} members healthy"));
+    a
+}
