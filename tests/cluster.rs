@@ -841,3 +841,60 @@ async fn an_instance_reaches_etcd_over_tls_with_a_client_certificate() {
         "{s}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_logs_in_to_etcd_with_a_user_and_password() {
+    let mut c = Cluster::new(1).await;
+    let ep = c.etcd.endpoints()[0].clone();
+    let etcdctl = |args: &[&str]| {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &ep])
+            .args(args)
+            .output()
+            .expect("etcdctl (Debian: apt install etcd-client)");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // Only /gtmd/t/ for the user gtmd.
+    etcdctl(&["user", "add", "root:rootpw"]);
+    etcdctl(&["role", "add", "gtmd"]);
+    etcdctl(&[
+        "role",
+        "grant-permission",
+        "gtmd",
+        "--prefix=true",
+        "readwrite",
+        "/gtmd/t/",
+    ]);
+    etcdctl(&["user", "add", "gtmd:s3cret"]);
+    etcdctl(&["user", "grant-role", "gtmd", "gtmd"]);
+    etcdctl(&["auth", "enable"]);
+    let pw = c.dir.path().join("etcd-password");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    let a = c.add("a", false, "\"majority\"");
+    // The same instance with the password file named: the config is written again.
+    c.instances[a].stop();
+    let cfg = std::fs::read_to_string(&c.instances[a].config)
+        .unwrap()
+        .replacen(
+            "[cluster]\n",
+            &format!(
+                "[cluster]\nusername = \"gtmd\"\npassword_file = {:?}\n",
+                pw.display().to_string()
+            ),
+            1,
+        );
+    std::fs::write(&c.instances[a].config, cfg).unwrap();
+    c.instances[a].start();
+    c.wait_joined(1, Duration::from_secs(15)).await;
+    let body = json!({ "target": "web/m1", "action": "disable", "reason": "auth" });
+    api(c.instances[a].admin, "/overrides", Some(body)).await;
+    assert!(c
+        .wait_answers(&[M0], Duration::from_secs(2))
+        .await
+        .is_some());
+}
