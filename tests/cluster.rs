@@ -898,3 +898,31 @@ async fn an_instance_logs_in_to_etcd_with_a_user_and_password() {
         .await
         .is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_ends_on_every_instance_with_one_alert() {
+    let c = Cluster::three(1).await;
+    let body = json!({ "target": "web/m1", "action": "disable", "reason": "drain", "for": "2s" });
+    api(c.instances[1].admin, "/overrides", Some(body)).await;
+    assert!(c
+        .wait_answers(&[M0], Duration::from_secs(1))
+        .await
+        .is_some());
+    let back = c.wait_answers(&[M0, M1], Duration::from_secs(6)).await;
+    assert!(back.is_some(), "the drain did not end everywhere");
+    let cleared = wait_until(Duration::from_secs(3), || async {
+        for i in &c.instances {
+            let s = i.status().await.unwrap_or_default();
+            if s["overrides"].as_array().is_none_or(|o| !o.is_empty()) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(cleared.is_some(), "an ended drain is still listed");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ended = c.hook.events("override_ended");
+    assert_eq!(ended.len(), 1, "{:?}", c.hook.got.lock().unwrap());
+    assert!(c.hook.events("override_cleared").is_empty());
+}

@@ -325,7 +325,10 @@ impl Engine {
 
     /// Takes the cluster's overrides: kept in the state file (a cache for a start without
     /// etcd), applied, and alerted by the leader. True if they changed.
-    async fn adopt_overrides(&mut self, list: Vec<Override>) -> bool {
+    async fn adopt_overrides(&mut self, mut list: Vec<Override>) -> bool {
+        // Those that ended are gone here already (the leader removes them from etcd).
+        let now = now_secs();
+        list.retain(|o| !o.expired(now));
         if list == self.overrides {
             return false;
         }
