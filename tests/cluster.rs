@@ -42,12 +42,12 @@ struct Etcd {
 }
 
 impl Etcd {
-    async fn start(n: usize) -> Etcd {
+    async fn start(n: usize, ip: IpAddr) -> Etcd {
         let members = (0..n)
             .map(|i| EtcdMember {
                 name: format!("e{i}"),
-                client: free_addr(),
-                peer: free_addr(),
+                client: free_on(ip),
+                peer: free_on(ip),
                 child: None,
             })
             .collect();
@@ -133,6 +133,21 @@ impl Etcd {
     }
 }
 
+/// A loopback address of one test cluster's own (127.10.N.1): the ports a test frees when
+/// it restarts an instance or an etcd member are never picked by another test meanwhile.
+fn own_ip() -> IpAddr {
+    static N: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
+    IpAddr::from([127, 10, N.fetch_add(1, Ordering::SeqCst), 1])
+}
+
+/// `ip` with a port that was free a moment ago.
+fn free_on(ip: IpAddr) -> SocketAddr {
+    std::net::TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
 /// One gtmd instance (or agent) of a test cluster, run from the binary.
 struct Instance {
     id: String,
@@ -145,6 +160,29 @@ struct Instance {
 }
 
 impl Instance {
+    /// Writes `cfg` to `dir/ID.toml` and starts the instance on it, its log in `dir/ID.log`.
+    fn spawn(
+        dir: &Path,
+        id: &str,
+        cfg: &str,
+        (dns, admin): (SocketAddr, SocketAddr),
+        agent: bool,
+    ) -> Instance {
+        let config = dir.join(format!("{id}.toml"));
+        std::fs::write(&config, cfg).unwrap();
+        let mut i = Instance {
+            id: id.to_string(),
+            dns,
+            admin,
+            config,
+            log: dir.join(format!("{id}.log")),
+            agent,
+            child: None,
+        };
+        i.start();
+        i
+    }
+
     fn start(&mut self) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gtmd"));
         if self.agent {
@@ -220,6 +258,8 @@ struct Cluster {
     backends: [Backend; 2],
     hook: Receiver,
     dir: tempfile::TempDir,
+    /// The loopback address its instances and etcd listen on.
+    ip: IpAddr,
 }
 
 /// Instance `n`'s probe source address: 127.0.0.(n + 2).
@@ -229,8 +269,10 @@ fn source(n: usize) -> IpAddr {
 
 impl Cluster {
     async fn new(etcd_members: usize) -> Cluster {
+        let ip = own_ip();
         Cluster {
-            etcd: Etcd::start(etcd_members).await,
+            ip,
+            etcd: Etcd::start(etcd_members, ip).await,
             instances: Vec::new(),
             backends: [Backend::start().await, Backend::start().await],
             hook: Receiver::start(200).await,
@@ -242,7 +284,7 @@ impl Cluster {
     /// `source(self.instances.len())`.
     fn add(&mut self, id: &str, agent: bool, quorum: &str) -> usize {
         let n = self.instances.len();
-        let (dns, admin) = (free_addr(), free_addr());
+        let (dns, admin) = (free_on(self.ip), free_on(self.ip));
         let eps: Vec<String> = self.etcd.endpoints();
         let [b0, b1] = &self.backends;
         let cfg = format!(
@@ -263,18 +305,7 @@ impl Cluster {
             p0 = b0.addr.port(),
             p1 = b1.addr.port(),
         );
-        let config = self.dir.path().join(format!("{id}.toml"));
-        std::fs::write(&config, cfg).unwrap();
-        let mut i = Instance {
-            id: id.to_string(),
-            dns,
-            admin,
-            config,
-            log: self.dir.path().join(format!("{id}.log")),
-            agent,
-            child: None,
-        };
-        i.start();
+        let i = Instance::spawn(self.dir.path(), id, &cfg, (dns, admin), agent);
         self.instances.push(i);
         n
     }
@@ -511,7 +542,14 @@ async fn a_partition_seen_by_one_instance_does_not_move_answers_and_is_alerted_o
     let until = Instant::now() + DETECTION * 3;
     while Instant::now() < until {
         for i in &c.instances {
-            assert_eq!(i.answers().await, [M0, M1], "{} dropped m0", i.id);
+            let got = i.answers().await;
+            if got != [M0, M1] {
+                let st = i.status().await.unwrap_or_default();
+                panic!(
+                    "{} dropped m0: {got:?}; {} {}",
+                    i.id, st["cluster"], st["members"][0]
+                );
+            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -792,19 +830,7 @@ fn tls_instance(d: &Path, id: &str, url: &str, with_cert: bool, port: u16) -> In
         ca = pem("ca.pem"),
         zones = repo().join("zones").display().to_string(),
     );
-    let config = d.join(format!("{id}.toml"));
-    std::fs::write(&config, cfg).unwrap();
-    let mut i = Instance {
-        id: id.to_string(),
-        dns,
-        admin,
-        config,
-        log: d.join(format!("{id}.log")),
-        agent: false,
-        child: None,
-    };
-    i.start();
-    i
+    Instance::spawn(d, id, &cfg, (dns, admin), false)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
