@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use super::{
-    admin, checks, cluster, file, names, pools, server, transfer, Config, ConfigError, Ctx,
+    admin, checks, cluster, dnssec, file, names, pools, server, transfer, Config, ConfigError, Ctx,
 };
 
 pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, ConfigError> {
@@ -31,6 +31,7 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
     let alerts = admin::build_alerts(cx, &raw.alerts)?;
     let rrl = server::build_rrl(cx, &raw.rrl)?;
     let cluster = cluster::build_cluster(cx, raw.cluster.as_ref(), base)?;
+    let dnssec = dnssec::build_dnssec(cx, &raw, base)?;
     Ok(Config {
         source: cx.source.to_string(),
         path: None,
@@ -53,6 +54,7 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
         alerts,
         rrl,
         cluster,
+        dnssec,
         text: cx.text.to_string(),
     })
 }

@@ -49,7 +49,7 @@ pub struct Cluster {
     pub key_file: Option<String>,
 }
 
-/// `[zones."example.com."]`: the zone's secondaries.
+/// `[zones."example.com."]`: the zone's secondaries and signing.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ZoneTable {
@@ -57,6 +57,30 @@ pub struct ZoneTable {
     pub transfer_keys: Option<Vec<String>>,
     pub notify: Option<Vec<String>>,
     pub notify_key: Option<String>,
+    pub dnssec: Option<Dnssec>,
+}
+
+/// `[zones."example.com.".dnssec]`: the zone's keys.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Dnssec {
+    pub keys: Vec<DnssecKey>,
+}
+
+/// A key file, or a table with the file and how it is used.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum DnssecKey {
+    File(String),
+    Table(DnssecKeyTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnssecKeyTable {
+    pub file: String,
+    pub sign: Option<bool>,
+    pub ksk: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]

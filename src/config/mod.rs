@@ -8,6 +8,7 @@ mod admin;
 mod build;
 mod checks;
 mod cluster;
+mod dnssec;
 pub mod file;
 mod names;
 mod pools;
@@ -258,6 +259,9 @@ pub struct Config {
     pub rrl: RrlConfig,
     /// Several instances that act as one, on etcd; `None`: alone.
     pub cluster: Option<ClusterConfig>,
+    /// The keys of each signed zone, by origin.
+    pub dnssec:
+        std::collections::HashMap<hickory_proto::rr::LowerName, Vec<crate::zone::keys::KeySpec>>,
     text: String,
 }
 

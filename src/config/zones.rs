@@ -25,6 +25,17 @@ impl Config {
             zones.push(transfer::catalog_zone(catalog, &zones)?);
         }
         self.bind_names(&zones)?;
+        for z in &mut zones {
+            if let Some(specs) = self.dnssec.get(&z.origin) {
+                let keys = crate::zone::keys::load(&z.origin_name, specs).with_context(|| {
+                    format!(
+                        "loading the keys of zones.\"{}\".dnssec ({})",
+                        z.origin, self.source
+                    )
+                })?;
+                z.sign_with(keys);
+            }
+        }
         for b in &self.names {
             let lname = hickory_proto::rr::LowerName::new(&b.name);
             // The most specific zone holds it, as lookups find it.

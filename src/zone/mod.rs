@@ -16,6 +16,7 @@ use hickory_proto::serialize::txt::Parser;
 
 use lex::{lex, Entry, Token};
 
+pub mod keys;
 mod lex;
 
 /// How deep `$INCLUDE` may nest before the file is rejected.
@@ -79,9 +80,28 @@ pub struct Zone {
     pub file: PathBuf,
     /// Where each owner name first appears, for messages about names.
     pub lines: HashMap<LowerName, usize>,
+    /// The DNSSEC keys the zone is signed with, if it is signed.
+    pub keys: Option<std::sync::Arc<keys::ZoneKeys>>,
 }
 
 impl Zone {
+    /// Signs the zone with `keys`: their DNSKEY, CDS and CDNSKEY sets join the apex, with the
+    /// SOA's TTL.
+    pub fn sign_with(&mut self, keys: keys::ZoneKeys) {
+        let apex = self.nodes.entry(self.origin.clone()).or_default();
+        apex.rrsets.retain(|s| !is_key_type(s.rtype));
+        for r in keys.apex_records(self.soa.ttl) {
+            match apex.rrsets.iter_mut().find(|s| s.rtype == r.record_type()) {
+                Some(s) => s.records.push(r),
+                None => apex.rrsets.push(RrSet {
+                    rtype: r.record_type(),
+                    records: vec![r],
+                }),
+            }
+        }
+        self.keys = Some(std::sync::Arc::new(keys));
+    }
+
     /// The closest delegation point (a non-apex node with NS) at or above `name`, if any.
     pub fn delegation_above(&self, name: &LowerName) -> Option<(&LowerName, &Node)> {
         let apex_labels = self.origin.num_labels();
@@ -109,16 +129,27 @@ impl Zone {
         }
     }
 
-    /// Every record in the zone, SOA first (the order of a zone transfer's body).
+    /// Every record in the zone but the SOA (the order of a zone transfer's body). A signed
+    /// zone is transferred unsigned: its secondaries sign it with the same keys, so the keys'
+    /// records are left out too.
     pub fn all_records(&self) -> impl Iterator<Item = &Record> {
         let mut names: Vec<&LowerName> = self.nodes.keys().collect();
         names.sort();
+        let signed = self.keys.is_some();
         names
             .into_iter()
             .flat_map(|n| self.nodes[n].rrsets.iter())
-            .filter(|s| s.rtype != RecordType::SOA)
+            .filter(move |s| s.rtype != RecordType::SOA && !(signed && is_key_type(s.rtype)))
             .flat_map(|s| s.records.iter())
     }
+}
+
+/// The types a signed zone's keys give its apex (they are not transferred).
+pub fn is_key_type(t: RecordType) -> bool {
+    matches!(
+        t,
+        RecordType::DNSKEY | RecordType::CDS | RecordType::CDNSKEY
+    )
 }
 
 /// Reads every `*.zone` file in `dir`. The file name minus `.zone` is the zone's origin.
@@ -488,6 +519,7 @@ fn build_zone(
         nodes: nodes.into_iter().collect(),
         file: file.to_path_buf(),
         lines,
+        keys: None,
     };
     let names: Vec<LowerName> = zone.nodes.keys().cloned().collect();
     for n in &names {
@@ -536,6 +568,19 @@ impl Zones {
             }
             cur = cur.base_name();
         }
+    }
+
+    /// The position of the zone that answers `qtype` at `name`: [`Zones::index_of`], except
+    /// that a DS query at the apex of a zone whose parent is also served is the parent's
+    /// (RFC 4035 section 3.1.4.1: DS lives on the parent side of the cut).
+    pub fn index_for(&self, name: &LowerName, qtype: RecordType) -> Option<usize> {
+        let i = self.index_of(name)?;
+        if qtype == RecordType::DS && self.list[i].origin == *name && !name.is_root() {
+            if let Some(p) = self.index_of(&name.base_name()) {
+                return Some(p);
+            }
+        }
+        Some(i)
     }
 
     /// The zone at position `i` of [`Zones::iter`].
