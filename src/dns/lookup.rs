@@ -83,7 +83,7 @@ pub fn lookup_for(
 /// serial of the snapshot's version of the zone.
 pub fn lookup_with(snap: &Snapshot, qname: &Name, qtype: RecordType, pick: Pick) -> Answer {
     let lname = LowerName::new(qname);
-    let Some(zi) = snap.zones.index_of(&lname) else {
+    let Some(zi) = snap.zones.index_for(&lname, qtype) else {
         return Answer::refused();
     };
     let Some(zone) = snap.zones.get(zi) else {

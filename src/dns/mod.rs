@@ -16,6 +16,7 @@
 //!   answer does not fit, TC is set and every section emptied, so the client retries over TCP.
 //! - Zone transfers: over UDP NOTIMP; over TCP only for configured clients, else REFUSED.
 
+pub mod dnssec;
 pub mod listen;
 pub mod lookup;
 pub mod notify;
@@ -275,7 +276,10 @@ fn lookup_and_encode(
     ecs: Option<Client>,
     limit: usize,
 ) -> Vec<u8> {
-    let (ans, scope) = lookup_for(snap, q.name(), q.query_type(), client);
+    let (mut ans, scope) = lookup_for(snap, q.name(), q.query_type(), client);
+    if resp.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok) {
+        ans = signed(snap, q.name(), q.query_type(), ans);
+    }
     if let (Some(c), Some(edns)) = (ecs, resp.edns.as_mut()) {
         edns.options_mut()
             .insert(EdnsOption::Subnet(ClientSubnet::new(
@@ -283,6 +287,28 @@ fn lookup_and_encode(
             )));
     }
     encode_answer(resp, meta, ans, limit)
+}
+
+/// `ans` signed, if its zone is (for a query with the DO bit).
+fn signed(
+    snap: &Snapshot,
+    qname: &hickory_proto::rr::Name,
+    qtype: RecordType,
+    ans: Answer,
+) -> Answer {
+    let lname = hickory_proto::rr::LowerName::new(qname);
+    let zone = snap
+        .zones
+        .index_for(&lname, qtype)
+        .and_then(|zi| snap.zones.get(zi));
+    match zone {
+        Some(zone) => {
+            let exp = std::cell::Cell::new(u32::MAX);
+            let store = dnssec::Store::Query;
+            dnssec::sign(snap, zone, qname, qtype, ans, &store, &exp)
+        }
+        None => ans,
+    }
 }
 
 /// Puts `ans` into `resp` and encodes it within `limit` bytes, truncating as described above.

@@ -256,6 +256,7 @@ impl Engine {
                     // Histogram samples wait in the exporter until drained: drain them even
                     // when nobody scrapes /metrics, or they pile up.
                     crate::ops::metrics::handle().run_upkeep();
+                    self.resign_if_due();
                 }
                 _ = tokio::time::sleep_until(settle.unwrap_or_else(Instant::now).into()), if settle.is_some() => {
                     tracing::warn!(waiting = self.unknown, "members added by the reload are still unprobed: publishing without them");

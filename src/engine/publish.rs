@@ -153,6 +153,17 @@ impl Engine {
 }
 
 impl Engine {
+    /// Prepares every answer again, signatures included, when the earliest signature in
+    /// the published answers has less than [`crate::dns::dnssec::REFRESH`] left.
+    pub(super) fn resign_if_due(&mut self) {
+        let now = crate::ops::state::now_secs() as u32;
+        if self.published.load().answers.resign_due(now) {
+            tracing::info!("signatures are due for refresh: signing every answer again");
+            self.fixed = None;
+            self.publish();
+        }
+    }
+
     /// Writes every zone's serial to the state file, if there is one, before the serial is
     /// published: a restart then starts above it. A failed write is logged; DNS goes on.
     ///

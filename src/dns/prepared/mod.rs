@@ -28,10 +28,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use foldhash::fast::RandomState;
+use hickory_proto::dnssec::rdata::DNSSECRData;
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{LowerName, Name, Record, RecordType};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
+use crate::dns::dnssec::{self, Store};
 use crate::dns::lookup::{lookup_with, Answer};
 use crate::dns::snapshot::{Choice, Selector, Snapshot};
 use crate::steer::topology::{ecs_len, Client};
@@ -77,6 +79,23 @@ pub struct Template {
     /// [`crate::zone::Zones::iter`]): patched per query with the publication's serial, so
     /// that answers shared across publications carry the current one.
     serial: Option<(u16, u16)>,
+    /// Where in `body` the RDATA of each RRSIG of that SOA is: patched with the signatures
+    /// of the publication's SOA.
+    soa_sigs: Vec<u16>,
+    /// What answers a query with the DO bit.
+    for_do: ForDo,
+}
+
+/// The answer to a query with the DO bit, from a template.
+#[derive(Debug, Clone, Default)]
+enum ForDo {
+    /// The zone is not signed: the same answer.
+    #[default]
+    Same,
+    /// This signed answer.
+    Signed(Arc<Template>),
+    /// The signed answer depends on the query name: the general path signs it.
+    General,
 }
 
 /// The response to one type: fixed, or one of several picked per query by a bound name's
@@ -140,6 +159,8 @@ pub struct Fixed {
     nx: Vec<Arc<Template>>,
     /// The names whose answers hold pool records, with their zone's index.
     live: Vec<(LowerName, usize)>,
+    /// When the earliest signature in these answers is due to be made again (Unix seconds).
+    resign_at: u32,
 }
 
 #[derive(Debug)]
@@ -158,15 +179,89 @@ pub struct AnswerCache {
     live: HashMap<Box<[u8]>, Entry, RandomState>,
     /// Each zone's serial in this publication (empty: the templates' own).
     serials: Vec<u32>,
+    /// Each zone's SOA signatures in this publication (empty for an unsigned zone): the RDATA
+    /// of each RRSIG, patched into signed answers that carry the SOA.
+    soa_sigs: Vec<Vec<Vec<u8>>>,
+    /// When the earliest signature in these answers is due to be made again (Unix seconds).
+    resign_at: u32,
 }
 
 /// Computes entries, noting whether any answer touched a pool-bound name's records.
 struct Builder<'a> {
     snap: &'a Snapshot,
     touched: std::cell::Cell<bool>,
+    /// Per zone (in the order of `Zones::iter`), the signature cache of a signed zone.
+    stores: Vec<Option<Store<'a>>>,
+    /// The earliest expiry of the signatures used.
+    min_exp: std::cell::Cell<u32>,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    fn new(snap: &'a Snapshot) -> Self {
+        let stores = snap
+            .zones
+            .iter()
+            .map(|z| z.keys.as_deref().map(Store::build))
+            .collect();
+        Builder {
+            snap,
+            touched: Default::default(),
+            stores,
+            min_exp: std::cell::Cell::new(u32::MAX),
+        }
+    }
+
+    /// Ends the build: each signed zone's cache drops what recent builds did not use.
+    fn finish(&self) -> u32 {
+        self.stores.iter().flatten().for_each(Store::finish);
+        self.min_exp.get()
+    }
+
+    /// The template of `ans`, the answer to `qname`/`qtype` (see [`encode`]), with its
+    /// signed form when the zone is signed.
+    fn template(
+        &self,
+        ans: &Answer,
+        qname: &Name,
+        qtype: RecordType,
+        base: Option<&Name>,
+    ) -> Template {
+        let mut t = encode(ans, qname, base, &self.snap.zones);
+        let zi = self.snap.zones.index_for(&LowerName::new(qname), qtype);
+        let Some((zi, store)) = zi.and_then(|zi| Some((zi, self.stores.get(zi)?.as_ref()?))) else {
+            return t;
+        };
+        let Some(zone) = self.snap.zones.get(zi) else {
+            return t;
+        };
+        let signed = dnssec::sign(
+            self.snap,
+            zone,
+            qname,
+            qtype,
+            ans.clone(),
+            store,
+            &self.min_exp,
+        );
+        let synthetic = |r: &Record| {
+            r.name
+                .iter()
+                .any(|l| l.eq_ignore_ascii_case(SYNTHETIC_LABEL.as_bytes()))
+        };
+        let per_query = signed
+            .answer
+            .iter()
+            .chain(&signed.authority)
+            .chain(&signed.additional)
+            .any(synthetic);
+        t.for_do = if per_query {
+            ForDo::General
+        } else {
+            ForDo::Signed(Arc::new(encode(&signed, qname, base, &self.snap.zones)))
+        };
+        t
+    }
+
     /// The answer with every bound name's first choice.
     fn lookup(&self, name: &Name, t: RecordType) -> Answer {
         self.lookup_forcing(name, t, None).0
@@ -224,11 +319,12 @@ impl Builder<'_> {
         let below = if zone.delegation_above(lname).is_some() {
             // Every name below a cut, whatever its type, gets the referral.
             let s = synthetic(&name);
-            Below::Same(Arc::new(encode(
-                &self.lookup(&s, RecordType::A),
+            let ans = self.lookup(&s, RecordType::A);
+            Below::Same(Arc::new(self.template(
+                &ans,
                 &s,
+                RecordType::A,
                 Some(&name),
-                &self.snap.zones,
             )))
         } else {
             match wildcard_of(zone, lname) {
@@ -265,18 +361,19 @@ impl Builder<'_> {
         }
         types.sort_by_key(|t| u16::from(*t));
         types.dedup();
-        let tpl = |ans: &Answer| Arc::new(encode(ans, qname, Some(suffix_base), &self.snap.zones));
+        let tpl = |ans: &Answer, t| Arc::new(self.template(ans, qname, t, Some(suffix_base)));
         let mk = |t: RecordType| {
             let (ans, varying) = self.lookup_forcing(qname, t, None);
             let Some(choice) = varying else {
-                return Answers::One(tpl(&ans));
+                return Answers::One(tpl(&ans, t));
             };
             let tpls = (0..choice.sets.len())
-                .map(|i| tpl(&self.lookup_forcing(qname, t, Some((choice, i))).0))
+                .map(|i| tpl(&self.lookup_forcing(qname, t, Some((choice, i))).0, t))
                 .collect();
             Answers::Pick(tpls, choice.sel.clone())
         };
-        let other = (!is_cname).then(|| tpl(&self.lookup(qname, RecordType::Unknown(65280))));
+        let unlisted = RecordType::Unknown(65280);
+        let other = (!is_cname).then(|| tpl(&self.lookup(qname, unlisted), unlisted));
         NodeAnswers {
             types: types.into_iter().map(|t| (u16::from(t), mk(t))).collect(),
             other,
@@ -293,10 +390,7 @@ impl AnswerCache {
     /// Prepares the answers of `snap` reusing `fixed` (built from a snapshot with the same
     /// zones and bound names): only the live entries are computed. Runs when health changes.
     pub fn with_fixed(fixed: Arc<Fixed>, snap: &Snapshot) -> Self {
-        let b = Builder {
-            snap,
-            touched: Default::default(),
-        };
+        let b = Builder::new(snap);
         let zones: Vec<&Zone> = snap.zones.iter().collect();
         let mut live = HashMap::with_hasher(RandomState::default());
         for (lname, zi) in &fixed.live {
@@ -309,11 +403,32 @@ impl AnswerCache {
                 );
             }
         }
+        let soa_sigs = zones
+            .iter()
+            .enumerate()
+            .map(|(zi, z)| match (&b.stores[zi], &z.keys) {
+                (Some(store), Some(keys)) => {
+                    let serial = snap.serial(zi).unwrap_or(0);
+                    dnssec::soa_sigs(z, keys, serial, store, &b.min_exp)
+                }
+                _ => Vec::new(),
+            })
+            .collect();
+        let resign_at = resign_time(b.finish()).min(fixed.resign_at);
         Self {
             fixed: Some(fixed),
             live,
             serials: snap.versions.iter().map(|v| v.serial).collect(),
+            soa_sigs,
+            resign_at,
         }
+    }
+
+    /// Whether a signature in these answers is due to be made again at `now` (Unix seconds).
+    pub fn resign_due(&self, now: u32) -> bool {
+        self.fixed.is_some()
+            && self.resign_at != u32::MAX
+            && (now.wrapping_sub(self.resign_at) as i32) >= 0
     }
 
     /// The part to reuse for the next snapshot with the same zones.
@@ -338,6 +453,11 @@ impl AnswerCache {
         let Some((tpl, scope)) = self.find(&p, client) else {
             return false;
         };
+        let tpl = match (&tpl.for_do, p.edns.as_ref().is_some_and(|e| e.dnssec_ok)) {
+            (_, false) | (ForDo::Same, true) => tpl,
+            (ForDo::Signed(t), true) => t,
+            (ForDo::General, true) => return false,
+        };
         let limit = if tcp {
             u16::MAX as usize
         } else {
@@ -351,7 +471,15 @@ impl AnswerCache {
         if p.question_end + tpl.body.len() + opt_len > limit {
             return false;
         }
-        write(query, &p, tpl, scope, udp_payload, &self.serials, out);
+        write(
+            query,
+            &p,
+            tpl,
+            scope,
+            udp_payload,
+            (&self.serials, &self.soa_sigs),
+            out,
+        );
         true
     }
 
@@ -383,24 +511,18 @@ impl AnswerCache {
 impl Fixed {
     /// Builds every entry of `snap`, setting aside (as live) those that depend on pool health.
     pub fn build(snap: &Snapshot) -> Self {
-        let b = Builder {
-            snap,
-            touched: Default::default(),
-        };
+        let b = Builder::new(snap);
         let mut fixed = Fixed {
             names: HashMap::with_hasher(RandomState::default()),
             refused: Arc::new(encode(&Answer::refused(), &Name::root(), None, &snap.zones)),
             nx: Vec::new(),
             live: Vec::new(),
+            resign_at: u32::MAX,
         };
         for (zi, zone) in snap.zones.iter().enumerate() {
             let nx_base = synthetic(&zone.origin_name);
-            let nx = Arc::new(encode(
-                &b.lookup(&nx_base, RecordType::A),
-                &nx_base,
-                Some(&zone.origin_name),
-                &snap.zones,
-            ));
+            let ans = b.lookup(&nx_base, RecordType::A);
+            let nx = Arc::new(b.template(&ans, &nx_base, RecordType::A, Some(&zone.origin_name)));
             for (lname, node) in &zone.nodes {
                 // A name inside a more specific served zone is answered from that zone.
                 let owner_zone = snap.zones.find(lname).map(|z| &z.origin);
@@ -418,7 +540,17 @@ impl Fixed {
             }
             fixed.nx.push(nx);
         }
+        fixed.resign_at = resign_time(b.finish());
         fixed
+    }
+}
+
+/// When signatures expiring at `min_exp` are due to be made again (`u32::MAX`: none).
+fn resign_time(min_exp: u32) -> u32 {
+    if min_exp == u32::MAX {
+        u32::MAX
+    } else {
+        min_exp.wrapping_sub(dnssec::REFRESH)
     }
 }
 
@@ -464,6 +596,8 @@ fn encode(ans: &Answer, qname: &Name, suffix_base: Option<&Name>, zones: &Zones)
         fixups: Vec::new(),
         ede_not_auth: ans.rcode == ResponseCode::Refused,
         serial: None,
+        soa_sigs: Vec::new(),
+        for_do: ForDo::Same,
     };
     for r in ans
         .answer
@@ -471,7 +605,12 @@ fn encode(ans: &Answer, qname: &Name, suffix_base: Option<&Name>, zones: &Zones)
         .chain(&ans.authority)
         .chain(&ans.additional)
     {
-        encode_record(&mut t, r, &q, base.as_deref());
+        let rdlen = encode_record(&mut t, r, &q, base.as_deref());
+        if let RData::DNSSEC(DNSSECRData::RRSIG(sig)) = &r.data {
+            if sig.input().type_covered == RecordType::SOA {
+                t.soa_sigs.push((t.body.len() - rdlen) as u16);
+            }
+        }
         if r.record_type() == RecordType::SOA {
             // Uncompressed SOA RDATA ends with serial, refresh, retry, expire and minimum.
             let at = t.body.len() - 20;
@@ -482,7 +621,8 @@ fn encode(ans: &Answer, qname: &Name, suffix_base: Option<&Name>, zones: &Zones)
     t
 }
 
-fn encode_record(t: &mut Template, r: &Record, qname: &[u8], base: Option<&[u8]>) {
+/// Appends `r` to `t`; returns the length of its RDATA.
+fn encode_record(t: &mut Template, r: &Record, qname: &[u8], base: Option<&[u8]>) -> usize {
     let owner = wire_lower(&r.name);
     if owner == qname {
         t.fixups.push((t.body.len() as u16, 0));
@@ -526,6 +666,7 @@ fn encode_record(t: &mut Template, r: &Record, qname: &[u8], base: Option<&[u8]>
     t.body
         .extend_from_slice(&(rdata.len() as u16).to_be_bytes());
     t.body.extend_from_slice(&rdata);
+    rdata.len()
 }
 
 /// True if `at` is the start of a label in the wire name `name`.

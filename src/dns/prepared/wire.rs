@@ -110,7 +110,7 @@ pub(super) fn write(
     tpl: &Template,
     scope: u8,
     udp_payload: u16,
-    serials: &[u32],
+    (serials, soa_sigs): (&[u32], &[Vec<Vec<u8>>]),
     out: &mut Vec<u8>,
 ) {
     out.clear();
@@ -130,6 +130,14 @@ pub(super) fn write(
         if let Some(serial) = serials.get(zi as usize) {
             let at = body_at + at as usize;
             out[at..at + 4].copy_from_slice(&serial.to_be_bytes());
+        }
+        // A signed answer's SOA signatures are those of the serial patched in.
+        let sigs = soa_sigs.get(zi as usize).map_or(&[][..], Vec::as_slice);
+        for (&at, sig) in tpl.soa_sigs.iter().zip(sigs) {
+            let at = body_at + at as usize;
+            if let Some(dst) = out.get_mut(at..at + sig.len()) {
+                dst.copy_from_slice(sig);
+            }
         }
     }
     for &(pos, suffix) in &tpl.fixups {
