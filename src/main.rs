@@ -32,6 +32,11 @@ enum Cmd {
     /// Probe and publish this instance's views to the cluster ([cluster] in --config), and
     /// serve the admin API, but answer no DNS: a vantage point that counts in the quorum.
     Agent,
+    /// DNSSEC keys: make one, or print the DS records for the parent zone.
+    Dnssec {
+        #[command(subcommand)]
+        op: DnssecOp,
+    },
     /// Talk to a running gtmd through its admin API (address and token from --config).
     Ctl {
         /// The admin API address (default: admin.listen of --config, else 127.0.0.1:8053).
@@ -54,6 +59,27 @@ struct SetArgs {
     /// End by itself after this long (a drain), e.g. 30m.
     #[arg(long = "for")]
     duration: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum DnssecOp {
+    /// Make a key pair for ZONE as BIND's K<zone>+<alg>+<tag>.key and .private (a CSK,
+    /// flags 257, unless --zsk) and print its base name, to list in
+    /// [zones."ZONE".dnssec] keys.
+    Keygen {
+        zone: String,
+        /// 13 (ECDSAP256SHA256) or 15 (ED25519).
+        #[arg(long, short, default_value = "13")]
+        algorithm: String,
+        /// A zone-signing key (flags 256) for a KSK/ZSK split or a ZSK rollover.
+        #[arg(long)]
+        zsk: bool,
+        /// Where to write the files.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print the DS records (SHA-256) of ZONE's keys in --config, for the parent zone.
+    Ds { zone: String },
 }
 
 #[derive(Subcommand)]
@@ -104,6 +130,7 @@ fn main() -> ExitCode {
             token_file,
             op,
         }) => ctl(cli.config.as_ref(), admin, token_file, op),
+        Some(Cmd::Dnssec { op }) => dnssec(cli.config.as_ref(), op),
         Some(Cmd::Agent) => serve(cli.config.as_ref(), true),
         None => serve(cli.config.as_ref(), false),
     };
@@ -127,6 +154,52 @@ fn check(path: Option<&PathBuf>) -> anyhow::Result<()> {
         cfg.members.len(),
         cfg.names.len()
     );
+    Ok(())
+}
+
+fn dnssec(config: Option<&PathBuf>, op: DnssecOp) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let zone_name = |z: &str| {
+        let z = if z.ends_with('.') {
+            z.to_string()
+        } else {
+            format!("{z}.")
+        };
+        hickory_proto::rr::Name::from_ascii(&z).with_context(|| format!("{z:?} is not a zone name"))
+    };
+    match op {
+        DnssecOp::Keygen {
+            zone,
+            algorithm,
+            zsk,
+            dir,
+        } => {
+            let alg = match algorithm.to_ascii_lowercase().as_str() {
+                "13" | "ecdsap256sha256" => 13,
+                "15" | "ed25519" => 15,
+                other => {
+                    anyhow::bail!("algorithm {other:?}: use 13 (ECDSAP256SHA256) or 15 (ED25519)")
+                }
+            };
+            let base = gtmd::zone::keys::generate(&zone_name(&zone)?, alg, !zsk, &dir)
+                .map_err(anyhow::Error::msg)?;
+            println!("{}", base.display());
+        }
+        DnssecOp::Ds { zone } => {
+            let origin = hickory_proto::rr::LowerName::new(&zone_name(&zone)?);
+            let zones = load(config)?.load_zones()?;
+            let z = zones
+                .iter()
+                .find(|z| z.origin == origin)
+                .with_context(|| format!("{origin} is not a zone of the configuration"))?;
+            let keys = z.keys.as_ref().with_context(|| {
+                format!("{origin} is not signed: it has no [zones.\"{origin}\".dnssec]")
+            })?;
+            for line in keys.ds_lines(z.soa.ttl) {
+                println!("{line}");
+            }
+        }
+    }
     Ok(())
 }
 
