@@ -1,0 +1,405 @@
+//! Signed answers checked by real validators: `delv` (bind9-dnsutils) and a real Unbound
+//! (validating, with stub zones to gtmd and the zone's trust anchor), for static and bound
+//! names, negative answers, wildcards, CNAME chains and an insecure delegation; a key the
+//! anchor does not match; and a ZSK pre-publish rollover with Unbound validating throughout.
+//! `.ci/run` installs `bind9-dnsutils` and `unbound`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::RecordType;
+
+/// The parent zone; its TTLs are 1 s so that a rollover's waits are short.
+const ZONE: &str =
+    "$TTL 1\n@ 1 SOA ns1 hostmaster 1 7200 3600 1209600 1\n NS ns1\nns1 A 192.0.2.1\n\
+www A 192.0.2.80\nalias CNAME www\nchain CNAME alias\n*.wild A 192.0.2.99\ndeep.ent A 192.0.2.77\n\
+child NS ns.child\nns.child A 192.0.2.53\n";
+/// The delegated child, served unsigned by the same gtmd.
+const CHILD: &str = "$TTL 1\n@ SOA ns hostmaster 1 7200 3600 1209600 1\n NS ns\nns A 192.0.2.53\nfoo A 192.0.2.54\n";
+
+fn gtmd_bin(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_gtmd"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gtmd {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A key made by `gtmd dnssec keygen` in `dir`; returns its base path.
+fn keygen(dir: &Path, extra: &[&str]) -> PathBuf {
+    let mut args = vec![
+        "dnssec",
+        "keygen",
+        "example.test",
+        "--dir",
+        dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    PathBuf::from(gtmd_bin(&args).trim())
+}
+
+/// A directory with the zones, a config file signing example.test. with `keys` (TOML array
+/// items), and two backends behind app.example.test.
+struct Setup {
+    dir: tempfile::TempDir,
+    backends: Vec<Backend>,
+}
+
+impl Setup {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("zones")).unwrap();
+        std::fs::write(dir.path().join("zones/example.test.zone"), ZONE).unwrap();
+        std::fs::write(dir.path().join("zones/child.example.test.zone"), CHILD).unwrap();
+        let backends = vec![Backend::start().await, Backend::start().await];
+        Setup { dir, backends }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("gtmd.toml")
+    }
+
+    fn write_config(&self, keys: &str) {
+        let b: Vec<&Backend> = self.backends.iter().collect();
+        let text = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nzones_dir = \"zones\"\n{}\n\
+             [zones.\"example.test.\".dnssec]\nkeys = [{keys}]\n",
+            web_config(&b, "[admin]\nlisten = \"127.0.0.1:0\"", "app.example.test.")
+        );
+        std::fs::write(self.path(), text).unwrap();
+    }
+
+    /// The trust anchor of the signed zone, from `gtmd dnssec ds`, as delv and Unbound take it.
+    fn anchor(&self) -> String {
+        let ds = gtmd_bin(&[
+            "-c",
+            self.path().to_str().unwrap(),
+            "dnssec",
+            "ds",
+            "example.test.",
+        ]);
+        let line = ds.lines().next().expect("a DS line");
+        let f: Vec<&str> = line.split_whitespace().collect();
+        format!("{} {} {} {}", f[4], f[5], f[6], f[7])
+    }
+}
+
+/// `delv` for `name`/`rtype` through `server`, anchored at example.test.; its output.
+fn delv(server: SocketAddr, anchor: &str, name: &str, rtype: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let anchors = dir.path().join("anchors.conf");
+    std::fs::write(
+        &anchors,
+        format!(
+            "trust-anchors {{ example.test. static-ds {}; }};\n",
+            quoted_digest(anchor)
+        ),
+    )
+    .unwrap();
+    let out = Command::new("delv")
+        .args(["@127.0.0.1", "-p", &server.port().to_string(), "-a"])
+        .arg(&anchors)
+        .args(["+root=example.test", name, rtype])
+        .output()
+        .expect("delv is installed (apt-get install bind9-dnsutils)");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// "TAG ALG DT DIGEST" with the digest quoted, as trust-anchors wants it.
+fn quoted_digest(anchor: &str) -> String {
+    let (head, digest) = anchor.rsplit_once(' ').unwrap();
+    format!("{head} \"{digest}\"")
+}
+
+fn assert_delv(server: SocketAddr, anchor: &str, name: &str, rtype: &str, expect: &str) {
+    let out = delv(server, anchor, name, rtype);
+    assert!(
+        out.contains(expect),
+        "delv {name} {rtype}: expected {expect:?}:\n{out}"
+    );
+}
+
+/// A validating Unbound on loopback with stub zones for example.test. and its child to
+/// gtmd, and `anchor` as example.test.'s trust anchor.
+struct Unbound {
+    addr: SocketAddr,
+    _child: KillOnDrop,
+    _dir: tempfile::TempDir,
+}
+
+impl Unbound {
+    fn start(gtmd: SocketAddr, anchor: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let addr = free_addr();
+        let stub = |zone: &str| {
+            format!(
+                "stub-zone:\n    name: \"{zone}\"\n    stub-addr: 127.0.0.1@{}\n",
+                gtmd.port()
+            )
+        };
+        let conf = format!(
+            "server:\n    interface: 127.0.0.1@{}\n    port: {}\n    do-ip6: no\n    username: \"\"\n    chroot: \"\"\n\
+             \x20   directory: \"{d}\"\n    pidfile: \"{d}/unbound.pid\"\n    use-syslog: no\n    logfile: \"{d}/unbound.log\"\n\
+             \x20   verbosity: 1\n    val-log-level: 2\n    module-config: \"validator iterator\"\n\
+             \x20   do-not-query-localhost: no\n    local-zone: \"test.\" nodefault\n    domain-insecure: \"child.example.test.\"\n\
+             \x20   trust-anchor: \"example.test. DS {anchor}\"\n    prefetch: no\n    serve-expired: no\n\
+             \x20   cache-max-ttl: 2\n    infra-host-ttl: 1\nremote-control:\n    control-enable: no\n{}{}",
+            addr.port(),
+            addr.port(),
+            stub("example.test."),
+            stub("child.example.test."),
+        );
+        let path = dir.path().join("unbound.conf");
+        std::fs::write(&path, conf).unwrap();
+        let bin = ["/usr/sbin/unbound", "/usr/bin/unbound"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("unbound is installed (apt-get install unbound)");
+        let child = Command::new(bin)
+            .arg("-d")
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Unbound {
+            addr,
+            _child: KillOnDrop(child),
+            _dir: dir,
+        }
+    }
+
+    /// The answer to a recursive query, once Unbound answers (within 10 s).
+    async fn ask(&self, name: &str, rtype: RecordType) -> Message {
+        let mut q = query_msg(name, rtype, true);
+        q.metadata.recursion_desired = true;
+        if let Some(e) = q.edns.as_mut() {
+            e.set_dnssec_ok(true);
+        }
+        let start = Instant::now();
+        loop {
+            let bytes = q.to_vec().unwrap();
+            if let Some(r) = udp_raw(self.addr, &bytes, Duration::from_secs(2)).await {
+                return Message::from_vec(&r).unwrap();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "unbound does not answer"
+            );
+        }
+    }
+
+    /// Asserts that `name`/`rtype` resolves with AD set and `rcode`.
+    async fn validated(&self, name: &str, rtype: RecordType, rcode: ResponseCode) -> Message {
+        let m = self.ask(name, rtype).await;
+        let log = std::fs::read_to_string(self._dir.path().join("unbound.log")).unwrap_or_default();
+        assert_eq!(m.response_code, rcode, "{name} {rtype}: {m}\n{log}");
+        assert!(
+            m.metadata.authentic_data,
+            "{name} {rtype} is not validated (AD clear): {m}\n{log}"
+        );
+        m
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delv_and_unbound_validate_every_kind_of_answer_and_a_bound_name_after_failover() {
+    let mut s = Setup::new().await;
+    let key = keygen(s.dir.path(), &[]);
+    s.write_config(&format!("{:?}", key.display().to_string()));
+    let g = start_file(&s.path()).await;
+    let anchor = s.anchor();
+    let full = "; fully validated";
+    let negative = "; negative response, fully validated";
+    assert_delv(g.dns, &anchor, "www.example.test", "A", full);
+    assert_delv(g.dns, &anchor, "app.example.test", "A", full);
+    assert_delv(g.dns, &anchor, "nope.example.test", "A", negative);
+    assert_delv(g.dns, &anchor, "www.example.test", "TXT", negative);
+    assert_delv(g.dns, &anchor, "ent.example.test", "A", negative);
+    assert_delv(g.dns, &anchor, "x.wild.example.test", "A", full);
+    assert_delv(g.dns, &anchor, "chain.example.test", "A", full);
+    assert_delv(g.dns, &anchor, "example.test", "DNSKEY", full);
+    assert_delv(g.dns, &anchor, "child.example.test", "DS", negative);
+    // Below the insecure delegation: the parent's NSEC proves there is no DS.
+    assert_delv(
+        g.dns,
+        &anchor,
+        "foo.child.example.test",
+        "A",
+        "; unsigned answer",
+    );
+
+    // A backend dies: the bound name's new answer is signed too.
+    let before = answer(g.dns, "app.example.test.", RecordType::A).await;
+    assert_eq!(before.len(), 2);
+    s.backends[0].refuse();
+    let moved = wait_until(Duration::from_secs(10), || async {
+        answer(g.dns, "app.example.test.", RecordType::A).await == ["192.0.2.11"]
+    })
+    .await;
+    assert!(moved.is_some(), "the answer did not follow health");
+    let out = delv(g.dns, &anchor, "app.example.test", "A");
+    assert!(
+        out.contains(full) && out.contains("192.0.2.11") && !out.contains("192.0.2.10"),
+        "{out}"
+    );
+
+    let u = Unbound::start(g.dns, &anchor);
+    let m = u
+        .validated("app.example.test.", RecordType::A, ResponseCode::NoError)
+        .await;
+    assert_eq!(addrs(&m), ["192.0.2.11"]);
+    u.validated("www.example.test.", RecordType::A, ResponseCode::NoError)
+        .await;
+    u.validated("chain.example.test.", RecordType::A, ResponseCode::NoError)
+        .await;
+    u.validated("x.wild.example.test.", RecordType::A, ResponseCode::NoError)
+        .await;
+    // Compact denial: a missing name is NOERROR with NXNAME in the NSEC bitmap (RFC 9824).
+    u.validated("nope.example.test.", RecordType::A, ResponseCode::NoError)
+        .await;
+    u.validated("www.example.test.", RecordType::TXT, ResponseCode::NoError)
+        .await;
+    u.validated("child.example.test.", RecordType::DS, ResponseCode::NoError)
+        .await;
+    // The insecure child resolves (NOERROR), without AD.
+    let m = u.ask("foo.child.example.test.", RecordType::A).await;
+    assert_eq!(
+        (m.response_code, m.metadata.authentic_data),
+        (ResponseCode::NoError, false),
+        "{m}"
+    );
+    s.backends[0].restore().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_signed_with_a_key_the_anchor_does_not_name_is_bogus_to_unbound() {
+    let s = Setup::new().await;
+    let good = keygen(s.dir.path(), &[]);
+    s.write_config(&format!("{:?}", good.display().to_string()));
+    let anchor = s.anchor();
+    let wrong = keygen(s.dir.path(), &[]);
+    s.write_config(&format!("{:?}", wrong.display().to_string()));
+    let g = start_file(&s.path()).await;
+    let u = Unbound::start(g.dns, &anchor);
+    let m = u.ask("www.example.test.", RecordType::A).await;
+    assert_eq!(m.response_code, ResponseCode::ServFail, "{m}");
+    let out = delv(g.dns, &anchor, "www.example.test", "A");
+    assert!(!out.contains("fully validated"), "{out}");
+}
+
+/// Queries `names` through Unbound for `period`, every answer validated.
+async fn keep_validating(u: &Unbound, period: Duration) -> usize {
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed() < period {
+        for name in [
+            "www.example.test.",
+            "app.example.test.",
+            "nope.example.test.",
+        ] {
+            u.validated(name, RecordType::A, ResponseCode::NoError)
+                .await;
+            n += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zsk_pre_publish_rollover_driven_by_files_keeps_unbound_validating() {
+    let s = Setup::new().await;
+    let ksk = keygen(s.dir.path(), &[]);
+    let zsk1 = keygen(s.dir.path(), &["--zsk"]);
+    let zsk2 = keygen(s.dir.path(), &["--zsk"]);
+    let k = |p: &PathBuf, sign: bool| {
+        format!("{{ file = {:?}, sign = {sign} }}", p.display().to_string())
+    };
+    s.write_config(&format!("{}, {}", k(&ksk, true), k(&zsk1, true)));
+    let g = start_file(&s.path()).await;
+    let anchor = s.anchor();
+    let u = Unbound::start(g.dns, &anchor);
+    let tag = |p: &PathBuf| {
+        p.to_string_lossy()
+            .rsplit('+')
+            .next()
+            .unwrap()
+            .trim_start_matches('0')
+            .to_string()
+    };
+    let signers = |m: &Message| -> Vec<String> {
+        m.answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                hickory_proto::rr::RData::DNSSEC(
+                    hickory_proto::dnssec::rdata::DNSSECRData::RRSIG(s),
+                ) => Some(s.input().key_tag.to_string()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut total = keep_validating(&u, Duration::from_secs(2)).await;
+    // 1. Publish the new ZSK, not yet signing; wait for the DNSKEY TTL (1 s) and more.
+    s.write_config(&format!(
+        "{}, {}, {}",
+        k(&ksk, true),
+        k(&zsk1, true),
+        k(&zsk2, false)
+    ));
+    reload(g.admin);
+    total += keep_validating(&u, Duration::from_secs(3)).await;
+    // 2. The new ZSK signs; the old one stays published while signatures made with it
+    //    may be cached.
+    s.write_config(&format!(
+        "{}, {}, {}",
+        k(&ksk, true),
+        k(&zsk1, false),
+        k(&zsk2, true)
+    ));
+    reload(g.admin);
+    assert_eq!(signers(&with_dnssec(g.dns).await), [tag(&zsk2)]);
+    total += keep_validating(&u, Duration::from_secs(3)).await;
+    // 3. Retire the old ZSK.
+    s.write_config(&format!("{}, {}", k(&ksk, true), k(&zsk2, true)));
+    reload(g.admin);
+    total += keep_validating(&u, Duration::from_secs(3)).await;
+    let dnskeys = delv(g.dns, &anchor, "example.test", "DNSKEY");
+    assert!(
+        dnskeys.contains("; fully validated") && dnskeys.matches("IN\tDNSKEY").count() == 2,
+        "{dnskeys}"
+    );
+    assert!(total > 30, "only {total} validated answers");
+}
+
+/// www.example.test. A with the DO bit, straight from gtmd.
+async fn with_dnssec(g: SocketAddr) -> Message {
+    let mut q = query_msg("www.example.test.", RecordType::A, true);
+    if let Some(e) = q.edns.as_mut() {
+        e.set_dnssec_ok(true);
+    }
+    udp(g, &q).await
+}
+
+fn reload(admin: SocketAddr) {
+    if let Err(e) = gtmd::ops::ctl::request(admin, "POST", "/reload", None, None) {
+        panic!("reload: {e}");
+    }
+}
