@@ -1,7 +1,8 @@
 //! Signed answers checked by real validators: `delv` (bind9-dnsutils) and a real Unbound
 //! (validating, with stub zones to gtmd and the zone's trust anchor), for static and bound
 //! names, negative answers, wildcards, CNAME chains and an insecure delegation; a key the
-//! anchor does not match; and a ZSK pre-publish rollover with Unbound validating throughout.
+//! anchor does not match; a ZSK pre-publish rollover with Unbound validating throughout; and
+//! a Knot secondary that signs the unsigned transfer with the same key.
 //! `.ci/run` installs `bind9-dnsutils` and `unbound`.
 
 mod common;
@@ -71,9 +72,15 @@ impl Setup {
     }
 
     fn write_config(&self, keys: &str) {
+        self.write_config_with(keys, "");
+    }
+
+    /// The config with `zone` (keys of the zone's own table) before its `dnssec` table.
+    fn write_config_with(&self, keys: &str, zone: &str) {
         let b: Vec<&Backend> = self.backends.iter().collect();
         let text = format!(
             "[server]\nlisten = [\"127.0.0.1:0\"]\nzones_dir = \"zones\"\n{}\n\
+             [zones.\"example.test.\"]\n{zone}\n\
              [zones.\"example.test.\".dnssec]\nkeys = [{keys}]\n",
             web_config(&b, "[admin]\nlisten = \"127.0.0.1:0\"", "app.example.test.")
         );
@@ -402,4 +409,103 @@ fn reload(admin: SocketAddr) {
     if let Err(e) = gtmd::ops::ctl::request(admin, "POST", "/reload", None, None) {
         panic!("reload: {e}");
     }
+}
+
+/// A Knot secondary of example.test. on 127.0.0.1:`port` that signs what it transfers from
+/// `primary` with the key at `key` (imported with `keymgr import-bind`, as the README says).
+fn knot_signer(primary: SocketAddr, key: &Path, port: u16) -> (KillOnDrop, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let conf = format!(
+        "server:\n    listen: 127.0.0.1@{port}\n    rundir: {d}\ndatabase:\n    storage: {d}\n    kasp-db: {d}/kasp\n\
+         remote:\n  - id: gtmd\n    address: 127.0.0.1@{}\n\
+         acl:\n  - id: notify\n    address: 127.0.0.0/8\n    action: notify\n\
+         policy:\n  - id: gtmd-keys\n    manual: on\n    single-type-signing: on\n\
+         zone:\n  - domain: example.test.\n    storage: {d}\n    master: gtmd\n    acl: notify\n\
+         \x20   dnssec-signing: on\n    dnssec-policy: gtmd-keys\n",
+        primary.port()
+    );
+    let path = dir.path().join("knot.conf");
+    std::fs::write(&path, conf).unwrap();
+    let bin = |b: &str| {
+        ["/usr/sbin", "/usr/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(b))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("{b} is not installed (apt-get install knot)"))
+    };
+    let keymgr = |args: &[&str]| {
+        let out = Command::new(bin("keymgr"))
+            .arg("-c")
+            .arg(&path)
+            .arg("example.test.")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "keymgr {args:?}: {out:?}");
+    };
+    let private = format!("{}.private", key.display());
+    keymgr(&["import-bind", &private]);
+    // keymgr imports a key with the SEP flag as a KSK; as a CSK it signs the zone too.
+    let tag = key
+        .to_string_lossy()
+        .rsplit('+')
+        .next()
+        .unwrap()
+        .to_string();
+    keymgr(&["set", tag.trim_start_matches('0'), "zsk=yes"]);
+    let child = Command::new(bin("knotd"))
+        .arg("-c")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (KillOnDrop(child), dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_knot_secondary_signs_the_unsigned_transfer_with_the_same_key_and_follows_health() {
+    let mut s = Setup::new().await;
+    let key = keygen(s.dir.path(), &[]);
+    let port = free_addr().port();
+    s.write_config_with(
+        &format!("{:?}", key.display().to_string()),
+        &format!("allow_transfer = [\"127.0.0.0/8\"]\nnotify = [\"127.0.0.1:{port}\"]"),
+    );
+    let g = start_file(&s.path()).await;
+    let anchor = s.anchor();
+    let (_knot, _kdir) = knot_signer(g.dns, &key, port);
+    let knot: SocketAddr = ([127, 0, 0, 1], port).into();
+    let signed = wait_until(Duration::from_secs(10), || async {
+        a_of(knot, "app.example.test.").await.len() == 2
+    })
+    .await;
+    assert!(signed.is_some(), "knot did not load the zone");
+    let full = "; fully validated";
+    for (name, rtype, expect) in [
+        ("www.example.test", "A", full),
+        ("app.example.test", "A", full),
+        ("x.wild.example.test", "A", full),
+        ("example.test", "DNSKEY", full),
+        (
+            "nope.example.test",
+            "A",
+            "; negative response, fully validated",
+        ),
+    ] {
+        assert_delv(knot, &anchor, name, rtype, expect);
+    }
+    s.backends[0].refuse();
+    let moved = wait_until(Duration::from_secs(10), || async {
+        a_of(knot, "app.example.test.").await == ["192.0.2.11"]
+    })
+    .await;
+    assert!(moved.is_some(), "knot did not follow health");
+    let out = delv(knot, &anchor, "app.example.test", "A");
+    assert!(
+        out.contains(full) && out.contains("192.0.2.11") && !out.contains("192.0.2.10"),
+        "{out}"
+    );
+    s.backends[0].restore().await;
 }

@@ -269,20 +269,6 @@ async fn soa_serial(server: SocketAddr, zone: &str) -> Option<u32> {
     })
 }
 
-/// The A records `server` answers for `name`, sorted; empty on no answer.
-async fn a_of(server: SocketAddr, name: &str) -> Vec<String> {
-    let q = query_msg(name, RecordType::A, false).to_vec().unwrap();
-    let Some(b) = udp_raw(server, &q, Duration::from_millis(300)).await else {
-        return Vec::new();
-    };
-    let Ok(m) = Message::from_vec(&b) else {
-        return Vec::new();
-    };
-    let mut v = addrs(&m);
-    v.sort();
-    v
-}
-
 /// Polls every secondary at once until each answers `want` for `name`; the time each took.
 async fn all_answer(
     secs: &[(&str, &Secondary)],

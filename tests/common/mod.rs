@@ -557,3 +557,17 @@ pub fn web_config(b: &[&Backend], admin: &str, name: &str) -> String {
         b[1].addr.port()
     )
 }
+
+/// The A records `server` answers for `name`, sorted; empty on no answer.
+pub async fn a_of(server: SocketAddr, name: &str) -> Vec<String> {
+    let q = query_msg(name, RecordType::A, false).to_vec().unwrap();
+    let Some(b) = udp_raw(server, &q, Duration::from_millis(300)).await else {
+        return Vec::new();
+    };
+    let Ok(m) = Message::from_vec(&b) else {
+        return Vec::new();
+    };
+    let mut v = addrs(&m);
+    v.sort();
+    v
+}
