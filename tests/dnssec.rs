@@ -509,3 +509,19 @@ async fn a_knot_secondary_signs_the_unsigned_transfer_with_the_same_key_and_foll
     );
     s.backends[0].restore().await;
 }
+
+#[test]
+fn the_dnssec_example_loads_and_its_anchor_is_the_keys_ds() {
+    let dir = repo().join("dist/examples/dnssec");
+    let cfg = gtmd::config::Config::load(&dir.join("gtmd.toml")).expect("the example is valid");
+    let zones = cfg.load_zones().expect("its zones and keys load");
+    let z = zones.iter().next().expect("one zone");
+    let ds = z.keys.as_ref().expect("the zone is signed").ds_lines(300);
+    let f: Vec<&str> = ds[0].split_whitespace().collect();
+    let anchors = std::fs::read_to_string(dir.join("anchors.conf")).unwrap();
+    let want = format!(
+        "example.test. static-ds {}",
+        quoted_digest(&f[4..8].join(" "))
+    );
+    assert!(anchors.contains(&want), "anchors.conf lacks {want:?}");
+}
