@@ -13,6 +13,9 @@ Usage (as root on Debian; installs dnsperf, knot, nsd, gdnsd with apt if missing
     python3 benches/dnsperf.py [--rounds 3] [--seconds 10] [--probe-members 0]
     python3 benches/dnsperf.py --servers echo,gtmd,gtmd-rrl   # gtmd-rrl: RRL judging every answer
     python3 benches/dnsperf.py --smoke      # one short round: checks that everything runs
+    python3 benches/dnsperf.py --servers knot,knot-signed,gtmd,gtmd-signed
+        # DNSSEC: gtmd-signed serves the zone signed online and knot-signed is Knot with
+        # mod-onlinesign; both are asked with the DO bit (dnsperf -D), the others without.
 """
 
 import argparse
@@ -243,7 +246,33 @@ def server_commands(work, backends, gtmd_bin, echo_bin, probe_members):
         (d / "gtmd.toml").read_text().replace(str(s["gtmd"][1]), str(port))
         + '[rrl]\nexempt = []\nrate = 10000000\nerrors_rate = 10000000\n')
     s["gtmd-rrl"] = ([str(gtmd_bin), "--config", str(d2 / "gtmd.toml")], port, "app.example.test")
+
+    # DNSSEC: the same zone and pool signed online by gtmd (one ECDSA P-256 CSK), and by Knot's
+    # mod-onlinesign (its default policy: ECDSA P-256); both asked with the DO bit.
+    port = free_port()
+    d3 = work / "gtmd-signed"
+    d3.mkdir(parents=True, exist_ok=True)
+    (d3 / "example.test.zone").write_text((d / "example.test.zone").read_text())
+    key = subprocess.run([str(gtmd_bin), "dnssec", "keygen", "example.test", "--dir", str(d3)],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    (d3 / "gtmd.toml").write_text(
+        (d / "gtmd.toml").read_text().replace(str(s["gtmd"][1]), str(port))
+        + f'[zones."example.test.".dnssec]\nkeys = ["{key}"]\n')
+    s["gtmd-signed"] = ([str(gtmd_bin), "--config", str(d3 / "gtmd.toml")], port, "app.example.test")
+
+    port = free_port()
+    d4 = zone_with(work, "knot-signed", STATIC_APP)
+    (d4 / "knot.conf").write_text(
+        (d4.parent / "knot" / "knot.conf").read_text().replace(str(s["knot"][1]), str(port))
+        .replace(str(d4.parent / "knot"), str(d4))
+        + "    module: mod-onlinesign\n")
+    s["knot-signed"] = (["knotd", "-c", str(d4 / "knot.conf")], port, "app.example.test")
     return s
+
+
+# Servers asked with the DO bit set.
+SIGNED = {"gtmd-signed", "knot-signed"}
+ORDER = ["echo", "knot", "knot-signed", "nsd", "gdnsd", "gtmd", "gtmd-signed", "gtmd-rrl"]
 
 
 def query_file(work):
@@ -291,9 +320,9 @@ def dnsperf(port, queries, seconds, extra=()):
     return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
 
 
-def latency(port, queries, seconds):
+def latency(port, queries, seconds, do=False):
     """avg and p99 latency in ms from a rate-limited verbose run."""
-    out = dnsperf(port, queries, seconds, ["-Q", "20000", "-v"])
+    out = dnsperf(port, queries, seconds, ["-Q", "20000", "-v"] + (["-D"] if do else []))
     lat = []
     for line in out.splitlines():
         if line.startswith("> "):
@@ -317,7 +346,7 @@ def run(args):
     sh(["cc", "-O2", "-o", str(echo_bin), str(REPO / "benches/echo.c")])
     backends = Backends(work)
     servers = server_commands(work, backends, gtmd_bin, echo_bin, args.probe_members)
-    order = [s for s in ["echo", "knot", "nsd", "gdnsd", "gtmd", "gtmd-rrl"] if s in servers and s in args.servers]
+    order = [s for s in ORDER if s in servers and s in args.servers]
     queries = query_file(work)
     procs = {}
     results = {s: [] for s in order}
@@ -329,7 +358,7 @@ def run(args):
                                            stderr=open(work / f"{name}.log", "w"), start_new_session=True)
             if check:
                 wait_serving(port, check)
-                if name in ("gdnsd", "gtmd", "gtmd-rrl"):
+                if name in ("gdnsd", "gtmd", "gtmd-rrl", "gtmd-signed"):
                     # Both pool members are healthy before measuring (gdnsd needs a few checks).
                     start = time.time()
                     while len(answers(port, check)) < 2 and time.time() - start < 30:
@@ -341,7 +370,8 @@ def run(args):
                 gpid = gtmd_pid(pid) if name.startswith("gtmd") else None
                 cpu0 = cpu_seconds(pid)
                 udp0 = thread_cpu_seconds(gpid, "gtmd-udp") if gpid else 0
-                r = parse_dnsperf(dnsperf(port, queries, args.seconds))
+                do = ["-D"] if name in SIGNED else []
+                r = parse_dnsperf(dnsperf(port, queries, args.seconds, do))
                 r["cpu_us"] = (cpu_seconds(pid) - cpu0) * 1e6 / max(r["completed"], 1)
                 if gpid:
                     r["udp_us"] = (thread_cpu_seconds(gpid, "gtmd-udp") - udp0) * 1e6 / max(r["completed"], 1)
@@ -351,7 +381,7 @@ def run(args):
                 print(f"round {rnd + 1} {name:8} {r['qps']:>10.0f} qps  {r['cpu_us']:6.2f} us/answer{udp}  "
                       f"lost {r['lost']}  servfail {r['servfail']}", file=sys.stderr)
         for name in order:
-            lat[name] = latency(servers[name][1], queries, max(1, min(args.seconds, 3)))
+            lat[name] = latency(servers[name][1], queries, max(1, min(args.seconds, 3)), name in SIGNED)
     finally:
         for p in procs.values():
             try:
@@ -383,6 +413,9 @@ def report(order, results, lat, args):
         a, p = lat.get(name, (0, 0))
         print(f"| {name} | {med(name, 'qps'):.0f} | {a:.3f} | {p:.3f} | {lost} | {sf} | {cpu:.2f} | {vf} | {vg} | "
               f"{max(r['rss_mb'] for r in results[name]):.1f} |")
+    for signed, plain in (("gtmd-signed", "gtmd"), ("knot-signed", "knot"), ("gtmd-signed", "knot-signed")):
+        if signed in results and plain in results:
+            print(f"\n{signed} (DO=1) vs {plain}: {med(signed, 'cpu_us') / med(plain, 'cpu_us'):.2f}x CPU per answer")
     if "gtmd" in results and "udp_us" in results["gtmd"][0]:
         print(f"\ngtmd's answering threads alone (gtmd-udp): {med('gtmd', 'udp_us'):.2f} us/answer; "
               f"the rest of gtmd (probing, engine, admin): {med('gtmd', 'cpu_us') - med('gtmd', 'udp_us'):.2f} us/answer")

@@ -90,6 +90,7 @@ fn main() {
         );
     }
     rebuild_cost();
+    resign_cost();
     rrl_cost();
 }
 
@@ -143,6 +144,72 @@ fn rebuild_cost() {
 /// What response rate limiting adds per UDP response: an exempt client (a scan of the exempt
 /// list), one prefix answered again and again, and many prefixes (a bucket each), at rates never
 /// reached so that every response is sent.
+/// What a health change costs when every name of a 10,000-name zone is bound to the member that
+/// fails (the worst case: every answer changes): preparing the answers unsigned, signed (one
+/// new RRSIG per name, ECDSA P-256), and signed again when the member comes back (the
+/// signatures of the earlier answers are reused from the cache).
+fn resign_cost() {
+    use gtmd::dns::prepared::AnswerCache;
+
+    let dir = std::env::temp_dir().join("gtmd-bench-signed");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut text = String::from("$TTL 300\n@ SOA ns hm 1 2 3 4 60\n NS ns\nns A 192.0.2.1\n");
+    for i in 0..10_000 {
+        text += &format!("h{i} TXT \"host {i}\"\n");
+    }
+    std::fs::write(dir.join("big.test.zone"), text).unwrap();
+    let origin = Name::from_ascii("big.test.").unwrap();
+    let key = gtmd::zone::keys::generate(&origin, 13, true, &dir).unwrap();
+    let spec = gtmd::zone::keys::KeySpec {
+        path: key,
+        sign: true,
+        ksk: true,
+    };
+    let names: Vec<Name> = (0..10_000)
+        .map(|i| Name::from_ascii(format!("h{i}.big.test.")).unwrap())
+        .collect();
+    for signed in [false, true] {
+        let mut zones = gtmd::zone::load_dir(&dir).unwrap();
+        if signed {
+            let keys = gtmd::zone::keys::load(&origin, std::slice::from_ref(&spec)).unwrap();
+            zones[0].sign_with(keys);
+        }
+        let zones = Arc::new(Zones::new(zones));
+        let snap = |members: &[&str]| {
+            let bound = names.iter().map(|n| {
+                let a = members
+                    .iter()
+                    .map(|m| Record::from_rdata(n.clone(), 30, RData::A(A(m.parse().unwrap()))))
+                    .collect();
+                (LowerName::new(n), Bound::fixed(a, Vec::new()))
+            });
+            Snapshot {
+                zones: zones.clone(),
+                bound: bound.collect(),
+                ready: true,
+                ..Default::default()
+            }
+        };
+        let (both, one) = (snap(&["192.0.2.10", "192.0.2.20"]), snap(&["192.0.2.10"]));
+        let start = Instant::now();
+        let full = AnswerCache::build(&both);
+        let full_t = start.elapsed();
+        let fixed = full.fixed().unwrap().clone();
+        let start = Instant::now();
+        black_box(AnswerCache::with_fixed(fixed.clone(), &one));
+        let down_t = start.elapsed();
+        let start = Instant::now();
+        black_box(AnswerCache::with_fixed(fixed.clone(), &both));
+        let back_t = start.elapsed();
+        println!(
+            "10,000 bound names, {}: full build {full_t:?}; a member down (every answer changes) {down_t:?}; \
+             the member back {back_t:?}",
+            if signed { "signed" } else { "unsigned" }
+        );
+    }
+}
+
 fn rrl_cost() {
     use gtmd::dns::rrl::{Rrl, RrlConfig, Verdict};
     use std::net::{IpAddr, Ipv4Addr};

@@ -525,3 +525,30 @@ fn the_dnssec_example_loads_and_its_anchor_is_the_keys_ds() {
     );
     assert!(anchors.contains(&want), "anchors.conf lacks {want:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_key_at_reload_is_refused_by_file_and_line_and_the_zone_stays_signed() {
+    let s = Setup::new().await;
+    let key = keygen(s.dir.path(), &[]);
+    s.write_config(&format!("{:?}", key.display().to_string()));
+    let g = start_file(&s.path()).await;
+    let anchor = s.anchor();
+    // The private half no longer matches the public one.
+    let other = keygen(s.dir.path(), &[]);
+    let private = format!("{}.private", key.display());
+    std::fs::copy(format!("{}.private", other.display()), &private).unwrap();
+    let e = gtmd::ops::ctl::request(g.admin, "POST", "/reload", None, None)
+        .expect_err("the reload is refused");
+    assert!(
+        e.to_string().contains(&format!("{private}:3:")),
+        "the error names the file and line: {e}"
+    );
+    assert_delv(g.dns, &anchor, "www.example.test", "A", "; fully validated");
+    assert_delv(
+        g.dns,
+        &anchor,
+        "nope.example.test",
+        "A",
+        "; negative response, fully validated",
+    );
+}
