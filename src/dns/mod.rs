@@ -243,7 +243,11 @@ fn respond(
         Transport::Udp => crate::config::udp_limit(client_payload, settings.udp_payload),
     };
     let client = ecs.unwrap_or_else(|| Client::from_source(client));
-    Outcome::Reply(lookup_and_encode(snap, resp, meta, q, client, ecs, limit))
+    let out = lookup_and_encode(snap, resp, meta, q, client, ecs, limit);
+    if out.replayable && key.is_none() && snap.id != 0 {
+        dnssec::keep(snap.id, query, limit, &out.bytes);
+    }
+    Outcome::Reply(out.bytes)
 }
 
 /// FORMERR for a message that is not one readable question (`parsed`: the message, if it
@@ -275,10 +279,13 @@ fn lookup_and_encode(
     client: Client,
     ecs: Option<Client>,
     limit: usize,
-) -> Vec<u8> {
+) -> Encoded {
     let (mut ans, scope) = lookup_for(snap, q.name(), q.query_type(), client);
+    let mut replayable = false;
     if resp.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok) {
-        ans = signed(snap, q.name(), q.query_type(), ans);
+        let (s, zone_signed) = signed(snap, q.name(), q.query_type(), ans);
+        ans = s;
+        replayable = zone_signed && scope == 0 && !from_pools(snap, &ans);
     }
     if let (Some(c), Some(edns)) = (ecs, resp.edns.as_mut()) {
         edns.options_mut()
@@ -286,16 +293,34 @@ fn lookup_and_encode(
                 c.addr, c.source, scope,
             )));
     }
-    encode_answer(resp, meta, ans, limit)
+    Encoded {
+        bytes: encode_answer(resp, meta, ans, limit),
+        replayable,
+    }
 }
 
-/// `ans` signed, if its zone is (for a query with the DO bit).
+/// An encoded answer, and whether the same query bytes always get it in this publication
+/// (a signed answer without pool-bound records: see [`dnssec::keep`]).
+struct Encoded {
+    bytes: Vec<u8>,
+    replayable: bool,
+}
+
+/// Whether `ans` holds records of a pool-bound name (chosen per query or per client).
+fn from_pools(snap: &Snapshot, ans: &Answer) -> bool {
+    ans.answer.iter().chain(&ans.additional).any(|r| {
+        snap.bound
+            .contains_key(&hickory_proto::rr::LowerName::new(&r.name))
+    })
+}
+
+/// `ans` signed, if its zone is (for a query with the DO bit), and whether it was.
 fn signed(
     snap: &Snapshot,
     qname: &hickory_proto::rr::Name,
     qtype: RecordType,
     ans: Answer,
-) -> Answer {
+) -> (Answer, bool) {
     let lname = hickory_proto::rr::LowerName::new(qname);
     let zone = snap
         .zones
@@ -305,9 +330,13 @@ fn signed(
         Some(zone) => {
             let exp = std::cell::Cell::new(u32::MAX);
             let store = dnssec::Store::Query;
-            dnssec::sign(snap, zone, qname, qtype, ans, &store, &exp)
+            let signed = zone.keys.is_some();
+            (
+                dnssec::sign(snap, zone, qname, qtype, ans, &store, &exp),
+                signed,
+            )
         }
-        None => ans,
+        None => (ans, false),
     }
 }
 

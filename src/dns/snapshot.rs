@@ -228,6 +228,9 @@ pub struct ZoneVersion {
 pub struct Snapshot {
     /// Increases by one with every publication.
     pub generation: u64,
+    /// Unique in the process for each published snapshot ([`next_id`]); 0 (the default) for
+    /// a snapshot made elsewhere, whose signed answers are then not kept per query.
+    pub id: u64,
     pub zones: Arc<Zones>,
     pub bound: HashMap<LowerName, Bound>,
     /// True once every member has had its first probe result.
@@ -242,6 +245,12 @@ pub struct Snapshot {
     pub versions: Vec<ZoneVersion>,
     /// What secondaries were told and took (transfers write here).
     pub secondaries: Arc<crate::dns::secondaries::Log>,
+}
+
+/// A new [`Snapshot::id`].
+pub fn next_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Snapshot {

@@ -133,6 +133,7 @@ impl Engine {
         }
         let snap = Snapshot {
             generation: self.generation,
+            id: crate::dns::snapshot::next_id(),
             zones: self.zones.clone(),
             bound,
             ready,

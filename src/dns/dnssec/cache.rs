@@ -1,7 +1,8 @@
 //! Where signatures are kept between uses, by the canonical form of the RRset they cover:
 //! at publication, in the zone's keys ([`crate::zone::keys::ZoneKeys::cache`], shared by the
 //! builds of one set of keys and pruned of what recent builds did not use); on the query
-//! path, in a bounded per-thread cache (no lock).
+//! path, in a bounded per-thread cache (no lock). Also per thread: the whole signed answers
+//! the general path made for one publication, replayed for the same query bytes.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -18,8 +19,58 @@ const THREAD_ENTRIES: usize = 8_192;
 /// Builds after which a signature no build used is dropped from the keys' cache.
 const KEEP_BUILDS: u64 = 64;
 
+/// Answers kept per thread for replay, at most; emptied when full.
+const REPLAY_ENTRIES: usize = 4_096;
+
 thread_local! {
     static QUERY_CACHE: RefCell<HashMap<Vec<u8>, Cached>> = RefCell::new(HashMap::new());
+    static REPLAYS: RefCell<Replays> = RefCell::new(Replays::default());
+}
+
+/// Signed answers of one publication by the query's bytes after its ID: the answer to a
+/// name signed per query name (a missing name, a wildcard) is the same for the same bytes,
+/// so the general path's work (parse, look up, sign, encode) is done once per publication.
+#[derive(Default)]
+struct Replays {
+    id: u64,
+    map: HashMap<Box<[u8]>, (usize, Box<[u8]>)>,
+}
+
+/// Writes into `out` the answer kept for `query` (within `limit` bytes) in publication `id`,
+/// with the query's ID; false if none is kept.
+pub fn replay(id: u64, query: &[u8], limit: usize, out: &mut Vec<u8>) -> bool {
+    REPLAYS.with(|r| {
+        let r = r.borrow();
+        match r.map.get(&query[2..]) {
+            Some((l, answer)) if r.id == id && *l == limit => {
+                out.clear();
+                out.extend_from_slice(&query[..2]);
+                out.extend_from_slice(&answer[2..]);
+                true
+            }
+            _ => false,
+        }
+    })
+}
+
+/// Keeps `answer`, the general path's signed answer to `query` within `limit` bytes in
+/// publication `id`, for [`replay`]. Only for answers that depend on nothing but the query's
+/// bytes (no pool-bound name, no client subnet scope, no TSIG).
+pub fn keep(id: u64, query: &[u8], limit: usize, answer: &[u8]) {
+    if query.len() < 12 || answer.len() < 12 {
+        return;
+    }
+    REPLAYS.with(|r| {
+        let mut r = r.borrow_mut();
+        if r.id != id || r.map.len() >= REPLAY_ENTRIES {
+            r.map.clear();
+            r.id = id;
+        }
+        r.map.insert(
+            query[2..].into(),
+            (limit, answer.to_vec().into_boxed_slice()),
+        );
+    })
 }
 
 /// Which cache signing goes through.

@@ -37,7 +37,7 @@ use crate::dns::snapshot::Snapshot;
 use crate::zone::keys::{Key, ZoneKeys};
 use crate::zone::Zone;
 
-pub use cache::Store;
+pub use cache::{keep, replay, Store};
 
 /// How long a signature is valid: 14 days.
 pub const VALIDITY: u32 = 14 * 86_400;

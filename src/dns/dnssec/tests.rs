@@ -187,3 +187,32 @@ fn prepared_answers_shared_across_publications_carry_the_new_serial_signed() {
     ));
     assert_eq!(Message::from_vec(&out).unwrap().answers.len(), 1);
 }
+
+#[test]
+fn an_answer_signed_per_query_name_is_replayed_within_its_publication_only() {
+    let publish = |serial| {
+        let mut snap = signed_snapshot(serial);
+        snap.id = crate::dns::snapshot::next_id();
+        crate::dns::Publication::new(snap)
+    };
+    let p = publish(7);
+    for (name, t) in [("nope.t.", RecordType::A), ("a.w.t.", RecordType::TXT)] {
+        let first = ask(&p, name, t, false);
+        let again = ask(&p, name, t, true);
+        assert_eq!(first.answers, again.answers, "{name}");
+        assert_eq!(first.authorities, again.authorities, "{name}");
+        assert!(verify_all(&p, &again) >= 1, "{name}: {again}");
+    }
+    // A new publication (here with a new serial) makes its own.
+    let p = publish(8);
+    let m = ask(&p, "nope.t.", RecordType::A, false);
+    let serial = m.authorities.iter().find_map(|r| match &r.data {
+        RData::SOA(s) => Some(s.serial),
+        _ => None,
+    });
+    assert_eq!(serial, Some(8));
+    // A snapshot without an id keeps nothing.
+    let p = crate::dns::Publication::new(signed_snapshot(9));
+    ask(&p, "nope.t.", RecordType::A, false);
+    ask(&p, "nope.t.", RecordType::A, false);
+}

@@ -184,6 +184,9 @@ pub struct AnswerCache {
     soa_sigs: Vec<Vec<Vec<u8>>>,
     /// When the earliest signature in these answers is due to be made again (Unix seconds).
     resign_at: u32,
+    /// The snapshot's [`Snapshot::id`]: signed answers the general path made for it are
+    /// replayed under this id.
+    id: u64,
 }
 
 /// Computes entries, noting whether any answer touched a pool-bound name's records.
@@ -421,6 +424,7 @@ impl AnswerCache {
             serials: snap.versions.iter().map(|v| v.serial).collect(),
             soa_sigs,
             resign_at,
+            id: snap.id,
         }
     }
 
@@ -453,15 +457,18 @@ impl AnswerCache {
         let Some((tpl, scope)) = self.find(&p, client) else {
             return false;
         };
-        let tpl = match (&tpl.for_do, p.edns.as_ref().is_some_and(|e| e.dnssec_ok)) {
-            (_, false) | (ForDo::Same, true) => tpl,
-            (ForDo::Signed(t), true) => t,
-            (ForDo::General, true) => return false,
-        };
         let limit = if tcp {
             u16::MAX as usize
         } else {
             crate::config::udp_limit(p.edns.as_ref().map(|e| e.payload), udp_payload)
+        };
+        let tpl = match (&tpl.for_do, p.edns.as_ref().is_some_and(|e| e.dnssec_ok)) {
+            (_, false) | (ForDo::Same, true) => tpl,
+            (ForDo::Signed(t), true) => t,
+            // Signed per query name: the general path's answer, if it was kept.
+            (ForDo::General, true) => {
+                return self.id != 0 && crate::dns::dnssec::replay(self.id, query, limit, out)
+            }
         };
         let opt_len = if p.edns.is_some() {
             11 + if tpl.ede_not_auth { 6 } else { 0 } + ecs.map_or(0, ecs_len)
