@@ -33,8 +33,11 @@ thread_local! {
 #[derive(Default)]
 struct Replays {
     id: u64,
-    map: HashMap<Box<[u8]>, (usize, Box<[u8]>)>,
+    map: HashMap<Box<[u8]>, Kept>,
 }
+
+/// A kept answer: the size limit it was made within, and its bytes.
+type Kept = (usize, Box<[u8]>);
 
 /// Writes into `out` the answer kept for `query` (within `limit` bytes) in publication `id`,
 /// with the query's ID; false if none is kept.
