@@ -20,7 +20,7 @@ use hickory_proto::rr::RecordType;
 const ZONE: &str =
     "$TTL 1\n@ 1 SOA ns1 hostmaster 1 7200 3600 1209600 1\n NS ns1\nns1 A 192.0.2.1\n\
 www A 192.0.2.80\nalias CNAME www\nchain CNAME alias\n*.wild A 192.0.2.99\ndeep.ent A 192.0.2.77\n\
-child NS ns.child\nns.child A 192.0.2.53\n";
+child NS ns.child\nns.child A 192.0.2.53\nbig TXT \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\" \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"\n";
 /// The delegated child, served unsigned by the same gtmd.
 const CHILD: &str = "$TTL 1\n@ SOA ns hostmaster 1 7200 3600 1209600 1\n NS ns\nns A 192.0.2.53\nfoo A 192.0.2.54\n";
 
@@ -550,5 +550,45 @@ async fn a_broken_key_at_reload_is_refused_by_file_and_line_and_the_zone_stays_s
         "nope.example.test",
         "A",
         "; negative response, fully validated",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_answer_too_big_for_udp_is_truncated_and_whole_over_tcp() {
+    let s = Setup::new().await;
+    let key = keygen(s.dir.path(), &[]);
+    s.write_config(&format!("{:?}", key.display().to_string()));
+    let g = start_file(&s.path()).await;
+    let anchor = s.anchor();
+    let ask = |dnssec_ok: bool| {
+        let mut q = query_msg("big.example.test.", RecordType::TXT, true);
+        if let Some(e) = q.edns.as_mut() {
+            e.set_max_payload(512);
+            e.set_dnssec_ok(dnssec_ok);
+        }
+        q
+    };
+    // Unsigned, the two 200-byte strings fit in 512 bytes; with their RRSIG they do not.
+    let plain = udp(g.dns, &ask(false)).await;
+    assert!(
+        !plain.metadata.truncation && plain.answers.len() == 1,
+        "{plain}"
+    );
+    let over = udp(g.dns, &ask(true)).await;
+    assert!(
+        over.metadata.truncation && over.answers.is_empty(),
+        "{over}"
+    );
+    let whole = tcp(g.dns, &ask(true)).await;
+    assert!(!whole.metadata.truncation, "{whole}");
+    let types: Vec<RecordType> = whole.answers.iter().map(|r| r.record_type()).collect();
+    assert_eq!(types, [RecordType::TXT, RecordType::RRSIG]);
+    // delv retries over TCP and validates it.
+    assert_delv(
+        g.dns,
+        &anchor,
+        "big.example.test",
+        "TXT",
+        "; fully validated",
     );
 }
