@@ -363,30 +363,22 @@ async fn a_zsk_pre_publish_rollover_driven_by_files_keeps_unbound_validating() {
             })
             .collect()
     };
+    // Each step: the key list in the config, and a reload.
+    let step = |keys: &[String]| {
+        s.write_config(&keys.join(", "));
+        reload(g.admin);
+    };
     let mut total = keep_validating(&u, Duration::from_secs(2)).await;
     // 1. Publish the new ZSK, not yet signing; wait for the DNSKEY TTL (1 s) and more.
-    s.write_config(&format!(
-        "{}, {}, {}",
-        k(&ksk, true),
-        k(&zsk1, true),
-        k(&zsk2, false)
-    ));
-    reload(g.admin);
+    step(&[k(&ksk, true), k(&zsk1, true), k(&zsk2, false)]);
     total += keep_validating(&u, Duration::from_secs(3)).await;
     // 2. The new ZSK signs; the old one stays published while signatures made with it
     //    may be cached.
-    s.write_config(&format!(
-        "{}, {}, {}",
-        k(&ksk, true),
-        k(&zsk1, false),
-        k(&zsk2, true)
-    ));
-    reload(g.admin);
+    step(&[k(&ksk, true), k(&zsk1, false), k(&zsk2, true)]);
     assert_eq!(signers(&with_dnssec(g.dns).await), [tag(&zsk2)]);
     total += keep_validating(&u, Duration::from_secs(3)).await;
     // 3. Retire the old ZSK.
-    s.write_config(&format!("{}, {}", k(&ksk, true), k(&zsk2, true)));
-    reload(g.admin);
+    step(&[k(&ksk, true), k(&zsk2, true)]);
     total += keep_validating(&u, Duration::from_secs(3)).await;
     let dnskeys = delv(g.dns, &anchor, "example.test", "DNSKEY");
     assert!(
