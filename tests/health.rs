@@ -258,3 +258,54 @@ async fn killed_backend_leaves_the_answer_within_the_detection_bound() {
     let took = time_until_m0_leaves(&g, t0, "hanging").await;
     assert!(took < bound, "took {took:?}");
 }
+
+/// With `fast` (a `fast_interval`) or without: backend m0's probes in 5 healthy seconds, then
+/// the time from refusing it until it leaves the answer, and from restoring it until it is back.
+async fn detection(fast: Option<&str>) -> (u64, Duration, Duration) {
+    let mut a = Backend::start().await;
+    let b = Backend::start().await;
+    let mut config = http_config(&[&a, &b], "1s", "300ms", 3, 2);
+    if let Some(f) = fast {
+        config = config.replace("fall = 3", &format!("fall = 3\nfast_interval = \"{f}\""));
+    }
+    let g = start(&config, &zones()).await;
+    let both = vec!["192.0.2.10", "192.0.2.11"];
+    assert_eq!(answer(g.dns, NAME, RecordType::A).await, both);
+    let before = a.hits.load(std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let steady = a.hits.load(std::sync::atomic::Ordering::SeqCst) - before;
+    a.refuse();
+    let down = wait_until(Duration::from_secs(10), || async {
+        answer(g.dns, NAME, RecordType::A).await == ["192.0.2.11"]
+    })
+    .await
+    .expect("m0 leaves the answer");
+    a.restore().await;
+    let up = wait_until(Duration::from_secs(10), || async {
+        answer(g.dns, NAME, RecordType::A).await == both
+    })
+    .await
+    .expect("m0 returns");
+    (steady, down, up)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_interval_confirms_a_failure_sooner_at_the_same_steady_probe_rate() {
+    // interval 1 s, timeout 300 ms, fall 3, rise 2.
+    let (slow_steady, slow_down, slow_up) = detection(None).await;
+    let (fast_steady, fast_down, fast_up) = detection(Some("100ms")).await;
+    println!(
+        "without fast_interval: {slow_steady} probes in 5 s, down after {slow_down:?}, up after {slow_up:?}\n\
+         fast_interval 100ms: {fast_steady} probes in 5 s, down after {fast_down:?}, up after {fast_up:?}"
+    );
+    // The steady rate is the interval's either way (4 to 6 probes in 5 s, jitter ±10%; one
+    // more or less for where the window falls).
+    for n in [slow_steady, fast_steady] {
+        assert!((3..=7).contains(&n), "{n} probes in 5 s at a 1 s interval");
+    }
+    // Without it, three failures need two intervals after the first (at least 1.8 s with
+    // jitter); with it, the two confirmations take 200 ms after the first failure, which
+    // comes within one interval (at most 1.1 s).
+    assert!(slow_down >= Duration::from_millis(1800), "{slow_down:?}");
+    assert!(fast_down < Duration::from_millis(1800), "{fast_down:?}");
+}

@@ -29,6 +29,7 @@ pub(super) fn build_check(cx: &Ctx, name: &str, c: &file::Check) -> Result<Check
             format!("must be above 0 and below interval ({interval:?})"),
         ));
     }
+    let fast_interval = fast_interval(cx, &p, c, interval)?;
     let fall = c.fall.unwrap_or(3);
     let rise = c.rise.unwrap_or(2);
     for (k, v) in [("fall", fall), ("rise", rise)] {
@@ -48,11 +49,34 @@ pub(super) fn build_check(cx: &Ctx, name: &str, c: &file::Check) -> Result<Check
         name: name.to_string(),
         kind,
         interval,
+        fast_interval,
         timeout,
         fall,
         rise,
         damping,
     })
+}
+
+/// `fast_interval`: at least 10 ms and below `interval` (probes still run one at a time, so
+/// one below the timeout only means the next probe starts as the last one ends).
+fn fast_interval(
+    cx: &Ctx,
+    p: &str,
+    c: &file::Check,
+    interval: Duration,
+) -> Result<Option<Duration>, ConfigError> {
+    let Some(v) = &c.fast_interval else {
+        return Ok(None);
+    };
+    let k = format!("{p}.fast_interval");
+    let d = duration(cx, &k, Some(v), interval)?;
+    if d < Duration::from_millis(10) || d >= interval {
+        return Err(cx.err(
+            &k,
+            format!("must be at least 10ms and below interval ({interval:?})"),
+        ));
+    }
+    Ok(Some(d))
 }
 
 fn status_range(s: &StatusSpec) -> Option<(u16, u16)> {

@@ -175,6 +175,7 @@ pub struct Check {
     pub sni: Option<String>,
     pub keepalive: Option<String>,
     pub interval: Option<String>,
+    pub fast_interval: Option<String>,
     pub timeout: Option<String>,
     pub fall: Option<u32>,
     pub rise: Option<u32>,

@@ -59,6 +59,9 @@ pub struct Check {
     pub name: String,
     pub kind: CheckKind,
     pub interval: Duration,
+    /// The time between probes while a member is between states (suspect or recovering);
+    /// `None`: always `interval`.
+    pub fast_interval: Option<Duration>,
     pub timeout: Duration,
     pub fall: u32,
     pub rise: u32,

@@ -34,6 +34,28 @@ fn semantic_errors_name_the_line_and_path() {
 }
 
 #[test]
+fn a_fast_interval_is_below_the_interval_and_at_least_10ms() {
+    let check = |fast: &str| {
+        parse(&format!(
+            "{POOL}[checks.d]\ntype = \"tcp\"\nport = 1\ninterval = \"1s\"\ntimeout = \"300ms\"\nfast_interval = \"{fast}\"\n"
+        ))
+    };
+    let c = check("100ms").unwrap();
+    let d = c.checks.iter().find(|c| c.name == "d").unwrap();
+    assert_eq!(d.fast_interval, Some(Duration::from_millis(100)));
+    for bad in ["1s", "5ms", "soon"] {
+        let e = check(bad).unwrap_err();
+        assert_eq!(
+            (e.path.as_str(), e.line),
+            ("checks.d.fast_interval", Some(13)),
+            "{e}"
+        );
+    }
+    let e = check("2s").unwrap_err();
+    assert!(e.msg.contains("below interval (1s)"), "{e}");
+}
+
+#[test]
 fn member_errors_point_at_the_member() {
     let text = "[checks.c]\ntype = \"tcp\"\nport = 80\n[pools.p]\ncheck = \"c\"\nmembers = [\n  { address = \"192.0.2.1\" },\n  { address = \"nope\" },\n]\n";
     let e = parse(text).unwrap_err();

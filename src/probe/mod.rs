@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::AbortHandle;
 
 use crate::config::{CheckKind, Config};
+use crate::steer::health::{Health, Thresholds};
 
 /// The result of one probe of one member.
 #[derive(Debug, Clone)]
@@ -42,13 +43,23 @@ impl Target {
     }
 }
 
+/// How often a loop probes: every `interval` (±10%), or every `fast` while its member is
+/// between states (suspect, or recovering) by the loop's own count of its results, with the
+/// check's rise and fall, as the engine counts them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Pace {
+    interval: Duration,
+    fast: Option<Duration>,
+    thresholds: Thresholds,
+}
+
 /// Everything a probe loop does; a loop runs on unchanged across a reload while this holds.
 #[derive(Debug, Clone, PartialEq)]
 struct Spec {
     target: std::net::SocketAddr,
     check: String,
     kind: CheckKind,
-    interval: Duration,
+    pace: Pace,
     timeout: Duration,
     max_body: usize,
     source: Option<std::net::IpAddr>,
@@ -101,7 +112,14 @@ impl Prober {
                 target: m.target,
                 check: check.name.clone(),
                 kind: check.kind.clone(),
-                interval: check.interval,
+                pace: Pace {
+                    interval: check.interval,
+                    fast: check.fast_interval,
+                    thresholds: Thresholds {
+                        fall: check.fall,
+                        rise: check.rise,
+                    },
+                },
                 timeout: check.timeout,
                 max_body: cfg.max_body,
                 source: cfg.probe_source,
@@ -152,7 +170,7 @@ impl Prober {
             id,
             spec.check.clone(),
             target,
-            spec.interval,
+            spec.pace,
             spec.timeout,
             self.tx.clone(),
             self.limit.clone(),
@@ -179,7 +197,7 @@ async fn probe_loop(
     probe: u64,
     check: String,
     mut target: Target,
-    interval: Duration,
+    pace: Pace,
     timeout: Duration,
     tx: mpsc::Sender<ProbeReport>,
     limit: Arc<Semaphore>,
@@ -187,6 +205,7 @@ async fn probe_loop(
     // The first probe goes out at once (the first round decides readiness); later ones are
     // spaced by the interval with ±10% jitter so that members do not probe in lockstep.
     let mut next = tokio::time::Instant::now();
+    let mut health = Health::new();
     crate::ops::metrics::handle();
     let ok_count =
         metrics::counter!(crate::ops::metrics::PROBES, "check" => check.clone(), "result" => "ok");
@@ -195,7 +214,7 @@ async fn probe_loop(
     loop {
         tokio::time::sleep_until(next).await;
         let jitter = rand::rng().random_range(0.9..1.1);
-        next += interval.mul_f64(jitter);
+        next += pace.interval.mul_f64(jitter);
         let Ok(_permit) = limit.acquire().await else {
             return;
         };
@@ -212,6 +231,12 @@ async fn probe_loop(
             &fail_count
         }
         .increment(1);
+        // Between states, the next probe comes sooner: a failure (or a recovery) is
+        // confirmed in `fall - 1` (or `rise - 1`) fast intervals, at the same steady rate.
+        health.observe(result.is_ok(), pace.thresholds);
+        if let (Some(fast), true) = (pace.fast, health.streak > 0) {
+            next = next.min(tokio::time::Instant::now() + fast);
+        }
         let report = ProbeReport {
             probe,
             ok: result.is_ok(),
