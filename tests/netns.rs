@@ -143,3 +143,68 @@ stop_gtmd
         "a change without the token was taken:\n{out}"
     );
 }
+
+/// A ping pool: 127.0.0.1 and 10.9.9.9 (an address the script adds to `lo` and removes).
+fn ping_config(dir: &Path) {
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:5353\"]\nzones_dir = {:?}\n[admin]\nlisten = \"127.0.0.1:8053\"\n\
+         [checks.ping]\ntype = \"icmp\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\nfall = 1\nrise = 1\ncount = 3\n\
+         [pools.ping]\ncheck = \"ping\"\nmembers = [{{ address = \"127.0.0.1\", name = \"lo\" }}, \
+         {{ address = \"10.9.9.9\", name = \"extra\" }}]\n[names.\"ping.example.test.\"]\npools = [\"ping\"]\n",
+        repo().join("zones").display().to_string()
+    );
+    std::fs::write(dir.join("gtmd.toml"), text).unwrap();
+}
+
+/// The script's preamble: gtmd runs without CAP_NET_RAW (so no raw socket), with
+/// `ping_group_range` set to `range`.
+fn without_raw(range: &str) -> String {
+    format!(
+        "echo '{range}' > /proc/sys/net/ipv4/ping_group_range\n\
+         printf '#!/bin/sh\\nexec setpriv --bounding-set -net_raw \"%s\" \"$@\"\\n' \"$GTMD\" > \"$DIR/g\"\n\
+         chmod +x \"$DIR/g\"; GTMD=\"$DIR/g\"\nip addr add 10.9.9.9/32 dev lo\n"
+    )
+}
+
+#[test]
+fn an_icmp_check_over_a_datagram_socket_follows_an_address_that_leaves_and_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    ping_config(dir.path());
+    let script = without_raw("0 2147483647")
+        + r#"
+ask() { dig @127.0.0.1 -p 5353 +short +time=1 +tries=1 ping.example.test A | sort | tr '\n' ' '; }
+start_gtmd
+echo "both: $(ask)"
+ip addr del 10.9.9.9/32 dev lo
+for i in $(seq 1 50); do [ "$(ask)" = "127.0.0.1 " ] && break; sleep 0.1; done
+echo "removed: $(ask)"
+curl -s http://127.0.0.1:8053/status | grep -o 'echo to 10.9.9.9: Network is unreachable' | head -n 1
+ip addr add 10.9.9.9/32 dev lo
+for i in $(seq 1 50); do [ "$(ask)" = "10.9.9.9 127.0.0.1 " ] && break; sleep 0.1; done
+echo "returned: $(ask)"
+stop_gtmd
+"#;
+    let out = in_netns(dir.path(), &script);
+    for want in [
+        "both: 10.9.9.9 127.0.0.1 ",
+        "removed: 127.0.0.1 ",
+        "echo to 10.9.9.9: Network is unreachable",
+        "returned: 10.9.9.9 127.0.0.1 ",
+    ] {
+        assert!(out.lines().any(|l| l == want), "no {want:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn an_icmp_check_that_may_not_open_a_socket_says_what_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    ping_config(dir.path());
+    let script = without_raw("1 0")
+        + r#"
+start_gtmd
+curl -s http://127.0.0.1:8053/status | grep -c 'add gtmd.s group to net.ipv4.ping_group_range, or give it CAP_NET_RAW' || true
+stop_gtmd
+"#;
+    let out = in_netns(dir.path(), &script);
+    assert!(out.trim().parse::<u32>().unwrap_or(0) >= 1, "{out}");
+}

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use super::file::{self, CheckType, StatusSpec};
-use super::{duration, key, Check, CheckKind, ConfigError, Ctx, HttpCheck};
+use super::{
+    duration, key, Check, CheckKind, ConfigError, Ctx, HttpCheck, IcmpCheck, ICMP_SPACING,
+};
 use crate::steer::health::DampingRules;
 
 pub(super) fn build_check(cx: &Ctx, name: &str, c: &file::Check) -> Result<Check, ConfigError> {
@@ -40,9 +42,21 @@ pub(super) fn build_check(cx: &Ctx, name: &str, c: &file::Check) -> Result<Check
             ));
         }
     }
+    let icmp_only = [
+        ("count", c.count.is_some()),
+        ("max_loss", c.max_loss.is_some()),
+        ("max_rtt", c.max_rtt.is_some()),
+    ];
+    if let (false, Some((k, _))) = (
+        matches!(c.kind, CheckType::Icmp),
+        icmp_only.iter().find(|(_, set)| *set),
+    ) {
+        return Err(cx.err(&format!("{p}.{k}"), "applies to icmp checks only"));
+    }
     let kind = match c.kind {
         CheckType::Tcp => tcp_kind(cx, &p, c)?,
         CheckType::Http | CheckType::Https => http_kind(cx, &p, c, interval)?,
+        CheckType::Icmp => icmp_kind(cx, &p, c, timeout)?,
     };
     let damping = build_damping(cx, &p, c)?;
     Ok(Check {
@@ -122,6 +136,70 @@ fn tcp_kind(cx: &Ctx, p: &str, c: &file::Check) -> Result<CheckKind, ConfigError
         .port
         .ok_or_else(|| cx.err(p, "a tcp check needs a port"))?;
     Ok(CheckKind::Tcp { port })
+}
+
+/// An icmp check: echoes per probe, the loss and round trip allowed; no port, no http keys.
+fn icmp_kind(
+    cx: &Ctx,
+    p: &str,
+    c: &file::Check,
+    timeout: Duration,
+) -> Result<CheckKind, ConfigError> {
+    let port = ("port", c.port.is_some());
+    let tls = [
+        ("tls_verify", c.tls_verify.is_some()),
+        ("sni", c.sni.is_some()),
+    ];
+    if let Some((k, _)) = http_only(c)
+        .iter()
+        .chain(&tls)
+        .chain(std::iter::once(&port))
+        .find(|(_, set)| *set)
+    {
+        return Err(cx.err(&format!("{p}.{k}"), "does not apply to icmp checks"));
+    }
+    let count = c.count.unwrap_or(3);
+    if !(1..=20).contains(&count) {
+        return Err(cx.err(
+            &format!("{p}.count"),
+            format!("{count} is out of range: 1 to 20 echoes"),
+        ));
+    }
+    if ICMP_SPACING * count >= timeout {
+        return Err(cx.err(
+            &format!("{p}.timeout"),
+            format!(
+                "{count} echoes sent {ICMP_SPACING:?} apart need a timeout above {:?}",
+                ICMP_SPACING * count
+            ),
+        ));
+    }
+    let loss = match &c.max_loss {
+        None => 0,
+        Some(s) => match s.strip_suffix('%').map(|n| n.trim().parse::<u32>()) {
+            Some(Ok(n)) if n <= 100 => n,
+            _ => {
+                return Err(cx.err(
+                    &format!("{p}.max_loss"),
+                    format!("{s:?} is not a share of echoes: write e.g. \"0%\" or \"34%\""),
+                ))
+            }
+        },
+    };
+    let max_rtt = match &c.max_rtt {
+        None => None,
+        Some(_) => Some(duration(
+            cx,
+            &format!("{p}.max_rtt"),
+            c.max_rtt.as_ref(),
+            timeout,
+        )?),
+    };
+    Ok(CheckKind::Icmp(IcmpCheck {
+        count,
+        max_lost: count * loss / 100,
+        max_rtt,
+    }))
 }
 
 /// An http or https check: path, host, headers, expected status and body, TLS, keepalive.

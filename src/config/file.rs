@@ -157,6 +157,7 @@ pub enum CheckType {
     Http,
     Https,
     Tcp,
+    Icmp,
 }
 
 #[derive(Debug, Deserialize)]
@@ -182,6 +183,9 @@ pub struct Check {
     pub min_down: Option<String>,
     pub flap_window: Option<String>,
     pub max_down: Option<String>,
+    pub count: Option<u32>,
+    pub max_loss: Option<String>,
+    pub max_rtt: Option<String>,
 }
 
 /// An expected HTTP status: `200`, or a range as a string, `"200-399"`.

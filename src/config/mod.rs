@@ -72,6 +72,20 @@ pub struct Check {
 pub enum CheckKind {
     Tcp { port: u16 },
     Http(HttpCheck),
+    Icmp(IcmpCheck),
+}
+
+/// Echoes of one ICMP probe are sent this far apart.
+pub const ICMP_SPACING: Duration = Duration::from_millis(10);
+
+/// An ICMP echo check: `count` echoes per probe; the probe fails when more than `max_lost`
+/// go unanswered within the timeout, or when the answered ones' average round trip is above
+/// `max_rtt`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IcmpCheck {
+    pub count: u32,
+    pub max_lost: u32,
+    pub max_rtt: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -146,6 +146,7 @@ fn build_member(
     let port = m.probe_port.unwrap_or(match &check.kind {
         CheckKind::Tcp { port } => *port,
         CheckKind::Http(h) => h.port,
+        CheckKind::Icmp(_) => 0,
     });
     let name = m.name.clone().unwrap_or_else(|| m.address.clone());
     let weight = m.weight.unwrap_or(1);

@@ -56,6 +56,60 @@ fn a_fast_interval_is_below_the_interval_and_at_least_10ms() {
 }
 
 #[test]
+fn icmp_checks_take_a_count_a_loss_and_a_round_trip_and_nothing_of_http() {
+    let check = |keys: &str| {
+        parse(&format!(
+            "{POOL}[checks.d]\ntype = \"icmp\"\ninterval = \"1s\"\ntimeout = \"150ms\"\n{keys}\n"
+        ))
+    };
+    let c = check("count = 5\nmax_loss = \"40%\"\nmax_rtt = \"50ms\"").unwrap();
+    let d = c.checks.iter().find(|c| c.name == "d").unwrap();
+    assert_eq!(
+        d.kind,
+        CheckKind::Icmp(IcmpCheck {
+            count: 5,
+            max_lost: 2,
+            max_rtt: Some(Duration::from_millis(50)),
+        })
+    );
+    for (keys, path, msg) in [
+        (
+            "port = 80",
+            "checks.d.port",
+            "does not apply to icmp checks",
+        ),
+        (
+            "path = \"/\"",
+            "checks.d.path",
+            "does not apply to icmp checks",
+        ),
+        ("count = 21", "checks.d.count", "1 to 20 echoes"),
+        (
+            "count = 20",
+            "checks.d.timeout",
+            "need a timeout above 200ms",
+        ),
+        (
+            "max_loss = \"half\"",
+            "checks.d.max_loss",
+            "not a share of echoes",
+        ),
+        ("max_rtt = \"fast\"", "checks.d.max_rtt", "not a duration"),
+    ] {
+        let e = check(keys).unwrap_err();
+        assert_eq!(e.path, path, "{keys}: {e}");
+        assert!(e.msg.contains(msg), "{keys}: {e}");
+        assert!(e.line.is_some(), "{keys}: {e}");
+    }
+    let e = parse(&format!(
+        "{POOL}[checks.d]\ntype = \"tcp\"\nport = 1\ncount = 3\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.path, "checks.d.count", "{e}");
+    assert!(e.msg.contains("icmp checks only"), "{e}");
+}
+
+#[test]
 fn member_errors_point_at_the_member() {
     let text = "[checks.c]\ntype = \"tcp\"\nport = 80\n[pools.p]\ncheck = \"c\"\nmembers = [\n  { address = \"192.0.2.1\" },\n  { address = \"nope\" },\n]\n";
     let e = parse(text).unwrap_err();

@@ -5,6 +5,7 @@
 //! Results are data ([`ProbeReport`]) sent to the engine; probing never changes state itself.
 
 pub mod http;
+pub mod icmp;
 pub mod tcp;
 
 use std::collections::HashMap;
@@ -32,6 +33,13 @@ pub struct ProbeReport {
 enum Target {
     Tcp(std::net::SocketAddr, Option<std::net::IpAddr>),
     Http(Box<http::HttpProbe>),
+    /// The address, the source, the check, and how long its echoes are waited for.
+    Icmp(
+        std::net::IpAddr,
+        Option<std::net::IpAddr>,
+        crate::config::IcmpCheck,
+        Duration,
+    ),
 }
 
 impl Target {
@@ -39,6 +47,7 @@ impl Target {
         match self {
             Target::Tcp(a, s) => tcp::probe(*a, *s).await,
             Target::Http(h) => h.probe().await,
+            Target::Icmp(a, s, c, within) => icmp::probe(*a, *s, c, *within).await,
         }
     }
 }
@@ -128,6 +137,14 @@ impl Prober {
                 Some(l) if l.spec == spec => None,
                 _ => Some(match &check.kind {
                     CheckKind::Tcp { .. } => Target::Tcp(m.target, cfg.probe_source),
+                    // Replies are waited for until just before the probe's timeout, so that
+                    // the probe ends with its count rather than being cut off.
+                    CheckKind::Icmp(c) => Target::Icmp(
+                        m.target.ip(),
+                        cfg.probe_source,
+                        c.clone(),
+                        check.timeout.mul_f64(0.9),
+                    ),
                     CheckKind::Http(h) => Target::Http(Box::new(
                         http::HttpProbe::new(h, m.target, cfg.probe_source, cfg.max_body)
                             .map_err(|e| format!("pool {} member {}: {e}", key.0, key.1))?,
