@@ -309,3 +309,103 @@ async fn a_fast_interval_confirms_a_failure_sooner_at_the_same_steady_probe_rate
     assert!(slow_down >= Duration::from_millis(1800), "{slow_down:?}");
     assert!(fast_down < Duration::from_millis(1800), "{fast_down:?}");
 }
+
+/// m0 (192.0.2.10) is checked by HTTP at `web` and by TCP at `port`, with `require`; m1
+/// (192.0.2.11), in another pool, by HTTP at `other`. Both pools answer (policy all).
+fn two_checks_config(web: &Backend, port: &Backend, other: &Backend, require: &str) -> String {
+    format!(
+        "[checks.web]\ntype = \"http\"\nport = {}\ninterval = \"100ms\"\ntimeout = \"80ms\"\nfall = 1\nrise = 1\n\
+         [checks.port]\ntype = \"tcp\"\nport = {}\ninterval = \"100ms\"\ntimeout = \"80ms\"\nfall = 1\nrise = 1\n\
+         [pools.multi]\nchecks = [\"web\", \"port\"]\nrequire = {require}\n\
+         members = [{{ address = \"192.0.2.10\", name = \"m0\", probe_address = \"127.0.0.1\" }}]\n\
+         [pools.other]\ncheck = \"web\"\n\
+         members = [{{ address = \"192.0.2.11\", name = \"m1\", probe_address = \"127.0.0.1\", probe_port = {} }}]\n\
+         [names.\"{NAME}\"]\npools = [\"multi\", \"other\"]\npolicy = \"all\"\n",
+        web.addr.port(),
+        port.addr.port(),
+        other.addr.port()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_with_two_checks_needs_both_and_says_which_one_decided() {
+    let (web, mut port, other) = (
+        Backend::start().await,
+        Backend::start().await,
+        Backend::start().await,
+    );
+    let g = start(&two_checks_config(&web, &port, &other, "\"all\""), &zones()).await;
+    let both = vec!["192.0.2.10", "192.0.2.11"];
+    assert_eq!(answer(g.dns, NAME, RecordType::A).await, both);
+    // The TCP check fails, the HTTP one still passes: m0 leaves the answer.
+    port.refuse();
+    let gone = wait_until(Duration::from_secs(5), || async {
+        answer(g.dns, NAME, RecordType::A).await == ["192.0.2.11"]
+    })
+    .await;
+    assert!(gone.is_some(), "m0 stayed in the answer");
+    let m = member(g.admin, "m0").await;
+    assert_eq!(m["state"], "down", "{m}");
+    assert_eq!(m["require"], 2, "{m}");
+    let checks = m["checks"].as_array().unwrap();
+    let of = |name: &str| checks.iter().find(|c| c["check"] == name).unwrap().clone();
+    assert_eq!(
+        (of("port")["state"].clone(), of("port")["decided"].clone()),
+        ("down".into(), true.into()),
+        "{m}"
+    );
+    assert_eq!(
+        (of("web")["state"].clone(), of("web")["decided"].clone()),
+        ("up".into(), false.into()),
+        "{m}"
+    );
+    assert!(
+        m["last_error"].as_str().unwrap().starts_with("port: "),
+        "{m}"
+    );
+    let e = reqwest::get(format!("http://{}/explain?name={NAME}", g.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        e.contains("checks: web up, port down; 2 of 2 must be up: port decided"),
+        "{e}"
+    );
+    port.restore().await;
+    let back = wait_until(Duration::from_secs(5), || async {
+        answer(g.dns, NAME, RecordType::A).await == both
+    })
+    .await;
+    assert!(back.is_some(), "m0 did not return");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_require_any_one_passing_check_keeps_a_member_in() {
+    let (mut web, mut port, other) = (
+        Backend::start().await,
+        Backend::start().await,
+        Backend::start().await,
+    );
+    let g = start(&two_checks_config(&web, &port, &other, "\"any\""), &zones()).await;
+    let both = vec!["192.0.2.10", "192.0.2.11"];
+    port.refuse();
+    until_member(&g, "m0", Duration::from_secs(5), |m| {
+        m["checks"][1]["state"] == "down"
+    })
+    .await;
+    assert_eq!(answer(g.dns, NAME, RecordType::A).await, both);
+    // Both fail: m0 is out.
+    web.refuse();
+    let gone = wait_until(Duration::from_secs(5), || async {
+        answer(g.dns, NAME, RecordType::A).await == ["192.0.2.11"]
+    })
+    .await;
+    assert!(
+        gone.is_some(),
+        "m0 stayed in the answer with both checks failing"
+    );
+    web.restore().await;
+    port.restore().await;
+}

@@ -199,10 +199,20 @@ pub enum StatusSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pool {
-    pub check: String,
+    pub check: Option<String>,
+    pub checks: Option<Vec<String>>,
+    pub require: Option<Require>,
     pub weight: Option<u32>,
     pub region: Option<String>,
     pub members: Vec<Member>,
+}
+
+/// How many of a pool's checks must pass: `"all"`, `"any"`, or a count.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum Require {
+    Count(u32),
+    Word(String),
 }
 
 #[derive(Debug, Deserialize)]

@@ -113,9 +113,14 @@ pub struct Member {
     pub address: IpAddr,
     pub weight: u32,
     pub region: Option<String>,
-    /// Where the health check connects.
+    /// Where the (first) health check connects.
     pub target: SocketAddr,
+    /// The (first) check.
     pub check: usize,
+    /// Every check of the member with where it connects, the first one first.
+    pub checks: Vec<(usize, SocketAddr)>,
+    /// How many of `checks` must be up for the member to be up (1 to their number).
+    pub require: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -15,26 +15,20 @@ pub(super) fn build_pools(
     let mut members: Vec<Member> = Vec::new();
     for (pname, p) in &raw.pools {
         let pp = format!("pools.{}", key(pname));
-        let check = checks
-            .iter()
-            .position(|c| c.name == p.check)
-            .ok_or_else(|| {
-                cx.err(
-                    &format!("{pp}.check"),
-                    format!(
-                        "no check named {:?}; defined are: {}",
-                        p.check,
-                        names_of(checks.iter().map(|c| &c.name))
-                    ),
-                )
-            })?;
+        let (own, require) = pool_checks(cx, &pp, p, checks)?;
+        let check = own[0];
         if p.members.is_empty() {
             return Err(cx.err(&format!("{pp}.members"), "a pool needs at least one member"));
         }
         let mut ids = Vec::new();
         for (i, m) in p.members.iter().enumerate() {
             let mp = format!("{pp}.members[{i}]");
-            let member = build_member(cx, &mp, m, &checks[check])?;
+            let mut member = build_member(cx, &mp, m, &checks[check])?;
+            for &c in &own {
+                let target = build_member(cx, &mp, m, &checks[c])?.target;
+                member.checks.push((c, target));
+            }
+            member.require = require;
             if ids.iter().any(|&j: &usize| members[j].name == member.name) {
                 return Err(cx.err(&format!("{mp}.name"), format!("{:?} is already a member of pool {pname:?}; member names must be unique in a pool", member.name)));
             }
@@ -105,6 +99,61 @@ pub(super) fn build_regions(
     Ok(out)
 }
 
+/// A pool's checks (`check`, or `checks` with `require`) as indices, and how many must pass.
+fn pool_checks(
+    cx: &Ctx,
+    pp: &str,
+    p: &file::Pool,
+    checks: &[Check],
+) -> Result<(Vec<usize>, usize), ConfigError> {
+    let names: Vec<&String> = match (&p.check, &p.checks) {
+        (Some(c), None) => vec![c],
+        (None, Some(cs)) if !cs.is_empty() => cs.iter().collect(),
+        (Some(_), Some(_)) => {
+            return Err(cx.err(&format!("{pp}.checks"), "give check or checks, not both"))
+        }
+        _ => return Err(cx.err(pp, "a pool needs a check (or checks)")),
+    };
+    let mut own = Vec::with_capacity(names.len());
+    for (i, n) in names.iter().enumerate() {
+        let at = match &p.checks {
+            Some(_) => format!("{pp}.checks[{i}]"),
+            None => format!("{pp}.check"),
+        };
+        let c = checks.iter().position(|c| &c.name == *n).ok_or_else(|| {
+            cx.err(
+                &at,
+                format!(
+                    "no check named {n:?}; defined are: {}",
+                    names_of(checks.iter().map(|c| &c.name))
+                ),
+            )
+        })?;
+        if own.contains(&c) {
+            return Err(cx.err(&at, format!("{n:?} is listed twice")));
+        }
+        own.push(c);
+    }
+    let n = own.len();
+    let require = match &p.require {
+        None => n,
+        Some(file::Require::Word(w)) if w == "all" => n,
+        Some(file::Require::Word(w)) if w == "any" => 1,
+        Some(file::Require::Count(c)) if (1..=n as u32).contains(c) => *c as usize,
+        Some(other) => {
+            let v = match other {
+                file::Require::Count(c) => c.to_string(),
+                file::Require::Word(w) => format!("{w:?}"),
+            };
+            return Err(cx.err(
+                &format!("{pp}.require"),
+                format!("{v} is not \"all\", \"any\" or a count from 1 to {n}"),
+            ));
+        }
+    };
+    Ok((own, require))
+}
+
 /// Why `a` cannot be a member's address (answers must be unicast), if it cannot.
 fn not_unicast(a: IpAddr) -> Option<&'static str> {
     match a.to_canonical() {
@@ -161,5 +210,7 @@ fn build_member(
         region: m.region.clone(),
         target: SocketAddr::new(probe_ip, port),
         check: 0,
+        checks: Vec::new(),
+        require: 1,
     })
 }

@@ -110,6 +110,68 @@ fn icmp_checks_take_a_count_a_loss_and_a_round_trip_and_nothing_of_http() {
 }
 
 #[test]
+fn a_pool_takes_several_checks_with_how_many_must_pass() {
+    let two = "[checks.a]\ntype = \"tcp\"\nport = 1\n[checks.b]\ntype = \"http\"\nport = 2\n";
+    let pool = |keys: &str| {
+        parse(&format!(
+            "{two}[pools.p]\n{keys}\nmembers = [{{ address = \"192.0.2.1\" }}]\n"
+        ))
+    };
+    let c = pool("checks = [\"a\", \"b\"]").unwrap();
+    let m = &c.members[0];
+    assert_eq!(m.require, 2);
+    let ports: Vec<u16> = m.checks.iter().map(|(_, t)| t.port()).collect();
+    assert_eq!(ports, [1, 2]);
+    assert_eq!(
+        pool("checks = [\"a\", \"b\"]\nrequire = \"any\"")
+            .unwrap()
+            .members[0]
+            .require,
+        1
+    );
+    assert_eq!(
+        pool("checks = [\"a\", \"b\"]\nrequire = 1")
+            .unwrap()
+            .members[0]
+            .require,
+        1
+    );
+    assert_eq!(pool("check = \"b\"").unwrap().members[0].require, 1);
+    for (keys, path, msg) in [
+        (
+            "checks = [\"a\", \"b\"]\nrequire = 3",
+            "pools.p.require",
+            "3 is not \"all\", \"any\" or a count from 1 to 2",
+        ),
+        (
+            "checks = [\"a\", \"b\"]\nrequire = \"most\"",
+            "pools.p.require",
+            "\"most\" is not",
+        ),
+        (
+            "checks = [\"a\", \"c\"]",
+            "pools.p.checks[1]",
+            "no check named \"c\"",
+        ),
+        (
+            "checks = [\"a\", \"a\"]",
+            "pools.p.checks[1]",
+            "listed twice",
+        ),
+        (
+            "check = \"a\"\nchecks = [\"b\"]",
+            "pools.p.checks",
+            "not both",
+        ),
+    ] {
+        let e = pool(keys).unwrap_err();
+        assert_eq!(e.path, path, "{keys}: {e}");
+        assert!(e.msg.contains(msg), "{keys}: {e}");
+        assert!(e.line.is_some(), "{keys}: {e}");
+    }
+}
+
+#[test]
 fn member_errors_point_at_the_member() {
     let text = "[checks.c]\ntype = \"tcp\"\nport = 80\n[pools.p]\ncheck = \"c\"\nmembers = [\n  { address = \"192.0.2.1\" },\n  { address = \"nope\" },\n]\n";
     let e = parse(text).unwrap_err();

@@ -252,6 +252,10 @@ impl Engine {
             }
             State::Up => format!("up{since}"),
         };
+        let health = match self.checks_words(i) {
+            Some(w) => format!("{health} ({w})"),
+            None => health,
+        };
         let removed = self.members[i].region.filter(|&r| self.removed[r]);
         let why = if let Some(o) = self.members[i].override_.map(|k| &self.overrides[k]) {
             let what = if o.action == Action::Disable {
@@ -298,6 +302,40 @@ impl Engine {
             why,
             views: self.views_of(i),
         }
+    }
+}
+
+impl Engine {
+    /// For a member with several checks: each one's verdict, how many are needed, and which
+    /// decided ("checks: web up, tls down; 2 of 2 must be up: tls decided").
+    fn checks_words(&self, i: usize) -> Option<String> {
+        let (m, s) = (&self.cfg.members[i], &self.members[i]);
+        if m.checks.len() < 2 {
+            return None;
+        }
+        let names: Vec<&str> = m
+            .checks
+            .iter()
+            .map(|&(c, _)| self.cfg.checks[c].name.as_str())
+            .collect();
+        let each: Vec<String> = names
+            .iter()
+            .zip(&s.checks)
+            .map(|(n, c)| format!("{n} {}", c.health.state))
+            .collect();
+        let decided: Vec<&str> = names
+            .iter()
+            .zip(&s.checks)
+            .filter(|(_, c)| c.health.state == s.health.state)
+            .map(|(n, _)| *n)
+            .collect();
+        Some(format!(
+            "checks: {}; {} of {} must be up: {} decided",
+            each.join(", "),
+            m.require,
+            m.checks.len(),
+            decided.join(" and ")
+        ))
     }
 }
 

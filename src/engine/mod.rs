@@ -19,7 +19,7 @@ use crate::dns::Published;
 use crate::ops::alert::Alerts;
 use crate::ops::state::{Action, Override};
 use crate::probe::{ProbeReport, Prober};
-use crate::steer::health::{Damping, Health, State, Thresholds};
+use crate::steer::health::{Damping, Health, State, Thresholds, Transition};
 
 mod alerting;
 mod cluster;
@@ -90,17 +90,59 @@ struct MemberState {
     override_: Option<usize>,
     /// Its region, as an index into the configuration's regions.
     region: Option<usize>,
+    /// Each check's own rise/fall and last result, in the member's order of checks; the
+    /// member's `health` is theirs combined (with one check, that check's).
+    checks: Vec<CheckState>,
+}
+
+/// One check of a member.
+#[derive(Debug, Clone, Default)]
+struct CheckState {
+    health: Health,
+    last: Last,
 }
 
 impl MemberState {
-    fn new(region: Option<usize>) -> Self {
+    fn new(region: Option<usize>, checks: usize) -> Self {
         Self {
             health: Health::new(),
             damping: Damping::default(),
             last: Last::default(),
             override_: None,
             region,
+            checks: vec![CheckState::default(); checks.max(1)],
         }
+    }
+
+    /// Feeds check `ci`'s result; the member is up when at least `require` of its checks
+    /// are, unknown until each has reported. Returns the member's transition, if any.
+    fn observe(
+        &mut self,
+        ci: usize,
+        ok: bool,
+        t: Thresholds,
+        require: usize,
+    ) -> Option<Transition> {
+        self.checks[ci].health.observe(ok, t);
+        let hs: Vec<Health> = self.checks.iter().map(|c| c.health).collect();
+        let state = if hs.iter().any(|h| h.state == State::Unknown) {
+            State::Unknown
+        } else if hs.iter().filter(|h| h.state == State::Up).count() >= require {
+            State::Up
+        } else {
+            State::Down
+        };
+        // Suspect (up) or recovering (down): some check is on its way to the other state.
+        let streak = match hs.as_slice() {
+            [one] => one.streak,
+            _ => hs
+                .iter()
+                .filter(|h| h.state == state && h.streak > 0)
+                .count() as u32,
+        };
+        let from = self.health.state;
+        self.health = Health { state, streak };
+        (from != state).then_some(Transition { from, to: state })
     }
 }
 
@@ -146,7 +188,8 @@ pub struct Engine {
     settle_until: Option<Instant>,
     /// The probe loops, and which member each serves.
     prober: Prober,
-    by_probe: HashMap<u64, usize>,
+    /// Each probe loop's member and check position.
+    by_probe: HashMap<u64, (usize, usize)>,
     /// The reply to a reload, sent when its configuration is published.
     settled_reply: Option<(oneshot::Sender<Result<ReloadReport, String>>, ReloadReport)>,
     reports: Option<mpsc::Receiver<ProbeReport>>,
@@ -180,7 +223,10 @@ impl Engine {
         let n = cfg.members.len();
         let (ready_tx, ready_rx) = watch::channel(false);
         let removed = vec![false; cfg.regions.len()];
-        let members = regions_of(&cfg).map(MemberState::new).collect();
+        let members = regions_of(&cfg)
+            .zip(&cfg.members)
+            .map(|(r, m)| MemberState::new(r, m.checks.len()))
+            .collect();
         let gauges = Gauges::new(&cfg);
         let (report_tx, reports) = mpsc::channel(cfg.probe_queue);
         let rrl = crate::dns::rrl::Rrl::new(&cfg.rrl).map(Arc::new);
@@ -228,7 +274,15 @@ impl Engine {
     /// were started.
     fn sync_probes(&mut self, cfg: &Config) -> Result<usize, String> {
         let (ids, started) = self.prober.sync(cfg)?;
-        self.by_probe = ids.into_iter().enumerate().map(|(i, id)| (id, i)).collect();
+        self.by_probe = ids
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, ids)| {
+                ids.into_iter()
+                    .enumerate()
+                    .map(move |(ci, id)| (id, (i, ci)))
+            })
+            .collect();
         Ok(started)
     }
 
@@ -329,18 +383,29 @@ impl Engine {
     /// Applies one report; true if the published answers must change.
     fn observe(&mut self, r: ProbeReport) -> bool {
         // A report of a loop that a reload stopped may still arrive: it is ignored.
-        let Some(&i) = self.by_probe.get(&r.probe) else {
+        let Some(&(i, ci)) = self.by_probe.get(&r.probe) else {
             return false;
         };
         let m = &self.cfg.members[i];
-        let check = &self.cfg.checks[m.check];
+        let check = &self.cfg.checks[m.checks[ci].0];
         let t = Thresholds {
             fall: check.fall,
             rise: check.rise,
         };
         let was_ready = self.is_ready();
         let was_suspect = self.members[i].health.suspect();
-        let transition = self.members[i].health.observe(r.ok, t);
+        let transition = self.members[i].observe(ci, r.ok, t, m.require);
+        // With several checks, an error says which check saw it.
+        let error = match (&r.error, m.checks.len()) {
+            (Some(e), n) if n > 1 => Some(format!("{}: {e}", check.name)),
+            (e, _) => e.clone(),
+        };
+        let r = ProbeReport { error, ..r };
+        let cl = &mut self.members[i].checks[ci].last;
+        cl.ok = Some(r.ok);
+        cl.latency = Some(r.latency);
+        cl.probes += 1;
+        cl.error = if r.ok { None } else { r.error.clone() };
         // A member turning suspect, or steady again, changes the TTL of its names.
         let suspect_changed = was_suspect != self.members[i].health.suspect();
         if transition.is_some_and(|tr| tr.from == State::Unknown) {

@@ -156,11 +156,11 @@ impl Engine {
     fn carried_state(&self, carried: &[Option<usize>], cfg: &Config) -> Vec<MemberState> {
         carried
             .iter()
-            .zip(regions_of(cfg))
-            .map(|(c, region)| {
+            .zip(regions_of(cfg).zip(&cfg.members))
+            .map(|(c, (region, member))| {
                 let mut m = match *c {
                     Some(i) => self.members[i].clone(),
-                    None => MemberState::new(None),
+                    None => MemberState::new(None, member.checks.len()),
                 };
                 m.override_ = None;
                 m.region = region;
@@ -210,7 +210,13 @@ fn carry(old: &Config, new: &Config) -> Vec<Option<usize>> {
         .map(|m| {
             let &i = index.get(&(new.pools[m.pool].name.as_str(), m.name.as_str()))?;
             let o = &old.members[i];
-            let same = o.target == m.target && old.checks[o.check].kind == new.checks[m.check].kind;
+            let probes = |c: &Config, m: &crate::config::Member| {
+                m.checks
+                    .iter()
+                    .map(|&(k, t)| (t, c.checks[k].kind.clone()))
+                    .collect::<Vec<_>>()
+            };
+            let same = o.require == m.require && probes(old, o) == probes(new, m);
             same.then_some(i)
         })
         .collect()

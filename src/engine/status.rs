@@ -53,6 +53,28 @@ pub struct MemberStatus {
     /// (`state` above is this instance's own view).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub views: Vec<super::ViewStatus>,
+    /// With several checks (`checks` on its pool): each check's own verdict, and how many
+    /// must be up.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require: Option<usize>,
+}
+
+/// One check of a member with several.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckStatus {
+    pub check: String,
+    pub probe_target: String,
+    pub state: State,
+    pub streak: u32,
+    pub last_ok: Option<bool>,
+    pub last_error: Option<String>,
+    pub last_latency_ms: Option<f64>,
+    pub probes: u64,
+    /// Whether this check is on the side that decided the member's state (a down check of
+    /// a down member, an up check of an up one).
+    pub decided: bool,
 }
 
 /// A pool-bound name's current answer, for the admin API.
@@ -203,7 +225,32 @@ impl Engine {
             hold_down_secs: self.members[i].damping.hold.as_secs_f64(),
             flaps: self.members[i].damping.flaps(),
             views: self.views_of(i),
+            checks: self.checks_of(i),
+            require: (m.checks.len() > 1).then_some(m.require),
         }
+    }
+
+    /// Each check's verdict of member `i`, if it has several.
+    fn checks_of(&self, i: usize) -> Vec<CheckStatus> {
+        let (m, s) = (&self.cfg.members[i], &self.members[i]);
+        if m.checks.len() < 2 {
+            return Vec::new();
+        }
+        m.checks
+            .iter()
+            .zip(&s.checks)
+            .map(|(&(c, target), cs)| CheckStatus {
+                check: self.cfg.checks[c].name.clone(),
+                probe_target: target.to_string(),
+                state: cs.health.state,
+                streak: cs.health.streak,
+                last_ok: cs.last.ok,
+                last_error: cs.last.error.clone(),
+                last_latency_ms: cs.last.latency.map(|d| d.as_secs_f64() * 1000.0),
+                probes: cs.last.probes,
+                decided: cs.health.state == s.health.state,
+            })
+            .collect()
     }
 }
 

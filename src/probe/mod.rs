@@ -90,7 +90,8 @@ pub struct Prober {
     tx: mpsc::Sender<ProbeReport>,
     limit: Arc<Semaphore>,
     max_in_flight: usize,
-    loops: HashMap<(String, String), Loop>,
+    /// Keyed by pool, member and check name.
+    loops: HashMap<(String, String, String), Loop>,
     next_id: u64,
 }
 
@@ -105,62 +106,61 @@ impl Prober {
         }
     }
 
-    /// Starts and stops loops so that each member of `cfg` has one; returns each member's
-    /// loop id, by member index, and how many loops were started. On error (a check that
-    /// cannot be built) nothing changes.
-    pub fn sync(&mut self, cfg: &Config) -> Result<(Vec<u64>, usize), String> {
+    /// Starts and stops loops so that each check of each member of `cfg` has one; returns
+    /// the loop ids by member index and check position, and how many loops were started.
+    /// On error (a check that cannot be built) nothing changes.
+    pub fn sync(&mut self, cfg: &Config) -> Result<(Vec<Vec<u64>>, usize), String> {
         if cfg.max_in_flight != self.max_in_flight {
             // Every loop holds the old semaphore: start them all again with the new one.
             self.stop_all();
         }
         let mut plan = Vec::with_capacity(cfg.members.len());
-        for m in &cfg.members {
-            let check = &cfg.checks[m.check];
-            let key = (cfg.pools[m.pool].name.clone(), m.name.clone());
-            let spec = Spec {
-                target: m.target,
-                check: check.name.clone(),
-                kind: check.kind.clone(),
-                pace: Pace {
-                    interval: check.interval,
-                    fast: check.fast_interval,
-                    thresholds: Thresholds {
-                        fall: check.fall,
-                        rise: check.rise,
+        for (mi, m) in cfg.members.iter().enumerate() {
+            for (ci, &(c, target)) in m.checks.iter().enumerate() {
+                let check = &cfg.checks[c];
+                let key = (
+                    cfg.pools[m.pool].name.clone(),
+                    m.name.clone(),
+                    check.name.clone(),
+                );
+                let spec = Spec {
+                    target,
+                    check: check.name.clone(),
+                    kind: check.kind.clone(),
+                    pace: Pace {
+                        interval: check.interval,
+                        fast: check.fast_interval,
+                        thresholds: Thresholds {
+                            fall: check.fall,
+                            rise: check.rise,
+                        },
                     },
-                },
-                timeout: check.timeout,
-                max_body: cfg.max_body,
-                source: cfg.probe_source,
-            };
-            let start = match self.loops.get(&key) {
-                Some(l) if l.spec == spec => None,
-                _ => Some(match &check.kind {
-                    CheckKind::Tcp { .. } => Target::Tcp(m.target, cfg.probe_source),
-                    // Replies are waited for until just before the probe's timeout, so that
-                    // the probe ends with its count rather than being cut off.
-                    CheckKind::Icmp(c) => Target::Icmp(
-                        m.target.ip(),
-                        cfg.probe_source,
-                        c.clone(),
-                        check.timeout.mul_f64(0.9),
-                    ),
-                    CheckKind::Http(h) => Target::Http(Box::new(
-                        http::HttpProbe::new(h, m.target, cfg.probe_source, cfg.max_body)
+                    timeout: check.timeout,
+                    max_body: cfg.max_body,
+                    source: cfg.probe_source,
+                };
+                let start = match self.loops.get(&key) {
+                    Some(l) if l.spec == spec => None,
+                    _ => Some(
+                        target_of(cfg, check, target)
                             .map_err(|e| format!("pool {} member {}: {e}", key.0, key.1))?,
-                    )),
-                }),
-            };
-            plan.push((key, spec, start));
+                    ),
+                };
+                plan.push(((mi, ci), key, spec, start));
+            }
         }
         if cfg.max_in_flight != self.max_in_flight {
             self.limit = Arc::new(Semaphore::new(cfg.max_in_flight));
             self.max_in_flight = cfg.max_in_flight;
         }
         let mut old = std::mem::take(&mut self.loops);
-        let mut ids = Vec::with_capacity(plan.len());
+        let mut ids: Vec<Vec<u64>> = cfg
+            .members
+            .iter()
+            .map(|m| Vec::with_capacity(m.checks.len()))
+            .collect();
         let mut started = 0;
-        for (key, spec, start) in plan {
+        for ((mi, _), key, spec, start) in plan {
             let l = match start {
                 None => old.remove(&key).expect("planned as kept, so present"),
                 Some(target) => {
@@ -171,7 +171,7 @@ impl Prober {
                     self.spawn(spec, target)
                 }
             };
-            ids.push(l.id);
+            ids[mi].push(l.id);
             self.loops.insert(key, l);
         }
         for l in old.into_values() {
@@ -201,6 +201,31 @@ impl Prober {
             l.task.abort();
         }
     }
+}
+
+/// What a loop probes: `target` with `check`.
+fn target_of(
+    cfg: &Config,
+    check: &crate::config::Check,
+    target: std::net::SocketAddr,
+) -> Result<Target, String> {
+    Ok(match &check.kind {
+        CheckKind::Tcp { .. } => Target::Tcp(target, cfg.probe_source),
+        // Replies are waited for until just before the probe's timeout, so that the probe
+        // ends with its count rather than being cut off.
+        CheckKind::Icmp(c) => Target::Icmp(
+            target.ip(),
+            cfg.probe_source,
+            c.clone(),
+            check.timeout.mul_f64(0.9),
+        ),
+        CheckKind::Http(h) => Target::Http(Box::new(http::HttpProbe::new(
+            h,
+            target,
+            cfg.probe_source,
+            cfg.max_body,
+        )?)),
+    })
 }
 
 impl Drop for Prober {
@@ -347,7 +372,7 @@ mod tests {
         }
         let mut got: Vec<u64> = heard.into_keys().collect();
         got.sort_unstable();
-        let mut want = ids.clone();
+        let mut want: Vec<u64> = ids.iter().flatten().copied().collect();
         want.sort_unstable();
         assert_eq!(got, want);
         accept.abort();
