@@ -189,7 +189,8 @@ impl Engine {
     fn first_probe_wait(&self) -> Duration {
         let longest = (0..self.cfg.members.len())
             .filter(|&i| self.members[i].health.state == State::Unknown)
-            .map(|i| self.cfg.checks[self.cfg.members[i].check].timeout)
+            .flat_map(|i| &self.cfg.members[i].checks)
+            .map(|&(c, _)| self.cfg.checks[c].timeout)
             .max()
             .unwrap_or_default();
         longest + Duration::from_millis(250)

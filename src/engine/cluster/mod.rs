@@ -286,8 +286,10 @@ impl Engine {
     /// How long a member's verdicts may differ between instances in the normal course of a
     /// change: every instance detects it within this.
     fn detection(&self, i: usize) -> Duration {
-        let check = &self.cfg.checks[self.cfg.members[i].check];
-        check.interval * check.fall.max(check.rise) + check.timeout + Duration::from_secs(1)
+        let bound = |c: &crate::config::Check| c.interval * c.fall.max(c.rise) + c.timeout;
+        let m = &self.cfg.members[i];
+        let slowest = m.checks.iter().map(|&(c, _)| bound(&self.cfg.checks[c])).max();
+        slowest.unwrap_or_default() + Duration::from_secs(1)
     }
 
     fn disagree_alert(&self, i: usize, mine: bool, d: &Decision) -> Alert {
