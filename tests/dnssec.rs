@@ -102,6 +102,17 @@ impl Setup {
     }
 }
 
+/// gtmd serving the zones signed with one new CSK: the setup, the key's base path, gtmd,
+/// and the zone's trust anchor.
+async fn signed_gtmd() -> (Setup, PathBuf, Gtmd, String) {
+    let s = Setup::new().await;
+    let key = keygen(s.dir.path(), &[]);
+    s.write_config(&format!("{:?}", key.display().to_string()));
+    let g = start_file(&s.path()).await;
+    let anchor = s.anchor();
+    (s, key, g, anchor)
+}
+
 /// `delv` for `name`/`rtype` through `server`, anchored at example.test.; its output.
 fn delv(server: SocketAddr, anchor: &str, name: &str, rtype: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
@@ -228,11 +239,7 @@ impl Unbound {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delv_and_unbound_validate_every_kind_of_answer_and_a_bound_name_after_failover() {
-    let mut s = Setup::new().await;
-    let key = keygen(s.dir.path(), &[]);
-    s.write_config(&format!("{:?}", key.display().to_string()));
-    let g = start_file(&s.path()).await;
-    let anchor = s.anchor();
+    let (mut s, _key, g, anchor) = signed_gtmd().await;
     let full = "; fully validated";
     let negative = "; negative response, fully validated";
     assert_delv(g.dns, &anchor, "www.example.test", "A", full);
@@ -520,11 +527,7 @@ fn the_dnssec_example_loads_and_its_anchor_is_the_keys_ds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_key_at_reload_is_refused_by_file_and_line_and_the_zone_stays_signed() {
-    let s = Setup::new().await;
-    let key = keygen(s.dir.path(), &[]);
-    s.write_config(&format!("{:?}", key.display().to_string()));
-    let g = start_file(&s.path()).await;
-    let anchor = s.anchor();
+    let (s, key, g, anchor) = signed_gtmd().await;
     // The private half no longer matches the public one.
     let other = keygen(s.dir.path(), &[]);
     let private = format!("{}.private", key.display());
@@ -547,11 +550,7 @@ async fn a_broken_key_at_reload_is_refused_by_file_and_line_and_the_zone_stays_s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_answer_too_big_for_udp_is_truncated_and_whole_over_tcp() {
-    let s = Setup::new().await;
-    let key = keygen(s.dir.path(), &[]);
-    s.write_config(&format!("{:?}", key.display().to_string()));
-    let g = start_file(&s.path()).await;
-    let anchor = s.anchor();
+    let (_s, _key, g, anchor) = signed_gtmd().await;
     let ask = |dnssec_ok: bool| {
         let mut q = query_msg("big.example.test.", RecordType::TXT, true);
         if let Some(e) = q.edns.as_mut() {

@@ -288,7 +288,11 @@ impl Engine {
     fn detection(&self, i: usize) -> Duration {
         let bound = |c: &crate::config::Check| c.interval * c.fall.max(c.rise) + c.timeout;
         let m = &self.cfg.members[i];
-        let slowest = m.checks.iter().map(|&(c, _)| bound(&self.cfg.checks[c])).max();
+        let slowest = m
+            .checks
+            .iter()
+            .map(|&(c, _)| bound(&self.cfg.checks[c]))
+            .max();
         slowest.unwrap_or_default() + Duration::from_secs(1)
     }
 
