@@ -102,6 +102,27 @@ impl Setup {
     }
 }
 
+/// `name` in /usr/sbin or /usr/bin; panics naming `package` if it is not installed.
+fn installed(name: &str, package: &str) -> PathBuf {
+    ["/usr/sbin", "/usr/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{name} is not installed (apt-get install {package})"))
+}
+
+/// Runs `bin` with `args` and `conf`, its output discarded; stopped on drop.
+fn daemon(bin: &Path, args: &[&str], conf: &Path) -> KillOnDrop {
+    let child = Command::new(bin)
+        .args(args)
+        .arg(conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    KillOnDrop(child)
+}
+
 /// gtmd serving the zones signed with one new CSK: the setup, the key's base path, gtmd,
 /// and the zone's trust anchor.
 async fn signed_gtmd() -> (Setup, PathBuf, Gtmd, String) {
@@ -185,21 +206,10 @@ impl Unbound {
         );
         let path = dir.path().join("unbound.conf");
         std::fs::write(&path, conf).unwrap();
-        let bin = ["/usr/sbin/unbound", "/usr/bin/unbound"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("unbound is installed (apt-get install unbound)");
-        let child = Command::new(bin)
-            .arg("-d")
-            .arg("-c")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = daemon(&installed("unbound", "unbound"), &["-d", "-c"], &path);
         Unbound {
             addr,
-            _child: KillOnDrop(child),
+            _child: child,
             _dir: dir,
         }
     }
@@ -426,15 +436,8 @@ fn knot_signer(primary: SocketAddr, key: &Path, port: u16) -> (KillOnDrop, tempf
     );
     let path = dir.path().join("knot.conf");
     std::fs::write(&path, conf).unwrap();
-    let bin = |b: &str| {
-        ["/usr/sbin", "/usr/bin"]
-            .iter()
-            .map(|d| Path::new(d).join(b))
-            .find(|p| p.exists())
-            .unwrap_or_else(|| panic!("{b} is not installed (apt-get install knot)"))
-    };
     let keymgr = |args: &[&str]| {
-        let out = Command::new(bin("keymgr"))
+        let out = Command::new(installed("keymgr", "knot"))
             .arg("-c")
             .arg(&path)
             .arg("example.test.")
@@ -453,14 +456,7 @@ fn knot_signer(primary: SocketAddr, key: &Path, port: u16) -> (KillOnDrop, tempf
         .unwrap()
         .to_string();
     keymgr(&["set", tag.trim_start_matches('0'), "zsk=yes"]);
-    let child = Command::new(bin("knotd"))
-        .arg("-c")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    (KillOnDrop(child), dir)
+    (daemon(&installed("knotd", "knot"), &["-c"], &path), dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
