@@ -24,10 +24,11 @@ pub(super) fn build_pools(
         for (i, m) in p.members.iter().enumerate() {
             let mp = format!("{pp}.members[{i}]");
             let mut member = build_member(cx, &mp, m, &checks[check])?;
-            for &c in &own {
-                let target = build_member(cx, &mp, m, &checks[c])?.target;
-                member.checks.push((c, target));
-            }
+            let ip = member.target.ip();
+            member.checks = own
+                .iter()
+                .map(|&c| (c, SocketAddr::new(ip, probe_port(m, &checks[c]))))
+                .collect();
             member.require = require;
             if ids.iter().any(|&j: &usize| members[j].name == member.name) {
                 return Err(cx.err(&format!("{mp}.name"), format!("{:?} is already a member of pool {pname:?}; member names must be unique in a pool", member.name)));
@@ -154,6 +155,15 @@ fn pool_checks(
     Ok((own, require))
 }
 
+/// The port `check` probes member `m` at: its `probe_port`, or the check's own.
+fn probe_port(m: &file::Member, check: &Check) -> u16 {
+    m.probe_port.unwrap_or(match &check.kind {
+        CheckKind::Tcp { port } => *port,
+        CheckKind::Http(h) => h.port,
+        CheckKind::Icmp(_) => 0,
+    })
+}
+
 /// Why `a` cannot be a member's address (answers must be unicast), if it cannot.
 fn not_unicast(a: IpAddr) -> Option<&'static str> {
     match a.to_canonical() {
@@ -192,11 +202,7 @@ fn build_member(
             )
         })?,
     };
-    let port = m.probe_port.unwrap_or(match &check.kind {
-        CheckKind::Tcp { port } => *port,
-        CheckKind::Http(h) => h.port,
-        CheckKind::Icmp(_) => 0,
-    });
+    let port = probe_port(m, check);
     let name = m.name.clone().unwrap_or_else(|| m.address.clone());
     let weight = m.weight.unwrap_or(1);
     if weight == 0 || weight > 1_000_000 {
