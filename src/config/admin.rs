@@ -42,6 +42,7 @@ pub(super) struct Probe {
     pub max_body: usize,
     pub queue: usize,
     pub source: Option<std::net::IpAddr>,
+    pub resolvers: Vec<std::net::SocketAddr>,
 }
 
 pub(super) fn build_probe(cx: &Ctx, p: &file::Probe) -> Result<Probe, ConfigError> {
@@ -62,8 +63,22 @@ pub(super) fn build_probe(cx: &Ctx, p: &file::Probe) -> Result<Probe, ConfigErro
             )
         })?),
     };
+    let mut resolvers = Vec::new();
+    for (i, r) in p.resolvers.iter().flatten().enumerate() {
+        let at = r
+            .parse::<std::net::SocketAddr>()
+            .or_else(|_| r.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
+            .map_err(|_| {
+                cx.err(
+                    &format!("probe.resolvers[{i}]"),
+                    format!("{r:?} is not an address, or an address and port (\"192.0.2.53\", \"[2001:db8::53]:5300\")"),
+                )
+            })?;
+        resolvers.push(at);
+    }
     Ok(Probe {
         source,
+        resolvers,
         max_in_flight,
         max_body: p.max_body.unwrap_or(64 * 1024),
         queue,

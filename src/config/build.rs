@@ -46,6 +46,7 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
         max_body: probe.max_body,
         probe_queue: probe.queue,
         probe_source: probe.source,
+        resolvers: probe.resolvers,
         checks,
         pools,
         members,

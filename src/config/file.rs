@@ -149,6 +149,7 @@ pub struct Probe {
     pub max_body: Option<usize>,
     pub queue: Option<usize>,
     pub source: Option<String>,
+    pub resolvers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -218,7 +219,8 @@ pub enum Require {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Member {
-    pub address: String,
+    pub address: Option<String>,
+    pub cname: Option<String>,
     pub name: Option<String>,
     pub weight: Option<u32>,
     pub region: Option<String>,

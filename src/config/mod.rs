@@ -110,17 +110,56 @@ pub struct HttpCheck {
 pub struct Member {
     pub pool: usize,
     pub name: String,
+    /// The address answered (unspecified for a member that is a domain name).
     pub address: IpAddr,
+    /// The domain name answered as a CNAME, for a member that is one (`cname = "..."`).
+    pub cname: Option<Name>,
     pub weight: u32,
     pub region: Option<String>,
-    /// Where the (first) health check connects.
-    pub target: SocketAddr,
     /// The (first) check.
     pub check: usize,
     /// Every check of the member with where it connects, the first one first.
-    pub checks: Vec<(usize, SocketAddr)>,
+    pub checks: Vec<(usize, ProbeAt)>,
     /// How many of `checks` must be up for the member to be up (1 to their number).
     pub require: usize,
+}
+
+impl Member {
+    /// What the member answers, as written: its address or its domain name.
+    pub fn answer(&self) -> String {
+        match &self.cname {
+            Some(n) => n.to_string(),
+            None => self.address.to_string(),
+        }
+    }
+}
+
+/// Where a member's check connects.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ProbeAt {
+    /// This address and port.
+    Addr(SocketAddr),
+    /// The addresses this name resolves to (as the probe runs, at the records' TTL), at
+    /// this port.
+    Resolve(Name, u16),
+}
+
+impl ProbeAt {
+    pub fn port(&self) -> u16 {
+        match self {
+            ProbeAt::Addr(a) => a.port(),
+            ProbeAt::Resolve(_, p) => *p,
+        }
+    }
+}
+
+impl std::fmt::Display for ProbeAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeAt::Addr(a) => write!(f, "{a}"),
+            ProbeAt::Resolve(n, p) => write!(f, "{n} port {p}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -144,6 +183,8 @@ pub struct BoundName {
     /// The TTL while any member behind the name is down or failing.
     pub degraded_ttl: u32,
     pub all_down: AllDown,
+    /// Its members are domain names: it answers one of them as a CNAME, for every type.
+    pub cname: bool,
 }
 
 /// How a bound name chooses its answer among the healthy members behind it.
@@ -271,6 +312,9 @@ pub struct Config {
     pub probe_queue: usize,
     /// Probes connect from this address (`None`: the kernel's choice).
     pub probe_source: Option<std::net::IpAddr>,
+    /// The DNS servers that resolve members that are domain names (empty: the system's, from
+    /// /etc/resolv.conf).
+    pub resolvers: Vec<SocketAddr>,
     pub checks: Vec<Check>,
     pub pools: Vec<Pool>,
     pub members: Vec<Member>,

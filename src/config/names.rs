@@ -73,8 +73,29 @@ pub(super) fn build_names(
                 format!("{degraded_ttl} is out of range: 1 to ttl ({ttl}) seconds"),
             ));
         }
-        let policy = build_policy(cx, &np, b, pools, members, &ids)?;
+        let mut policy = build_policy(cx, &np, b, pools, members, &ids)?;
         let all_down = build_all_down(cx, &np, b, pools)?;
+        let cname = cname_pool(pools, members, ids[0]);
+        let fallback = match &all_down {
+            AllDown::Fallback { pools, .. } => pools.as_slice(),
+            _ => &[],
+        };
+        for (i, &p) in ids.iter().chain(fallback).enumerate() {
+            if cname_pool(pools, members, p) != cname {
+                let at = if i < ids.len() {
+                    format!("{np}.pools[{i}]")
+                } else {
+                    format!("{np}.fallback")
+                };
+                return Err(cx.err(&at, format!(
+                    "pool {:?} holds {} but pool {:?} holds {}: a name answers either addresses or one CNAME, not both",
+                    pools[p].name, holds(cname_pool(pools, members, p)), pools[ids[0]].name, holds(cname)
+                )));
+            }
+        }
+        if cname {
+            cname_policy(cx, &np, b, &mut policy, &all_down)?;
+        }
         out.push(BoundName {
             name,
             pools: ids,
@@ -82,9 +103,60 @@ pub(super) fn build_names(
             ttl,
             degraded_ttl,
             all_down,
+            cname,
         });
     }
     Ok(out)
+}
+
+/// Whether pool `p` holds domain names (a pool holds only one kind).
+fn cname_pool(pools: &[Pool], members: &[Member], p: usize) -> bool {
+    pools[p]
+        .members
+        .first()
+        .is_some_and(|&i| members[i].cname.is_some())
+}
+
+fn holds(cname: bool) -> &'static str {
+    if cname {
+        "domain names"
+    } else {
+        "addresses"
+    }
+}
+
+/// A name answering a CNAME answers one target: more than one answer is an error, and the
+/// policy's count is 1. A fallback to fixed addresses is an error too.
+fn cname_policy(
+    cx: &Ctx,
+    np: &str,
+    b: &file::BoundName,
+    policy: &mut Policy,
+    all_down: &AllDown,
+) -> Result<(), ConfigError> {
+    for (k, v) in [("max_answers", b.max_answers), ("answers", b.answers)] {
+        if v.is_some_and(|v| v > 1) {
+            return Err(cx.err(
+                &format!("{np}.{k}"),
+                "this name's members are domain names, and a CNAME answer holds one name: 1 at most",
+            ));
+        }
+    }
+    if let AllDown::Fallback { addresses, .. } = all_down {
+        if let Some(a) = addresses.first() {
+            return Err(cx.err(
+                &format!("{np}.fallback"),
+                format!("{a} is an address, but this name's members are domain names (it answers a CNAME): fall back to a pool of domain names"),
+            ));
+        }
+    }
+    match policy {
+        Policy::All { max_answers }
+        | Policy::Failover { max_answers, .. }
+        | Policy::Topology { max_answers, .. } => *max_answers = 1,
+        Policy::Weighted { answers } => *answers = 1,
+    }
+    Ok(())
 }
 
 fn build_policy(

@@ -4,7 +4,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::file;
 use super::names::names_of;
-use super::{key, Check, CheckKind, ConfigError, Ctx, Member, Pool, Region};
+use hickory_proto::rr::Name;
+
+use super::{key, Check, CheckKind, ConfigError, Ctx, Member, Pool, ProbeAt, Region};
 
 pub(super) fn build_pools(
     cx: &Ctx,
@@ -23,13 +25,30 @@ pub(super) fn build_pools(
         let mut ids = Vec::new();
         for (i, m) in p.members.iter().enumerate() {
             let mp = format!("{pp}.members[{i}]");
-            let mut member = build_member(cx, &mp, m, &checks[check])?;
-            let ip = member.target.ip();
+            let (mut member, at) = build_member(cx, &mp, m)?;
             member.checks = own
                 .iter()
-                .map(|&c| (c, SocketAddr::new(ip, probe_port(m, &checks[c]))))
+                .map(|&c| {
+                    let port = probe_port(m, &checks[c]);
+                    let at = match &at {
+                        Ok(ip) => ProbeAt::Addr(SocketAddr::new(*ip, port)),
+                        Err(name) => ProbeAt::Resolve(name.clone(), port),
+                    };
+                    (c, at)
+                })
                 .collect();
             member.require = require;
+            if let Some(&first) = ids.first() {
+                let first: &Member = &members[first];
+                if first.cname.is_some() != member.cname.is_some() {
+                    let (a, n) = if member.cname.is_some() {
+                        (first.answer(), member.answer())
+                    } else {
+                        (member.answer(), first.answer())
+                    };
+                    return Err(cx.err(&mp, format!("pool {pname:?} mixes an address ({a}) and a domain name ({n}); a name answers either addresses or one CNAME, so give them pools of their own")));
+                }
+            }
             if ids.iter().any(|&j: &usize| members[j].name == member.name) {
                 return Err(cx.err(&format!("{mp}.name"), format!("{:?} is already a member of pool {pname:?}; member names must be unique in a pool", member.name)));
             }
@@ -174,49 +193,89 @@ fn not_unicast(a: IpAddr) -> Option<&'static str> {
     }
 }
 
-/// One member as written (its pool fills in `pool`, `check` and a missing `region`).
+/// One member as written (its pool fills in `pool`, `check`, `checks` and a missing
+/// `region`), with where it is probed: an address, or a name to resolve.
 fn build_member(
     cx: &Ctx,
     mp: &str,
     m: &file::Member,
-    check: &Check,
-) -> Result<Member, ConfigError> {
-    let address: IpAddr = m.address.parse().map_err(|_| {
-        cx.err(
-            &format!("{mp}.address"),
-            format!("{:?} is not an IPv4 or IPv6 address", m.address),
-        )
-    })?;
-    if let Some(why) = not_unicast(address) {
-        return Err(cx.err(
-            &format!("{mp}.address"),
-            format!("{address} is {why}: a client cannot reach a service there"),
-        ));
-    }
-    let probe_ip: IpAddr = match &m.probe_address {
-        None => address,
-        Some(a) => a.parse().map_err(|_| {
+) -> Result<(Member, Result<IpAddr, Name>), ConfigError> {
+    let (address, cname, written) = match (&m.address, &m.cname) {
+        (Some(a), None) => {
+            let address: IpAddr = a.parse().map_err(|_| {
+                let hint = if a.parse::<f64>().is_err() && a.contains('.') {
+                    "; a member that is a domain name is written cname = \"...\""
+                } else {
+                    ""
+                };
+                cx.err(
+                    &format!("{mp}.address"),
+                    format!("{a:?} is not an IPv4 or IPv6 address{hint}"),
+                )
+            })?;
+            if let Some(why) = not_unicast(address) {
+                return Err(cx.err(
+                    &format!("{mp}.address"),
+                    format!("{address} is {why}: a client cannot reach a service there"),
+                ));
+            }
+            (address, None, a)
+        }
+        (None, Some(n)) => {
+            let fqdn = if n.ends_with('.') {
+                n.clone()
+            } else {
+                format!("{n}.")
+            };
+            let name = Name::from_ascii(&fqdn)
+                .ok()
+                .filter(|x| x.num_labels() > 0 && n.parse::<IpAddr>().is_err())
+                .ok_or_else(|| {
+                    cx.err(
+                        &format!("{mp}.cname"),
+                        format!("{n:?} is not a domain name"),
+                    )
+                })?;
+            (IpAddr::from([0, 0, 0, 0]), Some(name), n)
+        }
+        (Some(_), Some(_)) => {
+            return Err(cx.err(
+                &format!("{mp}.cname"),
+                "give address or cname, not both: a member is answered as one or the other",
+            ))
+        }
+        (None, None) => {
+            return Err(cx.err(
+                mp,
+                "a member needs an address (or a cname: a domain name to answer)",
+            ))
+        }
+    };
+    let at = match (&m.probe_address, &cname) {
+        (None, None) => Ok(address),
+        (None, Some(n)) => Err(n.clone()),
+        (Some(a), _) => Ok(a.parse().map_err(|_| {
             cx.err(
                 &format!("{mp}.probe_address"),
                 format!("{a:?} is not an IP address"),
             )
-        })?,
+        })?),
     };
-    let port = probe_port(m, check);
-    let name = m.name.clone().unwrap_or_else(|| m.address.clone());
+    let name = m.name.clone().unwrap_or_else(|| written.clone());
     let weight = m.weight.unwrap_or(1);
     if weight == 0 || weight > 1_000_000 {
         return Err(cx.err(&format!("{mp}.weight"), "must be 1 to 1000000"));
     }
-    Ok(Member {
+    let member = Member {
         pool: 0,
         name,
         address,
+        cname,
         weight,
         region: m.region.clone(),
-        target: SocketAddr::new(probe_ip, port),
         check: 0,
         checks: Vec::new(),
         require: 1,
-    })
+    };
+    Ok((member, at))
 }

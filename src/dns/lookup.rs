@@ -194,6 +194,26 @@ fn from_node(
     }
     let owner = bound.map(|(l, _)| l);
     let bound = bound.map(|(_, b)| b);
+    // Types that live beside a CNAME (RFC 4035 section 2.5: RRSIG and NSEC) are answered at
+    // the node itself, as Knot answers them: NODATA here, never the CNAME.
+    let beside_cname = matches!(qtype, RecordType::RRSIG | RecordType::NSEC);
+    if let Some(c) = bound
+        .and_then(|b| b.cname.as_ref())
+        .filter(|_| !beside_cname)
+    {
+        // A name whose members are domain names: its chosen CNAME, as a static one.
+        if c.servfail {
+            ans.rcode = ResponseCode::ServFail;
+            return None;
+        }
+        let records = chosen(c, owner, pick);
+        let Some(RData::CNAME(target)) = records.first().map(|r| &r.data) else {
+            ans.authority.push(soa_for_negative(zone)); // all down, answering NODATA
+            return None;
+        };
+        push_owned(&mut ans.answer, records, name);
+        return (!matches!(qtype, RecordType::CNAME | RecordType::ANY)).then(|| target.0.clone());
+    }
     if bound
         .and_then(|b| b.choice(qtype))
         .is_some_and(|c| c.servfail)
@@ -230,9 +250,6 @@ fn from_node(
         }
         return None;
     }
-    // Types that live beside a CNAME (RFC 4035 section 2.5: RRSIG and NSEC) are answered at
-    // the node itself, as Knot answers them: NODATA here, never the CNAME.
-    let beside_cname = matches!(qtype, RecordType::RRSIG | RecordType::NSEC);
     if let Some(cname) = node.get(RecordType::CNAME).filter(|_| !beside_cname) {
         push_owned(&mut ans.answer, &cname.records, name);
         if let RData::CNAME(target) = &cname.records[0].data {

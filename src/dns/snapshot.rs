@@ -167,11 +167,39 @@ impl Choice {
     }
 }
 
+impl Choice {
+    /// What a transfer carries for a CNAME choice, which must be one record: the likeliest
+    /// set of the unmatched clients (the first of equals). Nothing for a name set to fail.
+    pub fn transferred_one(&self) -> Vec<Record> {
+        if self.servfail {
+            return Vec::new();
+        }
+        let (start, end) = self
+            .sel
+            .groups
+            .first()
+            .copied()
+            .unwrap_or((0, self.sets.len()));
+        let mut best: Option<(u64, usize)> = None;
+        for i in start..end.min(self.sets.len()) {
+            let low = if i == start { 0 } else { self.sel.cum[i - 1] };
+            let p = self.sel.cum.get(i).map_or(0, |c| c - low);
+            if best.is_none_or(|(b, _)| p > b) {
+                best = Some((p, i));
+            }
+        }
+        best.map(|(_, i)| self.sets[i].clone()).unwrap_or_default()
+    }
+}
+
 /// The answers of a pool-bound name right now.
 #[derive(Debug, Clone, Default)]
 pub struct Bound {
     pub a: Choice,
     pub aaaa: Choice,
+    /// A name whose members are domain names: its CNAME, answered for every type (`a` and
+    /// `aaaa` are then empty).
+    pub cname: Option<Choice>,
     /// No member behind the name is healthy: the answer is its all-down behaviour.
     pub all_down: bool,
     /// Some member behind the name is down or failing: answers carry the degraded TTL.
@@ -188,13 +216,22 @@ impl Bound {
         }
     }
 
-    /// The choice for A or AAAA; `None` for any other type (the zone file answers).
+    /// The choice for A or AAAA; `None` for any other type (the zone file answers), and for
+    /// a name that answers a CNAME.
     pub fn choice(&self, rtype: RecordType) -> Option<&Choice> {
         match rtype {
+            _ if self.cname.is_some() => None,
             RecordType::A => Some(&self.a),
             RecordType::AAAA => Some(&self.aaaa),
             _ => None,
         }
+    }
+
+    /// Every choice with the type of its records.
+    pub fn choices(&self) -> impl Iterator<Item = (RecordType, &Choice)> {
+        [(RecordType::A, &self.a), (RecordType::AAAA, &self.aaaa)]
+            .into_iter()
+            .chain(self.cname.iter().map(|c| (RecordType::CNAME, c)))
     }
 }
 

@@ -32,7 +32,8 @@ impl Engine {
         a.pool = Some(pool.clone());
         a.member = Some(m.name.clone());
         a.region = m.region.clone();
-        a.address = Some(m.address);
+        a.address = m.cname.is_none().then_some(m.address);
+        a.cname = m.cname.as_ref().map(|n| n.to_string());
         a.old_state = Some(tr.from.to_string());
         a.new_state = Some(tr.to.to_string());
         a.error = error;

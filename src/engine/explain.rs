@@ -63,7 +63,12 @@ pub struct FamilyAnswer {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Odds {
+    /// The addresses of an A or AAAA answer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<IpAddr>,
+    /// The target of a CNAME answer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
     pub probability: f64,
 }
 
@@ -71,7 +76,10 @@ pub struct Odds {
 pub struct MemberWhy {
     pub pool: String,
     pub member: String,
-    pub address: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cname: Option<String>,
     pub region: Option<String>,
     /// Healthy by the engine's rules (or forced up): the policy may use it.
     pub eligible: bool,
@@ -128,12 +136,34 @@ impl Engine {
             _ => (0, None),
         };
         let mut families = Vec::new();
+        if b.cname {
+            let plans = policy::cname_plans(&self.cfg, b, &view);
+            if let Some(p) = plans.into_iter().nth(group) {
+                let sets = p
+                    .sets
+                    .into_iter()
+                    .map(|(s, w)| (s.iter().map(|n| n.to_string()).collect::<Vec<_>>(), w));
+                families.push(FamilyAnswer {
+                    rtype: "CNAME",
+                    all_down: p.all_down,
+                    servfail: p.servfail,
+                    answers: merge(sets.collect())
+                        .into_iter()
+                        .map(|(names, probability)| Odds {
+                            addresses: Vec::new(),
+                            names,
+                            probability,
+                        })
+                        .collect(),
+                });
+            }
+        }
         for v6 in [false, true] {
             let members = self.members_of(b);
-            if !members
-                .iter()
-                .any(|&i| self.cfg.members[i].address.is_ipv6() == v6)
-            {
+            if !members.iter().any(|&i| {
+                let m = &self.cfg.members[i];
+                m.cname.is_none() && m.address.is_ipv6() == v6
+            }) {
                 continue;
             }
             let plans = policy::plans(&self.cfg, b, v6, &view);
@@ -144,7 +174,14 @@ impl Engine {
                 rtype: if v6 { "AAAA" } else { "A" },
                 all_down: p.all_down,
                 servfail: p.servfail,
-                answers: merge(p.sets),
+                answers: merge(p.sets)
+                    .into_iter()
+                    .map(|(addresses, probability)| Odds {
+                        addresses,
+                        names: Vec::new(),
+                        probability,
+                    })
+                    .collect(),
             });
         }
         let degraded = self
@@ -235,7 +272,10 @@ impl Engine {
         let in_answer = families
             .iter()
             .flat_map(|f| &f.answers)
-            .filter(|o| o.addresses.contains(&m.address))
+            .filter(|o| match &m.cname {
+                Some(n) => o.names.contains(&n.to_string()),
+                None => o.addresses.contains(&m.address),
+            })
             .fold(0.0, |sum, o| sum + o.probability);
         let since = last
             .since
@@ -295,7 +335,8 @@ impl Engine {
         MemberWhy {
             pool: self.cfg.pools[m.pool].name.clone(),
             member: m.name.clone(),
-            address: m.address,
+            address: m.cname.is_none().then_some(m.address),
+            cname: m.cname.as_ref().map(|n| n.to_string()),
             region: m.region.clone(),
             eligible: self.answered(i, now),
             in_answer,
@@ -340,18 +381,15 @@ impl Engine {
 }
 
 /// Answers that differ only in order (rotations) as one set, with their probabilities added.
-fn merge(sets: Vec<(Vec<IpAddr>, f64)>) -> Vec<Odds> {
-    let mut out: Vec<Odds> = Vec::new();
+fn merge<T: Ord>(sets: Vec<(Vec<T>, f64)>) -> Vec<(Vec<T>, f64)> {
+    let mut out: Vec<(Vec<T>, f64)> = Vec::new();
     for (mut a, p) in sets {
         a.sort();
-        match out.iter_mut().find(|o| o.addresses == a) {
-            Some(o) => o.probability += p,
-            None => out.push(Odds {
-                addresses: a,
-                probability: p,
-            }),
+        match out.iter_mut().find(|o| o.0 == a) {
+            Some(o) => o.1 += p,
+            None => out.push((a, p)),
         }
     }
-    out.sort_by(|x, y| y.probability.total_cmp(&x.probability));
+    out.sort_by(|x, y| y.1.total_cmp(&x.1));
     out
 }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{LowerName, Name, RData, Record};
 
 use super::Engine;
@@ -86,10 +86,41 @@ impl Engine {
             c.servfail = servfail;
             (c, all_down)
         };
+        if b.cname {
+            let plans = policy::cname_plans(cfg, b, &view);
+            let servfail = plans.iter().any(|p| p.servfail);
+            let all_down = plans.iter().any(|p| p.all_down);
+            let groups = plans
+                .into_iter()
+                .map(|p| {
+                    p.sets
+                        .into_iter()
+                        .map(|(targets, w)| {
+                            let records = targets
+                                .into_iter()
+                                .map(|t| {
+                                    Record::from_rdata(b.name.clone(), ttl, RData::CNAME(CNAME(t)))
+                                })
+                                .collect();
+                            (records, w)
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut c = Choice::grouped(groups, table);
+            c.servfail = servfail;
+            return Bound {
+                cname: Some(c),
+                all_down: ready && all_down,
+                degraded,
+                ..Default::default()
+            };
+        }
         let ((a, down4), (aaaa, down6)) = (choice(false), choice(true));
         Bound {
             a,
             aaaa,
+            cname: None,
             all_down: ready && (down4 || down6),
             degraded,
         }

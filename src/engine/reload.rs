@@ -214,7 +214,7 @@ fn carry(old: &Config, new: &Config) -> Vec<Option<usize>> {
             let probes = |c: &Config, m: &crate::config::Member| {
                 m.checks
                     .iter()
-                    .map(|&(k, t)| (t, c.checks[k].kind.clone()))
+                    .map(|(k, t)| (t.clone(), c.checks[*k].kind.clone()))
                     .collect::<Vec<_>>()
             };
             let same = o.require == m.require && probes(old, o) == probes(new, m);

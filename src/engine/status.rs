@@ -26,7 +26,11 @@ pub struct OverrideStatus {
 pub struct MemberStatus {
     pub pool: String,
     pub name: String,
-    pub address: IpAddr,
+    /// What the member answers: its address, or (`cname`) a domain name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cname: Option<String>,
     pub probe_target: String,
     pub state: State,
     /// Up, but failing: on its way down if the failures continue.
@@ -81,8 +85,9 @@ pub struct CheckStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct NameStatus {
     pub name: String,
-    /// Every address the name may answer now (a weighted name answers some of them per query).
-    pub answer: Vec<IpAddr>,
+    /// Every address the name may answer now (a weighted name answers some of them per query),
+    /// or for a name whose members are domain names, every CNAME target it may answer.
+    pub answer: Vec<String>,
     /// The TTL answered now: `degraded_ttl` while `degraded`.
     pub ttl: u32,
     /// Some member behind the name is down or failing.
@@ -197,8 +202,9 @@ impl Engine {
         MemberStatus {
             pool: self.cfg.pools[m.pool].name.clone(),
             name: m.name.clone(),
-            address: m.address,
-            probe_target: m.target.to_string(),
+            address: m.cname.is_none().then_some(m.address),
+            cname: m.cname.as_ref().map(|n| n.to_string()),
+            probe_target: m.checks[0].1.to_string(),
             state: self.members[i].health.state,
             suspect: self.members[i].health.suspect(),
             streak: self.members[i].health.streak,
@@ -239,8 +245,8 @@ impl Engine {
         m.checks
             .iter()
             .zip(&s.checks)
-            .map(|(&(c, target), cs)| CheckStatus {
-                check: self.cfg.checks[c].name.clone(),
+            .map(|((c, target), cs)| CheckStatus {
+                check: self.cfg.checks[*c].name.clone(),
                 probe_target: target.to_string(),
                 state: cs.health.state,
                 streak: cs.health.streak,
@@ -259,13 +265,18 @@ fn name_status(
     b: &crate::config::BoundName,
     e: Option<&crate::dns::snapshot::Bound>,
 ) -> NameStatus {
-    let mut answer: Vec<IpAddr> = Vec::new();
-    for c in e.iter().flat_map(|e| [&e.a, &e.aaaa]) {
+    let mut answer: Vec<String> = Vec::new();
+    for (_, c) in e.iter().flat_map(|e| e.choices()) {
         for r in c.sets.iter().flatten() {
-            if let Some(ip) = r.data.ip_addr() {
-                if !answer.contains(&ip) {
-                    answer.push(ip);
-                }
+            let a = match &r.data {
+                hickory_proto::rr::RData::CNAME(n) => n.0.to_string(),
+                d => match d.ip_addr() {
+                    Some(ip) => ip.to_string(),
+                    None => continue,
+                },
+            };
+            if !answer.contains(&a) {
+                answer.push(a);
             }
         }
     }

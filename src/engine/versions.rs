@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use hickory_proto::rr::{LowerName, Record};
+use hickory_proto::rr::{LowerName, Record, RecordType};
 use hickory_proto::serialize::binary::BinEncodable;
 
 use crate::dns::snapshot::{serial_gt, with_serial};
@@ -265,8 +265,12 @@ fn live_by_zone(zones: &Zones, bound: &HashMap<LowerName, Bound>) -> Vec<Vec<Rec
     let mut out: Vec<Vec<Record>> = zones.iter().map(|_| Vec::new()).collect();
     for (name, b) in bound {
         if let Some(zi) = zones.index_of(name) {
-            out[zi].extend(b.a.transferred());
-            out[zi].extend(b.aaaa.transferred());
+            for (t, c) in b.choices() {
+                out[zi].extend(match t {
+                    RecordType::CNAME => c.transferred_one(),
+                    _ => c.transferred(),
+                });
+            }
         }
     }
     for records in &mut out {

@@ -40,6 +40,9 @@ pub struct Alert {
     pub member: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<IpAddr>,
+    /// The domain name a member answers, for a member that is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cname: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub old_state: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -276,6 +279,7 @@ async fn run_command(cfg: &AlertConfig, a: &Alert, body: &str) -> Result<(), Str
         opt("GTMD_POOL", &a.pool),
         opt("GTMD_REGION", &a.region),
         opt("GTMD_MEMBER", &a.member),
+        opt("GTMD_CNAME", &a.cname),
         opt("GTMD_OLD_STATE", &a.old_state),
         opt("GTMD_NEW_STATE", &a.new_state),
         opt("GTMD_ERROR", &a.error),

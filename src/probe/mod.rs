@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod icmp;
+pub mod resolve;
 pub mod tcp;
 
 use std::collections::HashMap;
@@ -16,7 +17,7 @@ use rand::Rng;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::AbortHandle;
 
-use crate::config::{CheckKind, Config};
+use crate::config::{CheckKind, Config, ProbeAt};
 use crate::steer::health::{Health, Thresholds};
 
 /// The result of one probe of one member.
@@ -30,7 +31,23 @@ pub struct ProbeReport {
     pub at: Instant,
 }
 
+/// What one probe loop probes: an address, or the addresses a name resolves to.
 enum Target {
+    Direct(Direct),
+    Resolved(Box<resolve::Resolved>),
+}
+
+impl Target {
+    async fn probe(&mut self) -> Result<(), String> {
+        match self {
+            Target::Direct(d) => d.probe().await,
+            Target::Resolved(r) => r.probe().await,
+        }
+    }
+}
+
+/// A probe of one address.
+pub enum Direct {
     Tcp(std::net::SocketAddr, Option<std::net::IpAddr>),
     Http(Box<http::HttpProbe>),
     /// The address, the source, the check, and how long its echoes are waited for.
@@ -42,12 +59,12 @@ enum Target {
     ),
 }
 
-impl Target {
+impl Direct {
     async fn probe(&mut self) -> Result<(), String> {
         match self {
-            Target::Tcp(a, s) => tcp::probe(*a, *s).await,
-            Target::Http(h) => h.probe().await,
-            Target::Icmp(a, s, c, within) => icmp::probe(*a, *s, c, *within).await,
+            Direct::Tcp(a, s) => tcp::probe(*a, *s).await,
+            Direct::Http(h) => h.probe().await,
+            Direct::Icmp(a, s, c, within) => icmp::probe(*a, *s, c, *within).await,
         }
     }
 }
@@ -65,7 +82,9 @@ struct Pace {
 /// Everything a probe loop does; a loop runs on unchanged across a reload while this holds.
 #[derive(Debug, Clone, PartialEq)]
 struct Spec {
-    target: std::net::SocketAddr,
+    target: ProbeAt,
+    /// The resolvers of a target that is a name (empty otherwise).
+    resolvers: Vec<std::net::SocketAddr>,
     check: String,
     kind: CheckKind,
     pace: Pace,
@@ -93,6 +112,9 @@ pub struct Prober {
     /// Keyed by pool, member and check name.
     loops: HashMap<(String, String, String), Loop>,
     next_id: u64,
+    /// The resolver for members that are domain names, made when first needed, with the
+    /// servers it asks.
+    resolver: Option<(Vec<std::net::SocketAddr>, resolve::Resolver)>,
 }
 
 impl Prober {
@@ -103,6 +125,7 @@ impl Prober {
             max_in_flight: 0,
             loops: HashMap::new(),
             next_id: 0,
+            resolver: None,
         }
     }
 
@@ -116,15 +139,21 @@ impl Prober {
         }
         let mut plan = Vec::with_capacity(cfg.members.len());
         for (mi, m) in cfg.members.iter().enumerate() {
-            for (ci, &(c, target)) in m.checks.iter().enumerate() {
+            for (ci, (c, target)) in m.checks.iter().enumerate() {
+                let c = *c;
                 let check = &cfg.checks[c];
                 let key = (
                     cfg.pools[m.pool].name.clone(),
                     m.name.clone(),
                     check.name.clone(),
                 );
+                let resolvers = match target {
+                    ProbeAt::Resolve(..) => cfg.resolvers.clone(),
+                    ProbeAt::Addr(_) => Vec::new(),
+                };
                 let spec = Spec {
-                    target,
+                    target: target.clone(),
+                    resolvers,
                     check: check.name.clone(),
                     kind: check.kind.clone(),
                     pace: Pace {
@@ -142,7 +171,7 @@ impl Prober {
                 let start = match self.loops.get(&key) {
                     Some(l) if l.spec == spec => None,
                     _ => Some(
-                        target_of(cfg, check, target)
+                        self.target_of(cfg, check, target)
                             .map_err(|e| format!("pool {} member {}: {e}", key.0, key.1))?,
                     ),
                 };
@@ -203,28 +232,55 @@ impl Prober {
     }
 }
 
-/// What a loop probes: `target` with `check`.
-fn target_of(
-    cfg: &Config,
-    check: &crate::config::Check,
-    target: std::net::SocketAddr,
-) -> Result<Target, String> {
-    Ok(match &check.kind {
-        CheckKind::Tcp { .. } => Target::Tcp(target, cfg.probe_source),
+impl Prober {
+    /// What a loop probes: `target` with `check`.
+    fn target_of(
+        &mut self,
+        cfg: &Config,
+        check: &crate::config::Check,
+        target: &ProbeAt,
+    ) -> Result<Target, String> {
+        let (source, max_body) = (cfg.probe_source, cfg.max_body);
+        let (kind, timeout) = (check.kind.clone(), check.timeout);
+        let make = move |at| direct(&kind, timeout, at, source, max_body);
+        Ok(match target {
+            ProbeAt::Addr(a) => Target::Direct(make(*a)?),
+            ProbeAt::Resolve(name, port) => {
+                let resolver = match &self.resolver {
+                    Some((servers, r)) if *servers == cfg.resolvers => r.clone(),
+                    _ => {
+                        let r = resolve::resolver(&cfg.resolvers)?;
+                        self.resolver = Some((cfg.resolvers.clone(), r.clone()));
+                        r
+                    }
+                };
+                Target::Resolved(Box::new(resolve::Resolved::new(
+                    name.clone(),
+                    *port,
+                    resolver,
+                    Box::new(make),
+                )))
+            }
+        })
+    }
+}
+
+/// The probe of `at` by a check of `kind`.
+fn direct(
+    kind: &CheckKind,
+    timeout: Duration,
+    at: std::net::SocketAddr,
+    source: Option<std::net::IpAddr>,
+    max_body: usize,
+) -> Result<Direct, String> {
+    Ok(match kind {
+        CheckKind::Tcp { .. } => Direct::Tcp(at, source),
         // Replies are waited for until just before the probe's timeout, so that the probe
         // ends with its count rather than being cut off.
-        CheckKind::Icmp(c) => Target::Icmp(
-            target.ip(),
-            cfg.probe_source,
-            c.clone(),
-            check.timeout.mul_f64(0.9),
-        ),
-        CheckKind::Http(h) => Target::Http(Box::new(http::HttpProbe::new(
-            h,
-            target,
-            cfg.probe_source,
-            cfg.max_body,
-        )?)),
+        CheckKind::Icmp(c) => Direct::Icmp(at.ip(), source, c.clone(), timeout.mul_f64(0.9)),
+        CheckKind::Http(h) => {
+            Direct::Http(Box::new(http::HttpProbe::new(h, at, source, max_body)?))
+        }
     })
 }
 

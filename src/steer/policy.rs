@@ -14,20 +14,23 @@
 
 use std::net::IpAddr;
 
+use hickory_proto::rr::Name;
+
 use crate::config::{AllDown, BoundName, Config, MinHealthy, Policy};
 
-/// The answers of one name for one address family.
+/// The answers of one name for one address family (or, `T` = [`Name`], the CNAME targets of
+/// a name whose members are domain names).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
+pub struct Plan<T = IpAddr> {
     /// Each possible answer with its probability; the probabilities sum to 1.
-    pub sets: Vec<(Vec<IpAddr>, f64)>,
+    pub sets: Vec<(Vec<T>, f64)>,
     /// No member of this family is healthy: the answer is the name's all-down behaviour.
     pub all_down: bool,
     pub servfail: bool,
 }
 
-impl Plan {
-    fn one(set: Vec<IpAddr>) -> Self {
+impl<T: Clone + PartialEq> Plan<T> {
+    fn one(set: Vec<T>) -> Self {
         Plan {
             sets: vec![(set, 1.0)],
             all_down: false,
@@ -37,14 +40,14 @@ impl Plan {
 
     /// Every rotation of `addrs`, cut to `max`, equally likely: each address is first (and,
     /// with a cut, included) equally often.
-    fn rotations(addrs: Vec<IpAddr>, max: usize) -> Self {
+    fn rotations(addrs: Vec<T>, max: usize) -> Self {
         let n = addrs.len();
         if n <= 1 {
             return Plan::one(addrs);
         }
         let sets = (0..n)
             .map(|i| {
-                let set = addrs.iter().cycle().skip(i).take(n.min(max)).copied();
+                let set = addrs.iter().cycle().skip(i).take(n.min(max)).cloned();
                 (set.collect(), 1.0 / n as f64)
             })
             .collect();
@@ -85,54 +88,37 @@ impl<U: Fn(usize) -> bool, E: Fn(usize) -> bool> HealthView for Views<U, E> {
 /// `eligible` is false for members that must never be answered (disabled by hand), not even
 /// when every member is down.
 pub fn plans(cfg: &Config, name: &BoundName, v6: bool, health: &dyn HealthView) -> Vec<Plan> {
-    match &name.policy {
-        Policy::Topology {
-            min_healthy,
-            max_answers,
-            orders,
-            ..
-        } => orders
+    let fixed = match &name.all_down {
+        AllDown::Fallback { addresses, .. } => addresses
             .iter()
-            .map(|order| {
-                let groups: Vec<Vec<usize>> = order
-                    .iter()
-                    .map(|g| g.iter().copied().filter(|&i| family(cfg, i, v6)).collect())
-                    .collect();
-                plan_with(cfg, name, v6, health, &|_| {
-                    along(cfg, &groups, *min_healthy, *max_answers, health)
-                })
-            })
+            .copied()
+            .filter(|a| a.is_ipv6() == v6)
             .collect(),
-        _ => vec![plan_single(cfg, name, v6, health)],
-    }
-}
-
-/// The first group with at least `min_healthy` healthy members, else the first with any,
-/// answered as `all` answers (over its healthy members).
-fn along(
-    cfg: &Config,
-    groups: &[Vec<usize>],
-    min_healthy: MinHealthy,
-    max: usize,
-    health: &dyn HealthView,
-) -> Plan {
-    let usable = |need: bool| {
-        groups.iter().find_map(|g| {
-            let ok: Vec<usize> = g.iter().copied().filter(|&i| health.up(i)).collect();
-            let enough = if need {
-                min_healthy.met(ok.len(), g.len())
-            } else {
-                !ok.is_empty()
-            };
-            enough.then_some(ok)
-        })
+        _ => Vec::new(),
     };
-    let chosen = usable(true).or_else(|| usable(false)).unwrap_or_default();
-    Plan::rotations(dedup(chosen.iter().map(|&i| cfg.members[i].address)), max)
+    Planner {
+        cfg,
+        name,
+        health,
+        of: &|i| cfg.members[i].cname.is_none() && cfg.members[i].address.is_ipv6() == v6,
+        key: &|i| cfg.members[i].address,
+        fixed,
+    }
+    .plans()
 }
 
-fn family(cfg: &Config, i: usize, v6: bool) -> bool {
-    cfg.members[i].address.is_ipv6() == v6
+/// Plans the CNAME answer of `name`, whose members are domain names: as [`plans`], each set
+/// holding the one target a query gets.
+pub fn cname_plans(cfg: &Config, name: &BoundName, health: &dyn HealthView) -> Vec<Plan<Name>> {
+    Planner {
+        cfg,
+        name,
+        health,
+        of: &|i| cfg.members[i].cname.is_some(),
+        key: &|i| cfg.members[i].cname.clone().unwrap_or_default(),
+        fixed: Vec::new(),
+    }
+    .plans()
 }
 
 /// The plan for clients that match no topology rule (for any other policy, the only one).
@@ -140,144 +126,183 @@ pub fn plan(cfg: &Config, name: &BoundName, v6: bool, health: &dyn HealthView) -
     plans(cfg, name, v6, health).swap_remove(0)
 }
 
-/// The one plan of a name whose policy does not depend on the client.
-fn plan_single(cfg: &Config, name: &BoundName, v6: bool, health: &dyn HealthView) -> Plan {
-    plan_with(cfg, name, v6, health, &|healthy| match &name.policy {
-        Policy::All { max_answers } => Plan::rotations(
-            dedup(healthy.iter().map(|&i| cfg.members[i].address)),
-            *max_answers,
-        ),
-        Policy::Weighted { answers } => weighted(cfg, name, v6, health, *answers),
-        Policy::Failover {
-            min_healthy,
-            max_answers,
-        } => {
-            let groups: Vec<Vec<usize>> = name
-                .pools
+/// Plans one name over the members `of` selects, answering each member as `key`.
+struct Planner<'a, T> {
+    cfg: &'a Config,
+    name: &'a BoundName,
+    health: &'a dyn HealthView,
+    of: &'a dyn Fn(usize) -> bool,
+    key: &'a dyn Fn(usize) -> T,
+    /// The all-down fallback's fixed answers.
+    fixed: Vec<T>,
+}
+
+impl<T: Clone + PartialEq> Planner<'_, T> {
+    fn plans(&self) -> Vec<Plan<T>> {
+        match &self.name.policy {
+            Policy::Topology {
+                min_healthy,
+                max_answers,
+                orders,
+                ..
+            } => orders
                 .iter()
-                .map(|&p| family_members(cfg, p, v6).collect())
-                .collect();
-            along(cfg, &groups, *min_healthy, *max_answers, health)
-        }
-        // Only `plans` calls this, and it plans topology names itself.
-        Policy::Topology { .. } => unreachable!("topology names are planned by plans()"),
-    })
-}
-
-/// The all-down plan when nothing of the family is healthy, else `healthy_plan` of the
-/// healthy members; NODATA when the name has no member of the family.
-fn plan_with(
-    cfg: &Config,
-    name: &BoundName,
-    v6: bool,
-    health: &dyn HealthView,
-    healthy_plan: &dyn Fn(&[usize]) -> Plan,
-) -> Plan {
-    let all: Vec<usize> = name
-        .pools
-        .iter()
-        .flat_map(|&p| family_members(cfg, p, v6))
-        .collect();
-    if all.is_empty() {
-        return Plan::one(Vec::new()); // no member of this family: NODATA, not an outage
-    }
-    let healthy: Vec<usize> = all.iter().copied().filter(|&i| health.up(i)).collect();
-    if healthy.is_empty() {
-        let all: Vec<usize> = all.into_iter().filter(|&i| health.eligible(i)).collect();
-        return all_down(cfg, name, v6, health, &all);
-    }
-    healthy_plan(&healthy)
-}
-
-/// Weighted choice among the healthy members. A pool's weight is shared among its healthy
-/// members by their own weights; pools with none healthy drop out and the others share
-/// their part.
-fn weighted(
-    cfg: &Config,
-    name: &BoundName,
-    v6: bool,
-    health: &dyn HealthView,
-    answers: usize,
-) -> Plan {
-    let mut weighted: Vec<(IpAddr, f64)> = Vec::new();
-    let live_pools: Vec<usize> = name
-        .pools
-        .iter()
-        .copied()
-        .filter(|&p| family_members(cfg, p, v6).any(|i| health.up(i)))
-        .collect();
-    let pools_total: f64 = live_pools.iter().map(|&p| cfg.pools[p].weight as f64).sum();
-    for &p in &live_pools {
-        let ms: Vec<usize> = family_members(cfg, p, v6)
-            .filter(|&i| health.up(i))
-            .collect();
-        let members_total: f64 = ms.iter().map(|&i| cfg.members[i].weight as f64).sum();
-        for i in ms {
-            let w = cfg.pools[p].weight as f64 / pools_total * cfg.members[i].weight as f64
-                / members_total;
-            let a = cfg.members[i].address;
-            match weighted.iter_mut().find(|(x, _)| *x == a) {
-                Some((_, sum)) => *sum += w,
-                None => weighted.push((a, w)),
-            }
+                .map(|order| {
+                    let groups: Vec<Vec<usize>> = order
+                        .iter()
+                        .map(|g| g.iter().copied().filter(|&i| (self.of)(i)).collect())
+                        .collect();
+                    self.plan_with(&|_| self.along(&groups, *min_healthy, *max_answers))
+                })
+                .collect(),
+            _ => vec![self.plan_single()],
         }
     }
-    systematic(&weighted, answers)
-}
 
-/// The answer when no member of the family is healthy.
-fn all_down(
-    cfg: &Config,
-    name: &BoundName,
-    v6: bool,
-    health: &dyn HealthView,
-    all: &[usize],
-) -> Plan {
-    let max = match name.policy {
-        Policy::All { max_answers }
-        | Policy::Failover { max_answers, .. }
-        | Policy::Topology { max_answers, .. } => max_answers,
-        Policy::Weighted { answers } => answers,
-    };
-    let mut p = match &name.all_down {
-        AllDown::All => Plan::rotations(dedup(all.iter().map(|&i| cfg.members[i].address)), max),
-        AllDown::Fallback { addresses, pools } => {
-            let mut out: Vec<IpAddr> = addresses
-                .iter()
-                .copied()
-                .filter(|a| a.is_ipv6() == v6)
-                .collect();
-            for &p in pools {
-                let ms: Vec<usize> = family_members(cfg, p, v6)
-                    .filter(|&i| health.eligible(i))
+    /// The first group with at least `min_healthy` healthy members, else the first with any,
+    /// answered as `all` answers (over its healthy members).
+    fn along(&self, groups: &[Vec<usize>], min_healthy: MinHealthy, max: usize) -> Plan<T> {
+        let usable = |need: bool| {
+            groups.iter().find_map(|g| {
+                let ok: Vec<usize> = g.iter().copied().filter(|&i| self.health.up(i)).collect();
+                let enough = if need {
+                    min_healthy.met(ok.len(), g.len())
+                } else {
+                    !ok.is_empty()
+                };
+                enough.then_some(ok)
+            })
+        };
+        let chosen = usable(true).or_else(|| usable(false)).unwrap_or_default();
+        Plan::rotations(self.keys(&chosen), max)
+    }
+
+    /// The answers of `members`, each once.
+    fn keys(&self, members: &[usize]) -> Vec<T> {
+        dedup(members.iter().map(|&i| (self.key)(i)))
+    }
+
+    /// The one plan of a name whose policy does not depend on the client.
+    fn plan_single(&self) -> Plan<T> {
+        self.plan_with(&|healthy| match &self.name.policy {
+            Policy::All { max_answers } => Plan::rotations(self.keys(healthy), *max_answers),
+            Policy::Weighted { answers } => self.weighted(*answers),
+            Policy::Failover {
+                min_healthy,
+                max_answers,
+            } => {
+                let groups: Vec<Vec<usize>> = self
+                    .name
+                    .pools
+                    .iter()
+                    .map(|&p| self.pool_members(p).collect())
                     .collect();
-                let healthy: Vec<usize> = ms.iter().copied().filter(|&i| health.up(i)).collect();
-                let use_ = if healthy.is_empty() { ms } else { healthy };
-                out.extend(use_.iter().map(|&i| cfg.members[i].address));
+                self.along(&groups, *min_healthy, *max_answers)
             }
-            Plan::rotations(dedup(out.into_iter()), max)
+            // Only `plans` calls this, and it plans topology names itself.
+            Policy::Topology { .. } => unreachable!("topology names are planned by plans()"),
+        })
+    }
+
+    /// The all-down plan when nothing of the family is healthy, else `healthy_plan` of the
+    /// healthy members; NODATA when the name has no member of the family.
+    fn plan_with(&self, healthy_plan: &dyn Fn(&[usize]) -> Plan<T>) -> Plan<T> {
+        let all: Vec<usize> = self
+            .name
+            .pools
+            .iter()
+            .flat_map(|&p| self.pool_members(p))
+            .collect();
+        if all.is_empty() {
+            return Plan::one(Vec::new()); // no member of this family: NODATA, not an outage
         }
-        AllDown::NoData => Plan::one(Vec::new()),
-        AllDown::ServFail => Plan {
-            servfail: true,
-            ..Plan::one(Vec::new())
-        },
-    };
-    p.all_down = true;
-    p
+        let healthy: Vec<usize> = all.iter().copied().filter(|&i| self.health.up(i)).collect();
+        if healthy.is_empty() {
+            let all: Vec<usize> = all
+                .into_iter()
+                .filter(|&i| self.health.eligible(i))
+                .collect();
+            return self.all_down(&all);
+        }
+        healthy_plan(&healthy)
+    }
+
+    /// Weighted choice among the healthy members. A pool's weight is shared among its healthy
+    /// members by their own weights; pools with none healthy drop out and the others share
+    /// their part.
+    fn weighted(&self, answers: usize) -> Plan<T> {
+        let (cfg, health) = (self.cfg, self.health);
+        let mut weighted: Vec<(T, f64)> = Vec::new();
+        let live_pools: Vec<usize> = self
+            .name
+            .pools
+            .iter()
+            .copied()
+            .filter(|&p| self.pool_members(p).any(|i| health.up(i)))
+            .collect();
+        let pools_total: f64 = live_pools.iter().map(|&p| cfg.pools[p].weight as f64).sum();
+        for &p in &live_pools {
+            let ms: Vec<usize> = self.pool_members(p).filter(|&i| health.up(i)).collect();
+            let members_total: f64 = ms.iter().map(|&i| cfg.members[i].weight as f64).sum();
+            for i in ms {
+                let w = cfg.pools[p].weight as f64 / pools_total * cfg.members[i].weight as f64
+                    / members_total;
+                let a = (self.key)(i);
+                match weighted.iter_mut().find(|(x, _)| *x == a) {
+                    Some((_, sum)) => *sum += w,
+                    None => weighted.push((a, w)),
+                }
+            }
+        }
+        systematic(&weighted, answers)
+    }
+
+    /// The answer when no member of the family is healthy.
+    fn all_down(&self, all: &[usize]) -> Plan<T> {
+        let max = match self.name.policy {
+            Policy::All { max_answers }
+            | Policy::Failover { max_answers, .. }
+            | Policy::Topology { max_answers, .. } => max_answers,
+            Policy::Weighted { answers } => answers,
+        };
+        let mut p = match &self.name.all_down {
+            AllDown::All => Plan::rotations(self.keys(all), max),
+            AllDown::Fallback { pools, .. } => {
+                let mut out: Vec<T> = self.fixed.clone();
+                for &p in pools {
+                    let ms: Vec<usize> = self
+                        .pool_members(p)
+                        .filter(|&i| self.health.eligible(i))
+                        .collect();
+                    let healthy: Vec<usize> =
+                        ms.iter().copied().filter(|&i| self.health.up(i)).collect();
+                    let use_ = if healthy.is_empty() { ms } else { healthy };
+                    out.extend(use_.iter().map(|&i| (self.key)(i)));
+                }
+                Plan::rotations(dedup(out.into_iter()), max)
+            }
+            AllDown::NoData => Plan::one(Vec::new()),
+            AllDown::ServFail => Plan {
+                servfail: true,
+                ..Plan::one(Vec::new())
+            },
+        };
+        p.all_down = true;
+        p
+    }
+
+    /// The members of pool `p` that are planned (of the family).
+    fn pool_members(&self, p: usize) -> impl Iterator<Item = usize> + '_ {
+        self.cfg.pools[p]
+            .members
+            .iter()
+            .copied()
+            .filter(move |&i| (self.of)(i))
+    }
 }
 
-/// The members of pool `p` of one address family.
-fn family_members(cfg: &Config, p: usize, v6: bool) -> impl Iterator<Item = usize> + '_ {
-    cfg.pools[p]
-        .members
-        .iter()
-        .copied()
-        .filter(move |&i| family(cfg, i, v6))
-}
-
-fn dedup(it: impl Iterator<Item = IpAddr>) -> Vec<IpAddr> {
-    let mut v: Vec<IpAddr> = Vec::new();
+fn dedup<T: PartialEq>(it: impl Iterator<Item = T>) -> Vec<T> {
+    let mut v: Vec<T> = Vec::new();
     for a in it {
         if !v.contains(&a) {
             v.push(a);
@@ -288,7 +313,7 @@ fn dedup(it: impl Iterator<Item = IpAddr>) -> Vec<IpAddr> {
 
 /// Systematic sampling of `k` addresses by weight: one answer per stretch of offsets that
 /// picks the same addresses, with that stretch's probability.
-fn systematic(weighted: &[(IpAddr, f64)], k: usize) -> Plan {
+fn systematic<T: Clone + PartialEq>(weighted: &[(T, f64)], k: usize) -> Plan<T> {
     let total: f64 = weighted.iter().map(|(_, w)| w).sum();
     let k = k.min(weighted.len()).max(1);
     let step = 1.0 / k as f64;
@@ -319,7 +344,7 @@ fn systematic(weighted: &[(IpAddr, f64)], k: usize) -> Plan {
                 .or(weighted.last());
             if let Some((a, _)) = hit {
                 if !set.contains(a) {
-                    set.push(*a);
+                    set.push(a.clone());
                 }
             }
         }

@@ -248,7 +248,7 @@ fn types_at(snap: &Snapshot, zone: &Zone, name: &Name, qtype: RecordType) -> Vec
         .filter(|t| !cut || matches!(t, RecordType::NS | RecordType::DS))
         .collect();
     if let Some(b) = snap.bound.get(&lname) {
-        for (t, c) in [(RecordType::A, &b.a), (RecordType::AAAA, &b.aaaa)] {
+        for (t, c) in b.choices() {
             if c.sets.iter().any(|s| !s.is_empty()) {
                 types.push(t);
             }

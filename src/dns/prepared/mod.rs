@@ -303,7 +303,7 @@ impl<'a> Builder<'a> {
         // The choice met, found again in the snapshot by its owner name.
         let choice = varying.into_inner().and_then(|(l, p)| {
             let b = self.snap.bound.get(&l)?;
-            [&b.a, &b.aaaa].into_iter().find(|c| std::ptr::eq(*c, p))
+            b.choices().map(|(_, c)| c).find(|c| std::ptr::eq(*c, p))
         });
         (a, choice)
     }
@@ -351,9 +351,11 @@ impl<'a> Builder<'a> {
         suffix_base: &Name,
     ) -> NodeAnswers {
         let lname = LowerName::new(qname);
-        let is_bound = self.snap.bound.contains_key(&lname);
+        let bound = self.snap.bound.get(&lname);
+        let is_bound = bound.is_some();
         let mut types: Vec<RecordType> = present.collect();
-        let is_cname = types.contains(&RecordType::CNAME);
+        let is_cname =
+            types.contains(&RecordType::CNAME) || bound.is_some_and(|b| b.cname.is_some());
         if is_cname {
             types = CNAME_NODE_TYPES.to_vec();
         } else {

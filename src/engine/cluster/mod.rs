@@ -326,7 +326,8 @@ impl Engine {
         a.pool = Some(self.cfg.pools[m.pool].name.clone());
         a.member = Some(m.name.clone());
         a.region = m.region.clone();
-        a.address = Some(m.address);
+        a.address = m.cname.is_none().then_some(m.address);
+        a.cname = m.cname.as_ref().map(|n| n.to_string());
     }
 
     /// Takes the cluster's overrides: kept in the state file (a cache for a start without

@@ -1,5 +1,7 @@
 use std::path::Path;
 
+use hickory_proto::rr::Name;
+
 use super::*;
 
 /// Two pools of IPv4 members (eu: .1-.3, us: .11-.12) and an IPv6 member in eu; `name` is
@@ -172,4 +174,47 @@ fn families_are_planned_apart() {
     let cfg = config("pools = [\"us\"]");
     let p = plan(&cfg, &cfg.names[0], true, &Views(|_| true, |_| true));
     assert!(!p.all_down && p.sets == vec![(vec![], 1.0)]);
+}
+
+#[test]
+fn a_name_of_domain_names_answers_one_target_by_its_policy() {
+    let text = |policy: &str| {
+        format!(
+            "[checks.c]\ntype = \"tcp\"\nport = 80\n\
+             [pools.eu]\ncheck = \"c\"\nweight = 3\nmembers = [{{ cname = \"a.eu.example.net.\" }}, {{ cname = \"b.eu.example.net.\" }}]\n\
+             [pools.us]\ncheck = \"c\"\nweight = 1\nmembers = [{{ cname = \"lb.us.example.net.\" }}]\n\
+             [names.\"app.example.test.\"]\npools = [\"eu\", \"us\"]\n{policy}\n"
+        )
+    };
+    let n = |s: &str| Name::from_ascii(s).unwrap();
+    let share = |p: &Plan<Name>, t: &str| -> f64 {
+        p.sets
+            .iter()
+            .filter(|(s, _)| s.contains(&n(t)))
+            .map(|(_, w)| w)
+            .sum()
+    };
+    let cfg = Config::parse(&text("policy = \"weighted\""), "t.toml", Path::new(".")).unwrap();
+    let all_up = cname_plans(&cfg, &cfg.names[0], &Views(|_| true, |_| true)).remove(0);
+    assert!(all_up.sets.iter().all(|(s, _)| s.len() == 1));
+    assert!(close(share(&all_up, "a.eu.example.net."), 0.375));
+    assert!(close(share(&all_up, "b.eu.example.net."), 0.375));
+    assert!(close(share(&all_up, "lb.us.example.net."), 0.25));
+    // Every address plan is empty: the name has no address members.
+    assert_eq!(
+        plan(&cfg, &cfg.names[0], false, &Views(|_| true, |_| true)).sets,
+        [(vec![], 1.0)]
+    );
+
+    let cfg = Config::parse(&text("policy = \"failover\""), "t.toml", Path::new(".")).unwrap();
+    let eu_down = |i: usize| cfg.pools[0].members.contains(&i);
+    let p = cname_plans(&cfg, &cfg.names[0], &Views(|i| !eu_down(i), |_| true)).remove(0);
+    assert_eq!(p.sets, [(vec![n("lb.us.example.net.")], 1.0)]);
+    let p = cname_plans(&cfg, &cfg.names[0], &Views(|_| true, |_| true)).remove(0);
+    assert!(close(share(&p, "a.eu.example.net."), 0.5));
+    assert!(p.sets.iter().all(|(s, _)| s.len() == 1));
+    // All down: every member, one per answer (fail-open).
+    let p = cname_plans(&cfg, &cfg.names[0], &Views(|_| false, |_| true)).remove(0);
+    assert!(p.all_down);
+    assert!(close(share(&p, "lb.us.example.net."), 1.0 / 3.0));
 }
