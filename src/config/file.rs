@@ -204,6 +204,7 @@ pub struct Pool {
     pub checks: Option<Vec<String>>,
     pub require: Option<Require>,
     pub weight: Option<u32>,
+    pub capacity: Option<u32>,
     pub region: Option<String>,
     pub members: Vec<Member>,
 }

@@ -168,6 +168,9 @@ pub struct Pool {
     pub check: usize,
     /// The pool's share against the other pools of a weighted name.
     pub weight: u32,
+    /// The share of a failover or topology name's traffic the pool can carry, in percent:
+    /// traffic spills over the pools by spare capacity (see [`crate::steer::spill`]).
+    pub capacity: Option<u32>,
     pub members: Vec<usize>,
 }
 
@@ -185,6 +188,10 @@ pub struct BoundName {
     pub all_down: AllDown,
     /// Its members are domain names: it answers one of them as a CNAME, for every type.
     pub cname: bool,
+    /// Failover or topology by pool, every pool with a capacity: a failed pool's clients
+    /// spill over the others by spare capacity. Per client group (as the policy's orders),
+    /// the pools it tries.
+    pub spill: Option<Vec<Vec<usize>>>,
 }
 
 /// How a bound name chooses its answer among the healthy members behind it.

@@ -96,6 +96,7 @@ pub(super) fn build_names(
         if cname {
             cname_policy(cx, &np, b, &mut policy, &all_down)?;
         }
+        let spill = build_spill(cx, &np, b, pools, &ids, &policy)?;
         out.push(BoundName {
             name,
             pools: ids,
@@ -104,9 +105,62 @@ pub(super) fn build_names(
             degraded_ttl,
             all_down,
             cname,
+            spill,
         });
     }
     Ok(out)
+}
+
+/// The client groups' pool orders of a name whose pools all have a capacity; none when none
+/// has one. Some but not all is an error, and so is a topology order that names a region
+/// (a region has no capacity of its own).
+fn build_spill(
+    cx: &Ctx,
+    np: &str,
+    b: &file::BoundName,
+    pools: &[Pool],
+    ids: &[usize],
+    policy: &Policy,
+) -> Result<Option<Vec<Vec<usize>>>, ConfigError> {
+    let with: Vec<usize> = ids
+        .iter()
+        .copied()
+        .filter(|&p| pools[p].capacity.is_some())
+        .collect();
+    if with.is_empty() {
+        return Ok(None);
+    }
+    let at = format!("{np}.pools");
+    if let Some(&p) = ids.iter().find(|&&p| pools[p].capacity.is_none()) {
+        return Err(cx.err(&at, format!(
+            "pool {:?} has a capacity but pool {:?} has none: give every pool of the name a capacity (traffic spills by spare capacity), or none",
+            pools[with[0]].name, pools[p].name
+        )));
+    }
+    match policy {
+        Policy::Failover { .. } => Ok(Some(vec![ids.to_vec()])),
+        Policy::Topology { .. } => {
+            let rules = b.topology.as_deref().unwrap_or_default();
+            let mut orders = vec![ids.to_vec()];
+            for (k, r) in rules.iter().enumerate() {
+                let mut order = Vec::new();
+                for (i, g) in r.order.iter().enumerate() {
+                    match ids.iter().find(|&&p| &pools[p].name == g) {
+                        Some(&p) => order.push(p),
+                        None => return Err(cx.err(&format!("{np}.topology[{k}].order[{i}]"), format!(
+                            "{g:?} is a region, but this name's pools have capacities: order its clients by pool, whose capacity is known"
+                        ))),
+                    }
+                }
+                let rest: Vec<usize> = ids.iter().copied().filter(|p| !order.contains(p)).collect();
+                order.extend(rest);
+                orders.push(order);
+            }
+            Ok(Some(orders))
+        }
+        // Capacity steers failed pools' clients; a weighted or all name spreads them already.
+        _ => Ok(None),
+    }
 }
 
 /// Whether pool `p` holds domain names (a pool holds only one kind).

@@ -64,10 +64,17 @@ pub(super) fn build_pools(
         if weight == 0 || weight > 1_000_000 {
             return Err(cx.err(&format!("{pp}.weight"), "must be 1 to 1000000"));
         }
+        if p.capacity.is_some_and(|c| c == 0 || c > 1_000_000) {
+            return Err(cx.err(
+                &format!("{pp}.capacity"),
+                "must be 1 to 1000000 (percent of a name's traffic the pool can carry)",
+            ));
+        }
         pools.push(Pool {
             name: pname.clone(),
             check,
             weight,
+            capacity: p.capacity,
             members: ids,
         });
     }

@@ -579,3 +579,53 @@ fn resolvers_take_an_address_with_or_without_a_port() {
     let e = parse(&format!("{POOL}[probe]\nresolvers = [\"ns1\"]\n")).unwrap_err();
     assert_eq!(e.path, "probe.resolvers[0]", "{e}");
 }
+
+#[test]
+fn capacities_are_given_to_every_pool_of_a_name_or_none() {
+    let pools = |eu: &str, us: &str| {
+        format!(
+            "[checks.c]\ntype = \"tcp\"\nport = 80\n\
+             [pools.eu]\ncheck = \"c\"\n{eu}\nregion = \"eu\"\nmembers = [{{ address = \"192.0.2.1\" }}]\n\
+             [pools.us]\ncheck = \"c\"\n{us}\nmembers = [{{ address = \"192.0.2.2\" }}]\n"
+        )
+    };
+    let both = pools("capacity = 100", "capacity = 60");
+    let c = parse(&format!(
+        "{both}[names.\"a.example.test.\"]\npools = [\"eu\", \"us\"]\npolicy = \"failover\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.names[0].spill, Some(vec![vec![0, 1]]));
+    assert_eq!(c.pools[1].capacity, Some(60));
+    // Topology: one order per client group, the rule's pools first, then the name's.
+    let c = parse(&format!(
+        "{both}[names.\"a.example.test.\"]\npools = [\"eu\", \"us\"]\npolicy = \"topology\"\n\
+         [[names.\"a.example.test.\".topology]]\nclients = [\"198.51.100.0/24\"]\norder = [\"us\"]\n"
+    ))
+    .unwrap();
+    assert_eq!(c.names[0].spill, Some(vec![vec![0, 1], vec![1, 0]]));
+    // A weighted name spreads its clients already: capacities do not apply.
+    let c = parse(&format!(
+        "{both}[names.\"a.example.test.\"]\npools = [\"eu\", \"us\"]\npolicy = \"weighted\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.names[0].spill, None);
+    let e = parse(&format!(
+        "{}[names.\"a.example.test.\"]\npools = [\"eu\", \"us\"]\npolicy = \"failover\"\n",
+        pools("capacity = 100", "")
+    ))
+    .unwrap_err();
+    assert_eq!(e.path, "names.\"a.example.test.\".pools", "{e}");
+    assert!(
+        e.msg
+            .contains("pool \"eu\" has a capacity but pool \"us\" has none"),
+        "{e}"
+    );
+    let e = parse(&format!(
+        "{both}[names.\"a.example.test.\"]\npools = [\"eu\", \"us\"]\npolicy = \"topology\"\n\
+         [[names.\"a.example.test.\".topology]]\nclients = [\"198.51.100.0/24\"]\norder = [\"eu\"]\n\
+         [[names.\"a.example.test.\".topology]]\nclients = [\"203.0.113.0/24\"]\norder = [\"eu\"]\n"
+    ));
+    assert!(e.is_ok(), "pool names in orders are fine");
+    let e = parse(&pools("capacity = 0", "")).unwrap_err();
+    assert_eq!(e.path, "pools.eu.capacity", "{e}");
+}

@@ -62,6 +62,9 @@ pub struct Selector {
     groups: Vec<(usize, usize)>,
     /// Client subnets to groups; none: one group for every client.
     table: Option<Arc<crate::steer::topology::Table>>,
+    /// Queries counted per client group (names whose pools have capacities: the engine
+    /// takes each group's share of the traffic from them).
+    hits: Option<Arc<[std::sync::atomic::AtomicU64]>>,
 }
 
 impl Selector {
@@ -69,7 +72,13 @@ impl Selector {
     /// with the ECS scope prefix length of that choice.
     pub fn pick(&self, client: Option<Client>, r: u32) -> (usize, u8) {
         let (g, scope) = match (&self.table, client) {
-            (Some(t), Some(c)) => t.find(c),
+            (Some(t), Some(c)) => {
+                let found = t.find(c);
+                if let Some(h) = self.hits.as_ref().and_then(|h| h.get(found.0 as usize)) {
+                    h.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                found
+            }
             _ => (0, 0),
         };
         let Some(&(start, end)) = self.groups.get(g as usize) else {
@@ -133,6 +142,13 @@ impl Choice {
             sel: Arc::new(sel),
             servfail: false,
         }
+    }
+
+    /// Counts the queries of each client group into `hits`.
+    pub fn count_into(&mut self, hits: Arc<[std::sync::atomic::AtomicU64]>) {
+        let mut sel = (*self.sel).clone();
+        sel.hits = Some(hits);
+        self.sel = Arc::new(sel);
     }
 
     /// The set for a random `r` in the group of unmatched clients.

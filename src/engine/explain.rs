@@ -30,6 +30,11 @@ pub struct Explain {
     pub degraded: bool,
     pub families: Vec<FamilyAnswer>,
     pub members: Vec<MemberWhy>,
+    /// A name whose pools have capacities: each pool's load, and in words what is over.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capacity: Vec<super::capacity::PoolLoad>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overload: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -184,6 +189,7 @@ impl Engine {
                     .collect(),
             });
         }
+        let loads = self.loads(b, now);
         let degraded = self
             .published
             .load()
@@ -198,6 +204,8 @@ impl Engine {
             order: self.order(b, group),
             ttl: if degraded { b.degraded_ttl } else { b.ttl },
             degraded,
+            capacity: loads.clone(),
+            overload: overload_words(&loads),
             members: self
                 .members_of(b)
                 .into_iter()
@@ -378,6 +386,24 @@ impl Engine {
             decided.join(" and ")
         ))
     }
+}
+
+/// "eu would need 140% of its capacity" for each pool over its capacity, if any.
+fn overload_words(loads: &[super::capacity::PoolLoad]) -> Option<String> {
+    let over: Vec<String> = loads
+        .iter()
+        .filter(|l| l.over)
+        .map(|l| {
+            format!(
+                "{} would need {:.0}% of its capacity ({:.0}% of the traffic on a capacity of {}%)",
+                l.pool,
+                l.load / l.capacity.max(1) as f64 * 100.0,
+                l.load,
+                l.capacity
+            )
+        })
+        .collect();
+    (!over.is_empty()).then(|| over.join("; "))
 }
 
 /// Answers that differ only in order (rotations) as one set, with their probabilities added.

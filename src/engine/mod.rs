@@ -22,6 +22,7 @@ use crate::probe::{ProbeReport, Prober};
 use crate::steer::health::{Damping, Health, State, Thresholds, Transition};
 
 mod alerting;
+mod capacity;
 mod cluster;
 mod explain;
 mod gauges;
@@ -179,6 +180,10 @@ pub struct Engine {
     generation: u64,
     /// The names whose members are all down, to log when that starts and ends.
     all_down: HashMap<LowerName, bool>,
+    /// Per name whose pools have capacities, the pools over theirs and by how much.
+    overloaded: HashMap<LowerName, Vec<(String, f64)>>,
+    /// Per topology name whose pools have capacities, its client groups' shares.
+    meters: HashMap<LowerName, capacity::Meter>,
     /// Members still without a first probe result.
     unknown: usize,
     /// Every member has had a first result once (a reload never takes it back).
@@ -243,6 +248,8 @@ impl Engine {
             ready_tx,
             generation: 0,
             all_down: HashMap::new(),
+            overloaded: HashMap::new(),
+            meters: HashMap::new(),
             unknown: n,
             ready: n == 0,
             settle_until: None,
@@ -311,6 +318,7 @@ impl Engine {
                     // when nobody scrapes /metrics, or they pile up.
                     crate::ops::metrics::handle().run_upkeep();
                     self.resign_if_due();
+                    self.sample_shares();
                 }
                 _ = tokio::time::sleep_until(settle.unwrap_or_else(Instant::now).into()), if settle.is_some() => {
                     tracing::warn!(waiting = self.unknown, "members added by the reload are still unprobed: publishing without them");
@@ -585,5 +593,11 @@ impl crate::steer::policy::HealthView for View<'_> {
         e.members[i]
             .override_
             .is_none_or(|k| e.overrides[k].action != Action::Disable)
+    }
+    fn shares(&self, name: &crate::config::BoundName) -> Option<Vec<f64>> {
+        self.engine
+            .meters
+            .get(&LowerName::new(&name.name))
+            .and_then(|m| m.shares.clone())
     }
 }

@@ -39,8 +39,19 @@ impl Engine {
         let cfg = self.cfg.clone();
         let mut bound = HashMap::with_capacity(cfg.names.len());
         for b in &cfg.names {
-            let answer = self.bound_answer(b, now, ready);
+            let mut answer = self.bound_answer(b, now, ready);
+            if let Some(hits) = self.meter(b) {
+                for c in [&mut answer.a, &mut answer.aaaa]
+                    .into_iter()
+                    .chain(answer.cname.as_mut())
+                {
+                    c.count_into(hits.clone());
+                }
+            }
             self.note_all_down(b, answer.all_down);
+            if ready {
+                self.note_capacity(b, now);
+            }
             bound.insert(LowerName::new(&b.name), answer);
         }
         self.store(bound, ready, now);

@@ -30,6 +30,7 @@ pub const OVERRIDES: &str = "gtmd_overrides";
 pub const GENERATION: &str = "gtmd_snapshot_generation";
 pub const BUILD_INFO: &str = "gtmd_build_info";
 pub const NAME_FAIL_OPEN: &str = "gtmd_name_fail_open";
+pub const POOL_LOAD: &str = "gtmd_pool_load_ratio";
 pub const CONFIG_GENERATION: &str = "gtmd_config_generation";
 pub const RELOADS: &str = "gtmd_config_reloads_total";
 pub const RRL: &str = "gtmd_rrl_responses_total";
@@ -156,6 +157,10 @@ fn describe() {
     describe_counter!(TRANSFERS, "Zone transfers served, by kind");
     describe_counter!(TRANSFER_BYTES, "Bytes of zone transfer messages served");
     describe_gauge!(BUILD_INFO, "Always 1; the version is a label");
+    describe_gauge!(
+        POOL_LOAD,
+        "For a name whose pools have capacities: the pool's share of the name's traffic over its capacity (above 1: overloaded)"
+    );
     describe_gauge!(
         NAME_FAIL_OPEN,
         "1 while the name answers every member because none is healthy (when_all_down = \"all\")"

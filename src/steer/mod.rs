@@ -4,4 +4,5 @@
 
 pub mod health;
 pub mod policy;
+pub mod spill;
 pub mod topology;

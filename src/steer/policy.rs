@@ -17,6 +17,8 @@ use std::net::IpAddr;
 use hickory_proto::rr::Name;
 
 use crate::config::{AllDown, BoundName, Config, MinHealthy, Policy};
+pub use crate::steer::spill::Spill;
+use crate::steer::spill::{spill, Group};
 
 /// The answers of one name for one address family (or, `T` = [`Name`], the CNAME targets of
 /// a name whose members are domain names).
@@ -68,6 +70,11 @@ pub trait HealthView {
     /// May be answered at all (not disabled by hand), whatever its health: the members an
     /// all-down answer may fall back to.
     fn eligible(&self, member: usize) -> bool;
+    /// For a name whose pools have capacities: each client group's share of its traffic (in
+    /// the order of the policy's groups); none: equal shares.
+    fn shares(&self, _name: &BoundName) -> Option<Vec<f64>> {
+        None
+    }
 }
 
 /// A [`HealthView`] from two functions: `up`, then `eligible`.
@@ -121,6 +128,38 @@ pub fn cname_plans(cfg: &Config, name: &BoundName, health: &dyn HealthView) -> V
     .plans()
 }
 
+/// For a name whose pools have capacities, where each client group's traffic goes for one
+/// address family (`v6`), and the load that puts on each pool.
+pub fn spill_of(
+    cfg: &Config,
+    name: &BoundName,
+    v6: bool,
+    health: &dyn HealthView,
+) -> Option<Spill> {
+    Planner {
+        cfg,
+        name,
+        health,
+        of: &|i| cfg.members[i].cname.is_none() && cfg.members[i].address.is_ipv6() == v6,
+        key: &|i| cfg.members[i].address,
+        fixed: Vec::new(),
+    }
+    .spill()
+}
+
+/// [`spill_of`] for a name whose members are domain names.
+pub fn cname_spill_of(cfg: &Config, name: &BoundName, health: &dyn HealthView) -> Option<Spill> {
+    Planner {
+        cfg,
+        name,
+        health,
+        of: &|i| cfg.members[i].cname.is_some(),
+        key: &|i| cfg.members[i].cname.clone().unwrap_or_default(),
+        fixed: Vec::new(),
+    }
+    .spill()
+}
+
 /// The plan for clients that match no topology rule (for any other policy, the only one).
 pub fn plan(cfg: &Config, name: &BoundName, v6: bool, health: &dyn HealthView) -> Plan {
     plans(cfg, name, v6, health).swap_remove(0)
@@ -139,6 +178,9 @@ struct Planner<'a, T> {
 
 impl<T: Clone + PartialEq> Planner<'_, T> {
     fn plans(&self) -> Vec<Plan<T>> {
+        if let Some(s) = self.spill() {
+            return self.spill_plans(&s);
+        }
         match &self.name.policy {
             Policy::Topology {
                 min_healthy,
@@ -175,6 +217,99 @@ impl<T: Clone + PartialEq> Planner<'_, T> {
         };
         let chosen = usable(true).or_else(|| usable(false)).unwrap_or_default();
         Plan::rotations(self.keys(&chosen), max)
+    }
+
+    /// The policy's `min_healthy` and `max_answers`, for failover and topology names.
+    fn along_params(&self) -> Option<(MinHealthy, usize)> {
+        match &self.name.policy {
+            Policy::Failover {
+                min_healthy,
+                max_answers,
+            }
+            | Policy::Topology {
+                min_healthy,
+                max_answers,
+                ..
+            } => Some((*min_healthy, *max_answers)),
+            _ => None,
+        }
+    }
+
+    /// Where each client group goes when its pools have capacities (see [`spill`]).
+    fn spill(&self) -> Option<Spill> {
+        let orders = self.name.spill.as_ref()?;
+        let (min_healthy, _) = self.along_params()?;
+        let n = orders.len();
+        let shares = self
+            .health
+            .shares(self.name)
+            .filter(|s| s.len() == n)
+            .unwrap_or_else(|| vec![1.0 / n as f64; n]);
+        let usable = |p: usize| {
+            let ms: Vec<usize> = self.pool_members(p).collect();
+            let ok = ms.iter().filter(|&&i| self.health.up(i)).count();
+            min_healthy.met(ok, ms.len())
+        };
+        let groups: Vec<Group> = orders
+            .iter()
+            .zip(&shares)
+            .map(|(order, &share)| Group { share, order })
+            .collect();
+        let capacity = |p: usize| self.cfg.pools[p].capacity.unwrap_or(0) as f64;
+        Some(spill(&groups, &capacity, &usable))
+    }
+
+    /// Each client group's plan from the spill: each pool's healthy members, rotated, with
+    /// the pool's fraction of the group; a group with no usable pool answers as without
+    /// capacities (the first pool with any healthy member, else all-down).
+    fn spill_plans(&self, s: &Spill) -> Vec<Plan<T>> {
+        let (min_healthy, max) = self.along_params().unwrap_or((MinHealthy::Count(1), 1));
+        s.split
+            .iter()
+            .enumerate()
+            .map(|(g, split)| {
+                self.plan_with(&|_| {
+                    if split.is_empty() {
+                        let groups = self.member_groups(g);
+                        return self.along(&groups, min_healthy, max);
+                    }
+                    let mut sets = Vec::new();
+                    for &(p, f) in split {
+                        let healthy: Vec<usize> = self
+                            .pool_members(p)
+                            .filter(|&i| self.health.up(i))
+                            .collect();
+                        let r = Plan::rotations(self.keys(&healthy), max);
+                        sets.extend(r.sets.into_iter().map(|(set, w)| (set, w * f)));
+                    }
+                    Plan {
+                        sets,
+                        all_down: false,
+                        servfail: false,
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// The member groups client group `g` walks, of the family.
+    fn member_groups(&self, g: usize) -> Vec<Vec<usize>> {
+        match &self.name.policy {
+            Policy::Topology { orders, .. } => orders
+                .get(g)
+                .map(|o| {
+                    o.iter()
+                        .map(|m| m.iter().copied().filter(|&i| (self.of)(i)).collect())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => self
+                .name
+                .pools
+                .iter()
+                .map(|&p| self.pool_members(p).collect())
+                .collect(),
+        }
     }
 
     /// The answers of `members`, each once.
