@@ -78,11 +78,18 @@ impl Setup {
     /// The config with `zone` (keys of the zone's own table) before its `dnssec` table.
     fn write_config_with(&self, keys: &str, zone: &str) {
         let b: Vec<&Backend> = self.backends.iter().collect();
+        // lb.example.test. answers a CNAME to www or alias (members that are domain names).
+        let lb = |n: &str, b: &Backend| {
+            format!("{{ cname = \"{n}.example.test.\", probe_address = \"127.0.0.1\", probe_port = {} }}", b.addr.port())
+        };
         let text = format!(
             "[server]\nlisten = [\"127.0.0.1:0\"]\nzones_dir = \"zones\"\n{}\n\
+             [pools.lbs]\ncheck = \"web\"\nmembers = [{}, {}]\n[names.\"lb.example.test.\"]\npools = [\"lbs\"]\n\
              [zones.\"example.test.\"]\n{zone}\n\
              [zones.\"example.test.\".dnssec]\nkeys = [{keys}]\n",
-            web_config(&b, "[admin]\nlisten = \"127.0.0.1:0\"", "app.example.test.")
+            web_config(&b, "[admin]\nlisten = \"127.0.0.1:0\"", "app.example.test."),
+            lb("www", b[0]),
+            lb("alias", b[1]),
         );
         std::fs::write(self.path(), text).unwrap();
     }
@@ -258,6 +265,11 @@ async fn delv_and_unbound_validate_every_kind_of_answer_and_a_bound_name_after_f
     assert_delv(g.dns, &anchor, "www.example.test", "TXT", negative);
     assert_delv(g.dns, &anchor, "ent.example.test", "A", negative);
     assert_delv(g.dns, &anchor, "x.wild.example.test", "A", full);
+    // A name answering a CNAME chosen among members that are domain names, any type.
+    for _ in 0..4 {
+        assert_delv(g.dns, &anchor, "lb.example.test", "A", full);
+        assert_delv(g.dns, &anchor, "lb.example.test", "TXT", "fully validated");
+    }
     assert_delv(g.dns, &anchor, "chain.example.test", "A", full);
     assert_delv(g.dns, &anchor, "example.test", "DNSKEY", full);
     assert_delv(g.dns, &anchor, "child.example.test", "DS", negative);
