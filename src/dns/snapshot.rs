@@ -184,6 +184,27 @@ impl Choice {
 }
 
 impl Choice {
+    /// The sets of the unmatched clients with the probability of each.
+    pub fn odds(&self) -> Vec<(&[Record], f64)> {
+        let (start, end) = self
+            .sel
+            .groups
+            .first()
+            .copied()
+            .unwrap_or((0, self.sets.len()));
+        let end = end.min(self.sets.len());
+        if end - start == 1 {
+            return vec![(self.sets[start].as_slice(), 1.0)];
+        }
+        (start..end)
+            .map(|i| {
+                let low = if i == start { 0 } else { self.sel.cum[i - 1] };
+                let p = self.sel.cum.get(i).map_or(0, |c| c - low);
+                (self.sets[i].as_slice(), p as f64 / 4294967296.0)
+            })
+            .collect()
+    }
+
     /// What a transfer carries for a CNAME choice, which must be one record: the likeliest
     /// set of the unmatched clients (the first of equals). Nothing for a name set to fail.
     pub fn transferred_one(&self) -> Vec<Record> {

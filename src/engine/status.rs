@@ -96,6 +96,30 @@ pub struct NameStatus {
     pub all_down: bool,
     /// All down, and answering every member (`when_all_down = "all"`).
     pub fail_open: bool,
+    pub policy: &'static str,
+    /// For clients no topology rule matches: how likely each answer is in a response.
+    pub shares: Vec<AnswerShare>,
+}
+
+/// How likely one address (or CNAME target) is in a name's answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnswerShare {
+    pub rtype: String,
+    pub answer: String,
+    pub share: f64,
+}
+
+/// A pool and how many of its members are healthy.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolStatus {
+    pub name: String,
+    pub members: usize,
+    /// Members up and not held down.
+    pub healthy: usize,
+    /// Members in answers now.
+    pub answered: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u32>,
 }
 
 /// A region with a removal threshold, for the admin API.
@@ -119,6 +143,7 @@ pub struct Status {
     pub config_generation: u64,
     pub members: Vec<MemberStatus>,
     pub names: Vec<NameStatus>,
+    pub pools: Vec<PoolStatus>,
     pub regions: Vec<RegionStatus>,
     pub overrides: Vec<Override>,
     /// Set while the state file that was found at start cannot be read: what happened and
@@ -131,6 +156,8 @@ pub struct Status {
     /// instance.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<super::ClusterStatus>,
+    /// The last changes of state (the alerts, sent or not), newest first.
+    pub events: Vec<crate::ops::alert::Alert>,
 }
 
 /// One zone as secondaries see it.
@@ -156,6 +183,18 @@ impl Engine {
             .names
             .iter()
             .map(|b| name_status(b, snap.bound.get(&LowerName::new(&b.name))))
+            .collect();
+        let pools = self
+            .cfg
+            .pools
+            .iter()
+            .map(|p| PoolStatus {
+                name: p.name.clone(),
+                members: p.members.len(),
+                healthy: p.members.iter().filter(|&&i| self.passing(i, now)).count(),
+                answered: p.members.iter().filter(|&&i| self.answered(i, now)).count(),
+                capacity: p.capacity,
+            })
             .collect();
         let regions = self
             .cfg
@@ -190,10 +229,12 @@ impl Engine {
             config_generation: self.config_generation,
             members,
             names,
+            pools,
             regions,
             overrides: self.overrides.clone(),
             state_file_problem: self.state_problem.clone(),
             cluster: self.cluster_status(),
+            events: self.alerts.recent(),
         }
     }
 
@@ -289,5 +330,34 @@ fn name_status(
         degraded,
         all_down,
         fail_open: all_down && b.all_down == AllDown::All,
+        policy: b.policy.kind(),
+        shares: shares(e),
     }
+}
+
+/// The share of responses each answer is in, per type, for unmatched clients.
+fn shares(e: Option<&crate::dns::snapshot::Bound>) -> Vec<AnswerShare> {
+    let mut out: Vec<AnswerShare> = Vec::new();
+    for (t, c) in e.iter().flat_map(|e| e.choices()) {
+        for (set, p) in c.odds() {
+            for r in set {
+                let answer = match &r.data {
+                    hickory_proto::rr::RData::CNAME(n) => n.0.to_string(),
+                    d => match d.ip_addr() {
+                        Some(ip) => ip.to_string(),
+                        None => continue,
+                    },
+                };
+                match out.iter_mut().find(|s| s.answer == answer) {
+                    Some(s) => s.share += p,
+                    None => out.push(AnswerShare {
+                        rtype: t.to_string(),
+                        answer,
+                        share: p,
+                    }),
+                }
+            }
+        }
+    }
+    out
 }

@@ -87,6 +87,18 @@ pub async fn serve(
 ) {
     use tower::ServiceExt;
     let app = Router::new()
+        .route(
+            "/",
+            get(|| async { page(PAGE, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/ui/app.js",
+            get(|| async { page(SCRIPT, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/ui/app.css",
+            get(|| async { page(STYLE, "text/css; charset=utf-8") }),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/status", get(status))
@@ -141,6 +153,38 @@ pub async fn serve(
     }
     conns.close();
     conns.wait().await;
+}
+
+/// The status page, in the binary: plain HTML, one script and one style sheet, which read
+/// `/status` and `/explain` and act through `/overrides` as `gtmd ctl` does.
+const PAGE: &str = include_str!("ui/index.html");
+const SCRIPT: &str = include_str!("ui/app.js");
+const STYLE: &str = include_str!("ui/app.css");
+
+/// The page's own files only (no inline script or style, nothing from elsewhere), never
+/// inside a frame, never sniffed as another type, not cached, and no referrer.
+const PAGE_HEADERS: [(&str, &str); 5] = [
+    (
+        "content-security-policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
+    ("x-frame-options", "DENY"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("cache-control", "no-store"),
+];
+
+fn page(body: &'static str, kind: &'static str) -> axum::response::Response {
+    let mut r = axum::response::Response::new(axum::body::Body::from(body));
+    let h = r.headers_mut();
+    h.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static(kind),
+    );
+    for (k, v) in PAGE_HEADERS {
+        h.insert(k, axum::http::HeaderValue::from_static(v));
+    }
+    r
 }
 
 async fn readyz(State(cx): State<Ctx>) -> (StatusCode, &'static str) {

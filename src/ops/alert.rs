@@ -8,9 +8,10 @@
 //! A slow or dead receiver delays only other alerts, never probing or answering; when the
 //! queue is full, alerts are dropped and counted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::{Quota, RateLimiter};
@@ -84,7 +85,13 @@ pub struct Alerts {
     ctl: String,
     /// In a cluster: this instance's id, put in every alert.
     instance: Option<String>,
+    /// The last [`RECENT`] alerts, newest last, delivered or not (the status page's
+    /// timeline).
+    recent: Arc<Mutex<VecDeque<Alert>>>,
 }
+
+/// How many recent alerts [`Alerts::recent`] keeps.
+pub const RECENT: usize = 100;
 
 impl Alerts {
     /// Starts the delivery task when the configuration has a webhook or a command.
@@ -94,6 +101,7 @@ impl Alerts {
                 tx: None,
                 ctl,
                 instance: None,
+                recent: Default::default(),
             };
         }
         let (tx, rx) = mpsc::channel(cfg.queue);
@@ -102,6 +110,7 @@ impl Alerts {
             tx: Some(tx),
             ctl,
             instance: None,
+            recent: Default::default(),
         }
     }
 
@@ -113,6 +122,7 @@ impl Alerts {
             tx: Some(tx),
             ctl: String::new(),
             instance: None,
+            recent: Default::default(),
         };
         (alerts, rx)
     }
@@ -122,6 +132,7 @@ impl Alerts {
     pub fn restarted(&self, cfg: &AlertConfig) -> Self {
         let mut a = Self::start(cfg, self.ctl.clone());
         a.instance = self.instance.clone();
+        a.recent = self.recent.clone();
         a
     }
 
@@ -140,9 +151,22 @@ impl Alerts {
         s
     }
 
+    /// The recent alerts, newest first.
+    pub fn recent(&self) -> Vec<Alert> {
+        let r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        r.iter().rev().cloned().collect()
+    }
+
     pub fn send(&self, mut a: Alert) {
-        let Some(tx) = &self.tx else { return };
         a.instance.clone_from(&self.instance);
+        {
+            let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            if r.len() == RECENT {
+                r.pop_front();
+            }
+            r.push_back(a.clone());
+        }
+        let Some(tx) = &self.tx else { return };
         if tx.try_send(a).is_err() {
             metrics::counter!(ALERTS, "result" => "dropped").increment(1);
             crate::ops::metrics::limit_hit("alerts_queue");

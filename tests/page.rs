@@ -1,0 +1,243 @@
+//! The status page at the admin API's `/`, driven in a real headless Chromium through
+//! chromedriver (Debian `chromium` and `chromium-driver`; `.ci/run` installs them): a member
+//! goes down in the page when its backend is refused, a change without the token is
+//! refused, and one with it takes the member out of the DNS answers.
+//!
+//! With `GTMD_SCREENSHOT=PATH` the test saves its screenshot of the page there (the README's
+//! `dist/status-page.png` is made so); it always writes `target/status-page.png`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+
+const NAME: &str = "app.example.test.";
+
+/// `name` in /usr/bin; panics naming `package` if it is not installed.
+fn installed(name: &str, package: &str) -> std::path::PathBuf {
+    let p = Path::new("/usr/bin").join(name);
+    assert!(
+        p.exists(),
+        "{name} is not installed (apt-get install {package})"
+    );
+    p
+}
+
+/// chromedriver on a free loopback port, once it answers.
+async fn chromedriver() -> (KillOnDrop, String) {
+    let port = free_addr().port();
+    let child = std::process::Command::new(installed("chromedriver", "chromium-driver"))
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let up = wait_until(Duration::from_secs(10), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(up.is_some(), "chromedriver does not listen on {port}");
+    (KillOnDrop(child), url)
+}
+
+/// A headless Chromium session.
+async fn browser(driver: &str) -> Client {
+    installed("chromium", "chromium");
+    let caps = serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1200,1100"]
+        }
+    });
+    let serde_json::Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(driver)
+        .await
+        .expect("a Chromium session through chromedriver")
+}
+
+/// The text of the state cell of member `target` (`POOL/MEMBER`) in the page.
+async fn member_state(c: &Client, target: &str) -> String {
+    let css = format!("tr[data-member=\"{target}\"] td.state");
+    match c.find(Locator::Css(&css)).await {
+        Ok(e) => e.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Waits until `f` holds of the page, polling every 50 ms; panics after `limit`.
+async fn until_page<F, Fut>(limit: Duration, what: &str, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f().await {
+            return start.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the page did not show {what} within {limit:?}");
+}
+
+/// Disables `target` from the page: its Disable button, a reason, the form sent.
+async fn disable_from_page(c: &Client, target: &str, reason: &str) {
+    let css = format!("tr[data-member=\"{target}\"] button.disable");
+    c.find(Locator::Css(&css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let r = c.find(Locator::Id("reason")).await.unwrap();
+    r.clear().await.unwrap();
+    r.send_keys(reason).await.unwrap();
+    c.find(Locator::Id("confirm"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn message(c: &Client) -> String {
+    c.find(Locator::Id("message"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap_or_default()
+}
+
+fn headers_of(admin: SocketAddr) -> reqwest::header::HeaderMap {
+    reqwest::blocking::get(format!("http://{admin}/"))
+        .unwrap()
+        .headers()
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_follows_health_and_disables_a_member_with_the_token_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret-token\n").unwrap();
+    let (mut b0, b1) = (Backend::start().await, Backend::start().await);
+    let admin = format!("token_file = {:?}", token.display().to_string());
+    let g = start(
+        &web_config(&[&b0, &b1], &admin, NAME),
+        &repo().join("zones"),
+    )
+    .await;
+    let (_driver, url) = chromedriver().await;
+    let c = browser(&url).await;
+    c.goto(&format!("http://{}/", g.admin)).await.unwrap();
+
+    // The page's own headers: a strict CSP, no framing, no sniffing; and no token in it.
+    let a = g.admin;
+    let h = tokio::task::spawn_blocking(move || headers_of(a))
+        .await
+        .unwrap();
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["x-frame-options"], "DENY");
+    let source = c.source().await.unwrap();
+    assert!(!source.contains("s3cret"), "the token is not in the page");
+
+    until_page(Duration::from_secs(5), "web/m0 up", || async {
+        member_state(&c, "web/m0").await == "up"
+    })
+    .await;
+
+    // A refused backend: down in the page within 2 s.
+    b0.refuse();
+    let took = until_page(Duration::from_secs(2), "web/m0 down", || async {
+        member_state(&c, "web/m0").await.starts_with("down")
+    })
+    .await;
+    println!("backend refused: down in the page after {took:?}");
+    // The change is in the timeline too.
+    until_page(Duration::from_secs(2), "the member_down event", || async {
+        let t = c
+            .find(Locator::Id("events"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap_or_default();
+        t.contains("member_down web/m0")
+    })
+    .await;
+
+    // Without the token: refused, and m1 stays in the answers.
+    disable_from_page(&c, "web/m1", "page test without a token").await;
+    until_page(Duration::from_secs(3), "the refusal", || async {
+        message(&c).await.starts_with("refused (401)")
+    })
+    .await;
+    assert_eq!(a_of(g.dns, NAME).await, ["192.0.2.11"]);
+
+    // With the token (kept in the session): m1 leaves the answers, checked with a query.
+    let t = c.find(Locator::Id("token")).await.unwrap();
+    t.send_keys("s3cret-token").await.unwrap();
+    disable_from_page(&c, "web/m1", "page test").await;
+    until_page(Duration::from_secs(3), "the change done", || async {
+        message(&c).await.starts_with("done")
+    })
+    .await;
+    wait_until(Duration::from_secs(3), || async {
+        !a_of(g.dns, NAME).await.contains(&"192.0.2.11".to_string())
+    })
+    .await
+    .expect("web/m1 leaves the answers");
+    until_page(Duration::from_secs(3), "the override", || async {
+        let css = "tr[data-member=\"web/m1\"] td.override";
+        match c.find(Locator::Css(css)).await {
+            Ok(e) => e.text().await.unwrap_or_default().contains("page test"),
+            Err(_) => false,
+        }
+    })
+    .await;
+
+    // The explain box answers in words.
+    c.find(Locator::Id("explain-go"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until_page(Duration::from_secs(3), "the explanation", || async {
+        let t = c
+            .find(Locator::Id("explain"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap_or_default();
+        t.contains("app.example.test.: policy all")
+            && t.contains("web/m1 (192.0.2.11): disabled by hand")
+    })
+    .await;
+
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(repo().join("target/status-page.png"), &png).unwrap();
+    if let Ok(path) = std::env::var("GTMD_SCREENSHOT") {
+        std::fs::write(path, &png).unwrap();
+    }
+    c.close().await.unwrap();
+}
