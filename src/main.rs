@@ -37,6 +37,11 @@ enum Cmd {
         #[command(subcommand)]
         op: DnssecOp,
     },
+    /// Print shell completions for SHELL (bash, zsh, fish, elvish or powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page, gtmd(8), in roff; with DIR, write it there with one page per
+    /// command (gtmd-ctl(8), gtmd-ctl-disable(8), ...).
+    Manpage { dir: Option<PathBuf> },
     /// Talk to a running gtmd through its admin API (address and token from --config).
     Ctl {
         /// The admin API address (default: admin.listen of --config, else 127.0.0.1:8053).
@@ -106,6 +111,71 @@ enum CtlOp {
     Reload,
 }
 
+/// gtmd(8): the commands and options from the command line's own definition, and where
+/// the rest is documented.
+fn manpage(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let man = |cmd: clap::Command| {
+        clap_mangen::Man::new(cmd)
+            .section("8")
+            .manual("System Manager's Manual")
+            .source(concat!("gtmd ", env!("CARGO_PKG_VERSION")))
+    };
+    let cmd = <Cli as clap::CommandFactory>::command().long_about(
+        "gtmd is an authoritative DNS server whose answers follow health-checked address \
+             pools: each name bound to pools answers the healthy members by its policy (all, \
+             weighted, failover, topology), with short TTLs, so clients move within seconds of a \
+             region failing. Without a command it serves DNS and the admin API (status page, \
+             JSON status, overrides, metrics) as the configuration says.",
+    );
+    if let Some(dir) = dir {
+        fn pages(
+            cmd: clap::Command,
+            dir: &std::path::Path,
+            man: &dyn Fn(clap::Command) -> clap_mangen::Man,
+        ) -> std::io::Result<()> {
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                pages(sub.clone(), dir, man)?;
+            }
+            man(cmd).generate_to(dir).map(|_| ())
+        }
+        let mut all = cmd.clone().disable_help_subcommand(true);
+        all.build();
+        pages(all, dir, &man)?;
+    }
+    let man = man(cmd);
+    let mut out = Vec::new();
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    man.render_options_section(&mut out)?;
+    man.render_subcommands_section(&mut out)?;
+    out.extend_from_slice(
+        b".SH FILES\n.TP\n/etc/gtmd/gtmd.toml\nThe configuration (the package installs the sample; \
+          every key is in /usr/share/doc/gtmd/README.md, \"Configuration\").\n\
+          .TP\n/etc/gtmd/zones/\nZone files (RFC 1035), one zone per *.zone file.\n\
+          .TP\n/etc/gtmd/token\nThe admin API's bearer token, passed to the service by systemd.\n\
+          .TP\n/var/lib/gtmd/\nThe state file (overrides and zone serials, admin.state_file).\n\
+          .SH SIGNALS\nSIGHUP reads the configuration and zones again; a bad file is refused and \
+          the running state is kept. SIGTERM stops cleanly.\n\
+          .SH EXAMPLES\n.nf\ngtmd check-config /etc/gtmd/gtmd.toml\n\
+          gtmd -c /etc/gtmd/gtmd.toml ctl status\n\
+          gtmd -c /etc/gtmd/gtmd.toml ctl disable web/eu-west --reason maintenance --for 30m\n\
+          gtmd -c /etc/gtmd/gtmd.toml ctl explain app.example.com. --client 198.51.100.7\n\
+          dig @127.0.0.1 -p 5353 app.example.test A\n.fi\n\
+          .SH SEE ALSO\nsystemctl(1), dig(1), /usr/share/doc/gtmd/README.md\n",
+    );
+    man.render_version_section(&mut out)?;
+    match dir {
+        Some(dir) => std::fs::write(dir.join("gtmd.8"), &out)?,
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(&out)?;
+        }
+    }
+    Ok(())
+}
+
 fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     Ok(match path {
         Some(p) => Config::load(p)?,
@@ -132,6 +202,12 @@ fn main() -> ExitCode {
         }) => ctl(cli.config.as_ref(), admin, token_file, op),
         Some(Cmd::Dnssec { op }) => dnssec(cli.config.as_ref(), op),
         Some(Cmd::Agent) => serve(cli.config.as_ref(), true),
+        Some(Cmd::Completions { shell }) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "gtmd", &mut std::io::stdout());
+            Ok(())
+        }
+        Some(Cmd::Manpage { dir }) => manpage(dir.as_deref()),
         None => serve(cli.config.as_ref(), false),
     };
     match result {
