@@ -355,7 +355,7 @@ fn systemd_hears_ready_watchdog_reloading_and_stopping() {
 }
 
 /// The systemd units in dist/ pass `systemd-analyze verify` (with ExecStart pointing at the
-/// binary under test, since /usr/local/bin/gtmd is not installed here).
+/// binary under test, since /usr/bin/gtmd is not installed here).
 #[test]
 fn the_systemd_unit_verifies() {
     verify_unit(
@@ -384,7 +384,7 @@ fn the_agent_unit_verifies() {
 fn verify_unit(name: &str, keys: &[&str]) {
     let unit = std::fs::read_to_string(repo().join("dist").join(name))
         .unwrap()
-        .replace("/usr/local/bin/gtmd", env!("CARGO_BIN_EXE_gtmd"));
+        .replace("/usr/bin/gtmd", env!("CARGO_BIN_EXE_gtmd"));
     for key in keys {
         assert!(unit.contains(key), "{key}");
     }

@@ -1,0 +1,272 @@
+//! What gtmd ships beside the binary: the Debian package (built with `cargo deb --no-build`
+//! from the binary under test and unpacked into a scratch root), the man pages and shell
+//! completions in dist/ (current with the command line), and the Prometheus rules and
+//! Grafana dashboard (checked by `promtool` and against the metrics gtmd exports).
+//! `.ci/run` installs cargo-deb (`cargo install cargo-deb`) and Debian's `prometheus`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::repo;
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn gtmd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gtmd"))
+}
+
+/// Every file of `dir`, sorted, with its contents.
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn the_man_pages_and_completions_in_dist_are_current() {
+    let tmp = tempfile::tempdir().unwrap();
+    let man = tmp.path().join("man");
+    std::fs::create_dir(&man).unwrap();
+    run(gtmd().arg("manpage").arg(&man));
+    let refresh = "refresh with: target/release/gtmd manpage dist/man, and gtmd completions SHELL > dist/completions/...";
+    let want = files(&man);
+    let have = files(&repo().join("dist/man"));
+    let names = |v: &[(String, Vec<u8>)]| v.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&have), names(&want), "{refresh}");
+    for (h, w) in have.iter().zip(&want) {
+        assert!(h.1 == w.1, "dist/man/{} is out of date; {refresh}", h.0);
+    }
+    assert!(String::from_utf8_lossy(&want[want.len() - 1].1).contains(".TH gtmd 8"));
+    for (shell, file) in [
+        ("bash", "gtmd.bash"),
+        ("zsh", "_gtmd"),
+        ("fish", "gtmd.fish"),
+    ] {
+        let made = run(gtmd().args(["completions", shell]));
+        let have = std::fs::read_to_string(repo().join("dist/completions").join(file)).unwrap();
+        assert!(
+            made == have,
+            "dist/completions/{file} is out of date; {refresh}"
+        );
+        assert!(
+            made.contains("check-config") && made.contains("ctl"),
+            "{shell}"
+        );
+    }
+}
+
+/// `name` in /usr/bin; panics naming `package` if it is not installed.
+fn installed(name: &str, package: &str) -> PathBuf {
+    let p = Path::new("/usr/bin").join(name);
+    assert!(
+        p.exists(),
+        "{name} is not installed (apt-get install {package})"
+    );
+    p
+}
+
+#[test]
+fn the_prometheus_rules_pass_promtool_and_their_unit_tests() {
+    let promtool = installed("promtool", "prometheus");
+    let dir = repo().join("dist/prometheus");
+    let out = run(Command::new(&promtool)
+        .args(["check", "rules"])
+        .arg(dir.join("gtmd-rules.yml")));
+    assert!(out.contains("SUCCESS"), "{out}");
+    let out = run(Command::new(&promtool)
+        .args(["test", "rules"])
+        .arg(dir.join("gtmd-rules.test.yml")));
+    assert!(out.contains("SUCCESS"), "{out}");
+    let rules = std::fs::read_to_string(dir.join("gtmd-rules.yml")).unwrap();
+    for alert in [
+        "GtmdMemberDown",
+        "GtmdRegionRemoved",
+        "GtmdNameAllDown",
+        "GtmdNameFailOpen",
+        "GtmdNoProbeSucceeds",
+        "GtmdConfigReloadFailed",
+        "GtmdViewDisagrees",
+    ] {
+        assert!(rules.contains(&format!("alert: {alert}\n")), "{alert}");
+    }
+}
+
+/// The `gtmd_...` metric names in `text`, without a histogram's `_bucket` suffix.
+fn metric_names(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("gtmd_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = tail[..end].trim_end_matches("_bucket").to_string();
+        if !out.contains(&name) {
+            out.push(name);
+        }
+        rest = &tail[end..];
+    }
+    out
+}
+
+#[test]
+fn the_dashboard_and_rules_use_only_metrics_gtmd_exports() {
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("dist/grafana/gtmd.json")).unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    let exprs: Vec<String> = dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    assert!(exprs.len() >= 15, "{}", exprs.len());
+    let rules = std::fs::read_to_string(repo().join("dist/prometheus/gtmd-rules.yml")).unwrap();
+    // Every metric name gtmd defines is a string constant in its source.
+    let mut source = String::new();
+    for f in [
+        "src/ops/metrics.rs",
+        "src/dns/notify.rs",
+        "src/dns/transfer.rs",
+    ] {
+        source += &std::fs::read_to_string(repo().join(f)).unwrap();
+    }
+    for name in metric_names(&(exprs.join("\n") + &rules)) {
+        assert!(
+            source.contains(&format!("\"{name}\"")),
+            "{name} is not a metric gtmd exports"
+        );
+    }
+}
+
+#[test]
+fn the_debian_package_holds_the_binary_config_unit_man_pages_and_completions() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let has_deb = Command::new(&cargo)
+        .args(["deb", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        has_deb,
+        "cargo-deb is not installed (cargo install cargo-deb)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    // The binary under test, as `cargo build --release` left it.
+    let out = run(Command::new(&cargo)
+        .current_dir(repo())
+        .args(["deb", "--no-build", "--output"])
+        .arg(tmp.path()));
+    let deb = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .unwrap_or_else(|| panic!("no .deb in {}: {out}", tmp.path().display()));
+    let file = deb.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        file.starts_with(&format!("gtmd_{}", env!("CARGO_PKG_VERSION")))
+            && file.ends_with("_amd64.deb"),
+        "{file}"
+    );
+    let fields = run(Command::new("dpkg-deb")
+        .args(["-f"])
+        .arg(&deb)
+        .args(["Package", "Section", "Depends"]));
+    assert!(
+        fields.contains("Package: gtmd") && fields.contains("Section: net"),
+        "{fields}"
+    );
+    assert!(fields.contains("libc6"), "{fields}");
+
+    let root = tmp.path().join("root");
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
+    for f in [
+        "usr/bin/gtmd",
+        "etc/gtmd/gtmd.toml",
+        "etc/gtmd/zones/example.test.zone",
+        "lib/systemd/system/gtmd.service",
+        "lib/systemd/system/gtmd-agent.service",
+        "usr/share/man/man8/gtmd.8.gz",
+        "usr/share/man/man8/gtmd-ctl-disable.8.gz",
+        "usr/share/bash-completion/completions/gtmd",
+        "usr/share/zsh/vendor-completions/_gtmd",
+        "usr/share/fish/vendor_completions.d/gtmd.fish",
+        "usr/share/gtmd/prometheus/gtmd-rules.yml",
+        "usr/share/gtmd/grafana/gtmd.json",
+        "usr/share/doc/gtmd/README.md",
+    ] {
+        assert!(root.join(f).is_file(), "{f} is not in the package");
+    }
+    let bin = root.join("usr/bin/gtmd");
+    let version = run(Command::new(&bin).arg("--version"));
+    assert_eq!(
+        version.trim(),
+        format!("gtmd {}", env!("CARGO_PKG_VERSION"))
+    );
+    // The installed sample is a valid configuration, with its zones beside it.
+    let check = run(Command::new(&bin)
+        .arg("check-config")
+        .arg(root.join("etc/gtmd/gtmd.toml")));
+    assert!(check.contains("ok"), "{check}");
+
+    let control = tmp.path().join("control");
+    run(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&control));
+    let conffiles = std::fs::read_to_string(control.join("conffiles")).unwrap();
+    assert!(conffiles.contains("/etc/gtmd/gtmd.toml"), "{conffiles}");
+    // The service is not started (nor enabled) by the package: the config is a sample.
+    let postinst = std::fs::read_to_string(control.join("postinst")).unwrap();
+    assert!(postinst.contains("installed but not started"), "{postinst}");
+    for never in [
+        "systemctl start",
+        "enable --now gtmd\n    ",
+        "deb-systemd-invoke",
+    ] {
+        let code: String = postinst
+            .lines()
+            .filter(|l| !l.starts_with("    ") && !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            !code.contains(never.trim()),
+            "postinst runs {never:?}:\n{postinst}"
+        );
+    }
+
+    // The installed unit verifies, pointed at the unpacked binary.
+    let unit = std::fs::read_to_string(root.join("lib/systemd/system/gtmd.service"))
+        .unwrap()
+        .replace("/usr/bin/gtmd", bin.to_str().unwrap());
+    let unit_path = tmp.path().join("gtmd.service");
+    std::fs::write(&unit_path, unit).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit_path)
+        .output()
+        .expect("systemd-analyze is installed (apt-get install -y systemd)");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
