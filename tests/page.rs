@@ -10,7 +10,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -76,20 +76,15 @@ async fn member_state(c: &Client, target: &str) -> String {
     }
 }
 
-/// Waits until `f` holds of the page, polling every 50 ms; panics after `limit`.
+/// Waits until `f` holds of the page; panics after `limit`.
 async fn until_page<F, Fut>(limit: Duration, what: &str, mut f: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f().await {
-            return start.elapsed();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the page did not show {what} within {limit:?}");
+    wait_until(limit, &mut f)
+        .await
+        .unwrap_or_else(|| panic!("the page did not show {what} within {limit:?}"))
 }
 
 /// Disables `target` from the page: its Disable button, a reason, the form sent.

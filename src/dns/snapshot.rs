@@ -167,14 +167,9 @@ impl Choice {
         if self.servfail {
             return Vec::new();
         }
-        let (start, end) = self
-            .sel
-            .groups
-            .first()
-            .copied()
-            .unwrap_or((0, self.sets.len()));
+        let (start, end) = self.unmatched();
         let mut out: Vec<Record> = Vec::new();
-        for r in self.sets[start..end.min(self.sets.len())].iter().flatten() {
+        for r in self.sets[start..end].iter().flatten() {
             if !out.iter().any(|o| o.data == r.data) {
                 out.push(r.clone());
             }
@@ -184,15 +179,16 @@ impl Choice {
 }
 
 impl Choice {
+    /// The range of `sets` that clients no topology rule matches choose from.
+    fn unmatched(&self) -> (usize, usize) {
+        let n = self.sets.len();
+        let (start, end) = self.sel.groups.first().copied().unwrap_or((0, n));
+        (start.min(n), end.min(n))
+    }
+
     /// The sets of the unmatched clients with the probability of each.
     pub fn odds(&self) -> Vec<(&[Record], f64)> {
-        let (start, end) = self
-            .sel
-            .groups
-            .first()
-            .copied()
-            .unwrap_or((0, self.sets.len()));
-        let end = end.min(self.sets.len());
+        let (start, end) = self.unmatched();
         if end - start == 1 {
             return vec![(self.sets[start].as_slice(), 1.0)];
         }
@@ -211,14 +207,9 @@ impl Choice {
         if self.servfail {
             return Vec::new();
         }
-        let (start, end) = self
-            .sel
-            .groups
-            .first()
-            .copied()
-            .unwrap_or((0, self.sets.len()));
+        let (start, end) = self.unmatched();
         let mut best: Option<(u64, usize)> = None;
-        for i in start..end.min(self.sets.len()) {
+        for i in start..end {
             let low = if i == start { 0 } else { self.sel.cum[i - 1] };
             let p = self.sel.cum.get(i).map_or(0, |c| c - low);
             if best.is_none_or(|(b, _)| p > b) {

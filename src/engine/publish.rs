@@ -80,46 +80,10 @@ impl Engine {
             Policy::Topology { table, .. } => Some(table.clone()),
             _ => None,
         };
-        let choice = |v6: bool| {
-            let plans = policy::plans(cfg, b, v6, &view);
-            let servfail = plans.iter().any(|p| p.servfail);
-            let all_down = plans.iter().any(|p| p.all_down);
-            let groups = plans
-                .into_iter()
-                .map(|p| {
-                    p.sets
-                        .into_iter()
-                        .map(|(a, w)| (records(b, ttl, a), w))
-                        .collect()
-                })
-                .collect();
-            let mut c = Choice::grouped(groups, table.clone());
-            c.servfail = servfail;
-            (c, all_down)
-        };
         if b.cname {
-            let plans = policy::cname_plans(cfg, b, &view);
-            let servfail = plans.iter().any(|p| p.servfail);
-            let all_down = plans.iter().any(|p| p.all_down);
-            let groups = plans
-                .into_iter()
-                .map(|p| {
-                    p.sets
-                        .into_iter()
-                        .map(|(targets, w)| {
-                            let records = targets
-                                .into_iter()
-                                .map(|t| {
-                                    Record::from_rdata(b.name.clone(), ttl, RData::CNAME(CNAME(t)))
-                                })
-                                .collect();
-                            (records, w)
-                        })
-                        .collect()
-                })
-                .collect();
-            let mut c = Choice::grouped(groups, table);
-            c.servfail = servfail;
+            let cname = |t| Record::from_rdata(b.name.clone(), ttl, RData::CNAME(CNAME(t)));
+            let to_records = |ts: Vec<_>| ts.into_iter().map(cname).collect();
+            let (c, all_down) = choice_of(policy::cname_plans(cfg, b, &view), table, to_records);
             return Bound {
                 cname: Some(c),
                 all_down: ready && all_down,
@@ -127,6 +91,10 @@ impl Engine {
                 ..Default::default()
             };
         }
+        let choice = |v6: bool| {
+            let to_records = |a| records(b, ttl, a);
+            choice_of(policy::plans(cfg, b, v6, &view), table.clone(), to_records)
+        };
         let ((a, down4), (aaaa, down6)) = (choice(false), choice(true));
         Bound {
             a,
@@ -257,6 +225,29 @@ impl Engine {
                 }));
         }
     }
+}
+
+/// The choice a query makes among `plans` (one per client group, `table` saying which),
+/// each answer made records by `to_records`; and whether a group answers all-down.
+fn choice_of<T>(
+    plans: Vec<policy::Plan<T>>,
+    table: Option<Arc<crate::steer::topology::Table>>,
+    to_records: impl Fn(Vec<T>) -> Vec<Record>,
+) -> (Choice, bool) {
+    let servfail = plans.iter().any(|p| p.servfail);
+    let all_down = plans.iter().any(|p| p.all_down);
+    let groups = plans
+        .into_iter()
+        .map(|p| {
+            p.sets
+                .into_iter()
+                .map(|(set, w)| (to_records(set), w))
+                .collect()
+        })
+        .collect();
+    let mut c = Choice::grouped(groups, table);
+    c.servfail = servfail;
+    (c, all_down)
 }
 
 /// The address records of `b` for `addrs`, with `ttl`.

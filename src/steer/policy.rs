@@ -104,12 +104,8 @@ pub fn plans(cfg: &Config, name: &BoundName, v6: bool, health: &dyn HealthView) 
         _ => Vec::new(),
     };
     Planner {
-        cfg,
-        name,
-        health,
-        of: &|i| cfg.members[i].cname.is_none() && cfg.members[i].address.is_ipv6() == v6,
-        key: &|i| cfg.members[i].address,
         fixed,
+        ..Planner::addresses(cfg, name, v6, health)
     }
     .plans()
 }
@@ -117,15 +113,7 @@ pub fn plans(cfg: &Config, name: &BoundName, v6: bool, health: &dyn HealthView) 
 /// Plans the CNAME answer of `name`, whose members are domain names: as [`plans`], each set
 /// holding the one target a query gets.
 pub fn cname_plans(cfg: &Config, name: &BoundName, health: &dyn HealthView) -> Vec<Plan<Name>> {
-    Planner {
-        cfg,
-        name,
-        health,
-        of: &|i| cfg.members[i].cname.is_some(),
-        key: &|i| cfg.members[i].cname.clone().unwrap_or_default(),
-        fixed: Vec::new(),
-    }
-    .plans()
+    Planner::names(cfg, name, health).plans()
 }
 
 /// For a name whose pools have capacities, where each client group's traffic goes for one
@@ -136,28 +124,12 @@ pub fn spill_of(
     v6: bool,
     health: &dyn HealthView,
 ) -> Option<Spill> {
-    Planner {
-        cfg,
-        name,
-        health,
-        of: &|i| cfg.members[i].cname.is_none() && cfg.members[i].address.is_ipv6() == v6,
-        key: &|i| cfg.members[i].address,
-        fixed: Vec::new(),
-    }
-    .spill()
+    Planner::addresses(cfg, name, v6, health).spill()
 }
 
 /// [`spill_of`] for a name whose members are domain names.
 pub fn cname_spill_of(cfg: &Config, name: &BoundName, health: &dyn HealthView) -> Option<Spill> {
-    Planner {
-        cfg,
-        name,
-        health,
-        of: &|i| cfg.members[i].cname.is_some(),
-        key: &|i| cfg.members[i].cname.clone().unwrap_or_default(),
-        fixed: Vec::new(),
-    }
-    .spill()
+    Planner::names(cfg, name, health).spill()
 }
 
 /// The plan for clients that match no topology rule (for any other policy, the only one).
@@ -170,10 +142,45 @@ struct Planner<'a, T> {
     cfg: &'a Config,
     name: &'a BoundName,
     health: &'a dyn HealthView,
-    of: &'a dyn Fn(usize) -> bool,
-    key: &'a dyn Fn(usize) -> T,
+    of: Box<dyn Fn(usize) -> bool + 'a>,
+    key: Box<dyn Fn(usize) -> T + 'a>,
     /// The all-down fallback's fixed answers.
     fixed: Vec<T>,
+}
+
+impl<'a> Planner<'a, IpAddr> {
+    /// Over the members of one address family, answering their addresses.
+    fn addresses(
+        cfg: &'a Config,
+        name: &'a BoundName,
+        v6: bool,
+        health: &'a dyn HealthView,
+    ) -> Self {
+        Planner {
+            cfg,
+            name,
+            health,
+            of: Box::new(move |i| {
+                cfg.members[i].cname.is_none() && cfg.members[i].address.is_ipv6() == v6
+            }),
+            key: Box::new(|i| cfg.members[i].address),
+            fixed: Vec::new(),
+        }
+    }
+}
+
+impl<'a> Planner<'a, Name> {
+    /// Over the members that are domain names, answering those names.
+    fn names(cfg: &'a Config, name: &'a BoundName, health: &'a dyn HealthView) -> Self {
+        Planner {
+            cfg,
+            name,
+            health,
+            of: Box::new(|i| cfg.members[i].cname.is_some()),
+            key: Box::new(|i| cfg.members[i].cname.clone().unwrap_or_default()),
+            fixed: Vec::new(),
+        }
+    }
 }
 
 impl<T: Clone + PartialEq> Planner<'_, T> {

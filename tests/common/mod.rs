@@ -571,3 +571,22 @@ pub async fn a_of(server: SocketAddr, name: &str) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Asserts that systemd unit `text` passes `systemd-analyze verify`, its ExecStart pointing
+/// at `bin` instead of /usr/bin/gtmd (which the tests do not install).
+pub fn assert_unit_verifies(name: &str, text: &str, bin: &Path) {
+    let unit = text.replace("/usr/bin/gtmd", bin.to_str().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, unit).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze is installed (apt-get install -y systemd)");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
