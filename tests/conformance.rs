@@ -527,3 +527,45 @@ async fn malformed_queries_get_what_knot_or_nsd_gives() {
     assert_eq!(addrs(&m), vec!["192.0.2.80"]);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Over UDP, no answer is longer than Knot's: names in answers (owners, and the names in NS,
+/// CNAME, PTR, MX and SOA data) are compressed as Knot compresses them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_answers_are_no_longer_than_knots() {
+    let zone = repo().join("zones/example.test.zone");
+    let zones = tempfile::tempdir().unwrap();
+    std::fs::copy(&zone, zones.path().join("example.test.zone")).unwrap();
+    let gtmd = start("", zones.path()).await;
+    let knot = start_reference("knot", &zone).await;
+    let mut differ = Vec::new();
+    let (mut compared, mut equal) = (0, 0);
+    for c in cases()
+        .iter()
+        .filter(|c| !c.tcp && c.msg.op_code == OpCode::Query)
+    {
+        let q = c.msg.to_vec().unwrap();
+        let ours = udp_raw(gtmd.dns, &q, Duration::from_secs(2)).await;
+        let theirs = udp_raw(knot.addr, &q, Duration::from_secs(2)).await;
+        if let (Some(o), Some(t)) = (ours, theirs) {
+            compared += 1;
+            // Knot leaves some names in CNAME chains uncompressed that gtmd compresses.
+            if o.len() > t.len() {
+                differ.push(format!(
+                    "{}: gtmd {} bytes, knot {}",
+                    c.label,
+                    o.len(),
+                    t.len()
+                ));
+            }
+            equal += usize::from(o.len() == t.len());
+        }
+    }
+    assert!(compared > 40, "{compared}");
+    println!("{equal} of {compared} answers as long as Knot's, the others shorter");
+    assert!(
+        differ.is_empty(),
+        "{} of {compared}:\n{}",
+        differ.len(),
+        differ.join("\n")
+    );
+}

@@ -70,9 +70,9 @@ pub struct Template {
     counts: [u16; 3],
     /// Answer, authority and additional records, encoded.
     body: Vec<u8>,
-    /// Positions in `body` of compression pointers into the question, with the wire length of
-    /// the question's suffix they point at (0: the whole question name, offset 12).
-    fixups: Vec<(u16, u8)>,
+    /// Positions in `body` of compression pointers, and where each points: into the question
+    /// or into the body, both of which move with the question's length.
+    fixups: Vec<(u16, Fix)>,
     /// Whether the response's OPT carries Extended DNS Error 20 (REFUSED, not authoritative).
     ede_not_auth: bool,
     /// Where in `body` a zone's SOA serial is, and which zone's (its position in
@@ -84,6 +84,15 @@ pub struct Template {
     soa_sigs: Vec<u16>,
     /// What answers a query with the DO bit.
     for_do: ForDo,
+}
+
+/// Where a compression pointer in a template points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fix {
+    /// The question's suffix of this wire length (0: the whole question name, offset 12).
+    Question(u8),
+    /// This offset in the template's body.
+    Body(u16),
 }
 
 /// The answer to a query with the DO bit, from a template.
@@ -608,13 +617,14 @@ fn encode(ans: &Answer, qname: &Name, suffix_base: Option<&Name>, zones: &Zones)
         soa_sigs: Vec::new(),
         for_do: ForDo::Same,
     };
+    let mut seen = Seen::new();
     for r in ans
         .answer
         .iter()
         .chain(&ans.authority)
         .chain(&ans.additional)
     {
-        let rdlen = encode_record(&mut t, r, &q, base.as_deref());
+        let rdlen = encode_record(&mut t, r, &q, base.as_deref(), &mut seen);
         if let RData::DNSSEC(DNSSECRData::RRSIG(sig)) = &r.data {
             if sig.input().type_covered == RecordType::SOA {
                 t.soa_sigs.push((t.body.len() - rdlen) as u16);
@@ -630,52 +640,130 @@ fn encode(ans: &Answer, qname: &Name, suffix_base: Option<&Name>, zones: &Zones)
     t
 }
 
-/// Appends `r` to `t`; returns the length of its RDATA.
-fn encode_record(t: &mut Template, r: &Record, qname: &[u8], base: Option<&[u8]>) -> usize {
-    let owner = wire_lower(&r.name);
-    if owner == qname {
-        t.fixups.push((t.body.len() as u16, 0));
-        t.body.extend_from_slice(&[0xc0, 0]);
-    } else {
-        // The longest tail of the owner that is also a tail of the shared suffix.
-        let shared = base.unwrap_or(qname);
-        let mut at = 0usize;
-        loop {
-            let tail = &owner[at..];
-            if tail.len() > 1
-                && shared.ends_with(tail)
-                && label_aligned(shared, shared.len() - tail.len())
-            {
-                t.body.extend_from_slice(&owner[..at]);
-                t.fixups.push((t.body.len() as u16, tail.len() as u8));
-                t.body.extend_from_slice(&[0xc0, 0]);
-                break;
-            }
-            if owner[at] == 0 {
-                t.body.extend_from_slice(&owner);
-                break;
-            }
-            at += 1 + owner[at] as usize;
-        }
+/// Names already in a template's body, for compression: each lowercase wire suffix and
+/// where it starts in the body.
+type Seen = Vec<(Vec<u8>, u16)>;
+
+/// The highest body offset a compression pointer may target: with the header and the
+/// longest question before the body, it stays below 0x4000.
+const MAX_POINTER_BODY: usize = 0x3fff - 12 - 255 - 4;
+
+/// Appends `name` to `t`'s body, compressed: its longest tail that is the question name,
+/// a tail of the shared suffix `base` (or of `qname`), or a name already in the body
+/// becomes a pointer (RFC 1035 section 4.1.4). Case is kept in what is written; tails match
+/// without it.
+///
+/// With an empty `qname` the name is written whole and only recorded as a target.
+fn put_name(t: &mut Template, name: &Name, qname: &[u8], base: Option<&[u8]>, seen: &mut Seen) {
+    let lower = wire_lower(name);
+    let mut cased = Vec::with_capacity(lower.len());
+    for label in name.iter() {
+        cased.push(label.len() as u8);
+        cased.extend_from_slice(label);
     }
+    cased.push(0);
+    let shared = base.unwrap_or(qname);
+    let mut at = 0usize;
+    let start = t.body.len();
+    loop {
+        let tail = &lower[at..];
+        if tail.len() <= 1 || qname.is_empty() {
+            t.body.extend_from_slice(&cased);
+            break;
+        }
+        let pointer = if tail == qname {
+            Some(Fix::Question(0))
+        } else if shared.ends_with(tail) && label_aligned(shared, shared.len() - tail.len()) {
+            Some(Fix::Question(tail.len() as u8))
+        } else {
+            seen.iter()
+                .find(|(s, _)| s.as_slice() == tail)
+                .map(|&(_, pos)| Fix::Body(pos))
+        };
+        if let Some(p) = pointer {
+            t.body.extend_from_slice(&cased[..at]);
+            t.fixups.push((t.body.len() as u16, p));
+            t.body.extend_from_slice(&[0xc0, 0]);
+            break;
+        }
+        at += 1 + lower[at] as usize;
+    }
+    // The labels written out become targets for later names.
+    let mut i = 0usize;
+    while i < lower.len() - 1 && start + i <= MAX_POINTER_BODY {
+        let written = t.body.len() - start;
+        if i >= written || t.body[start + i] >= 0xc0 {
+            break;
+        }
+        let tail = lower[i..].to_vec();
+        if !seen.iter().any(|(s, _)| *s == tail) {
+            seen.push((tail, (start + i) as u16));
+        }
+        i += 1 + lower[i] as usize;
+    }
+}
+
+/// Appends `r` to `t`; returns the length of its RDATA. The names in the RDATA of the types
+/// RFC 1035 defined (NS, CNAME, PTR, MX, SOA) are compressed, as RFC 3597 section 4 allows
+/// and Knot does; an SRV target is written whole but later names may point at it (as Knot
+/// does); every other RDATA is written as is.
+fn encode_record(
+    t: &mut Template,
+    r: &Record,
+    qname: &[u8],
+    base: Option<&[u8]>,
+    seen: &mut Seen,
+) -> usize {
+    put_name(t, &r.name, qname, base, seen);
     t.body
         .extend_from_slice(&u16::from(r.record_type()).to_be_bytes());
     t.body
         .extend_from_slice(&u16::from(r.dns_class).to_be_bytes());
     t.body.extend_from_slice(&r.ttl.to_be_bytes());
-    let mut rdata = Vec::new();
-    {
-        let mut enc = BinEncoder::new(&mut rdata);
-        enc.set_name_encoding(NameEncoding::Uncompressed);
-        // Zone data was parsed from text and re-encodes; an error would be a hickory bug.
-        if r.data.emit(&mut enc).is_err() {
-            tracing::error!(name = %r.name, rtype = %r.record_type(), "cannot encode record data");
+    let len_at = t.body.len();
+    t.body.extend_from_slice(&[0, 0]);
+    match &r.data {
+        RData::NS(n) => put_name(t, &n.0, qname, base, seen),
+        RData::CNAME(n) => put_name(t, &n.0, qname, base, seen),
+        RData::PTR(n) => put_name(t, &n.0, qname, base, seen),
+        RData::MX(mx) => {
+            t.body.extend_from_slice(&mx.preference.to_be_bytes());
+            put_name(t, &mx.exchange, qname, base, seen);
+        }
+        RData::SRV(srv) => {
+            // The target is never compressed (RFC 2782), but later names may point at it.
+            for v in [srv.priority, srv.weight, srv.port] {
+                t.body.extend_from_slice(&v.to_be_bytes());
+            }
+            put_name(t, &srv.target, &[], None, seen);
+        }
+        RData::SOA(soa) => {
+            put_name(t, &soa.mname, qname, base, seen);
+            put_name(t, &soa.rname, qname, base, seen);
+            for v in [
+                soa.serial,
+                soa.refresh as u32,
+                soa.retry as u32,
+                soa.expire as u32,
+                soa.minimum,
+            ] {
+                t.body.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+        data => {
+            let mut rdata = Vec::new();
+            let mut enc = BinEncoder::new(&mut rdata);
+            enc.set_name_encoding(NameEncoding::Uncompressed);
+            // Zone data was parsed from text and re-encodes; an error would be a hickory bug.
+            if data.emit(&mut enc).is_err() {
+                tracing::error!(name = %r.name, rtype = %r.record_type(), "cannot encode record data");
+            }
+            t.body.extend_from_slice(&rdata);
         }
     }
-    t.body
-        .extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-    t.body.extend_from_slice(&rdata);
-    rdata.len()
+    let rdlen = t.body.len() - len_at - 2;
+    t.body[len_at..len_at + 2].copy_from_slice(&(rdlen as u16).to_be_bytes());
+    rdlen
 }
 
 /// True if `at` is the start of a label in the wire name `name`.

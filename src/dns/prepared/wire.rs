@@ -140,11 +140,11 @@ pub(super) fn write(
             }
         }
     }
-    for &(pos, suffix) in &tpl.fixups {
-        let start = if suffix == 0 {
-            12
-        } else {
-            12 + p.qlen - suffix as usize
+    for &(pos, fix) in &tpl.fixups {
+        let start = match fix {
+            super::Fix::Question(0) => 12,
+            super::Fix::Question(suffix) => 12 + p.qlen - suffix as usize,
+            super::Fix::Body(at) => body_at + at as usize,
         };
         let target = start as u16 | 0xc000;
         let at = body_at + pos as usize;
