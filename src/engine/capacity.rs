@@ -1,7 +1,7 @@
 //! Capacity-aware spill, as the engine sees it: each publication computes where the clients
 //! of names whose pools have capacities go ([`crate::steer::spill`]), and notes the pools
-//! that would carry more than their capacity: logged, alerted when it starts and ends, and
-//! exported as `gtmd_pool_load_ratio`.
+//! that would carry more than their capacity: logged and alerted when it starts and ends. Each
+//! pool's load is exported as `gtmd_pool_load_ratio` with the other gauges.
 
 use std::time::Instant;
 
@@ -67,18 +67,28 @@ impl Engine {
             .collect()
     }
 
-    /// Sets the load gauges of `b` and alerts when a pool becomes overloaded, or no longer is.
+    /// Stores the load gauges of every name whose pools have capacities. With the other
+    /// gauges, at each publication and every few seconds, so the exporter keeps them.
+    pub(super) fn store_loads(&self, now: Instant) {
+        for b in self.cfg.names.iter().filter(|b| b.spill.is_some()) {
+            let Some(s) = self.spill_now(b, now) else {
+                continue;
+            };
+            for &p in &b.pools {
+                let pool = &self.cfg.pools[p];
+                let ratio = s.load_of(p) / pool.capacity.unwrap_or(1).max(1) as f64;
+                metrics::gauge!(crate::ops::metrics::POOL_LOAD, "name" => b.name.to_string(), "pool" => pool.name.clone())
+                    .set(ratio);
+            }
+        }
+    }
+
+    /// Alerts when a pool of `b` becomes overloaded, or no longer is.
     pub(super) fn note_capacity(&mut self, b: &BoundName, now: Instant) {
         let Some(s) = self.spill_now(b, now) else {
             return;
         };
         let key = LowerName::new(&b.name);
-        for &p in &b.pools {
-            let pool = &self.cfg.pools[p];
-            let ratio = s.load_of(p) / pool.capacity.unwrap_or(1).max(1) as f64;
-            metrics::gauge!(crate::ops::metrics::POOL_LOAD, "name" => b.name.to_string(), "pool" => pool.name.clone())
-                .set(ratio);
-        }
         // By pool name: indexes change with a reload, names stay.
         let over: Vec<(String, f64)> = s
             .over

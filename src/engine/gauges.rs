@@ -122,5 +122,6 @@ impl Engine {
         g.build_info.set(1.0);
         g.state_file_ok.set(flag(self.state_problem.is_none()));
         self.cluster_gauges();
+        self.store_loads(now);
     }
 }
