@@ -90,12 +90,16 @@ where
 /// Disables `target` from the page: its Disable button, a reason, the form sent.
 async fn disable_from_page(c: &Client, target: &str, reason: &str) {
     let css = format!("tr[data-member=\"{target}\"] button.disable");
-    c.find(Locator::Css(&css))
-        .await
-        .unwrap()
-        .click()
+    // The page redraws its tables twice a second: click in one script run, so the button
+    // cannot go stale between finding and clicking it.
+    let clicked = c
+        .execute(
+            "const b = document.querySelector(arguments[0]); if (b) b.click(); return !!b;",
+            vec![serde_json::Value::String(css.clone())],
+        )
         .await
         .unwrap();
+    assert_eq!(clicked, serde_json::Value::Bool(true), "{css}");
     let r = c.find(Locator::Id("reason")).await.unwrap();
     r.clear().await.unwrap();
     r.send_keys(reason).await.unwrap();
