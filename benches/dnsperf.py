@@ -16,6 +16,10 @@ Usage (as root on Debian; installs dnsperf, knot, nsd, gdnsd with apt if missing
     python3 benches/dnsperf.py --servers knot,knot-signed,gtmd,gtmd-signed
         # DNSSEC: gtmd-signed serves the zone signed online and knot-signed is Knot with
         # mod-onlinesign; both are asked with the DO bit (dnsperf -D), the others without.
+    python3 benches/dnsperf.py --servers echo,knot,gtmd --rate 150000 --rounds 5 \
+        --idle-rounds 3 --syscalls
+        # CPU per answer at a fixed 150,000 queries/s (dnsperf -c 8 -q 100 -Q 150000), CPU at
+        # a light 1,000 queries/s, and system calls per answer, each against Knot.
 """
 
 import argparse
@@ -235,6 +239,14 @@ def server_commands(work, backends, gtmd_bin, echo_bin, probe_members):
         f'[pools.app]\ncheck = "web"\nmembers = [{", ".join(members)}]\n{extra}'
         f'[names."app.example.test."]\npools = ["app"]\nttl = 30\n')
     s["gtmd"] = ([str(gtmd_bin), "--config", str(d / "gtmd.toml")], port, "app.example.test")
+    if os.environ.get("GTMD_BIN_B"):
+        # A second gtmd binary on the same config, for A/B runs of a change (GTMD_BIN_B=old build).
+        port = free_port()
+        d5 = work / "gtmd-b"
+        d5.mkdir(parents=True, exist_ok=True)
+        (d5 / "example.test.zone").write_text((d / "example.test.zone").read_text())
+        (d5 / "gtmd.toml").write_text((d / "gtmd.toml").read_text().replace(str(s["gtmd"][1]), str(port)))
+        s["gtmd-b"] = ([os.environ["GTMD_BIN_B"], "--config", str(d5 / "gtmd.toml")], port, "app.example.test")
 
     # The same, but with response rate limiting judging every answer (loopback is exempt by
     # default) at rates dnsperf never reaches: the cost of RRL's bookkeeping per answer.
@@ -272,7 +284,7 @@ def server_commands(work, backends, gtmd_bin, echo_bin, probe_members):
 
 # Servers asked with the DO bit set.
 SIGNED = {"gtmd-signed", "knot-signed"}
-ORDER = ["echo", "knot", "knot-signed", "nsd", "gdnsd", "gtmd", "gtmd-signed", "gtmd-rrl"]
+ORDER = ["echo", "knot", "knot-signed", "nsd", "gdnsd", "gtmd", "gtmd-b", "gtmd-signed", "gtmd-rrl"]
 
 
 def query_file(work):
@@ -314,10 +326,49 @@ def parse_dnsperf(out):
 OUTSTANDING = 64
 
 
-def dnsperf(port, queries, seconds, extra=()):
+# The client's shape: dnsperf's clients (-c) and queries in flight (-q), and, at a fixed rate,
+# queries per second (-Q). Set from the command line in main().
+SHAPE = {"clients": 4, "outstanding": OUTSTANDING, "rate": None}
+
+
+def dnsperf(port, queries, seconds, extra=(), rate=None):
+    rate = rate or SHAPE["rate"]
     cmd = ["taskset", "-c", "1", "dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(queries),
-           "-l", str(seconds), "-c", "4", "-q", str(OUTSTANDING), *extra]
+           "-l", str(seconds), "-c", str(SHAPE["clients"]), "-q", str(SHAPE["outstanding"]),
+           *(["-Q", str(rate)] if rate else []), *extra]
     return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+
+# System calls counted while a server answers (perf's tracepoints, which cost the server
+# little, unlike strace): every call, and the ones that carry or wait for datagrams.
+SYSCALLS = ["recvmmsg", "sendmmsg", "recvmsg", "sendmsg", "recvfrom", "sendto", "epoll_wait",
+            "epoll_pwait", "ppoll", "poll", "futex"]
+
+
+def syscalls(pid, port, queries, seconds, do):
+    """(answers, {syscall: count, "all": count}) over one run of dnsperf with perf counting."""
+    events = ["raw_syscalls:sys_enter"] + [f"syscalls:sys_enter_{c}" for c in SYSCALLS]
+    pids = ",".join(str(p) for p in tree(pid))
+    perf = subprocess.Popen(["perf", "stat", "-x", ",", "-e", ",".join(events), "-p", pids],
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.2)
+    r = parse_dnsperf(dnsperf(port, queries, seconds, do))
+    perf.send_signal(signal.SIGINT)
+    _, err = perf.communicate(timeout=10)
+    counts = {}
+    for line in err.splitlines():
+        f = line.split(",")
+        if len(f) > 2 and f[0].strip().isdigit():
+            name = f[2].rsplit(":", 1)[-1].replace("sys_enter_", "").replace("sys_enter", "all")
+            counts[name] = counts.get(name, 0) + int(f[0])
+    return r["completed"], counts
+
+
+def idle_cpu(pid, port, queries, seconds, do):
+    """The server's CPU, in percent of a core, while answering a light 1,000 queries/s."""
+    cpu0, t0 = cpu_seconds(pid), time.time()
+    dnsperf(port, queries, seconds, do, rate=1000)
+    return (cpu_seconds(pid) - cpu0) * 100 / (time.time() - t0)
 
 
 def latency(port, queries, seconds, do=False):
@@ -350,7 +401,7 @@ def run(args):
     queries = query_file(work)
     procs = {}
     results = {s: [] for s in order}
-    lat = {}
+    lat, idle, calls = {}, {}, {}
     try:
         for name in order:
             argv, port, check = servers[name]
@@ -358,7 +409,7 @@ def run(args):
                                            stderr=open(work / f"{name}.log", "w"), start_new_session=True)
             if check:
                 wait_serving(port, check)
-                if name in ("gdnsd", "gtmd", "gtmd-rrl", "gtmd-signed"):
+                if name == "gdnsd" or name.startswith("gtmd"):
                     # Both pool members are healthy before measuring (gdnsd needs a few checks).
                     start = time.time()
                     while len(answers(port, check)) < 2 and time.time() - start < 30:
@@ -382,6 +433,15 @@ def run(args):
                       f"lost {r['lost']}  servfail {r['servfail']}", file=sys.stderr)
         for name in order:
             lat[name] = latency(servers[name][1], queries, max(1, min(args.seconds, 3)), name in SIGNED)
+        for rnd in range(args.idle_rounds):
+            for name in order:
+                do = ["-D"] if name in SIGNED else []
+                idle.setdefault(name, []).append(
+                    idle_cpu(procs[name].pid, servers[name][1], queries, args.idle_seconds, do))
+        if args.syscalls:
+            for name in order:
+                do = ["-D"] if name in SIGNED else []
+                calls[name] = syscalls(procs[name].pid, servers[name][1], queries, args.seconds, do)
     finally:
         for p in procs.values():
             try:
@@ -391,6 +451,7 @@ def run(args):
                 os.killpg(p.pid, signal.SIGKILL)
         backends.stop()
     report(order, results, lat, args)
+    report_extra(order, idle, calls, args)
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -400,18 +461,23 @@ def report(order, results, lat, args):
 
     floor = med("echo", "cpu_us") if "echo" in results else None
     ref = med("gdnsd", "cpu_us") if "gdnsd" in results else None
-    print(f"\n{args.rounds} rounds x {args.seconds} s, server on CPU 0, dnsperf on CPU 1; medians over rounds"
+    knot = med("knot", "cpu_us") if "knot" in results else None
+    shape = (f"dnsperf -c {SHAPE['clients']} -q {SHAPE['outstanding']}"
+             + (f" -Q {SHAPE['rate']} (fixed rate)" if SHAPE["rate"] else " (no rate cap)"))
+    print(f"\n{args.rounds} rounds x {args.seconds} s, server on CPU 0, {shape} on CPU 1; medians over rounds"
           + (f"; gtmd also probing {args.probe_members} extra members at 1 s" if args.probe_members else ""))
-    print("| server | qps | avg ms | p99 ms | lost | SERVFAIL | CPU us/answer | vs floor | vs gdnsd | peak RSS MB |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| server | qps | avg ms | p99 ms | lost | SERVFAIL | CPU us/answer | vs Knot | vs floor | vs gdnsd "
+          "| peak RSS MB |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name in order:
         cpu = med(name, "cpu_us")
         lost = sum(r["lost"] for r in results[name])
         sf = sum(r["servfail"] for r in results[name])
         vf = f"{cpu / floor:.2f}x" if floor else "-"
         vg = f"{cpu / ref:.2f}x" if ref else "-"
+        vk = f"{cpu / knot:.2f}x" if knot else "-"
         a, p = lat.get(name, (0, 0))
-        print(f"| {name} | {med(name, 'qps'):.0f} | {a:.3f} | {p:.3f} | {lost} | {sf} | {cpu:.2f} | {vf} | {vg} | "
+        print(f"| {name} | {med(name, 'qps'):.0f} | {a:.3f} | {p:.3f} | {lost} | {sf} | {cpu:.2f} | {vk} | {vf} | {vg} | "
               f"{max(r['rss_mb'] for r in results[name]):.1f} |")
     for signed, plain in (("gtmd-signed", "gtmd"), ("knot-signed", "knot"), ("gtmd-signed", "knot-signed")):
         if signed in results and plain in results:
@@ -419,6 +485,30 @@ def report(order, results, lat, args):
     if "gtmd" in results and "udp_us" in results["gtmd"][0]:
         print(f"\ngtmd's answering threads alone (gtmd-udp): {med('gtmd', 'udp_us'):.2f} us/answer; "
               f"the rest of gtmd (probing, engine, admin): {med('gtmd', 'cpu_us') - med('gtmd', 'udp_us'):.2f} us/answer")
+
+
+def report_extra(order, idle, calls, args):
+    if idle:
+        knot = statistics.median(idle["knot"]) if "knot" in idle else None
+        print(f"\nCPU at a light 1,000 queries/s ({args.idle_rounds} rounds x {args.idle_seconds} s, medians)")
+        print("| server | CPU % of a core | vs Knot |")
+        print("| --- | ---: | ---: |")
+        for name in order:
+            v = statistics.median(idle[name])
+            print(f"| {name} | {v:.2f} | {f'{v / knot:.2f}x' if knot else '-'} |")
+    if calls:
+        print(f"\nSystem calls over one {args.seconds} s run each (perf stat tracepoints)")
+        print("| server | answers | syscalls | answers/syscall | recv calls | answers/recv | send calls | waits "
+              "| futex |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for name in order:
+            n, c = calls[name]
+            recv = sum(c.get(k, 0) for k in ("recvmmsg", "recvmsg", "recvfrom"))
+            send = sum(c.get(k, 0) for k in ("sendmmsg", "sendmsg", "sendto"))
+            waits = sum(c.get(k, 0) for k in ("epoll_wait", "epoll_pwait", "ppoll", "poll"))
+            allc = c.get("all", 0)
+            print(f"| {name} | {n} | {allc} | {n / max(allc, 1):.1f} | {recv} | {n / max(recv, 1):.1f} | {send} "
+                  f"| {waits} | {c.get('futex', 0)} |")
 
 
 def main():
@@ -429,7 +519,16 @@ def main():
     ap.add_argument("--probe-members", type=int, default=0, help="extra members gtmd probes at 1 s while measured")
     ap.add_argument("--no-build", action="store_true", help="use target/release/gtmd as it is")
     ap.add_argument("--smoke", action="store_true", help="one 1-second round: checks the script runs")
+    ap.add_argument("--rate", type=int, help="fixed rate, queries/s (dnsperf -Q); default: as fast as served")
+    ap.add_argument("--clients", type=int, help="dnsperf -c (default 4; 8 with --rate)")
+    ap.add_argument("--outstanding", type=int, help=f"dnsperf -q (default {OUTSTANDING}; 100 with --rate)")
+    ap.add_argument("--idle-rounds", type=int, default=0, help="rounds of CPU at a light 1,000 queries/s")
+    ap.add_argument("--idle-seconds", type=int, default=10)
+    ap.add_argument("--syscalls", action="store_true", help="count system calls per answer (perf stat)")
     args = ap.parse_args()
+    SHAPE["rate"] = args.rate
+    SHAPE["clients"] = args.clients or (8 if args.rate else 4)
+    SHAPE["outstanding"] = args.outstanding or (100 if args.rate else OUTSTANDING)
     if args.smoke:
         args.rounds, args.seconds = 1, 1
     args.servers = args.servers.split(",")

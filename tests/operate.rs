@@ -299,6 +299,14 @@ async fn metrics_parse_and_follow_failures() {
         answer(dns, NAME, RecordType::A).await;
     }
     answer(dns, "nx.example.test.", RecordType::AAAA).await;
+    // The answering threads add their counts to the shared counters every 50 ms or when idle
+    // (within 100 ms), not per batch.
+    let nx = "gtmd_queries_total{transport=\"udp\",rcode=\"NXDOMAIN\",qtype=\"AAAA\"}";
+    let counted = wait_until(Duration::from_secs(2), || async {
+        sample(&scrape(), nx).is_some()
+    })
+    .await;
+    assert!(counted.is_some(), "the NXDOMAIN was never counted");
     let m = scrape();
     let q = sample(
         &m,

@@ -139,19 +139,24 @@ async fn a_flood_gets_its_rate_while_other_clients_resolve() {
         .iter()
         .all(|m| !m.metadata.truncation && addrs(m) == ["192.0.2.80"]));
 
-    let metrics = reqwest::get(format!("http://{}/metrics", g.admin))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for action in ["slipped", "dropped"] {
-        let line = format!("gtmd_rrl_responses_total{{action=\"{action}\"}}");
-        assert!(
-            metrics.lines().any(|l| l.starts_with(&line)),
-            "{line} missing"
-        );
-    }
+    // The answering threads flush their counts within 100 ms, not per batch.
+    let both = wait_until(Duration::from_secs(2), || async {
+        let metrics = reqwest::get(format!("http://{}/metrics", g.admin))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        ["slipped", "dropped"].iter().all(|action| {
+            let line = format!("gtmd_rrl_responses_total{{action=\"{action}\"}}");
+            metrics.lines().any(|l| l.starts_with(&line))
+        })
+    })
+    .await;
+    assert!(
+        both.is_some(),
+        "slipped or dropped responses missing from /metrics"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

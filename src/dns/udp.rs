@@ -221,7 +221,8 @@ fn serve(sock: &UdpSocket, published: &Published, stop: &CancellationToken) {
                         | io::ErrorKind::Interrupted
                 ) =>
             {
-                continue
+                counts.maybe_flush(true);
+                continue;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "udp receive");
@@ -272,9 +273,7 @@ fn serve(sock: &UdpSocket, published: &Published, stop: &CancellationToken) {
         if !ready.is_empty() {
             b.send(fd, &ready);
         }
-        if !ready.is_empty() || counts.rrl != [0, 0] {
-            counts.flush();
-        }
+        counts.maybe_flush(false);
     }
 }
 

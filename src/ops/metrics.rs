@@ -233,7 +233,15 @@ pub struct QueryCounts {
     rrl_handles: [Counter; 2],
     /// Counts limited responses, to slip every `slip`-th.
     pub slips: u32,
+    /// Responses counted since the last flush, and when that was.
+    pending: u32,
+    flushed: std::time::Instant,
 }
+
+/// Local counts are added to the shared counters once this many responses are pending...
+const FLUSH_EVERY: u32 = 1024;
+/// ...or once this long has passed since the last flush, whichever comes first.
+const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl QueryCounts {
     pub fn new(transport: &'static str) -> Self {
@@ -250,6 +258,21 @@ impl QueryCounts {
                 counter!(RRL, "action" => "dropped"),
             ],
             slips: 0,
+            pending: 0,
+            flushed: std::time::Instant::now(),
+        }
+    }
+
+    /// Flushes when enough responses are pending or enough time has passed (`idle`: the
+    /// caller is about to wait, so flush whatever is pending). The shared counters are
+    /// touched a few times a second rather than once per batch.
+    pub fn maybe_flush(&mut self, idle: bool) {
+        let pending = self.pending + self.rrl[0] + self.rrl[1];
+        if pending == 0 {
+            return;
+        }
+        if idle || pending >= FLUSH_EVERY || self.flushed.elapsed() >= FLUSH_AFTER {
+            self.flush();
         }
     }
 
@@ -272,10 +295,13 @@ impl QueryCounts {
             .position(|&(v, _)| v == qtype)
             .unwrap_or(QTYPES.len() - 1);
         self.counts[rcode][t] += 1;
+        self.pending += 1;
     }
 
     /// Adds the local counts to the shared counters.
     pub fn flush(&mut self) {
+        self.pending = 0;
+        self.flushed = std::time::Instant::now();
         for (n, h) in self.rrl.iter_mut().zip(&self.rrl_handles) {
             if *n > 0 {
                 h.increment(u64::from(std::mem::take(n)));
