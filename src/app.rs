@@ -201,6 +201,8 @@ async fn serve_dns(
         r = ready.wait_for(|r| *r) => if r.is_err() { return },
         _ = stop.cancelled() => return,
     }
+    // Reading the zones left their parsing's garbage on the heap: give it back.
+    let _ = tokio::task::spawn_blocking(crate::ops::reload::release_free_memory).await;
     let mut set = JoinSet::new();
     for l in listeners {
         if let (Ok(u), Ok(t)) = (l.local_addr(), l.tcp.local_addr()) {

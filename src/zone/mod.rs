@@ -19,6 +19,10 @@ use lex::{lex, Entry, Token};
 pub mod keys;
 mod lex;
 
+/// Up to this many zones, the zone of a name is found by comparing it with every origin;
+/// beyond, by looking its suffixes up.
+const FEW_ZONES: usize = 8;
+
 /// How deep `$INCLUDE` may nest before the file is rejected.
 const MAX_INCLUDE_DEPTH: usize = 8;
 
@@ -558,6 +562,16 @@ impl Zones {
 
     /// The position in [`Zones::iter`] of the zone with the longest origin containing `name`.
     pub fn index_of(&self, name: &LowerName) -> Option<usize> {
+        // A few zones: compare the name's tail with each origin, without making names.
+        if self.list.len() <= FEW_ZONES {
+            return self
+                .list
+                .iter()
+                .enumerate()
+                .filter(|(_, z)| z.origin.zone_of(name))
+                .max_by_key(|(_, z)| z.origin.num_labels())
+                .map(|(i, _)| i);
+        }
         let mut cur = name.clone();
         loop {
             if let Some(&i) = self.by_origin.get(&cur) {

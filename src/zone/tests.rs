@@ -109,3 +109,25 @@ fn delegation_is_found_below_the_cut() {
     let apex = LowerName::new(&Name::from_ascii("t.").unwrap());
     assert!(z.delegation_above(&apex).is_none());
 }
+
+#[test]
+fn a_name_belongs_to_the_deepest_zone_that_holds_it() {
+    let zone = |origin: &str| {
+        parse_zone(HEAD, Path::new("z.zone"), Name::from_ascii(origin).unwrap()).unwrap()
+    };
+    let lower = |n: &str| LowerName::new(&Name::from_ascii(n).unwrap());
+    // A few zones (compared one by one) and many (looked up by suffix) give the same answer.
+    for extra in [0, 2 * FEW_ZONES] {
+        let mut list = vec![zone("t."), zone("sub.t."), zone("other.")];
+        list.extend((0..extra).map(|i| zone(&format!("z{i}.test."))));
+        let zones = Zones::new(list);
+        assert_eq!(zones.index_of(&lower("www.sub.t.")), Some(1), "{extra}");
+        assert_eq!(zones.index_of(&lower("WWW.Sub.T.")), Some(1), "{extra}");
+        assert_eq!(zones.index_of(&lower("sub.t.")), Some(1), "{extra}");
+        assert_eq!(zones.index_of(&lower("a.b.t.")), Some(0), "{extra}");
+        assert_eq!(zones.index_of(&lower("t.")), Some(0), "{extra}");
+        assert_eq!(zones.index_of(&lower("x.other.")), Some(2), "{extra}");
+        assert_eq!(zones.index_of(&lower("nothere.")), None, "{extra}");
+        assert_eq!(zones.index_of(&lower("tt.")), None, "{extra}");
+    }
+}
