@@ -93,6 +93,9 @@ async fn start_as(
     kind: Kind,
 ) -> anyhow::Result<Running> {
     let zones = Arc::new(cfg.load_zones()?);
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
     let cfg = Arc::new(cfg);
     let published: Published = Arc::new(ArcSwap::from_pointee(Publication::default()));
     // Never an error: DNS does not wait on the state file (see ops::state::restore).

@@ -222,6 +222,9 @@ fn main() -> ExitCode {
 fn check(path: Option<&PathBuf>) -> anyhow::Result<()> {
     let cfg = load(path)?;
     let zones = cfg.load_zones()?;
+    for w in &cfg.warnings {
+        println!("warning: {w}");
+    }
     println!(
         "{}: ok ({} zones, {} pools, {} members, {} bound names)",
         cfg.source,

@@ -9,7 +9,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -110,26 +110,6 @@ impl Setup {
 }
 
 /// `name` in /usr/sbin or /usr/bin; panics naming `package` if it is not installed.
-fn installed(name: &str, package: &str) -> PathBuf {
-    ["/usr/sbin", "/usr/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("{name} is not installed (apt-get install {package})"))
-}
-
-/// Runs `bin` with `args` and `conf`, its output discarded; stopped on drop.
-fn daemon(bin: &Path, args: &[&str], conf: &Path) -> KillOnDrop {
-    let child = Command::new(bin)
-        .args(args)
-        .arg(conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    KillOnDrop(child)
-}
-
 /// gtmd serving the zones signed with one new CSK: the setup, the key's base path, gtmd,
 /// and the zone's trust anchor.
 async fn signed_gtmd() -> (Setup, PathBuf, Gtmd, String) {

@@ -26,7 +26,8 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
         .map(|(name, c)| checks::build_check(cx, name, c))
         .collect::<Result<Vec<_>, _>>()?;
     let (pools, members) = pools::build_pools(cx, &raw, &checks)?;
-    let names = names::build_names(cx, &raw, &pools, &members)?;
+    let mut warnings = Vec::new();
+    let names = names::build_names(cx, &raw, &checks, &pools, &members, &mut warnings)?;
     let regions = pools::build_regions(cx, &raw, &members)?;
     let alerts = admin::build_alerts(cx, &raw.alerts)?;
     let rrl = server::build_rrl(cx, &raw.rrl)?;
@@ -56,6 +57,7 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
         rrl,
         cluster,
         dnssec,
+        warnings,
         text: cx.text.to_string(),
     })
 }

@@ -129,6 +129,7 @@ pub struct Server {
     pub tsig_keys: Option<Vec<String>>,
     pub ixfr_journal: Option<usize>,
     pub catalog_zone: Option<String>,
+    pub recover_within: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -239,6 +240,7 @@ pub struct BoundName {
     pub min_healthy: Option<MinHealthy>,
     pub ttl: Option<u32>,
     pub degraded_ttl: Option<u32>,
+    pub recover_within: Option<String>,
     pub when_all_down: Option<AllDownKind>,
     pub fallback: Option<Vec<String>>,
     pub topology: Option<Vec<TopologyRule>>,

@@ -192,6 +192,22 @@ pub struct BoundName {
     /// spill over the others by spare capacity. Per client group (as the policy's orders),
     /// the pools it tries.
     pub spill: Option<Vec<Vec<usize>>>,
+    /// How fast clients recover: the objective, if any, and the detection bounds the TTLs
+    /// are weighed against (see [`crate::steer::recovery`]).
+    pub recovery: Recovery,
+}
+
+/// A bound name's recovery objective and what it is made of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recovery {
+    /// `recover_within` (the name's, else `server.recover_within`).
+    pub objective: Option<Duration>,
+    /// The slowest detection of a failure (`fall` probes) among the checks behind the name.
+    pub fall: Duration,
+    /// The slowest detection of a recovery (`rise` probes).
+    pub rise: Duration,
+    /// Where `ttl` came from: "derived" (from the objective), "set" or "default".
+    pub ttl_from: &'static str,
 }
 
 /// How a bound name chooses its answer among the healthy members behind it.
@@ -335,6 +351,9 @@ pub struct Config {
     /// The keys of each signed zone, by origin.
     pub dnssec:
         std::collections::HashMap<hickory_proto::rr::LowerName, Vec<crate::zone::keys::KeySpec>>,
+    /// Valid but probably not meant (an explicit TTL that breaks a recovery objective):
+    /// logged at start and reload, printed by `check-config`.
+    pub warnings: Vec<String>,
     text: String,
 }
 

@@ -7,7 +7,11 @@ use hickory_proto::rr::{LowerName, Name};
 
 use super::file;
 use super::server::parse_net;
-use super::{key, AllDown, BoundName, ConfigError, Ctx, Member, MinHealthy, Policy, Pool};
+use super::{
+    duration, key, AllDown, BoundName, Check, ConfigError, Ctx, Member, MinHealthy, Policy, Pool,
+    Recovery,
+};
+use crate::steer::recovery;
 
 pub(super) fn names_of<'a>(it: impl Iterator<Item = &'a String>) -> String {
     let v: Vec<String> = it.map(|s| format!("{s:?}")).collect();
@@ -21,9 +25,15 @@ pub(super) fn names_of<'a>(it: impl Iterator<Item = &'a String>) -> String {
 pub(super) fn build_names(
     cx: &Ctx,
     raw: &file::File,
+    checks: &[Check],
     pools: &[Pool],
     members: &[Member],
+    warnings: &mut Vec<String>,
 ) -> Result<Vec<BoundName>, ConfigError> {
+    let default_objective = match &raw.server.recover_within {
+        Some(v) => Some(objective(cx, "server.recover_within", v)?),
+        None => None,
+    };
     let mut out: Vec<BoundName> = Vec::new();
     for (n, b) in &raw.names {
         let np = format!("names.{}", key(n));
@@ -59,27 +69,24 @@ pub(super) fn build_names(
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let ttl = b.ttl.unwrap_or(30);
-        if !(1..=86400).contains(&ttl) {
-            return Err(cx.err(
-                &format!("{np}.ttl"),
-                format!("{ttl} is out of range: 1 to 86400 seconds"),
-            ));
-        }
-        let degraded_ttl = b.degraded_ttl.unwrap_or(ttl.min(5));
-        if degraded_ttl == 0 || degraded_ttl > ttl {
-            return Err(cx.err(
-                &format!("{np}.degraded_ttl"),
-                format!("{degraded_ttl} is out of range: 1 to ttl ({ttl}) seconds"),
-            ));
-        }
-        let mut policy = build_policy(cx, &np, b, pools, members, &ids)?;
         let all_down = build_all_down(cx, &np, b, pools)?;
-        let cname = cname_pool(pools, members, ids[0]);
         let fallback = match &all_down {
             AllDown::Fallback { pools, .. } => pools.as_slice(),
             _ => &[],
         };
+        let (ttl, degraded_ttl, recovery) = ttls(
+            cx,
+            &np,
+            b,
+            default_objective,
+            checks,
+            pools,
+            members,
+            ids.iter().chain(fallback),
+            warnings,
+        )?;
+        let mut policy = build_policy(cx, &np, b, pools, members, &ids)?;
+        let cname = cname_pool(pools, members, ids[0]);
         for (i, &p) in ids.iter().chain(fallback).enumerate() {
             if cname_pool(pools, members, p) != cname {
                 let at = if i < ids.len() {
@@ -106,9 +113,132 @@ pub(super) fn build_names(
             all_down,
             cname,
             spill,
+            recovery,
         });
     }
     Ok(out)
+}
+
+/// A `recover_within` value: a duration of at least one second.
+fn objective(cx: &Ctx, at: &str, v: &String) -> Result<std::time::Duration, ConfigError> {
+    let d = duration(cx, at, Some(v), std::time::Duration::ZERO)?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err(cx.err(at, format!("{v:?} is too short: at least 1s")));
+    }
+    Ok(d)
+}
+
+/// The name's TTL and degraded TTL, and its recovery objective with the detection bounds of
+/// the checks behind its pools (`pool_ids`, fallback pools included). With an objective, the
+/// TTLs not set are derived from it; a set one that breaks it is kept, with a warning.
+#[allow(clippy::too_many_arguments)]
+fn ttls<'a>(
+    cx: &Ctx,
+    np: &str,
+    b: &file::BoundName,
+    default_objective: Option<std::time::Duration>,
+    checks: &[Check],
+    pools: &[Pool],
+    members: &[Member],
+    pool_ids: impl Iterator<Item = &'a usize>,
+    warnings: &mut Vec<String>,
+) -> Result<(u32, u32, Recovery), ConfigError> {
+    // The slowest check behind the name, for failures and for recoveries.
+    let mut fall: Option<(std::time::Duration, &Check)> = None;
+    let mut rise: Option<(std::time::Duration, &Check)> = None;
+    for &p in pool_ids {
+        for &m in &pools[p].members {
+            for &(c, _) in &members[m].checks {
+                let c = &checks[c];
+                let f = recovery::detection(c, c.fall);
+                let r = recovery::return_bound(c);
+                if fall.is_none_or(|(d, _)| f > d) {
+                    fall = Some((f, c));
+                }
+                if rise.is_none_or(|(d, _)| r > d) {
+                    rise = Some((r, c));
+                }
+            }
+        }
+    }
+    let (objective_at, objective) = match &b.recover_within {
+        Some(v) => {
+            let at = format!("{np}.recover_within");
+            (at.clone(), Some(objective(cx, &at, v)?))
+        }
+        None => ("server.recover_within".to_string(), default_objective),
+    };
+    let mut rec = Recovery {
+        objective,
+        fall: fall.map_or_else(Default::default, |(d, _)| d),
+        rise: rise.map_or_else(Default::default, |(d, _)| d),
+        ttl_from: if b.ttl.is_some() { "set" } else { "default" },
+    };
+    let mut derived = (None, None);
+    if let (Some(goal), Some((f, fc)), Some((r, rc))) = (objective, fall, rise) {
+        let goal_words = humantime::format_duration(goal);
+        let unmet = |c: &Check, d, n, which: &str| {
+            let how = recovery::formula(c, n, which);
+            let what = if d >= goal {
+                "≥"
+            } else {
+                "leaves no room within"
+            };
+            cx.err(&objective_at, format!(
+                "{} of check {:?}: {how} {what} recover_within {goal_words} (with 1s for a resolver's rounding and a TTL of at least 1s); lower interval or {which}, or raise recover_within",
+                if which == "fall" { "detecting a failure" } else { "detecting a recovery" },
+                c.name
+            ))
+        };
+        let ttl = recovery::derive_ttl(goal, f).ok_or_else(|| unmet(fc, f, fc.fall, "fall"))?;
+        let back = recovery::derive_ttl(goal, r).ok_or_else(|| unmet(rc, r, rc.rise, "rise"))?;
+        derived = (Some(ttl), Some(back));
+    }
+    let ttl = match (b.ttl, derived.0) {
+        (Some(t), _) => t,
+        (None, Some(t)) => {
+            rec.ttl_from = "derived";
+            t
+        }
+        (None, None) => 30,
+    };
+    if !(1..=86400).contains(&ttl) {
+        return Err(cx.err(
+            &format!("{np}.ttl"),
+            format!("{ttl} is out of range: 1 to 86400 seconds"),
+        ));
+    }
+    let degraded_ttl = match (b.degraded_ttl, derived.1) {
+        (Some(t), _) => t,
+        (None, Some(t)) => t.min(ttl),
+        (None, None) => ttl.min(5),
+    };
+    if degraded_ttl == 0 || degraded_ttl > ttl {
+        return Err(cx.err(
+            &format!("{np}.degraded_ttl"),
+            format!("{degraded_ttl} is out of range: 1 to ttl ({ttl}) seconds"),
+        ));
+    }
+    if let Some(goal) = objective {
+        let goal_words = humantime::format_duration(goal);
+        let secs = |d: std::time::Duration| format!("{:.1}s", d.as_secs_f64());
+        let outage = recovery::worst_case(rec.fall, ttl);
+        if b.ttl.is_some() && outage > goal {
+            warnings.push(format!(
+                "{}: {np}.ttl {ttl} breaks recover_within {goal_words}: clients may be sent to a failed member for {} (detection {} + ttl {ttl}s + 1s); {} would keep it",
+                cx.source, secs(outage), secs(rec.fall),
+                recovery::derive_ttl(goal, rec.fall).map_or("no ttl".into(), |t| format!("ttl {t}"))
+            ));
+        }
+        let back = recovery::worst_case(rec.rise, degraded_ttl);
+        if b.degraded_ttl.is_some() && back > goal {
+            warnings.push(format!(
+                "{}: {np}.degraded_ttl {degraded_ttl} breaks recover_within {goal_words}: traffic may take {} to return after a recovery (detection {} + degraded_ttl {degraded_ttl}s + 1s)",
+                cx.source, secs(back), secs(rec.rise)
+            ));
+        }
+    }
+    Ok((ttl, degraded_ttl, rec))
 }
 
 /// The client groups' pool orders of a name whose pools all have a capacity; none when none

@@ -21,6 +21,7 @@ pub mod listen;
 pub mod lookup;
 pub mod notify;
 pub mod prepared;
+pub mod resolvers;
 pub mod rrl;
 pub mod secondaries;
 pub mod snapshot;

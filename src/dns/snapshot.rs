@@ -232,6 +232,8 @@ pub struct Bound {
     pub all_down: bool,
     /// Some member behind the name is down or failing: answers carry the degraded TTL.
     pub degraded: bool,
+    /// Counts the distinct resolvers that ask for the name (kept across publications).
+    pub resolvers: Option<Arc<crate::dns::resolvers::Resolvers>>,
 }
 
 impl Bound {

@@ -35,6 +35,8 @@ pub struct Explain {
     pub capacity: Vec<super::capacity::PoolLoad>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub overload: Option<String>,
+    /// How fast clients recover from a failure and what the TTL costs resolvers.
+    pub recovery: super::recovery::RecoveryReport,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -190,12 +192,10 @@ impl Engine {
             });
         }
         let loads = self.loads(b, now);
-        let degraded = self
-            .published
-            .load()
-            .bound
-            .get(&lname)
-            .is_some_and(|e| e.degraded);
+        let published = self.published.load();
+        let entry = published.bound.get(&lname);
+        let degraded = entry.is_some_and(|e| e.degraded);
+        let recovery = super::recovery::report(b, entry.and_then(|e| e.resolvers.as_deref()));
         Ok(Explain {
             name: b.name.to_string(),
             policy: b.policy.kind(),
@@ -206,6 +206,7 @@ impl Engine {
             degraded,
             capacity: loads.clone(),
             overload: overload_words(&loads),
+            recovery,
             members: self
                 .members_of(b)
                 .into_iter()

@@ -28,6 +28,7 @@ mod explain;
 mod gauges;
 mod overrides;
 mod publish;
+pub mod recovery;
 mod reload;
 pub use reload::{Loaded, ReloadReport};
 mod status;
@@ -184,6 +185,9 @@ pub struct Engine {
     overloaded: HashMap<LowerName, Vec<(String, f64)>>,
     /// Per topology name whose pools have capacities, its client groups' shares.
     meters: HashMap<LowerName, capacity::Meter>,
+    /// Per bound name, the distinct resolvers asking for it, and when the window last moved.
+    resolvers: HashMap<LowerName, Arc<crate::dns::resolvers::Resolvers>>,
+    resolvers_rotated: Instant,
     /// Members still without a first probe result.
     unknown: usize,
     /// Every member has had a first result once (a reload never takes it back).
@@ -250,6 +254,8 @@ impl Engine {
             all_down: HashMap::new(),
             overloaded: HashMap::new(),
             meters: HashMap::new(),
+            resolvers: HashMap::new(),
+            resolvers_rotated: Instant::now(),
             unknown: n,
             ready: n == 0,
             settle_until: None,
@@ -319,6 +325,7 @@ impl Engine {
                     crate::ops::metrics::handle().run_upkeep();
                     self.resign_if_due();
                     self.sample_shares();
+                    self.rotate_resolvers(Instant::now());
                 }
                 _ = tokio::time::sleep_until(settle.unwrap_or_else(Instant::now).into()), if settle.is_some() => {
                     tracing::warn!(waiting = self.unknown, "members added by the reload are still unprobed: publishing without them");

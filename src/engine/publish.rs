@@ -48,6 +48,7 @@ impl Engine {
                     c.count_into(hits.clone());
                 }
             }
+            answer.resolvers = Some(self.resolvers_of(b));
             self.note_all_down(b, answer.all_down);
             if ready {
                 self.note_capacity(b, now);
@@ -61,6 +62,30 @@ impl Engine {
         }
         if ready {
             self.ready_tx.send_replace(true);
+        }
+    }
+
+    /// The resolver counter of `b`, made the first time `b` is published; counters of names
+    /// a reload removed are dropped.
+    fn resolvers_of(&mut self, b: &BoundName) -> Arc<crate::dns::resolvers::Resolvers> {
+        let cfg = self.cfg.clone();
+        if self.resolvers.len() > cfg.names.len() {
+            self.resolvers
+                .retain(|n, _| cfg.names.iter().any(|b| &LowerName::new(&b.name) == n));
+        }
+        self.resolvers
+            .entry(LowerName::new(&b.name))
+            .or_default()
+            .clone()
+    }
+
+    /// Moves every resolver counter's window on by a half, each half window.
+    pub(super) fn rotate_resolvers(&mut self, now: Instant) {
+        if now.duration_since(self.resolvers_rotated) >= crate::dns::resolvers::WINDOW / 2 {
+            self.resolvers_rotated = now;
+            for r in self.resolvers.values() {
+                r.rotate();
+            }
         }
     }
 
@@ -102,6 +127,7 @@ impl Engine {
             cname: None,
             all_down: ready && (down4 || down6),
             degraded,
+            resolvers: None,
         }
     }
 

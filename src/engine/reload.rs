@@ -53,7 +53,12 @@ impl Engine {
         loaded: Result<Box<Loaded>, String>,
     ) -> Result<ReloadReport, String> {
         let result = match loaded {
-            Ok(l) => self.swap_in(*l).await,
+            Ok(l) => {
+                for w in &l.cfg.warnings {
+                    tracing::warn!("{w}");
+                }
+                self.swap_in(*l).await
+            }
             Err(e) => Err(e),
         };
         let outcome = if result.is_ok() { "ok" } else { "failed" };

@@ -99,6 +99,8 @@ pub struct NameStatus {
     pub policy: &'static str,
     /// For clients no topology rule matches: how likely each answer is in a response.
     pub shares: Vec<AnswerShare>,
+    /// How fast clients recover from a failure and what the TTL costs resolvers.
+    pub recovery: super::recovery::RecoveryReport,
 }
 
 /// How likely one address (or CNAME target) is in a name's answer.
@@ -332,6 +334,7 @@ fn name_status(
         fail_open: all_down && b.all_down == AllDown::All,
         policy: b.policy.kind(),
         shares: shares(e),
+        recovery: super::recovery::report(b, e.and_then(|e| e.resolvers.as_deref())),
     }
 }
 

@@ -4,5 +4,6 @@
 
 pub mod health;
 pub mod policy;
+pub mod recovery;
 pub mod spill;
 pub mod topology;

@@ -522,6 +522,27 @@ pub fn spawn_gtmd_in(cwd: &Path, config: &Path, admin: SocketAddr) -> std::proce
 
 /// A child process (gtmd, Knot, NSD...) killed and reaped when dropped, so that a failing test
 /// leaves nothing running.
+/// The path of an installed program (`package` names the Debian package in the message).
+pub fn installed(name: &str, package: &str) -> PathBuf {
+    ["/usr/sbin", "/usr/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{name} is not installed (apt-get install {package})"))
+}
+
+/// Runs `bin` with `args` and `conf`, its output discarded; stopped on drop.
+pub fn daemon(bin: &Path, args: &[&str], conf: &Path) -> KillOnDrop {
+    let child = std::process::Command::new(bin)
+        .args(args)
+        .arg(conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    KillOnDrop(child)
+}
+
 pub struct KillOnDrop(pub std::process::Child);
 
 impl std::ops::Deref for KillOnDrop {

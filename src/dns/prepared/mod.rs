@@ -156,6 +156,8 @@ enum Below {
 struct Entry {
     answers: NodeAnswers,
     below: Below,
+    /// A pool-bound name's count of the resolvers asking for it.
+    seen: Option<Arc<crate::dns::resolvers::Resolvers>>,
 }
 
 /// The answers that do not depend on pool health, built once per set of zones and shared by
@@ -348,7 +350,14 @@ impl<'a> Builder<'a> {
                 None => Below::Same(nx.clone()),
             }
         };
-        (Entry { answers, below }, self.touched.get())
+        (
+            Entry {
+                answers,
+                below,
+                seen: None,
+            },
+            self.touched.get(),
+        )
     }
 
     /// The answers of one node for its types and the rest. For a wildcard, `qname` is a synthetic
@@ -410,7 +419,8 @@ impl AnswerCache {
         for (lname, zi) in &fixed.live {
             let (zone, nx) = (zones[*zi], &fixed.nx[*zi]);
             if let Some(node) = zone.nodes.get(lname) {
-                let (entry, _) = b.entry(zone, lname, node, nx);
+                let (mut entry, _) = b.entry(zone, lname, node, nx);
+                entry.seen = snap.bound.get(lname).and_then(|b| b.resolvers.clone());
                 live.insert(
                     wire_lower(&Name::from(lname.clone())).into_boxed_slice(),
                     entry,
@@ -465,7 +475,7 @@ impl AnswerCache {
         let Some(p) = parse(query) else { return false };
         let ecs = p.edns.as_ref().and_then(|e| e.ecs);
         let client = ecs.unwrap_or_else(|| Client::from_source(source));
-        let Some((tpl, scope)) = self.find(&p, client) else {
+        let Some((tpl, scope)) = self.find(&p, client, source) else {
             return false;
         };
         let limit = if tcp {
@@ -501,7 +511,12 @@ impl AnswerCache {
         true
     }
 
-    fn find(&self, p: &Parsed, client: Client) -> Option<(&Template, u8)> {
+    fn find(
+        &self,
+        p: &Parsed,
+        client: Client,
+        source: std::net::IpAddr,
+    ) -> Option<(&Template, u8)> {
         let fixed = self.fixed.as_ref()?;
         let get = |k: &[u8]| match fixed.names.get(k)? {
             Slot::Ready(e) => Some(e),
@@ -509,6 +524,9 @@ impl AnswerCache {
         };
         let name = &p.qname[..p.qlen];
         if let Some(e) = get(name) {
+            if let Some(seen) = &e.seen {
+                seen.mark(source);
+            }
             return e.answers.get(p.qtype, client);
         }
         // Walk up: strip one label at a time until an existing name is found.
