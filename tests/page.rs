@@ -230,6 +230,7 @@ async fn the_status_page_follows_health_and_disables_a_member_with_the_token_onl
             .unwrap_or_default();
         t.contains("app.example.test.: policy all")
             && t.contains("web/m1 (192.0.2.11): disabled by hand")
+            && t.contains("Recovery: clients leave a failed member within")
     })
     .await;
 

@@ -161,6 +161,7 @@ function explainWords(x) {
     out.push(`${f.rtype}: ${f.servfail ? "SERVFAIL" : odds}${f.all_down ? " (all down)" : ""}.`);
   }
   if (x.overload) out.push(`Overload: ${x.overload}.`);
+  if (x.recovery) out.push(`Recovery: ${x.recovery.words}.`);
   for (const m of x.members) out.push(`${m.pool}/${m.member} (${m.address || m.cname}): ${m.why}; in ${pct(m.in_answer)} of answers.`);
   return out;
 }
