@@ -252,14 +252,19 @@ fn check_config_names_file_line_and_problem() {
     )
     .unwrap();
 
-    let zone =
-        std::fs::read_to_string(zones.join("example.test.zone")).unwrap() + "app IN A 192.0.2.1\n";
-    std::fs::write(zones.join("example.test.zone"), zone).unwrap();
+    let zone = std::fs::read_to_string(zones.join("example.test.zone")).unwrap();
+    let at = zone.lines().count() + 1;
+    std::fs::write(
+        zones.join("example.test.zone"),
+        zone + "app IN A 192.0.2.1\n",
+    )
+    .unwrap();
     let (ok, out) = check_config(&good);
     assert!(!ok);
     assert!(
         out.contains("good.toml:")
-            && out.contains("names.\"app.example.test.\": app.example.test. is bound to pools but"),
+            && out.contains("names.\"app.example.test.\": app.example.test. is bound to pools but")
+            && out.contains(&format!("example.test.zone:{at} gives it A records")),
         "{out}"
     );
 }

@@ -92,7 +92,7 @@ impl Config {
             }
             if let Some(node) = zone.nodes.get(&lname).filter(|_| b.cname) {
                 if let Some(set) = node.rrsets.first() {
-                    let line = zone.lines.get(&lname).copied().unwrap_or(0);
+                    let line = node.line;
                     return Err(cx.err(&path, format!(
                         "{}'s members are domain names, so it answers a CNAME, which cannot share a name with other data, but {}:{line} gives it {} records; remove them from the zone file or bind another name",
                         b.name, zone.file.display(), set.rtype
@@ -102,7 +102,7 @@ impl Config {
             if let Some(node) = zone.nodes.get(&lname) {
                 for t in [RecordType::A, RecordType::AAAA, RecordType::CNAME] {
                     if node.get(t).is_some() {
-                        let line = zone.lines.get(&lname).copied().unwrap_or(0);
+                        let line = node.line;
                         return Err(cx.err(&path, format!(
                             "{} is bound to pools but {}:{line} gives it {t} records; remove them from the zone file",
                             b.name, zone.file.display()

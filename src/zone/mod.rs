@@ -62,6 +62,9 @@ pub struct RrSet {
 #[derive(Debug, Clone, Default)]
 pub struct Node {
     pub rrsets: Vec<RrSet>,
+    /// The line where the name first appears in its file, for messages (0: an empty
+    /// non-terminal, or a name no file wrote).
+    pub line: u32,
 }
 
 impl Node {
@@ -82,8 +85,6 @@ pub struct Zone {
     pub nodes: HashMap<LowerName, Node>,
     /// The file the zone came from, for messages.
     pub file: PathBuf,
-    /// Where each owner name first appears, for messages about names.
-    pub lines: HashMap<LowerName, usize>,
     /// The DNSSEC keys the zone is signed with, if it is signed.
     pub keys: Option<std::sync::Arc<keys::ZoneKeys>>,
 }
@@ -472,7 +473,6 @@ fn build_zone(
 ) -> Result<Zone, ZoneError> {
     let apex = LowerName::new(&origin);
     let mut nodes: BTreeMap<LowerName, Node> = BTreeMap::new();
-    let mut lines: HashMap<LowerName, usize> = HashMap::new();
     let mut soa = None;
     for (record, line, rfile) in records {
         let owner = LowerName::new(&record.name);
@@ -483,7 +483,6 @@ fn build_zone(
                 format!("{} is outside the zone {origin}", record.name),
             ));
         }
-        lines.entry(owner.clone()).or_insert(line);
         let rtype = record.record_type();
         if rtype == RecordType::SOA {
             if owner != apex {
@@ -503,6 +502,9 @@ fn build_zone(
             soa = Some(record.clone());
         }
         let node = nodes.entry(owner.clone()).or_default();
+        if node.line == 0 {
+            node.line = line as u32;
+        }
         add_to_node(node, record, &owner).map_err(|m| err(&rfile, line, m))?;
     }
     let soa = soa.ok_or_else(|| err(file, 0, format!("no SOA record at the apex {origin}")))?;
@@ -522,7 +524,6 @@ fn build_zone(
         negative_ttl,
         nodes: nodes.into_iter().collect(),
         file: file.to_path_buf(),
-        lines,
         keys: None,
     };
     let names: Vec<LowerName> = zone.nodes.keys().cloned().collect();
