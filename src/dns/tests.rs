@@ -174,3 +174,16 @@ fn a_signed_answer_too_big_for_udp_goes_out_truncated_and_signed() {
     key.verify_message_byte(&tcp, Some(&mac), true)
         .expect("the whole answer is signed");
 }
+
+#[test]
+fn equal_prepared_answers_are_kept_once() {
+    // 1,000 names of one A record each: each answers A (and ANY, the same records) with its
+    // own records, and NODATA (any other type, DS) or NXDOMAIN below it like every other name.
+    let mut text = HEAD.to_string();
+    for i in 0..1000 {
+        text += &format!("h{i} A 10.0.{}.{}\n", i / 256, i % 256);
+    }
+    let snap = zone_snapshot(&text);
+    let n = crate::dns::prepared::AnswerCache::build(&snap).distinct_templates();
+    assert!((1000..1020).contains(&n), "{n} templates for 1,000 names");
+}

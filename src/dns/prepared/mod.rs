@@ -62,8 +62,8 @@ const CNAME_NODE_TYPES: &[RecordType] = &[
     RecordType::ANY,
 ];
 
-/// One precomputed response body.
-#[derive(Debug, Clone)]
+/// One precomputed response body. Equal templates are shared (see [`Builder::share`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Template {
     /// The header flags word without ID-dependent bits: AA and the low 4 bits of the rcode.
     flags: u16,
@@ -87,7 +87,7 @@ pub struct Template {
 }
 
 /// Where a compression pointer in a template points.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Fix {
     /// The question's suffix of this wire length (0: the whole question name, offset 12).
     Question(u8),
@@ -96,7 +96,7 @@ enum Fix {
 }
 
 /// The answer to a query with the DO bit, from a template.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 enum ForDo {
     /// The zone is not signed: the same answer.
     #[default]
@@ -208,6 +208,10 @@ struct Builder<'a> {
     stores: Vec<Option<Store<'a>>>,
     /// The earliest expiry of the signatures used.
     min_exp: std::cell::Cell<u32>,
+    /// Every template made so far, to share equal ones: most names' NODATA and DS answers,
+    /// and a one-type name's ANY answer, are byte for byte those of other names (a template
+    /// holds no query name), so a zone of 100,000 names keeps a handful of them, not 100,000.
+    made: std::cell::RefCell<std::collections::HashSet<Arc<Template>, RandomState>>,
 }
 
 impl<'a> Builder<'a> {
@@ -222,7 +226,19 @@ impl<'a> Builder<'a> {
             touched: Default::default(),
             stores,
             min_exp: std::cell::Cell::new(u32::MAX),
+            made: Default::default(),
         }
+    }
+
+    /// `t`, or the equal template made before it.
+    fn share(&self, t: Template) -> Arc<Template> {
+        let mut made = self.made.borrow_mut();
+        if let Some(old) = made.get(&t) {
+            return old.clone();
+        }
+        let t = Arc::new(t);
+        made.insert(t.clone());
+        t
     }
 
     /// Ends the build: each signed zone's cache drops what recent builds did not use.
@@ -334,12 +350,7 @@ impl<'a> Builder<'a> {
             // Every name below a cut, whatever its type, gets the referral.
             let s = synthetic(&name);
             let ans = self.lookup(&s, RecordType::A);
-            Below::Same(Arc::new(self.template(
-                &ans,
-                &s,
-                RecordType::A,
-                Some(&name),
-            )))
+            Below::Same(self.share(self.template(&ans, &s, RecordType::A, Some(&name))))
         } else {
             match wildcard_of(zone, lname) {
                 Some(wnode) => {
@@ -384,7 +395,7 @@ impl<'a> Builder<'a> {
         }
         types.sort_by_key(|t| u16::from(*t));
         types.dedup();
-        let tpl = |ans: &Answer, t| Arc::new(self.template(ans, qname, t, Some(suffix_base)));
+        let tpl = |ans: &Answer, t| self.share(self.template(ans, qname, t, Some(suffix_base)));
         let mk = |t: RecordType| {
             let (ans, varying) = self.lookup_forcing(qname, t, None);
             let Some(choice) = varying else {
@@ -454,6 +465,35 @@ impl AnswerCache {
         self.fixed.is_some()
             && self.resign_at != u32::MAX
             && (now.wrapping_sub(self.resign_at) as i32) >= 0
+    }
+
+    /// How many templates the fixed answers hold, counting a shared one once.
+    #[cfg(test)]
+    pub(crate) fn distinct_templates(&self) -> usize {
+        let mut seen = std::collections::HashSet::new();
+        let add = |seen: &mut std::collections::HashSet<*const Template>, a: &NodeAnswers| {
+            for (_, x) in &a.types {
+                match x {
+                    Answers::One(t) => {
+                        seen.insert(Arc::as_ptr(t));
+                    }
+                    Answers::Pick(ts, _) => seen.extend(ts.iter().map(Arc::as_ptr)),
+                }
+            }
+            seen.extend(a.other.iter().map(Arc::as_ptr));
+        };
+        for slot in self.fixed.iter().flat_map(|f| f.names.values()) {
+            if let Slot::Ready(e) = slot {
+                add(&mut seen, &e.answers);
+                match &e.below {
+                    Below::Same(t) => {
+                        seen.insert(Arc::as_ptr(t));
+                    }
+                    Below::Wildcard(w) => add(&mut seen, w),
+                }
+            }
+        }
+        seen.len()
     }
 
     /// The part to reuse for the next snapshot with the same zones.
