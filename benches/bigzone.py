@@ -19,7 +19,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benches"))
+from dnsperf import free_port, tree  # noqa: E402  (the same helpers as the query benchmark)
 ORIGIN = "big.test."
 
 
@@ -58,39 +59,6 @@ def set_serial(path, serial):
     a, b = rest.split('\nmarker IN TXT "', 1)
     b = b.split('"', 1)[1]
     Path(path).write_text(f'{head}\n@ IN SOA ns1 hostmaster {serial} {a}\nmarker IN TXT "{serial}"{b}')
-
-
-def free_port():
-    while True:
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        u.bind(("127.0.0.1", 0))
-        port = u.getsockname()[1]
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            t.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            pass
-        finally:
-            u.close()
-            t.close()
-
-
-def tree(pid):
-    children = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
 
 
 def memory_mb(pid):

@@ -162,43 +162,19 @@ fn assert_delv(server: SocketAddr, anchor: &str, name: &str, rtype: &str, expect
 
 /// A validating Unbound on loopback with stub zones for example.test. and its child to
 /// gtmd, and `anchor` as example.test.'s trust anchor.
-struct Unbound {
-    addr: SocketAddr,
-    _child: KillOnDrop,
-    _dir: tempfile::TempDir,
-}
+struct Unbound(UnboundProcess);
 
 impl Unbound {
     fn start(gtmd: SocketAddr, anchor: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display();
-        let addr = free_addr();
-        let stub = |zone: &str| {
-            format!(
-                "stub-zone:\n    name: \"{zone}\"\n    stub-addr: 127.0.0.1@{}\n",
-                gtmd.port()
-            )
-        };
-        let conf = format!(
-            "server:\n    interface: 127.0.0.1@{}\n    port: {}\n    do-ip6: no\n    username: \"\"\n    chroot: \"\"\n\
-             \x20   directory: \"{d}\"\n    pidfile: \"{d}/unbound.pid\"\n    use-syslog: no\n    logfile: \"{d}/unbound.log\"\n\
-             \x20   verbosity: 1\n    val-log-level: 2\n    module-config: \"validator iterator\"\n\
-             \x20   do-not-query-localhost: no\n    local-zone: \"test.\" nodefault\n    domain-insecure: \"child.example.test.\"\n\
-             \x20   trust-anchor: \"example.test. DS {anchor}\"\n    prefetch: no\n    serve-expired: no\n\
-             \x20   cache-max-ttl: 2\n    infra-host-ttl: 1\nremote-control:\n    control-enable: no\n{}{}",
-            addr.port(),
-            addr.port(),
-            stub("example.test."),
-            stub("child.example.test."),
+        let server = format!(
+            "    verbosity: 1\n    val-log-level: 2\n    module-config: \"validator iterator\"\n\
+             \x20   domain-insecure: \"child.example.test.\"\n    trust-anchor: \"example.test. DS {anchor}\"\n\
+             \x20   prefetch: no\n    serve-expired: no\n    cache-max-ttl: 2\n    infra-host-ttl: 1\n"
         );
-        let path = dir.path().join("unbound.conf");
-        std::fs::write(&path, conf).unwrap();
-        let child = daemon(&installed("unbound", "unbound"), &["-d", "-c"], &path);
-        Unbound {
-            addr,
-            _child: child,
-            _dir: dir,
-        }
+        Unbound(UnboundProcess::start(
+            &server,
+            &[("example.test.", gtmd), ("child.example.test.", gtmd)],
+        ))
     }
 
     /// The answer to a recursive query, once Unbound answers (within 10 s).
@@ -211,7 +187,7 @@ impl Unbound {
         let start = Instant::now();
         loop {
             let bytes = q.to_vec().unwrap();
-            if let Some(r) = udp_raw(self.addr, &bytes, Duration::from_secs(2)).await {
+            if let Some(r) = udp_raw(self.0.addr, &bytes, Duration::from_secs(2)).await {
                 return Message::from_vec(&r).unwrap();
             }
             assert!(
@@ -224,7 +200,7 @@ impl Unbound {
     /// Asserts that `name`/`rtype` resolves with AD set and `rcode`.
     async fn validated(&self, name: &str, rtype: RecordType, rcode: ResponseCode) -> Message {
         let m = self.ask(name, rtype).await;
-        let log = std::fs::read_to_string(self._dir.path().join("unbound.log")).unwrap_or_default();
+        let log = self.0.log();
         assert_eq!(m.response_code, rcode, "{name} {rtype}: {m}\n{log}");
         assert!(
             m.metadata.authentic_data,

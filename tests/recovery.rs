@@ -77,42 +77,21 @@ async fn two_backends() -> (Web, Web, u16) {
 
 /// Unbound on loopback, resolving example.test. through gtmd (a stub zone), with its cache
 /// as a resolver ships it: no prefetch, no expired answers.
-struct Unbound {
-    addr: SocketAddr,
-    _child: KillOnDrop,
-    _dir: tempfile::TempDir,
-}
+struct Unbound(UnboundProcess);
 
 impl Unbound {
     fn start(gtmd: SocketAddr) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display();
-        let addr = free_addr();
-        let conf = format!(
-            "server:\n    interface: 127.0.0.1@{p}\n    port: {p}\n    do-ip6: no\n    username: \"\"\n    chroot: \"\"\n\
-             \x20   directory: \"{d}\"\n    pidfile: \"{d}/unbound.pid\"\n    use-syslog: no\n    logfile: \"{d}/unbound.log\"\n\
-             \x20   module-config: \"iterator\"\n    do-not-query-localhost: no\n    local-zone: \"test.\" nodefault\n\
-             \x20   prefetch: no\n    serve-expired: no\n    infra-host-ttl: 1\n\
-             remote-control:\n    control-enable: no\n\
-             stub-zone:\n    name: \"example.test.\"\n    stub-addr: 127.0.0.1@{g}\n",
-            p = addr.port(),
-            g = gtmd.port(),
-        );
-        let path = dir.path().join("unbound.conf");
-        std::fs::write(&path, conf).unwrap();
-        let child = daemon(&installed("unbound", "unbound"), &["-d", "-c"], &path);
-        Unbound {
-            addr,
-            _child: child,
-            _dir: dir,
-        }
+        Unbound(UnboundProcess::start(
+            "    module-config: \"iterator\"\n    prefetch: no\n    serve-expired: no\n    infra-host-ttl: 1\n",
+            &[("example.test.", gtmd)],
+        ))
     }
 
     /// The A records of `NAME` and their TTL, as Unbound answers now.
     async fn lookup(&self) -> Option<(Vec<IpAddr>, u32)> {
         let mut q = query_msg(NAME, RecordType::A, false);
         q.metadata.recursion_desired = true;
-        let r = udp_raw(self.addr, &q.to_vec().unwrap(), Duration::from_secs(1)).await?;
+        let r = udp_raw(self.0.addr, &q.to_vec().unwrap(), Duration::from_secs(1)).await?;
         let m = Message::from_vec(&r).ok()?;
         let ttl = m.answers.first()?.ttl;
         let ips = m

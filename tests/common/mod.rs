@@ -543,6 +543,50 @@ pub fn daemon(bin: &Path, args: &[&str], conf: &Path) -> KillOnDrop {
     KillOnDrop(child)
 }
 
+/// Unbound on loopback, run by the test: `server` adds lines to its `server:` clause, and each
+/// of `stubs` (zone, address) is a stub zone. The `test.` TLD is served normally (not as a
+/// locally blocked name), and queries may go to loopback.
+pub struct UnboundProcess {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    _child: KillOnDrop,
+}
+
+impl UnboundProcess {
+    pub fn start(server: &str, stubs: &[(&str, SocketAddr)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let addr = free_addr();
+        let mut conf = format!(
+            "server:\n    interface: 127.0.0.1@{p}\n    port: {p}\n    do-ip6: no\n    username: \"\"\n    chroot: \"\"\n\
+             \x20   directory: \"{d}\"\n    pidfile: \"{d}/unbound.pid\"\n    use-syslog: no\n    logfile: \"{d}/unbound.log\"\n\
+             \x20   do-not-query-localhost: no\n    local-zone: \"test.\" nodefault\n{server}\
+             remote-control:\n    control-enable: no\n",
+            p = addr.port(),
+        );
+        for (zone, at) in stubs {
+            conf += &format!(
+                "stub-zone:\n    name: \"{zone}\"\n    stub-addr: {}@{}\n",
+                at.ip(),
+                at.port()
+            );
+        }
+        let path = dir.path().join("unbound.conf");
+        std::fs::write(&path, conf).unwrap();
+        let child = daemon(&installed("unbound", "unbound"), &["-d", "-c"], &path);
+        UnboundProcess {
+            addr,
+            dir,
+            _child: child,
+        }
+    }
+
+    /// Unbound's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("unbound.log")).unwrap_or_default()
+    }
+}
+
 pub struct KillOnDrop(pub std::process::Child);
 
 impl std::ops::Deref for KillOnDrop {
