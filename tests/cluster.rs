@@ -538,7 +538,14 @@ async fn a_partition_seen_by_one_instance_does_not_move_answers_and_is_alerted_o
     })
     .await;
     assert!(seen.is_some(), "a's own view of m0 never turned down");
-    // For longer than the detection bound, all three keep answering m0.
+    // Once a has every instance's view of m0 (right after start it may have only its own)...
+    let formed = wait_until(Duration::from_secs(5), || async {
+        let s = a.status().await.unwrap_or_default();
+        s["members"][0]["views"].as_array().map(Vec::len) == Some(3)
+    })
+    .await;
+    assert!(formed.is_some(), "a never had three views of m0");
+    // ...for longer than the detection bound, all three keep answering m0.
     let until = Instant::now() + DETECTION * 3;
     while Instant::now() < until {
         for i in &c.instances {
