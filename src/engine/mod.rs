@@ -174,6 +174,10 @@ pub struct Engine {
     overrides: Vec<Override>,
     /// When the answers were last published (hold-downs are judged as of then).
     published_at: Instant,
+    /// [`Engine::next_release`] as last worked out; `None`: to be worked out again (after a
+    /// state change, a publication or a reload), so that the engine's loop does not scan
+    /// every member on each report.
+    release: Option<Option<Instant>>,
     gauges: Gauges,
     alerts: Alerts,
     published: Published,
@@ -246,6 +250,7 @@ impl Engine {
             removed,
             overrides: Vec::new(),
             published_at: Instant::now(),
+            release: None,
             gauges,
             alerts: Alerts::default(),
             published,
@@ -436,6 +441,8 @@ impl Engine {
         let Some(tr) = transition else {
             return suspect_changed && was_ready;
         };
+        // A member's state changed (and a hold-down may have begun).
+        self.release = None;
         last.since = Some(r.at);
         let pool = &self.cfg.pools[m.pool].name;
         if tr.from == State::Unknown {
@@ -567,8 +574,11 @@ impl Engine {
     ///
     /// Counted from the last publication, not from now: a hold-down that ended after it still
     /// needs one, even if the deadline passed while the engine was busy with reports.
-    fn next_release(&self) -> Option<Instant> {
-        (0..self.members.len())
+    fn next_release(&mut self) -> Option<Instant> {
+        if let Some(r) = self.release {
+            return r;
+        }
+        let r = (0..self.members.len())
             .filter(|&i| self.members[i].health.state == State::Up)
             .filter_map(|i| {
                 self.members[i]
@@ -576,7 +586,9 @@ impl Engine {
                     .held_until
                     .filter(|&t| t > self.published_at)
             })
-            .min()
+            .min();
+        self.release = Some(r);
+        r
     }
 
     /// Every member has had its first result once.

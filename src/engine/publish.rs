@@ -33,6 +33,7 @@ impl Engine {
         let ready = self.is_ready();
         let now = Instant::now();
         self.published_at = now;
+        self.release = None;
         if ready {
             self.update_regions(now);
         }

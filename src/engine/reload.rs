@@ -118,6 +118,7 @@ impl Engine {
             .filter(|m| m.health.state == State::Unknown)
             .count();
         self.members = members;
+        self.release = None;
         self.gauges = Gauges::new(&cfg);
         let state_file_moved = cfg.state_file != old.state_file;
         let cluster_changed = cfg.cluster != old.cluster || cfg.probe_source != old.probe_source;
