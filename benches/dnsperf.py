@@ -20,6 +20,8 @@ Usage (as root on Debian; installs dnsperf, knot, nsd, gdnsd with apt if missing
         --idle-rounds 3 --syscalls
         # CPU per answer at a fixed 150,000 queries/s (dnsperf -c 8 -q 100 -Q 150000), CPU at
         # a light 1,000 queries/s, and system calls per answer, each against Knot.
+    python3 benches/dnsperf.py --servers knot,nsd,gtmd --tcp --clients 1000 --outstanding 2000
+        # over TCP: 1,000 connections, each with queries pipelined (about 2 in flight).
 """
 
 import argparse
@@ -328,14 +330,16 @@ OUTSTANDING = 64
 
 # The client's shape: dnsperf's clients (-c) and queries in flight (-q), and, at a fixed rate,
 # queries per second (-Q). Set from the command line in main().
-SHAPE = {"clients": 4, "outstanding": OUTSTANDING, "rate": None}
+SHAPE = {"clients": 4, "outstanding": OUTSTANDING, "rate": None, "tcp": False}
 
 
 def dnsperf(port, queries, seconds, extra=(), rate=None):
     rate = rate or SHAPE["rate"]
     cmd = ["taskset", "-c", "1", "dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(queries),
            "-l", str(seconds), "-c", str(SHAPE["clients"]), "-q", str(SHAPE["outstanding"]),
-           *(["-Q", str(rate)] if rate else []), *extra]
+           *(["-Q", str(rate)] if rate else []), *(["-m", "tcp"] if SHAPE["tcp"] else []),
+           # dnsperf opens at most 256 sockets per thread: more clients need more threads.
+           *(["-T", str(-(-SHAPE["clients"] // 256))] if SHAPE["clients"] > 256 else []), *extra]
     return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
 
 
@@ -424,7 +428,7 @@ def run(args):
                 do = ["-D"] if name in SIGNED else []
                 r = parse_dnsperf(dnsperf(port, queries, args.seconds, do))
                 r["cpu_us"] = (cpu_seconds(pid) - cpu0) * 1e6 / max(r["completed"], 1)
-                if gpid:
+                if gpid and not SHAPE["tcp"]:
                     r["udp_us"] = (thread_cpu_seconds(gpid, "gtmd-udp") - udp0) * 1e6 / max(r["completed"], 1)
                 r["rss_mb"] = peak_rss_mb(pid)
                 results[name].append(r)
@@ -463,6 +467,7 @@ def report(order, results, lat, args):
     ref = med("gdnsd", "cpu_us") if "gdnsd" in results else None
     knot = med("knot", "cpu_us") if "knot" in results else None
     shape = (f"dnsperf -c {SHAPE['clients']} -q {SHAPE['outstanding']}"
+             + (" -m tcp" if SHAPE["tcp"] else "")
              + (f" -Q {SHAPE['rate']} (fixed rate)" if SHAPE["rate"] else " (no rate cap)"))
     print(f"\n{args.rounds} rounds x {args.seconds} s, server on CPU 0, {shape} on CPU 1; medians over rounds"
           + (f"; gtmd also probing {args.probe_members} extra members at 1 s" if args.probe_members else ""))
@@ -522,11 +527,14 @@ def main():
     ap.add_argument("--rate", type=int, help="fixed rate, queries/s (dnsperf -Q); default: as fast as served")
     ap.add_argument("--clients", type=int, help="dnsperf -c (default 4; 8 with --rate)")
     ap.add_argument("--outstanding", type=int, help=f"dnsperf -q (default {OUTSTANDING}; 100 with --rate)")
+    ap.add_argument("--tcp", action="store_true",
+                    help="over TCP (dnsperf -m tcp): one connection per client, queries pipelined on each")
     ap.add_argument("--idle-rounds", type=int, default=0, help="rounds of CPU at a light 1,000 queries/s")
     ap.add_argument("--idle-seconds", type=int, default=10)
     ap.add_argument("--syscalls", action="store_true", help="count system calls per answer (perf stat)")
     args = ap.parse_args()
     SHAPE["rate"] = args.rate
+    SHAPE["tcp"] = args.tcp
     SHAPE["clients"] = args.clients or (8 if args.rate else 4)
     SHAPE["outstanding"] = args.outstanding or (100 if args.rate else OUTSTANDING)
     if args.smoke:

@@ -6,7 +6,8 @@
 //! kernel's cost of the probes themselves). For each it reports the CPU share over a 20 s
 //! window, CPU per probe, resident memory, probes completed per second and members up.
 //!
-//! Run: `cargo build --release && cargo bench --bench probe_scale [-- 1000 10000]`
+//! Run: `cargo build --release && cargo bench --bench probe_scale [-- 1000 10000] [--rounds 3]`
+//! (each size is measured `--rounds` times, the three probers interleaved; medians at the end)
 //!
 //! On loopback, the kernel runs the target's side of every handshake inside gtmd's own
 //! `connect()` and `close()` calls, so gtmd is charged for work a remote backend would do.
@@ -290,9 +291,24 @@ fn bind_targets(netns: Option<&str>, ip: &str) -> Vec<std::net::TcpListener> {
     listeners
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let rounds: usize = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1))
+        .map_or(3, |v| v.parse().expect("--rounds N"));
+    let sizes: Vec<usize> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i == 0 || args[i - 1] != "--rounds")
+        .filter_map(|(_, a)| a.parse().ok())
+        .collect();
     let sizes = if sizes.is_empty() {
         vec![1000, 10000]
     } else {
@@ -345,18 +361,32 @@ fn main() {
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let floor = build_floor();
     let _guard = rt.enter();
-    let mut ratios = Vec::new();
+    let mut summary = Vec::new();
     for n in sizes {
-        let g = measure_gtmd(n, ip, &http, &tcp, false);
-        g.print("gtmd", n);
-        measure_gtmd(n, ip, &http, &tcp, true).print("gtmd, http keepalive", n);
-        let f = measure_floor(&floor, n, ip, &http, &tcp);
-        f.print("floor", n);
-        let per = |r: &Row| r.cpu / r.probes.max(1.0);
-        ratios.push(format!("{n}: {:.2}×", per(&g) / per(&f)));
+        let per = |r: &Row| r.cpu / r.probes.max(1.0) * 1e6;
+        let (mut g, mut k, mut f) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let row = measure_gtmd(n, ip, &http, &tcp, false);
+            row.print("gtmd", n);
+            g.push(per(&row));
+            let row = measure_gtmd(n, ip, &http, &tcp, true);
+            row.print("gtmd, http keepalive", n);
+            k.push(per(&row));
+            let row = measure_floor(&floor, n, ip, &http, &tcp);
+            row.print("floor", n);
+            f.push(per(&row));
+        }
+        let (g, k, f) = (median(g), median(k), median(f));
+        summary.push(format!(
+            "| {n} | {g:.1} | {k:.1} | {f:.1} | {:.2}× | {:.2}× |",
+            g / f,
+            k / f
+        ));
     }
-    println!(
-        "gtmd's CPU per probe against the floor's: {}",
-        ratios.join(", ")
-    );
+    println!("\nMedians of {rounds} interleaved rounds, CPU µs per probe:");
+    println!("| members | gtmd | gtmd, keepalive | floor | gtmd / floor | keepalive / floor |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
+    for line in summary {
+        println!("{line}");
+    }
 }
