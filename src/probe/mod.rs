@@ -317,7 +317,9 @@ async fn probe_loop(
             return;
         };
         let start = Instant::now();
-        let result = match tokio::time::timeout(timeout, target.probe()).await {
+        // The probe's own future is large (TLS, a name's resolution): boxed, it takes memory
+        // only while in flight, and a waiting loop keeps a few hundred bytes.
+        let result = match tokio::time::timeout(timeout, Box::pin(target.probe())).await {
             Ok(r) => r,
             Err(_) => Err(format!("timed out after {timeout:?}")),
         };
