@@ -147,7 +147,7 @@ pub fn zone(data: &[u8]) {
             return;
         }
     };
-    let names: Vec<Name> = z.all_records().map(|r| r.name.clone()).collect();
+    let names: Vec<Name> = z.all_records().map(|r| r.name).collect();
     for n in &names {
         assert!(
             z.origin.zone_of(&LowerName::new(n)),

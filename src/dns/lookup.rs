@@ -13,6 +13,8 @@
 //!   min(SOA TTL, SOA MINIMUM).
 //! - ANY (RFC 8482): one RRset, the lowest type at the node.
 
+use std::borrow::Cow;
+
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
@@ -149,7 +151,7 @@ fn resolve_step(
 ) -> Option<Name> {
     if let Some((cut, node)) = zone.delegation_above(lname) {
         if !(cut == lname && qtype == RecordType::DS) {
-            referral(snap, zone, node, pick, ans);
+            referral(snap, zone, (cut, node), pick, ans);
             return None;
         }
     }
@@ -221,29 +223,39 @@ fn from_node(
         ans.rcode = ResponseCode::ServFail;
         return None;
     }
-    let records = if qtype == RecordType::ANY {
+    // The zone's sets are read out of their wire form; a bound name's records are borrowed.
+    let records: Option<Cow<[Record]>> = if qtype == RecordType::ANY {
         // RFC 8482 section 4.1: one RRset, here the lowest type at the node.
-        node.rrsets
+        let zone_set = node
+            .rrsets
             .iter()
-            .map(|s| (u16::from(s.rtype), s.records.as_slice()))
-            .chain(bound.into_iter().flat_map(|b| {
+            .filter(|s| !s.is_empty())
+            .min_by_key(|s| u16::from(s.rtype));
+        let bound_set = bound
+            .into_iter()
+            .flat_map(|b| {
                 [
                     (1u16, chosen(&b.a, owner, pick)),
                     (28u16, chosen(&b.aaaa, owner, pick)),
                 ]
-            }))
+            })
             .filter(|(_, r)| !r.is_empty())
-            .min_by_key(|(t, _)| *t)
-            .map(|(_, r)| r)
+            .min_by_key(|(t, _)| *t);
+        match (zone_set, bound_set) {
+            (Some(z), Some((t, _))) if u16::from(z.rtype) < t => Some(Cow::Owned(z.records(name))),
+            (_, Some((_, r))) => Some(Cow::Borrowed(r)),
+            (Some(z), None) => Some(Cow::Owned(z.records(name))),
+            (None, None) => None,
+        }
     } else {
         match bound.and_then(|b| b.choice(qtype)) {
-            Some(c) => Some(chosen(c, owner, pick)),
-            None => node.get(qtype).map(|s| s.records.as_slice()),
+            Some(c) => Some(Cow::Borrowed(chosen(c, owner, pick))),
+            None => node.get(qtype).map(|s| Cow::Owned(s.records(name))),
         }
     };
     if let Some(records) = records.filter(|r| !r.is_empty()) {
-        push_owned(&mut ans.answer, records, name);
-        for r in records {
+        push_owned(&mut ans.answer, &records, name);
+        for r in records.iter() {
             if let Some(target) = additional_target(&r.data) {
                 add_addresses(snap, zone, target, pick, &mut ans.additional);
             }
@@ -251,8 +263,9 @@ fn from_node(
         return None;
     }
     if let Some(cname) = node.get(RecordType::CNAME).filter(|_| !beside_cname) {
-        push_owned(&mut ans.answer, &cname.records, name);
-        if let RData::CNAME(target) = &cname.records[0].data {
+        let records = cname.records(name);
+        push_owned(&mut ans.answer, &records, name);
+        if let Some(RData::CNAME(target)) = records.first().map(|r| &r.data) {
             return Some(target.0.clone());
         }
         return None;
@@ -271,18 +284,25 @@ fn push_owned(out: &mut Vec<Record>, records: &[Record], name: &Name) {
 }
 
 /// A referral: the delegation's NS set, and the addresses of its in-zone name servers.
-fn referral(snap: &Snapshot, zone: &Zone, cut: &Node, pick: Pick, ans: &mut Answer) {
-    let Some(ns) = cut.get(RecordType::NS) else {
+fn referral(
+    snap: &Snapshot,
+    zone: &Zone,
+    (key, cut): (&LowerName, &Node),
+    pick: Pick,
+    ans: &mut Answer,
+) {
+    let ns = cut.records(key, RecordType::NS);
+    if ns.is_empty() {
         return;
-    };
+    }
     // AA stays set only when the referral follows an authoritative CNAME (as Knot and NSD do).
     ans.aa = !ans.answer.is_empty();
-    ans.authority.extend(ns.records.iter().cloned());
-    for r in &ns.records {
+    for r in &ns {
         if let RData::NS(target) = &r.data {
             add_addresses(snap, zone, &target.0, pick, &mut ans.additional);
         }
     }
+    ans.authority.extend(ns);
 }
 
 /// The name whose addresses belong in the additional section (RFC 1035 section 3.3).
@@ -302,16 +322,13 @@ fn add_addresses(snap: &Snapshot, zone: &Zone, target: &Name, pick: Pick, out: &
         return;
     }
     let bound = snap.bound.get(&lt);
-    let node = zone.nodes.get(&lt);
+    let node = zone.nodes.get_key_value(&lt);
     for rtype in [RecordType::A, RecordType::AAAA] {
-        let records = bound
-            .and_then(|b| b.choice(rtype))
-            .map(|c| c.get(pick(&lt, c)))
-            .or_else(|| {
-                node.and_then(|n| n.get(rtype))
-                    .map(|s| s.records.as_slice())
-            });
-        for r in records.unwrap_or_default() {
+        let records = match bound.and_then(|b| b.choice(rtype)) {
+            Some(c) => Cow::Borrowed(c.get(pick(&lt, c))),
+            None => Cow::Owned(node.map_or_else(Vec::new, |(k, n)| n.records(k, rtype))),
+        };
+        for r in records.iter() {
             if !out.contains(r) {
                 out.push(r.clone());
             }

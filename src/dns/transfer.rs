@@ -74,19 +74,19 @@ pub(super) fn transfer(
                 return out;
             }
             Ixfr::Differences(body) => {
-                let records = std::iter::once(&soa)
-                    .chain(body.iter())
-                    .chain(std::iter::once(&soa));
+                let records = std::iter::once(soa.clone())
+                    .chain(body.iter().cloned())
+                    .chain(std::iter::once(soa));
                 return served.finish("IXFR", transfer_messages(resp, meta, records));
             }
             Ixfr::Whole => kind = "IXFR-AXFR",
         }
     }
     let live = snap.versions.get(zi).map(|v| v.live.clone());
-    let body = std::iter::once(&soa)
+    let body = std::iter::once(soa.clone())
         .chain(zone.all_records())
-        .chain(live.iter().flat_map(|l| l.iter()))
-        .chain(std::iter::once(&soa));
+        .chain(live.iter().flat_map(|l| l.iter().cloned()))
+        .chain(std::iter::once(soa));
     served.finish(kind, transfer_messages(resp, meta, body))
 }
 
@@ -204,10 +204,10 @@ const MAX_TCP_MESSAGE: usize = u16::MAX as usize - 512;
 /// Splits a transfer's records into messages of at most [`MAX_TCP_MESSAGE`] bytes, judged on
 /// each record's encoded size without compression (which compression can only shrink), so
 /// that no message is ever truncated. The question goes in the first message only.
-fn transfer_messages<'r>(
+fn transfer_messages(
     resp: Message,
     meta: Metadata,
-    records: impl Iterator<Item = &'r Record>,
+    records: impl Iterator<Item = Record>,
 ) -> Vec<Vec<u8>> {
     let mut messages = Vec::new();
     let mut cur = resp;
@@ -222,7 +222,7 @@ fn transfer_messages<'r>(
             size = to_bytes(&cur).len();
         }
         size += len;
-        cur.answers.push(r.clone());
+        cur.answers.push(r);
     }
     messages.push(to_bytes(&cur));
     messages

@@ -249,8 +249,8 @@ fn file_delta(
     old: &crate::zone::Zone,
     new: &crate::zone::Zone,
 ) -> Option<(Vec<Record>, Vec<Record>)> {
-    let mut a: Vec<Record> = old.all_records().cloned().collect();
-    let mut b: Vec<Record> = new.all_records().cloned().collect();
+    let mut a: Vec<Record> = old.all_records().collect();
+    let mut b: Vec<Record> = new.all_records().collect();
     if a.len() + b.len() > MAX_EDIT_COMPARED {
         return None;
     }
@@ -300,13 +300,19 @@ fn diff(old: &[Record], new: &[Record]) -> (Vec<Record>, Vec<Record>) {
     (removed, added)
 }
 
-/// A hash of every record of the zone's file, SOA included.
+/// A hash of every record of the zone's file, SOA included: each node's hash (its name and
+/// its sets in wire form), added up so that the nodes' order does not matter.
 fn file_hash(zone: &crate::zone::Zone) -> u64 {
     let mut h = DefaultHasher::new();
-    for r in std::iter::once(&zone.soa).chain(zone.all_records()) {
-        r.to_bytes().unwrap_or_default().hash(&mut h);
-        r.ttl.hash(&mut h);
-    }
+    zone.soa.to_bytes().unwrap_or_default().hash(&mut h);
+    zone.soa.ttl.hash(&mut h);
+    let nodes = zone.nodes.iter().fold(0u64, |sum, (k, n)| {
+        let mut h = DefaultHasher::new();
+        k.hash(&mut h);
+        n.rrsets.hash(&mut h);
+        sum.wrapping_add(h.finish())
+    });
+    nodes.hash(&mut h);
     h.finish()
 }
 

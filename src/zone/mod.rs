@@ -7,11 +7,12 @@
 //!
 //! It does not answer queries: [`crate::dns::lookup`] does, from the structure built here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_proto::serialize::txt::Parser;
 
 use lex::{lex, Entry, Token};
@@ -51,11 +52,82 @@ fn err(file: &Path, line: usize, msg: impl Into<String>) -> ZoneError {
     }
 }
 
-/// All records of one type at one owner name.
-#[derive(Debug, Clone)]
+/// All records of one type at one owner name, kept as their RDATA in wire form (names
+/// uncompressed, case as written): a few bytes per record where parsed records take hundreds.
+/// [`RrSet::records`] gives them back as records.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RrSet {
     pub rtype: RecordType,
-    pub records: Vec<Record>,
+    /// Every record's TTL (RFC 2181 section 5.2: an RRset has one).
+    pub ttl: u32,
+    /// Each record's RDATA after its length (2 bytes, big-endian).
+    wire: Box<[u8]>,
+}
+
+impl RrSet {
+    /// The set of `data`, in that order, each of type `rtype`.
+    pub fn new(rtype: RecordType, ttl: u32, data: &[RData]) -> Result<Self, String> {
+        use hickory_proto::serialize::binary::NameEncoding;
+        let mut wire = Vec::new();
+        let mut one = Vec::with_capacity(64);
+        for d in data {
+            one.clear();
+            let mut enc = BinEncoder::new(&mut one);
+            enc.set_name_encoding(NameEncoding::Uncompressed);
+            d.emit(&mut enc)
+                .map_err(|e| format!("{rtype} record cannot be written in wire format: {e}"))?;
+            let len = u16::try_from(one.len())
+                .map_err(|_| format!("{rtype} record is longer than 65535 bytes"))?;
+            wire.extend_from_slice(&len.to_be_bytes());
+            wire.extend_from_slice(&one);
+        }
+        Ok(Self {
+            rtype,
+            ttl,
+            wire: wire.into_boxed_slice(),
+        })
+    }
+
+    /// The RDATA in wire form, one slice per record.
+    pub fn wire(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut rest: &[u8] = &self.wire;
+        std::iter::from_fn(move || {
+            let (len, tail) = rest.split_first_chunk::<2>()?;
+            let (one, tail) = tail.split_at(u16::from_be_bytes(*len) as usize);
+            rest = tail;
+            Some(one)
+        })
+    }
+
+    /// How many records the set holds.
+    pub fn len(&self) -> usize {
+        self.wire().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.wire.is_empty()
+    }
+
+    /// Each record's data, read back from its wire form.
+    pub fn data(&self) -> impl Iterator<Item = RData> + '_ {
+        use hickory_proto::serialize::binary::{BinDecoder, Restrict};
+        self.wire().filter_map(move |one| {
+            let mut dec = BinDecoder::new(one);
+            // Written from data that was read back equal when the zone was loaded.
+            RData::read(&mut dec, self.rtype, Restrict::new(one.len() as u16)).ok()
+        })
+    }
+
+    /// The records, owned by `owner`.
+    pub fn records(&self, owner: &Name) -> Vec<Record> {
+        self.data()
+            .map(|d| {
+                let mut r = Record::from_rdata(owner.clone(), self.ttl, d);
+                r.dns_class = DNSClass::IN;
+                r
+            })
+            .collect()
+    }
 }
 
 /// One owner name in the zone. A node with no rrsets is an empty non-terminal.
@@ -70,6 +142,13 @@ pub struct Node {
 impl Node {
     pub fn get(&self, rtype: RecordType) -> Option<&RrSet> {
         self.rrsets.iter().find(|s| s.rtype == rtype)
+    }
+
+    /// The records of type `rtype` here, owned by the node's name `key` (names are read
+    /// lowercase, so the key is the name as read).
+    pub fn records(&self, key: &LowerName, rtype: RecordType) -> Vec<Record> {
+        self.get(rtype)
+            .map_or_else(Vec::new, |s| s.records(&Name::from(key.clone())))
     }
 }
 
@@ -95,13 +174,17 @@ impl Zone {
     pub fn sign_with(&mut self, keys: keys::ZoneKeys) {
         let apex = self.nodes.entry(self.origin.clone()).or_default();
         apex.rrsets.retain(|s| !is_key_type(s.rtype));
+        let mut sets: Vec<(RecordType, u32, Vec<RData>)> = Vec::new();
         for r in keys.apex_records(self.soa.ttl) {
-            match apex.rrsets.iter_mut().find(|s| s.rtype == r.record_type()) {
-                Some(s) => s.records.push(r),
-                None => apex.rrsets.push(RrSet {
-                    rtype: r.record_type(),
-                    records: vec![r],
-                }),
+            match sets.iter_mut().find(|s| s.0 == r.record_type()) {
+                Some(s) => s.2.push(r.data),
+                None => sets.push((r.record_type(), r.ttl, vec![r.data])),
+            }
+        }
+        for (rtype, ttl, data) in sets {
+            // Keys' records are made by gtmd and always written.
+            if let Ok(set) = RrSet::new(rtype, ttl, &data) {
+                apex.rrsets.push(set);
             }
         }
         self.keys = Some(std::sync::Arc::new(keys));
@@ -137,15 +220,18 @@ impl Zone {
     /// Every record in the zone but the SOA (the order of a zone transfer's body). A signed
     /// zone is transferred unsigned: its secondaries sign it with the same keys, so the keys'
     /// records are left out too.
-    pub fn all_records(&self) -> impl Iterator<Item = &Record> {
+    pub fn all_records(&self) -> impl Iterator<Item = Record> + '_ {
         let mut names: Vec<&LowerName> = self.nodes.keys().collect();
         names.sort();
         let signed = self.keys.is_some();
-        names
-            .into_iter()
-            .flat_map(|n| self.nodes[n].rrsets.iter())
-            .filter(move |s| s.rtype != RecordType::SOA && !(signed && is_key_type(s.rtype)))
-            .flat_map(|s| s.records.iter())
+        names.into_iter().flat_map(move |n| {
+            let node = &self.nodes[n];
+            let owner = Name::from(n.clone());
+            node.rrsets
+                .iter()
+                .filter(move |s| s.rtype != RecordType::SOA && !(signed && is_key_type(s.rtype)))
+                .flat_map(move |s| s.records(&owner))
+        })
     }
 }
 
@@ -437,27 +523,45 @@ fn parse_record(
     Ok(record)
 }
 
+/// A node while its file is read: its sets as parsed.
+#[derive(Default)]
+struct Building {
+    sets: Vec<(RecordType, u32, Vec<RData>)>,
+    line: u32,
+}
+
+impl Building {
+    /// The node in its kept form.
+    fn finish(self) -> Result<Node, String> {
+        let rrsets = self
+            .sets
+            .into_iter()
+            .map(|(rtype, ttl, data)| RrSet::new(rtype, ttl, &data))
+            .collect::<Result<_, _>>()?;
+        Ok(Node {
+            rrsets,
+            line: self.line,
+        })
+    }
+}
+
 /// Adds `record` to the node of `owner`: a second CNAME, or a CNAME beside other data, is an
 /// error; a repeated record is dropped; an RRset keeps its first TTL (RFC 2181 section 5.2).
-fn add_to_node(node: &mut Node, record: Record, owner: &LowerName) -> Result<(), String> {
+fn add_to_node(node: &mut Building, record: Record, owner: &LowerName) -> Result<(), String> {
     let rtype = record.record_type();
-    match node.rrsets.iter_mut().find(|s| s.rtype == rtype) {
+    match node.sets.iter_mut().find(|s| s.0 == rtype) {
         Some(set) => {
             if rtype == RecordType::CNAME {
                 return Err(format!("{} has a second CNAME", record.name));
             }
-            let mut record = record;
-            record.ttl = set.records[0].ttl;
-            if !set.records.iter().any(|r| r.data == record.data) {
-                set.records.push(record);
+            if !set.2.contains(&record.data) {
+                set.2.push(record.data);
             }
         }
-        None => node.rrsets.push(RrSet {
-            rtype,
-            records: vec![record],
-        }),
+        None => node.sets.push((rtype, record.ttl, vec![record.data])),
     }
-    if node.get(RecordType::CNAME).is_some() && node.rrsets.len() > 1 {
+    let cname = node.sets.iter().any(|s| s.0 == RecordType::CNAME);
+    if cname && node.sets.len() > 1 {
         return Err(format!(
             "{owner} has a CNAME and other data (RFC 1034 section 3.6.2)"
         ));
@@ -472,7 +576,7 @@ fn build_zone(
     file: &Path,
 ) -> Result<Zone, ZoneError> {
     let apex = LowerName::new(&origin);
-    let mut nodes: BTreeMap<LowerName, Node> = BTreeMap::new();
+    let mut nodes: HashMap<LowerName, Building> = HashMap::with_capacity(records.len());
     let mut soa = None;
     for (record, line, rfile) in records {
         let owner = LowerName::new(&record.name);
@@ -509,7 +613,7 @@ fn build_zone(
     }
     let soa = soa.ok_or_else(|| err(file, 0, format!("no SOA record at the apex {origin}")))?;
     let apex_node = &nodes[&apex];
-    if apex_node.get(RecordType::NS).is_none() {
+    if !apex_node.sets.iter().any(|s| s.0 == RecordType::NS) {
         return Err(err(file, 0, format!("no NS records at the apex {origin}")));
     }
     let minimum = match &soa.data {
@@ -522,7 +626,14 @@ fn build_zone(
         origin_name: origin,
         soa,
         negative_ttl,
-        nodes: nodes.into_iter().collect(),
+        nodes: nodes
+            .into_iter()
+            .map(|(k, b)| {
+                let line = b.line as usize;
+                let node = b.finish().map_err(|m| err(file, line, m))?;
+                Ok((k, node))
+            })
+            .collect::<Result<_, ZoneError>>()?,
         file: file.to_path_buf(),
         keys: None,
     };

@@ -15,9 +15,9 @@ fn parses_multiline_soa_and_inherited_owner() {
     assert_eq!(z.negative_ttl, 30);
     let ns = &z.nodes[&LowerName::new(&Name::from_ascii("ns.t.").unwrap())];
     assert_eq!(ns.rrsets.len(), 2);
-    assert_eq!(ns.get(RecordType::A).unwrap().records[0].ttl, 10);
+    assert_eq!(ns.get(RecordType::A).unwrap().ttl, 10);
     // RFC 2308 section 4: an omitted TTL is $TTL's, not the previous record's.
-    assert_eq!(ns.get(RecordType::AAAA).unwrap().records[0].ttl, 3600);
+    assert_eq!(ns.get(RecordType::AAAA).unwrap().ttl, 3600);
 }
 
 #[test]
@@ -48,11 +48,17 @@ fn errors_name_file_and_line() {
     assert!(e.msg.contains("never closed") && e.line == 5, "{e}");
 }
 
+/// The first TXT record's text at `name`.
+fn first_txt(z: &Zone, name: &str) -> String {
+    let node = &z.nodes[&LowerName::new(&Name::from_ascii(name).unwrap())];
+    let set = node.get(RecordType::TXT).unwrap();
+    set.data().next().unwrap().to_string()
+}
+
 #[test]
 fn quoted_text_keeps_spaces_and_semicolons() {
     let z = parse(&format!("{HEAD}t TXT \"a b; c\" \"d\"\n")).unwrap();
-    let t = &z.nodes[&LowerName::new(&Name::from_ascii("t.t.").unwrap())];
-    let txt = t.get(RecordType::TXT).unwrap().records[0].data.to_string();
+    let txt = first_txt(&z, "t.t.");
     assert!(txt.contains("a b; c"), "{txt}");
 }
 
@@ -70,8 +76,7 @@ fn origin_include_and_escaped_quotes() {
         let l = LowerName::new(&Name::from_ascii(n).unwrap());
         assert!(z.nodes[&l].get(RecordType::A).is_some(), "{n}");
     }
-    let q = &z.nodes[&LowerName::new(&Name::from_ascii("q.sub.t.").unwrap())];
-    let txt = q.get(RecordType::TXT).unwrap().records[0].data.to_string();
+    let txt = first_txt(&z, "q.sub.t.");
     assert!(txt.contains("(not a paren)"), "{txt}");
     let e = parse_zone(
         &format!("{HEAD}$INCLUDE missing.part\n"),
@@ -129,5 +134,52 @@ fn a_name_belongs_to_the_deepest_zone_that_holds_it() {
         assert_eq!(zones.index_of(&lower("x.other.")), Some(2), "{extra}");
         assert_eq!(zones.index_of(&lower("nothere.")), None, "{extra}");
         assert_eq!(zones.index_of(&lower("tt.")), None, "{extra}");
+    }
+}
+
+#[test]
+fn sets_kept_in_wire_form_read_back_as_written() {
+    let z = parse(&format!(
+        "{HEAD}Www A 192.0.2.9\nWww A 192.0.2.10\nwww A 192.0.2.9\nm MX 10 Mail.Example.\n\
+         m MX 20 ns\nt TXT \"a\\\\b\" \"\\000x\"\nsrv SRV 1 2 443 Target.t.\n\
+         c CNAME Www\nd DS 12345 13 2 \
+         0000000000000000000000000000000000000000000000000000000000000000\n"
+    ))
+    .unwrap();
+    let name = |n: &str| Name::from_ascii(n).unwrap();
+    let node = |n: &str| &z.nodes[&LowerName::new(&name(n))];
+    // One set per type, a repeated record dropped, in the order written.
+    let www = node("www.t.").get(RecordType::A).unwrap();
+    assert_eq!(www.len(), 2);
+    let got: Vec<String> = www.data().map(|d| d.to_string()).collect();
+    assert_eq!(got, ["192.0.2.9", "192.0.2.10"]);
+    // Records come back with their owner; names are read as hickory's parser reads them.
+    let all: Vec<Record> = z.all_records().collect();
+    assert!(
+        all.iter()
+            .any(|r| r.name.to_ascii() == "www.t." && r.ttl == 60),
+        "{all:?}"
+    );
+    let mx: Vec<String> = node("m.t.")
+        .records(&LowerName::new(&name("m.t.")), RecordType::MX)
+        .iter()
+        .map(|r| r.data.to_string())
+        .collect();
+    assert_eq!(mx, ["10 mail.example.", "20 ns.t."]);
+    // Every record comes back equal to what its text parses into.
+    for line in [
+        "t TXT \"a\\\\b\" \"\\000x\"",
+        "srv SRV 1 2 443 Target.t.",
+        "c CNAME Www",
+        "d DS 12345 13 2 0000000000000000000000000000000000000000000000000000000000000000",
+    ] {
+        let entry = &lex::lex(&format!("{line}\n"), Path::new("x")).unwrap()[0];
+        let owner = Name::parse(&entry.tokens[0].text, Some(&name("t."))).unwrap();
+        let rtype = &entry.tokens[1].text;
+        let rdata: Vec<&lex::Token> = entry.tokens[2..].iter().collect();
+        let want = parse_record(&owner, 60, rtype, &rdata, &name("t.")).unwrap();
+        let got =
+            z.nodes[&LowerName::new(&owner)].records(&LowerName::new(&owner), want.record_type());
+        assert_eq!(got, [want], "{line}");
     }
 }

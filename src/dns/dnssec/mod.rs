@@ -216,8 +216,10 @@ impl Signer<'_> {
         let node = self.zone.nodes.get(&LowerName::new(cut));
         match node.and_then(|n| n.get(RecordType::DS)) {
             Some(ds) => {
-                out.extend_from_slice(&ds.records);
-                out.extend(self.rrsigs(&ds.records));
+                let ds = ds.records(cut);
+                let sigs = self.rrsigs(&ds);
+                out.extend(ds);
+                out.extend(sigs);
             }
             None => {
                 let types = types_at(snap, self.zone, cut, RecordType::DS);

@@ -112,7 +112,8 @@ enum ForDo {
 #[derive(Debug)]
 enum Answers {
     One(Arc<Template>),
-    Pick(Vec<Arc<Template>>, Arc<Selector>),
+    /// Boxed: most names have one answer per type, and this keeps each type's slot small.
+    Pick(Box<(Vec<Arc<Template>>, Arc<Selector>)>),
 }
 
 impl Answers {
@@ -120,7 +121,8 @@ impl Answers {
     fn get(&self, client: Client) -> (&Template, u8) {
         match self {
             Answers::One(t) => (t, 0),
-            Answers::Pick(ts, sel) => {
+            Answers::Pick(p) => {
+                let (ts, sel) = &**p;
                 let (i, scope) = sel.pick(Some(client), crate::dns::snapshot::random_u32());
                 (&ts[i.min(ts.len() - 1)], scope)
             }
@@ -131,7 +133,8 @@ impl Answers {
 /// What a name that exists answers.
 #[derive(Debug, Default)]
 struct NodeAnswers {
-    types: Vec<(u16, Answers)>,
+    /// Only the types whose answer is not `other`'s.
+    types: Box<[(u16, Answers)]>,
     /// For any type not in `types`; `None` sends such queries to the general path.
     other: Option<Arc<Template>>,
 }
@@ -231,11 +234,15 @@ impl<'a> Builder<'a> {
     }
 
     /// `t`, or the equal template made before it.
-    fn share(&self, t: Template) -> Arc<Template> {
+    fn share(&self, mut t: Template) -> Arc<Template> {
         let mut made = self.made.borrow_mut();
         if let Some(old) = made.get(&t) {
             return old.clone();
         }
+        // Kept for the zone's life: without the room the vectors grew into.
+        t.body.shrink_to_fit();
+        t.fixups.shrink_to_fit();
+        t.soa_sigs.shrink_to_fit();
         let t = Arc::new(t);
         made.insert(t.clone());
         t
@@ -404,12 +411,22 @@ impl<'a> Builder<'a> {
             let tpls = (0..choice.sets.len())
                 .map(|i| tpl(&self.lookup_forcing(qname, t, Some((choice, i))).0, t))
                 .collect();
-            Answers::Pick(tpls, choice.sel.clone())
+            Answers::Pick(Box::new((tpls, choice.sel.clone())))
         };
         let unlisted = RecordType::Unknown(65280);
         let other = (!is_cname).then(|| tpl(&self.lookup(qname, unlisted), unlisted));
+        // A type answered as any unlisted one (a DS query at most names: NODATA) is left
+        // to `other`.
+        let same_as_other = |a: &Answers| match (a, &other) {
+            (Answers::One(t), Some(o)) => Arc::ptr_eq(t, o),
+            _ => false,
+        };
         NodeAnswers {
-            types: types.into_iter().map(|t| (u16::from(t), mk(t))).collect(),
+            types: types
+                .into_iter()
+                .map(|t| (u16::from(t), mk(t)))
+                .filter(|(_, a)| !same_as_other(a))
+                .collect(),
             other,
         }
     }
@@ -477,7 +494,7 @@ impl AnswerCache {
                     Answers::One(t) => {
                         seen.insert(Arc::as_ptr(t));
                     }
-                    Answers::Pick(ts, _) => seen.extend(ts.iter().map(Arc::as_ptr)),
+                    Answers::Pick(p) => seen.extend(p.0.iter().map(Arc::as_ptr)),
                 }
             }
             seen.extend(a.other.iter().map(Arc::as_ptr));
