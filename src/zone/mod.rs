@@ -162,6 +162,9 @@ pub struct Zone {
     /// The negative-caching TTL of RFC 2308 section 5: min(SOA TTL, SOA MINIMUM).
     pub negative_ttl: u32,
     pub nodes: HashMap<LowerName, Node>,
+    /// Whether any name below the apex has NS records (a delegation): without one, no name
+    /// needs a walk up its labels to look for a cut.
+    cuts: bool,
     /// The file the zone came from, for messages.
     pub file: PathBuf,
     /// The DNSSEC keys the zone is signed with, if it is signed.
@@ -192,6 +195,9 @@ impl Zone {
 
     /// The closest delegation point (a non-apex node with NS) at or above `name`, if any.
     pub fn delegation_above(&self, name: &LowerName) -> Option<(&LowerName, &Node)> {
+        if !self.cuts {
+            return None;
+        }
         let apex_labels = self.origin.num_labels();
         let mut labels = name.num_labels();
         let mut cur = name.clone();
@@ -621,7 +627,11 @@ fn build_zone(
         _ => unreachable!("the record was matched as SOA above"),
     };
     let negative_ttl = soa.ttl.min(minimum);
+    let cuts = nodes
+        .iter()
+        .any(|(k, b)| *k != apex && b.sets.iter().any(|s| s.0 == RecordType::NS));
     let mut zone = Zone {
+        cuts,
         origin: apex,
         origin_name: origin,
         soa,

@@ -352,7 +352,8 @@ impl<'a> Builder<'a> {
     ) -> (Entry, bool) {
         self.touched.set(self.snap.bound.contains_key(lname));
         let name = Name::from(lname.clone());
-        let answers = self.node_answers(&name, node.rrsets.iter().map(|s| s.rtype), &name);
+        let types = node.rrsets.iter().map(|s| s.rtype);
+        let answers = self.node_answers(&name, types, &name, zone.keys.is_none());
         let below = if zone.delegation_above(lname).is_some() {
             // Every name below a cut, whatever its type, gets the referral.
             let s = synthetic(&name);
@@ -363,7 +364,7 @@ impl<'a> Builder<'a> {
                 Some(wnode) => {
                     let s = synthetic(&name);
                     let types = wnode.rrsets.iter().map(|r| r.rtype);
-                    Below::Wildcard(Arc::new(self.node_answers(&s, types, &name)))
+                    Below::Wildcard(Arc::new(self.node_answers(&s, types, &name, false)))
                 }
                 None => Below::Same(nx.clone()),
             }
@@ -379,23 +380,31 @@ impl<'a> Builder<'a> {
     }
 
     /// The answers of one node for its types and the rest. For a wildcard, `qname` is a synthetic
-    /// name below the closest encloser `suffix_base`; for a node, both are its name.
+    /// name below the closest encloser `suffix_base`; for a node, both are its name. With
+    /// `any_is_its_type`, a node of one type answers ANY as that type (RFC 8482 section 4.1:
+    /// the lowest type there), without a lookup of its own.
     fn node_answers(
         &self,
         qname: &Name,
         present: impl Iterator<Item = RecordType>,
         suffix_base: &Name,
+        any_is_its_type: bool,
     ) -> NodeAnswers {
         let lname = LowerName::new(qname);
         let bound = self.snap.bound.get(&lname);
         let is_bound = bound.is_some();
         let mut types: Vec<RecordType> = present.collect();
+        let only = (any_is_its_type && !is_bound && types.len() == 1).then(|| types[0]);
         let is_cname =
             types.contains(&RecordType::CNAME) || bound.is_some_and(|b| b.cname.is_some());
         if is_cname {
             types = CNAME_NODE_TYPES.to_vec();
         } else {
-            types.extend([RecordType::ANY, RecordType::DS]);
+            // DS is asked of delegations (and apexes); elsewhere it is NODATA, as `other`.
+            if types.contains(&RecordType::NS) {
+                types.push(RecordType::DS);
+            }
+            types.push(RecordType::ANY);
             if is_bound {
                 types.extend([RecordType::A, RecordType::AAAA]);
             }
@@ -415,6 +424,19 @@ impl<'a> Builder<'a> {
         };
         let unlisted = RecordType::Unknown(65280);
         let other = (!is_cname).then(|| tpl(&self.lookup(qname, unlisted), unlisted));
+        let mut made: Vec<(u16, Answers)> = Vec::with_capacity(types.len());
+        for t in types {
+            let same = match only {
+                Some(o) if t == RecordType::ANY && !is_cname => {
+                    made.iter().find_map(|(x, a)| match a {
+                        Answers::One(tp) if *x == u16::from(o) => Some(tp.clone()),
+                        _ => None,
+                    })
+                }
+                _ => None,
+            };
+            made.push((u16::from(t), same.map_or_else(|| mk(t), Answers::One)));
+        }
         // A type answered as any unlisted one (a DS query at most names: NODATA) is left
         // to `other`.
         let same_as_other = |a: &Answers| match (a, &other) {
@@ -422,9 +444,8 @@ impl<'a> Builder<'a> {
             _ => false,
         };
         NodeAnswers {
-            types: types
+            types: made
                 .into_iter()
-                .map(|t| (u16::from(t), mk(t)))
                 .filter(|(_, a)| !same_as_other(a))
                 .collect(),
             other,
