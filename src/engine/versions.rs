@@ -249,11 +249,12 @@ fn file_delta(
     old: &crate::zone::Zone,
     new: &crate::zone::Zone,
 ) -> Option<(Vec<Record>, Vec<Record>)> {
-    let mut a: Vec<Record> = old.all_records().collect();
-    let mut b: Vec<Record> = new.all_records().collect();
-    if a.len() + b.len() > MAX_EDIT_COMPARED {
+    // Counted first: reading every record of a large zone back costs more than the compare.
+    if old.record_count() + new.record_count() > MAX_EDIT_COMPARED {
         return None;
     }
+    let mut a: Vec<Record> = old.all_records().collect();
+    let mut b: Vec<Record> = new.all_records().collect();
     a.sort();
     b.sort();
     let (removed, added) = diff(&a, &b);

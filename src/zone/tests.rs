@@ -149,6 +149,8 @@ fn sets_kept_in_wire_form_read_back_as_written() {
     let name = |n: &str| Name::from_ascii(n).unwrap();
     let node = |n: &str| &z.nodes[&LowerName::new(&name(n))];
     // One set per type, a repeated record dropped, in the order written.
+    assert_eq!(z.record_count(), z.all_records().count());
+    assert_eq!(z.record_count(), 10);
     let www = node("www.t.").get(RecordType::A).unwrap();
     assert_eq!(www.len(), 2);
     let got: Vec<String> = www.data().map(|d| d.to_string()).collect();
