@@ -254,21 +254,26 @@ fn from_node(
         }
     };
     if let Some(records) = records.filter(|r| !r.is_empty()) {
-        push_owned(&mut ans.answer, &records, name);
         for r in records.iter() {
             if let Some(target) = additional_target(&r.data) {
                 add_addresses(snap, zone, target, pick, &mut ans.additional);
             }
         }
+        match records {
+            // Read out of the zone already owned by `name`.
+            Cow::Owned(v) => ans.answer.extend(v),
+            Cow::Borrowed(r) => push_owned(&mut ans.answer, r, name),
+        }
         return None;
     }
     if let Some(cname) = node.get(RecordType::CNAME).filter(|_| !beside_cname) {
         let records = cname.records(name);
-        push_owned(&mut ans.answer, &records, name);
-        if let Some(RData::CNAME(target)) = records.first().map(|r| &r.data) {
-            return Some(target.0.clone());
-        }
-        return None;
+        let target = match records.first().map(|r| &r.data) {
+            Some(RData::CNAME(target)) => Some(target.0.clone()),
+            _ => None,
+        };
+        ans.answer.extend(records);
+        return target;
     }
     ans.authority.push(soa_for_negative(zone));
     None
