@@ -150,8 +150,8 @@ fn resolve_step(
     ans: &mut Answer,
 ) -> Option<Name> {
     if let Some((cut, node)) = zone.delegation_above(lname) {
-        if !(cut == lname && qtype == RecordType::DS) {
-            referral(snap, zone, (cut, node), pick, ans);
+        if !(cut == *lname && qtype == RecordType::DS) {
+            referral(snap, zone, (&cut, node), pick, ans);
             return None;
         }
     }
@@ -327,11 +327,11 @@ fn add_addresses(snap: &Snapshot, zone: &Zone, target: &Name, pick: Pick, out: &
         return;
     }
     let bound = snap.bound.get(&lt);
-    let node = zone.nodes.get_key_value(&lt);
+    let node = zone.nodes.get(&lt);
     for rtype in [RecordType::A, RecordType::AAAA] {
         let records = match bound.and_then(|b| b.choice(rtype)) {
             Some(c) => Cow::Borrowed(c.get(pick(&lt, c))),
-            None => Cow::Owned(node.map_or_else(Vec::new, |(k, n)| n.records(k, rtype))),
+            None => Cow::Owned(node.map_or_else(Vec::new, |n| n.records(&lt, rtype))),
         };
         for r in records.iter() {
             if !out.contains(r) {
@@ -339,6 +339,13 @@ fn add_addresses(snap: &Snapshot, zone: &Zone, target: &Name, pick: Pick, out: &
             }
         }
     }
+}
+
+/// NODATA at a name of `zone` with no CNAME: the zone's SOA alone, in authority.
+pub fn nodata(zone: &Zone) -> Answer {
+    let mut ans = Answer::new();
+    ans.authority.push(soa_for_negative(zone));
+    ans
 }
 
 /// The zone's SOA with the negative-caching TTL (RFC 2308 section 3).

@@ -184,6 +184,102 @@ fn equal_prepared_answers_are_kept_once() {
         text += &format!("h{i} A 10.0.{}.{}\n", i / 256, i % 256);
     }
     let snap = zone_snapshot(&text);
-    let n = crate::dns::prepared::AnswerCache::build(&snap).distinct_templates();
+    let n = crate::dns::prepared::AnswerCache::build_all(&snap).distinct_templates();
     assert!((1000..1020).contains(&n), "{n} templates for 1,000 names");
+}
+
+/// Plain names (see `prepared::PlainCheck`) have no prepared entry and are answered from the
+/// zone's sets: byte for byte what their templates would say, for every kind of name beside
+/// them (under a cut, a wildcard, the SOA's names, a pool-bound name, CNAME, MX, SRV, PTR).
+#[test]
+fn plain_names_answer_byte_for_byte_as_their_templates_would() {
+    use crate::dns::prepared::AnswerCache;
+    use hickory_proto::op::Edns;
+    use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{LowerName, Name, RData, Record};
+    let text = format!(
+        "{HEAD}www A 192.0.2.2\n A 192.0.2.3\n AAAA 2001:db8::2\nt TXT \"a\" \"b\"\n TXT c\n\
+         deep.ent A 192.0.2.4\ncaa CAA 0 issue \"ca.example\"\n\
+         naptr NAPTR 100 10 \"S\" \"SIP+D2U\" \"\" _sip._udp.t.\n\
+         *.w A 192.0.2.5\nx.w A 192.0.2.6\nunder.ns A 192.0.2.7\nx.hm TXT hm\n\
+         sub NS ns.sub\nns.sub A 192.0.2.8\nin.sub A 192.0.2.9\nmx MX 10 www\n\
+         c CNAME www\n_s._tcp SRV 0 0 1 www\nptr PTR www.t.\n\
+         big TXT \"{long}\"\n TXT \"{long}1\"\n TXT \"{long}2\"\n",
+        long = "x".repeat(200)
+    );
+    let mut snap = zone_snapshot(&text);
+    let pool = Name::from_ascii("pool.t.").unwrap();
+    let a = Record::from_rdata(pool.clone(), 30, RData::A(A([192, 0, 2, 10].into())));
+    snap.bound = [(
+        LowerName::new(&pool),
+        crate::dns::snapshot::Bound::fixed(vec![a], Vec::new()),
+    )]
+    .into_iter()
+    .collect();
+    let zones = snap.zones.clone();
+    zones.get(0).unwrap();
+    let plain = AnswerCache::build(&snap);
+    let all = AnswerCache::build_all(&snap);
+    // www, t, deep.ent, ent, caa, naptr, x.w, big, _tcp.
+    assert_eq!(all.entries() - plain.entries(), 9);
+    let names: Vec<String> = zones
+        .iter()
+        .flat_map(|z| z.nodes.keys().map(|n| n.to_string()))
+        .chain(["pool.t.".into()])
+        .collect();
+    let types = [
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::TXT,
+        RecordType::MX,
+        RecordType::NS,
+        RecordType::SOA,
+        RecordType::CNAME,
+        RecordType::DS,
+        RecordType::ANY,
+        RecordType::NAPTR,
+        RecordType::CAA,
+        RecordType::RRSIG,
+        RecordType::Unknown(999),
+    ];
+    let (mut compared, mut out_plain, mut out_all) = (0, Vec::new(), Vec::new());
+    for n in &names {
+        for qn in [
+            n.clone(),
+            format!("zz.{n}"),
+            format!("a.b.{n}"),
+            n.to_uppercase(),
+        ] {
+            for &t in &types {
+                for variant in 0..4 {
+                    let mut m = Message::query();
+                    m.add_query(Query::query(Name::from_ascii(&qn).unwrap(), t));
+                    if variant > 0 {
+                        let mut e = Edns::new();
+                        e.set_max_payload(if variant == 1 { 512 } else { 1232 });
+                        e.set_dnssec_ok(variant == 2);
+                        if variant == 3 {
+                            let subnet = ClientSubnet::new([198, 51, 100, 0].into(), 24, 0);
+                            e.options_mut().insert(EdnsOption::Subnet(subnet));
+                        }
+                        m.set_edns(e);
+                    }
+                    let q = bytes(&m);
+                    for tcp in [false, true] {
+                        let from = [127, 0, 0, 1].into();
+                        let p = plain.answer(&q, from, 1232, tcp, &mut out_plain);
+                        let a = all.answer(&q, from, 1232, tcp, &mut out_all);
+                        let what = format!("{qn} {t} variant {variant} tcp {tcp}");
+                        assert_eq!(p, a, "{what}: answered by one path only");
+                        if p {
+                            assert_eq!(out_plain, out_all, "{what}");
+                            compared += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(compared > 2000, "{compared} answers compared");
 }

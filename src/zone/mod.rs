@@ -19,6 +19,9 @@ use lex::{lex, Entry, Token};
 
 pub mod keys;
 mod lex;
+mod nodes;
+
+pub use nodes::{name_of, wire_of, Nodes};
 
 /// Up to this many zones, the zone of a name is found by comparing it with every origin;
 /// beyond, by looking its suffixes up.
@@ -99,6 +102,11 @@ impl RrSet {
         })
     }
 
+    /// Each record's RDATA after its length, as kept.
+    pub fn raw(&self) -> &[u8] {
+        &self.wire
+    }
+
     /// How many records the set holds.
     pub fn len(&self) -> usize {
         self.wire().count()
@@ -161,7 +169,7 @@ pub struct Zone {
     pub soa: Record,
     /// The negative-caching TTL of RFC 2308 section 5: min(SOA TTL, SOA MINIMUM).
     pub negative_ttl: u32,
-    pub nodes: HashMap<LowerName, Node>,
+    pub nodes: Nodes,
     /// Whether any name below the apex has NS records (a delegation): without one, no name
     /// needs a walk up its labels to look for a cut.
     cuts: bool,
@@ -175,7 +183,7 @@ impl Zone {
     /// Signs the zone with `keys`: their DNSKEY, CDS and CDNSKEY sets join the apex, with the
     /// SOA's TTL.
     pub fn sign_with(&mut self, keys: keys::ZoneKeys) {
-        let apex = self.nodes.entry(self.origin.clone()).or_default();
+        let apex = self.nodes.get_or_default(&self.origin);
         apex.rrsets.retain(|s| !is_key_type(s.rtype));
         let mut sets: Vec<(RecordType, u32, Vec<RData>)> = Vec::new();
         for r in keys.apex_records(self.soa.ttl) {
@@ -194,7 +202,7 @@ impl Zone {
     }
 
     /// The closest delegation point (a non-apex node with NS) at or above `name`, if any.
-    pub fn delegation_above(&self, name: &LowerName) -> Option<(&LowerName, &Node)> {
+    pub fn delegation_above(&self, name: &LowerName) -> Option<(LowerName, &Node)> {
         if !self.cuts {
             return None;
         }
@@ -203,9 +211,9 @@ impl Zone {
         let mut cur = name.clone();
         let mut found = None;
         while labels > apex_labels {
-            if let Some((k, n)) = self.nodes.get_key_value(&cur) {
+            if let Some(n) = self.nodes.get(&cur) {
                 if n.get(RecordType::NS).is_some() {
-                    found = Some((k, n));
+                    found = Some((cur.clone(), n));
                 }
             }
             cur = cur.base_name();
@@ -214,13 +222,15 @@ impl Zone {
         found
     }
 
+    /// Whether any name below the apex has NS records.
+    pub fn has_cuts(&self) -> bool {
+        self.cuts
+    }
+
     /// Adds an empty node for `name` (and every empty non-terminal above it) if absent.
     pub fn ensure_node(&mut self, name: &LowerName) {
-        let mut cur = name.clone();
-        while cur.num_labels() > self.origin.num_labels() {
-            self.nodes.entry(cur.clone()).or_default();
-            cur = cur.base_name();
-        }
+        let stop = wire_of(&self.origin, &mut [0; 255]).len();
+        self.nodes.ensure_wire(wire_of(name, &mut [0; 255]), stop);
     }
 
     /// How many records [`Zone::all_records`] gives, counted without reading them.
@@ -238,12 +248,11 @@ impl Zone {
     /// zone is transferred unsigned: its secondaries sign it with the same keys, so the keys'
     /// records are left out too.
     pub fn all_records(&self) -> impl Iterator<Item = Record> + '_ {
-        let mut names: Vec<&LowerName> = self.nodes.keys().collect();
-        names.sort();
+        let mut names: Vec<(LowerName, &Node)> = self.nodes.iter().collect();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
         let signed = self.keys.is_some();
-        names.into_iter().flat_map(move |n| {
-            let node = &self.nodes[n];
-            let owner = Name::from(n.clone());
+        names.into_iter().flat_map(move |(n, node)| {
+            let owner = Name::from(n);
             node.rrsets
                 .iter()
                 .filter(move |s| s.rtype != RecordType::SOA && !(signed && is_key_type(s.rtype)))
@@ -550,11 +559,10 @@ struct Building {
 impl Building {
     /// The node in its kept form.
     fn finish(self) -> Result<Node, String> {
-        let rrsets = self
-            .sets
-            .into_iter()
-            .map(|(rtype, ttl, data)| RrSet::new(rtype, ttl, &data))
-            .collect::<Result<_, _>>()?;
+        let mut rrsets = Vec::with_capacity(self.sets.len());
+        for (rtype, ttl, data) in self.sets {
+            rrsets.push(RrSet::new(rtype, ttl, &data)?);
+        }
         Ok(Node {
             rrsets,
             line: self.line,
@@ -647,21 +655,17 @@ fn build_zone(
         origin_name: origin,
         soa,
         negative_ttl,
-        nodes: nodes
-            .into_iter()
-            .map(|(k, b)| {
-                let line = b.line as usize;
-                let node = b.finish().map_err(|m| err(file, line, m))?;
-                Ok((k, node))
-            })
-            .collect::<Result<_, ZoneError>>()?,
+        nodes: Nodes::with_capacity(nodes.len()),
         file: file.to_path_buf(),
         keys: None,
     };
-    let names: Vec<LowerName> = zone.nodes.keys().cloned().collect();
-    for n in &names {
-        zone.ensure_node(n);
+    for (k, b) in nodes {
+        let line = b.line as usize;
+        zone.nodes
+            .insert(&k, b.finish().map_err(|m| err(file, line, m))?);
     }
+    let apex_len = wire_of(&zone.origin, &mut [0; 255]).len();
+    zone.nodes.add_empty_non_terminals(apex_len);
     Ok(zone)
 }
 

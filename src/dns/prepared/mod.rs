@@ -34,14 +34,16 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use crate::dns::dnssec::{self, Store};
-use crate::dns::lookup::{lookup_with, Answer};
+use crate::dns::lookup::{self, lookup_with, Answer};
 use crate::dns::snapshot::{Choice, Selector, Snapshot};
 use crate::steer::topology::{ecs_len, Client};
-use crate::zone::{Node, Zone, Zones};
-use wire::{parse, write, Parsed};
+use crate::zone::{Node, RrSet, Zone, Zones};
+use wire::{parse, write, write_set, Parsed};
 
 /// The longest wire-format name (RFC 1035 section 3.1).
 const MAX_NAME: usize = 255;
+/// Up to this many zones, a name's zone is found by comparing it with each origin.
+const FEW_ZONES: usize = 8;
 /// The label used to make a name that exists nowhere, for wildcard and NXDOMAIN templates.
 const SYNTHETIC_LABEL: &str = "gtmd--synthetic--0";
 /// Types answered from templates at a CNAME node (other types there use the general path).
@@ -175,6 +177,23 @@ pub struct Fixed {
     live: Vec<(LowerName, usize)>,
     /// When the earliest signature in these answers is due to be made again (Unix seconds).
     resign_at: u32,
+    /// The zones: their plain names (see [`plain`]) have no entry and are answered from the
+    /// zone's own sets.
+    zones: Arc<Zones>,
+    /// Each zone's origin in lowercase wire form with its index, longest first.
+    origins: Vec<(Box<[u8]>, usize)>,
+    /// With many zones, the same, to look a name's suffixes up.
+    by_origin: HashMap<Box<[u8]>, usize, RandomState>,
+    /// Each zone's NODATA template for its plain names (`None`: the zone has none).
+    nodata: Vec<Option<Arc<Template>>>,
+}
+
+/// What answers a query on the prepared path.
+enum Found<'a> {
+    /// This template, with the ECS scope of its choice.
+    Template(&'a Template, u8),
+    /// A plain name's set, written as the zone keeps it.
+    Set(&'a RrSet),
 }
 
 #[derive(Debug)]
@@ -505,6 +524,18 @@ impl AnswerCache {
             && (now.wrapping_sub(self.resign_at) as i32) >= 0
     }
 
+    /// [`AnswerCache::build`] with an entry for every name, none answered as plain.
+    #[cfg(test)]
+    pub(crate) fn build_all(snap: &Snapshot) -> Self {
+        Self::with_fixed(Arc::new(Fixed::build_with(snap, false)), snap)
+    }
+
+    /// How many names have an entry (the rest are plain, or wildcards).
+    #[cfg(test)]
+    pub(crate) fn entries(&self) -> usize {
+        self.fixed.as_ref().map_or(0, |f| f.names.len())
+    }
+
     /// How many templates the fixed answers hold, counting a shared one once.
     #[cfg(test)]
     pub(crate) fn distinct_templates(&self) -> usize {
@@ -553,13 +584,28 @@ impl AnswerCache {
         let Some(p) = parse(query) else { return false };
         let ecs = p.edns.as_ref().and_then(|e| e.ecs);
         let client = ecs.unwrap_or_else(|| Client::from_source(source));
-        let Some((tpl, scope)) = self.find(&p, client, source) else {
+        let Some(found) = self.find(&p, client, source) else {
             return false;
         };
         let limit = if tcp {
             u16::MAX as usize
         } else {
             crate::config::udp_limit(p.edns.as_ref().map(|e| e.payload), udp_payload)
+        };
+        let (tpl, scope) = match found {
+            Found::Template(t, scope) => (t, scope),
+            Found::Set(set) => {
+                let count = set.len();
+                // Each record: a pointer to the question, type, class, TTL, then the length and
+                // data as kept.
+                let body = 10 * count + set.raw().len();
+                let opt_len = p.edns.as_ref().map_or(0, |_| 11 + ecs.map_or(0, ecs_len));
+                if p.question_end + body + opt_len > limit {
+                    return false;
+                }
+                write_set(query, &p, set, count as u16, udp_payload, out);
+                return true;
+            }
         };
         let tpl = match (&tpl.for_do, p.edns.as_ref().is_some_and(|e| e.dnssec_ok)) {
             (_, false) | (ForDo::Same, true) => tpl,
@@ -589,73 +635,261 @@ impl AnswerCache {
         true
     }
 
-    fn find(
-        &self,
-        p: &Parsed,
-        client: Client,
-        source: std::net::IpAddr,
-    ) -> Option<(&Template, u8)> {
+    fn find(&self, p: &Parsed, client: Client, source: std::net::IpAddr) -> Option<Found<'_>> {
         let fixed = self.fixed.as_ref()?;
         let get = |k: &[u8]| match fixed.names.get(k)? {
             Slot::Ready(e) => Some(e),
             Slot::Live => self.live.get(k),
         };
+        let tpl = |(t, scope)| Found::Template(t, scope);
         let name = &p.qname[..p.qlen];
         if let Some(e) = get(name) {
             if let Some(seen) = &e.seen {
                 seen.mark(source);
             }
-            return e.answers.get(p.qtype, client);
+            return e.answers.get(p.qtype, client).map(tpl);
+        }
+        let Some(zi) = fixed.zone_of(name) else {
+            return Some(Found::Template(&fixed.refused, 0));
+        };
+        let zone = fixed.zones.get(zi)?;
+        if let Some(nodata) = &fixed.nodata[zi] {
+            // An existing name without an entry is plain, or a wildcard asked by its own name
+            // (answered below, from its parent's entry).
+            if let Some(node) = zone.nodes.get_wire(name).filter(|_| !is_wild(name)) {
+                return Some(plain_answer(node, p.qtype, nodata));
+            }
         }
         // Walk up: strip one label at a time until an existing name is found.
         let mut at = 0usize;
         while name[at] != 0 {
             at += 1 + name[at] as usize;
-            if let Some(e) = get(&name[at..]) {
+            let tail = &name[at..];
+            if let Some(e) = get(tail) {
                 return match &e.below {
-                    Below::Same(t) => Some((t, 0)),
-                    Below::Wildcard(w) => w.get(p.qtype, client),
+                    Below::Same(t) => Some(Found::Template(t, 0)),
+                    Below::Wildcard(w) => w.get(p.qtype, client).map(tpl),
                 };
             }
+            if zone.nodes.get_wire(tail).is_some() {
+                // A plain name's missing children are NXDOMAIN (it has no wildcard child). A
+                // wildcard's are for the general path: it is their closest encloser, and
+                // only a `*` child of its own would answer them (RFC 4592 section 2.2.1).
+                return (!is_wild(tail)).then(|| Found::Template(&fixed.nx[zi], 0));
+            }
         }
-        Some((&fixed.refused, 0))
+        Some(Found::Template(&fixed.refused, 0))
     }
+}
+
+/// A plain name's answer to `qtype`: its set of that type (for ANY, its lowest type's, as
+/// RFC 8482 section 4.1 allows), else NODATA.
+fn plain_answer<'a>(node: &'a Node, qtype: u16, nodata: &'a Template) -> Found<'a> {
+    let set = if qtype == u16::from(RecordType::ANY) {
+        node.rrsets
+            .iter()
+            .filter(|s| !s.is_empty())
+            .min_by_key(|s| u16::from(s.rtype))
+    } else {
+        node.rrsets
+            .iter()
+            .find(|s| u16::from(s.rtype) == qtype && !s.is_empty())
+    };
+    match set {
+        Some(s) => Found::Set(s),
+        None => Found::Template(nodata, 0),
+    }
+}
+
+/// Whether a lowercase wire name's first label is `*`.
+fn is_wild(wire: &[u8]) -> bool {
+    wire.starts_with(&[1, b'*'])
+}
+
+/// Record types answered by their set alone, written as the zone keeps it: no additional
+/// section (NS, MX, SRV), no name in the RDATA that answers compress (NS, CNAME, PTR, MX,
+/// SOA), no chain to follow (CNAME, DNAME), no DNSSEC meaning.
+fn plain_type(t: RecordType) -> bool {
+    !matches!(
+        t,
+        RecordType::NS
+            | RecordType::MX
+            | RecordType::SRV
+            | RecordType::CNAME
+            | RecordType::DNAME
+            | RecordType::SOA
+            | RecordType::PTR
+            | RecordType::DS
+            | RecordType::RRSIG
+            | RecordType::NSEC
+            | RecordType::NSEC3
+            | RecordType::NSEC3PARAM
+            | RecordType::DNSKEY
+            | RecordType::CDS
+            | RecordType::CDNSKEY
+    )
+}
+
+/// What decides, in one zone, whether a name is plain.
+struct PlainCheck<'a> {
+    zone: &'a Zone,
+    origin: Vec<u8>,
+    /// Names at or below which the NODATA answer compresses differently: the suffixes, below
+    /// the apex, of the SOA's MNAME and RNAME (a question named `ns1.zone.` points the MNAME
+    /// at itself).
+    soa_suffixes: Vec<Vec<u8>>,
+    /// Every pool-bound name, in lowercase wire form.
+    bound: &'a std::collections::HashSet<Vec<u8>, RandomState>,
+}
+
+impl PlainCheck<'_> {
+    /// Whether the node `wire` is plain: in an unsigned zone, not the apex, not pool-bound,
+    /// not at or below a cut, without a wildcard child, not under an SOA name (see
+    /// `soa_suffixes`), and with only [`plain_type`] sets. Such a name's answers are its sets
+    /// and the zone's NODATA; below it, NXDOMAIN.
+    fn plain(&self, wire: &[u8], node: &Node) -> bool {
+        if self.zone.keys.is_some()
+            || !node.rrsets.iter().all(|s| plain_type(s.rtype))
+            || wire == self.origin.as_slice()
+            || self.bound.contains(wire)
+            || self
+                .soa_suffixes
+                .iter()
+                .any(|s| wire.ends_with(s) && label_aligned(wire, wire.len() - s.len()))
+        {
+            return false;
+        }
+        let mut wild = [0u8; MAX_NAME + 2];
+        wild[..2].copy_from_slice(&[1, b'*']);
+        wild[2..2 + wire.len()].copy_from_slice(wire);
+        if wire.len() + 2 <= MAX_NAME && self.zone.nodes.get_wire(&wild[..2 + wire.len()]).is_some()
+        {
+            return false;
+        }
+        !self.zone.has_cuts()
+            || self
+                .zone
+                .delegation_above(&crate::zone::name_of(wire))
+                .is_none()
+    }
+}
+
+/// The suffixes of `name` strictly below `origin`, in lowercase wire form.
+fn suffixes_below(name: &Name, origin: &LowerName) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut cur = LowerName::new(name);
+    while origin.zone_of(&cur) && cur != *origin {
+        out.push(wire_lower(&Name::from(cur.clone())));
+        cur = cur.base_name();
+    }
+    out
 }
 
 impl Fixed {
     /// Builds every entry of `snap`, setting aside (as live) those that depend on pool health.
     pub fn build(snap: &Snapshot) -> Self {
+        Self::build_with(snap, true)
+    }
+
+    /// [`Fixed::build`]; without `plain`, every name has an entry (to compare both ways).
+    fn build_with(snap: &Snapshot, plain: bool) -> Self {
         let b = Builder::new(snap);
+        let mut origins: Vec<(Box<[u8]>, usize)> = snap
+            .zones
+            .iter()
+            .enumerate()
+            .map(|(zi, z)| (wire_lower(&z.origin_name).into_boxed_slice(), zi))
+            .collect();
+        origins.sort_by_key(|(o, _)| std::cmp::Reverse(o.len()));
+        let by_origin = if origins.len() > FEW_ZONES {
+            origins.iter().cloned().collect()
+        } else {
+            HashMap::default()
+        };
         let mut fixed = Fixed {
             names: HashMap::with_hasher(RandomState::default()),
             refused: Arc::new(encode(&Answer::refused(), &Name::root(), None, &snap.zones)),
             nx: Vec::new(),
             live: Vec::new(),
             resign_at: u32::MAX,
+            zones: snap.zones.clone(),
+            origins,
+            by_origin,
+            nodata: Vec::new(),
         };
+        let bound = snap
+            .bound
+            .keys()
+            .map(|l| wire_lower(&Name::from(l.clone())))
+            .collect();
         for (zi, zone) in snap.zones.iter().enumerate() {
             let nx_base = synthetic(&zone.origin_name);
             let ans = b.lookup(&nx_base, RecordType::A);
             let nx = Arc::new(b.template(&ans, &nx_base, RecordType::A, Some(&zone.origin_name)));
-            for (lname, node) in &zone.nodes {
+            let check = PlainCheck {
+                zone,
+                origin: wire_lower(&zone.origin_name),
+                soa_suffixes: match &zone.soa.data {
+                    RData::SOA(soa) => [&soa.mname, &soa.rname]
+                        .into_iter()
+                        .flat_map(|n| suffixes_below(n, &zone.origin))
+                        .collect(),
+                    _ => Vec::new(),
+                },
+                bound: &bound,
+            };
+            let mut plain_names = 0usize;
+            for (wire, node) in zone.nodes.iter_wire() {
                 // A name inside a more specific served zone is answered from that zone.
-                let owner_zone = snap.zones.find(lname).map(|z| &z.origin);
-                if lname.is_wildcard() || owner_zone != Some(&zone.origin) {
+                if is_wild(wire) || fixed.zone_of(wire) != Some(zi) {
                     continue;
                 }
-                let (entry, live) = b.entry(zone, lname, node, &nx);
-                let key = wire_lower(&Name::from(lname.clone())).into_boxed_slice();
+                if plain && check.plain(wire, node) {
+                    plain_names += 1;
+                    continue;
+                }
+                let lname = crate::zone::name_of(wire);
+                let (entry, live) = b.entry(zone, &lname, node, &nx);
+                let key = wire.into();
                 if live {
-                    fixed.live.push((lname.clone(), zi));
+                    fixed.live.push((lname, zi));
                     fixed.names.insert(key, Slot::Live);
                 } else {
                     fixed.names.insert(key, Slot::Ready(entry));
                 }
             }
+            // NODATA at a plain name: the zone's SOA, its owner a suffix of the question.
+            let nodata = (plain_names > 0).then(|| {
+                let t = RecordType::Unknown(65280);
+                b.share(b.template(&lookup::nodata(zone), &nx_base, t, Some(&nx_base)))
+            });
+            fixed.nodata.push(nodata);
             fixed.nx.push(nx);
         }
+        fixed.names.shrink_to_fit();
         fixed.resign_at = resign_time(b.finish());
         fixed
+    }
+
+    /// The position of the zone with the longest origin that ends `name` (lowercase wire).
+    fn zone_of(&self, name: &[u8]) -> Option<usize> {
+        if self.by_origin.is_empty() {
+            return self
+                .origins
+                .iter()
+                .find(|(o, _)| name.ends_with(o) && label_aligned(name, name.len() - o.len()))
+                .map(|&(_, zi)| zi);
+        }
+        let mut at = 0usize;
+        loop {
+            if let Some(&zi) = self.by_origin.get(&name[at..]) {
+                return Some(zi);
+            }
+            if name[at] == 0 {
+                return None;
+            }
+            at += 1 + name[at] as usize;
+        }
     }
 }
 

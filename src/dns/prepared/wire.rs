@@ -4,6 +4,7 @@
 
 use super::{Template, MAX_NAME};
 use crate::steer::topology::{ecs_len, parse_ecs, write_ecs, Client};
+use crate::zone::RrSet;
 
 /// A query this path can answer, parsed.
 pub(super) struct Parsed {
@@ -113,16 +114,7 @@ pub(super) fn write(
     (serials, soa_sigs): (&[u32], &[Vec<Vec<u8>>]),
     out: &mut Vec<u8>,
 ) {
-    out.clear();
-    out.extend_from_slice(&query[..2]);
-    // QR, opcode QUERY, AA from the template, RD copied, RA/AD/CD clear, rcode.
-    let flags = 0x8000 | tpl.flags | (u16::from(query[2] & 0x01) << 8);
-    out.extend_from_slice(&flags.to_be_bytes());
-    let ar = tpl.counts[2] + u16::from(p.edns.is_some());
-    for c in [1, tpl.counts[0], tpl.counts[1], ar] {
-        out.extend_from_slice(&c.to_be_bytes());
-    }
-    out.extend_from_slice(&query[12..p.question_end]);
+    head(query, p, tpl.flags, tpl.counts, out);
     let body_at = out.len();
     out.extend_from_slice(&tpl.body);
     // The zone's SOA carries the publication's serial (see `Template::serial`).
@@ -150,9 +142,57 @@ pub(super) fn write(
         let at = body_at + pos as usize;
         out[at..at + 2].copy_from_slice(&target.to_be_bytes());
     }
+    opt(p, tpl.ede_not_auth, scope, udp_payload, out);
+}
+
+/// Writes the answer to `query` that is `set` (`count` records) owned by the question name,
+/// as the zone keeps it: AA, no other section.
+pub(super) fn write_set(
+    query: &[u8],
+    p: &Parsed,
+    set: &RrSet,
+    count: u16,
+    udp_payload: u16,
+    out: &mut Vec<u8>,
+) {
+    head(query, p, 0x0400, [count, 0, 0], out);
+    let fixed = {
+        let mut f = [0u8; 10];
+        // A pointer to the question name (offset 12), type, class IN, TTL.
+        f[..2].copy_from_slice(&0xc00cu16.to_be_bytes());
+        f[2..4].copy_from_slice(&u16::from(set.rtype).to_be_bytes());
+        f[4..6].copy_from_slice(&1u16.to_be_bytes());
+        f[6..].copy_from_slice(&set.ttl.to_be_bytes());
+        f
+    };
+    for data in set.wire() {
+        out.extend_from_slice(&fixed);
+        out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        out.extend_from_slice(data);
+    }
+    opt(p, false, 0, udp_payload, out);
+}
+
+/// The header with `flags` (AA and rcode) and the section `counts`, and the question.
+fn head(query: &[u8], p: &Parsed, flags: u16, counts: [u16; 3], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&query[..2]);
+    // QR, opcode QUERY, AA and rcode as given, RD copied, RA/AD/CD clear.
+    let flags = 0x8000 | flags | (u16::from(query[2] & 0x01) << 8);
+    out.extend_from_slice(&flags.to_be_bytes());
+    let ar = counts[2] + u16::from(p.edns.is_some());
+    for c in [1, counts[0], counts[1], ar] {
+        out.extend_from_slice(&c.to_be_bytes());
+    }
+    out.extend_from_slice(&query[12..p.question_end]);
+}
+
+/// The OPT record, when the query had one: the client subnet echoed with `scope`, and Extended
+/// DNS Error 20 with `ede_not_auth`.
+fn opt(p: &Parsed, ede_not_auth: bool, scope: u8, udp_payload: u16, out: &mut Vec<u8>) {
     if let Some(e) = &p.edns {
         let flags: u16 = if e.dnssec_ok { 0x8000 } else { 0 };
-        let rdlen = if tpl.ede_not_auth { 6 } else { 0 } + e.ecs.map_or(0, ecs_len) as u16;
+        let rdlen = if ede_not_auth { 6 } else { 0 } + e.ecs.map_or(0, ecs_len) as u16;
         out.push(0);
         out.extend_from_slice(&41u16.to_be_bytes());
         out.extend_from_slice(&udp_payload.max(512).to_be_bytes());
@@ -162,7 +202,7 @@ pub(super) fn write(
         if let Some(c) = e.ecs {
             write_ecs(out, c, scope);
         }
-        if tpl.ede_not_auth {
+        if ede_not_auth {
             // Extended DNS Error: option code, length 2, info code.
             out.extend_from_slice(&crate::dns::EDE_OPTION.to_be_bytes());
             out.extend_from_slice(&2u16.to_be_bytes());
