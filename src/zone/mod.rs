@@ -17,6 +17,8 @@ use hickory_proto::serialize::txt::Parser;
 
 use lex::{lex, Entry, Token};
 
+mod fast;
+
 pub mod keys;
 mod lex;
 mod nodes;
@@ -70,36 +72,25 @@ pub struct RrSet {
 impl RrSet {
     /// The set of `data`, in that order, each of type `rtype`.
     pub fn new(rtype: RecordType, ttl: u32, data: &[RData]) -> Result<Self, String> {
-        use hickory_proto::serialize::binary::NameEncoding;
         let mut wire = Vec::new();
-        let mut one = Vec::with_capacity(64);
         for d in data {
-            one.clear();
-            let mut enc = BinEncoder::new(&mut one);
-            enc.set_name_encoding(NameEncoding::Uncompressed);
-            d.emit(&mut enc)
-                .map_err(|e| format!("{rtype} record cannot be written in wire format: {e}"))?;
-            let len = u16::try_from(one.len())
-                .map_err(|_| format!("{rtype} record is longer than 65535 bytes"))?;
-            wire.extend_from_slice(&len.to_be_bytes());
-            wire.extend_from_slice(&one);
+            push_rdata(&mut wire, rtype, &rdata_wire(rtype, d)?)?;
         }
-        Ok(Self {
+        Ok(Self::from_wire(rtype, ttl, wire))
+    }
+
+    /// The set whose records' data, each after its length, is `wire`.
+    fn from_wire(rtype: RecordType, ttl: u32, wire: Vec<u8>) -> Self {
+        Self {
             rtype,
             ttl,
             wire: wire.into_boxed_slice(),
-        })
+        }
     }
 
     /// The RDATA in wire form, one slice per record.
     pub fn wire(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        let mut rest: &[u8] = &self.wire;
-        std::iter::from_fn(move || {
-            let (len, tail) = rest.split_first_chunk::<2>()?;
-            let (one, tail) = tail.split_at(u16::from_be_bytes(*len) as usize);
-            rest = tail;
-            Some(one)
-        })
+        each_rdata(&self.wire)
     }
 
     /// Each record's RDATA after its length, as kept.
@@ -136,6 +127,37 @@ impl RrSet {
             })
             .collect()
     }
+}
+
+/// Each record's data in a set's wire form (each after its length).
+fn each_rdata(wire: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
+    let mut rest = wire;
+    std::iter::from_fn(move || {
+        let (len, tail) = rest.split_first_chunk::<2>()?;
+        let (one, tail) = tail.split_at(u16::from_be_bytes(*len) as usize);
+        rest = tail;
+        Some(one)
+    })
+}
+
+/// `data` in wire form, names uncompressed.
+fn rdata_wire(rtype: RecordType, data: &RData) -> Result<Vec<u8>, String> {
+    use hickory_proto::serialize::binary::NameEncoding;
+    let mut one = Vec::with_capacity(32);
+    let mut enc = BinEncoder::new(&mut one);
+    enc.set_name_encoding(NameEncoding::Uncompressed);
+    data.emit(&mut enc)
+        .map_err(|e| format!("{rtype} record cannot be written in wire format: {e}"))?;
+    Ok(one)
+}
+
+/// Appends one record's data, after its length, to a set's wire form.
+fn push_rdata(wire: &mut Vec<u8>, rtype: RecordType, one: &[u8]) -> Result<(), String> {
+    let len = u16::try_from(one.len())
+        .map_err(|_| format!("{rtype} record is longer than 65535 bytes"))?;
+    wire.extend_from_slice(&len.to_be_bytes());
+    wire.extend_from_slice(one);
+    Ok(())
 }
 
 /// One owner name in the zone. A node with no rrsets is an empty non-terminal.
@@ -305,28 +327,57 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Zone>, ZoneError> {
 /// Parsing state that directives change as the file is read.
 struct Reader {
     origin: Name,
+    /// `origin` in lowercase wire form.
+    origin_wire: Vec<u8>,
     default_ttl: Option<u32>,
     last_ttl: Option<u32>,
-    last_owner: Option<Name>,
-    records: Vec<(Record, usize, PathBuf)>,
+    /// The last owner, in lowercase wire form.
+    last_owner: Option<Box<[u8]>>,
+    records: Vec<Read>,
+    /// The files read, which [`Read::file`] points into.
+    files: Vec<PathBuf>,
+}
+
+/// One record as read: owner and data in wire form (the owner lowercase), where it was
+/// written, and for the SOA the record itself (the zone keeps it).
+struct Read {
+    owner: Box<[u8]>,
+    rtype: RecordType,
+    ttl: u32,
+    rdata: Vec<u8>,
+    line: u32,
+    file: u16,
+    soa: Option<Box<Record>>,
 }
 
 /// Parses one zone file whose apex is `origin` (before any `$ORIGIN`), and checks it.
 pub fn parse_zone(text: &str, file: &Path, origin: Name) -> Result<Zone, ZoneError> {
     let mut r = Reader {
+        origin_wire: wire_of(&origin, &mut [0; 255]).to_vec(),
         origin: origin.clone(),
         default_ttl: None,
         last_ttl: None,
         last_owner: None,
         records: Vec::new(),
+        files: Vec::new(),
     };
     read_text(&mut r, text, file, 0)?;
-    build_zone(origin, r.records, file)
+    build_zone(origin, r.records, &r.files, file)
 }
 
 fn read_text(r: &mut Reader, text: &str, file: &Path, depth: usize) -> Result<(), ZoneError> {
-    for entry in lex(text, file)? {
-        read_entry(r, entry, file, depth)?;
+    let entries = lex(text, file)?;
+    let fi = match r.files.iter().position(|f| f == file) {
+        Some(i) => i,
+        None => {
+            r.files.push(file.to_path_buf());
+            r.files.len() - 1
+        }
+    };
+    let fi = u16::try_from(fi).map_err(|_| err(file, 0, "too many included files"))?;
+    r.records.reserve(entries.len());
+    for entry in entries {
+        read_entry(r, entry, (file, fi), depth)?;
     }
     Ok(())
 }
@@ -340,6 +391,7 @@ fn directive(r: &mut Reader, e: &Entry, file: &Path, depth: usize) -> Result<(),
         ("$ORIGIN", Some(a)) => {
             r.origin = Name::parse(a, Some(&r.origin))
                 .map_err(|x| err(file, line, format!("bad $ORIGIN {a:?}: {x}")))?;
+            r.origin_wire = wire_of(&r.origin, &mut [0; 255]).to_vec();
             Ok(())
         }
         ("$TTL", Some(a)) => {
@@ -364,14 +416,19 @@ fn directive(r: &mut Reader, e: &Entry, file: &Path, depth: usize) -> Result<(),
     }
 }
 
-fn read_entry(r: &mut Reader, e: Entry, file: &Path, depth: usize) -> Result<(), ZoneError> {
+fn read_entry(
+    r: &mut Reader,
+    e: Entry,
+    (file, fi): (&Path, u16),
+    depth: usize,
+) -> Result<(), ZoneError> {
     let line = e.line;
     let first = e.tokens[0].text.as_str();
     if !e.blank_owner && first.starts_with('$') {
         return directive(r, &e, file, depth);
     }
     let mut toks = e.tokens.iter().peekable();
-    let owner = if e.blank_owner {
+    let owner: Box<[u8]> = if e.blank_owner {
         r.last_owner.clone().ok_or_else(|| {
             err(
                 file,
@@ -381,29 +438,34 @@ fn read_entry(r: &mut Reader, e: Entry, file: &Path, depth: usize) -> Result<(),
         })?
     } else {
         let t = toks.next().map(|t| t.text.as_str()).unwrap_or_default();
-        let n = if t == "@" {
-            r.origin.clone()
-        } else {
-            Name::parse(t, Some(&r.origin))
-                .map_err(|x| err(file, line, format!("bad owner name {t:?}: {x}")))?
-        };
-        r.last_owner = Some(n.clone());
-        n
+        let mut w = Vec::with_capacity(32);
+        if t == "@" {
+            w.extend_from_slice(&r.origin_wire);
+        } else if fast::name(t, &r.origin_wire, &mut w).is_none() {
+            let n = Name::parse(t, Some(&r.origin))
+                .map_err(|x| err(file, line, format!("bad owner name {t:?}: {x}")))?;
+            w.extend_from_slice(wire_of(&n, &mut [0; 255]));
+        }
+        let w: Box<[u8]> = w.into();
+        r.last_owner = Some(w.clone());
+        w
     };
     let (mut ttl, mut class) = (None, None);
     let rtype = loop {
         let Some(t) = toks.next() else {
             return Err(err(file, line, "record has no type"));
         };
-        let up = t.text.to_ascii_uppercase();
-        if ttl.is_none() && t.text.starts_with(|c: char| c.is_ascii_digit()) {
-            ttl = Some(
-                parse_ttl(&t.text)
-                    .ok_or_else(|| err(file, line, format!("bad TTL {:?}", t.text)))?,
-            );
-        } else if class.is_none() && ["IN", "CH", "HS", "CS", "NONE", "ANY"].contains(&up.as_str())
+        let text = t.text.as_str();
+        if ttl.is_none() && text.starts_with(|c: char| c.is_ascii_digit()) {
+            ttl =
+                Some(parse_ttl(text).ok_or_else(|| err(file, line, format!("bad TTL {text:?}")))?);
+        } else if class.is_none()
+            && ["IN", "CH", "HS", "CS", "NONE", "ANY"]
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(text))
         {
-            if up != "IN" {
+            if !text.eq_ignore_ascii_case("IN") {
+                let up = text.to_ascii_uppercase();
                 return Err(err(
                     file,
                     line,
@@ -412,7 +474,7 @@ fn read_entry(r: &mut Reader, e: Entry, file: &Path, depth: usize) -> Result<(),
             }
             class = Some(DNSClass::IN);
         } else {
-            break up;
+            break text;
         }
     };
     let ttl = ttl
@@ -420,11 +482,32 @@ fn read_entry(r: &mut Reader, e: Entry, file: &Path, depth: usize) -> Result<(),
         .or(r.last_ttl)
         .ok_or_else(|| err(file, line, "record has no TTL and no $TTL is set"))?;
     r.last_ttl = Some(ttl);
-    let rdata: Vec<&Token> = toks.collect();
-    let record =
-        parse_record(&owner, ttl, &rtype, &rdata, &r.origin).map_err(|m| err(file, line, m))?;
-    wire_roundtrip(&record).map_err(|m| err(file, line, m))?;
-    r.records.push((record, line, file.to_path_buf()));
+    let rdata: Vec<&str> = toks.map(|t| t.text.as_str()).collect();
+    let fast = fast::rtype(rtype).and_then(|t| Some((t, fast::rdata(t, &rdata, &r.origin_wire)?)));
+    let (rtype, rdata, soa) = match fast {
+        Some((t, wire)) => (t, wire, None),
+        None => {
+            // hickory reads the record's data (and checks it survives the wire format).
+            let up = rtype.to_ascii_uppercase();
+            let owner_name = Name::from(name_of(&owner));
+            let record = parse_record(&owner_name, ttl, &up, &rdata, &r.origin)
+                .map_err(|m| err(file, line, m))?;
+            wire_roundtrip(&record).map_err(|m| err(file, line, m))?;
+            let t = record.record_type();
+            let wire = rdata_wire(t, &record.data).map_err(|m| err(file, line, m))?;
+            let soa = (t == RecordType::SOA).then(|| Box::new(record));
+            (t, wire, soa)
+        }
+    };
+    r.records.push(Read {
+        owner,
+        rtype,
+        ttl,
+        rdata,
+        line: line as u32,
+        file: fi,
+        soa,
+    });
     Ok(())
 }
 
@@ -469,17 +552,26 @@ fn include(
         .join(path.trim_matches('"'));
     let text = std::fs::read_to_string(&target)
         .map_err(|x| err(file, line, format!("$INCLUDE {}: {x}", target.display())))?;
-    let saved = (r.origin.clone(), r.last_owner.clone());
+    let saved = (
+        r.origin.clone(),
+        r.origin_wire.clone(),
+        r.last_owner.clone(),
+    );
     if let Some(o) = origin {
         r.origin = Name::parse(&o.text, Some(&r.origin))
             .map_err(|x| err(file, line, format!("bad $INCLUDE origin {:?}: {x}", o.text)))?;
+        r.origin_wire = wire_of(&r.origin, &mut [0; 255]).to_vec();
     }
     let before = r.records.len();
     read_text(r, &text, &target, depth + 1).map_err(|e| {
         // A file that yields no record before its error is not shown to be zone data: say
         // where, never what (an `$INCLUDE /etc/shadow` must not echo the file into a reply
         // or an alert).
-        let own = e.file == target && !r.records[before..].iter().any(|(_, _, f)| *f == target);
+        let target_index = r.files.iter().position(|f| *f == target);
+        let own = e.file == target
+            && !r.records[before..]
+                .iter()
+                .any(|x| Some(x.file as usize) == target_index);
         if own {
             err(
                 file,
@@ -495,7 +587,7 @@ fn include(
         }
     })?;
     // RFC 1035 section 5.1: the origin and current owner revert after an included file.
-    (r.origin, r.last_owner) = saved;
+    (r.origin, r.origin_wire, r.last_owner) = saved;
     Ok(())
 }
 
@@ -511,7 +603,7 @@ fn parse_record(
     owner: &Name,
     ttl: u32,
     rtype: &str,
-    rdata: &[&Token],
+    rdata: &[&str],
     origin: &Name,
 ) -> Result<Record, String> {
     let ty: RecordType = rtype
@@ -531,7 +623,7 @@ fn parse_record(
     let mut snippet = format!("$ORIGIN {origin}\n@ {ttl} IN {rtype}");
     for t in rdata {
         snippet.push(' ');
-        snippet.push_str(&t.text);
+        snippet.push_str(t);
     }
     snippet.push('\n');
     let (_, sets) = Parser::new(snippet, None, None)
@@ -549,96 +641,121 @@ fn parse_record(
     Ok(record)
 }
 
-/// A node while its file is read: its sets as parsed.
+/// A node while its file is read: each set's type, TTL and records' data in wire form
+/// (each after its length).
 #[derive(Default)]
 struct Building {
-    sets: Vec<(RecordType, u32, Vec<RData>)>,
+    sets: Vec<(RecordType, u32, Vec<u8>)>,
     line: u32,
 }
 
 impl Building {
     /// The node in its kept form.
-    fn finish(self) -> Result<Node, String> {
+    fn finish(self) -> Node {
         let mut rrsets = Vec::with_capacity(self.sets.len());
-        for (rtype, ttl, data) in self.sets {
-            rrsets.push(RrSet::new(rtype, ttl, &data)?);
+        for (rtype, ttl, wire) in self.sets {
+            rrsets.push(RrSet::from_wire(rtype, ttl, wire));
         }
-        Ok(Node {
+        Node {
             rrsets,
             line: self.line,
-        })
+        }
     }
 }
 
-/// Adds `record` to the node of `owner`: a second CNAME, or a CNAME beside other data, is an
-/// error; a repeated record is dropped; an RRset keeps its first TTL (RFC 2181 section 5.2).
-fn add_to_node(node: &mut Building, record: Record, owner: &LowerName) -> Result<(), String> {
-    let rtype = record.record_type();
+/// Adds `record` to its node: a second CNAME, or a CNAME beside other data, is an error; a
+/// repeated record is dropped; an RRset keeps its first TTL (RFC 2181 section 5.2).
+fn add_to_node(node: &mut Building, record: &Read) -> Result<(), String> {
+    let rtype = record.rtype;
     match node.sets.iter_mut().find(|s| s.0 == rtype) {
         Some(set) => {
             if rtype == RecordType::CNAME {
-                return Err(format!("{} has a second CNAME", record.name));
+                return Err(format!("{} has a second CNAME", name_of(&record.owner)));
             }
-            if !set.2.contains(&record.data) {
-                set.2.push(record.data);
+            if !each_rdata(&set.2).any(|d| d == record.rdata.as_slice()) {
+                push_rdata(&mut set.2, rtype, &record.rdata)?;
             }
         }
-        None => node.sets.push((rtype, record.ttl, vec![record.data])),
+        None => {
+            let mut wire = Vec::with_capacity(2 + record.rdata.len());
+            push_rdata(&mut wire, rtype, &record.rdata)?;
+            node.sets.push((rtype, record.ttl, wire));
+        }
     }
     let cname = node.sets.iter().any(|s| s.0 == RecordType::CNAME);
     if cname && node.sets.len() > 1 {
         return Err(format!(
-            "{owner} has a CNAME and other data (RFC 1034 section 3.6.2)"
+            "{} has a CNAME and other data (RFC 1034 section 3.6.2)",
+            name_of(&record.owner)
         ));
     }
     Ok(())
 }
 
+/// Whether the lowercase wire name `name` is `apex` or below it.
+fn within(name: &[u8], apex: &[u8]) -> bool {
+    if !name.ends_with(apex) {
+        return false;
+    }
+    let at = name.len() - apex.len();
+    let mut i = 0usize;
+    while i < at {
+        i += 1 + name[i] as usize;
+    }
+    i == at
+}
+
 /// Groups records into nodes and rrsets and checks the zone as a whole.
 fn build_zone(
     origin: Name,
-    records: Vec<(Record, usize, PathBuf)>,
+    records: Vec<Read>,
+    files: &[PathBuf],
     file: &Path,
 ) -> Result<Zone, ZoneError> {
     let apex = LowerName::new(&origin);
-    let mut nodes: HashMap<LowerName, Building> = HashMap::with_capacity(records.len());
+    let apex_wire: Box<[u8]> = wire_of(&apex, &mut [0; 255]).into();
+    let mut nodes: HashMap<Box<[u8]>, Building, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(records.len(), Default::default());
     let mut soa = None;
-    for (record, line, rfile) in records {
-        let owner = LowerName::new(&record.name);
-        if !apex.zone_of(&owner) {
+    let rfile = |r: &Read| files.get(r.file as usize).map_or(file, PathBuf::as_path);
+    for mut record in records {
+        let line = record.line as usize;
+        if !within(&record.owner, &apex_wire) {
             return Err(err(
-                &rfile,
+                rfile(&record),
                 line,
-                format!("{} is outside the zone {origin}", record.name),
+                format!("{} is outside the zone {origin}", name_of(&record.owner)),
             ));
         }
-        let rtype = record.record_type();
-        if rtype == RecordType::SOA {
-            if owner != apex {
+        if record.rtype == RecordType::SOA {
+            if record.owner != apex_wire {
                 return Err(err(
-                    &rfile,
+                    rfile(&record),
                     line,
                     format!("SOA must be at the apex {origin}"),
                 ));
             }
             if soa.is_some() {
                 return Err(err(
-                    &rfile,
+                    rfile(&record),
                     line,
                     "a second SOA record: a zone has exactly one",
                 ));
             }
-            soa = Some(record.clone());
+            soa = record.soa.take().map(|r| *r);
         }
-        let node = nodes.entry(owner.clone()).or_default();
+        let node = match nodes.get_mut(&record.owner) {
+            Some(n) => n,
+            None => nodes.entry(std::mem::take(&mut record.owner)).or_default(),
+        };
         if node.line == 0 {
-            node.line = line as u32;
+            node.line = record.line;
         }
-        add_to_node(node, record, &owner).map_err(|m| err(&rfile, line, m))?;
+        add_to_node(node, &record).map_err(|m| err(rfile(&record), line, m))?;
     }
     let soa = soa.ok_or_else(|| err(file, 0, format!("no SOA record at the apex {origin}")))?;
-    let apex_node = &nodes[&apex];
-    if !apex_node.sets.iter().any(|s| s.0 == RecordType::NS) {
+    let has_ns = |b: &Building| b.sets.iter().any(|s| s.0 == RecordType::NS);
+    if !nodes.get(&apex_wire).is_some_and(has_ns) {
         return Err(err(file, 0, format!("no NS records at the apex {origin}")));
     }
     let minimum = match &soa.data {
@@ -646,9 +763,7 @@ fn build_zone(
         _ => unreachable!("the record was matched as SOA above"),
     };
     let negative_ttl = soa.ttl.min(minimum);
-    let cuts = nodes
-        .iter()
-        .any(|(k, b)| *k != apex && b.sets.iter().any(|s| s.0 == RecordType::NS));
+    let cuts = nodes.iter().any(|(k, b)| *k != apex_wire && has_ns(b));
     let mut zone = Zone {
         cuts,
         origin: apex,
@@ -660,12 +775,9 @@ fn build_zone(
         keys: None,
     };
     for (k, b) in nodes {
-        let line = b.line as usize;
-        zone.nodes
-            .insert(&k, b.finish().map_err(|m| err(file, line, m))?);
+        zone.nodes.insert_wire(k, b.finish());
     }
-    let apex_len = wire_of(&zone.origin, &mut [0; 255]).len();
-    zone.nodes.add_empty_non_terminals(apex_len);
+    zone.nodes.add_empty_non_terminals(apex_wire.len());
     Ok(zone)
 }
 

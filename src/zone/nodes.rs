@@ -97,6 +97,11 @@ impl Nodes {
         }
     }
 
+    /// Adds `node` under its lowercase wire-form name.
+    pub fn insert_wire(&mut self, wire: Box<[u8]>, node: Node) {
+        self.map.insert(wire, node);
+    }
+
     pub fn insert(&mut self, name: &LowerName, node: Node) {
         self.map
             .insert(wire_of(name, &mut [0; MAX_NAME]).into(), node);

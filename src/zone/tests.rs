@@ -178,10 +178,173 @@ fn sets_kept_in_wire_form_read_back_as_written() {
         let entry = &lex::lex(&format!("{line}\n"), Path::new("x")).unwrap()[0];
         let owner = Name::parse(&entry.tokens[0].text, Some(&name("t."))).unwrap();
         let rtype = &entry.tokens[1].text;
-        let rdata: Vec<&lex::Token> = entry.tokens[2..].iter().collect();
+        let rdata: Vec<&str> = entry.tokens[2..].iter().map(|t| t.text.as_str()).collect();
         let want = parse_record(&owner, 60, rtype, &rdata, &name("t.")).unwrap();
         let got =
             z.nodes[&LowerName::new(&owner)].records(&LowerName::new(&owner), want.record_type());
         assert_eq!(got, [want], "{line}");
     }
+}
+
+/// The common records' own reader gives hickory's bytes for the same text, or leaves it to
+/// hickory: names of every kind of label and case, each type's data, odd and bad spellings.
+#[test]
+fn the_fast_reader_writes_what_hickory_writes_or_declines() {
+    use rand::{Rng, SeedableRng};
+    let origin = Name::from_ascii("Ex-1.T.").unwrap();
+    let origin_wire = wire_of(&origin, &mut [0; 255]).to_vec();
+    let hickory = |t: RecordType, tokens: &[&str]| {
+        let owner = Name::from_ascii("o.ex-1.t.").unwrap();
+        let r = parse_record(&owner, 60, &t.to_string(), tokens, &origin).ok()?;
+        wire_roundtrip(&r).ok()?;
+        rdata_wire(t, &r.data).ok()
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let alphabet = b"aZ09-_*.x\\\"@ ";
+    let word = |rng: &mut rand::rngs::StdRng, n: usize| -> String {
+        (0..rng.random_range(0..n))
+            .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
+            .collect()
+    };
+    let mut names: Vec<String> = [
+        "www",
+        "WWW.Example.COM.",
+        "a.b.c",
+        "_sip._udp",
+        "_SIP._udp",
+        "*",
+        "*.w",
+        "a*",
+        "-a",
+        "a-",
+        "a--b",
+        "xn--bcher-kva",
+        "XN--BCHER-KVA.",
+        "a..b",
+        ".",
+        "@",
+        "a.",
+        "1.2.3",
+        "under_score",
+        "é",
+        &"a".repeat(63),
+        &"a".repeat(64),
+        &format!("{}.", ["abcdefgh"; 30].join(".")),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    names.extend((0..3000).map(|_| word(&mut rng, 12)));
+    let mut fast_names = 0;
+    for n in &names {
+        let mut out = Vec::new();
+        let fast = fast::name(n, &origin_wire, &mut out).map(|_| out);
+        let slow = Name::parse(n, Some(&origin))
+            .ok()
+            .map(|x| wire_of(&x, &mut [0; 255]).to_vec());
+        if let Some(f) = fast {
+            assert_eq!(Some(f), slow, "owner {n:?}");
+            fast_names += 1;
+        }
+        for t in [RecordType::NS, RecordType::CNAME, RecordType::PTR] {
+            if let Some(f) = fast::rdata(t, &[n], &origin_wire) {
+                assert_eq!(Some(f), hickory(t, &[n]), "{t} {n:?}");
+            }
+        }
+        let mx = ["10", n.as_str()];
+        if let Some(f) = fast::rdata(RecordType::MX, &mx, &origin_wire) {
+            assert_eq!(Some(f), hickory(RecordType::MX, &mx), "MX {n:?}");
+        }
+        let srv = ["0", "65535", "443", n.as_str()];
+        if let Some(f) = fast::rdata(RecordType::SRV, &srv, &origin_wire) {
+            assert_eq!(Some(f), hickory(RecordType::SRV, &srv), "SRV {n:?}");
+        }
+    }
+    assert!(fast_names > 200, "{fast_names} names read fast");
+    let cases: &[(RecordType, &[&str])] = &[
+        (RecordType::A, &["192.0.2.1"]),
+        (RecordType::A, &["0.0.0.0"]),
+        (RecordType::A, &["192.0.2.01"]),
+        (RecordType::A, &["192.0.2"]),
+        (RecordType::A, &["192.0.2.1", "x"]),
+        (RecordType::AAAA, &["2001:db8::1"]),
+        (RecordType::AAAA, &["::ffff:192.0.2.1"]),
+        (RecordType::AAAA, &["::"]),
+        (RecordType::AAAA, &["2001:DB8::A"]),
+        (RecordType::MX, &["65536", "mx"]),
+        (RecordType::MX, &["-1", "mx"]),
+        (RecordType::MX, &["0", "."]),
+        (RecordType::TXT, &["\"v=spf1 -all\""]),
+        (RecordType::TXT, &["\"a\"", "\"b c\"", "bare", "\"\""]),
+        (RecordType::TXT, &["\"a\\\"b\""]),
+        (RecordType::TXT, &["\"a\\065\""]),
+        (RecordType::TXT, &["\"a;b(c)\""]),
+        (RecordType::SRV, &["1", "2", "3"]),
+    ];
+    let long = format!("\"{}\"", "x".repeat(255));
+    let too_long = format!("\"{}\"", "x".repeat(256));
+    let mut all: Vec<(RecordType, Vec<String>)> = cases
+        .iter()
+        .map(|(t, v)| (*t, v.iter().map(|s| s.to_string()).collect()))
+        .collect();
+    all.push((RecordType::TXT, vec![long]));
+    all.push((RecordType::TXT, vec![too_long]));
+    for _ in 0..2000 {
+        let n = rng.random_range(1..4);
+        let strings = (0..n)
+            .map(|_| format!("\"{}\"", word(&mut rng, 20)))
+            .collect();
+        all.push((RecordType::TXT, strings));
+        all.push((
+            RecordType::A,
+            vec![format!(
+                "{}.{}.{}.{}",
+                rng.random::<u8>(),
+                rng.random::<u8>(),
+                rng.random::<u8>(),
+                rng.random::<u8>()
+            )],
+        ));
+        all.push((
+            RecordType::AAAA,
+            vec![std::net::Ipv6Addr::from(rng.random::<u128>()).to_string()],
+        ));
+    }
+    let mut fast_data = 0;
+    for (t, v) in &all {
+        let tokens: Vec<&str> = v.iter().map(String::as_str).collect();
+        if let Some(f) = fast::rdata(*t, &tokens, &origin_wire) {
+            assert_eq!(Some(f), hickory(*t, &tokens), "{t} {tokens:?}");
+            fast_data += 1;
+        }
+    }
+    assert!(fast_data > 4000, "{fast_data} records read fast");
+}
+
+/// A zone read through both readers (the fast one declining nothing it can read) holds the
+/// same records.
+#[test]
+fn zones_read_fast_hold_what_hickory_reads() {
+    let text = format!(
+        "{HEAD}www A 192.0.2.2\n AAAA 2001:db8::2\n MX 10 mail\n TXT \"a\" b\nmail A 192.0.2.3\n\
+         _s._tcp SRV 0 1 25 mail.t.\nc CNAME www\np PTR www.t.\nsub NS ns.sub\nns.sub A 192.0.2.9\n\
+         caa CAA 0 issue \"ca.example\"\nW2 TXT \"x\\\"y\"\n"
+    );
+    let z = parse(&text).unwrap();
+    let mut got: Vec<String> = z.all_records().map(|r| r.to_string()).collect();
+    got.sort();
+    let mut want: Vec<String> = Vec::new();
+    let origin = Name::from_ascii("t.").unwrap();
+    let (_, sets) = Parser::new(text.as_str(), None, Some(origin))
+        .parse()
+        .unwrap();
+    for set in sets.values() {
+        for r in set.records_without_rrsigs() {
+            if r.record_type() != RecordType::SOA {
+                want.push(r.to_string());
+            }
+        }
+    }
+    want.sort();
+    assert_eq!(got, want);
 }
