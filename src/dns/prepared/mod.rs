@@ -372,7 +372,8 @@ impl<'a> Builder<'a> {
         self.touched.set(self.snap.bound.contains_key(lname));
         let name = Name::from(lname.clone());
         let types = node.rrsets.iter().map(|s| s.rtype);
-        let answers = self.node_answers(&name, types, &name, zone.keys.is_none());
+        let chase = self.cname_types(zone, node);
+        let answers = self.node_answers(&name, types, &name, zone.keys.is_none(), chase);
         let below = if zone.delegation_above(lname).is_some() {
             // Every name below a cut, whatever its type, gets the referral.
             let s = synthetic(&name);
@@ -383,7 +384,8 @@ impl<'a> Builder<'a> {
                 Some(wnode) => {
                     let s = synthetic(&name);
                     let types = wnode.rrsets.iter().map(|r| r.rtype);
-                    Below::Wildcard(Arc::new(self.node_answers(&s, types, &name, false)))
+                    let chase = self.cname_types(zone, wnode);
+                    Below::Wildcard(Arc::new(self.node_answers(&s, types, &name, false, chase)))
                 }
                 None => Below::Same(nx.clone()),
             }
@@ -398,6 +400,44 @@ impl<'a> Builder<'a> {
         )
     }
 
+    /// For a node with a CNAME in an unsigned zone: the types whose answers there may differ
+    /// from one another. Every other type is chased to a target that lacks it, so all of them
+    /// answer alike (the CNAME, then NODATA or the CNAME alone), and one template (`other`)
+    /// serves them. `None` when that is not plain from the target alone (a chain, a pool-bound or
+    /// missing target, a cut): [`CNAME_NODE_TYPES`] are prepared and the rest left to the
+    /// general path.
+    fn cname_types(&self, zone: &Zone, node: &Node) -> Option<Vec<RecordType>> {
+        if zone.keys.is_some() {
+            return None;
+        }
+        let target = match node.get(RecordType::CNAME)?.data().next()? {
+            RData::CNAME(c) => LowerName::new(&c.0),
+            _ => return None,
+        };
+        // RRSIG and NSEC are answered at the node itself (see `lookup::from_node`).
+        let mut types = vec![
+            RecordType::CNAME,
+            RecordType::ANY,
+            RecordType::RRSIG,
+            RecordType::NSEC,
+        ];
+        if !zone.origin.zone_of(&target) {
+            return Some(types); // not chased: the CNAME alone
+        }
+        if self.snap.zones.index_of(&target) != self.snap.zones.index_of(&zone.origin)
+            || self.snap.bound.contains_key(&target)
+            || zone.delegation_above(&target).is_some()
+        {
+            return None;
+        }
+        let t = zone.nodes.get(&target)?;
+        if t.get(RecordType::CNAME).is_some() {
+            return None;
+        }
+        types.extend(t.rrsets.iter().map(|s| s.rtype));
+        Some(types)
+    }
+
     /// The answers of one node for its types and the rest. For a wildcard, `qname` is a synthetic
     /// name below the closest encloser `suffix_base`; for a node, both are its name. With
     /// `any_is_its_type`, a node of one type answers ANY as that type (RFC 8482 section 4.1:
@@ -408,6 +448,7 @@ impl<'a> Builder<'a> {
         present: impl Iterator<Item = RecordType>,
         suffix_base: &Name,
         any_is_its_type: bool,
+        chase: Option<Vec<RecordType>>,
     ) -> NodeAnswers {
         let lname = LowerName::new(qname);
         let bound = self.snap.bound.get(&lname);
@@ -416,8 +457,11 @@ impl<'a> Builder<'a> {
         let only = (any_is_its_type && !is_bound && types.len() == 1).then(|| types[0]);
         let is_cname =
             types.contains(&RecordType::CNAME) || bound.is_some_and(|b| b.cname.is_some());
+        // A static CNAME whose chase is known answers every other type alike.
+        let chase = chase.filter(|_| is_cname && !is_bound);
+        let chased = chase.is_some();
         if is_cname {
-            types = CNAME_NODE_TYPES.to_vec();
+            types = chase.unwrap_or_else(|| CNAME_NODE_TYPES.to_vec());
         } else {
             // DS is asked of delegations (and apexes); elsewhere it is NODATA, as `other`.
             if types.contains(&RecordType::NS) {
@@ -442,7 +486,7 @@ impl<'a> Builder<'a> {
             Answers::Pick(Box::new((tpls, choice.sel.clone())))
         };
         let unlisted = RecordType::Unknown(65280);
-        let other = (!is_cname).then(|| tpl(&self.lookup(qname, unlisted), unlisted));
+        let other = (!is_cname || chased).then(|| tpl(&self.lookup(qname, unlisted), unlisted));
         let mut made: Vec<(u16, Answers)> = Vec::with_capacity(types.len());
         for t in types {
             let same = match only {
