@@ -5,69 +5,115 @@ use std::path::Path;
 
 use super::{err, ZoneError};
 
-/// One token of a master file, as written (a quoted string keeps its quotes and escapes).
-#[derive(Debug, Clone)]
-pub(super) struct Token {
-    pub(super) text: String,
+/// One token of a master file, as written (a quoted string keeps its quotes and escapes): a
+/// slice of the file's text.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Token<'a> {
+    pub(super) text: &'a str,
 }
 
 /// One logical entry: the tokens of a record or directive, which line it starts on, and
 /// whether it started with white space (the owner is inherited).
 #[derive(Debug)]
-pub(super) struct Entry {
+pub(super) struct Entry<'a> {
     pub(super) line: usize,
     pub(super) blank_owner: bool,
-    pub(super) tokens: Vec<Token>,
+    pub(super) tokens: Vec<Token<'a>>,
 }
 
 /// Splits master-file text into entries, joining parenthesized lines (RFC 1035 section 5.1).
-pub(super) fn lex(text: &str, file: &Path) -> Result<Vec<Entry>, ZoneError> {
-    let mut lx = Lexer {
-        chars: text.chars().peekable(),
-        line: 1,
-    };
+pub(super) fn lex<'a>(text: &'a str, file: &Path) -> Result<Vec<Entry<'a>>, ZoneError> {
+    // Every character that ends or starts a token is ASCII, so byte positions found here
+    // are character boundaries.
+    let b = text.as_bytes();
+    let mut line = 1usize;
     let mut entries = Vec::new();
     let mut cur: Option<Entry> = None;
     let mut depth = 0usize;
     let mut open_line = 0;
     let mut at_line_start = true;
-    while let Some(c) = lx.chars.next() {
+    let mut i = 0usize;
+    while i < b.len() {
+        let c = b[i];
         if at_line_start && depth == 0 {
             cur = Some(Entry {
-                line: lx.line,
-                blank_owner: c == ' ' || c == '\t',
+                line,
+                blank_owner: c == b' ' || c == b'\t',
                 tokens: Vec::new(),
             });
         }
         at_line_start = false;
         match c {
-            '\n' => {
-                lx.line += 1;
+            b'\n' => {
+                i += 1;
+                line += 1;
                 if depth == 0 {
                     entries.extend(cur.take().filter(|e| !e.tokens.is_empty()));
                     at_line_start = true;
                 }
             }
-            ' ' | '\t' | '\r' => {}
-            ';' => lx.skip_comment(),
-            '(' => {
+            b' ' | b'\t' | b'\r' => i += 1,
+            b';' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'(' => {
                 if depth == 0 {
-                    open_line = lx.line;
+                    open_line = line;
                 }
                 depth += 1;
+                i += 1;
             }
-            ')' if depth == 0 => return Err(err(file, lx.line, "')' without a matching '('")),
-            ')' => depth -= 1,
-            '"' => {
-                let start = lx.line;
-                let text = lx
-                    .quoted()
-                    .ok_or_else(|| err(file, start, "unterminated quoted string"))?;
-                push_token(&mut cur, text);
+            b')' if depth == 0 => return Err(err(file, line, "')' without a matching '('")),
+            b')' => {
+                depth -= 1;
+                i += 1;
+            }
+            b'"' => {
+                // The rest of a quoted string, quotes and escapes kept.
+                let (start, start_line) = (i, line);
+                i += 1;
+                loop {
+                    let Some(&q) = b.get(i) else {
+                        return Err(err(file, start_line, "unterminated quoted string"));
+                    };
+                    i += 1;
+                    line += usize::from(q == b'\n');
+                    match q {
+                        b'\\' => {
+                            let Some(&n) = b.get(i) else {
+                                return Err(err(file, start_line, "unterminated quoted string"));
+                            };
+                            line += usize::from(n == b'\n');
+                            i += char_len(n);
+                        }
+                        b'"' => break,
+                        _ => {}
+                    }
+                }
+                push_token(&mut cur, &text[start..i]);
             }
             _ => {
-                let text = lx.word(c);
-                push_token(&mut cur, text);
+                // A word, up to white space or a special character; a backslash takes the
+                // character after it, whatever it is.
+                let start = i;
+                loop {
+                    let w = b[i];
+                    i += 1;
+                    if w == b'\\' && i < b.len() {
+                        i += char_len(b[i]);
+                    }
+                    match b.get(i) {
+                        Some(n)
+                            if !matches!(
+                                n,
+                                b' ' | b'\t' | b'\r' | b'\n' | b';' | b'(' | b')' | b'"'
+                            ) => {}
+                        _ => break,
+                    }
+                }
+                push_token(&mut cur, &text[start..i.min(b.len())]);
             }
         }
     }
@@ -78,61 +124,17 @@ pub(super) fn lex(text: &str, file: &Path) -> Result<Vec<Entry>, ZoneError> {
     Ok(entries)
 }
 
-/// The character stream of a master file and the line it is on.
-struct Lexer<'a> {
-    chars: std::iter::Peekable<std::str::Chars<'a>>,
-    line: usize,
-}
-
-impl Lexer<'_> {
-    fn skip_comment(&mut self) {
-        while self.chars.peek().is_some_and(|&c| c != '\n') {
-            self.chars.next();
-        }
-    }
-
-    /// The rest of a quoted string (the opening quote was read), quotes and escapes kept.
-    fn quoted(&mut self) -> Option<String> {
-        let mut s = String::from('"');
-        loop {
-            let c = self.chars.next()?;
-            self.line += usize::from(c == '\n');
-            s.push(c);
-            match c {
-                '\\' => {
-                    let n = self.chars.next()?;
-                    self.line += usize::from(n == '\n');
-                    s.push(n);
-                }
-                '"' => return Some(s),
-                _ => {}
-            }
-        }
-    }
-
-    /// A word starting with `first`, up to white space or a special character.
-    fn word(&mut self, first: char) -> String {
-        let mut s = String::new();
-        let mut c = first;
-        loop {
-            s.push(c);
-            if c == '\\' {
-                if let Some(n) = self.chars.next() {
-                    s.push(n);
-                }
-            }
-            match self.chars.peek() {
-                Some(&n) if !matches!(n, ' ' | '\t' | '\r' | '\n' | ';' | '(' | ')' | '"') => {
-                    c = n;
-                    self.chars.next();
-                }
-                _ => return s,
-            }
-        }
+/// The length in bytes of the UTF-8 character that starts with `first`.
+fn char_len(first: u8) -> usize {
+    match first {
+        0xf0.. => 4,
+        0xe0.. => 3,
+        0xc0.. => 2,
+        _ => 1,
     }
 }
 
-fn push_token(cur: &mut Option<Entry>, text: String) {
+fn push_token<'a>(cur: &mut Option<Entry<'a>>, text: &'a str) {
     if let Some(e) = cur {
         e.tokens.push(Token { text });
     }

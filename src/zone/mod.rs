@@ -385,8 +385,8 @@ fn read_text(r: &mut Reader, text: &str, file: &Path, depth: usize) -> Result<()
 /// `$ORIGIN`, `$TTL` or `$INCLUDE` (RFC 1035 section 5.1).
 fn directive(r: &mut Reader, e: &Entry, file: &Path, depth: usize) -> Result<(), ZoneError> {
     let line = e.line;
-    let first = e.tokens[0].text.as_str();
-    let arg = e.tokens.get(1).map(|t| t.text.as_str());
+    let first = e.tokens[0].text;
+    let arg = e.tokens.get(1).map(|t| t.text);
     match (first.to_ascii_uppercase().as_str(), arg) {
         ("$ORIGIN", Some(a)) => {
             r.origin = Name::parse(a, Some(&r.origin))
@@ -423,7 +423,7 @@ fn read_entry(
     depth: usize,
 ) -> Result<(), ZoneError> {
     let line = e.line;
-    let first = e.tokens[0].text.as_str();
+    let first = e.tokens[0].text;
     if !e.blank_owner && first.starts_with('$') {
         return directive(r, &e, file, depth);
     }
@@ -437,7 +437,7 @@ fn read_entry(
             )
         })?
     } else {
-        let t = toks.next().map(|t| t.text.as_str()).unwrap_or_default();
+        let t = toks.next().map(|t| t.text).unwrap_or_default();
         let mut w = Vec::with_capacity(32);
         if t == "@" {
             w.extend_from_slice(&r.origin_wire);
@@ -455,7 +455,7 @@ fn read_entry(
         let Some(t) = toks.next() else {
             return Err(err(file, line, "record has no type"));
         };
-        let text = t.text.as_str();
+        let text = t.text;
         if ttl.is_none() && text.starts_with(|c: char| c.is_ascii_digit()) {
             ttl =
                 Some(parse_ttl(text).ok_or_else(|| err(file, line, format!("bad TTL {text:?}")))?);
@@ -482,7 +482,7 @@ fn read_entry(
         .or(r.last_ttl)
         .ok_or_else(|| err(file, line, "record has no TTL and no $TTL is set"))?;
     r.last_ttl = Some(ttl);
-    let rdata: Vec<&str> = toks.map(|t| t.text.as_str()).collect();
+    let rdata: Vec<&str> = toks.map(|t| t.text).collect();
     let fast = fast::rtype(rtype).and_then(|t| Some((t, fast::rdata(t, &rdata, &r.origin_wire)?)));
     let (rtype, rdata, soa) = match fast {
         Some((t, wire)) => (t, wire, None),
@@ -558,7 +558,7 @@ fn include(
         r.last_owner.clone(),
     );
     if let Some(o) = origin {
-        r.origin = Name::parse(&o.text, Some(&r.origin))
+        r.origin = Name::parse(o.text, Some(&r.origin))
             .map_err(|x| err(file, line, format!("bad $INCLUDE origin {:?}: {x}", o.text)))?;
         r.origin_wire = wire_of(&r.origin, &mut [0; 255]).to_vec();
     }

@@ -175,10 +175,11 @@ fn sets_kept_in_wire_form_read_back_as_written() {
         "c CNAME Www",
         "d DS 12345 13 2 0000000000000000000000000000000000000000000000000000000000000000",
     ] {
-        let entry = &lex::lex(&format!("{line}\n"), Path::new("x")).unwrap()[0];
-        let owner = Name::parse(&entry.tokens[0].text, Some(&name("t."))).unwrap();
+        let text = format!("{line}\n");
+        let entry = &lex::lex(&text, Path::new("x")).unwrap()[0];
+        let owner = Name::parse(entry.tokens[0].text, Some(&name("t."))).unwrap();
         let rtype = &entry.tokens[1].text;
-        let rdata: Vec<&str> = entry.tokens[2..].iter().map(|t| t.text.as_str()).collect();
+        let rdata: Vec<&str> = entry.tokens[2..].iter().map(|t| t.text).collect();
         let want = parse_record(&owner, 60, rtype, &rdata, &name("t.")).unwrap();
         let got =
             z.nodes[&LowerName::new(&owner)].records(&LowerName::new(&owner), want.record_type());
