@@ -185,8 +185,14 @@ impl Engine {
         };
         self.fixed = answers.fixed().cloned();
         self.update_gauges(&snap, now);
-        self.published
-            .store(Arc::new(Publication { snap, answers }));
+        let zones = snap.zones.clone();
+        let old = self.published.swap(Arc::new(Publication { snap, answers }));
+        if !Arc::ptr_eq(&old.snap.zones, &zones) {
+            // After a reload the old zones and their answers go: freeing a large zone takes
+            // a while, and the new one is served already.
+            drop(zones);
+            retire(old);
+        }
     }
 }
 
@@ -289,4 +295,17 @@ fn records(b: &BoundName, ttl: u32, addrs: Vec<IpAddr>) -> Vec<Record> {
             Record::from_rdata(b.name.clone(), ttl, data)
         })
         .collect()
+}
+
+/// Frees a publication whose zones were replaced, off the engine's task when a runtime is
+/// there to take it, and then gives the heap's free pages back to the kernel.
+fn retire(old: Arc<Publication>) {
+    let free = move || {
+        drop(old);
+        crate::ops::reload::release_free_memory();
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => drop(rt.spawn_blocking(free)),
+        Err(_) => free(),
+    }
 }

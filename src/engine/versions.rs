@@ -11,7 +11,6 @@
 //! A change of the zone file's records empties the journal: secondaries then get a whole
 //! zone.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -304,11 +303,14 @@ fn diff(old: &[Record], new: &[Record]) -> (Vec<Record>, Vec<Record>) {
 /// A hash of every record of the zone's file, SOA included: each node's hash (its name and
 /// its sets in wire form), added up so that the nodes' order does not matter.
 fn file_hash(zone: &crate::zone::Zone) -> u64 {
-    let mut h = DefaultHasher::new();
+    use std::hash::BuildHasher;
+    // A fixed seed: the hash compares one reading of the file with the next.
+    let state = foldhash::quality::FixedState::with_seed(0x676d_7464);
+    let mut h = state.build_hasher();
     zone.soa.to_bytes().unwrap_or_default().hash(&mut h);
     zone.soa.ttl.hash(&mut h);
-    let nodes = zone.nodes.iter().fold(0u64, |sum, (k, n)| {
-        let mut h = DefaultHasher::new();
+    let nodes = zone.nodes.iter_wire().fold(0u64, |sum, (k, n)| {
+        let mut h = state.build_hasher();
         k.hash(&mut h);
         n.rrsets.hash(&mut h);
         sum.wrapping_add(h.finish())
