@@ -183,6 +183,11 @@ fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     })
 }
 
+/// mimalloc: a reload of a large zone takes a third less time than with glibc's allocator,
+/// and leaves less of the old zone behind (README, "Performance").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
