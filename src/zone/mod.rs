@@ -23,7 +23,7 @@ pub mod keys;
 mod lex;
 mod nodes;
 
-pub use nodes::{name_of, wire_of, Nodes};
+pub use nodes::{name_of, wire_of, within, Nodes};
 
 /// Up to this many zones, the zone of a name is found by comparing it with every origin;
 /// beyond, by looking its suffixes up.
@@ -690,19 +690,6 @@ fn add_to_node(node: &mut Building, record: &Read) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Whether the lowercase wire name `name` is `apex` or below it.
-fn within(name: &[u8], apex: &[u8]) -> bool {
-    if !name.ends_with(apex) {
-        return false;
-    }
-    let at = name.len() - apex.len();
-    let mut i = 0usize;
-    while i < at {
-        i += 1 + name[i] as usize;
-    }
-    i == at
 }
 
 /// Groups records into nodes and rrsets and checks the zone as a whole.

@@ -33,6 +33,19 @@ pub fn wire_of<'b>(name: &Name, buf: &'b mut [u8; MAX_NAME]) -> &'b [u8] {
     &buf[..=at]
 }
 
+/// Whether the wire name `name` is `apex` or below it (`apex` one of its label-aligned tails).
+pub fn within(name: &[u8], apex: &[u8]) -> bool {
+    if !name.ends_with(apex) {
+        return false;
+    }
+    let at = name.len() - apex.len();
+    let mut i = 0usize;
+    while i < at {
+        i += 1 + name[i] as usize;
+    }
+    i == at
+}
+
 /// The name of a wire-form key.
 pub fn name_of(wire: &[u8]) -> LowerName {
     // Keys are written by `wire_of` from names, so they read back.

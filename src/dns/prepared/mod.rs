@@ -37,7 +37,7 @@ use crate::dns::dnssec::{self, Store};
 use crate::dns::lookup::{self, lookup_with, Answer};
 use crate::dns::snapshot::{Choice, Selector, Snapshot};
 use crate::steer::topology::{ecs_len, Client};
-use crate::zone::{Node, RrSet, Zone, Zones};
+use crate::zone::{within, Node, RrSet, Zone, Zones};
 use wire::{parse, write, write_set, Parsed};
 
 /// The longest wire-format name (RFC 1035 section 3.1).
@@ -796,10 +796,7 @@ impl PlainCheck<'_> {
             || !node.rrsets.iter().all(|s| plain_type(s.rtype))
             || wire == self.origin.as_slice()
             || self.bound.contains(wire)
-            || self
-                .soa_suffixes
-                .iter()
-                .any(|s| wire.ends_with(s) && label_aligned(wire, wire.len() - s.len()))
+            || self.soa_suffixes.iter().any(|s| within(wire, s))
         {
             return false;
         }
@@ -921,7 +918,7 @@ impl Fixed {
             return self
                 .origins
                 .iter()
-                .find(|(o, _)| name.ends_with(o) && label_aligned(name, name.len() - o.len()))
+                .find(|(o, _)| within(name, o))
                 .map(|&(_, zi)| zi);
         }
         let mut at = 0usize;
@@ -962,13 +959,7 @@ fn synthetic(parent: &Name) -> Name {
 
 /// The wire form of `name`, lowercased.
 fn wire_lower(name: &Name) -> Vec<u8> {
-    let mut v = Vec::with_capacity(name.len() + 2);
-    for label in name.iter() {
-        v.push(label.len() as u8);
-        v.extend(label.iter().map(u8::to_ascii_lowercase));
-    }
-    v.push(0);
-    v
+    crate::zone::wire_of(name, &mut [0; MAX_NAME]).to_vec()
 }
 
 /// Encodes `ans` as a template for questions named `qname` (exactly, or when `suffix_base` is
@@ -1047,7 +1038,7 @@ fn put_name(t: &mut Template, name: &Name, qname: &[u8], base: Option<&[u8]>, se
         }
         let pointer = if tail == qname {
             Some(Fix::Question(0))
-        } else if shared.ends_with(tail) && label_aligned(shared, shared.len() - tail.len()) {
+        } else if within(shared, tail) {
             Some(Fix::Question(tail.len() as u8))
         } else {
             seen.iter()
@@ -1138,13 +1129,4 @@ fn encode_record(
     let rdlen = t.body.len() - len_at - 2;
     t.body[len_at..len_at + 2].copy_from_slice(&(rdlen as u16).to_be_bytes());
     rdlen
-}
-
-/// True if `at` is the start of a label in the wire name `name`.
-fn label_aligned(name: &[u8], at: usize) -> bool {
-    let mut i = 0usize;
-    while i < at {
-        i += 1 + name[i] as usize;
-    }
-    i == at
 }
