@@ -94,17 +94,21 @@ impl Nodes {
     /// Adds the empty non-terminals: every missing name between a node and the apex, whose
     /// wire form is `stop` bytes long.
     pub fn add_empty_non_terminals(&mut self, stop: usize) {
-        let mut missing: Vec<Box<[u8]>> = Vec::new();
+        let mut missing: Vec<&[u8]> = Vec::new();
         for k in self.map.keys() {
             let mut at = 1 + k[0] as usize;
             while k.len() - at > stop {
                 let tail = &k[at..];
-                if !self.map.contains_key(tail) && !missing.iter().any(|m| **m == *tail) {
-                    missing.push(tail.into());
+                if !self.map.contains_key(tail) {
+                    missing.push(tail);
                 }
                 at += 1 + k[at] as usize;
             }
         }
+        // Sorted, so that a name missing under many nodes is added once.
+        missing.sort_unstable();
+        missing.dedup();
+        let missing: Vec<Box<[u8]>> = missing.into_iter().map(Box::from).collect();
         for m in missing {
             self.map.insert(m, Node::default());
         }
