@@ -189,8 +189,9 @@ fn equal_prepared_answers_are_kept_once() {
 }
 
 /// Plain names (see `prepared::PlainCheck`) have no prepared entry and are answered from the
-/// zone's sets: byte for byte what their templates would say, for every kind of name beside
-/// them (under a cut, a wildcard, the SOA's names, a pool-bound name, CNAME, MX, SRV, PTR).
+/// zone's sets, and other names take their NODATA answers as the zone's: byte for byte what a
+/// lookup for each answer would say, for every kind of name beside them (under a cut, a
+/// wildcard, the SOA's names, a pool-bound name, CNAMEs, MX, SRV, PTR).
 #[test]
 fn plain_names_answer_byte_for_byte_as_their_templates_would() {
     use crate::dns::prepared::AnswerCache;
@@ -204,7 +205,8 @@ fn plain_names_answer_byte_for_byte_as_their_templates_would() {
          naptr NAPTR 100 10 \"S\" \"SIP+D2U\" \"\" _sip._udp.t.\n\
          *.w A 192.0.2.5\nx.w A 192.0.2.6\nunder.ns A 192.0.2.7\nx.hm TXT hm\n\
          sub NS ns.sub\nns.sub A 192.0.2.8\nin.sub A 192.0.2.9\nmx MX 10 www\n\
-         c CNAME www\n_s._tcp SRV 0 0 1 www\nptr PTR www.t.\n\
+         c CNAME www\nc2 CNAME mx\nout CNAME www.example.\nmt TXT x\n MX 10 www\n\
+         _s._tcp SRV 0 0 1 www\nptr PTR www.t.\n\
          big TXT \"{long}\"\n TXT \"{long}1\"\n TXT \"{long}2\"\n",
         long = "x".repeat(200)
     );

@@ -361,19 +361,23 @@ impl<'a> Builder<'a> {
         (a, choice)
     }
 
-    /// The entry of one existing name, and whether it depends on pool health.
+    /// The entry of one existing name, and whether it depends on pool health. `nodata` is the
+    /// zone's NODATA template when the name passes [`PlainCheck::plain_name`]: its answers
+    /// that are NODATA (see [`Builder::node_answers`]) are that template, not made again.
     fn entry(
         &self,
         zone: &Zone,
         lname: &LowerName,
         node: &Node,
         nx: &Arc<Template>,
+        nodata: Option<&Arc<Template>>,
     ) -> (Entry, bool) {
         self.touched.set(self.snap.bound.contains_key(lname));
         let name = Name::from(lname.clone());
         let types = node.rrsets.iter().map(|s| s.rtype);
         let chase = self.cname_types(zone, node);
-        let answers = self.node_answers(&name, types, &name, zone.keys.is_none(), chase);
+        let any = zone.keys.is_none();
+        let answers = self.node_answers(&name, types, &name, any, chase, nodata);
         let below = if zone.delegation_above(lname).is_some() {
             // Every name below a cut, whatever its type, gets the referral.
             let s = synthetic(&name);
@@ -385,7 +389,8 @@ impl<'a> Builder<'a> {
                     let s = synthetic(&name);
                     let types = wnode.rrsets.iter().map(|r| r.rtype);
                     let chase = self.cname_types(zone, wnode);
-                    Below::Wildcard(Arc::new(self.node_answers(&s, types, &name, false, chase)))
+                    let answers = self.node_answers(&s, types, &name, false, chase, None);
+                    Below::Wildcard(Arc::new(answers))
                 }
                 None => Below::Same(nx.clone()),
             }
@@ -441,7 +446,10 @@ impl<'a> Builder<'a> {
     /// The answers of one node for its types and the rest. For a wildcard, `qname` is a synthetic
     /// name below the closest encloser `suffix_base`; for a node, both are its name. With
     /// `any_is_its_type`, a node of one type answers ANY as that type (RFC 8482 section 4.1:
-    /// the lowest type there), without a lookup of its own.
+    /// the lowest type there), without a lookup of its own. With `nodata` (the zone's NODATA,
+    /// for a name that is plain but for its types, in an unsigned zone), the answers known to
+    /// be NODATA are that template: any unlisted type at a node without a CNAME, and RRSIG and
+    /// NSEC at a CNAME (answered at the node itself); a CNAME's ANY is its CNAME answer.
     fn node_answers(
         &self,
         qname: &Name,
@@ -449,6 +457,7 @@ impl<'a> Builder<'a> {
         suffix_base: &Name,
         any_is_its_type: bool,
         chase: Option<Vec<RecordType>>,
+        nodata: Option<&Arc<Template>>,
     ) -> NodeAnswers {
         let lname = LowerName::new(qname);
         let bound = self.snap.bound.get(&lname);
@@ -486,16 +495,26 @@ impl<'a> Builder<'a> {
             Answers::Pick(Box::new((tpls, choice.sel.clone())))
         };
         let unlisted = RecordType::Unknown(65280);
-        let other = (!is_cname || chased).then(|| tpl(&self.lookup(qname, unlisted), unlisted));
+        let nodata = nodata.filter(|_| !is_bound);
+        let other = match nodata {
+            Some(n) if !is_cname => Some(n.clone()),
+            _ => (!is_cname || chased).then(|| tpl(&self.lookup(qname, unlisted), unlisted)),
+        };
         let mut made: Vec<(u16, Answers)> = Vec::with_capacity(types.len());
+        let made_for = |made: &[(u16, Answers)], t: RecordType| {
+            made.iter().find_map(|(x, a)| match a {
+                Answers::One(tp) if *x == u16::from(t) => Some(tp.clone()),
+                _ => None,
+            })
+        };
         for t in types {
-            let same = match only {
-                Some(o) if t == RecordType::ANY && !is_cname => {
-                    made.iter().find_map(|(x, a)| match a {
-                        Answers::One(tp) if *x == u16::from(o) => Some(tp.clone()),
-                        _ => None,
-                    })
-                }
+            let same = match (only, nodata) {
+                (Some(o), _) if t == RecordType::ANY && !is_cname => made_for(&made, o),
+                (_, Some(n)) if is_cname => match t {
+                    RecordType::RRSIG | RecordType::NSEC => Some(n.clone()),
+                    RecordType::ANY => made_for(&made, RecordType::CNAME),
+                    _ => None,
+                },
                 _ => None,
             };
             made.push((u16::from(t), same.map_or_else(|| mk(t), Answers::One)));
@@ -531,7 +550,7 @@ impl AnswerCache {
         for (lname, zi) in &fixed.live {
             let (zone, nx) = (zones[*zi], &fixed.nx[*zi]);
             if let Some(node) = zone.nodes.get(lname) {
-                let (mut entry, _) = b.entry(zone, lname, node, nx);
+                let (mut entry, _) = b.entry(zone, lname, node, nx, None);
                 entry.seen = snap.bound.get(lname).and_then(|b| b.resolvers.clone());
                 live.insert(
                     wire_lower(&Name::from(lname.clone())).into_boxed_slice(),
@@ -787,13 +806,13 @@ struct PlainCheck<'a> {
 }
 
 impl PlainCheck<'_> {
-    /// Whether the node `wire` is plain: in an unsigned zone, not the apex, not pool-bound,
-    /// not at or below a cut, without a wildcard child, not under an SOA name (see
-    /// `soa_suffixes`), and with only [`plain_type`] sets. Such a name's answers are its sets
-    /// and the zone's NODATA; below it, NXDOMAIN.
-    fn plain(&self, wire: &[u8], node: &Node) -> bool {
+    /// Whether the name `wire` is in an unsigned zone, not the apex, not pool-bound, not at or
+    /// below a cut, without a wildcard child, and not under an SOA name (see `soa_suffixes`):
+    /// its NODATA answer is then the zone's, whatever its types. Such a name with only
+    /// [`plain_type`] sets is plain: its answers are its sets and the zone's NODATA; below it,
+    /// NXDOMAIN.
+    fn plain_name(&self, wire: &[u8]) -> bool {
         if self.zone.keys.is_some()
-            || !node.rrsets.iter().all(|s| plain_type(s.rtype))
             || wire == self.origin.as_slice()
             || self.bound.contains(wire)
             || self.soa_suffixes.iter().any(|s| within(wire, s))
@@ -832,8 +851,10 @@ impl Fixed {
         Self::build_with(snap, true)
     }
 
-    /// [`Fixed::build`]; without `plain`, every name has an entry (to compare both ways).
-    fn build_with(snap: &Snapshot, plain: bool) -> Self {
+    /// [`Fixed::build`]. Without `shortcuts`, every name has an entry and each of its answers
+    /// is made by a lookup: no plain names, no answers taken as the zone's NODATA (to compare
+    /// both ways).
+    fn build_with(snap: &Snapshot, shortcuts: bool) -> Self {
         let b = Builder::new(snap);
         let mut origins: Vec<(Box<[u8]>, usize)> = snap
             .zones
@@ -879,18 +900,25 @@ impl Fixed {
                 },
                 bound: &bound,
             };
+            // NODATA at a plain name: the zone's SOA, its owner a suffix of the question.
+            let nodata = shortcuts.then(|| {
+                let t = RecordType::Unknown(65280);
+                b.share(b.template(&lookup::nodata(zone), &nx_base, t, Some(&nx_base)))
+            });
             let mut plain_names = 0usize;
             for (wire, node) in zone.nodes.iter_wire() {
                 // A name inside a more specific served zone is answered from that zone.
                 if is_wild(wire) || fixed.zone_of(wire) != Some(zi) {
                     continue;
                 }
-                if plain && check.plain(wire, node) {
+                let plain_name = shortcuts && check.plain_name(wire);
+                if plain_name && node.rrsets.iter().all(|s| plain_type(s.rtype)) {
                     plain_names += 1;
                     continue;
                 }
                 let lname = crate::zone::name_of(wire);
-                let (entry, live) = b.entry(zone, &lname, node, &nx);
+                let derive = nodata.as_ref().filter(|_| plain_name);
+                let (entry, live) = b.entry(zone, &lname, node, &nx, derive);
                 let key = wire.into();
                 if live {
                     fixed.live.push((lname, zi));
@@ -899,11 +927,7 @@ impl Fixed {
                     fixed.names.insert(key, Slot::Ready(entry));
                 }
             }
-            // NODATA at a plain name: the zone's SOA, its owner a suffix of the question.
-            let nodata = (plain_names > 0).then(|| {
-                let t = RecordType::Unknown(65280);
-                b.share(b.template(&lookup::nodata(zone), &nx_base, t, Some(&nx_base)))
-            });
+            let nodata = nodata.filter(|_| plain_names > 0);
             fixed.nodata.push(nodata);
             fixed.nx.push(nx);
         }
