@@ -249,7 +249,8 @@ fn file_delta(
     new: &crate::zone::Zone,
 ) -> Option<(Vec<Record>, Vec<Record>)> {
     // Counted first: reading every record of a large zone back costs more than the compare.
-    if old.record_count() + new.record_count() > MAX_EDIT_COMPARED {
+    let n = old.record_count_upto(MAX_EDIT_COMPARED);
+    if n + new.record_count_upto(MAX_EDIT_COMPARED.saturating_sub(n)) > MAX_EDIT_COMPARED {
         return None;
     }
     let mut a: Vec<Record> = old.all_records().collect();

@@ -257,13 +257,23 @@ impl Zone {
 
     /// How many records [`Zone::all_records`] gives, counted without reading them.
     pub fn record_count(&self) -> usize {
+        self.record_count_upto(usize::MAX)
+    }
+
+    /// [`Zone::record_count`], counted only until it passes `limit` (then some number above
+    /// `limit`): a large zone is not walked to the end to learn that it is large.
+    pub fn record_count_upto(&self, limit: usize) -> usize {
         let signed = self.keys.is_some();
-        self.nodes
-            .values()
-            .flat_map(|n| n.rrsets.iter())
-            .filter(|s| s.rtype != RecordType::SOA && !(signed && is_key_type(s.rtype)))
-            .map(RrSet::len)
-            .sum()
+        let mut n = 0usize;
+        for s in self.nodes.values().flat_map(|n| n.rrsets.iter()) {
+            if s.rtype != RecordType::SOA && !(signed && is_key_type(s.rtype)) {
+                n += s.len();
+                if n > limit {
+                    break;
+                }
+            }
+        }
+        n
     }
 
     /// Every record in the zone but the SOA (the order of a zone transfer's body). A signed
@@ -324,58 +334,57 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Zone>, ZoneError> {
     Ok(zones)
 }
 
-/// Parsing state that directives change as the file is read.
+/// Parsing state that directives change as the file is read, and the zone read so far.
 struct Reader {
     origin: Name,
     /// `origin` in lowercase wire form.
     origin_wire: Vec<u8>,
     default_ttl: Option<u32>,
     last_ttl: Option<u32>,
-    /// The last owner, in lowercase wire form.
-    last_owner: Option<Box<[u8]>>,
-    records: Vec<Read>,
-    /// The files read, which [`Read::file`] points into.
-    files: Vec<PathBuf>,
-}
-
-/// One record as read: owner and data in wire form (the owner lowercase), where it was
-/// written, and for the SOA the record itself (the zone keeps it).
-struct Read {
-    owner: Box<[u8]>,
-    rtype: RecordType,
-    ttl: u32,
-    rdata: Vec<u8>,
-    line: u32,
-    file: u16,
-    soa: Option<Box<Record>>,
+    /// The last owner, in lowercase wire form (empty: none yet).
+    last_owner: Vec<u8>,
+    /// The files read, each with how many records it gave.
+    files: Vec<(PathBuf, usize)>,
+    /// The zone's apex (the origin before any `$ORIGIN`), as a name and in lowercase wire form.
+    apex: Name,
+    apex_wire: Vec<u8>,
+    nodes: Nodes,
+    soa: Option<Record>,
+    /// Whether a name below the apex has NS records.
+    cuts: bool,
 }
 
 /// Parses one zone file whose apex is `origin` (before any `$ORIGIN`), and checks it.
 pub fn parse_zone(text: &str, file: &Path, origin: Name) -> Result<Zone, ZoneError> {
+    let apex_wire = wire_of(&origin, &mut [0; 255]).to_vec();
     let mut r = Reader {
-        origin_wire: wire_of(&origin, &mut [0; 255]).to_vec(),
+        origin_wire: apex_wire.clone(),
         origin: origin.clone(),
         default_ttl: None,
         last_ttl: None,
-        last_owner: None,
-        records: Vec::new(),
+        last_owner: Vec::new(),
         files: Vec::new(),
+        apex: origin,
+        apex_wire,
+        nodes: Nodes::default(),
+        soa: None,
+        cuts: false,
     };
     read_text(&mut r, text, file, 0)?;
-    build_zone(origin, r.records, &r.files, file)
+    finish_zone(r, file)
 }
 
 fn read_text(r: &mut Reader, text: &str, file: &Path, depth: usize) -> Result<(), ZoneError> {
     let entries = lex(text, file)?;
-    let fi = match r.files.iter().position(|f| f == file) {
+    let fi = match r.files.iter().position(|f| f.0 == file) {
         Some(i) => i,
         None => {
-            r.files.push(file.to_path_buf());
+            r.files.push((file.to_path_buf(), 0));
             r.files.len() - 1
         }
     };
     let fi = u16::try_from(fi).map_err(|_| err(file, 0, "too many included files"))?;
-    r.records.reserve(entries.len());
+    r.nodes.reserve(entries.len());
     for entry in entries {
         read_entry(r, entry, (file, fi), depth)?;
     }
@@ -428,28 +437,24 @@ fn read_entry(
         return directive(r, &e, file, depth);
     }
     let mut toks = e.tokens.iter().peekable();
-    let owner: Box<[u8]> = if e.blank_owner {
-        r.last_owner.clone().ok_or_else(|| {
-            err(
-                file,
-                line,
-                "record with no owner name and no previous owner",
-            )
-        })?
-    } else {
+    if !e.blank_owner {
         let t = toks.next().map(|t| t.text).unwrap_or_default();
-        let mut w = Vec::with_capacity(32);
+        r.last_owner.clear();
         if t == "@" {
-            w.extend_from_slice(&r.origin_wire);
-        } else if fast::name(t, &r.origin_wire, &mut w).is_none() {
+            r.last_owner.extend_from_slice(&r.origin_wire);
+        } else if fast::name(t, &r.origin_wire, &mut r.last_owner).is_none() {
             let n = Name::parse(t, Some(&r.origin))
                 .map_err(|x| err(file, line, format!("bad owner name {t:?}: {x}")))?;
-            w.extend_from_slice(wire_of(&n, &mut [0; 255]));
+            r.last_owner.clear();
+            r.last_owner.extend_from_slice(wire_of(&n, &mut [0; 255]));
         }
-        let w: Box<[u8]> = w.into();
-        r.last_owner = Some(w.clone());
-        w
-    };
+    } else if r.last_owner.is_empty() {
+        return Err(err(
+            file,
+            line,
+            "record with no owner name and no previous owner",
+        ));
+    }
     let (mut ttl, mut class) = (None, None);
     let rtype = loop {
         let Some(t) = toks.next() else {
@@ -489,7 +494,7 @@ fn read_entry(
         None => {
             // hickory reads the record's data (and checks it survives the wire format).
             let up = rtype.to_ascii_uppercase();
-            let owner_name = Name::from(name_of(&owner));
+            let owner_name = Name::from(name_of(&r.last_owner));
             let record = parse_record(&owner_name, ttl, &up, &rdata, &r.origin)
                 .map_err(|m| err(file, line, m))?;
             wire_roundtrip(&record).map_err(|m| err(file, line, m))?;
@@ -499,16 +504,45 @@ fn read_entry(
             (t, wire, soa)
         }
     };
-    r.records.push(Read {
-        owner,
-        rtype,
-        ttl,
-        rdata,
-        line: line as u32,
-        file: fi,
-        soa,
-    });
-    Ok(())
+    // The record is read: its file is zone data (see `include`).
+    r.files[fi as usize].1 += 1;
+    let owner = std::mem::take(&mut r.last_owner);
+    let added = add_record(r, &owner, rtype, ttl, &rdata, soa, line as u32);
+    r.last_owner = owner;
+    added.map_err(|m| err(file, line, m))
+}
+
+/// Adds one record to the zone read so far: outside the apex, an SOA not at the apex or a
+/// second one, and what [`add_to_node`] refuses are errors.
+fn add_record(
+    r: &mut Reader,
+    owner: &[u8],
+    rtype: RecordType,
+    ttl: u32,
+    rdata: &[u8],
+    soa: Option<Box<Record>>,
+    line: u32,
+) -> Result<(), String> {
+    if !within(owner, &r.apex_wire) {
+        return Err(format!("{} is outside the zone {}", name_of(owner), r.apex));
+    }
+    let at_apex = owner == r.apex_wire.as_slice();
+    if rtype == RecordType::SOA {
+        if !at_apex {
+            return Err(format!("SOA must be at the apex {}", r.apex));
+        }
+        if r.soa.is_some() {
+            return Err("a second SOA record: a zone has exactly one".into());
+        }
+        r.soa = soa.map(|s| *s);
+    }
+    r.cuts |= rtype == RecordType::NS && !at_apex;
+    r.nodes.with_node(owner, |node| {
+        if node.line == 0 {
+            node.line = line;
+        }
+        add_to_node(node, owner, rtype, ttl, rdata)
+    })
 }
 
 /// A record is served only if its wire form reads back as itself: text that parses into
@@ -557,21 +591,18 @@ fn include(
         r.origin_wire.clone(),
         r.last_owner.clone(),
     );
+    let records_of = |r: &Reader| r.files.iter().find(|f| f.0 == target).map_or(0, |f| f.1);
     if let Some(o) = origin {
         r.origin = Name::parse(o.text, Some(&r.origin))
             .map_err(|x| err(file, line, format!("bad $INCLUDE origin {:?}: {x}", o.text)))?;
         r.origin_wire = wire_of(&r.origin, &mut [0; 255]).to_vec();
     }
-    let before = r.records.len();
+    let before = records_of(r);
     read_text(r, &text, &target, depth + 1).map_err(|e| {
         // A file that yields no record before its error is not shown to be zone data: say
         // where, never what (an `$INCLUDE /etc/shadow` must not echo the file into a reply
         // or an alert).
-        let target_index = r.files.iter().position(|f| *f == target);
-        let own = e.file == target
-            && !r.records[before..]
-                .iter()
-                .any(|x| Some(x.file as usize) == target_index);
+        let own = e.file == target && records_of(r) == before;
         if own {
             err(
                 file,
@@ -641,130 +672,72 @@ fn parse_record(
     Ok(record)
 }
 
-/// A node while its file is read: each set's type, TTL and records' data in wire form
-/// (each after its length).
-#[derive(Default)]
-struct Building {
-    sets: Vec<(RecordType, u32, Vec<u8>)>,
-    line: u32,
-}
-
-impl Building {
-    /// The node in its kept form.
-    fn finish(self) -> Node {
-        let mut rrsets = Vec::with_capacity(self.sets.len());
-        for (rtype, ttl, wire) in self.sets {
-            rrsets.push(RrSet::from_wire(rtype, ttl, wire));
-        }
-        Node {
-            rrsets,
-            line: self.line,
-        }
-    }
-}
-
-/// Adds `record` to its node: a second CNAME, or a CNAME beside other data, is an error; a
-/// repeated record is dropped; an RRset keeps its first TTL (RFC 2181 section 5.2).
-fn add_to_node(node: &mut Building, record: &Read) -> Result<(), String> {
-    let rtype = record.rtype;
-    match node.sets.iter_mut().find(|s| s.0 == rtype) {
+/// Adds a record to its node (`owner`, for messages): a second CNAME, or a CNAME beside other
+/// data, is an error; a repeated record is dropped; an RRset keeps its first TTL (RFC 2181
+/// section 5.2). A node's sets, and each set's data, take exactly the room they need.
+fn add_to_node(
+    node: &mut Node,
+    owner: &[u8],
+    rtype: RecordType,
+    ttl: u32,
+    rdata: &[u8],
+) -> Result<(), String> {
+    match node.rrsets.iter_mut().find(|s| s.rtype == rtype) {
         Some(set) => {
             if rtype == RecordType::CNAME {
-                return Err(format!("{} has a second CNAME", name_of(&record.owner)));
+                return Err(format!("{} has a second CNAME", name_of(owner)));
             }
-            if !each_rdata(&set.2).any(|d| d == record.rdata.as_slice()) {
-                push_rdata(&mut set.2, rtype, &record.rdata)?;
+            if !set.wire().any(|d| d == rdata) {
+                let mut wire = Vec::with_capacity(set.wire.len() + 2 + rdata.len());
+                wire.extend_from_slice(&set.wire);
+                push_rdata(&mut wire, rtype, rdata)?;
+                set.wire = wire.into_boxed_slice();
             }
         }
         None => {
-            let mut wire = Vec::with_capacity(2 + record.rdata.len());
-            push_rdata(&mut wire, rtype, &record.rdata)?;
-            node.sets.push((rtype, record.ttl, wire));
+            let mut wire = Vec::with_capacity(2 + rdata.len());
+            push_rdata(&mut wire, rtype, rdata)?;
+            node.rrsets.reserve_exact(1);
+            node.rrsets.push(RrSet::from_wire(rtype, ttl, wire));
         }
     }
-    let cname = node.sets.iter().any(|s| s.0 == RecordType::CNAME);
-    if cname && node.sets.len() > 1 {
+    let cname = node.rrsets.iter().any(|s| s.rtype == RecordType::CNAME);
+    if cname && node.rrsets.len() > 1 {
         return Err(format!(
             "{} has a CNAME and other data (RFC 1034 section 3.6.2)",
-            name_of(&record.owner)
+            name_of(owner)
         ));
     }
     Ok(())
 }
 
-/// Groups records into nodes and rrsets and checks the zone as a whole.
-fn build_zone(
-    origin: Name,
-    records: Vec<Read>,
-    files: &[PathBuf],
-    file: &Path,
-) -> Result<Zone, ZoneError> {
-    let apex = LowerName::new(&origin);
-    let apex_wire: Box<[u8]> = wire_of(&apex, &mut [0; 255]).into();
-    let mut nodes: HashMap<Box<[u8]>, Building, foldhash::fast::RandomState> =
-        HashMap::with_capacity_and_hasher(records.len(), Default::default());
-    let mut soa = None;
-    let rfile = |r: &Read| files.get(r.file as usize).map_or(file, PathBuf::as_path);
-    for mut record in records {
-        let line = record.line as usize;
-        if !within(&record.owner, &apex_wire) {
-            return Err(err(
-                rfile(&record),
-                line,
-                format!("{} is outside the zone {origin}", name_of(&record.owner)),
-            ));
-        }
-        if record.rtype == RecordType::SOA {
-            if record.owner != apex_wire {
-                return Err(err(
-                    rfile(&record),
-                    line,
-                    format!("SOA must be at the apex {origin}"),
-                ));
-            }
-            if soa.is_some() {
-                return Err(err(
-                    rfile(&record),
-                    line,
-                    "a second SOA record: a zone has exactly one",
-                ));
-            }
-            soa = record.soa.take().map(|r| *r);
-        }
-        let node = match nodes.get_mut(&record.owner) {
-            Some(n) => n,
-            None => nodes.entry(std::mem::take(&mut record.owner)).or_default(),
-        };
-        if node.line == 0 {
-            node.line = record.line;
-        }
-        add_to_node(node, &record).map_err(|m| err(rfile(&record), line, m))?;
-    }
-    let soa = soa.ok_or_else(|| err(file, 0, format!("no SOA record at the apex {origin}")))?;
-    let has_ns = |b: &Building| b.sets.iter().any(|s| s.0 == RecordType::NS);
-    if !nodes.get(&apex_wire).is_some_and(has_ns) {
+/// The zone read by `r`, checked as a whole.
+fn finish_zone(r: Reader, file: &Path) -> Result<Zone, ZoneError> {
+    let origin = r.apex;
+    let soa = r
+        .soa
+        .ok_or_else(|| err(file, 0, format!("no SOA record at the apex {origin}")))?;
+    let apex = r.nodes.get_wire(&r.apex_wire);
+    if apex.is_none_or(|n| n.get(RecordType::NS).is_none()) {
         return Err(err(file, 0, format!("no NS records at the apex {origin}")));
     }
     let minimum = match &soa.data {
         RData::SOA(s) => s.minimum,
-        _ => unreachable!("the record was matched as SOA above"),
+        _ => unreachable!("only an SOA record is kept as the SOA"),
     };
     let negative_ttl = soa.ttl.min(minimum);
-    let cuts = nodes.iter().any(|(k, b)| *k != apex_wire && has_ns(b));
     let mut zone = Zone {
-        cuts,
-        origin: apex,
+        cuts: r.cuts,
+        origin: LowerName::new(&origin),
         origin_name: origin,
         soa,
         negative_ttl,
-        nodes: Nodes::with_capacity(nodes.len()),
+        nodes: r.nodes,
         file: file.to_path_buf(),
         keys: None,
     };
-    for (k, b) in nodes {
-        zone.nodes.insert_wire(k, b.finish());
-    }
-    zone.nodes.add_empty_non_terminals(apex_wire.len());
+    zone.nodes.add_empty_non_terminals(r.apex_wire.len());
+    zone.nodes.shrink_to_fit();
     Ok(zone)
 }
 

@@ -114,6 +114,24 @@ impl Nodes {
         }
     }
 
+    /// Makes room for `n` more nodes.
+    pub fn reserve(&mut self, n: usize) {
+        self.map.reserve(n);
+    }
+
+    /// Gives back room no node takes.
+    pub fn shrink_to_fit(&mut self) {
+        self.map.shrink_to_fit();
+    }
+
+    /// Calls `f` on the node of the lowercase wire-form name `wire`, added empty if absent.
+    pub fn with_node<R>(&mut self, wire: &[u8], f: impl FnOnce(&mut Node) -> R) -> R {
+        match self.map.get_mut(wire) {
+            Some(n) => f(n),
+            None => f(self.map.entry(wire.into()).or_default()),
+        }
+    }
+
     /// Adds `node` under its lowercase wire-form name.
     pub fn insert_wire(&mut self, wire: Box<[u8]>, node: Node) {
         self.map.insert(wire, node);

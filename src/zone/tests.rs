@@ -101,8 +101,12 @@ fn an_included_file_that_is_not_zone_data_is_named_not_shown() {
     assert!(!text.contains("root") && !text.contains("s3cr3t"), "{text}");
     // An error in an included zone file that has records is shown as usual.
     std::fs::write(dir.path().join("inc.part"), "x A 192.0.2.7\ny A nope\n").unwrap();
-    let e = parse_zone(&format!("{HEAD}$INCLUDE inc.part\n"), &file, origin).unwrap_err();
+    let e = parse_zone(&format!("{HEAD}$INCLUDE inc.part\n"), &file, origin.clone()).unwrap_err();
     assert_eq!((e.file, e.line), (dir.path().join("inc.part"), 2));
+    // So is a record that reads but does not belong, even as the file's first.
+    std::fs::write(dir.path().join("out.part"), "x.other. A 192.0.2.7\n").unwrap();
+    let e = parse_zone(&format!("{HEAD}$INCLUDE out.part\n"), &file, origin).unwrap_err();
+    assert!(e.msg.contains("x.other. is outside the zone t."), "{e}");
 }
 
 #[test]
@@ -151,6 +155,8 @@ fn sets_kept_in_wire_form_read_back_as_written() {
     // One set per type, a repeated record dropped, in the order written.
     assert_eq!(z.record_count(), z.all_records().count());
     assert_eq!(z.record_count(), 10);
+    assert_eq!(z.record_count_upto(10), 10);
+    assert!((4..=10).contains(&z.record_count_upto(3)));
     let www = node("www.t.").get(RecordType::A).unwrap();
     assert_eq!(www.len(), 2);
     let got: Vec<String> = www.data().map(|d| d.to_string()).collect();
