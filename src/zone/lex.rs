@@ -5,30 +5,33 @@ use std::path::Path;
 
 use super::{err, ZoneError};
 
-/// One token of a master file, as written (a quoted string keeps its quotes and escapes): a
-/// slice of the file's text.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Token<'a> {
-    pub(super) text: &'a str,
-}
-
 /// One logical entry: the tokens of a record or directive, which line it starts on, and
-/// whether it started with white space (the owner is inherited).
+/// whether it started with white space (the owner is inherited). Each token is a slice of the
+/// file's text as written (a quoted string keeps its quotes and escapes).
 #[derive(Debug)]
 pub(super) struct Entry<'a> {
     pub(super) line: usize,
     pub(super) blank_owner: bool,
-    pub(super) tokens: Vec<Token<'a>>,
+    pub(super) tokens: Vec<&'a str>,
 }
 
-/// Splits master-file text into entries, joining parenthesized lines (RFC 1035 section 5.1).
-pub(super) fn lex<'a>(text: &'a str, file: &Path) -> Result<Vec<Entry<'a>>, ZoneError> {
+/// Splits master-file text into entries, joining parenthesized lines (RFC 1035 section 5.1),
+/// and hands each to `each` as it is found; the first error, the lexer's or `each`'s, ends it.
+pub(super) fn lex<'a>(
+    text: &'a str,
+    file: &Path,
+    mut each: impl FnMut(&Entry<'a>) -> Result<(), ZoneError>,
+) -> Result<(), ZoneError> {
     // Every character that ends or starts a token is ASCII, so byte positions found here
     // are character boundaries.
     let b = text.as_bytes();
     let mut line = 1usize;
-    let mut entries = Vec::new();
-    let mut cur: Option<Entry> = None;
+    // One entry, its tokens' room reused from one entry to the next.
+    let mut cur = Entry {
+        line,
+        blank_owner: false,
+        tokens: Vec::with_capacity(16),
+    };
     let mut depth = 0usize;
     let mut open_line = 0;
     let mut at_line_start = true;
@@ -36,11 +39,9 @@ pub(super) fn lex<'a>(text: &'a str, file: &Path) -> Result<Vec<Entry<'a>>, Zone
     while i < b.len() {
         let c = b[i];
         if at_line_start && depth == 0 {
-            cur = Some(Entry {
-                line,
-                blank_owner: c == b' ' || c == b'\t',
-                tokens: Vec::new(),
-            });
+            cur.line = line;
+            cur.blank_owner = c == b' ' || c == b'\t';
+            cur.tokens.clear();
         }
         at_line_start = false;
         match c {
@@ -48,7 +49,10 @@ pub(super) fn lex<'a>(text: &'a str, file: &Path) -> Result<Vec<Entry<'a>>, Zone
                 i += 1;
                 line += 1;
                 if depth == 0 {
-                    entries.extend(cur.take().filter(|e| !e.tokens.is_empty()));
+                    if !cur.tokens.is_empty() {
+                        each(&cur)?;
+                        cur.tokens.clear();
+                    }
                     at_line_start = true;
                 }
             }
@@ -92,7 +96,7 @@ pub(super) fn lex<'a>(text: &'a str, file: &Path) -> Result<Vec<Entry<'a>>, Zone
                         _ => {}
                     }
                 }
-                push_token(&mut cur, &text[start..i]);
+                cur.tokens.push(&text[start..i]);
             }
             _ => {
                 // A word, up to white space or a special character; a backslash takes the
@@ -113,15 +117,17 @@ pub(super) fn lex<'a>(text: &'a str, file: &Path) -> Result<Vec<Entry<'a>>, Zone
                         _ => break,
                     }
                 }
-                push_token(&mut cur, &text[start..i.min(b.len())]);
+                cur.tokens.push(&text[start..i.min(b.len())]);
             }
         }
     }
     if depth > 0 {
         return Err(err(file, open_line, "'(' is never closed"));
     }
-    entries.extend(cur.filter(|e| !e.tokens.is_empty()));
-    Ok(entries)
+    if !cur.tokens.is_empty() {
+        each(&cur)?;
+    }
+    Ok(())
 }
 
 /// The length in bytes of the UTF-8 character that starts with `first`.
@@ -131,11 +137,5 @@ fn char_len(first: u8) -> usize {
         0xe0.. => 3,
         0xc0.. => 2,
         _ => 1,
-    }
-}
-
-fn push_token<'a>(cur: &mut Option<Entry<'a>>, text: &'a str) {
-    if let Some(e) = cur {
-        e.tokens.push(Token { text });
     }
 }

@@ -15,7 +15,7 @@ use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_proto::serialize::txt::Parser;
 
-use lex::{lex, Entry, Token};
+use lex::{lex, Entry};
 
 mod fast;
 
@@ -375,7 +375,6 @@ pub fn parse_zone(text: &str, file: &Path, origin: Name) -> Result<Zone, ZoneErr
 }
 
 fn read_text(r: &mut Reader, text: &str, file: &Path, depth: usize) -> Result<(), ZoneError> {
-    let entries = lex(text, file)?;
     let fi = match r.files.iter().position(|f| f.0 == file) {
         Some(i) => i,
         None => {
@@ -384,18 +383,17 @@ fn read_text(r: &mut Reader, text: &str, file: &Path, depth: usize) -> Result<()
         }
     };
     let fi = u16::try_from(fi).map_err(|_| err(file, 0, "too many included files"))?;
-    r.nodes.reserve(entries.len());
-    for entry in entries {
-        read_entry(r, entry, (file, fi), depth)?;
-    }
-    Ok(())
+    // Room for a node per line (at most); `finish_zone` gives back what is left.
+    r.nodes
+        .reserve(text.bytes().filter(|&c| c == b'\n').count() + 1);
+    lex(text, file, |entry| read_entry(r, entry, (file, fi), depth))
 }
 
 /// `$ORIGIN`, `$TTL` or `$INCLUDE` (RFC 1035 section 5.1).
 fn directive(r: &mut Reader, e: &Entry, file: &Path, depth: usize) -> Result<(), ZoneError> {
     let line = e.line;
-    let first = e.tokens[0].text;
-    let arg = e.tokens.get(1).map(|t| t.text);
+    let first = e.tokens[0];
+    let arg = e.tokens.get(1).copied();
     match (first.to_ascii_uppercase().as_str(), arg) {
         ("$ORIGIN", Some(a)) => {
             r.origin = Name::parse(a, Some(&r.origin))
@@ -427,18 +425,18 @@ fn directive(r: &mut Reader, e: &Entry, file: &Path, depth: usize) -> Result<(),
 
 fn read_entry(
     r: &mut Reader,
-    e: Entry,
+    e: &Entry,
     (file, fi): (&Path, u16),
     depth: usize,
 ) -> Result<(), ZoneError> {
     let line = e.line;
-    let first = e.tokens[0].text;
+    let first = e.tokens[0];
     if !e.blank_owner && first.starts_with('$') {
-        return directive(r, &e, file, depth);
+        return directive(r, e, file, depth);
     }
     let mut toks = e.tokens.iter().peekable();
     if !e.blank_owner {
-        let t = toks.next().map(|t| t.text).unwrap_or_default();
+        let t = toks.next().copied().unwrap_or_default();
         r.last_owner.clear();
         if t == "@" {
             r.last_owner.extend_from_slice(&r.origin_wire);
@@ -460,7 +458,7 @@ fn read_entry(
         let Some(t) = toks.next() else {
             return Err(err(file, line, "record has no type"));
         };
-        let text = t.text;
+        let text = *t;
         if ttl.is_none() && text.starts_with(|c: char| c.is_ascii_digit()) {
             ttl =
                 Some(parse_ttl(text).ok_or_else(|| err(file, line, format!("bad TTL {text:?}")))?);
@@ -487,15 +485,15 @@ fn read_entry(
         .or(r.last_ttl)
         .ok_or_else(|| err(file, line, "record has no TTL and no $TTL is set"))?;
     r.last_ttl = Some(ttl);
-    let rdata: Vec<&str> = toks.map(|t| t.text).collect();
-    let fast = fast::rtype(rtype).and_then(|t| Some((t, fast::rdata(t, &rdata, &r.origin_wire)?)));
+    let rdata = &e.tokens[e.tokens.len() - toks.len()..];
+    let fast = fast::rtype(rtype).and_then(|t| Some((t, fast::rdata(t, rdata, &r.origin_wire)?)));
     let (rtype, rdata, soa) = match fast {
         Some((t, wire)) => (t, wire, None),
         None => {
             // hickory reads the record's data (and checks it survives the wire format).
             let up = rtype.to_ascii_uppercase();
             let owner_name = Name::from(name_of(&r.last_owner));
-            let record = parse_record(&owner_name, ttl, &up, &rdata, &r.origin)
+            let record = parse_record(&owner_name, ttl, &up, rdata, &r.origin)
                 .map_err(|m| err(file, line, m))?;
             wire_roundtrip(&record).map_err(|m| err(file, line, m))?;
             let t = record.record_type();
@@ -568,7 +566,7 @@ fn wire_roundtrip(record: &Record) -> Result<(), String> {
 fn include(
     r: &mut Reader,
     path: &str,
-    origin: Option<&Token>,
+    origin: Option<&&str>,
     file: &Path,
     line: usize,
     depth: usize,
@@ -593,8 +591,8 @@ fn include(
     );
     let records_of = |r: &Reader| r.files.iter().find(|f| f.0 == target).map_or(0, |f| f.1);
     if let Some(o) = origin {
-        r.origin = Name::parse(o.text, Some(&r.origin))
-            .map_err(|x| err(file, line, format!("bad $INCLUDE origin {:?}: {x}", o.text)))?;
+        r.origin = Name::parse(o, Some(&r.origin))
+            .map_err(|x| err(file, line, format!("bad $INCLUDE origin {o:?}: {x}")))?;
         r.origin_wire = wire_of(&r.origin, &mut [0; 255]).to_vec();
     }
     let before = records_of(r);

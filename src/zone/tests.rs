@@ -182,11 +182,14 @@ fn sets_kept_in_wire_form_read_back_as_written() {
         "d DS 12345 13 2 0000000000000000000000000000000000000000000000000000000000000000",
     ] {
         let text = format!("{line}\n");
-        let entry = &lex::lex(&text, Path::new("x")).unwrap()[0];
-        let owner = Name::parse(entry.tokens[0].text, Some(&name("t."))).unwrap();
-        let rtype = &entry.tokens[1].text;
-        let rdata: Vec<&str> = entry.tokens[2..].iter().map(|t| t.text).collect();
-        let want = parse_record(&owner, 60, rtype, &rdata, &name("t.")).unwrap();
+        let mut tokens = Vec::new();
+        lex::lex(&text, Path::new("x"), |e| {
+            tokens.extend_from_slice(&e.tokens);
+            Ok(())
+        })
+        .unwrap();
+        let owner = Name::parse(tokens[0], Some(&name("t."))).unwrap();
+        let want = parse_record(&owner, 60, tokens[1], &tokens[2..], &name("t.")).unwrap();
         let got =
             z.nodes[&LowerName::new(&owner)].records(&LowerName::new(&owner), want.record_type());
         assert_eq!(got, [want], "{line}");

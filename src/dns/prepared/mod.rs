@@ -283,6 +283,9 @@ impl<'a> Builder<'a> {
         base: Option<&Name>,
     ) -> Template {
         let mut t = encode(ans, qname, base, &self.snap.zones);
+        if self.stores.iter().all(Option::is_none) {
+            return t; // no zone is signed
+        }
         let zi = self.snap.zones.index_for(&LowerName::new(qname), qtype);
         let Some((zi, store)) = zi.and_then(|zi| Some((zi, self.stores.get(zi)?.as_ref()?))) else {
             return t;
@@ -345,11 +348,12 @@ impl<'a> Builder<'a> {
         };
         let a = lookup_with(self.snap, name, t, &pick);
         let bound = |r: &Record| self.snap.bound.contains_key(&LowerName::new(&r.name));
-        if a.answer
-            .iter()
-            .chain(&a.authority)
-            .chain(&a.additional)
-            .any(bound)
+        if !self.snap.bound.is_empty()
+            && a.answer
+                .iter()
+                .chain(&a.authority)
+                .chain(&a.additional)
+                .any(bound)
         {
             self.touched.set(true);
         }
@@ -990,8 +994,9 @@ fn wire_lower(name: &Name) -> Vec<u8> {
 /// given, any name ending in it). Owner names equal to `qname` point at the question;
 /// owner names sharing a suffix with `suffix_base` point into the question's tail.
 fn encode(ans: &Answer, qname: &Name, suffix_base: Option<&Name>, zones: &Zones) -> Template {
-    let q = wire_lower(qname);
-    let base = suffix_base.map(wire_lower);
+    let (mut qb, mut bb) = ([0; MAX_NAME], [0; MAX_NAME]);
+    let q = crate::zone::wire_of(qname, &mut qb);
+    let base = suffix_base.map(|b| crate::zone::wire_of(b, &mut bb));
     let mut t = Template {
         flags: (u16::from(ans.aa) << 10) | (u16::from(ans.rcode) & 0x0f),
         counts: [
@@ -1006,14 +1011,14 @@ fn encode(ans: &Answer, qname: &Name, suffix_base: Option<&Name>, zones: &Zones)
         soa_sigs: Vec::new(),
         for_do: ForDo::Same,
     };
-    let mut seen = Seen::new();
+    let mut seen = Seen::default();
     for r in ans
         .answer
         .iter()
         .chain(&ans.authority)
         .chain(&ans.additional)
     {
-        let rdlen = encode_record(&mut t, r, &q, base.as_deref(), &mut seen);
+        let rdlen = encode_record(&mut t, r, q, base, &mut seen);
         if let RData::DNSSEC(DNSSECRData::RRSIG(sig)) = &r.data {
             if sig.input().type_covered == RecordType::SOA {
                 t.soa_sigs.push((t.body.len() - rdlen) as u16);
@@ -1030,8 +1035,23 @@ fn encode(ans: &Answer, qname: &Name, suffix_base: Option<&Name>, zones: &Zones)
 }
 
 /// Names already in a template's body, for compression: each lowercase wire suffix and
-/// where it starts in the body.
-type Seen = Vec<(Vec<u8>, u16)>;
+/// where it starts in the body. The suffixes are slices of `names` (each name written, in
+/// lowercase), at `(start, len)`.
+#[derive(Default)]
+struct Seen {
+    names: Vec<u8>,
+    tails: Vec<(u32, u16, u16)>,
+}
+
+impl Seen {
+    /// Where in the body the suffix `tail` starts, if it is there.
+    fn find(&self, tail: &[u8]) -> Option<u16> {
+        self.tails
+            .iter()
+            .find(|&&(at, len, _)| &self.names[at as usize..at as usize + len as usize] == tail)
+            .map(|&(_, _, pos)| pos)
+    }
+}
 
 /// The highest body offset a compression pointer may target: with the header and the
 /// longest question before the body, it stays below 0x4000.
@@ -1044,20 +1064,23 @@ const MAX_POINTER_BODY: usize = 0x3fff - 12 - 255 - 4;
 ///
 /// With an empty `qname` the name is written whole and only recorded as a target.
 fn put_name(t: &mut Template, name: &Name, qname: &[u8], base: Option<&[u8]>, seen: &mut Seen) {
-    let lower = wire_lower(name);
-    let mut cased = Vec::with_capacity(lower.len());
+    let mut lb = [0; MAX_NAME];
+    let lower = crate::zone::wire_of(name, &mut lb);
+    let (mut cased, mut n) = ([0u8; MAX_NAME], 0usize);
     for label in name.iter() {
-        cased.push(label.len() as u8);
-        cased.extend_from_slice(label);
+        // A name fits 255 bytes in wire form (as `lower` does).
+        cased[n] = label.len() as u8;
+        cased[n + 1..n + 1 + label.len()].copy_from_slice(label);
+        n += 1 + label.len();
     }
-    cased.push(0);
+    let cased = &cased[..=n];
     let shared = base.unwrap_or(qname);
     let mut at = 0usize;
     let start = t.body.len();
     loop {
         let tail = &lower[at..];
         if tail.len() <= 1 || qname.is_empty() {
-            t.body.extend_from_slice(&cased);
+            t.body.extend_from_slice(cased);
             break;
         }
         let pointer = if tail == qname {
@@ -1065,9 +1088,7 @@ fn put_name(t: &mut Template, name: &Name, qname: &[u8], base: Option<&[u8]>, se
         } else if within(shared, tail) {
             Some(Fix::Question(tail.len() as u8))
         } else {
-            seen.iter()
-                .find(|(s, _)| s.as_slice() == tail)
-                .map(|&(_, pos)| Fix::Body(pos))
+            seen.find(tail).map(Fix::Body)
         };
         if let Some(p) = pointer {
             t.body.extend_from_slice(&cased[..at]);
@@ -1078,15 +1099,17 @@ fn put_name(t: &mut Template, name: &Name, qname: &[u8], base: Option<&[u8]>, se
         at += 1 + lower[at] as usize;
     }
     // The labels written out become targets for later names.
+    let from = seen.names.len() as u32;
+    seen.names.extend_from_slice(lower);
     let mut i = 0usize;
     while i < lower.len() - 1 && start + i <= MAX_POINTER_BODY {
         let written = t.body.len() - start;
         if i >= written || t.body[start + i] >= 0xc0 {
             break;
         }
-        let tail = lower[i..].to_vec();
-        if !seen.iter().any(|(s, _)| *s == tail) {
-            seen.push((tail, (start + i) as u16));
+        if seen.find(&lower[i..]).is_none() {
+            let len = (lower.len() - i) as u16;
+            seen.tails.push((from + i as u32, len, (start + i) as u16));
         }
         i += 1 + lower[i] as usize;
     }
