@@ -18,7 +18,7 @@ use crate::dns::snapshot::Zones;
 use crate::dns::Published;
 use crate::ops::alert::Alerts;
 use crate::ops::state::{Action, Override};
-use crate::probe::{ProbeReport, Prober};
+use crate::probe::{ProbeReport, Prober, Reports};
 use crate::steer::health::{Damping, Health, State, Thresholds, Transition};
 
 mod alerting;
@@ -205,7 +205,7 @@ pub struct Engine {
     by_probe: HashMap<u64, (usize, usize)>,
     /// The reply to a reload, sent when its configuration is published.
     settled_reply: Option<(oneshot::Sender<Result<ReloadReport, String>>, ReloadReport)>,
-    reports: Option<mpsc::Receiver<ProbeReport>>,
+    reports: Option<mpsc::Receiver<Reports>>,
     /// 1 for the configuration read at start, then one more per reload.
     config_generation: u64,
     /// Response rate limiting, kept across publications (and reloads that leave it as is).
@@ -353,11 +353,13 @@ impl Engine {
                     self.publish();
                 }
                 r = reports.recv() => {
-                    let Some(r) = r else { return };
-                    let mut changed = self.observe(r);
+                    let Some(batch) = r else { return };
+                    let mut changed = false;
                     // Coalesce: apply everything already queued, then publish once.
-                    while let Ok(r) = reports.try_recv() {
-                        changed |= self.observe(r);
+                    for batch in std::iter::once(batch).chain(std::iter::from_fn(|| reports.try_recv().ok())) {
+                        for r in batch {
+                            changed |= self.observe(r);
+                        }
                     }
                     if changed {
                         self.publish();

@@ -46,9 +46,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
 /// Why an exchange failed. A kept connection that fails before any byte of a response came
 /// back was most likely closed by the server while idle; the probe then retries on a fresh
 /// connection instead of counting a failure, as HTTP clients do with idempotent requests.
-struct Failure {
+pub(crate) struct Failure {
     before_response: bool,
-    msg: String,
+    pub(crate) msg: String,
 }
 
 impl Failure {
@@ -204,60 +204,70 @@ impl HttpProbe {
             .await
             .map_err(|e| Failure::early(format!("send: {e}")))?;
         let mut buf = Vec::with_capacity(1024);
-        let head_end = loop {
-            if let Some(i) = find(&buf, b"\r\n\r\n") {
-                break i + 4;
+        let mut ended = false;
+        loop {
+            match self.judge(&buf, ended) {
+                Step::Read(cap) => match read_more(&mut s, &mut buf, cap).await {
+                    Ok(0) => ended = true,
+                    Ok(_) => {}
+                    Err(msg) => {
+                        return Err(Failure {
+                            before_response: buf.is_empty(),
+                            msg,
+                        })
+                    }
+                },
+                Step::Done(r) => return r.map(|reuse| reuse.then_some(s)),
             }
-            let n = if buf.len() >= MAX_HEAD {
-                0
+        }
+    }
+
+    /// The request this probe sends.
+    pub(crate) fn request(&self) -> &[u8] {
+        &self.request
+    }
+
+    /// Judges the response read so far (`buf`; `ended`: the peer has closed): more is to be
+    /// read, or the probe's result, with whether the connection can carry the next request.
+    /// The head is read whole (up to [`MAX_HEAD`]); the body to its end only when the
+    /// connection is to be reused (and the length is known and small), or as far as needed
+    /// to find `body_contains`.
+    pub(crate) fn judge(&self, buf: &[u8], ended: bool) -> Step {
+        let Some(head_end) = find(buf, b"\r\n\r\n").map(|i| i + 4) else {
+            if !ended && buf.len() < MAX_HEAD {
+                return Step::Read(MAX_HEAD);
+            }
+            return Step::Done(Err(if buf.is_empty() {
+                Failure::early("connection closed without a response".into())
             } else {
-                read_more(&mut s, &mut buf, MAX_HEAD)
-                    .await
-                    .map_err(|e| Failure {
-                        before_response: buf.is_empty(),
-                        msg: e,
-                    })?
-            };
-            if n == 0 {
-                return Err(if buf.is_empty() {
-                    Failure::early("connection closed without a response".into())
-                } else {
-                    Failure::late("incomplete or oversized response head".into())
-                });
-            }
+                Failure::late("incomplete or oversized response head".into())
+            }));
         };
         let head = &buf[..head_end];
-        let status = parse_status(head).map_err(Failure::late)?;
+        let status = match parse_status(head) {
+            Ok(s) => s,
+            Err(e) => return Step::Done(Err(Failure::late(e))),
+        };
         if !self
             .expect
             .iter()
             .any(|&(lo, hi)| (lo..=hi).contains(&status))
         {
-            return Err(Failure::late(format!("HTTP status {status}")));
+            return Step::Done(Err(Failure::late(format!("HTTP status {status}"))));
         }
-        // The body is read to its end only when the connection is to be reused (and the
-        // length is known and small), or as far as needed to find `body_contains`.
         let length = self
             .keepalive
             .and_then(|_| reusable_length(head))
             .filter(|&l| l <= self.max_body);
         let cap = head_end + length.unwrap_or(self.max_body);
         let needle = self.body_contains.as_deref();
-        let want = |buf: &[u8]| match (length, needle) {
+        let want = match (length, needle) {
             (Some(_), _) => buf.len() < cap,
             (None, Some(n)) => buf.len() < cap && find(&buf[head_end..], n).is_none(),
             (None, None) => false,
         };
-        let mut ended = false;
-        while want(&buf) {
-            if read_more(&mut s, &mut buf, cap)
-                .await
-                .map_err(Failure::late)?
-                == 0
-            {
-                ended = true;
-                break;
-            }
+        if want && !ended {
+            return Step::Read(cap);
         }
         if let Some(needle) = needle {
             let body = &buf[head_end..buf.len().min(cap)];
@@ -265,15 +275,34 @@ impl HttpProbe {
                 if buf.len() >= cap {
                     crate::ops::metrics::limit_hit("probe_max_body");
                 }
-                return Err(Failure::late(format!(
+                return Step::Done(Err(Failure::late(format!(
                     "body does not contain {:?} (first {} bytes read)",
                     String::from_utf8_lossy(needle),
                     body.len()
-                )));
+                ))));
             }
         }
-        Ok((length.is_some() && !ended && buf.len() == cap).then_some(s))
+        Step::Done(Ok(length.is_some() && !ended && buf.len() == cap))
     }
+
+    /// True if this probe can run on the shared probe thread ([`super::plain`]): plain HTTP
+    /// on a fresh connection each time.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.tls.is_none() && self.keepalive.is_none()
+    }
+
+    /// The address probed, and the source address when one is set.
+    pub(crate) fn addr(&self) -> (SocketAddr, Option<std::net::IpAddr>) {
+        (self.target, self.source)
+    }
+}
+
+/// What [`HttpProbe::judge`] makes of a response so far.
+pub(crate) enum Step {
+    /// Read more, up to this many bytes of response in all.
+    Read(usize),
+    /// The result; `Ok(true)`: the connection can carry the next request.
+    Done(Result<bool, Failure>),
 }
 
 /// The body length of a response after which the connection stays usable: HTTP/1.1, a

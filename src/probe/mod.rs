@@ -1,13 +1,16 @@
-//! Health probing: one task per member, each on its own jittered schedule, with a bound on
-//! how many probes are in flight at once. One hanging backend only ever holds its own task
-//! (and one in-flight slot, for at most its timeout), never another member's probe.
+//! Health probing: one loop per member, each on its own jittered schedule, with a bound on
+//! how many probes are in flight at once. TCP and plain HTTP loops run together on the probe
+//! thread ([`plain`]); the others are a task each. One hanging backend only ever holds its
+//! own loop (and one in-flight slot, for at most its timeout), never another member's probe.
 //!
 //! Results are data ([`ProbeReport`]) sent to the engine; probing never changes state itself.
 
 pub mod http;
 pub mod icmp;
+mod plain;
 pub mod resolve;
 pub mod tcp;
+mod wheel;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +33,9 @@ pub struct ProbeReport {
     pub error: Option<String>,
     pub at: Instant,
 }
+
+/// Reports as the engine receives them: one probe task's, or a batch of the probe thread's.
+pub type Reports = Vec<ProbeReport>;
 
 /// What one probe loop probes: an address, or the addresses a name resolves to.
 enum Target {
@@ -96,7 +102,13 @@ struct Spec {
 struct Loop {
     id: u64,
     spec: Spec,
-    task: AbortHandle,
+    task: Task,
+}
+
+/// Where a loop runs: its own task, or the probe thread ([`plain`]).
+enum Task {
+    Own(AbortHandle),
+    Shared,
 }
 
 /// The running probe loops, one per member, keyed by pool and member name.
@@ -106,7 +118,7 @@ struct Loop {
 /// on, so a reload neither probes unchanged members again nor loses a kept connection.
 /// Dropping the prober aborts every loop.
 pub struct Prober {
-    tx: mpsc::Sender<ProbeReport>,
+    tx: mpsc::Sender<Reports>,
     limit: Arc<Semaphore>,
     max_in_flight: usize,
     /// Keyed by pool, member and check name.
@@ -115,10 +127,12 @@ pub struct Prober {
     /// The resolver for members that are domain names, made when first needed, with the
     /// servers it asks.
     resolver: Option<(Vec<std::net::SocketAddr>, resolve::Resolver)>,
+    /// The probe thread, started when first needed (with the current `limit`).
+    shared: Option<plain::Thread>,
 }
 
 impl Prober {
-    pub fn new(tx: mpsc::Sender<ProbeReport>) -> Self {
+    pub fn new(tx: mpsc::Sender<Reports>) -> Self {
         Self {
             tx,
             limit: Arc::new(Semaphore::new(0)),
@@ -126,6 +140,7 @@ impl Prober {
             loops: HashMap::new(),
             next_id: 0,
             resolver: None,
+            shared: None,
         }
     }
 
@@ -194,41 +209,81 @@ impl Prober {
                 None => old.remove(&key).expect("planned as kept, so present"),
                 Some(target) => {
                     if let Some(l) = old.remove(&key) {
-                        l.task.abort();
+                        self.stop(l);
                     }
                     started += 1;
-                    self.spawn(spec, target)
+                    self.spawn(spec, target)?
                 }
             };
             ids[mi].push(l.id);
             self.loops.insert(key, l);
         }
         for l in old.into_values() {
-            l.task.abort();
+            self.stop(l);
         }
         Ok((ids, started))
     }
 
-    fn spawn(&mut self, spec: Spec, target: Target) -> Loop {
+    fn spawn(&mut self, spec: Spec, target: Target) -> Result<Loop, String> {
         self.next_id += 1;
         let id = self.next_id;
-        let task = tokio::spawn(probe_loop(
-            id,
-            spec.check.clone(),
-            target,
-            spec.pace,
-            spec.timeout,
-            self.tx.clone(),
-            self.limit.clone(),
-        ))
-        .abort_handle();
-        Loop { id, spec, task }
+        let tally = Tally::new(id, &spec.check, spec.pace);
+        let check = match target {
+            Target::Direct(Direct::Tcp(at, source)) => Ok((at, source, plain::Check::Tcp)),
+            Target::Direct(Direct::Http(h)) if h.is_plain() => {
+                let (at, source) = h.addr();
+                Ok((at, source, plain::Check::Http(h)))
+            }
+            other => Err(other),
+        };
+        let task = match check {
+            Ok((target, source, check)) => {
+                if self.shared.is_none() {
+                    self.shared = Some(plain::Thread::start(self.tx.clone(), self.limit.clone())?);
+                }
+                let thread = self.shared.as_ref().expect("started above");
+                thread.add(plain::Job {
+                    target,
+                    source,
+                    check,
+                    timeout: spec.timeout,
+                    tally,
+                });
+                Task::Shared
+            }
+            Err(target) => Task::Own(
+                tokio::spawn(probe_loop(
+                    target,
+                    tally,
+                    spec.timeout,
+                    self.tx.clone(),
+                    self.limit.clone(),
+                ))
+                .abort_handle(),
+            ),
+        };
+        Ok(Loop { id, spec, task })
+    }
+
+    fn stop(&self, l: Loop) {
+        match l.task {
+            Task::Own(task) => task.abort(),
+            Task::Shared => {
+                if let Some(thread) = &self.shared {
+                    thread.remove(l.id);
+                }
+            }
+        }
     }
 
     fn stop_all(&mut self) {
         for (_, l) in self.loops.drain() {
-            l.task.abort();
+            if let Task::Own(task) = l.task {
+                task.abort();
+            }
         }
+        // Its connections close and its permits return with it.
+        self.shared = None;
     }
 }
 
@@ -290,29 +345,80 @@ impl Drop for Prober {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn probe_loop(
-    probe: u64,
-    check: String,
-    mut target: Target,
+/// What a loop keeps from probe to probe: its metrics, its pace, and its member's state by
+/// its own count of results.
+pub(crate) struct Tally {
+    pub(crate) probe: u64,
     pace: Pace,
+    health: Health,
+    ok: metrics::Counter,
+    fail: metrics::Counter,
+    seconds: metrics::Histogram,
+}
+
+impl Tally {
+    fn new(probe: u64, check: &str, pace: Pace) -> Self {
+        crate::ops::metrics::handle();
+        let check = check.to_string();
+        Self {
+            probe,
+            pace,
+            health: Health::new(),
+            ok: metrics::counter!(crate::ops::metrics::PROBES, "check" => check.clone(), "result" => "ok"),
+            fail: metrics::counter!(crate::ops::metrics::PROBES, "check" => check.clone(), "result" => "fail"),
+            seconds: metrics::histogram!(crate::ops::metrics::PROBE_SECONDS, "check" => check),
+        }
+    }
+
+    /// The time from one probe to the next: the interval with ±10% jitter, so that members
+    /// do not probe in lockstep.
+    pub(crate) fn jittered(&self) -> Duration {
+        self.pace
+            .interval
+            .mul_f64(rand::rng().random_range(0.9..1.1))
+    }
+
+    /// Counts a probe's result, brings the `next` probe sooner while the member is between
+    /// states, and makes the report.
+    pub(crate) fn record(
+        &mut self,
+        result: Result<(), String>,
+        latency: Duration,
+        next: &mut Instant,
+    ) -> ProbeReport {
+        self.seconds.record(latency.as_secs_f64());
+        if result.is_ok() { &self.ok } else { &self.fail }.increment(1);
+        // Between states, the next probe comes sooner: a failure (or a recovery) is
+        // confirmed in `fall - 1` (or `rise - 1`) fast intervals, at the same steady rate.
+        self.health.observe(result.is_ok(), self.pace.thresholds);
+        let at = Instant::now();
+        if let (Some(fast), true) = (self.pace.fast, self.health.streak > 0) {
+            *next = (*next).min(at + fast);
+        }
+        ProbeReport {
+            probe: self.probe,
+            ok: result.is_ok(),
+            latency,
+            error: result.err(),
+            at,
+        }
+    }
+}
+
+/// A loop on its own task, for the probes the probe thread does not make.
+async fn probe_loop(
+    mut target: Target,
+    mut tally: Tally,
     timeout: Duration,
-    tx: mpsc::Sender<ProbeReport>,
+    tx: mpsc::Sender<Reports>,
     limit: Arc<Semaphore>,
 ) {
     // The first probe goes out at once (the first round decides readiness); later ones are
-    // spaced by the interval with ±10% jitter so that members do not probe in lockstep.
-    let mut next = tokio::time::Instant::now();
-    let mut health = Health::new();
-    crate::ops::metrics::handle();
-    let ok_count =
-        metrics::counter!(crate::ops::metrics::PROBES, "check" => check.clone(), "result" => "ok");
-    let fail_count = metrics::counter!(crate::ops::metrics::PROBES, "check" => check.clone(), "result" => "fail");
-    let seconds = metrics::histogram!(crate::ops::metrics::PROBE_SECONDS, "check" => check);
+    // spaced by the jittered interval.
+    let mut next = Instant::now();
     loop {
-        tokio::time::sleep_until(next).await;
-        let jitter = rand::rng().random_range(0.9..1.1);
-        next += pace.interval.mul_f64(jitter);
+        tokio::time::sleep_until(next.into()).await;
+        next += tally.jittered();
         let Ok(_permit) = limit.acquire().await else {
             return;
         };
@@ -323,30 +429,10 @@ async fn probe_loop(
             Ok(r) => r,
             Err(_) => Err(format!("timed out after {timeout:?}")),
         };
-        let latency = start.elapsed();
-        seconds.record(latency.as_secs_f64());
-        if result.is_ok() {
-            &ok_count
-        } else {
-            &fail_count
-        }
-        .increment(1);
-        // Between states, the next probe comes sooner: a failure (or a recovery) is
-        // confirmed in `fall - 1` (or `rise - 1`) fast intervals, at the same steady rate.
-        health.observe(result.is_ok(), pace.thresholds);
-        if let (Some(fast), true) = (pace.fast, health.streak > 0) {
-            next = next.min(tokio::time::Instant::now() + fast);
-        }
-        let report = ProbeReport {
-            probe,
-            ok: result.is_ok(),
-            latency,
-            error: result.err(),
-            at: Instant::now(),
-        };
+        let report = tally.record(result, start.elapsed(), &mut next);
         // A full queue means the engine is behind: wait for room (nothing is lost; probing
         // slows down instead) and count it.
-        match tx.try_send(report) {
+        match tx.try_send(vec![report]) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Closed(_)) => return,
             Err(mpsc::error::TrySendError::Full(report)) => {
@@ -357,10 +443,7 @@ async fn probe_loop(
             }
         }
         // Never fall behind by more than one interval (after a long stall, resume from now).
-        let now = tokio::time::Instant::now();
-        if next < now {
-            next = now;
-        }
+        next = next.max(Instant::now());
     }
 }
 
@@ -413,20 +496,22 @@ mod tests {
         let mut heard: HashMap<u64, usize> = HashMap::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         while heard.len() < 4 || heard.values().any(|&n| n < 2) {
-            let r = tokio::time::timeout_at(deadline, rx.recv())
+            let batch = tokio::time::timeout_at(deadline, rx.recv())
                 .await
                 .expect("every loop reports again within 2 s")
                 .unwrap();
-            assert!(r.ok, "{:?}", r.error);
-            let n = heard.entry(r.probe).or_default();
-            if *n == 0 {
-                let made = r.at.duration_since(start);
-                assert!(
-                    made < Duration::from_millis(300),
-                    "first report made at {made:?}"
-                );
+            for r in batch {
+                assert!(r.ok, "{:?}", r.error);
+                let n = heard.entry(r.probe).or_default();
+                if *n == 0 {
+                    let made = r.at.duration_since(start);
+                    assert!(
+                        made < Duration::from_millis(300),
+                        "first report made at {made:?}"
+                    );
+                }
+                *n += 1;
             }
-            *n += 1;
         }
         let mut got: Vec<u64> = heard.into_keys().collect();
         got.sort_unstable();
