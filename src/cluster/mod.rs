@@ -8,8 +8,10 @@
 //! Keys, under `/gtmd/<cluster name>/`:
 //! - `instances/<id>`: each live instance (leased: gone when its lease ends);
 //! - `views/<id>/<pool>/<member>`: that instance's verdict on the member (leased);
-//! - `overrides`: every override, one JSON list, changed by compare-and-swap;
-//! - `leader`: the id of the instance that sends cluster-wide alerts (leased).
+//! - `overrides`: every override, one JSON list, changed by compare-and-swap (a value that
+//!   does not parse is not taken, and a deleted key is put back from the last good list);
+//! - `leader`: the id of the instance that sends cluster-wide alerts (leased; a value no
+//!   live instance holds is ignored and taken over).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -71,10 +73,16 @@ pub struct Shared {
     pub instances: BTreeMap<String, Instance>,
     /// Per member (`pool/member`), each instance's verdict.
     pub views: HashMap<String, BTreeMap<String, Verdict>>,
-    /// The cluster's overrides; `None` until read once.
+    /// The cluster's overrides: the last good list etcd held; `None` until read once.
     pub overrides: Option<Vec<Override>>,
-    /// The instance that sends cluster-wide alerts.
+    /// Why the value etcd holds for the overrides is not taken, while it is not (it does
+    /// not parse: the last good list stays).
+    pub overrides_problem: Option<String>,
+    /// The instance that sends cluster-wide alerts: the holder of the leader key, when it
+    /// is a live instance.
     pub leader: Option<String>,
+    /// The value of the leader key, live or not.
+    pub(crate) leader_key: Option<String>,
 }
 
 impl Default for Shared {
@@ -85,7 +93,9 @@ impl Default for Shared {
             instances: BTreeMap::new(),
             views: HashMap::new(),
             overrides: None,
+            overrides_problem: None,
             leader: None,
+            leader_key: None,
         }
     }
 }
@@ -227,7 +237,8 @@ pub enum Kind {
 }
 
 /// Starts the etcd session of `cfg` until `stop`. `cached` are the overrides this instance
-/// knew (its state file): they seed etcd when it holds none yet.
+/// knew at start (its state file): the session keeps that cache current with every list it
+/// sees in etcd, and seeds etcd with it when etcd holds none.
 pub fn start(
     cfg: &ClusterConfig,
     kind: Kind,

@@ -278,6 +278,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     /// The loopback address its instances and etcd listen on.
     pub ip: IpAddr,
+    /// Whether the instances added from now on keep a state file (`dir/ID-state.json`).
+    pub state_files: bool,
 }
 
 /// Instance `n`'s probe source address: 127.0.0.(n + 2).
@@ -295,6 +297,7 @@ impl Cluster {
             backends: [Backend::start().await, Backend::start().await],
             hook: Receiver::start(200).await,
             dir: tempfile::tempdir().unwrap(),
+            state_files: true,
         }
     }
 
@@ -305,10 +308,16 @@ impl Cluster {
         let (dns, admin) = (free_on(self.ip), free_on(self.ip));
         let eps: Vec<String> = self.etcd.endpoints();
         let [b0, b1] = &self.backends;
+        let state = self.dir.path().join(format!("{id}-state.json"));
+        let state = if self.state_files {
+            format!("state_file = {:?}\n", state.display().to_string())
+        } else {
+            String::new()
+        };
         let cfg = format!(
             "[cluster]\nendpoints = {eps:?}\nname = \"t\"\nid = \"{id}\"\nlease_ttl = \"{TTL}s\"\nquorum = {quorum}\n\
              [server]\nlisten = [\"{dns}\"]\nzones_dir = {zones:?}\n\
-             [admin]\nlisten = \"{admin}\"\nstate_file = {state:?}\n\
+             [admin]\nlisten = \"{admin}\"\n{state}\
              [probe]\nsource = \"{src}\"\n\
              [alerts]\nwebhook = \"{hook}\"\nrate = 600\nburst = 100\n\
              [checks.web]\ntype = \"http\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\nfall = 3\nrise = 2\n\
@@ -317,7 +326,6 @@ impl Cluster {
              {{ address = \"{M1}\", name = \"m1\", probe_address = \"127.0.0.1\", probe_port = {p1} }}]\n\
              [names.\"{NAME}\"]\npools = [\"web\"]\nttl = 5\n",
             zones = repo().join("zones").display().to_string(),
-            state = self.dir.path().join(format!("{id}-state.json")).display().to_string(),
             src = source(n),
             hook = self.hook.url,
             p0 = b0.addr.port(),
@@ -330,7 +338,13 @@ impl Cluster {
 
     /// etcd of `etcd_members` members, and servers a, b and c on it, joined and answering.
     pub async fn three(etcd_members: usize) -> Cluster {
+        Cluster::three_with(etcd_members, true).await
+    }
+
+    /// As [`Cluster::three`], the instances with or without a state file.
+    pub async fn three_with(etcd_members: usize, state_files: bool) -> Cluster {
         let mut c = Cluster::new(etcd_members).await;
+        c.state_files = state_files;
         for id in ["a", "b", "c"] {
             c.add(id, false, "\"majority\"");
         }

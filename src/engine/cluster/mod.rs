@@ -123,11 +123,19 @@ impl Engine {
             return;
         };
         let shared = c.handle.shared.borrow_and_update().clone();
+        let garbled = c.shared.overrides_problem.is_some();
         let now = Instant::now();
         let n = self.members.len();
         let before: Vec<bool> = (0..n).map(|i| self.passing(i, now)).collect();
         let link_was = self.set_shared(shared.clone());
         let mut changed = link_was != shared.link;
+        if let (false, Some(p)) = (garbled, &shared.overrides_problem) {
+            if self.speaks_for_cluster() {
+                let mut a = Alert::new("cluster_overrides_unreadable");
+                a.reason = Some(p.clone());
+                self.alerts.send(a);
+            }
+        }
         if let (Link::Connected, Some(list)) = (shared.link, &shared.overrides) {
             changed |= self.adopt_overrides(list.clone()).await;
         }
