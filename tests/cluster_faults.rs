@@ -225,3 +225,36 @@ async fn a_leader_value_no_live_instance_holds_is_ignored_and_a_live_one_takes_o
     assert!(once.is_some(), "{got}");
     assert_eq!(c.hook.events("member_down").len(), 1, "{got}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_decided_while_the_alert_leader_is_dead_is_alerted_once_by_the_next() {
+    let mut c = Cluster::three(1).await;
+    let s = c.instances[0].status().await.unwrap();
+    let leader = s["cluster"]["leader"].as_str().unwrap().to_string();
+    let k = c.instances.iter().position(|i| i.id == leader).unwrap();
+    let other = c.instances[(k + 1) % 3].admin;
+    // The leader dies; before its lease ends, m0 fails and m1 is disabled.
+    c.instances[k].kill();
+    c.backends[0].refuse();
+    let body = json!({ "target": "web/m1", "action": "disable", "reason": "gap" });
+    api(other, "/overrides", Some(body)).await;
+    let told = wait_until(Duration::from_secs(TTL * 3 + 5), || async {
+        c.hook.events("member_down").len() == 1 && alerts_of(&c, "override_set", "web/m1") == 1
+    })
+    .await;
+    let got = format!("{:?}", c.hook.got.lock().unwrap());
+    assert!(
+        told.is_some(),
+        "the next leader did not send what it missed: {got}"
+    );
+    // Once each, and not again at the next change.
+    c.backends[0].restore().await;
+    let up = wait_until(Duration::from_secs(5), || async {
+        c.hook.events("member_up").len() == 1
+    })
+    .await;
+    let got = format!("{:?}", c.hook.got.lock().unwrap());
+    assert!(up.is_some(), "{got}");
+    assert_eq!(c.hook.events("member_down").len(), 1, "{got}");
+    assert_eq!(alerts_of(&c, "override_set", "web/m1"), 1, "{got}");
+}

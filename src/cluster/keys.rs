@@ -20,6 +20,7 @@ pub(super) enum Key<'a> {
     View { instance: &'a str, member: &'a str },
     Overrides,
     Leader,
+    Alerted,
     Other,
 }
 
@@ -35,6 +36,9 @@ impl Keys {
     }
     pub fn leader(&self) -> String {
         format!("{}leader", self.prefix)
+    }
+    pub fn alerted(&self) -> String {
+        format!("{}alerted", self.prefix)
     }
 
     pub fn parse<'a>(&self, key: &'a str) -> Key<'a> {
@@ -53,6 +57,7 @@ impl Keys {
         match rest {
             "overrides" => Key::Overrides,
             "leader" => Key::Leader,
+            "alerted" => Key::Alerted,
             _ => Key::Other,
         }
     }
@@ -98,6 +103,7 @@ impl Shared {
                 self.leader_key = value.map(|v| String::from_utf8_lossy(v).into_owned());
                 self.settle_leader();
             }
+            Key::Alerted => self.alerted = value.and_then(|v| parse(key, v)),
             Key::Other => {}
         }
     }

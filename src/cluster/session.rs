@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::keys::{Key, Keys};
-use super::{Instance, Link, OverrideChange, Shared, Verdict, Write};
+use super::{Alerted, Instance, Link, OverrideChange, Shared, Verdict, Write};
 use crate::config::ClusterConfig;
 use crate::ops::state::Override;
 
@@ -48,6 +48,8 @@ pub(super) struct Session {
     state: Shared,
     views_rx: watch::Receiver<Arc<BTreeMap<String, Verdict>>>,
     writes_rx: mpsc::Receiver<Write>,
+    /// What the cluster's alerts told, from the engine (written while this instance leads).
+    alerted_rx: watch::Receiver<Option<Arc<Alerted>>>,
     /// The last list of overrides the cluster agreed on: the state file's at start, then
     /// every list read or watched from etcd (and each one this instance wrote). It seeds an
     /// etcd that lost its overrides, and is the base of a change when etcd's value is garbled.
@@ -83,11 +85,17 @@ impl Session {
             state: Shared::default(),
             views_rx,
             writes_rx,
+            alerted_rx: watch::channel(None).1,
             cached,
             own: BTreeMap::new(),
             last_ok: Instant::now(),
             lease: None,
         }
+    }
+
+    /// Takes the engine's records of what the cluster's alerts told from `rx`.
+    pub fn record_alerted_from(&mut self, rx: watch::Receiver<Option<Arc<Alerted>>>) {
+        self.alerted_rx = rx;
     }
 
     /// Sessions until `stop`; then revokes the lease, so that this instance's views and
@@ -263,6 +271,8 @@ impl Session {
             mut stream,
             ..
         } = live;
+        // A record of the alerts made while the last session failed is written now.
+        self.write_alerted(&mut kv).await?;
         let mut tick = tokio::time::interval(self.cfg.lease_ttl / 3);
         loop {
             tokio::select! {
@@ -285,6 +295,10 @@ impl Session {
                 r = self.views_rx.changed() => {
                     r.map_err(|_| "the engine is gone")?;
                     self.write_views(&mut kv, lease, Vec::new()).await?;
+                }
+                r = self.alerted_rx.changed() => {
+                    r.map_err(|_| "the engine is gone")?;
+                    self.write_alerted(&mut kv).await?;
                 }
                 w = self.writes_rx.recv() => {
                     let (change, reply) = w.ok_or("the engine is gone")?;
@@ -465,6 +479,22 @@ impl Session {
                 };
             }
         }
+        Ok(())
+    }
+
+    /// Writes the engine's record of what the cluster's alerts told, while this instance
+    /// leads (a record made before a reconnect that lost the lead is not written).
+    async fn write_alerted(&mut self, kv: &mut KvClient) -> Result<(), String> {
+        let Some(a) = self.alerted_rx.borrow_and_update().clone() else {
+            return Ok(());
+        };
+        if self.state.leader.as_deref() != Some(self.keys.me.as_str()) {
+            return Ok(());
+        }
+        let body = serde_json::to_vec(&*a).map_err(|e| e.to_string())?;
+        self.op("record alerts", kv.put(self.keys.alerted(), body, None))
+            .await?;
+        crate::ops::metrics::cluster_writes("alerted", 1);
         Ok(())
     }
 
