@@ -258,37 +258,3 @@ async fn what_is_decided_while_the_alert_leader_is_dead_is_alerted_once_by_the_n
     assert_eq!(c.hook.events("member_down").len(), 1, "{got}");
     assert_eq!(alerts_of(&c, "override_set", "web/m1"), 1, "{got}");
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failure_each_instance_told_in_fallback_is_not_told_again_at_the_rejoin() {
-    let mut c = Cluster::three(1).await;
-    c.etcd.stop_member(0);
-    let fell = wait_until(Duration::from_secs(TTL * 3 + 5), || async {
-        for i in 0..3 {
-            if c.link(i).await != "fallback" {
-                return false;
-            }
-        }
-        true
-    })
-    .await;
-    assert!(fell.is_some(), "not every instance fell back");
-    // Each instance, on its own, tells m0's failure once.
-    c.backends[0].refuse();
-    let each = wait_until(Duration::from_secs(10), || async {
-        c.hook.events("member_down").len() == 3
-    })
-    .await;
-    assert!(each.is_some(), "{:?}", c.hook.got.lock().unwrap());
-    c.etcd.start_member(0);
-    c.etcd.wait_healthy().await;
-    c.wait_joined(3, Duration::from_secs(30)).await;
-    assert!(c
-        .wait_answers(&[M1], Duration::from_secs(10))
-        .await
-        .is_some());
-    // The leader does not tell it a fourth time.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let got = format!("{:?}", c.hook.got.lock().unwrap());
-    assert_eq!(c.hook.events("member_down").len(), 3, "{got}");
-}

@@ -474,8 +474,7 @@ impl Engine {
             tracing::warn!(pool, member = %m.name, address = %m.address, from = %tr.from, to = %tr.to, error = r.error.as_deref().unwrap_or(""), "member changed state");
             metrics::counter!(crate::ops::metrics::MEMBER_TRANSITIONS, "pool" => pool.clone(), "member" => m.name.clone(), "to" => tr.to.to_string()).increment(1);
             // In a cluster, the quorum's decision is alerted (by the leader), not this view.
-            let told = self.alerts_own_view();
-            if told {
+            if self.alerts_own_view() {
                 self.member_alert(i, tr, r.error.clone().filter(|_| !r.ok));
             }
             if tr.to == State::Down {
@@ -484,9 +483,6 @@ impl Engine {
                 if !hold.is_zero() {
                     tracing::warn!(pool, member = %m.name, hold_down = ?hold, flaps = d.flaps(), "member held down");
                 }
-            }
-            if told {
-                self.note_own_alert(i, tr.to == State::Up);
             }
         }
         // Before every member has reported once, nothing is served; publish when the round completes.

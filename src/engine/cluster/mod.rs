@@ -33,12 +33,6 @@ pub(super) struct Clustered {
     link: Link,
     /// While this instance leads: what the cluster's alerts last told (recorded in etcd).
     recorded: Option<Alerted>,
-    /// Per member: what this instance told on its own while fallen back (up or down); as
-    /// leader after the rejoin, it does not tell it again. Kept until a leader records
-    /// anew after the rejoin.
-    told: BTreeMap<String, bool>,
-    /// The record of the alerts as it was at the last rejoin.
-    rejoin_record: Option<Alerted>,
 }
 
 impl Engine {
@@ -54,8 +48,6 @@ impl Engine {
             disagree: vec![(None, false); n],
             link: Link::Joining,
             recorded: None,
-            told: BTreeMap::new(),
-            rejoin_record: None,
         }));
     }
 
@@ -187,9 +179,6 @@ impl Engine {
             .collect();
         let was = std::mem::replace(&mut c.link, shared.link);
         c.shared = shared.clone();
-        if was != Link::Connected && shared.link == Link::Connected {
-            c.rejoin_record = shared.alerted.clone();
-        }
         let event = match (was, shared.link) {
             (Link::Connected, Link::Fallback) | (Link::Joining, Link::Fallback) => "cluster_lost",
             (Link::Fallback, Link::Connected) => "cluster_rejoined",
@@ -360,17 +349,9 @@ impl Engine {
         };
         if !leads {
             c.recorded = None;
-            if c.link == Link::Connected && c.shared.alerted != c.rejoin_record {
-                c.told.clear();
-            }
             return;
         }
-        let told = std::mem::take(&mut c.told);
-        let base = c.recorded.take().or_else(|| {
-            let mut b = c.shared.alerted.clone()?;
-            b.members.extend(told);
-            Some(b)
-        });
+        let base = c.recorded.take().or_else(|| c.shared.alerted.clone());
         let current = Alerted {
             members,
             overrides: self.overrides.clone(),
@@ -403,15 +384,6 @@ impl Engine {
             let mut a = Alert::new("override_cleared");
             a.target = Some(o.target.to_string());
             self.alerts.send(a);
-        }
-    }
-
-    /// Notes that this instance told member `i`'s change to `up` on its own view, while
-    /// fallen back.
-    pub(super) fn note_own_alert(&mut self, i: usize, up: bool) {
-        let key = self.member_key(i);
-        if let Some(c) = self.cluster.as_mut().filter(|c| c.link == Link::Fallback) {
-            c.told.insert(key, up);
         }
     }
 
