@@ -20,6 +20,7 @@ pub(super) enum Key<'a> {
     View { instance: &'a str, member: &'a str },
     Overrides,
     Leader,
+    Alerted,
     Other,
 }
 
@@ -35,6 +36,9 @@ impl Keys {
     }
     pub fn leader(&self) -> String {
         format!("{}leader", self.prefix)
+    }
+    pub fn alerted(&self) -> String {
+        format!("{}alerted", self.prefix)
     }
 
     pub fn parse<'a>(&self, key: &'a str) -> Key<'a> {
@@ -53,6 +57,7 @@ impl Keys {
         match rest {
             "overrides" => Key::Overrides,
             "leader" => Key::Leader,
+            "alerted" => Key::Alerted,
             _ => Key::Other,
         }
     }
@@ -60,17 +65,21 @@ impl Keys {
 
 impl Shared {
     /// Takes a key's new value (`None`: deleted). A value that does not parse is logged and
-    /// taken as a deletion (an instance of another version must not break this one).
+    /// taken as a deletion (an instance of another version must not break this one), but
+    /// for the overrides: those stay as they were (see [`Shared::take_overrides`]).
     pub(super) fn apply(&mut self, keys: &Keys, key: &str, value: Option<&[u8]>) {
         match keys.parse(key) {
-            Key::Instance(id) => match value.and_then(|v| parse::<Instance>(key, v)) {
-                Some(i) => {
-                    self.instances.insert(id.to_string(), i);
+            Key::Instance(id) => {
+                match value.and_then(|v| parse::<Instance>(key, v)) {
+                    Some(i) => {
+                        self.instances.insert(id.to_string(), i);
+                    }
+                    None => {
+                        self.instances.remove(id);
+                    }
                 }
-                None => {
-                    self.instances.remove(id);
-                }
-            },
+                self.settle_leader();
+            }
             Key::View { instance, member } => match value.and_then(|v| parse::<Verdict>(key, v)) {
                 Some(v) => {
                     let views = self.views.entry(member.to_string()).or_default();
@@ -86,17 +95,49 @@ impl Shared {
                 }
             },
             Key::Overrides => {
-                self.overrides = Some(
-                    value
-                        .and_then(|v| parse::<Vec<Override>>(key, v))
-                        .unwrap_or_default(),
-                )
+                if let Some(v) = value {
+                    self.take_overrides(key, v);
+                }
             }
             Key::Leader => {
-                self.leader = value.map(|v| String::from_utf8_lossy(v).into_owned());
+                self.leader_key = value.map(|v| String::from_utf8_lossy(v).into_owned());
+                self.settle_leader();
             }
+            Key::Alerted => self.alerted = value.and_then(|v| parse(key, v)),
             Key::Other => {}
         }
+    }
+
+    /// Takes the overrides key's value: a list replaces the one held; a value that does not
+    /// parse leaves it and is kept as the problem (and logged once).
+    fn take_overrides(&mut self, key: &str, v: &[u8]) {
+        match serde_json::from_slice::<Vec<Override>>(v) {
+            Ok(list) => {
+                if self.overrides_problem.take().is_some() {
+                    tracing::warn!(key, "cluster: the overrides in etcd read again");
+                }
+                self.overrides = Some(list);
+            }
+            Err(e) => {
+                let p = format!(
+                    "{key} in etcd does not parse ({e}): the last good list of {} overrides stays",
+                    self.overrides.as_ref().map_or(0, Vec::len)
+                );
+                if self.overrides_problem.is_none() {
+                    tracing::error!(problem = %p, "cluster: overrides");
+                }
+                self.overrides_problem = Some(p);
+            }
+        }
+    }
+
+    /// The leader is the holder of the leader key only while it is a live instance: a value
+    /// that no live session holds (left by hand, or by another program) is ignored.
+    pub(super) fn settle_leader(&mut self) {
+        self.leader = self
+            .leader_key
+            .clone()
+            .filter(|l| self.instances.contains_key(l));
     }
 }
 

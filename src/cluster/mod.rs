@@ -8,8 +8,12 @@
 //! Keys, under `/gtmd/<cluster name>/`:
 //! - `instances/<id>`: each live instance (leased: gone when its lease ends);
 //! - `views/<id>/<pool>/<member>`: that instance's verdict on the member (leased);
-//! - `overrides`: every override, one JSON list, changed by compare-and-swap;
-//! - `leader`: the id of the instance that sends cluster-wide alerts (leased).
+//! - `overrides`: every override, one JSON list, changed by compare-and-swap (a value that
+//!   does not parse is not taken, and a deleted key is put back from the last good list);
+//! - `leader`: the id of the instance that sends cluster-wide alerts (leased; a value no
+//!   live instance holds is ignored and taken over);
+//! - `alerted`: what the cluster's alerts last said (each member up or down, the overrides),
+//!   kept by the leader: a new leader alerts what differs, once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -62,6 +66,15 @@ pub enum Link {
     Fallback,
 }
 
+/// What the cluster's alerts last told, as the leader records it in etcd.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alerted {
+    /// Per member (`pool/member`): up or down, as last alerted.
+    pub members: BTreeMap<String, bool>,
+    /// The overrides, as last alerted.
+    pub overrides: Vec<Override>,
+}
+
 /// What etcd holds, as this instance last saw it.
 #[derive(Debug, Clone)]
 pub struct Shared {
@@ -71,10 +84,18 @@ pub struct Shared {
     pub instances: BTreeMap<String, Instance>,
     /// Per member (`pool/member`), each instance's verdict.
     pub views: HashMap<String, BTreeMap<String, Verdict>>,
-    /// The cluster's overrides; `None` until read once.
+    /// The cluster's overrides: the last good list etcd held; `None` until read once.
     pub overrides: Option<Vec<Override>>,
-    /// The instance that sends cluster-wide alerts.
+    /// Why the value etcd holds for the overrides is not taken, while it is not (it does
+    /// not parse: the last good list stays).
+    pub overrides_problem: Option<String>,
+    /// The instance that sends cluster-wide alerts: the holder of the leader key, when it
+    /// is a live instance.
     pub leader: Option<String>,
+    /// The value of the leader key, live or not.
+    pub(crate) leader_key: Option<String>,
+    /// What the cluster's alerts last told; `None` when etcd holds no record.
+    pub alerted: Option<Alerted>,
 }
 
 impl Default for Shared {
@@ -85,7 +106,10 @@ impl Default for Shared {
             instances: BTreeMap::new(),
             views: HashMap::new(),
             overrides: None,
+            overrides_problem: None,
             leader: None,
+            leader_key: None,
+            alerted: None,
         }
     }
 }
@@ -185,6 +209,7 @@ pub struct Handle {
     pub shared: watch::Receiver<Arc<Shared>>,
     views: watch::Sender<Arc<BTreeMap<String, Verdict>>>,
     writes: mpsc::Sender<Write>,
+    alerted: watch::Sender<Option<Arc<Alerted>>>,
 }
 
 impl Handle {
@@ -201,6 +226,11 @@ impl Handle {
             }
             !same
         });
+    }
+
+    /// Records what the cluster's alerts told (written to etcd while this instance leads).
+    pub fn record_alerted(&self, a: Alerted) {
+        self.alerted.send_replace(Some(Arc::new(a)));
     }
 
     /// Sends an override change to etcd; the reply comes once etcd has it (or why not).
@@ -227,7 +257,8 @@ pub enum Kind {
 }
 
 /// Starts the etcd session of `cfg` until `stop`. `cached` are the overrides this instance
-/// knew (its state file): they seed etcd when it holds none yet.
+/// knew at start (its state file): the session keeps that cache current with every list it
+/// sees in etcd, and seeds etcd with it when etcd holds none.
 pub fn start(
     cfg: &ClusterConfig,
     kind: Kind,
@@ -238,6 +269,7 @@ pub fn start(
     let (shared_tx, shared) = watch::channel(Arc::new(Shared::default()));
     let (views, views_rx) = watch::channel(Arc::new(BTreeMap::new()));
     let (writes, writes_rx) = mpsc::channel(64);
+    let (alerted, alerted_rx) = watch::channel(None);
     let me = Instance {
         kind: match kind {
             Kind::Server => "server",
@@ -250,12 +282,13 @@ pub fn start(
     };
     #[cfg(feature = "cluster")]
     {
-        let s = session::Session::new(cfg.clone(), me, shared_tx, views_rx, writes_rx, cached);
+        let mut s = session::Session::new(cfg.clone(), me, shared_tx, views_rx, writes_rx, cached);
+        s.record_alerted_from(alerted_rx);
         tokio::spawn(s.run(stop));
     }
     // Without etcd support a [cluster] table is refused when the configuration is read.
     #[cfg(not(feature = "cluster"))]
-    drop((me, shared_tx, views_rx, writes_rx, cached, stop));
+    drop((me, shared_tx, views_rx, writes_rx, alerted_rx, cached, stop));
     Handle {
         id: cfg.id.clone(),
         quorum: cfg.quorum,
@@ -263,6 +296,7 @@ pub fn start(
         shared,
         views,
         writes,
+        alerted,
     }
 }
 

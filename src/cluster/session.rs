@@ -19,8 +19,8 @@ use etcd_client::{
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::keys::Keys;
-use super::{Instance, Link, OverrideChange, Shared, Verdict, Write};
+use super::keys::{Key, Keys};
+use super::{Alerted, Instance, Link, OverrideChange, Shared, Verdict, Write};
 use crate::config::ClusterConfig;
 use crate::ops::state::Override;
 
@@ -48,8 +48,16 @@ pub(super) struct Session {
     state: Shared,
     views_rx: watch::Receiver<Arc<BTreeMap<String, Verdict>>>,
     writes_rx: mpsc::Receiver<Write>,
-    /// The overrides this instance knew at start, to seed an etcd that holds none.
+    /// What the cluster's alerts told, from the engine (written while this instance leads).
+    alerted_rx: watch::Receiver<Option<Arc<Alerted>>>,
+    /// The last list of overrides the cluster agreed on: the state file's at start, then
+    /// every list read or watched from etcd (and each one this instance wrote). It seeds an
+    /// etcd that lost its overrides, and is the base of a change when etcd's value is garbled.
     cached: Vec<Override>,
+    /// This instance's views as etcd holds them: `up` per member, and the revision that
+    /// wrote it. A watched change of one of them that this instance did not make is put
+    /// right at once.
+    own: BTreeMap<String, (bool, i64)>,
     /// When etcd last answered this instance (at first: when the session started).
     last_ok: Instant,
     /// The lease of the current (or last) session.
@@ -77,10 +85,17 @@ impl Session {
             state: Shared::default(),
             views_rx,
             writes_rx,
+            alerted_rx: watch::channel(None).1,
             cached,
+            own: BTreeMap::new(),
             last_ok: Instant::now(),
             lease: None,
         }
+    }
+
+    /// Takes the engine's records of what the cluster's alerts told from `rx`.
+    pub fn record_alerted_from(&mut self, rx: watch::Receiver<Option<Arc<Alerted>>>) {
+        self.alerted_rx = rx;
     }
 
     /// Sessions until `stop`; then revokes the lease, so that this instance's views and
@@ -256,7 +271,8 @@ impl Session {
             mut stream,
             ..
         } = live;
-        let mut written = self.written();
+        // A record of the alerts made while the last session failed is written now.
+        self.write_alerted(&mut kv).await?;
         let mut tick = tokio::time::interval(self.cfg.lease_ttl / 3);
         loop {
             tokio::select! {
@@ -278,7 +294,11 @@ impl Session {
                 }
                 r = self.views_rx.changed() => {
                     r.map_err(|_| "the engine is gone")?;
-                    self.write_views(&mut kv, lease, &mut written, Vec::new()).await?;
+                    self.write_views(&mut kv, lease, Vec::new()).await?;
+                }
+                r = self.alerted_rx.changed() => {
+                    r.map_err(|_| "the engine is gone")?;
+                    self.write_alerted(&mut kv).await?;
                 }
                 w = self.writes_rx.recv() => {
                     let (change, reply) = w.ok_or("the engine is gone")?;
@@ -304,11 +324,27 @@ impl Session {
         if r.canceled() {
             return Err(format!("the watch was cancelled: {}", r.cancel_reason()));
         }
+        let (mut reassert, mut lost) = (false, false);
         for ev in r.events() {
-            let Some(kv) = ev.kv() else { continue };
-            let key = String::from_utf8_lossy(kv.key());
-            let value = (ev.event_type() == EventType::Put).then(|| kv.value());
+            let Some(item) = ev.kv() else { continue };
+            let key = String::from_utf8_lossy(item.key());
+            let value = (ev.event_type() == EventType::Put).then(|| item.value());
             self.state.apply(&self.keys, &key, value);
+            match self.keys.parse(&key) {
+                Key::View { instance, member } if instance == self.keys.me => {
+                    reassert |= self.etcd_holds(member, value, item.mod_revision());
+                }
+                Key::Overrides => lost |= value.is_none(),
+                _ => {}
+            }
+        }
+        self.remember_overrides();
+        if lost {
+            tracing::error!("cluster: the overrides key was deleted from etcd");
+            self.seed(kv).await?;
+        }
+        if reassert {
+            self.write_views(kv, lease, Vec::new()).await?;
         }
         if self.state.leader.is_none() {
             self.campaign(kv, lease).await?;
@@ -318,14 +354,46 @@ impl Session {
         Ok(())
     }
 
-    /// This instance's views as etcd holds them on the current lease: `up` per member.
-    fn written(&self) -> BTreeMap<String, bool> {
-        let me = &self.keys.me;
-        self.state
-            .views
-            .iter()
-            .filter_map(|(m, v)| v.get(me).map(|v| (m.clone(), v.up)))
-            .collect()
+    /// Takes a watched change (at `rev`) of this instance's view of `member`. True if it is
+    /// news: not this instance's own write (its current view is then written again, if
+    /// different).
+    fn etcd_holds(&mut self, member: &str, value: Option<&[u8]>, rev: i64) -> bool {
+        if rev <= self.own.get(member).map_or(0, |o| o.1) {
+            return false;
+        }
+        match value.and_then(|v| serde_json::from_slice::<Verdict>(v).ok()) {
+            Some(v) => self.own.insert(member.to_string(), (v.up, rev)),
+            None => self.own.remove(member),
+        };
+        true
+    }
+
+    /// The overrides etcd holds become the cache (when they differ from it).
+    fn remember_overrides(&mut self) {
+        if let Some(list) = self.state.overrides.as_ref().filter(|l| **l != self.cached) {
+            self.cached = list.clone();
+        }
+    }
+
+    /// Puts the cached overrides in etcd if it holds none (it lost them), unless the cache
+    /// is empty too.
+    async fn seed(&mut self, kv: &mut KvClient) -> Result<(), String> {
+        if self.cached.is_empty() {
+            return Ok(());
+        }
+        let key = self.keys.overrides();
+        let list = serde_json::to_vec(&self.cached).map_err(|e| e.to_string())?;
+        let t = Txn::new()
+            .when([Compare::version(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, list, None)]);
+        if self.op("seed overrides", kv.txn(t)).await?.succeeded() {
+            tracing::warn!(
+                overrides = self.cached.len(),
+                "cluster: etcd held no overrides; seeded with the last list the cluster agreed on"
+            );
+            crate::ops::metrics::cluster_writes("override", 1);
+        }
+        Ok(())
     }
 
     /// Registers on `lease`, seeds the overrides if etcd has none, reads everything, and
@@ -336,20 +404,7 @@ impl Session {
         self.op("register", kv.put(self.keys.instance(), me, Some(put)))
             .await?;
         crate::ops::metrics::cluster_writes("register", 1);
-        if !self.cached.is_empty() {
-            let key = self.keys.overrides();
-            let list = serde_json::to_vec(&self.cached).map_err(|e| e.to_string())?;
-            let t = Txn::new()
-                .when([Compare::version(key.clone(), CompareOp::Equal, 0)])
-                .and_then([TxnOp::put(key, list, None)]);
-            if self.op("seed overrides", kv.txn(t)).await?.succeeded() {
-                tracing::warn!(
-                    overrides = self.cached.len(),
-                    "cluster: etcd held no overrides; seeded with those this instance knew"
-                );
-                crate::ops::metrics::cluster_writes("override", 1);
-            }
-        }
+        self.seed(kv).await?;
         let all = GetOptions::new().with_prefix();
         let resp = self
             .op("read", kv.get(self.keys.prefix.clone(), Some(all)))
@@ -367,9 +422,11 @@ impl Session {
                 Some(kv.value()),
             );
         }
-        state.overrides.get_or_insert_with(Vec::new);
-        // Every view of ours is written again onto this lease; those no longer ours go.
-        let stale: Vec<String> = self.written().into_keys().collect();
+        // Absent (and not seeded: the cache is empty) or garbled: the last good list stays.
+        state.overrides.get_or_insert_with(|| self.cached.clone());
+        // Every view of ours is written again onto this lease, whatever etcd held (its
+        // values may predate what this instance saw meanwhile); those no longer ours go.
+        let stale: Vec<String> = std::mem::take(&mut self.own).into_keys().collect();
         let mine: Vec<String> = state
             .views
             .iter()
@@ -377,71 +434,118 @@ impl Session {
             .map(|(m, _)| m.clone())
             .collect();
         self.state = state;
-        let mut written = BTreeMap::new();
+        self.remember_overrides();
         let stale = stale.into_iter().chain(mine).collect();
-        self.write_views(kv, lease, &mut written, stale).await?;
+        self.write_views(kv, lease, stale).await?;
         Ok(rev)
     }
 
-    /// Writes the views whose `up` differs from `written`, and deletes `stale` ones and
-    /// those no longer held; `written` becomes what etcd holds.
+    /// Writes the views whose `up` differs from what etcd holds (`own`), and deletes
+    /// `stale` ones and those no longer held; `own` follows each write.
     async fn write_views(
         &mut self,
         kv: &mut KvClient,
         lease: i64,
-        written: &mut BTreeMap<String, bool>,
         mut stale: Vec<String>,
     ) -> Result<(), String> {
         let now = self.views_rx.borrow_and_update().clone();
-        let mut ops = Vec::new();
-        for (m, v) in now.iter().filter(|(m, v)| written.get(*m) != Some(&v.up)) {
+        let (mut ops, mut changes) = (Vec::new(), Vec::new());
+        for (m, v) in now.iter() {
+            if self.own.get(m).map(|o| o.0) == Some(v.up) {
+                continue;
+            }
             let value = serde_json::to_vec(v).map_err(|e| e.to_string())?;
             let put = PutOptions::new().with_lease(lease);
             ops.push(TxnOp::put(self.keys.view(m), value, Some(put)));
+            changes.push((m.clone(), Some(v.up)));
         }
-        stale.extend(written.keys().cloned());
+        stale.extend(self.own.keys().cloned());
         stale.sort();
         stale.dedup();
         stale.retain(|m| !now.contains_key(m));
-        for m in &stale {
-            ops.push(TxnOp::delete(self.keys.view(m), None));
+        for m in stale {
+            ops.push(TxnOp::delete(self.keys.view(&m), None));
+            changes.push((m, None));
         }
-        for chunk in ops.chunks(MAX_TXN_OPS) {
+        for (chunk, done) in ops.chunks(MAX_TXN_OPS).zip(changes.chunks(MAX_TXN_OPS)) {
             let t = Txn::new().and_then(chunk.to_vec());
-            self.op("write views", kv.txn(t)).await?;
+            let r = self.op("write views", kv.txn(t)).await?;
             crate::ops::metrics::cluster_writes("view", chunk.len());
-        }
-        *written = now.iter().map(|(m, v)| (m.clone(), v.up)).collect();
-        Ok(())
-    }
-
-    /// Takes the alert leadership if nobody holds it; learns who does otherwise.
-    async fn campaign(&mut self, kv: &mut KvClient, lease: i64) -> Result<(), String> {
-        let key = self.keys.leader();
-        let t = Txn::new()
-            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                key.clone(),
-                self.keys.me.clone(),
-                Some(PutOptions::new().with_lease(lease)),
-            )])
-            .or_else([TxnOp::get(key, None)]);
-        let r = self.op("campaign", kv.txn(t)).await?;
-        if r.succeeded() {
-            tracing::info!("cluster: this instance now sends the cluster's alerts");
-            crate::ops::metrics::cluster_writes("leader", 1);
-            self.state.leader = Some(self.keys.me.clone());
-            return Ok(());
-        }
-        for op in r.op_responses() {
-            if let TxnOpResponse::Get(g) = op {
-                self.state.leader = g
-                    .kvs()
-                    .first()
-                    .map(|kv| String::from_utf8_lossy(kv.value()).into_owned());
+            let rev = r.header().map_or(0, |h| h.revision());
+            for (m, up) in done {
+                match up {
+                    Some(up) => self.own.insert(m.clone(), (*up, rev)),
+                    None => self.own.remove(m),
+                };
             }
         }
         Ok(())
+    }
+
+    /// Writes the engine's record of what the cluster's alerts told, while this instance
+    /// leads (a record made before a reconnect that lost the lead is not written).
+    async fn write_alerted(&mut self, kv: &mut KvClient) -> Result<(), String> {
+        let Some(a) = self.alerted_rx.borrow_and_update().clone() else {
+            return Ok(());
+        };
+        if self.state.leader.as_deref() != Some(self.keys.me.as_str()) {
+            return Ok(());
+        }
+        let body = serde_json::to_vec(&*a).map_err(|e| e.to_string())?;
+        self.op("record alerts", kv.put(self.keys.alerted(), body, None))
+            .await?;
+        crate::ops::metrics::cluster_writes("alerted", 1);
+        Ok(())
+    }
+
+    /// Takes the alert leadership if nobody holds it, or if the leader key names no live
+    /// instance (a value no session holds is taken over); learns who leads otherwise.
+    async fn campaign(&mut self, kv: &mut KvClient, lease: i64) -> Result<(), String> {
+        let key = self.keys.leader();
+        let put = TxnOp::put(
+            key.clone(),
+            self.keys.me.clone(),
+            Some(PutOptions::new().with_lease(lease)),
+        );
+        let t = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([put.clone()])
+            .or_else([TxnOp::get(key.clone(), None)]);
+        let r = self.op("campaign", kv.txn(t)).await?;
+        if r.succeeded() {
+            self.lead();
+            return Ok(());
+        }
+        let held = r.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(g) => g.kvs().first().map(|kv| {
+                let holder = String::from_utf8_lossy(kv.value()).into_owned();
+                (holder, kv.mod_revision())
+            }),
+            _ => None,
+        });
+        self.state.leader_key = held.as_ref().map(|(h, _)| h.clone());
+        self.state.settle_leader();
+        match held {
+            Some((holder, rev)) if self.state.leader.is_none() => {
+                tracing::warn!(%holder, "cluster: the leader key names no live instance; taking it over");
+                let t = Txn::new()
+                    .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
+                    .and_then([put]);
+                if self.op("campaign", kv.txn(t)).await?.succeeded() {
+                    self.lead();
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// This instance holds the leader key now.
+    fn lead(&mut self) {
+        tracing::info!("cluster: this instance now sends the cluster's alerts");
+        crate::ops::metrics::cluster_writes("leader", 1);
+        self.state.leader_key = Some(self.keys.me.clone());
+        self.state.settle_leader();
     }
 
     /// Applies `change` to the overrides etcd holds, by compare-and-swap. The outer error is
@@ -454,12 +558,14 @@ impl Session {
         let key = self.keys.overrides();
         for _ in 0..CAS_TRIES {
             let r = self.op("read overrides", kv.get(key.clone(), None)).await?;
+            // A garbled value (or none) is replaced from the last good list.
             let (list, rev) = match r.kvs().first() {
                 Some(kv) => (
-                    serde_json::from_slice::<Vec<Override>>(kv.value()).unwrap_or_default(),
+                    serde_json::from_slice::<Vec<Override>>(kv.value())
+                        .unwrap_or_else(|_| self.cached.clone()),
                     kv.mod_revision(),
                 ),
-                None => (Vec::new(), 0),
+                None => (self.cached.clone(), 0),
             };
             let new = match change.apply(list.clone()) {
                 Ok(n) if n == list => return Ok(Ok(n)),
@@ -473,6 +579,7 @@ impl Session {
             if self.op("write overrides", kv.txn(t)).await?.succeeded() {
                 crate::ops::metrics::cluster_writes("override", 1);
                 self.alive();
+                self.cached = new.clone();
                 return Ok(Ok(new));
             }
         }

@@ -115,6 +115,8 @@ fn shared_follows_puts_and_deletes() {
         s.views.is_empty(),
         "a value that does not parse counts as no view"
     );
+    let c = serde_json::to_vec(&inst()).unwrap();
+    s.apply(&k, "/gtmd/x/instances/c", Some(&c));
     s.apply(&k, "/gtmd/x/leader", Some(b"c"));
     assert_eq!(s.leader.as_deref(), Some("c"));
     s.apply(&k, "/gtmd/x/leader", None);
@@ -125,6 +127,51 @@ fn shared_follows_puts_and_deletes() {
         Some(br#"[{"target":"web/eu-1","action":"disable","reason":"r","since":1,"until":null}]"#),
     );
     assert_eq!(s.overrides.as_ref().unwrap().len(), 1);
+}
+
+#[test]
+fn a_garbled_overrides_value_keeps_the_last_good_list() {
+    let k = Keys {
+        prefix: "/gtmd/x/".into(),
+        me: "a".into(),
+    };
+    let mut s = Shared::default();
+    let good = br#"[{"target":"web/eu-1","action":"disable","reason":"r","since":1,"until":null}]"#;
+    s.apply(&k, "/gtmd/x/overrides", Some(good));
+    s.apply(&k, "/gtmd/x/overrides", Some(b"{not json"));
+    assert_eq!(s.overrides.as_ref().unwrap().len(), 1);
+    assert!(s
+        .overrides_problem
+        .as_deref()
+        .unwrap()
+        .contains("does not parse"));
+    s.apply(&k, "/gtmd/x/overrides", None);
+    assert_eq!(
+        s.overrides.as_ref().unwrap().len(),
+        1,
+        "a deletion is a loss"
+    );
+    s.apply(&k, "/gtmd/x/overrides", Some(b"[]"));
+    assert_eq!(s.overrides, Some(Vec::new()));
+    assert_eq!(s.overrides_problem, None);
+}
+
+#[test]
+fn a_leader_key_no_live_instance_holds_is_ignored() {
+    let k = Keys {
+        prefix: "/gtmd/x/".into(),
+        me: "a".into(),
+    };
+    let mut s = Shared::default();
+    s.apply(&k, "/gtmd/x/leader", Some(b"intruder"));
+    assert_eq!(s.leader, None);
+    let b = serde_json::to_vec(&inst()).unwrap();
+    s.apply(&k, "/gtmd/x/instances/b", Some(&b));
+    s.apply(&k, "/gtmd/x/leader", Some(b"b"));
+    assert_eq!(s.leader.as_deref(), Some("b"));
+    // Its session ends: it leads no more, whatever the key still says.
+    s.apply(&k, "/gtmd/x/instances/b", None);
+    assert_eq!(s.leader, None);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 use super::{Engine, OverrideOp};
-use crate::cluster::{decide, Decision, Handle, Link, OverrideChange, Shared, Verdict};
+use crate::cluster::{decide, Alerted, Decision, Handle, Link, OverrideChange, Shared, Verdict};
 use crate::ops::alert::Alert;
 use crate::ops::state::{now_secs, Override};
 use crate::steer::health::{State, Transition};
@@ -31,6 +31,8 @@ pub(super) struct Clustered {
     disagree: Vec<(Option<Instant>, bool)>,
     /// The link as last seen (its changes are alerted).
     link: Link,
+    /// While this instance leads: what the cluster's alerts last told (recorded in etcd).
+    recorded: Option<Alerted>,
 }
 
 impl Engine {
@@ -45,6 +47,7 @@ impl Engine {
             decided: vec![None; n],
             disagree: vec![(None, false); n],
             link: Link::Joining,
+            recorded: None,
         }));
     }
 
@@ -123,25 +126,27 @@ impl Engine {
             return;
         };
         let shared = c.handle.shared.borrow_and_update().clone();
+        let garbled = c.shared.overrides_problem.is_some();
         let now = Instant::now();
         let n = self.members.len();
         let before: Vec<bool> = (0..n).map(|i| self.passing(i, now)).collect();
         let link_was = self.set_shared(shared.clone());
         let mut changed = link_was != shared.link;
+        if let (false, Some(p)) = (garbled, &shared.overrides_problem) {
+            if self.speaks_for_cluster() {
+                let mut a = Alert::new("cluster_overrides_unreadable");
+                a.reason = Some(p.clone());
+                self.alerts.send(a);
+            }
+        }
         if let (Link::Connected, Some(list)) = (shared.link, &shared.overrides) {
             changed |= self.adopt_overrides(list.clone()).await;
         }
-        // The quorum's own changes are alerted, by the leader; a switch between the quorum
-        // and this instance's view (joining, falling back) is alerted as such.
-        let steady = link_was == Link::Connected && shared.link == Link::Connected;
-        for (i, &was) in before.iter().enumerate() {
-            if self.passing(i, now) != was {
-                changed = true;
-                if steady && self.speaks_for_cluster() {
-                    self.decided_alert(i, was);
-                }
-            }
-        }
+        // The quorum's own changes are alerted by the leader, against the record of what
+        // the alerts last told; a switch between the quorum and this instance's view
+        // (joining, falling back) is alerted as such.
+        changed |= (0..n).any(|i| self.passing(i, now) != before[i]);
+        self.sync_alerted();
         if link_was == Link::Joining && shared.link == Link::Fallback {
             // Never joined: what this instance saw down meanwhile is told now.
             for i in (0..n).filter(|&i| self.members[i].health.state == State::Down) {
@@ -330,8 +335,60 @@ impl Engine {
         a.cname = m.cname.as_ref().map(|n| n.to_string());
     }
 
+    /// While this instance leads: alerts what differs between the quorum's decisions and
+    /// overrides and the record of what the alerts last told (the previous leader's, when
+    /// it just took over: what it missed is sent now, once), and records the new state.
+    fn sync_alerted(&mut self) {
+        let leads = self.follows_cluster() && self.speaks_for_cluster();
+        let now = now_secs();
+        let members: BTreeMap<String, bool> = (0..self.members.len())
+            .filter_map(|i| Some((self.member_key(i), self.decision(i)?.up)))
+            .collect();
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        if !leads {
+            c.recorded = None;
+            return;
+        }
+        let base = c.recorded.take().or_else(|| c.shared.alerted.clone());
+        let current = Alerted {
+            members,
+            overrides: self.overrides.clone(),
+        };
+        if base.as_ref() != Some(&current) {
+            c.handle.record_alerted(current.clone());
+        }
+        c.recorded = Some(current);
+        let Some(base) = base else { return };
+        for i in 0..self.members.len() {
+            let key = self.member_key(i);
+            // A member the record does not hold was never told down.
+            let was = base.members.get(&key).copied().unwrap_or(true);
+            if self.decision(i).is_some_and(|d| d.up != was) {
+                self.decided_alert(i, was);
+            }
+        }
+        for o in self
+            .overrides
+            .iter()
+            .filter(|o| !base.overrides.contains(o))
+        {
+            self.alerts.send(self.override_set_alert(o));
+        }
+        let gone = base
+            .overrides
+            .iter()
+            .filter(|o| !o.expired(now) && !self.overrides.iter().any(|n| n.target == o.target));
+        for o in gone {
+            let mut a = Alert::new("override_cleared");
+            a.target = Some(o.target.to_string());
+            self.alerts.send(a);
+        }
+    }
+
     /// Takes the cluster's overrides: kept in the state file (a cache for a start without
-    /// etcd), applied, and alerted by the leader. True if they changed.
+    /// etcd) and applied (the leader alerts them: see `sync_alerted`). True if they changed.
     async fn adopt_overrides(&mut self, mut list: Vec<Override>) -> bool {
         // Those that ended are gone here already (the leader removes them from etcd).
         let now = now_secs();
@@ -340,23 +397,14 @@ impl Engine {
             return false;
         }
         let old = std::mem::replace(&mut self.overrides, list);
-        let speak = self.speaks_for_cluster();
         for o in self.overrides.iter().filter(|o| !old.contains(o)) {
             tracing::warn!(target = %o.target, action = ?o.action, reason = %o.reason, "cluster: override set");
-            if speak {
-                self.alerts.send(self.override_set_alert(o));
-            }
         }
         for o in old
             .iter()
             .filter(|o| !self.overrides.iter().any(|n| n.target == o.target))
         {
             tracing::warn!(target = %o.target, "cluster: override cleared");
-            if speak && !o.expired(now_secs()) {
-                let mut a = Alert::new("override_cleared");
-                a.target = Some(o.target.to_string());
-                self.alerts.send(a);
-            }
         }
         if let Err(e) = self.persist().await {
             tracing::error!(error = %e, "cannot write the cluster's overrides to the state file");

@@ -1,0 +1,260 @@
+//! A cluster through etcd's faults, on a real etcd on loopback and real HTTP backends: an
+//! outage and its recovery (with and without a fallback), the loss of etcd's data, and
+//! values in etcd that no instance wrote.
+
+#![cfg(feature = "cluster")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cluster::*;
+use common::*;
+use serde_json::json;
+
+/// Waits until every running instance's own view (its rise/fall state) of m0 is `state`.
+async fn own_view_of_m0(c: &Cluster, state: &str) {
+    let ok = wait_until(Duration::from_secs(10), || async {
+        for i in c.instances.iter().filter(|i| i.child.is_some()) {
+            let s = i.status().await.unwrap_or_default();
+            if s["members"][0]["state"] != state {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(ok.is_some(), "not every instance sees m0 {state}");
+}
+
+/// Asserts that every instance answers `want` at every look for `long`.
+async fn answers_stay(c: &Cluster, want: &[&str], long: Duration) {
+    let until = Instant::now() + long;
+    while Instant::now() < until {
+        for i in &c.instances {
+            let got = i.answers().await;
+            let st = i.status().await.unwrap_or_default();
+            assert_eq!(got, want, "{}: {} {}", i.id, st["cluster"], st["overrides"]);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The alerts `event` of `target`.
+fn alerts_of(c: &Cluster, event: &str, target: &str) -> usize {
+    let all = c.hook.events(event);
+    all.iter().filter(|a| a["target"] == target).count()
+}
+
+/// etcd stops; m0 fails; etcd comes back; m0 recovers. Then every instance answers m0.
+async fn outage_then_recovery(c: &mut Cluster, fallback: bool) {
+    c.etcd.stop_member(0);
+    c.backends[0].refuse();
+    own_view_of_m0(c, "down").await;
+    if fallback {
+        let fell = wait_until(Duration::from_secs(TTL * 3 + 5), || async {
+            for i in 0..3 {
+                if c.link(i).await != "fallback" {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+        assert!(fell.is_some(), "not every instance fell back");
+    }
+    c.etcd.start_member(0);
+    c.etcd.wait_healthy().await;
+    c.wait_joined(3, Duration::from_secs(30)).await;
+    let out = c.wait_answers(&[M1], Duration::from_secs(10)).await;
+    assert!(out.is_some(), "m0 down on every instance, but answered");
+    c.backends[0].restore().await;
+    own_view_of_m0(c, "up").await;
+    let back = c.wait_answers(&[M0, M1], Duration::from_secs(10)).await;
+    let views: Vec<String> = views_of_m0(c).await;
+    assert!(
+        back.is_some(),
+        "m0 up on every instance (fallback: {fallback}), but left out: {views:?}"
+    );
+}
+
+/// Every instance's `/status` views of m0, for a failure's message.
+async fn views_of_m0(c: &Cluster) -> Vec<String> {
+    let mut v = Vec::new();
+    for i in &c.instances {
+        let s = i.status().await.unwrap_or_default();
+        v.push(format!("{}: {}", i.id, s["members"][0]["views"]));
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_recovers_after_etcd_comes_back_is_in_every_answer() {
+    let mut c = Cluster::three(1).await;
+    // etcd back before the lease TTL ends...
+    outage_then_recovery(&mut c, false).await;
+    // ...and after every instance fell back to its own view.
+    outage_then_recovery(&mut c, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_etcd_loses_its_data_a_disabled_member_stays_out_and_a_cleared_override_stays_cleared(
+) {
+    let mut c = Cluster::three(1).await;
+    let a = c.instances[0].admin;
+    // m0 disabled, and in every state file when the instances start again.
+    let body = json!({ "target": "web/m0", "action": "disable", "reason": "old" });
+    api(a, "/overrides", Some(body)).await;
+    assert!(c
+        .wait_answers(&[M1], Duration::from_secs(3))
+        .await
+        .is_some());
+    for i in &mut c.instances {
+        i.stop();
+    }
+    for i in &mut c.instances {
+        i.start();
+    }
+    c.wait_joined(3, Duration::from_secs(20)).await;
+    // Since start: m0's override cleared (through b), m1 disabled (through c).
+    let (b, cc) = (c.instances[1].admin, c.instances[2].admin);
+    api(b, "/overrides/clear", Some(json!({ "target": "web/m0" }))).await;
+    assert!(c
+        .wait_answers(&[M0, M1], Duration::from_secs(3))
+        .await
+        .is_some());
+    let body = json!({ "target": "web/m1", "action": "disable", "reason": "new" });
+    api(cc, "/overrides", Some(body)).await;
+    assert!(c
+        .wait_answers(&[M0], Duration::from_secs(3))
+        .await
+        .is_some());
+
+    // etcd loses everything; the instances rejoin an empty etcd.
+    c.etcd.wipe_member(0);
+    c.etcd.wait_healthy().await;
+    c.wait_joined(3, Duration::from_secs(30)).await;
+    answers_stay(&c, &[M0], Duration::from_secs(3)).await;
+    let got = format!("{:?}", c.hook.got.lock().unwrap());
+    assert_eq!(alerts_of(&c, "override_cleared", "web/m0"), 1, "{got}");
+    assert_eq!(alerts_of(&c, "override_cleared", "web/m1"), 0, "{got}");
+    assert_eq!(alerts_of(&c, "override_set", "web/m0"), 1, "{got}");
+    assert_eq!(alerts_of(&c, "override_set", "web/m1"), 1, "{got}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_state_files_an_override_set_since_start_survives_the_loss_of_etcd_data() {
+    let mut c = Cluster::three_with(1, false).await;
+    let body = json!({ "target": "web/m1", "action": "disable", "reason": "drain" });
+    api(c.instances[0].admin, "/overrides", Some(body)).await;
+    assert!(c
+        .wait_answers(&[M0], Duration::from_secs(3))
+        .await
+        .is_some());
+    c.etcd.wipe_member(0);
+    c.etcd.wait_healthy().await;
+    c.wait_joined(3, Duration::from_secs(30)).await;
+    answers_stay(&c, &[M0], Duration::from_secs(3)).await;
+    let got = format!("{:?}", c.hook.got.lock().unwrap());
+    assert_eq!(alerts_of(&c, "override_cleared", "web/m1"), 0, "{got}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbled_overrides_value_keeps_the_last_good_list_and_is_alerted() {
+    let c = Cluster::three(1).await;
+    let a = c.instances[0].admin;
+    let body = json!({ "target": "web/m1", "action": "disable", "reason": "drain" });
+    api(a, "/overrides", Some(body)).await;
+    assert!(c
+        .wait_answers(&[M0], Duration::from_secs(3))
+        .await
+        .is_some());
+
+    c.etcd.put("overrides", "{not json").await;
+    answers_stay(&c, &[M0], Duration::from_secs(2)).await;
+    let told = wait_until(Duration::from_secs(5), || async {
+        !c.hook.events("cluster_overrides_unreadable").is_empty()
+    })
+    .await;
+    assert!(told.is_some(), "{:?}", c.hook.got.lock().unwrap());
+    assert_eq!(alerts_of(&c, "override_cleared", "web/m1"), 0);
+
+    // An override change writes a good list again, from the last good one.
+    let body = json!({ "target": "web/m0", "action": "force-up", "reason": "x" });
+    api(c.instances[1].admin, "/overrides", Some(body)).await;
+    let both = wait_until(Duration::from_secs(3), || async {
+        for i in &c.instances {
+            let s = i.status().await.unwrap_or_default();
+            if s["overrides"].as_array().map(Vec::len) != Some(2) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(both.is_some(), "the change did not keep the last good list");
+    answers_stay(&c, &[M0], Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_value_no_live_instance_holds_is_ignored_and_a_live_one_takes_over() {
+    let mut c = Cluster::three(1).await;
+    c.etcd.put("leader", "intruder").await;
+    let ours = wait_until(Duration::from_secs(5), || async {
+        let mut leaders = Vec::new();
+        for i in &c.instances {
+            let s = i.status().await.unwrap_or_default();
+            leaders.push(s["cluster"]["leader"].as_str().unwrap_or("").to_string());
+        }
+        leaders
+            .iter()
+            .all(|l| ["a", "b", "c"].contains(&l.as_str()) && *l == leaders[0])
+    })
+    .await;
+    assert!(
+        ours.is_some(),
+        "no live instance leads after a foreign leader value"
+    );
+    // The cluster's alerts still come, once each.
+    c.bounce_m0().await;
+    let got = format!("{:?}", c.hook.got.lock().unwrap());
+    let once = wait_until(Duration::from_secs(3), || async {
+        c.hook.events("member_up").len() == 1
+    })
+    .await;
+    assert!(once.is_some(), "{got}");
+    assert_eq!(c.hook.events("member_down").len(), 1, "{got}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_decided_while_the_alert_leader_is_dead_is_alerted_once_by_the_next() {
+    let mut c = Cluster::three(1).await;
+    let s = c.instances[0].status().await.unwrap();
+    let leader = s["cluster"]["leader"].as_str().unwrap().to_string();
+    let k = c.instances.iter().position(|i| i.id == leader).unwrap();
+    let other = c.instances[(k + 1) % 3].admin;
+    // The leader dies; before its lease ends, m0 fails and m1 is disabled.
+    c.instances[k].kill();
+    c.backends[0].refuse();
+    let body = json!({ "target": "web/m1", "action": "disable", "reason": "gap" });
+    api(other, "/overrides", Some(body)).await;
+    let told = wait_until(Duration::from_secs(TTL * 3 + 5), || async {
+        c.hook.events("member_down").len() == 1 && alerts_of(&c, "override_set", "web/m1") == 1
+    })
+    .await;
+    let got = format!("{:?}", c.hook.got.lock().unwrap());
+    assert!(
+        told.is_some(),
+        "the next leader did not send what it missed: {got}"
+    );
+    // Once each, and not again at the next change.
+    c.backends[0].restore().await;
+    let up = wait_until(Duration::from_secs(5), || async {
+        c.hook.events("member_up").len() == 1
+    })
+    .await;
+    let got = format!("{:?}", c.hook.got.lock().unwrap());
+    assert!(up.is_some(), "{got}");
+    assert_eq!(c.hook.events("member_down").len(), 1, "{got}");
+    assert_eq!(alerts_of(&c, "override_set", "web/m1"), 1, "{got}");
+}
