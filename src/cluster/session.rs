@@ -6,9 +6,9 @@
 //! opens on whichever etcd member works (see [`super::connect`]) and moves this instance's
 //! keys onto a new lease before the old one is revoked, so the others see nothing of a
 //! reconnect. An instance id that another live instance holds is refused: the session ends
-//! with why, and it tries again until that instance is gone. When etcd has not answered for the lease TTL, the link turns
-//! to [`Link::Fallback`] (the engine then answers from its own view) until a session
-//! succeeds again. Nothing here waits for the engine or blocks answers.
+//! with why, and it tries again until that instance is gone. When etcd has not answered for
+//! the lease TTL, the link turns to [`Link::Fallback`] (the engine then answers from its own
+//! view) until a session succeeds again. Nothing here waits for the engine or blocks answers.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -245,7 +245,16 @@ impl Session {
         let (keeper, alive) = self
             .op("lease keep-alive", lease_c.keep_alive(lease))
             .await?;
-        let rev = self.join(&mut kv, lease).await?;
+        let rev = match self.join(&mut kv, lease).await {
+            Ok(rev) => rev,
+            Err(e) => {
+                if !self.own.contains(&lease) {
+                    // Refused: nothing is on it.
+                    let _ = self.op("lease revoke", lease_c.revoke(lease)).await;
+                }
+                return Err(e);
+            }
+        };
         // Its keys are on the new lease now; what is left on older ones (an old leadership)
         // goes, through this member (the one of the old lease may be cut off).
         for id in std::mem::replace(&mut self.own, vec![lease]) {
@@ -362,8 +371,8 @@ impl Session {
             .collect()
     }
 
-    /// Registers this instance on `lease`: when its key is free, or held on a lease of this
-    /// instance's own (a session before this one). A key on any other lease is another live
+    /// Registers this instance on `lease`: when its key is free, on no lease, or held on a
+    /// lease of this instance's own (a session before this one). A key on any other lease is another live
     /// instance with the same id: refused, and nothing is written.
     async fn register(&mut self, kv: &mut KvClient, lease: i64) -> Result<(), String> {
         let key = self.keys.instance();
@@ -382,7 +391,8 @@ impl Session {
         let mut r = self.op("register", kv.txn(t)).await?;
         if !r.succeeded() {
             let (holder, value) = held(&r).unwrap_or_default();
-            if !self.own.contains(&holder) {
+            // A key on no lease (written by hand) is no live instance's.
+            if holder != 0 && !self.own.contains(&holder) {
                 // This lease holds nothing: it is not ours to keep.
                 self.own.retain(|&l| l != lease);
                 return Err(self.duplicate(holder, &value));
