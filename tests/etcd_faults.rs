@@ -182,6 +182,15 @@ fn etcd_leader(lab: &Lab, from: &str, endpoints: &[String]) -> Option<String> {
         .and_then(|e| e["Endpoint"].as_str().map(str::to_string))
 }
 
+/// The etcd members the sessions of the instance in `host` were on, oldest first (from its
+/// log).
+fn sessions(dir: &Path, host: &str) -> Vec<String> {
+    let log = std::fs::read_to_string(dir.join(format!("{host}.log"))).unwrap_or_default();
+    log.lines()
+        .filter_map(|l| l.split_once("member=").map(|(_, m)| m.trim().to_string()))
+        .collect()
+}
+
 /// What the instances did while etcd's leader was cut off, polled every ~100 ms.
 #[derive(Debug, Default)]
 struct Seen {
@@ -237,9 +246,20 @@ fn an_etcd_leader_cut_from_its_followers_keeps_every_instance_connected_and_writ
     });
     assert!(ok.is_some(), "the instances do not answer both members");
 
-    // The leader is cut from both followers; the instances still reach all three members.
+    // g0 is moved onto the leader first (cut from the followers until its session is there),
+    // so that at least one instance is on the member about to be cut off.
     let old = etcd_leader(&lab, "ctl", &endpoints).expect("etcd has a leader");
     let old_host = members[endpoints.iter().position(|e| *e == old).unwrap()];
+    for m in members.iter().filter(|m| **m != old_host) {
+        lab.cut("g0", m);
+    }
+    let moved = wait_for(Duration::from_secs(10), || {
+        sessions(dir.path(), "g0").last() == Some(&old)
+    });
+    eprintln!("g0 cut from the followers: its session was on the leader after {moved:?}");
+    lab.heal();
+
+    // The leader is cut from both followers; the instances still reach all three members.
     for m in members.iter().filter(|m| **m != old_host) {
         lab.cut(old_host, m);
     }
@@ -255,12 +275,7 @@ fn an_etcd_leader_cut_from_its_followers_keeps_every_instance_connected_and_writ
     eprintln!("leader {old_host} cut off; the followers elected a leader after {elected:?}");
     eprintln!("after the cut: {seen:?}");
     for h in &gtmds {
-        let log = std::fs::read_to_string(dir.path().join(format!("{h}.log"))).unwrap();
-        let on: Vec<&str> = log
-            .lines()
-            .filter_map(|l| l.split_once("member=").map(|(_, m)| m))
-            .collect();
-        eprintln!("{h}'s sessions were on {on:?}");
+        eprintln!("{h}'s sessions were on {:?}", sessions(dir.path(), h));
     }
     assert!(elected.is_some(), "the followers elected no leader");
 
@@ -359,20 +374,23 @@ fn a_second_instance_with_the_same_id_is_refused_while_the_first_lives_and_joins
         "the duplicate does not say it is refused: {}",
         s1["cluster"]
     );
-    // It keeps trying for two lease TTLs: the first's registration, link and answers hold.
-    std::thread::sleep(TTL * 2);
-    let s1 = status(&lab, "g1").unwrap_or_default();
-    assert_ne!(s1["cluster"]["link"], "connected", "{}", s1["cluster"]);
-    let after = registration(&lab, &endpoints);
-    assert_eq!(
-        after.as_ref(),
-        Some(&before),
-        "the duplicate touched the registration"
-    );
-    let s0 = status(&lab, "g0").unwrap_or_default();
-    assert_eq!(s0["cluster"]["link"], "connected", "{}", s0["cluster"]);
-    assert_eq!(s0["cluster"]["problem"], serde_json::Value::Null);
-    assert_eq!(answers(&lab, "g0"), both);
+    // It keeps trying for two lease TTLs: all along, the first's registration, link and
+    // answers hold, and the duplicate stays out.
+    let watched = Instant::now();
+    while watched.elapsed() < TTL * 2 {
+        let s1 = status(&lab, "g1").unwrap_or_default();
+        assert_ne!(s1["cluster"]["link"], "connected", "{}", s1["cluster"]);
+        let after = registration(&lab, &endpoints);
+        assert_eq!(
+            after.as_ref(),
+            Some(&before),
+            "the duplicate touched the registration"
+        );
+        let s0 = status(&lab, "g0").unwrap_or_default();
+        assert_eq!(s0["cluster"]["link"], "connected", "{}", s0["cluster"]);
+        assert_eq!(s0["cluster"]["problem"], serde_json::Value::Null);
+        assert_eq!(answers(&lab, "g0"), both);
+    }
     let log = std::fs::read_to_string(dir.path().join("g1.log")).unwrap();
     assert!(log.contains("another live instance holds the id"), "{log}");
 
