@@ -26,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ClusterConfig, Quorum};
 use crate::ops::state::{Override, Target};
 
+#[cfg(feature = "cluster")]
+mod connect;
 mod keys;
 #[cfg(feature = "cluster")]
 mod session;

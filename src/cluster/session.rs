@@ -3,22 +3,25 @@
 //! and write override changes by compare-and-swap.
 //!
 //! Any etcd error ends the session, and it starts again after a short backoff; a new session
-//! moves this instance's keys onto a new lease before the old one is revoked, so the others
-//! see nothing of a reconnect. When etcd has not answered for the lease TTL, the link turns
-//! to [`Link::Fallback`] (the engine then answers from its own view) until a session
-//! succeeds again. Nothing here waits for the engine or blocks answers.
+//! opens on whichever etcd member works (see [`super::connect`]) and moves this instance's
+//! keys onto a new lease before the old one is revoked, so the others see nothing of a
+//! reconnect. An instance id that another live instance holds is refused: the session ends
+//! with why, and it tries again until that instance is gone. When etcd has not answered for
+//! the lease TTL, the link turns to [`Link::Fallback`] (the engine then answers from its own
+//! view) until a session succeeds again. Nothing here waits for the engine or blocks answers.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
-    KvClient, LeaseClient, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    Certificate, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity, KvClient,
+    LeaseClient, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::connect;
 use super::keys::{Key, Keys};
 use super::{Alerted, Instance, Link, OverrideChange, Shared, Verdict, Write};
 use crate::config::ClusterConfig;
@@ -28,6 +31,17 @@ use crate::ops::state::Override;
 const MAX_TXN_OPS: usize = 128;
 /// A compare-and-swap of the overrides that keeps losing to other writers gives up.
 const CAS_TRIES: usize = 8;
+/// Leases kept as this instance's own between two joins (older ones have expired).
+const MAX_OWN_LEASES: usize = 64;
+
+/// A task that ends with the session.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// An open session: its clients, lease and streams.
 struct Live {
@@ -62,6 +76,9 @@ pub(super) struct Session {
     last_ok: Instant,
     /// The lease of the current (or last) session.
     lease: Option<(LeaseClient, i64)>,
+    /// The leases this instance took since it last joined (the current one too): its
+    /// registration may be on any of them, and only on those.
+    own_leases: Vec<i64>,
 }
 
 impl Session {
@@ -90,6 +107,7 @@ impl Session {
             own: BTreeMap::new(),
             last_ok: Instant::now(),
             lease: None,
+            own_leases: Vec::new(),
         }
     }
 
@@ -112,6 +130,7 @@ impl Session {
                 tracing::warn!(error = %e, "cluster: etcd session ended; reconnecting");
             }
             self.state.problem = Some(e);
+            self.publish();
             self.check_fallback();
             let until = tokio::time::Instant::now() + backoff;
             backoff = (backoff * 2).min(self.op_timeout());
@@ -119,7 +138,9 @@ impl Session {
                 tokio::select! {
                     _ = stop.cancelled() => return self.leave().await,
                     _ = tokio::time::sleep_until(until) => break,
-                    w = self.writes_rx.recv() => match w {
+                    // While still connected, a write waits for the next session (etcd has
+                    // not been lost for the lease TTL: another member usually takes over).
+                    w = self.writes_rx.recv(), if self.state.link != Link::Connected => match w {
                         Some((_, reply)) => { let _ = reply.send(Err(self.unreachable())); }
                         None => return,
                     },
@@ -207,33 +228,54 @@ impl Session {
         Ok(o)
     }
 
-    /// One session, until an error ends it.
+    /// One session, until an error ends it, or until its etcd member stops working.
     async fn session(&mut self) -> Result<(), String> {
-        let live = self.open().await?;
-        self.serve(live).await
+        let (live, member) = self.open().await?;
+        let mut member = AbortOnDrop(tokio::spawn(member));
+        tokio::select! {
+            r = self.serve(live) => r,
+            e = &mut member.0 => Err(e.unwrap_or_else(|e| format!("the member check failed: {e}"))),
+        }
     }
 
-    /// Connects, takes a lease, joins, campaigns and starts watching; then the link is up.
-    async fn open(&mut self) -> Result<Live, String> {
+    /// Connects to a working member, takes a lease, joins, campaigns and starts watching;
+    /// then the link is up. Also returns the check that ends the session when that member
+    /// stops working.
+    async fn open(&mut self) -> Result<(Live, impl std::future::Future<Output = String>), String> {
         let opts = self.options()?;
-        let client = self
-            .op(
-                "connect",
-                Client::connect(self.cfg.endpoints.clone(), Some(opts)),
-            )
-            .await?;
+        let limit = connect::FAILOVER.max(self.op_timeout());
+        let (client, endpoint) =
+            connect::working_member(&self.cfg.endpoints, &opts, &self.keys.leader(), limit).await?;
+        tracing::info!(member = %endpoint, "cluster: etcd session on this member");
+        let member = connect::watch_member(client.clone(), endpoint, self.keys.leader());
         let mut kv = client.kv_client();
         let mut lease_c = client.lease_client();
         let ttl = self.cfg.lease_ttl.as_secs() as i64;
         let lease = self.op("lease grant", lease_c.grant(ttl, None)).await?.id();
-        let old = self.lease.replace((lease_c.clone(), lease));
+        self.lease = Some((lease_c.clone(), lease));
+        if self.own_leases.len() >= MAX_OWN_LEASES {
+            self.own_leases.remove(0);
+        }
+        self.own_leases.push(lease);
         let (keeper, alive) = self
             .op("lease keep-alive", lease_c.keep_alive(lease))
             .await?;
-        let rev = self.join(&mut kv, lease).await?;
-        if let Some((mut c, id)) = old.filter(|(_, id)| *id != lease) {
-            // Its keys are on the new lease now; what is left of it (an old leadership) goes.
-            let _ = self.op("lease revoke", c.revoke(id)).await;
+        let rev = match self.join(&mut kv, lease).await {
+            Ok(rev) => rev,
+            Err(e) => {
+                if !self.own_leases.contains(&lease) {
+                    // Refused: nothing is on it.
+                    let _ = self.op("lease revoke", lease_c.revoke(lease)).await;
+                }
+                return Err(e);
+            }
+        };
+        // Its keys are on the new lease now; what is left on older ones (an old leadership)
+        // goes, through this member (the one of the old lease may be cut off).
+        for id in std::mem::replace(&mut self.own_leases, vec![lease]) {
+            if id != lease {
+                let _ = self.op("lease revoke", lease_c.revoke(id)).await;
+            }
         }
         self.campaign(&mut kv, lease).await?;
         let opts = WatchOptions::new()
@@ -250,14 +292,15 @@ impl Session {
         self.state.link = Link::Connected;
         self.state.problem = None;
         self.publish();
-        Ok(Live {
+        let live = Live {
             kv,
             lease,
             keeper,
             alive,
             _watcher,
             stream,
-        })
+        };
+        Ok((live, member))
     }
 
     /// Keeps the lease alive, follows the watch, and writes views and override changes,
@@ -396,14 +439,64 @@ impl Session {
         Ok(())
     }
 
+    /// Registers this instance on `lease`: when its key is free, on no lease, or held on a
+    /// lease of this instance's own (a session before this one). A key on any other lease is another live
+    /// instance with the same id: refused, and nothing is written.
+    async fn register(&mut self, kv: &mut KvClient, lease: i64) -> Result<(), String> {
+        let key = self.keys.instance();
+        let me = serde_json::to_vec(&self.me).map_err(|e| e.to_string())?;
+        let put = || {
+            TxnOp::put(
+                key.clone(),
+                me.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            )
+        };
+        let t = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([put()])
+            .or_else([TxnOp::get(key.clone(), None)]);
+        let mut r = self.op("register", kv.txn(t)).await?;
+        if !r.succeeded() {
+            let (holder, value) = held(&r).unwrap_or_default();
+            // A key on no lease (written by hand) is no live instance's.
+            if holder != 0 && !self.own_leases.contains(&holder) {
+                // This lease holds nothing: it is not ours to keep.
+                self.own_leases.retain(|&l| l != lease);
+                return Err(self.duplicate(holder, &value));
+            }
+            let t = Txn::new()
+                .when([Compare::lease(key.clone(), CompareOp::Equal, holder)])
+                .and_then([put()]);
+            r = self.op("register", kv.txn(t)).await?;
+            if !r.succeeded() {
+                return Err("register: the registration changed under this instance".into());
+            }
+        }
+        crate::ops::metrics::cluster_writes("register", 1);
+        Ok(())
+    }
+
+    /// Why this instance may not join: another holds its id.
+    fn duplicate(&self, lease: i64, value: &[u8]) -> String {
+        let other = serde_json::from_slice::<Instance>(value)
+            .map(|i| {
+                format!(
+                    "a {} of version {} registered at {} (Unix time)",
+                    i.kind, i.version, i.since
+                )
+            })
+            .unwrap_or_else(|_| "an instance".into());
+        format!(
+            "another live instance holds the id {:?} ({other}, on etcd lease {lease:x}): this instance does not join the cluster until it is gone; give each instance its own [cluster] id",
+            self.keys.me
+        )
+    }
+
     /// Registers on `lease`, seeds the overrides if etcd has none, reads everything, and
     /// writes this instance's views onto the lease. Returns the revision read at.
     async fn join(&mut self, kv: &mut KvClient, lease: i64) -> Result<i64, String> {
-        let me = serde_json::to_vec(&self.me).map_err(|e| e.to_string())?;
-        let put = PutOptions::new().with_lease(lease);
-        self.op("register", kv.put(self.keys.instance(), me, Some(put)))
-            .await?;
-        crate::ops::metrics::cluster_writes("register", 1);
+        self.register(kv, lease).await?;
         self.seed(kv).await?;
         let all = GetOptions::new().with_prefix();
         let resp = self
@@ -587,4 +680,12 @@ impl Session {
             "the overrides kept changing under {CAS_TRIES} tries: try again"
         )))
     }
+}
+
+/// The lease and value of the key a failed registration read.
+fn held(r: &etcd_client::TxnResponse) -> Option<(i64, Vec<u8>)> {
+    r.op_responses().into_iter().find_map(|op| match op {
+        TxnOpResponse::Get(g) => g.kvs().first().map(|kv| (kv.lease(), kv.value().to_vec())),
+        _ => None,
+    })
 }

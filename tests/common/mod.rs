@@ -2,6 +2,8 @@
 //! and TCP, and run real HTTP/TCP backends that a test can break and restore.
 #![allow(dead_code)]
 
+pub mod lab;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
