@@ -233,8 +233,10 @@ fn respond(
         RecordType::AXFR | RecordType::IXFR => {
             return transfer::transfer(snap, msg, resp, meta, client, transport, key);
         }
-        RecordType::OPT => {
-            meta.response_code = ResponseCode::FormErr;
+        // QTYPE 0 is reserved (RFC 6895 section 3.1): NOTIMP, as Knot answers. OPT is a
+        // pseudo-type no name holds: NODATA, by the lookup below, as Knot answers.
+        RecordType::ZERO => {
+            meta.response_code = ResponseCode::NotImp;
             return reply(resp, meta);
         }
         _ => {}
