@@ -48,7 +48,7 @@ async fn an_unreadable_state_file_starts_from_its_backup_loudly_until_written_ag
         since: 1,
         until: None,
     };
-    gtmd::ops::state::save(&state, &[kept], &Default::default()).unwrap();
+    gtmd::ops::state::save(&state, &[kept], &Default::default(), &Default::default()).unwrap();
     // The file is then emptied (a full disk, a bad edit), and a write was cut short.
     std::fs::write(&state, "").unwrap();
     let stale = dir.path().join(".state.json.4242.tmp");

@@ -88,6 +88,7 @@ pub struct DnssecKeyTable {
 pub struct Rrl {
     pub rate: Option<u32>,
     pub errors_rate: Option<u32>,
+    pub signatures_rate: Option<u32>,
     pub slip: Option<u32>,
     pub ipv4_prefix: Option<u8>,
     pub ipv6_prefix: Option<u8>,

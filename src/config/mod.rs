@@ -499,7 +499,49 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         let mut cfg = Self::parse(&text, &path.display().to_string(), base)?;
         cfg.path = Some(path.to_path_buf());
+        cfg.default_state_file(path, std::env::var_os("STATE_DIRECTORY"));
         Ok(cfg)
+    }
+
+    /// Whether a secondary may hold one of the zones' serials: a zone is notified or may be
+    /// transferred.
+    pub fn has_secondaries(&self) -> bool {
+        !self.wire.allow_transfer.is_empty()
+            || self
+                .wire
+                .transfer
+                .zones
+                .values()
+                .any(|z| !z.notify.is_empty() || !z.allow.is_empty() || !z.keys.is_empty())
+    }
+
+    /// Without `admin.state_file`, a configuration whose zones have secondaries keeps its
+    /// state (zone serials, overrides) in `state.json` of `state_dir` (systemd's
+    /// `$STATE_DIRECTORY`, the first if several) or else beside the configuration file as
+    /// `NAME.state.json`: a serial a secondary holds is never lost, so a restart never goes
+    /// below it. Said as a warning, so that `check-config` shows it.
+    fn default_state_file(&mut self, config: &Path, state_dir: Option<std::ffi::OsString>) {
+        if self.state_file.is_some() || !self.has_secondaries() {
+            return;
+        }
+        let dir = state_dir
+            .as_ref()
+            .and_then(|d| std::env::split_paths(d).next())
+            .filter(|d| !d.as_os_str().is_empty());
+        let path = match dir {
+            Some(d) => d.join("state.json"),
+            None => {
+                let mut name = config.file_stem().unwrap_or_default().to_os_string();
+                name.push(".state.json");
+                config.with_file_name(name)
+            }
+        };
+        self.warnings.push(format!(
+            "admin.state_file is not set: zone serials and overrides are kept in {} (zones \
+             have secondaries, and a serial must never go backwards after a restart)",
+            path.display()
+        ));
+        self.state_file = Some(path);
     }
 
     /// The embedded sample configuration; its relative paths are taken from the working directory.

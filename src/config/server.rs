@@ -129,6 +129,7 @@ pub(super) fn build_rrl(cx: &Ctx, r: &file::Rrl) -> Result<RrlConfig, ConfigErro
     Ok(RrlConfig {
         rate: r.rate.unwrap_or(d.rate),
         errors_rate: r.errors_rate.unwrap_or(d.errors_rate),
+        signatures_rate: r.signatures_rate.unwrap_or(d.signatures_rate),
         slip: r.slip.unwrap_or(d.slip),
         ipv4_prefix: prefix("ipv4_prefix", r.ipv4_prefix, d.ipv4_prefix, 32)?,
         ipv6_prefix: prefix("ipv6_prefix", r.ipv6_prefix, d.ipv6_prefix, 128)?,
@@ -189,8 +190,11 @@ impl Default for WireSettings {
 pub struct RrlConfig {
     /// Answers (NOERROR) per second per prefix; 0: not limited.
     pub rate: u32,
-    /// NXDOMAIN and error responses per second per prefix; 0: not limited.
+    /// NXDOMAIN, NODATA and error responses per second per prefix; 0: not limited.
     pub errors_rate: u32,
+    /// Answers signed per query (a missing name, a wildcard) per second per prefix; beyond
+    /// it they go out truncated, unsigned; 0: not limited.
+    pub signatures_rate: u32,
     /// Every `slip`-th limited response goes out truncated; 0: none (all dropped).
     pub slip: u32,
     pub ipv4_prefix: u8,
@@ -206,6 +210,7 @@ impl Default for RrlConfig {
         Self {
             rate: 200,
             errors_rate: 50,
+            signatures_rate: 100,
             slip: 2,
             ipv4_prefix: 24,
             ipv6_prefix: 56,

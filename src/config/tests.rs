@@ -751,3 +751,34 @@ fn a_ttl_set_by_hand_wins_over_the_objective_with_a_warning() {
     .unwrap();
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
+
+#[test]
+fn zones_with_secondaries_keep_their_state_by_default_and_check_config_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("gtmd.toml");
+    let plain = "[server]\nlisten = [\"127.0.0.1:53\"]\n";
+    std::fs::write(&conf, plain).unwrap();
+    let c = Config::load(&conf).unwrap();
+    assert_eq!(c.state_file, None, "no secondaries: nothing written");
+    std::fs::write(&conf, format!("{plain}allow_transfer = [\"127.0.0.1\"]\n")).unwrap();
+    let mut c = Config::load(&conf).unwrap();
+    c.state_file = None;
+    c.warnings.clear();
+    c.default_state_file(&conf, None);
+    assert_eq!(c.state_file, Some(dir.path().join("gtmd.state.json")));
+    assert!(
+        c.warnings[0].contains("admin.state_file is not set"),
+        "{:?}",
+        c.warnings
+    );
+    c.state_file = None;
+    c.default_state_file(&conf, Some("/var/lib/gtmd:/var/lib/other".into()));
+    assert_eq!(c.state_file, Some("/var/lib/gtmd/state.json".into()));
+    let set =
+        format!("{plain}allow_transfer = [\"127.0.0.1\"]\n[admin]\nstate_file = \"s.json\"\n");
+    std::fs::write(&conf, set).unwrap();
+    assert_eq!(
+        Config::load(&conf).unwrap().state_file,
+        Some(dir.path().join("s.json"))
+    );
+}

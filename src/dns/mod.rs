@@ -233,8 +233,10 @@ fn respond(
         RecordType::AXFR | RecordType::IXFR => {
             return transfer::transfer(snap, msg, resp, meta, client, transport, key);
         }
-        RecordType::OPT => {
-            meta.response_code = ResponseCode::FormErr;
+        // QTYPE 0 is reserved (RFC 6895 section 3.1): NOTIMP, as Knot answers. OPT is a
+        // pseudo-type no name holds: NODATA, by the lookup below, as Knot answers.
+        RecordType::ZERO => {
+            meta.response_code = ResponseCode::NotImp;
             return reply(resp, meta);
         }
         _ => {}
@@ -243,8 +245,13 @@ fn respond(
         Transport::Tcp => u16::MAX as usize,
         Transport::Udp => crate::config::udp_limit(client_payload, settings.udp_payload),
     };
+    // Over UDP, rate limiting judges an answer signed per query before it is signed.
+    let gate = match transport {
+        Transport::Udp => snap.rrl.as_deref().map(|r| (r, client)),
+        Transport::Tcp => None,
+    };
     let client = ecs.unwrap_or_else(|| Client::from_source(client));
-    let out = lookup_and_encode(snap, resp, meta, q, client, ecs, limit);
+    let out = lookup_and_encode(snap, resp, meta, q, (client, ecs), limit, gate);
     if out.replayable && key.is_none() && snap.id != 0 {
         dnssec::keep(snap.id, query, limit, &out.bytes);
     }
@@ -272,21 +279,35 @@ fn formerr(parsed: Option<Message>, mut meta: Metadata, settings: &WireSettings)
 
 /// The answer to question `q` for `client`, with the client subnet option echoed with its
 /// scope when one was sent, encoded within `limit`.
+/// `gate`: the rate limiter and the source address, for an answer over UDP.
 fn lookup_and_encode(
     snap: &Snapshot,
     mut resp: Message,
     meta: Metadata,
     q: &Query,
-    client: Client,
-    ecs: Option<Client>,
+    (client, ecs): (Client, Option<Client>),
     limit: usize,
+    gate: Option<(&rrl::Rrl, IpAddr)>,
 ) -> Encoded {
     let (mut ans, scope) = lookup_for(snap, q.name(), q.query_type(), client);
     let mut replayable = false;
     if resp.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok) {
-        let (s, zone_signed) = signed(snap, q.name(), q.query_type(), ans);
+        let nx = ans.rcode == ResponseCode::NXDomain;
+        let (s, zone_signed) = signed(snap, q.name(), q.query_type(), ans, gate);
         ans = s;
         replayable = zone_signed && scope == 0 && !from_pools(snap, &ans);
+        // RFC 9824 section 4: a querier that sets Compact Answers OK gets NXDOMAIN for a
+        // missing name (with the same NSEC), and CO back; elsewhere CO is not echoed.
+        if let Some(e) = resp.edns.as_mut() {
+            let co = e.flags().z & CO_FLAG != 0;
+            e.flags_mut().z &= !CO_FLAG;
+            if co && zone_signed {
+                e.flags_mut().z |= CO_FLAG;
+                if nx {
+                    ans.rcode = ResponseCode::NXDomain;
+                }
+            }
+        }
     }
     if let (Some(c), Some(edns)) = (ecs, resp.edns.as_mut()) {
         edns.options_mut()
@@ -315,30 +336,37 @@ fn from_pools(snap: &Snapshot, ans: &Answer) -> bool {
     })
 }
 
-/// `ans` signed, if its zone is (for a query with the DO bit), and whether it was.
+/// `ans` signed, if its zone is (for a query with the DO bit), and whether it was. With a
+/// `gate`, rate limiting judges it first: a response it limits is not signed (the UDP loop
+/// truncates or drops it).
 fn signed(
     snap: &Snapshot,
     qname: &hickory_proto::rr::Name,
     qtype: RecordType,
     ans: Answer,
+    gate: Option<(&rrl::Rrl, IpAddr)>,
 ) -> (Answer, bool) {
     let lname = hickory_proto::rr::LowerName::new(qname);
     let zone = snap
         .zones
         .index_for(&lname, qtype)
-        .and_then(|zi| snap.zones.get(zi));
-    match zone {
-        Some(zone) => {
-            let exp = std::cell::Cell::new(u32::MAX);
-            let store = dnssec::Store::Query;
-            let signed = zone.keys.is_some();
-            (
-                dnssec::sign(snap, zone, qname, qtype, ans, &store, &exp),
-                signed,
-            )
+        .and_then(|zi| snap.zones.get(zi))
+        .filter(|z| z.keys.is_some());
+    let Some(zone) = zone else {
+        return (ans, false);
+    };
+    if let Some((rrl, source)) = gate {
+        let class = rrl::Class::of(ans.rcode.low(), ans.aa, ans.answer.len());
+        if rrl.judge_before_signing(source, class) != rrl::Verdict::Send {
+            return (ans, false);
         }
-        None => (ans, false),
     }
+    let exp = std::cell::Cell::new(u32::MAX);
+    let store = dnssec::Store::Query;
+    (
+        dnssec::sign(snap, zone, qname, qtype, ans, &store, &exp),
+        true,
+    )
 }
 
 /// Puts `ans` into `resp` and encodes it within `limit` bytes, truncating as described above.
@@ -375,12 +403,19 @@ pub fn encode_answer(mut resp: Message, mut meta: Metadata, ans: Answer, limit: 
     to_bytes(&resp)
 }
 
+/// The Compact Answers OK flag among the EDNS flags after DO (RFC 9824 section 4: bit 1).
+const CO_FLAG: u16 = 0x4000;
+
 /// The OPT of a response to a query with `qedns`: our payload size and the DO bit copied
-/// (RFC 3225).
+/// (RFC 3225), and with DO the CO flag, for the answer to decide on (see
+/// `lookup_and_encode`).
 fn our_edns(settings: &WireSettings, qedns: &Edns) -> Edns {
     let mut edns = Edns::new();
     edns.set_max_payload(settings.udp_payload.max(MIN_UDP_PAYLOAD));
     edns.set_dnssec_ok(qedns.flags().dnssec_ok);
+    if qedns.flags().dnssec_ok {
+        edns.flags_mut().z = qedns.flags().z & CO_FLAG;
+    }
     edns
 }
 

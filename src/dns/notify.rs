@@ -219,6 +219,16 @@ async fn send(n: &Notice, to: SocketAddr, timeout: Duration) -> Result<(), Strin
             {
                 continue;
             }
+            // A secondary that does not take the key answers with a TSIG error and no MAC
+            // (RFC 8945 section 5.3.2): say so, rather than that the MAC is short.
+            if let (Some(key), Some(e)) = (&n.key, rejected_key(&r)) {
+                return Err(format!(
+                    "the secondary rejected the key {} ({e}, {}): it has no key of that name, or \
+                     not with the same algorithm and secret",
+                    key.signer_name(),
+                    r.response_code
+                ));
+            }
             // A signed NOTIFY needs a signed answer (RFC 8945 section 5.3): an answer that
             // does not verify is not taken as one.
             if let Some(v) = verifier.as_mut() {
@@ -235,6 +245,17 @@ async fn send(n: &Notice, to: SocketAddr, timeout: Duration) -> Result<(), Strin
     tokio::time::timeout(timeout, wait)
         .await
         .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))?
+}
+
+/// The TSIG error of an answer whose signature carries one (or no MAC at all): the key of
+/// the request was not taken.
+fn rejected_key(r: &Message) -> Option<String> {
+    let tsig = &r.signature()?.data;
+    match &tsig.error {
+        Some(e) => Some(format!("{e:?}")),
+        None if tsig.mac.is_empty() => Some("no MAC".to_string()),
+        None => None,
+    }
 }
 
 #[cfg(test)]
@@ -335,5 +356,53 @@ mod tests {
         };
         let e = send(&n, to, Duration::from_secs(2)).await.unwrap_err();
         assert!(e.contains("does not verify"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_secondary_that_rejects_the_key_is_said_to_have_rejected_it() {
+        use hickory_proto::rr::rdata::tsig::{TsigAlgorithm, TsigError, TSIG};
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = sock.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            loop {
+                let (len, from) = sock.recv_from(&mut buf).await.unwrap();
+                let q = Message::from_vec(&buf[..len]).unwrap();
+                let key = q.signature().unwrap().name.clone();
+                // As Knot, NSD and BIND answer an unknown key: NOTAUTH, BADKEY, no MAC.
+                let mut r = Message::new(q.id, MessageType::Response, OpCode::Notify);
+                r.metadata.response_code = ResponseCode::NotAuth;
+                let tsig = TSIG::new(
+                    TsigAlgorithm::HmacSha256,
+                    crate::ops::state::now_secs(),
+                    300,
+                    Vec::new(),
+                    q.id,
+                    Some(TsigError::BadKey),
+                    Vec::new(),
+                );
+                r.set_signature(Box::new(Record::from_rdata(key, 0, tsig)));
+                let _ = sock.send_to(&r.to_vec().unwrap(), from).await;
+            }
+        });
+        let zone = Name::from_ascii("t.").unwrap();
+        let soa = hickory_proto::rr::rdata::SOA::new(zone.clone(), zone.clone(), 9, 1, 1, 1, 1);
+        let key = TSigner::new(
+            b"0123456789abcdef0123456789abcdef".to_vec(),
+            TsigAlgorithm::HmacSha256,
+            Name::from_ascii("k.").unwrap(),
+            300,
+        )
+        .unwrap();
+        let n = Notice {
+            soa: Record::from_rdata(zone.clone(), 60, hickory_proto::rr::RData::SOA(soa)),
+            zone,
+            serial: 9,
+            targets: vec![to],
+            key: Some(key),
+        };
+        let e = send(&n, to, Duration::from_secs(2)).await.unwrap_err();
+        assert!(e.contains("the secondary rejected the key k."), "{e}");
+        assert!(e.contains("BadKey") && !e.contains("hickory"), "{e}");
     }
 }

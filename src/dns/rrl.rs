@@ -5,11 +5,20 @@
 //! TCP and still resolves; the rest are dropped, so a spoofed flood reflects almost nothing.
 //! TCP is never limited: its source cannot be spoofed.
 //!
+//! NODATA counts as an error, as NXDOMAIN does: a NOERROR response with no answer records from
+//! an authoritative server (compact denial's NOERROR for a missing name, RFC 9824, included).
+//! An answer the general path signs per query is judged before it is signed
+//! ([`Rrl::judge_before_signing`]): a response to be dropped or slipped costs no signature.
+//! Each prefix also has a budget of such signed answers (`signatures_rate` a second): beyond
+//! it the answer goes out truncated and unsigned, so that a flood of names from one network
+//! cannot take the signing core, while a real client there gets its answer over TCP.
+//!
 //! The buckets are governor's keyed limiters (a sharded map). Prefixes that are back at a full
 //! bucket are forgotten once a second when the table holds more than `max_prefixes`; if a
 //! flood of distinct prefixes still overfills it, the table starts again empty.
 
 pub use crate::config::RrlConfig;
+use std::cell::Cell;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,12 +36,57 @@ pub enum Verdict {
     Drop,
 }
 
+/// What a response counts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// An answer or a referral: `rate`.
+    Answer,
+    /// NXDOMAIN, NODATA (compact denial's included) and errors: `errors_rate`.
+    Error,
+}
+
+impl Class {
+    /// A response's class from its rcode, whether it is authoritative and its answer count.
+    pub fn of(rcode: u8, authoritative: bool, answers: usize) -> Self {
+        if rcode != 0 || (authoritative && answers == 0) {
+            Class::Error
+        } else {
+            Class::Answer
+        }
+    }
+
+    /// A response's class from its wire form.
+    pub fn of_wire(response: &[u8]) -> Self {
+        let rcode = response.get(3).map_or(0, |b| b & 0x0f);
+        let aa = response.get(2).is_some_and(|b| b & 0x04 != 0);
+        let an = response
+            .get(6..8)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+        Self::of(rcode, aa, usize::from(an))
+    }
+}
+
+thread_local! {
+    /// The verdict [`Rrl::judge_before_signing`] gave the answer this thread is making, for
+    /// the UDP loop to apply ([`take_judged`]) instead of judging the response again.
+    static JUDGED: Cell<Option<Verdict>> = const { Cell::new(None) };
+    /// Limited responses judged before signing on this thread, to pick every `slip`-th.
+    static SLIPS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// The verdict given on this thread before signing the last answer, if any (and forgets it).
+pub fn take_judged() -> Option<Verdict> {
+    JUDGED.with(|j| j.take())
+}
+
 type Buckets = Option<ArcSwap<DefaultKeyedRateLimiter<u128>>>;
 
 pub struct Rrl {
     cfg: RrlConfig,
     answers: Buckets,
     errors: Buckets,
+    /// Answers signed per query, per prefix.
+    signatures: Buckets,
     started: Instant,
     /// Milliseconds since `started` of the last clean-up.
     cleaned: AtomicU64,
@@ -52,12 +106,13 @@ fn buckets(rate: u32) -> Buckets {
 impl Rrl {
     /// None when nothing is limited.
     pub fn new(cfg: &RrlConfig) -> Option<Self> {
-        if cfg.rate == 0 && cfg.errors_rate == 0 {
+        if cfg.rate == 0 && cfg.errors_rate == 0 && cfg.signatures_rate == 0 {
             return None;
         }
         Some(Self {
             answers: buckets(cfg.rate),
             errors: buckets(cfg.errors_rate),
+            signatures: buckets(cfg.signatures_rate),
             cfg: cfg.clone(),
             started: Instant::now(),
             cleaned: AtomicU64::new(0),
@@ -88,22 +143,52 @@ impl Rrl {
     /// Judges `response` (wire format) to `client`; `slips` counts limited responses of the
     /// calling thread, to pick every `slip`-th.
     pub fn judge(&self, client: IpAddr, response: &[u8], slips: &mut u32) -> Verdict {
-        let rcode = response.get(3).map_or(0, |b| b & 0x0f);
-        let buckets = if rcode == 0 {
-            &self.answers
-        } else {
-            &self.errors
+        self.judge_class(client, Class::of_wire(response), slips)
+    }
+
+    /// Judges an answer of `class`, not yet signed, to `client` (over UDP), and keeps the
+    /// verdict for [`take_judged`]: an answer that may be sent but is over the prefix's budget
+    /// of signed answers is slipped (sent truncated, unsigned) whatever `slip` says.
+    pub fn judge_before_signing(&self, client: IpAddr, class: Class) -> Verdict {
+        let mut v = SLIPS.with(|s| {
+            let mut n = s.get();
+            let v = self.judge_class(client, class, &mut n);
+            s.set(n);
+            v
+        });
+        if v == Verdict::Send && !self.may_sign(client) {
+            metrics::counter!(crate::ops::metrics::RRL, "action" => "unsigned_slip").increment(1);
+            v = Verdict::Slip;
+        }
+        JUDGED.with(|j| j.set(Some(v)));
+        v
+    }
+
+    /// Whether `client`'s prefix is within its budget of answers signed per query (and
+    /// takes one from it).
+    fn may_sign(&self, client: IpAddr) -> bool {
+        let Some(b) = &self.signatures else {
+            return true;
+        };
+        self.exempt(client) || b.load().check_key(&self.key(client)).is_ok()
+    }
+
+    fn exempt(&self, client: IpAddr) -> bool {
+        let c = client.to_canonical();
+        self.cfg.exempt.iter().any(|n| n.contains(&c))
+    }
+
+    /// Judges a response of `class` to `client`.
+    pub fn judge_class(&self, client: IpAddr, class: Class, slips: &mut u32) -> Verdict {
+        let buckets = match class {
+            Class::Answer => &self.answers,
+            Class::Error => &self.errors,
         };
         let Some(buckets) = buckets else {
             return Verdict::Send;
         };
         // Exempt clients take no bucket.
-        let exempt = self
-            .cfg
-            .exempt
-            .iter()
-            .any(|n| n.contains(&client.to_canonical()));
-        if exempt || buckets.load().check_key(&self.key(client)).is_ok() {
+        if self.exempt(client) || buckets.load().check_key(&self.key(client)).is_ok() {
             return Verdict::Send;
         }
         *slips = slips.wrapping_add(1);
@@ -130,6 +215,7 @@ impl Rrl {
         for (b, rate) in [
             (&self.answers, self.cfg.rate),
             (&self.errors, self.cfg.errors_rate),
+            (&self.signatures, self.cfg.signatures_rate),
         ] {
             let (Some(b), Some(rate)) = (b, NonZeroU32::new(rate)) else {
                 continue;
@@ -201,8 +287,41 @@ mod tests {
         .unwrap()
     }
 
-    const NOERROR: [u8; 4] = [0, 1, 0x84, 0];
-    const NXDOMAIN: [u8; 4] = [0, 1, 0x84, 3];
+    /// Headers: an answer (one record), NXDOMAIN, and NODATA (no record, authoritative).
+    const NOERROR: [u8; 8] = [0, 1, 0x84, 0, 0, 1, 0, 1];
+    const NXDOMAIN: [u8; 8] = [0, 1, 0x84, 3, 0, 1, 0, 0];
+    const NODATA: [u8; 8] = [0, 1, 0x84, 0, 0, 1, 0, 0];
+    const REFERRAL: [u8; 8] = [0, 1, 0x80, 0, 0, 1, 0, 0];
+
+    #[test]
+    fn nodata_and_compact_denial_count_as_errors_and_referrals_as_answers() {
+        assert_eq!(Class::of_wire(&NOERROR), Class::Answer);
+        assert_eq!(Class::of_wire(&NXDOMAIN), Class::Error);
+        assert_eq!(Class::of_wire(&NODATA), Class::Error);
+        assert_eq!(Class::of_wire(&REFERRAL), Class::Answer);
+    }
+
+    #[test]
+    fn answers_judged_before_signing_are_slipped_beyond_the_prefixs_signing_budget() {
+        let r = Rrl::new(&RrlConfig {
+            rate: 100,
+            errors_rate: 100,
+            signatures_rate: 3,
+            exempt: Vec::new(),
+            ..RrlConfig::default()
+        })
+        .unwrap();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let other: IpAddr = "198.51.100.1".parse().unwrap();
+        let v: Vec<Verdict> = (0..5)
+            .map(|_| r.judge_before_signing(a, Class::Error))
+            .collect();
+        assert_eq!(v[..3], [Verdict::Send; 3]);
+        assert_eq!(v[3..], [Verdict::Slip; 2], "over the budget: truncated");
+        assert_eq!(take_judged(), Some(Verdict::Slip));
+        assert_eq!(take_judged(), None, "taken once");
+        assert_eq!(r.judge_before_signing(other, Class::Error), Verdict::Send);
+    }
 
     #[test]
     fn a_prefix_gets_its_rate_then_slips_every_nth() {

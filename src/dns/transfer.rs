@@ -176,9 +176,19 @@ fn incremental(
     }
 }
 
-/// The serial of the SOA in the authority section of an IXFR request.
+/// The serial of the SOA of an IXFR request (RFC 1995 section 3): its authority section is
+/// that one record, the zone's SOA, and its answer section is empty. Anything else is not
+/// an IXFR request (FORMERR).
 fn client_serial(msg: &Message) -> Option<u32> {
-    msg.authorities.iter().find_map(serial_of)
+    let zone = LowerName::new(msg.queries.first()?.name());
+    match (msg.answers.as_slice(), msg.authorities.as_slice()) {
+        ([], [soa])
+            if soa.record_type() == RecordType::SOA && LowerName::new(&soa.name) == zone =>
+        {
+            serial_of(soa)
+        }
+        _ => None,
+    }
 }
 
 /// The IXFR body from serial `theirs` to the current version (without the leading and

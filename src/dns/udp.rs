@@ -245,17 +245,18 @@ fn serve(sock: &UdpSocket, published: &Published, stop: &CancellationToken) {
             };
             let ip = src.ip().to_canonical();
             let timed = counts.sample().then(std::time::Instant::now);
-            if !matches!(
-                dns::answer(&snap, query, ip, Transport::Udp, out),
-                Answered::One
-            ) {
+            let answered = dns::answer(&snap, query, ip, Transport::Udp, out);
+            // An answer signed per query was judged before it was signed (and left unsigned
+            // unless sent): that verdict stands.
+            let judged = crate::dns::rrl::take_judged();
+            if !matches!(answered, Answered::One) {
                 continue;
             }
             if let Some(t) = timed {
                 counts.record_latency(t.elapsed());
             }
             if let Some(rrl) = &snap.rrl {
-                match rrl.judge(ip, out, &mut counts.slips) {
+                match judged.unwrap_or_else(|| rrl.judge(ip, out, &mut counts.slips)) {
                     Verdict::Send => {}
                     Verdict::Slip if crate::dns::rrl::truncate(out) => counts.rrl[0] += 1,
                     Verdict::Slip | Verdict::Drop => {

@@ -31,7 +31,7 @@ impl Engine {
     /// exists are kept, and apply again if it comes back).
     pub fn restore_overrides(&mut self, restored: crate::ops::state::Restored) {
         self.overrides = restored.overrides;
-        self.versions.restore(restored.serials);
+        self.versions.restore(restored.serials, restored.contents);
         self.notices_for = 0; // the serials may have moved: the NOTIFY task hears them again
         self.set_state_problem(restored.problem);
         self.apply_overrides();
@@ -135,10 +135,12 @@ impl Engine {
             return Ok(());
         };
         let list = self.overrides.clone();
-        let serials = self.versions.serials();
-        tokio::task::spawn_blocking(move || crate::ops::state::save(&path, &list, &serials))
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))?;
+        let (serials, contents) = (self.versions.serials(), self.versions.contents());
+        tokio::task::spawn_blocking(move || {
+            crate::ops::state::save(&path, &list, &serials, &contents)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))?;
         if self.state_problem.is_some() {
             tracing::warn!("the state file is written whole again");
             self.set_state_problem(None);

@@ -222,8 +222,8 @@ impl Engine {
             tracing::warn!(file = %path.display(), "zone serials not kept: the state file is unreadable and left as found");
             return;
         }
-        let serials = self.versions.serials();
-        if let Err(e) = crate::ops::state::save(path, &self.overrides, &serials) {
+        let (serials, contents) = (self.versions.serials(), self.versions.contents());
+        if let Err(e) = crate::ops::state::save(path, &self.overrides, &serials, &contents) {
             tracing::error!(file = %path.display(), error = %e, "cannot keep the zone serials in the state file");
         }
     }

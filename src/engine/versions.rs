@@ -4,8 +4,10 @@
 //! names. The serial moves when, and only when, that content changes, by the unixtime
 //! policy in RFC 1982 arithmetic: the next serial is the greatest of the previous one plus
 //! one, the current Unix time and the zone file's serial (the floor, so that an edited file
-//! wins). Serials are kept in the state file; a restart starts above the last one kept (and
-//! at least at the current time), so a secondary never sees one go backwards.
+//! wins). Serials are kept in the state file with a hash of the content each stands for: a
+//! restart whose first content is the one kept keeps its serial (a secondary has nothing to
+//! fetch), and any other starts above the last one kept (and at least at the current time),
+//! so a secondary never sees one go backwards.
 //!
 //! Each change of live answers is also kept as a [`Delta`] in a bounded journal, for IXFR.
 //! A change of the zone file's records empties the journal: secondaries then get a whole
@@ -43,6 +45,8 @@ struct Track {
     soa: Record,
     /// A hash of the zone file's records, to see a reload change them.
     file_hash: u64,
+    /// A hash of everything a transfer carries (the file's and the live records).
+    content: u64,
     live: Arc<Vec<Record>>,
     journal: Arc<Vec<Arc<Delta>>>,
 }
@@ -56,22 +60,29 @@ pub(super) struct Versions {
     hashes: Vec<u64>,
     /// The last serial of each zone in the state file, by origin as written.
     restored: BTreeMap<String, u32>,
+    /// The hash of the content each of `restored` stood for.
+    restored_content: BTreeMap<String, u64>,
 }
 
 impl Versions {
-    /// Serials kept by an earlier run: each zone's serial starts above them (a zone already
-    /// under way, published ready before the state file was read, is moved above).
-    pub fn restore(&mut self, serials: BTreeMap<String, u32>) {
+    /// Serials kept by an earlier run, with the hashes of the content they stood for: each
+    /// zone's serial starts at its kept one if the content is the same, else above it (a zone
+    /// already under way, published ready before the state file was read, is moved up).
+    pub fn restore(&mut self, serials: BTreeMap<String, u32>, contents: BTreeMap<String, u64>) {
         for (origin, t) in &mut self.tracks {
-            if let Some(&kept) = serials.get(&origin.to_string()) {
-                let above = kept.wrapping_add(1);
-                if serial_gt(above, t.serial) {
-                    t.serial = above;
+            let origin = origin.to_string();
+            if let Some(&kept) = serials.get(&origin) {
+                let same = contents.get(&origin) == Some(&t.content);
+                let least = if same { kept } else { kept.wrapping_add(1) };
+                if serial_gt(least, t.serial) {
+                    t.serial = least;
+                    t.soa = with_serial(&t.soa, least);
                     t.journal = Default::default();
                 }
             }
         }
         self.restored = serials;
+        self.restored_content = contents;
     }
 
     /// Every zone's serial, by origin, to keep in the state file.
@@ -79,6 +90,15 @@ impl Versions {
         let mut out = self.restored.clone();
         for (origin, t) in &self.tracks {
             out.insert(origin.to_string(), t.serial);
+        }
+        out
+    }
+
+    /// The hash of the content each of [`Self::serials`] stands for, by origin.
+    pub fn contents(&self) -> BTreeMap<String, u64> {
+        let mut out = self.restored_content.clone();
+        for (origin, t) in &self.tracks {
+            out.insert(origin.to_string(), t.content);
         }
         out
     }
@@ -153,8 +173,9 @@ impl Versions {
 }
 
 impl Versions {
-    /// A zone's history from its first ready publication: at the current time, or above
-    /// the zone file's serial or the serial kept by an earlier run.
+    /// A zone's history from its first ready publication: the serial an earlier run kept
+    /// if the content is the one it stood for; else at the current time, or above the zone
+    /// file's serial or the serial kept by an earlier run.
     fn first_track(
         &self,
         zone: &crate::zone::Zone,
@@ -162,14 +183,21 @@ impl Versions {
         hash: u64,
         now_unix: u32,
     ) -> Track {
+        let origin = zone.origin.to_string();
+        let content = content_hash(hash, live);
         let mut first = serial_max(file_serial(&zone.soa), now_unix);
-        if let Some(&kept) = self.restored.get(&zone.origin.to_string()) {
-            first = serial_max(first, kept.wrapping_add(1));
+        if let Some(&kept) = self.restored.get(&origin) {
+            first = if self.restored_content.get(&origin) == Some(&content) {
+                kept
+            } else {
+                serial_max(first, kept.wrapping_add(1))
+            };
         }
         Track {
             serial: first,
             soa: with_serial(&zone.soa, first),
             file_hash: hash,
+            content,
             live: Arc::new(live.to_vec()),
             journal: Default::default(),
         }
@@ -231,6 +259,7 @@ impl Track {
         self.serial = serial;
         self.soa = soa;
         self.file_hash = next.hash;
+        self.content = content_hash(next.hash, &next.live);
         self.live = Arc::new(next.live);
         self.journal = Arc::new(journal);
         true
@@ -299,6 +328,20 @@ fn diff(old: &[Record], new: &[Record]) -> (Vec<Record>, Vec<Record>) {
         .cloned()
         .collect();
     (removed, added)
+}
+
+/// A hash of a zone's transferred content: its file's hash and its live records (sorted), in
+/// wire form with their TTLs. Fixed from one run to the next, to compare with a kept one.
+fn content_hash(file_hash: u64, live: &[Record]) -> u64 {
+    use std::hash::BuildHasher;
+    let state = foldhash::quality::FixedState::with_seed(0x676d_7464);
+    let mut h = state.build_hasher();
+    file_hash.hash(&mut h);
+    for r in live {
+        r.to_bytes().unwrap_or_default().hash(&mut h);
+        r.ttl.hash(&mut h);
+    }
+    h.finish()
 }
 
 /// A hash of every record of the zone's file, SOA included: each node's hash (its name and
@@ -419,16 +462,55 @@ mod tests {
     fn a_restart_starts_above_the_kept_serial_even_ahead_of_the_clock() {
         let z = zones(7, "");
         let mut v = Versions::default();
-        v.restore(BTreeMap::from([("t.".to_string(), 2000)]));
+        v.restore(BTreeMap::from([("t.".to_string(), 2000)]), BTreeMap::new());
         let (vs, _) = v.update(&z, &bound(&[[192, 0, 2, 1]], 30), true, 1000, 4);
         assert_eq!(vs[0].serial, 2001);
         assert_eq!(v.serials()["t."], 2001);
         // Restored after the zone was already under way (nothing to probe: ready at once).
         let mut v = Versions::default();
         v.update(&z, &bound(&[[192, 0, 2, 1]], 30), true, 1000, 4);
-        v.restore(BTreeMap::from([("t.".to_string(), 3000)]));
+        v.restore(BTreeMap::from([("t.".to_string(), 3000)]), BTreeMap::new());
         let (vs, _) = v.update(&z, &bound(&[[192, 0, 2, 1]], 30), true, 1000, 4);
         assert_eq!(vs[0].serial, 3001);
+    }
+
+    fn serial_of_track(v: &Versions, origin: &LowerName) -> Option<u32> {
+        crate::dns::snapshot::serial_of(&v.tracks[origin].soa)
+    }
+
+    #[test]
+    fn a_restart_with_the_content_kept_keeps_its_serial_and_any_other_goes_above() {
+        let z = zones(7, "");
+        let (one, two) = (
+            bound(&[[192, 0, 2, 1]], 30),
+            bound(&[[192, 0, 2, 1], [192, 0, 2, 2]], 30),
+        );
+        let mut first = Versions::default();
+        first.update(&z, &one, true, 1000, 4);
+        for i in 0..50 {
+            // Changes faster than the clock: the serial runs ahead of it.
+            first.update(&z, if i % 2 == 0 { &two } else { &one }, true, 1000, 4);
+        }
+        let (kept, contents) = (first.serials(), first.contents());
+        assert_eq!(kept["t."], 1050);
+        // The same content, the clock behind the kept serial: the same serial.
+        let mut again = Versions::default();
+        again.restore(kept.clone(), contents.clone());
+        let (vs, _) = again.update(&z, &one, true, 1010, 4);
+        assert_eq!(vs[0].serial, 1050, "unchanged content, unchanged serial");
+        let origin = LowerName::from(Name::from_ascii("t.").unwrap());
+        assert_eq!(serial_of_track(&again, &origin), Some(1050));
+        // Other content: above the kept serial, never below it.
+        let mut other = Versions::default();
+        other.restore(kept.clone(), contents.clone());
+        let (vs, _) = other.update(&z, &two, true, 1010, 4);
+        assert_eq!(vs[0].serial, 1051);
+        // Restored after the zone was under way with the same content: moved up to the kept one.
+        let mut late = Versions::default();
+        late.update(&z, &one, true, 1010, 4);
+        late.restore(kept, contents);
+        let (vs, _) = late.update(&z, &one, true, 1010, 4);
+        assert_eq!(vs[0].serial, 1050);
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub const POOL_LOAD: &str = "gtmd_pool_load_ratio";
 pub const CONFIG_GENERATION: &str = "gtmd_config_generation";
 pub const RELOADS: &str = "gtmd_config_reloads_total";
 pub const RRL: &str = "gtmd_rrl_responses_total";
+pub const SIGNATURES: &str = "gtmd_signatures_total";
 pub const LIMITS: &str = "gtmd_limits_total";
 pub const LAST_RELOAD_OK: &str = "gtmd_config_last_reload_successful";
 pub const STATE_FILE_OK: &str = "gtmd_state_file_ok";
@@ -171,7 +172,11 @@ fn describe() {
     );
     describe_counter!(
         RRL,
-        "UDP responses over the rate limit: slipped (sent truncated) or dropped; reset: the prefix table was emptied"
+        "UDP responses over the rate limit: slipped (sent truncated) or dropped; unsigned_slip: over the prefix's budget of signed answers, sent truncated unsigned; reset: the prefix table was emptied"
+    );
+    describe_counter!(
+        SIGNATURES,
+        "DNSSEC signatures made, by path: publication (prepared answers) or query (a name signed per query)"
     );
     describe_counter!(
         LIMITS,

@@ -171,6 +171,10 @@ struct StateFile {
     /// Each zone's last serial, by origin: a restart starts above it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     serials: BTreeMap<String, u32>,
+    /// A hash of the content each of `serials` stood for: a restart with the same content
+    /// keeps the serial.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    contents: BTreeMap<String, u64>,
 }
 
 /// The copy kept beside the state file: the last state written to it whole, so that a state
@@ -209,6 +213,8 @@ pub struct Restored {
     pub overrides: Vec<Override>,
     /// Each zone's last serial, by origin.
     pub serials: BTreeMap<String, u32>,
+    /// The hash of the content each serial stood for, by origin.
+    pub contents: BTreeMap<String, u64>,
     /// Set when the state file could not be read: where the overrides came from instead.
     pub problem: Option<String>,
 }
@@ -223,6 +229,7 @@ pub fn restore(path: &Path) -> Restored {
             return Restored {
                 overrides: f.overrides,
                 serials: f.serials,
+                contents: f.contents,
                 problem: None,
             }
         }
@@ -239,10 +246,12 @@ pub fn restore(path: &Path) -> Restored {
             )),
             overrides: f.overrides,
             serials: f.serials,
+            contents: f.contents,
         },
         Err(b) => Restored {
             overrides: Vec::new(),
             serials: BTreeMap::new(),
+            contents: BTreeMap::new(),
             problem: Some(format!(
                 "state file unreadable ({err}) and its backup {} too ({b}); started with no \
                  overrides: set them again",
@@ -261,6 +270,7 @@ fn read(path: &Path) -> Result<StateFile, String> {
             version: 1,
             overrides: Vec::new(),
             serials: BTreeMap::new(),
+            contents: BTreeMap::new(),
         }),
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
@@ -302,12 +312,14 @@ pub fn save(
     path: &Path,
     overrides: &[Override],
     serials: &BTreeMap<String, u32>,
+    contents: &BTreeMap<String, u64>,
 ) -> std::io::Result<()> {
     let path = real_path(path);
     let body = serde_json::to_vec_pretty(&StateFile {
         version: 1,
         overrides: overrides.to_vec(),
         serials: serials.clone(),
+        contents: contents.clone(),
     })?;
     replace(&path, &body)?;
     if let Err(e) = replace(&backup_path(&path), &body) {
@@ -358,14 +370,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         assert_eq!(load(&path).unwrap(), vec![]);
-        save(&path, &[o("app/eu-1")], &Default::default()).unwrap();
-        save(&path, &[o("app/eu-1"), o("pool:app")], &Default::default()).unwrap();
+        save(
+            &path,
+            &[o("app/eu-1")],
+            &Default::default(),
+            &Default::default(),
+        )
+        .unwrap();
+        save(
+            &path,
+            &[o("app/eu-1"), o("pool:app")],
+            &Default::default(),
+            &Default::default(),
+        )
+        .unwrap();
         assert_eq!(load(&path).unwrap(), vec![o("app/eu-1"), o("pool:app")]);
         // Nothing but the file itself and its backup is left in the directory.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
         // A failed write (the directory is gone) leaves nothing half-written behind.
         let gone = dir.path().join("missing/state.json");
-        assert!(save(&gone, &[o("x/y")], &Default::default()).is_err());
+        assert!(save(&gone, &[o("x/y")], &Default::default(), &Default::default()).is_err());
         assert!(o("x/y").expired(100) && !o("x/y").expired(99));
     }
 
@@ -373,7 +397,13 @@ mod tests {
     fn an_unreadable_state_file_starts_from_its_backup_and_says_so() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        save(&path, &[o("app/eu-1")], &Default::default()).unwrap();
+        save(
+            &path,
+            &[o("app/eu-1")],
+            &Default::default(),
+            &Default::default(),
+        )
+        .unwrap();
         let fine = restore(&path);
         assert_eq!((fine.overrides.len(), fine.problem), (1, None));
         for bad in ["", "{ not json", "{\"version\": 1}"] {
@@ -398,7 +428,13 @@ mod tests {
     fn a_write_cut_short_is_cleaned_up_at_start() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        save(&path, &[o("app/eu-1")], &Default::default()).unwrap();
+        save(
+            &path,
+            &[o("app/eu-1")],
+            &Default::default(),
+            &Default::default(),
+        )
+        .unwrap();
         let stale = dir.path().join(".state.json.4242.tmp");
         std::fs::write(&stale, "{ half").unwrap();
         let other = dir.path().join(".other.json.4242.tmp");
@@ -415,8 +451,20 @@ mod tests {
         std::fs::create_dir(&real).unwrap();
         let link = dir.path().join("state.json");
         std::os::unix::fs::symlink("real/state.json", &link).unwrap();
-        save(&link, &[o("app/eu-1")], &Default::default()).unwrap();
-        save(&link, &[o("pool:app")], &Default::default()).unwrap();
+        save(
+            &link,
+            &[o("app/eu-1")],
+            &Default::default(),
+            &Default::default(),
+        )
+        .unwrap();
+        save(
+            &link,
+            &[o("pool:app")],
+            &Default::default(),
+            &Default::default(),
+        )
+        .unwrap();
         assert!(std::fs::symlink_metadata(&link)
             .unwrap()
             .file_type()

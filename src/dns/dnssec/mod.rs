@@ -185,6 +185,11 @@ impl Signer<'_> {
             set[0].ttl
         };
         let (mut sigs, exp) = self.store.get_or_make(self.keys, set, orig_ttl, || {
+            let path = match self.store {
+                Store::Query => "query",
+                Store::Build { .. } => "publication",
+            };
+            metrics::counter!(crate::ops::metrics::SIGNATURES, "path" => path).increment(1);
             make(self.keys, &set[0].name, rtype, orig_ttl, set)
         });
         self.min_exp.set(self.min_exp.get().min(exp));

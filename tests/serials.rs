@@ -1,0 +1,140 @@
+//! Zone serials across restarts, as a real Knot secondary sees them: a restart of gtmd,
+//! with or without `admin.state_file`, never serves a serial below one it served, and a
+//! restart with nothing changed keeps the serial (the secondary fetches nothing). Needs
+//! `knotd` (`.ci/run` installs it).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use gtmd::dns::snapshot::serial_gt;
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
+
+/// A date-style serial, above the current Unix time: the clock gives no floor above it.
+const ZONE: &str =
+    "$TTL 300\n@ SOA ns1 hostmaster 2026112201 3600 600 86400 300\n NS ns1\nns1 A 127.0.0.1\n";
+
+/// The SOA serial `server` answers for `zone`, if it answers authoritatively.
+async fn soa_serial(server: SocketAddr, zone: &str) -> Option<u32> {
+    let q = query_msg(zone, RecordType::SOA, false).to_vec().unwrap();
+    let b = udp_raw(server, &q, Duration::from_millis(300)).await?;
+    let m = Message::from_vec(&b).ok()?;
+    if m.response_code != ResponseCode::NoError || !m.authoritative {
+        return None;
+    }
+    m.answers.iter().find_map(|r| match &r.data {
+        RData::SOA(s) => Some(s.serial),
+        _ => None,
+    })
+}
+
+/// Knot on 127.0.0.1:`port` as a secondary of `zone` from `primary`, taking NOTIFY from
+/// loopback; its files in `dir`.
+fn knot(zone: &str, primary: SocketAddr, port: u16, dir: &Path) -> KillOnDrop {
+    let d = dir.display();
+    let (ip, pport) = (primary.ip(), primary.port());
+    let conf = format!(
+        "server:\n    listen: 127.0.0.1@{port}\n    rundir: {d}\ndatabase:\n    storage: {d}\n\
+         remote:\n  - id: primary\n    address: {ip}@{pport}\n\
+         acl:\n  - id: notify\n    address: 127.0.0.0/8\n    action: notify\n\
+         zone:\n  - domain: {zone}\n    storage: {d}\n    file: {d}/{zone}zone\n    master: primary\n    acl: [notify]\n"
+    );
+    let path = dir.join("knot.conf");
+    std::fs::write(&path, conf).unwrap();
+    daemon(&installed("knotd", "knot"), &["-c"], &path)
+}
+
+/// Waits (at most 20 s) until `server` answers serial `want` for `zone`.
+async fn holds(server: SocketAddr, zone: &str, want: u32) -> bool {
+    wait_until(Duration::from_secs(20), || async {
+        soa_serial(server, zone).await == Some(want)
+    })
+    .await
+    .is_some()
+}
+
+fn set_override(admin: SocketAddr, disable: bool) {
+    let (path, body) = if disable {
+        let b = serde_json::json!({ "target": "web/m0", "action": "disable", "reason": "drill" });
+        ("/overrides", b)
+    } else {
+        (
+            "/overrides/clear",
+            serde_json::json!({ "target": "web/m0" }),
+        )
+    };
+    gtmd::ops::ctl::request(admin, "POST", path, None, Some(&body)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_state_file_a_restart_never_moves_knots_serial_back_and_unchanged_content_keeps_it(
+) {
+    let b0 = Backend::start().await;
+    let b1 = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    std::fs::write(dir.path().join("zones/sec.test.zone"), ZONE).unwrap();
+    let (dns, admin, knot_port) = (free_addr(), free_addr(), free_addr().port());
+    // No admin.state_file: the default.
+    let config = format!(
+        "[server]\nlisten = [\"{dns}\"]\nzones_dir = \"zones\"\n\
+         [zones.\"sec.test.\"]\nallow_transfer = [\"127.0.0.0/8\"]\nnotify = [\"127.0.0.1:{knot_port}\"]\n{}",
+        web_config(
+            &[&b0, &b1],
+            &format!("[admin]\nlisten = \"{admin}\""),
+            "app.sec.test."
+        )
+    );
+    let cfg = dir.path().join("gtmd.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let mut gtmd = KillOnDrop(spawn_gtmd(&cfg, admin));
+    let knot_dir = tempfile::tempdir().unwrap();
+    let sec = knot("sec.test.", dns, knot_port, knot_dir.path());
+    let first = soa_serial(dns, "sec.test.").await.unwrap();
+    assert!(
+        holds(sec_addr(knot_port), "sec.test.", first).await,
+        "knot took {first}"
+    );
+    // Twenty-one changes: the serial runs ahead of the file's (one per change).
+    for i in 0..21 {
+        set_override(admin, i % 2 == 0);
+    }
+    let ahead = soa_serial(dns, "sec.test.").await.unwrap();
+    assert!(serial_gt(ahead, first + 10), "serial {ahead} after {first}");
+    assert!(
+        holds(sec_addr(knot_port), "sec.test.", ahead).await,
+        "knot took {ahead}"
+    );
+    // Killed, and started again at once, nothing changed: the same serial.
+    drop(gtmd);
+    gtmd = KillOnDrop(spawn_gtmd(&cfg, admin));
+    let after = soa_serial(dns, "sec.test.").await.unwrap();
+    assert!(
+        !serial_gt(ahead, after),
+        "after a restart gtmd serves serial {after}, below the {ahead} it served"
+    );
+    assert_eq!(
+        after, ahead,
+        "a restart with nothing changed moved the serial"
+    );
+    // A second restart, the same; then a change moves it on, and Knot follows.
+    drop(gtmd);
+    let _gtmd = KillOnDrop(spawn_gtmd(&cfg, admin));
+    assert_eq!(soa_serial(dns, "sec.test.").await, Some(ahead));
+    set_override(admin, false);
+    let next = soa_serial(dns, "sec.test.").await.unwrap();
+    assert!(serial_gt(next, ahead), "serial {next} after {ahead}");
+    assert!(
+        holds(sec_addr(knot_port), "sec.test.", next).await,
+        "knot took {next}"
+    );
+    drop(sec);
+}
+
+fn sec_addr(port: u16) -> SocketAddr {
+    ([127, 0, 0, 1], port).into()
+}
