@@ -22,8 +22,7 @@ pub(super) fn names_of<'a>(it: impl Iterator<Item = &'a String>) -> String {
     }
 }
 
-/// The number of the pool called `name`. Pools are numbered in the order of the file's
-/// `[pools]` map, a `BTreeMap`: sorted by name, so a binary search finds one.
+/// The number of the pool called `name`: pools are numbered in name order (a `BTreeMap`).
 pub(super) fn pool_index(pools: &[Pool], name: &str) -> Option<usize> {
     pools.binary_search_by(|p| p.name.as_str().cmp(name)).ok()
 }
