@@ -120,13 +120,16 @@ fn manpage(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
             .manual("System Manager's Manual")
             .source(concat!("gtmd ", env!("CARGO_PKG_VERSION")))
     };
-    let cmd = <Cli as clap::CommandFactory>::command().long_about(
-        "gtmd is an authoritative DNS server whose answers follow health-checked address \
+    // No `help` subcommand in the pages: clap's is not a page of its own (gtmd --help).
+    let cmd = <Cli as clap::CommandFactory>::command()
+        .disable_help_subcommand(true)
+        .long_about(
+            "gtmd is an authoritative DNS server whose answers follow health-checked address \
              pools: each name bound to pools answers the healthy members by its policy (all, \
              weighted, failover, topology), with short TTLs, so clients move within seconds of a \
              region failing. Without a command it serves DNS and the admin API (status page, \
              JSON status, overrides, metrics) as the configuration says.",
-    );
+        );
     if let Some(dir) = dir {
         fn pages(
             cmd: clap::Command,
@@ -138,7 +141,7 @@ fn manpage(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
             }
             man(cmd).generate_to(dir).map(|_| ())
         }
-        let mut all = cmd.clone().disable_help_subcommand(true);
+        let mut all = cmd.clone();
         all.build();
         pages(all, dir, &man)?;
     }

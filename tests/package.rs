@@ -43,6 +43,39 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 #[test]
+fn every_page_a_man_page_refers_to_is_shipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    run(gtmd().arg("manpage").arg(tmp.path()));
+    for dir in [tmp.path().to_path_buf(), repo().join("dist/man")] {
+        let pages = files(&dir);
+        let shipped: Vec<&str> = pages.iter().map(|p| p.0.as_str()).collect();
+        for (name, text) in &pages {
+            let text = String::from_utf8_lossy(text);
+            // roff writes the hyphens of gtmd-ctl(8) as "\-".
+            for at in text.match_indices("gtmd\\-") {
+                let rest = &text[at.0..];
+                let Some(end) = rest.find("(8)") else {
+                    continue;
+                };
+                let page = &rest[..end];
+                if !page
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '\\' || c == '-')
+                {
+                    continue;
+                }
+                let page = format!("{}.8", page.replace("\\-", "-"));
+                assert!(
+                    shipped.contains(&page.as_str()),
+                    "{}/{name} refers to {page}, which is not shipped",
+                    dir.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn the_man_pages_and_completions_in_dist_are_current() {
     let tmp = tempfile::tempdir().unwrap();
     let man = tmp.path().join("man");

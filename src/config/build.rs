@@ -11,28 +11,78 @@ use super::{
 };
 
 pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, ConfigError> {
-    let (listen, zones_dir, mut wire) = server::build_server(cx, &raw.server, base)?;
-    wire.transfer = std::sync::Arc::new(transfer::build_transfer(
-        cx,
-        &raw,
-        base,
-        wire.allow_transfer.clone(),
-    )?);
-    let admin = admin::build_admin(cx, &raw.admin, base)?;
-    let probe = admin::build_probe(cx, &raw.probe)?;
-    let checks = raw
+    // Each part is checked even when one before it failed, unless it needs that one's
+    // result: every error is reported at once, in file order (`Ctx::finish`).
+    let server = cx.keep(server::build_server(cx, &raw.server, base));
+    let wire = cx.keep(server::build_wire(cx, &raw.server));
+    let transfer = wire.as_ref().and_then(|wire| {
+        cx.keep(transfer::build_transfer(
+            cx,
+            &raw,
+            base,
+            wire.allow_transfer.clone(),
+        ))
+    });
+    let admin = cx.keep(admin::build_admin(cx, &raw.admin, base));
+    if let (Some((listen, _)), Some(admin)) = (&server, &admin) {
+        if let Some(i) = listen.iter().position(|&a| server::clash(admin.listen, a)) {
+            cx.keep::<()>(Err(cx.err(
+                "admin.listen",
+                format!(
+                    "{} clashes with server.listen[{i}] ({}), where DNS listens on TCP: both cannot be bound",
+                    admin.listen, listen[i]
+                ),
+            )));
+        }
+    }
+    let probe = cx.keep(admin::build_probe(cx, &raw.probe));
+    let checks: Option<Vec<_>> = raw
         .checks
         .iter()
-        .map(|(name, c)| checks::build_check(cx, name, c))
-        .collect::<Result<Vec<_>, _>>()?;
-    let (pools, members) = pools::build_pools(cx, &raw, &checks)?;
+        .map(|(name, c)| cx.keep(checks::build_check(cx, name, c)))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect();
+    let pools = checks
+        .as_ref()
+        .and_then(|checks| cx.keep(pools::build_pools(cx, &raw, checks)));
     let mut warnings = Vec::new();
-    let names = names::build_names(cx, &raw, &checks, &pools, &members, &mut warnings)?;
-    let regions = pools::build_regions(cx, &raw, &members)?;
-    let alerts = admin::build_alerts(cx, &raw.alerts)?;
-    let rrl = server::build_rrl(cx, &raw.rrl)?;
-    let cluster = cluster::build_cluster(cx, raw.cluster.as_ref(), base)?;
-    let dnssec = dnssec::build_dnssec(cx, &raw, base)?;
+    let names = match (&checks, &pools) {
+        (Some(checks), Some((pools, members))) => cx.keep(names::build_names(
+            cx,
+            &raw,
+            checks,
+            pools,
+            members,
+            &mut warnings,
+        )),
+        _ => None,
+    };
+    let regions = pools
+        .as_ref()
+        .and_then(|(_, members)| cx.keep(pools::build_regions(cx, &raw, members)));
+    let alerts = cx.keep(admin::build_alerts(cx, &raw.alerts));
+    let rrl = cx.keep(server::build_rrl(cx, &raw.rrl));
+    let cluster = cx.keep(cluster::build_cluster(cx, raw.cluster.as_ref(), base));
+    let dnssec = cx.keep(dnssec::build_dnssec(cx, &raw, base));
+    cx.finish()?;
+    // `finish` returned Ok: no part failed, so each is there.
+    fn there<T>(part: Option<T>) -> T {
+        part.expect("a part without an error is there")
+    }
+    let (listen, zones_dir) = there(server);
+    let mut wire = there(wire);
+    wire.transfer = std::sync::Arc::new(there(transfer));
+    let admin = there(admin);
+    let probe = there(probe);
+    let checks = there(checks);
+    let (pools, members) = there(pools);
+    let names = there(names);
+    let regions = there(regions);
+    let alerts = there(alerts);
+    let rrl = there(rrl);
+    let cluster = there(cluster);
+    let dnssec = there(dnssec);
     Ok(Config {
         source: cx.source.to_string(),
         path: None,

@@ -32,12 +32,15 @@ pub const EMBEDDED: &str = include_str!("../../dist/gtmd.toml");
 pub const EMBEDDED_NAME: &str = "<embedded dist/gtmd.toml>";
 
 /// A configuration error: where it is, and what is wrong and allowed.
+/// The first error in file order is this one's fields; `also` holds the others, in file
+/// order, and each is written on its own line.
 #[derive(Debug, thiserror::Error)]
 pub struct ConfigError {
     pub file: String,
     pub line: Option<usize>,
     pub path: String,
     pub msg: String,
+    pub also: Vec<ConfigError>,
 }
 
 impl fmt::Display for ConfigError {
@@ -49,7 +52,11 @@ impl fmt::Display for ConfigError {
         if !self.path.is_empty() {
             write!(f, ": {}", self.path)?;
         }
-        write!(f, ": {}", self.msg)
+        write!(f, ": {}", self.msg)?;
+        for e in &self.also {
+            write!(f, "\n{e}")?;
+        }
+        Ok(())
     }
 }
 
@@ -360,23 +367,59 @@ pub struct Config {
 /// Builds errors that point into one configuration text.
 struct Ctx<'a> {
     source: &'a str,
-    doc: Option<toml_edit::ImDocument<&'a str>>,
+    /// The text parsed again, with the spans of its keys and values, the first time an error
+    /// needs a line: a valid configuration is parsed once (a million members' document
+    /// takes gigabytes).
+    doc: std::cell::OnceCell<Option<toml_edit::ImDocument<&'a str>>>,
     text: &'a str,
+    /// The errors found so far by parts checked independently (see [`Ctx::keep`]).
+    errors: std::cell::RefCell<Vec<ConfigError>>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    fn new(source: &'a str, text: &'a str) -> Self {
+        Ctx {
+            source,
+            doc: std::cell::OnceCell::new(),
+            text,
+            errors: Default::default(),
+        }
+    }
+
     fn err(&self, path: &str, msg: impl Into<String>) -> ConfigError {
         ConfigError {
             file: self.source.to_string(),
             line: self.line_of(path),
             path: path.to_string(),
             msg: msg.into(),
+            also: Vec::new(),
         }
+    }
+
+    /// The value of a part checked on its own, or `None` with its error kept, so that the
+    /// parts after it are checked too and every error is reported.
+    fn keep<T>(&self, r: Result<T, ConfigError>) -> Option<T> {
+        r.map_err(|e| self.errors.borrow_mut().push(e)).ok()
+    }
+
+    /// Every error kept, in file order (those without a line last), as one.
+    fn finish(&self) -> Result<(), ConfigError> {
+        let mut all = std::mem::take(&mut *self.errors.borrow_mut());
+        if all.is_empty() {
+            return Ok(());
+        }
+        all.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+        let mut first = all.remove(0);
+        first.also = all;
+        Err(first)
     }
 
     /// The line of the deepest part of `path` (`a.b[2].c`) found in the document.
     fn line_of(&self, path: &str) -> Option<usize> {
-        let doc = self.doc.as_ref()?;
+        let doc = self
+            .doc
+            .get_or_init(|| toml_edit::ImDocument::parse(self.text).ok())
+            .as_ref()?;
         let mut item = doc.as_item();
         let mut span = None;
         for seg in split_path(path) {
@@ -495,6 +538,7 @@ impl Config {
             line: None,
             path: String::new(),
             msg: format!("cannot read: {e}"),
+            also: Vec::new(),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut cfg = Self::parse(&text, &path.display().to_string(), base)?;
@@ -551,19 +595,16 @@ impl Config {
 
     /// Checks configuration `text`; `source` names it in errors, `base` anchors relative paths.
     pub fn parse(text: &str, source: &str, base: &Path) -> Result<Self, ConfigError> {
-        let mut cx = Ctx {
-            source,
-            doc: None,
-            text,
-        };
+        let cx = Ctx::new(source, text);
         let doc = toml_edit::ImDocument::parse(text).map_err(|e| ConfigError {
             file: source.to_string(),
             line: e.span().map(|s| line_at(text, s.start)),
             path: String::new(),
             msg: format!("invalid TOML: {}", e.message().trim().replace('\n', "; ")),
+            also: Vec::new(),
         })?;
-        cx.doc = Some(doc);
-        let de = toml::Deserializer::new(text);
+        // The document parsed once is read into the file's structure and gone.
+        let de = toml_edit::de::Deserializer::from(doc);
         let raw: file::File = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = toml_path(e.path());
             let inner = e.into_inner();
@@ -573,6 +614,7 @@ impl Config {
                 line: line.or_else(|| cx.line_of(&path)),
                 path: if path == "." { String::new() } else { path },
                 msg: inner.message().to_string(),
+                also: Vec::new(),
             }
         })?;
         build::build(&cx, raw, base)

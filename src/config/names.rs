@@ -22,6 +22,11 @@ pub(super) fn names_of<'a>(it: impl Iterator<Item = &'a String>) -> String {
     }
 }
 
+/// The number of the pool called `name`: pools are numbered in name order (a `BTreeMap`).
+pub(super) fn pool_index(pools: &[Pool], name: &str) -> Option<usize> {
+    pools.binary_search_by(|p| p.name.as_str().cmp(name)).ok()
+}
+
 pub(super) fn build_names(
     cx: &Ctx,
     raw: &file::File,
@@ -35,7 +40,9 @@ pub(super) fn build_names(
         None => None,
     };
     let mut out: Vec<BoundName> = Vec::new();
-    for (n, b) in &raw.names {
+    let mut bound = std::collections::HashSet::with_capacity(raw.names.len());
+    // Each name on its own: an error in one is kept and the next is checked.
+    let mut one = |n: &String, b: &file::BoundName| -> Result<BoundName, ConfigError> {
         let np = format!("names.{}", key(n));
         let fqdn = if n.ends_with('.') {
             n.clone()
@@ -44,10 +51,7 @@ pub(super) fn build_names(
         };
         let name = Name::from_ascii(&fqdn)
             .map_err(|e| cx.err(&np, format!("{n:?} is not a domain name: {e}")))?;
-        if out
-            .iter()
-            .any(|o| LowerName::new(&o.name) == LowerName::new(&name))
-        {
+        if !bound.insert(LowerName::new(&name)) {
             return Err(cx.err(&np, format!("{name} is bound twice")));
         }
         if b.pools.is_empty() {
@@ -58,7 +62,7 @@ pub(super) fn build_names(
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                pools.iter().position(|x| &x.name == p).ok_or_else(|| {
+                pool_index(pools, p).ok_or_else(|| {
                     cx.err(
                         &format!("{np}.pools[{i}]"),
                         format!(
@@ -104,7 +108,17 @@ pub(super) fn build_names(
             cname_policy(cx, &np, b, &mut policy, &all_down)?;
         }
         let spill = build_spill(cx, &np, b, pools, &ids, &policy)?;
-        out.push(BoundName {
+        if matches!(policy, Policy::Weighted { .. } | Policy::All { .. }) {
+            if let Some(&p) = ids.iter().find(|&&p| pools[p].capacity.is_some()) {
+                warnings.push(format!(
+                    "{}: {np}: pool {:?} has a capacity, which a {} name does not use (capacity steers failover and topology names); remove it or change the policy",
+                    cx.source,
+                    pools[p].name,
+                    if matches!(policy, Policy::All { .. }) { "policy = \"all\"" } else { "weighted" },
+                ));
+            }
+        }
+        Ok(BoundName {
             name,
             pools: ids,
             policy,
@@ -114,7 +128,12 @@ pub(super) fn build_names(
             cname,
             spill,
             recovery,
-        });
+        })
+    };
+    for (n, b) in &raw.names {
+        if let Some(x) = cx.keep(one(n, b)) {
+            out.push(x);
+        }
     }
     Ok(out)
 }
@@ -252,6 +271,11 @@ fn build_spill(
     ids: &[usize],
     policy: &Policy,
 ) -> Result<Option<Vec<Vec<usize>>>, ConfigError> {
+    // Capacity steers failed pools' clients; a weighted or all name spreads them already
+    // (and `build_names` warns of a capacity given to one).
+    if !matches!(policy, Policy::Failover { .. } | Policy::Topology { .. }) {
+        return Ok(None);
+    }
     let with: Vec<usize> = ids
         .iter()
         .copied()
@@ -288,7 +312,6 @@ fn build_spill(
             }
             Ok(Some(orders))
         }
-        // Capacity steers failed pools' clients; a weighted or all name spreads them already.
         _ => Ok(None),
     }
 }
@@ -453,7 +476,7 @@ fn build_all_down(
     for (i, f) in list.iter().enumerate() {
         if let Ok(a) = f.parse::<IpAddr>() {
             addresses.push(a);
-        } else if let Some(p) = pools.iter().position(|x| &x.name == f) {
+        } else if let Some(p) = pool_index(pools, f) {
             fpools.push(p);
         } else {
             return Err(cx.err(

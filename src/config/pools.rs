@@ -1,5 +1,6 @@
 //! The [pools] tables and their members, and [regions].
 
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
 use super::file;
@@ -13,8 +14,9 @@ pub(super) fn build_pools(
     raw: &file::File,
     checks: &[Check],
 ) -> Result<(Vec<Pool>, Vec<Member>), ConfigError> {
-    let mut pools = Vec::new();
-    let mut members: Vec<Member> = Vec::new();
+    let mut pools = Vec::with_capacity(raw.pools.len());
+    let mut members: Vec<Member> =
+        Vec::with_capacity(raw.pools.values().map(|p| p.members.len()).sum());
     for (pname, p) in &raw.pools {
         let pp = format!("pools.{}", key(pname));
         let (own, require) = pool_checks(cx, &pp, p, checks)?;
@@ -22,7 +24,8 @@ pub(super) fn build_pools(
         if p.members.is_empty() {
             return Err(cx.err(&format!("{pp}.members"), "a pool needs at least one member"));
         }
-        let mut ids = Vec::new();
+        let mut ids = Vec::with_capacity(p.members.len());
+        let mut seen = HashSet::with_capacity(p.members.len());
         for (i, m) in p.members.iter().enumerate() {
             let mp = format!("{pp}.members[{i}]");
             let (mut member, at) = build_member(cx, &mp, m)?;
@@ -49,7 +52,7 @@ pub(super) fn build_pools(
                     return Err(cx.err(&mp, format!("pool {pname:?} mixes an address ({a}) and a domain name ({n}); a name answers either addresses or one CNAME, so give them pools of their own")));
                 }
             }
-            if ids.iter().any(|&j: &usize| members[j].name == member.name) {
+            if !seen.insert(member_key(m)) {
                 return Err(cx.err(&format!("{mp}.name"), format!("{:?} is already a member of pool {pname:?}; member names must be unique in a pool", member.name)));
             }
             ids.push(members.len());
@@ -92,6 +95,13 @@ pub(super) fn build_regions(
             .filter(|p| (1..=100).contains(p))
             .ok_or_else(|| cx.err(path, format!("{t:?} is not a percentage such as \"50%\"")))
     };
+    // Each region's members in one pass, not one pass over every member per region.
+    let mut by_region: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, m) in members.iter().enumerate() {
+        if let Some(r) = m.region.as_deref() {
+            by_region.entry(r).or_default().push(i);
+        }
+    }
     let mut out = Vec::new();
     for (name, r) in &raw.regions {
         let rp = format!("regions.{}", key(name));
@@ -110,9 +120,7 @@ pub(super) fn build_regions(
                 v
             }
         };
-        let ids: Vec<usize> = (0..members.len())
-            .filter(|&i| members[i].region.as_deref() == Some(name.as_str()))
-            .collect();
+        let ids = by_region.remove(name.as_str()).unwrap_or_default();
         if ids.is_empty() {
             return Err(cx.err(&rp, format!("no member or pool has region = {name:?}")));
         }
@@ -179,6 +187,16 @@ fn pool_checks(
         }
     };
     Ok((own, require))
+}
+
+/// What a member is called in its pool: its `name`, else its address or domain name as
+/// written (the one [`build_member`] accepted).
+fn member_key(m: &file::Member) -> &str {
+    m.name
+        .as_deref()
+        .or(m.address.as_deref())
+        .or(m.cname.as_deref())
+        .unwrap_or_default()
 }
 
 /// The port `check` probes member `m` at: its `probe_port`, or the check's own.

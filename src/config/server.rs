@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use super::file;
 use super::{duration, ConfigError, Ctx, TransferSettings};
 
-/// `server.listen`, `server.zones_dir` and the transport settings.
+/// `server.listen` and `server.zones_dir` (the transport settings are [`build_wire`]'s).
 pub(super) fn build_server(
     cx: &Ctx,
     s: &file::Server,
     base: &Path,
-) -> Result<(Vec<SocketAddr>, PathBuf, WireSettings), ConfigError> {
+) -> Result<(Vec<SocketAddr>, PathBuf), ConfigError> {
     let listen = s
         .listen
         .clone()
@@ -37,12 +37,34 @@ pub(super) fn build_server(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    for (i, a) in listen.iter().enumerate() {
+        if let Some(j) = listen[..i].iter().position(|b| clash(*a, *b)) {
+            return Err(cx.err(
+                &format!("server.listen[{i}]"),
+                format!(
+                    "{a} clashes with server.listen[{j}] ({}): both cannot be bound",
+                    listen[j]
+                ),
+            ));
+        }
+    }
     let zones_dir = base.join(s.zones_dir.as_deref().unwrap_or("zones"));
-    Ok((listen, zones_dir, build_wire(cx, s)?))
+    Ok((listen, zones_dir))
+}
+
+/// Whether listening on `a` and on `b` (TCP, as DNS and the admin API do) cannot both be
+/// done: the same port (not 0, which picks a free one) of the same family, at the same
+/// address or with either at the unspecified one. IPv6 sockets are IPv6 only, so
+/// `0.0.0.0:53` and `[::]:53` do not clash.
+pub(super) fn clash(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// The transport settings; each default is [`WireSettings::default`]'s.
-fn build_wire(cx: &Ctx, s: &file::Server) -> Result<WireSettings, ConfigError> {
+pub(super) fn build_wire(cx: &Ctx, s: &file::Server) -> Result<WireSettings, ConfigError> {
     let d = WireSettings::default();
     let udp_payload = s.udp_payload.unwrap_or(d.udp_payload);
     if !(512..=4096).contains(&udp_payload) {
@@ -55,8 +77,15 @@ fn build_wire(cx: &Ctx, s: &file::Server) -> Result<WireSettings, ConfigError> {
         Some(list) => parse_nets(cx, "server.allow_transfer", list)?,
         None => Vec::new(),
     };
-    let timeout =
-        |k: &str, v: Option<&String>, default| duration(cx, &format!("server.{k}"), v, default);
+    let timeout = |k: &str, v: Option<&String>, default| {
+        let path = format!("server.{k}");
+        let t = duration(cx, &path, v, default)?;
+        if t.is_zero() {
+            // A connection's next query would never be waited for.
+            return Err(cx.err(&path, "must be more than 0s"));
+        }
+        Ok(t)
+    };
     let tcp_max_connections = match s.tcp_max_connections {
         Some(0) => return Err(cx.err("server.tcp_max_connections", "must be at least 1")),
         v => v.unwrap_or(d.tcp_max_connections),

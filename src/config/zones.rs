@@ -53,11 +53,7 @@ impl Config {
     /// Checks each bound name against the loaded zones: it must be inside a zone, not at or
     /// below a delegation, and its zone must not give it A, AAAA or CNAME records of its own.
     pub fn bind_names(&self, zones: &[Zone]) -> Result<(), ConfigError> {
-        let cx = Ctx {
-            source: &self.source,
-            doc: toml_edit::ImDocument::parse(self.text.as_str()).ok(),
-            text: &self.text,
-        };
+        let cx = Ctx::new(&self.source, &self.text);
         for origin in self.wire.transfer.zones.keys() {
             if !zones.iter().any(|z| &z.origin == origin) {
                 let path = format!("zones.{}", key(&origin.to_string()));

@@ -168,13 +168,14 @@ impl Choice {
             return Vec::new();
         }
         let (start, end) = self.unmatched();
-        let mut out: Vec<Record> = Vec::new();
-        for r in self.sets[start..end].iter().flatten() {
-            if !out.iter().any(|o| o.data == r.data) {
-                out.push(r.clone());
-            }
-        }
-        out
+        // A set of the data seen: a weighted name of many members is linear in them.
+        let mut seen = std::collections::HashSet::new();
+        self.sets[start..end]
+            .iter()
+            .flatten()
+            .filter(|r| seen.insert(&r.data))
+            .cloned()
+            .collect()
     }
 }
 

@@ -183,7 +183,7 @@ impl<'a> Planner<'a, Name> {
     }
 }
 
-impl<T: Clone + PartialEq> Planner<'_, T> {
+impl<T: Clone + Eq + std::hash::Hash> Planner<'_, T> {
     fn plans(&self) -> Vec<Plan<T>> {
         if let Some(s) = self.spill() {
             return self.spill_plans(&s);
@@ -443,14 +443,11 @@ impl<T: Clone + PartialEq> Planner<'_, T> {
     }
 }
 
-fn dedup<T: PartialEq>(it: impl Iterator<Item = T>) -> Vec<T> {
-    let mut v: Vec<T> = Vec::new();
-    for a in it {
-        if !v.contains(&a) {
-            v.push(a);
-        }
-    }
-    v
+/// The items of `it`, each once, in their first order: a set of those seen, so that a name
+/// of many members is planned in time linear in them.
+fn dedup<T: Clone + Eq + std::hash::Hash>(it: impl Iterator<Item = T>) -> Vec<T> {
+    let mut seen = std::collections::HashSet::new();
+    it.filter(|a| seen.insert(a.clone())).collect()
 }
 
 /// Systematic sampling of `k` addresses by weight: one answer per stretch of offsets that

@@ -22,8 +22,10 @@ mod fast;
 pub mod keys;
 mod lex;
 mod nodes;
+mod read;
 
 pub use nodes::{name_of, wire_of, within, Nodes};
+pub use read::ZoneLimits;
 
 /// Up to this many zones, the zone of a name is found by comparing it with every origin;
 /// beyond, by looking its suffixes up.
@@ -303,6 +305,11 @@ pub fn is_key_type(t: RecordType) -> bool {
 
 /// Reads every `*.zone` file in `dir`. The file name minus `.zone` is the zone's origin.
 pub fn load_dir(dir: &Path) -> Result<Vec<Zone>, ZoneError> {
+    load_dir_within(dir, ZoneLimits::DEFAULT)
+}
+
+/// [`load_dir`], each zone held to `limits`.
+pub fn load_dir_within(dir: &Path, limits: ZoneLimits) -> Result<Vec<Zone>, ZoneError> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| err(dir, 0, format!("cannot read the zones directory: {e}")))?;
     let mut files: Vec<PathBuf> = entries
@@ -315,9 +322,9 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Zone>, ZoneError> {
         let stem = file.file_stem().unwrap_or_default().to_string_lossy();
         let origin = Name::from_ascii(format!("{}.", stem.trim_end_matches('.')))
             .map_err(|e| err(&file, 0, format!("file name is not a domain name: {e}")))?;
-        let text = std::fs::read_to_string(&file)
+        let text = read::read_within(&file, &mut limits.bytes.clone(), limits.bytes)
             .map_err(|e| err(&file, 0, format!("cannot read: {e}")))?;
-        let zone = parse_zone(&text, &file, origin)?;
+        let zone = parse_zone_within(&text, &file, origin, limits)?;
         if let Some(other) = zones.iter().find(|z: &&Zone| z.origin == zone.origin) {
             return Err(err(
                 &file,
@@ -343,7 +350,7 @@ struct Reader {
     last_ttl: Option<u32>,
     /// The last owner, in lowercase wire form (empty: none yet).
     last_owner: Vec<u8>,
-    /// The files read, each with how many records it gave.
+    /// The files read, each with how many records and directives it gave.
     files: Vec<(PathBuf, usize)>,
     /// The zone's apex (the origin before any `$ORIGIN`), as a name and in lowercase wire form.
     apex: Name,
@@ -352,10 +359,25 @@ struct Reader {
     soa: Option<Record>,
     /// Whether a name below the apex has NS records.
     cuts: bool,
+    limits: ZoneLimits,
+    /// Bytes of text the zone may still read (through `$INCLUDE`).
+    budget: u64,
+    /// Records read so far, every file together.
+    records: usize,
 }
 
 /// Parses one zone file whose apex is `origin` (before any `$ORIGIN`), and checks it.
 pub fn parse_zone(text: &str, file: &Path, origin: Name) -> Result<Zone, ZoneError> {
+    parse_zone_within(text, file, origin, ZoneLimits::DEFAULT)
+}
+
+/// [`parse_zone`], the zone held to `limits` (`text` counts against its bytes).
+pub fn parse_zone_within(
+    text: &str,
+    file: &Path,
+    origin: Name,
+    limits: ZoneLimits,
+) -> Result<Zone, ZoneError> {
     let apex_wire = wire_of(&origin, &mut [0; 255]).to_vec();
     let mut r = Reader {
         origin_wire: apex_wire.clone(),
@@ -369,6 +391,9 @@ pub fn parse_zone(text: &str, file: &Path, origin: Name) -> Result<Zone, ZoneErr
         nodes: Nodes::default(),
         soa: None,
         cuts: false,
+        limits,
+        budget: limits.bytes.saturating_sub(text.len() as u64),
+        records: 0,
     };
     read_text(&mut r, text, file, 0)?;
     finish_zone(r, file)
@@ -432,6 +457,14 @@ fn read_entry(
     let line = e.line;
     let first = e.tokens[0];
     if !e.blank_owner && first.starts_with('$') {
+        if ["$ORIGIN", "$TTL", "$INCLUDE"]
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(first))
+        {
+            // A directive is zone data too: an error further on (in a file it includes,
+            // say) is shown as it is (see `include`).
+            r.files[fi as usize].1 += 1;
+        }
         return directive(r, e, file, depth);
     }
     let mut toks = e.tokens.iter().peekable();
@@ -504,6 +537,17 @@ fn read_entry(
     };
     // The record is read: its file is zone data (see `include`).
     r.files[fi as usize].1 += 1;
+    r.records += 1;
+    if r.records > r.limits.records {
+        return Err(err(
+            file,
+            line,
+            format!(
+                "the zone has more than {} records, the limit of one zone",
+                r.limits.records
+            ),
+        ));
+    }
     let owner = std::mem::take(&mut r.last_owner);
     let added = add_record(r, &owner, rtype, ttl, &rdata, soa, line as u32);
     r.last_owner = owner;
@@ -582,7 +626,7 @@ fn include(
         .parent()
         .unwrap_or(Path::new("."))
         .join(path.trim_matches('"'));
-    let text = std::fs::read_to_string(&target)
+    let text = read::read_within(&target, &mut r.budget, r.limits.bytes)
         .map_err(|x| err(file, line, format!("$INCLUDE {}: {x}", target.display())))?;
     let saved = (
         r.origin.clone(),
@@ -620,11 +664,13 @@ fn include(
     Ok(())
 }
 
-/// A TTL in seconds, or with units (1h30m) as RFC 2308 section 4 and BIND allow.
+/// A TTL in seconds, or with units (1h30m) as RFC 2308 section 4 and BIND allow. RFC 2181
+/// section 8: a TTL of 2^31 or more (the most significant bit set) is read as 0, as Knot
+/// does; one that does not fit 32 bits is an error.
 pub fn parse_ttl(s: &str) -> Option<u32> {
     hickory_proto::serialize::txt::parse_ttl(s)
         .ok()
-        .filter(|&t| t <= i32::MAX as u32)
+        .map(|t| if t > i32::MAX as u32 { 0 } else { t })
 }
 
 /// Parses one record's RDATA with hickory's parser, from a one-record master-file snippet.

@@ -358,3 +358,40 @@ fn zones_read_fast_hold_what_hickory_reads() {
     want.sort();
     assert_eq!(got, want);
 }
+
+#[test]
+fn a_zone_beyond_its_record_or_byte_limit_is_refused_at_the_line_that_passes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.zone");
+    let origin = Name::from_ascii("t.").unwrap();
+    let limits = ZoneLimits {
+        bytes: 4096,
+        records: 4,
+    };
+    // HEAD holds three records: the fourth fits, the fifth does not.
+    let four = format!("{HEAD}a A 192.0.2.2\n");
+    assert!(parse_zone_within(&four, &file, origin.clone(), limits).is_ok());
+    let e = parse_zone_within(
+        &format!("{four}b A 192.0.2.3\n"),
+        &file,
+        origin.clone(),
+        limits,
+    )
+    .unwrap_err();
+    assert_eq!((e.file.as_path(), e.line), (file.as_path(), 6), "{e}");
+    assert!(e.msg.contains("more than 4 records"), "{e}");
+    // Included files count against the same budget of bytes.
+    std::fs::write(dir.path().join("big.part"), "x A 192.0.2.7\n".repeat(300)).unwrap();
+    let e = parse_zone_within(
+        &format!("{HEAD}$INCLUDE big.part\n"),
+        &file,
+        origin,
+        ZoneLimits {
+            bytes: 4096,
+            records: 1000,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.line, 5, "{e}");
+    assert!(e.msg.contains("larger than 4096 bytes"), "{e}");
+}
