@@ -1,12 +1,15 @@
 //! TCP connections (RFC 7766): length-prefixed, pipelined queries answered in order, each
 //! from the publication loaded at that moment (no lock, no await between load and answer),
-//! through [`crate::dns::answer`]. Connections are capped in all and per client, and a slow
-//! or idle client loses its slot.
+//! through [`crate::dns::answer`]. Connections are capped in all and per client; at a cap a
+//! newcomer takes the place of the longest-idle connection (its own client's, when that
+//! client holds more than its share), a slow or idle client loses its slot, and idle
+//! connections are closed sooner while the server is crowded.
 //!
 //! This module owns the connections, not DNS semantics: those are in [`crate::dns`].
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -16,31 +19,29 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dns::{self, Answered, Published, Transport};
 
-/// Accepts connections on `listener` until `stop`, then lets those under way finish.
+mod slots;
+
+/// Accepts connections on `listener` until `stop`, then lets those under way finish. At a
+/// limit, a newcomer takes the place of an idle connection ([`slots::Table::admit`]).
 pub async fn accept(listener: TcpListener, published: Published, stop: CancellationToken) {
-    let mut conns: JoinSet<IpAddr> = JoinSet::new();
-    let mut per_client: HashMap<IpAddr, usize> = HashMap::new();
+    let mut conns: JoinSet<u64> = JoinSet::new();
+    let mut table = slots::Table::new();
     loop {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     let wire = published.load().wire.clone();
                     let ip = peer.ip().to_canonical();
-                    // Over a limit, the connection is closed at once.
-                    if conns.len() >= wire.tcp_max_connections {
-                        crate::ops::metrics::limit_hit("tcp_max_connections");
+                    let max = wire.tcp_max_connections;
+                    // Refused: closed at once.
+                    let Ok((id, conn)) = table.admit(ip, max, wire.tcp_max_per_client, &stop) else {
                         continue;
-                    }
-                    let count = per_client.entry(ip).or_insert(0);
-                    if wire.tcp_max_per_client > 0 && *count >= wire.tcp_max_per_client {
-                        crate::ops::metrics::limit_hit("tcp_max_per_client");
-                        continue;
-                    }
-                    *count += 1;
-                    let (published, stop) = (published.clone(), stop.clone());
+                    };
+                    let published = published.clone();
+                    let crowded = table.crowded.clone();
                     conns.spawn(async move {
-                        tcp_conn(stream, peer, published, stop).await;
-                        ip
+                        tcp_conn(stream, peer, published, conn, crowded).await;
+                        id
                     });
                 }
                 Err(e) => {
@@ -49,13 +50,8 @@ pub async fn accept(listener: TcpListener, published: Published, stop: Cancellat
                 }
             },
             Some(done) = conns.join_next(), if !conns.is_empty() => {
-                if let Ok(ip) = done {
-                    if let Some(c) = per_client.get_mut(&ip) {
-                        *c -= 1;
-                        if *c == 0 {
-                            per_client.remove(&ip);
-                        }
-                    }
+                if let Ok(id) = done {
+                    table.remove(id, published.load().wire.tcp_max_connections);
                 }
             }
             _ = stop.cancelled() => break,
@@ -68,9 +64,15 @@ pub async fn accept(listener: TcpListener, published: Published, stop: Cancellat
     .await;
 }
 
-/// The idle timeout in force now (a reload may change it).
-fn idle(published: &Published) -> Duration {
-    published.load().wire.tcp_idle_timeout
+/// The idle timeout in force now: as configured (a reload may change it), and at most
+/// [`slots::CROWDED_IDLE`] while the server is crowded.
+fn idle(published: &Published, crowded: &AtomicBool) -> Duration {
+    let configured = published.load().wire.tcp_idle_timeout;
+    if crowded.load(Ordering::Relaxed) {
+        configured.min(slots::CROWDED_IDLE)
+    } else {
+        configured
+    }
 }
 
 /// Serves one TCP connection: length-prefixed queries (RFC 1035 section 4.2.2), answered in
@@ -82,7 +84,8 @@ async fn tcp_conn(
     stream: TcpStream,
     peer: SocketAddr,
     published: Published,
-    stop: CancellationToken,
+    conn: Arc<slots::Conn>,
+    crowded: Arc<AtomicBool>,
 ) {
     let _ = stream.set_nodelay(true);
     let ip = peer.ip().to_canonical();
@@ -104,11 +107,14 @@ async fn tcp_conn(
         let read = if buffered {
             Ok(rd.read_exact(&mut len).await)
         } else {
+            conn.idle();
             tokio::select! {
-                r = tokio::time::timeout(idle(&published), rd.read_exact(&mut len)) => r,
-                _ = stop.cancelled() => return,
+                r = tokio::time::timeout(idle(&published, &crowded), rd.read_exact(&mut len)) => r,
+                // Evicted for a newcomer, or the server stops.
+                _ = conn.leave.cancelled() => return,
             }
         };
+        conn.busy();
         match read {
             Ok(Ok(_)) => {}
             Ok(Err(_)) => return,
