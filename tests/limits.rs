@@ -317,19 +317,19 @@ async fn admin_requests_are_bounded_in_time_and_connections() {
     // One client sends half its headers; another its headers and half a body.
     let mut slow_head = TcpStream::connect(g.admin).await.unwrap();
     slow_head
-        .write_all(b"GET /status HTTP/1.1\r\nhost: gtmd\r\n")
+        .write_all(b"GET /status HTTP/1.1\r\nhost: localhost\r\n")
         .await
         .unwrap();
     let mut slow_body = TcpStream::connect(g.admin).await.unwrap();
     slow_body
-        .write_all(b"POST /overrides HTTP/1.1\r\nhost: gtmd\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{")
+        .write_all(b"POST /overrides HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{")
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     // They hold both slots: a third connection is closed unanswered.
     let mut third = TcpStream::connect(g.admin).await.unwrap();
     let _ = third
-        .write_all(b"GET /healthz HTTP/1.1\r\nhost: gtmd\r\n\r\n")
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n")
         .await;
     assert_eq!(until_closed(&mut third).await.as_deref(), Some(""));
     // Both slow ones are cut off: the half body with 408, the half head with nothing.
@@ -459,6 +459,7 @@ async fn the_request_time_limit_does_not_cut_off_a_slow_reload() {
     let started = std::time::Instant::now();
     let r = reqwest::Client::new()
         .post(format!("http://{}/reload", g.admin))
+        .header("content-type", "application/json")
         .send()
         .await
         .unwrap();

@@ -329,6 +329,8 @@ pub struct Config {
     /// Overrides are kept here across restarts; `None`: in memory only.
     pub state_file: Option<PathBuf>,
     pub admin_limits: AdminLimits,
+    /// Host names the admin API answers to besides its address (`admin.allowed_hosts`).
+    pub admin_allowed_hosts: Vec<String>,
     pub max_in_flight: usize,
     pub max_body: usize,
     /// Probe results waiting for the engine at most; a probe loop waits for room beyond.

@@ -5,11 +5,12 @@
 //! again), `/explain?name=N&client=ADDR` (why N answers what it does for that client).
 //!
 //! Changes need `Authorization: Bearer TOKEN` when `admin.token_file` is set (it must be
-//! for a non-loopback address). It reads the published snapshot and asks the engine by
+//! for a non-loopback address); [`guard`] refuses, before anything else, requests another
+//! site could have made (DNS rebinding, cross-origin forms). It reads the published snapshot and asks the engine by
 //! message; it never changes state itself.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::sync::Arc;
@@ -33,7 +34,11 @@ pub struct Handles {
     pub reloads: Reloads,
     /// Changes need this bearer token, when set (a reload may replace it).
     pub token: Token,
+    /// Names accepted in `Host` besides the listen address (see [`guard`]).
+    pub allowed_hosts: Arc<Vec<String>>,
 }
+
+mod guard;
 
 type Ctx = Handles;
 
@@ -86,6 +91,13 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     use tower::ServiceExt;
+    let guard = guard::Guard {
+        listen: listener
+            .local_addr()
+            .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+        allowed_hosts: handles.allowed_hosts.clone(),
+        token: handles.token.clone(),
+    };
     let app = Router::new()
         .route(
             "/",
@@ -111,6 +123,8 @@ pub async fn serve(
         // read_limits has bounded the body already: the extractors' own 2 MB default would
         // refuse bodies that admin.max_body allows.
         .layer(axum::extract::DefaultBodyLimit::disable())
+        // Before the body is read or any extractor runs: rebinding, origin, token.
+        .layer(axum::middleware::from_fn_with_state(guard, guard::check))
         .with_state(handles);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let conns = tokio_util::task::TaskTracker::new();
@@ -233,34 +247,6 @@ async fn list_overrides(State(cx): State<Ctx>) -> Result<Json<Vec<Override>>, Re
     status(State(cx)).await.map(|s| Json(s.0.overrides))
 }
 
-/// Refuses a change without the configured bearer token.
-fn authorize(cx: &Ctx, headers: &HeaderMap) -> Result<(), Refusal> {
-    let token = cx.token.load();
-    let Some(token) = token.as_deref() else {
-        return Ok(());
-    };
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    // Compared in constant time, so the answer's timing says nothing about the token.
-    let same = given.is_some_and(|g| {
-        g.len() == token.len()
-            && g.bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
-    if same {
-        Ok(())
-    } else {
-        Err((
-            StatusCode::UNAUTHORIZED,
-            "a change needs Authorization: Bearer <the token in admin.token_file>\n".into(),
-        ))
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SetBody {
@@ -292,10 +278,8 @@ async fn change(cx: &Ctx, op: OverrideOp) -> Result<Json<Vec<Override>>, Refusal
 
 async fn set_override(
     State(cx): State<Ctx>,
-    headers: HeaderMap,
     Json(b): Json<SetBody>,
 ) -> Result<Json<Vec<Override>>, Refusal> {
-    authorize(&cx, &headers)?;
     if b.reason.trim().is_empty() {
         return Err((StatusCode::BAD_REQUEST, "give a reason\n".into()));
     }
@@ -337,10 +321,8 @@ fn override_duration(d: &str) -> Result<std::time::Duration, String> {
 
 async fn clear_override(
     State(cx): State<Ctx>,
-    headers: HeaderMap,
     Json(b): Json<ClearBody>,
 ) -> Result<Json<Vec<Override>>, Refusal> {
-    authorize(&cx, &headers)?;
     let target = parse_target(&b.target)?;
     change(&cx, OverrideOp::Clear { target }).await
 }
@@ -352,8 +334,7 @@ fn parse_target(t: &str) -> Result<crate::ops::state::Target, Refusal> {
 
 /// Reads the configuration and zones again: 200 with what changed, or 422 with the error
 /// (file, line, problem) and nothing changed.
-async fn reload(State(cx): State<Ctx>, headers: HeaderMap) -> Result<Json<ReloadReport>, Refusal> {
-    authorize(&cx, &headers)?;
+async fn reload(State(cx): State<Ctx>) -> Result<Json<ReloadReport>, Refusal> {
     cx.reloads
         .reload()
         .await
