@@ -125,6 +125,8 @@ pub struct Server {
     pub tcp_max_connections: Option<usize>,
     pub tcp_max_per_client: Option<usize>,
     pub tcp_max_queries: Option<usize>,
+    pub max_transfers: Option<usize>,
+    pub max_transfers_per_client: Option<usize>,
     pub allow_transfer: Option<Vec<String>>,
     pub tsig_keys: Option<Vec<String>>,
     pub ixfr_journal: Option<usize>,

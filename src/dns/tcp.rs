@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::dns::{self, Answered, Published, Transport};
+use crate::dns::{self, Answered, Publication, Published, Transport};
 
 mod slots;
 
@@ -26,6 +26,7 @@ mod slots;
 pub async fn accept(listener: TcpListener, published: Published, stop: CancellationToken) {
     let mut conns: JoinSet<u64> = JoinSet::new();
     let mut table = slots::Table::new();
+    let transfers = Arc::new(slots::Transfers::default());
     loop {
         tokio::select! {
             r = listener.accept() => match r {
@@ -39,8 +40,9 @@ pub async fn accept(listener: TcpListener, published: Published, stop: Cancellat
                     };
                     let published = published.clone();
                     let crowded = table.crowded.clone();
+                    let transfers = transfers.clone();
                     conns.spawn(async move {
-                        tcp_conn(stream, peer, published, conn, crowded).await;
+                        tcp_conn(stream, peer, published, conn, crowded, transfers).await;
                         id
                     });
                 }
@@ -86,6 +88,7 @@ async fn tcp_conn(
     published: Published,
     conn: Arc<slots::Conn>,
     crowded: Arc<AtomicBool>,
+    transfers: Arc<slots::Transfers>,
 ) {
     let _ = stream.set_nodelay(true);
     let ip = peer.ip().to_canonical();
@@ -130,14 +133,18 @@ async fn tcp_conn(
             Err(_) => return crate::ops::metrics::limit_hit("tcp_read_timeout"),
         }
         answered += 1;
-        let timed = counts.sample().then(std::time::Instant::now);
-        let start = framed.len();
-        if answer_tcp(&published, &buf, ip, &mut fast, &mut framed) {
-            if let Some(t) = timed {
-                counts.record_latency(t.elapsed());
+        let p = published.load_full();
+        if let Some(t) = answer_tcp(&p, &buf, ip, &mut fast, &mut framed, &mut counts) {
+            counts.flush();
+            let x = Xfr {
+                p: &p,
+                ip,
+                transfers: &transfers,
+                wire: &wire,
+            };
+            if !x.send(&mut wr, t, &mut framed, &mut counts).await {
+                return;
             }
-            // A transfer counts once, by its first message.
-            counts.count(&framed[start + 2..]);
         }
         if wire.tcp_max_queries > 0 && answered >= wire.tcp_max_queries && !closing {
             crate::ops::metrics::limit_hit("tcp_max_queries");
@@ -174,27 +181,78 @@ fn whole_query_buffered(buffered: &[u8]) -> bool {
         && buffered.len() >= 2 + u16::from_be_bytes([buffered[0], buffered[1]]) as usize
 }
 
-/// Answers one TCP query into `framed` (length-prefixed, several messages for a transfer);
-/// false when nothing is to be sent.
+/// Answers one TCP query from `p` into `framed` (length-prefixed) and counts it, or returns
+/// the transfer it asks for.
 fn answer_tcp(
-    published: &Published,
+    p: &Publication,
     query: &[u8],
     ip: IpAddr,
     out: &mut Vec<u8>,
     framed: &mut Vec<u8>,
-) -> bool {
-    match dns::answer(&published.load(), query, ip, Transport::Tcp, out) {
-        Answered::Nothing => false,
+    counts: &mut crate::ops::metrics::QueryCounts,
+) -> Option<Box<dns::transfer::Stream>> {
+    let timed = counts.sample().then(std::time::Instant::now);
+    match dns::answer(p, query, ip, Transport::Tcp, out) {
+        Answered::Nothing => None,
         Answered::One => {
-            frame(framed, out);
-            true
-        }
-        Answered::Transfer(ms) => {
-            for m in &ms {
-                frame(framed, m);
+            if let Some(t) = timed {
+                counts.record_latency(t.elapsed());
             }
-            true
+            counts.count(out);
+            frame(framed, out);
+            None
         }
+        Answered::Transfer(t) => Some(t),
+    }
+}
+
+/// A transfer to send on a connection: from publication `p`, to `ip`, under the listener's
+/// transfer limits.
+struct Xfr<'a> {
+    p: &'a Publication,
+    ip: IpAddr,
+    transfers: &'a Arc<slots::Transfers>,
+    wire: &'a crate::config::WireSettings,
+}
+
+impl Xfr<'_> {
+    /// Sends transfer `t` after the answers already in `framed`: message by message, each
+    /// made when the one before has been taken by the client, each within
+    /// `tcp_read_timeout` (a stalled client loses the connection). Beyond the transfer
+    /// limits it is answered REFUSED. False when the connection is done.
+    async fn send(
+        &self,
+        wr: &mut tokio::net::tcp::OwnedWriteHalf,
+        t: Box<dns::transfer::Stream>,
+        framed: &mut Vec<u8>,
+        counts: &mut crate::ops::metrics::QueryCounts,
+    ) -> bool {
+        let limit = self.wire.tcp_read_timeout;
+        let (max, per_client) = (self.wire.max_transfers, self.wire.max_transfers_per_client);
+        let Some(_slot) = self.transfers.acquire(self.ip, max, per_client) else {
+            tracing::debug!(client = %self.ip, kind = t.kind(), "transfer refused: too many under way");
+            let refused = t.refused();
+            counts.count(&refused);
+            frame(framed, &refused);
+            return true;
+        };
+        if !framed.is_empty() && !send(wr, framed, limit).await {
+            return false;
+        }
+        framed.clear();
+        for (i, m) in t.messages(&self.p.snap).enumerate() {
+            // A transfer counts once, by its first message.
+            if i == 0 {
+                counts.count(&m);
+            }
+            framed.clear();
+            frame(framed, &m);
+            if !send(wr, framed, limit).await {
+                return false;
+            }
+        }
+        framed.clear();
+        true
     }
 }
 

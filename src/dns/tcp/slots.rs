@@ -216,3 +216,57 @@ mod tests {
         assert_eq!(mine.iter().filter(|c| c.leave.is_cancelled()).count(), 1);
     }
 }
+
+/// Zone transfers under way on a listener's connections, in all and per client address.
+#[derive(Default)]
+pub(super) struct Transfers {
+    counts: std::sync::Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// A transfer's place among [`Transfers`], given back when dropped.
+pub(super) struct TransferSlot {
+    owner: Arc<Transfers>,
+    ip: IpAddr,
+}
+
+impl Transfers {
+    /// A place for a transfer to `ip`, or None when `max` are under way in all or
+    /// `per_client` to this client (0: no cap of its own).
+    pub fn acquire(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        max: usize,
+        per_client: usize,
+    ) -> Option<TransferSlot> {
+        // A poisoned lock still holds counts that are right: each change is one statement.
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = c.1.get(&ip).copied().unwrap_or(0);
+        if per_client > 0 && mine >= per_client {
+            crate::ops::metrics::limit_hit("max_transfers_per_client");
+            return None;
+        }
+        if c.0 >= max {
+            crate::ops::metrics::limit_hit("max_transfers");
+            return None;
+        }
+        c.0 += 1;
+        *c.1.entry(ip).or_insert(0) += 1;
+        Some(TransferSlot {
+            owner: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for TransferSlot {
+    fn drop(&mut self) {
+        let mut c = self.owner.counts.lock().unwrap_or_else(|e| e.into_inner());
+        c.0 -= 1;
+        if let Some(n) = c.1.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.1.remove(&self.ip);
+            }
+        }
+    }
+}
