@@ -127,6 +127,7 @@ pub(super) fn build_admin_limits(cx: &Ctx, a: &file::Admin) -> Result<AdminLimit
         max_body: at_least_one("max_body", a.max_body, 64 * 1024)?,
         max_time,
         max_connections: at_least_one("max_connections", a.max_connections, 64)?,
+        max_per_client: at_least_one("max_per_client", a.max_per_client, 16)?,
     })
 }
 

@@ -307,8 +307,10 @@ pub struct AdminLimits {
     /// closed) and then its body (then 408); also how long an idle connection stays open.
     /// Handlers are not under it.
     pub max_time: Duration,
-    /// Open connections at most; more are closed at once.
+    /// Open connections at most, in all and from one client address. At a cap, the oldest
+    /// connection with no request under way is closed for the new one.
     pub max_connections: usize,
+    pub max_per_client: usize,
 }
 
 /// The checked configuration.

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AdminLimits;
@@ -38,6 +38,7 @@ pub struct Handles {
     pub allowed_hosts: Arc<Vec<String>>,
 }
 
+mod conns;
 mod guard;
 
 type Ctx = Handles;
@@ -80,17 +81,15 @@ async fn read_limits(
 /// Serves the admin API on `listener` until `stop` is cancelled, then lets requests under
 /// way finish.
 ///
-/// Each connection is served by hyper directly (not `axum::serve`) so that its headers, too,
-/// are under `limits.max_time`: a client that sends them slowly, or keeps a connection open
-/// without a request, is cut off. Beyond `limits.max_connections`, new connections are
-/// closed at once.
+/// Connections are served and capped by [`conns`]: a client that sends its headers slowly,
+/// or keeps a connection open without a request, is cut off after `limits.max_time`, and
+/// sooner when a new connection needs its place.
 pub async fn serve(
     listener: TcpListener,
     handles: Handles,
     limits: AdminLimits,
     stop: CancellationToken,
 ) {
-    use tower::ServiceExt;
     let guard = guard::Guard {
         listen: listener
             .local_addr()
@@ -126,47 +125,7 @@ pub async fn serve(
         // Before the body is read or any extractor runs: rebinding, origin, token.
         .layer(axum::middleware::from_fn_with_state(guard, guard::check))
         .with_state(handles);
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let conns = tokio_util::task::TaskTracker::new();
-    loop {
-        let io = tokio::select! {
-            _ = stop.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok((io, _)) => io,
-                Err(e) => {
-                    // Out of descriptors, most likely: wait rather than spin.
-                    tracing::warn!(error = %e, "admin API: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            crate::ops::metrics::limit_hit("admin_max_connections");
-            continue;
-        };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone().map_request(
-            |r: axum::http::Request<hyper::body::Incoming>| r.map(axum::body::Body::new),
-        ));
-        let stop = stop.clone();
-        conns.spawn(async move {
-            let _slot = slot;
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(limits.max_time)
-                .serve_connection(hyper_util::rt::TokioIo::new(io), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(limits.max_time, conn).await;
-                }
-            }
-        });
-    }
-    conns.close();
-    conns.wait().await;
+    conns::serve(listener, app, limits, stop).await;
 }
 
 /// The status page, in the binary: plain HTML, one script and one style sheet, which read
