@@ -77,6 +77,37 @@ fn idle(published: &Published, crowded: &AtomicBool) -> Duration {
     }
 }
 
+/// Waits until the client sends something (true), or the connection is to close: idle
+/// longer than the idle timeout in force (which drops while the server is crowded, and is
+/// looked at again each [`slots::CROWDED_IDLE`]), evicted, closed by the client, or the
+/// server stops. Waiting on the buffer loses no byte when a slice ends.
+async fn wait_for_query(
+    rd: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    published: &Published,
+    conn: &slots::Conn,
+    crowded: &AtomicBool,
+) -> bool {
+    use tokio::io::AsyncBufReadExt;
+    let since = std::time::Instant::now();
+    loop {
+        let left = idle(published, crowded).saturating_sub(since.elapsed());
+        if left.is_zero() {
+            crate::ops::metrics::limit_hit("tcp_idle_timeout");
+            return false;
+        }
+        let slice = left.min(slots::CROWDED_IDLE);
+        tokio::select! {
+            r = tokio::time::timeout(slice, rd.fill_buf()) => match r {
+                Ok(Ok(b)) => return !b.is_empty(),
+                Ok(Err(_)) => return false,
+                Err(_) => continue,
+            },
+            // Evicted for a newcomer, or the server stops.
+            _ = conn.leave.cancelled() => return false,
+        }
+    }
+}
+
 /// Serves one TCP connection: length-prefixed queries (RFC 1035 section 4.2.2), answered in
 /// order, until the client closes, is idle too long, or the server stops. Pipelined queries
 /// already read are answered together, in one write. After `tcp_max_queries` (when set), every
@@ -107,21 +138,21 @@ async fn tcp_conn(
             return;
         }
         let mut len = [0u8; 2];
-        let read = if buffered {
-            Ok(rd.read_exact(&mut len).await)
-        } else {
+        if !buffered {
             conn.idle();
-            tokio::select! {
-                r = tokio::time::timeout(idle(&published, &crowded), rd.read_exact(&mut len)) => r,
-                // Evicted for a newcomer, or the server stops.
-                _ = conn.leave.cancelled() => return,
+            if !wait_for_query(&mut rd, &published, &conn, &crowded).await {
+                return;
             }
-        };
+        }
         conn.busy();
-        match read {
+        let read = tokio::time::timeout(
+            published.load().wire.tcp_read_timeout,
+            rd.read_exact(&mut len),
+        );
+        match read.await {
             Ok(Ok(_)) => {}
             Ok(Err(_)) => return,
-            Err(_) => return crate::ops::metrics::limit_hit("tcp_idle_timeout"),
+            Err(_) => return crate::ops::metrics::limit_hit("tcp_read_timeout"),
         }
         let n = u16::from_be_bytes(len) as usize;
         buf.resize(n, 0);

@@ -27,7 +27,7 @@ pub(super) const CROWDED_IDLE: Duration = Duration::from_secs(1);
 
 /// One open connection, as the table and the connection itself see it.
 pub(super) struct Conn {
-    /// Milliseconds since the table's start when the connection began to wait for a query,
+    /// Microseconds since the table's start when the connection began to wait for a query,
     /// or [`BUSY`].
     idle_since: AtomicU64,
     /// Cancelled when the connection must close (evicted, or the server stops).
@@ -49,7 +49,7 @@ impl Conn {
 }
 
 fn ms_since(start: Instant) -> u64 {
-    start.elapsed().as_millis() as u64
+    start.elapsed().as_micros() as u64
 }
 
 struct Entry {
@@ -137,9 +137,10 @@ impl Table {
             .conns
             .iter_mut()
             .filter(|(_, e)| !e.evicted && only.is_none_or(|ip| e.ip == ip))
-            .map(|(_, e)| (e.conn.idle_since.load(Ordering::Relaxed), e))
-            .filter(|(since, _)| *since != BUSY)
-            .min_by_key(|(since, _)| *since)?;
+            .map(|(id, e)| ((e.conn.idle_since.load(Ordering::Relaxed), *id), e))
+            .filter(|((since, _), _)| *since != BUSY)
+            // Of those idle since the same moment, the one accepted first.
+            .min_by_key(|(key, _)| *key)?;
         e.evicted = true;
         e.conn.leave.cancel();
         let ip = e.ip;
