@@ -140,6 +140,7 @@ async fn start_as(
             engine: cmd_tx,
             reloads: reloads.clone(),
             token,
+            allowed_hosts: std::sync::Arc::new(cfg.admin_allowed_hosts.clone()),
         },
         cfg.admin_limits,
         stop.clone(),

@@ -78,8 +78,8 @@ fn mutated_queries_never_panic_and_responses_are_well_formed() {
                         assert!(r.len() <= settings.udp_payload as usize || m.truncation);
                     }
                 }
-                Outcome::Transfer(ms) => {
-                    for r in ms {
+                Outcome::Transfer(t) => {
+                    for r in t.messages(&snap) {
                         Message::from_vec(&r).unwrap();
                     }
                 }

@@ -83,6 +83,7 @@ fn write_atomically(path: &Path, text: &str) {
 async fn reload(admin: SocketAddr) -> (u16, String) {
     let r = reqwest::Client::new()
         .post(format!("http://{admin}/reload"))
+        .header("content-type", "application/json")
         .send()
         .await
         .unwrap();

@@ -14,6 +14,7 @@ pub(super) struct Admin {
     pub token_file: Option<PathBuf>,
     pub state_file: Option<PathBuf>,
     pub limits: AdminLimits,
+    pub allowed_hosts: Vec<String>,
 }
 
 pub(super) fn build_admin(cx: &Ctx, a: &file::Admin, base: &Path) -> Result<Admin, ConfigError> {
@@ -33,7 +34,30 @@ pub(super) fn build_admin(cx: &Ctx, a: &file::Admin, base: &Path) -> Result<Admi
         token_file,
         state_file: a.state_file.as_ref().map(|f| base.join(f)),
         limits: build_admin_limits(cx, a)?,
+        allowed_hosts: allowed_hosts(cx, a)?,
     })
+}
+
+/// `admin.allowed_hosts`: host names (no port, no address) the API also answers to in
+/// `Host` and `Origin`, lower case.
+fn allowed_hosts(cx: &Ctx, a: &file::Admin) -> Result<Vec<String>, ConfigError> {
+    let mut out = Vec::new();
+    for (i, h) in a.allowed_hosts.iter().flatten().enumerate() {
+        let name = h.trim_end_matches('.').to_ascii_lowercase();
+        let ok = !name.is_empty()
+            && name.parse::<std::net::IpAddr>().is_err()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+        if !ok {
+            return Err(cx.err(
+                &format!("admin.allowed_hosts[{i}]"),
+                format!("{h:?} is not a host name such as \"gtm.example.net\" (no port; addresses need no entry)"),
+            ));
+        }
+        out.push(name);
+    }
+    Ok(out)
 }
 
 /// The [probe] table, checked.
@@ -103,6 +127,7 @@ pub(super) fn build_admin_limits(cx: &Ctx, a: &file::Admin) -> Result<AdminLimit
         max_body: at_least_one("max_body", a.max_body, 64 * 1024)?,
         max_time,
         max_connections: at_least_one("max_connections", a.max_connections, 64)?,
+        max_per_client: at_least_one("max_per_client", a.max_per_client, 16)?,
     })
 }
 

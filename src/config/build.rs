@@ -93,6 +93,7 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
         token_file: admin.token_file,
         state_file: admin.state_file,
         admin_limits: admin.limits,
+        admin_allowed_hosts: admin.allowed_hosts,
         max_in_flight: probe.max_in_flight,
         max_body: probe.max_body,
         probe_queue: probe.queue,

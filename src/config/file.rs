@@ -126,6 +126,8 @@ pub struct Server {
     pub tcp_max_connections: Option<usize>,
     pub tcp_max_per_client: Option<usize>,
     pub tcp_max_queries: Option<usize>,
+    pub max_transfers: Option<usize>,
+    pub max_transfers_per_client: Option<usize>,
     pub allow_transfer: Option<Vec<String>>,
     pub tsig_keys: Option<Vec<String>>,
     pub ixfr_journal: Option<usize>,
@@ -142,6 +144,8 @@ pub struct Admin {
     pub max_body: Option<usize>,
     pub max_time: Option<String>,
     pub max_connections: Option<usize>,
+    pub max_per_client: Option<usize>,
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

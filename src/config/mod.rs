@@ -314,8 +314,10 @@ pub struct AdminLimits {
     /// closed) and then its body (then 408); also how long an idle connection stays open.
     /// Handlers are not under it.
     pub max_time: Duration,
-    /// Open connections at most; more are closed at once.
+    /// Open connections at most, in all and from one client address. At a cap, the oldest
+    /// connection with no request under way is closed for the new one.
     pub max_connections: usize,
+    pub max_per_client: usize,
 }
 
 /// The checked configuration.
@@ -336,6 +338,8 @@ pub struct Config {
     /// Overrides are kept here across restarts; `None`: in memory only.
     pub state_file: Option<PathBuf>,
     pub admin_limits: AdminLimits,
+    /// Host names the admin API answers to besides its address (`admin.allowed_hosts`).
+    pub admin_allowed_hosts: Vec<String>,
     pub max_in_flight: usize,
     pub max_body: usize,
     /// Probe results waiting for the engine at most; a probe loop waits for room beyond.

@@ -109,6 +109,13 @@ pub(super) fn build_wire(cx: &Ctx, s: &file::Server) -> Result<WireSettings, Con
         // without end, so neither is capped by default (NSD and Knot do not cap them either).
         tcp_max_per_client: s.tcp_max_per_client.unwrap_or(d.tcp_max_per_client),
         tcp_max_queries: s.tcp_max_queries.unwrap_or(d.tcp_max_queries),
+        max_transfers: match s.max_transfers {
+            Some(0) => return Err(cx.err("server.max_transfers", "must be at least 1")),
+            v => v.unwrap_or(d.max_transfers),
+        },
+        max_transfers_per_client: s
+            .max_transfers_per_client
+            .unwrap_or(d.max_transfers_per_client),
     })
 }
 
@@ -186,6 +193,10 @@ pub struct WireSettings {
     pub tcp_max_per_client: usize,
     /// Queries answered on one TCP connection before it is closed (0: no limit).
     pub tcp_max_queries: usize,
+    /// Zone transfers under way at once on one listen address, in all and to one client
+    /// address (0: no cap of its own); beyond, a transfer request gets REFUSED.
+    pub max_transfers: usize,
+    pub max_transfers_per_client: usize,
 }
 
 /// The most a UDP response may hold for a client that offered `client_payload` (its EDNS
@@ -210,6 +221,8 @@ impl Default for WireSettings {
             tcp_max_connections: 1024,
             tcp_max_per_client: 0,
             tcp_max_queries: 0,
+            max_transfers: 32,
+            max_transfers_per_client: 4,
         }
     }
 }

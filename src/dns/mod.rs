@@ -97,8 +97,8 @@ pub enum Outcome {
     Drop,
     /// One response message.
     Reply(Vec<u8>),
-    /// A zone transfer: several messages, TCP only.
-    Transfer(Vec<Vec<u8>>),
+    /// A zone transfer, TCP only: its messages are made as they are sent.
+    Transfer(Box<transfer::Stream>),
 }
 
 /// Answers one query: by its prepared answer when there is one, else by [`handle`]. The
@@ -124,7 +124,7 @@ pub fn answer(
             out.extend_from_slice(&bytes);
             Answered::One
         }
-        Outcome::Transfer(messages) => Answered::Transfer(messages),
+        Outcome::Transfer(t) => Answered::Transfer(t),
     }
 }
 
@@ -135,8 +135,8 @@ pub enum Answered {
     Nothing,
     /// One response, in the caller's buffer.
     One,
-    /// A zone transfer's messages (TCP only).
-    Transfer(Vec<Vec<u8>>),
+    /// A zone transfer (TCP only), to be sent message by message.
+    Transfer(Box<transfer::Stream>),
 }
 
 /// The general path: handles one query message with the snapshot's settings.

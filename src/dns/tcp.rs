@@ -1,12 +1,15 @@
 //! TCP connections (RFC 7766): length-prefixed, pipelined queries answered in order, each
 //! from the publication loaded at that moment (no lock, no await between load and answer),
-//! through [`crate::dns::answer`]. Connections are capped in all and per client, and a slow
-//! or idle client loses its slot.
+//! through [`crate::dns::answer`]. Connections are capped in all and per client; at a cap a
+//! newcomer takes the place of the longest-idle connection (its own client's, when that
+//! client holds more than its share), a slow or idle client loses its slot, and idle
+//! connections are closed sooner while the server is crowded.
 //!
 //! This module owns the connections, not DNS semantics: those are in [`crate::dns`].
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -14,33 +17,33 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::dns::{self, Answered, Published, Transport};
+use crate::dns::{self, Answered, Publication, Published, Transport};
 
-/// Accepts connections on `listener` until `stop`, then lets those under way finish.
+mod slots;
+
+/// Accepts connections on `listener` until `stop`, then lets those under way finish. At a
+/// limit, a newcomer takes the place of an idle connection ([`slots::Table::admit`]).
 pub async fn accept(listener: TcpListener, published: Published, stop: CancellationToken) {
-    let mut conns: JoinSet<IpAddr> = JoinSet::new();
-    let mut per_client: HashMap<IpAddr, usize> = HashMap::new();
+    let mut conns: JoinSet<u64> = JoinSet::new();
+    let mut table = slots::Table::new();
+    let transfers = Arc::new(slots::Transfers::default());
     loop {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     let wire = published.load().wire.clone();
                     let ip = peer.ip().to_canonical();
-                    // Over a limit, the connection is closed at once.
-                    if conns.len() >= wire.tcp_max_connections {
-                        crate::ops::metrics::limit_hit("tcp_max_connections");
+                    let max = wire.tcp_max_connections;
+                    // Refused: closed at once.
+                    let Ok((id, conn)) = table.admit(ip, max, wire.tcp_max_per_client, &stop) else {
                         continue;
-                    }
-                    let count = per_client.entry(ip).or_insert(0);
-                    if wire.tcp_max_per_client > 0 && *count >= wire.tcp_max_per_client {
-                        crate::ops::metrics::limit_hit("tcp_max_per_client");
-                        continue;
-                    }
-                    *count += 1;
-                    let (published, stop) = (published.clone(), stop.clone());
+                    };
+                    let published = published.clone();
+                    let crowded = table.crowded.clone();
+                    let transfers = transfers.clone();
                     conns.spawn(async move {
-                        tcp_conn(stream, peer, published, stop).await;
-                        ip
+                        tcp_conn(stream, peer, published, conn, crowded, transfers).await;
+                        id
                     });
                 }
                 Err(e) => {
@@ -49,13 +52,8 @@ pub async fn accept(listener: TcpListener, published: Published, stop: Cancellat
                 }
             },
             Some(done) = conns.join_next(), if !conns.is_empty() => {
-                if let Ok(ip) = done {
-                    if let Some(c) = per_client.get_mut(&ip) {
-                        *c -= 1;
-                        if *c == 0 {
-                            per_client.remove(&ip);
-                        }
-                    }
+                if let Ok(id) = done {
+                    table.remove(id, published.load().wire.tcp_max_connections);
                 }
             }
             _ = stop.cancelled() => break,
@@ -68,9 +66,46 @@ pub async fn accept(listener: TcpListener, published: Published, stop: Cancellat
     .await;
 }
 
-/// The idle timeout in force now (a reload may change it).
-fn idle(published: &Published) -> Duration {
-    published.load().wire.tcp_idle_timeout
+/// The idle timeout in force now: as configured (a reload may change it), and at most
+/// [`slots::CROWDED_IDLE`] while the server is crowded.
+fn idle(published: &Published, crowded: &AtomicBool) -> Duration {
+    let configured = published.load().wire.tcp_idle_timeout;
+    if crowded.load(Ordering::Relaxed) {
+        configured.min(slots::CROWDED_IDLE)
+    } else {
+        configured
+    }
+}
+
+/// Waits until the client sends something (true), or the connection is to close: idle
+/// longer than the idle timeout in force (which drops while the server is crowded, and is
+/// looked at again each [`slots::CROWDED_IDLE`]), evicted, closed by the client, or the
+/// server stops. Waiting on the buffer loses no byte when a slice ends.
+async fn wait_for_query(
+    rd: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    published: &Published,
+    conn: &slots::Conn,
+    crowded: &AtomicBool,
+) -> bool {
+    use tokio::io::AsyncBufReadExt;
+    let since = std::time::Instant::now();
+    loop {
+        let left = idle(published, crowded).saturating_sub(since.elapsed());
+        if left.is_zero() {
+            crate::ops::metrics::limit_hit("tcp_idle_timeout");
+            return false;
+        }
+        let slice = left.min(slots::CROWDED_IDLE);
+        tokio::select! {
+            r = tokio::time::timeout(slice, rd.fill_buf()) => match r {
+                Ok(Ok(b)) => return !b.is_empty(),
+                Ok(Err(_)) => return false,
+                Err(_) => continue,
+            },
+            // Evicted for a newcomer, or the server stops.
+            _ = conn.leave.cancelled() => return false,
+        }
+    }
 }
 
 /// Serves one TCP connection: length-prefixed queries (RFC 1035 section 4.2.2), answered in
@@ -82,7 +117,9 @@ async fn tcp_conn(
     stream: TcpStream,
     peer: SocketAddr,
     published: Published,
-    stop: CancellationToken,
+    conn: Arc<slots::Conn>,
+    crowded: Arc<AtomicBool>,
+    transfers: Arc<slots::Transfers>,
 ) {
     let _ = stream.set_nodelay(true);
     let ip = peer.ip().to_canonical();
@@ -101,18 +138,21 @@ async fn tcp_conn(
             return;
         }
         let mut len = [0u8; 2];
-        let read = if buffered {
-            Ok(rd.read_exact(&mut len).await)
-        } else {
-            tokio::select! {
-                r = tokio::time::timeout(idle(&published), rd.read_exact(&mut len)) => r,
-                _ = stop.cancelled() => return,
+        if !buffered {
+            conn.idle();
+            if !wait_for_query(&mut rd, &published, &conn, &crowded).await {
+                return;
             }
-        };
-        match read {
+        }
+        conn.busy();
+        let read = tokio::time::timeout(
+            published.load().wire.tcp_read_timeout,
+            rd.read_exact(&mut len),
+        );
+        match read.await {
             Ok(Ok(_)) => {}
             Ok(Err(_)) => return,
-            Err(_) => return crate::ops::metrics::limit_hit("tcp_idle_timeout"),
+            Err(_) => return crate::ops::metrics::limit_hit("tcp_read_timeout"),
         }
         let n = u16::from_be_bytes(len) as usize;
         buf.resize(n, 0);
@@ -124,14 +164,18 @@ async fn tcp_conn(
             Err(_) => return crate::ops::metrics::limit_hit("tcp_read_timeout"),
         }
         answered += 1;
-        let timed = counts.sample().then(std::time::Instant::now);
-        let start = framed.len();
-        if answer_tcp(&published, &buf, ip, &mut fast, &mut framed) {
-            if let Some(t) = timed {
-                counts.record_latency(t.elapsed());
+        let p = published.load_full();
+        if let Some(t) = answer_tcp(&p, &buf, ip, &mut fast, &mut framed, &mut counts) {
+            counts.flush();
+            let x = Xfr {
+                p: &p,
+                ip,
+                transfers: &transfers,
+                wire: &wire,
+            };
+            if !x.send(&mut wr, t, &mut framed, &mut counts).await {
+                return;
             }
-            // A transfer counts once, by its first message.
-            counts.count(&framed[start + 2..]);
         }
         if wire.tcp_max_queries > 0 && answered >= wire.tcp_max_queries && !closing {
             crate::ops::metrics::limit_hit("tcp_max_queries");
@@ -168,27 +212,78 @@ fn whole_query_buffered(buffered: &[u8]) -> bool {
         && buffered.len() >= 2 + u16::from_be_bytes([buffered[0], buffered[1]]) as usize
 }
 
-/// Answers one TCP query into `framed` (length-prefixed, several messages for a transfer);
-/// false when nothing is to be sent.
+/// Answers one TCP query from `p` into `framed` (length-prefixed) and counts it, or returns
+/// the transfer it asks for.
 fn answer_tcp(
-    published: &Published,
+    p: &Publication,
     query: &[u8],
     ip: IpAddr,
     out: &mut Vec<u8>,
     framed: &mut Vec<u8>,
-) -> bool {
-    match dns::answer(&published.load(), query, ip, Transport::Tcp, out) {
-        Answered::Nothing => false,
+    counts: &mut crate::ops::metrics::QueryCounts,
+) -> Option<Box<dns::transfer::Stream>> {
+    let timed = counts.sample().then(std::time::Instant::now);
+    match dns::answer(p, query, ip, Transport::Tcp, out) {
+        Answered::Nothing => None,
         Answered::One => {
-            frame(framed, out);
-            true
-        }
-        Answered::Transfer(ms) => {
-            for m in &ms {
-                frame(framed, m);
+            if let Some(t) = timed {
+                counts.record_latency(t.elapsed());
             }
-            true
+            counts.count(out);
+            frame(framed, out);
+            None
         }
+        Answered::Transfer(t) => Some(t),
+    }
+}
+
+/// A transfer to send on a connection: from publication `p`, to `ip`, under the listener's
+/// transfer limits.
+struct Xfr<'a> {
+    p: &'a Publication,
+    ip: IpAddr,
+    transfers: &'a Arc<slots::Transfers>,
+    wire: &'a crate::config::WireSettings,
+}
+
+impl Xfr<'_> {
+    /// Sends transfer `t` after the answers already in `framed`: message by message, each
+    /// made when the one before has been taken by the client, each within
+    /// `tcp_read_timeout` (a stalled client loses the connection). Beyond the transfer
+    /// limits it is answered REFUSED. False when the connection is done.
+    async fn send(
+        &self,
+        wr: &mut tokio::net::tcp::OwnedWriteHalf,
+        t: Box<dns::transfer::Stream>,
+        framed: &mut Vec<u8>,
+        counts: &mut crate::ops::metrics::QueryCounts,
+    ) -> bool {
+        let limit = self.wire.tcp_read_timeout;
+        let (max, per_client) = (self.wire.max_transfers, self.wire.max_transfers_per_client);
+        let Some(_slot) = self.transfers.acquire(self.ip, max, per_client) else {
+            tracing::debug!(client = %self.ip, kind = t.kind(), "transfer refused: too many under way");
+            let refused = t.refused();
+            counts.count(&refused);
+            frame(framed, &refused);
+            return true;
+        };
+        if !framed.is_empty() && !send(wr, framed, limit).await {
+            return false;
+        }
+        framed.clear();
+        for (i, m) in t.messages(&self.p.snap).enumerate() {
+            // A transfer counts once, by its first message.
+            if i == 0 {
+                counts.count(&m);
+            }
+            framed.clear();
+            frame(framed, &m);
+            if !send(wr, framed, limit).await {
+                return false;
+            }
+        }
+        framed.clear();
+        true
     }
 }
 

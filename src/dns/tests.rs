@@ -73,9 +73,10 @@ fn a_transfer_of_large_records_splits_into_whole_messages() {
         .to_owned();
     // A v4-mapped peer is judged as the IPv4 address it is.
     let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
-    let Outcome::Transfer(ms) = handle(&snap, &bytes(&q), mapped, Transport::Tcp) else {
+    let Outcome::Transfer(t) = handle(&snap, &bytes(&q), mapped, Transport::Tcp) else {
         panic!("no transfer for an allowed client");
     };
+    let ms: Vec<Vec<u8>> = t.messages(&snap).collect();
     let mut txt = 0;
     for m in &ms {
         assert!(m.len() <= 65_535, "a {}-byte message", m.len());

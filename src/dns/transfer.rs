@@ -13,11 +13,10 @@ use std::time::Instant;
 
 use hickory_proto::op::{Message, Metadata, ResponseCode};
 use hickory_proto::rr::{LowerName, Record, RecordType};
-use hickory_proto::serialize::binary::BinEncodable;
 
 use super::secondaries::TransferState;
 use super::snapshot::{serial_gt, serial_of, with_serial, Snapshot};
-use super::{reply, to_bytes, Outcome, Transport};
+use super::{reply, Outcome, Transport};
 use crate::zone::Zone;
 
 /// Transfers served, by zone and kind.
@@ -58,6 +57,7 @@ pub(super) fn transfer(
         started,
     };
     let mut kind = "AXFR";
+    let mut body = Body::Whole;
     if ixfr {
         match incremental(snap, msg, zi, serial, transport) {
             Ixfr::FormErr => {
@@ -73,21 +73,22 @@ pub(super) fn transfer(
                 }
                 return out;
             }
-            Ixfr::Differences(body) => {
-                let records = std::iter::once(soa.clone())
-                    .chain(body.iter().cloned())
-                    .chain(std::iter::once(soa));
-                return served.finish("IXFR", transfer_messages(resp, meta, records));
-            }
+            Ixfr::Differences(d) => (kind, body) = ("IXFR", Body::Differences(d)),
             Ixfr::Whole => kind = "IXFR-AXFR",
         }
     }
-    let live = snap.versions.get(zi).map(|v| v.live.clone());
-    let body = std::iter::once(soa.clone())
-        .chain(zone.all_records())
-        .chain(live.iter().flat_map(|l| l.iter().cloned()))
-        .chain(std::iter::once(soa));
-    served.finish(kind, transfer_messages(resp, meta, body))
+    let mut resp = resp;
+    resp.metadata = meta;
+    Outcome::Transfer(Box::new(Stream {
+        kind,
+        zi,
+        serial,
+        client,
+        started,
+        resp,
+        body,
+        signing: None,
+    }))
 }
 
 /// One transfer being served, for counting and logging.
@@ -100,27 +101,26 @@ struct Served<'a> {
 }
 
 impl Served<'_> {
-    /// Counts and logs `messages`, and returns them as the transfer.
-    fn finish(&self, kind: &'static str, messages: Vec<Vec<u8>>) -> Outcome {
-        self.record(kind, &messages);
-        Outcome::Transfer(messages)
-    }
-
     /// Counts and logs a transfer of `messages`.
     fn record(&self, kind: &'static str, messages: &[Vec<u8>]) {
         let bytes = messages.iter().map(Vec::len).sum();
+        self.record_sizes(kind, messages.len(), bytes);
+    }
+
+    /// Counts and logs a transfer of `count` messages, `bytes` in all.
+    fn record_sizes(&self, kind: &'static str, count: usize, bytes: usize) {
         let origin = self.zone.origin.to_string();
         metrics::counter!(TRANSFERS, "zone" => origin.clone(), "kind" => kind).increment(1);
         metrics::counter!(TRANSFER_BYTES, "zone" => origin.clone()).increment(bytes as u64);
         let (client, serial) = (self.client, self.serial);
-        tracing::info!(zone = %origin, client = %client, serial, kind, messages = messages.len(), bytes, "transfer served");
+        tracing::info!(zone = %origin, client = %client, serial, kind, messages = count, bytes, "transfer served");
         self.snap.secondaries.transferred(
             &origin,
             client,
             TransferState {
                 serial,
                 kind,
-                messages: messages.len(),
+                messages: count,
                 bytes,
                 duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
                 at: crate::ops::state::now_secs(),
@@ -211,32 +211,9 @@ fn differences(snap: &Snapshot, zi: usize, theirs: u32) -> Option<Vec<Record>> {
 /// length), less room for a TSIG record.
 const MAX_TCP_MESSAGE: usize = u16::MAX as usize - 512;
 
-/// Splits a transfer's records into messages of at most [`MAX_TCP_MESSAGE`] bytes, judged on
-/// each record's encoded size without compression (which compression can only shrink), so
-/// that no message is ever truncated. The question goes in the first message only.
-fn transfer_messages(
-    resp: Message,
-    meta: Metadata,
-    records: impl Iterator<Item = Record>,
-) -> Vec<Vec<u8>> {
-    let mut messages = Vec::new();
-    let mut cur = resp;
-    cur.metadata = meta;
-    let mut size = to_bytes(&cur).len();
-    for r in records {
-        let len = r.to_bytes().map_or(MAX_TCP_MESSAGE, |b| b.len());
-        if size + len > MAX_TCP_MESSAGE && !cur.answers.is_empty() {
-            messages.push(to_bytes(&cur));
-            cur.answers.clear();
-            cur.queries.clear();
-            size = to_bytes(&cur).len();
-        }
-        size += len;
-        cur.answers.push(r);
-    }
-    messages.push(to_bytes(&cur));
-    messages
-}
+mod stream;
+use stream::Body;
+pub use stream::Stream;
 
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,7 @@ use super::{to_bytes, Outcome};
 use crate::config::TransferSettings;
 
 /// How to sign the response to a request signed with a known key.
+#[derive(Clone)]
 pub(super) struct Signing {
     signer: TSigner,
     request_mac: Vec<u8>,
@@ -131,28 +132,50 @@ pub(super) fn sign(out: Outcome, s: &Signing) -> Outcome {
                 TSigResponseContext::new(s.id, now, s.signer.clone(), s.request_mac.clone(), None);
             Outcome::Reply(with_tsig(m, ctx))
         }
-        Outcome::Transfer(messages) => {
-            let mut prev = s.request_mac.clone();
-            let mut signed = Vec::with_capacity(messages.len());
-            for (i, mut m) in messages.into_iter().enumerate() {
-                let rec = if i == 0 {
-                    TSigResponseContext::new(s.id, now, s.signer.clone(), prev.clone(), None)
-                        .sign(&m)
-                } else {
-                    later_message(&s.signer, &prev, &m, now, s.id)
-                };
-                match rec {
-                    Ok(rec) => {
-                        prev = rec.data.mac.clone();
-                        append(&mut m, &rec);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot sign a transfer message"),
-                }
-                signed.push(m);
-            }
-            Outcome::Transfer(signed)
+        // Its messages are signed as they are made (see [`sign_chained`]).
+        Outcome::Transfer(mut t) => {
+            t.signing = Some(s.clone());
+            Outcome::Transfer(t)
         }
     }
+}
+
+impl Signing {
+    /// The request's MAC, which the first response message's TSIG covers.
+    pub fn request_mac(&self) -> Vec<u8> {
+        self.request_mac.clone()
+    }
+}
+
+/// `m`, one response message, signed.
+pub(super) fn sign_one(m: Vec<u8>, s: &Signing) -> Vec<u8> {
+    let now = crate::ops::state::now_secs();
+    let ctx = TSigResponseContext::new(s.id, now, s.signer.clone(), s.request_mac.clone(), None);
+    with_tsig(m, ctx)
+}
+
+/// `m`, a transfer message, signed: the first over the request's MAC, each later one over
+/// `prev`, the MAC before it (RFC 8945 section 5.3.1), which becomes this one's.
+pub(super) fn sign_chained(
+    mut m: Vec<u8>,
+    s: &Signing,
+    prev: &mut Vec<u8>,
+    first: bool,
+) -> Vec<u8> {
+    let now = crate::ops::state::now_secs();
+    let rec = if first {
+        TSigResponseContext::new(s.id, now, s.signer.clone(), prev.clone(), None).sign(&m)
+    } else {
+        later_message(&s.signer, prev, &m, now, s.id)
+    };
+    match rec {
+        Ok(rec) => {
+            *prev = rec.data.mac.clone();
+            append(&mut m, &rec);
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot sign a transfer message"),
+    }
+    m
 }
 
 /// The TSIG of a transfer message after the first: its MAC covers the previous MAC, the

@@ -5,18 +5,19 @@
 //! again), `/explain?name=N&client=ADDR` (why N answers what it does for that client).
 //!
 //! Changes need `Authorization: Bearer TOKEN` when `admin.token_file` is set (it must be
-//! for a non-loopback address). It reads the published snapshot and asks the engine by
+//! for a non-loopback address); [`guard`] refuses, before anything else, requests another
+//! site could have made (DNS rebinding, cross-origin forms). It reads the published snapshot and asks the engine by
 //! message; it never changes state itself.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::sync::Arc;
 
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AdminLimits;
@@ -33,7 +34,12 @@ pub struct Handles {
     pub reloads: Reloads,
     /// Changes need this bearer token, when set (a reload may replace it).
     pub token: Token,
+    /// Names accepted in `Host` besides the listen address (see [`guard`]).
+    pub allowed_hosts: Arc<Vec<String>>,
 }
+
+mod conns;
+mod guard;
 
 type Ctx = Handles;
 
@@ -75,17 +81,22 @@ async fn read_limits(
 /// Serves the admin API on `listener` until `stop` is cancelled, then lets requests under
 /// way finish.
 ///
-/// Each connection is served by hyper directly (not `axum::serve`) so that its headers, too,
-/// are under `limits.max_time`: a client that sends them slowly, or keeps a connection open
-/// without a request, is cut off. Beyond `limits.max_connections`, new connections are
-/// closed at once.
+/// Connections are served and capped by [`conns`]: a client that sends its headers slowly,
+/// or keeps a connection open without a request, is cut off after `limits.max_time`, and
+/// sooner when a new connection needs its place.
 pub async fn serve(
     listener: TcpListener,
     handles: Handles,
     limits: AdminLimits,
     stop: CancellationToken,
 ) {
-    use tower::ServiceExt;
+    let guard = guard::Guard {
+        listen: listener
+            .local_addr()
+            .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+        allowed_hosts: handles.allowed_hosts.clone(),
+        token: handles.token.clone(),
+    };
     let app = Router::new()
         .route(
             "/",
@@ -111,48 +122,10 @@ pub async fn serve(
         // read_limits has bounded the body already: the extractors' own 2 MB default would
         // refuse bodies that admin.max_body allows.
         .layer(axum::extract::DefaultBodyLimit::disable())
+        // Before the body is read or any extractor runs: rebinding, origin, token.
+        .layer(axum::middleware::from_fn_with_state(guard, guard::check))
         .with_state(handles);
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let conns = tokio_util::task::TaskTracker::new();
-    loop {
-        let io = tokio::select! {
-            _ = stop.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok((io, _)) => io,
-                Err(e) => {
-                    // Out of descriptors, most likely: wait rather than spin.
-                    tracing::warn!(error = %e, "admin API: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            crate::ops::metrics::limit_hit("admin_max_connections");
-            continue;
-        };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone().map_request(
-            |r: axum::http::Request<hyper::body::Incoming>| r.map(axum::body::Body::new),
-        ));
-        let stop = stop.clone();
-        conns.spawn(async move {
-            let _slot = slot;
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(limits.max_time)
-                .serve_connection(hyper_util::rt::TokioIo::new(io), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(limits.max_time, conn).await;
-                }
-            }
-        });
-    }
-    conns.close();
-    conns.wait().await;
+    conns::serve(listener, app, limits, stop).await;
 }
 
 /// The status page, in the binary: plain HTML, one script and one style sheet, which read
@@ -233,34 +206,6 @@ async fn list_overrides(State(cx): State<Ctx>) -> Result<Json<Vec<Override>>, Re
     status(State(cx)).await.map(|s| Json(s.0.overrides))
 }
 
-/// Refuses a change without the configured bearer token.
-fn authorize(cx: &Ctx, headers: &HeaderMap) -> Result<(), Refusal> {
-    let token = cx.token.load();
-    let Some(token) = token.as_deref() else {
-        return Ok(());
-    };
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    // Compared in constant time, so the answer's timing says nothing about the token.
-    let same = given.is_some_and(|g| {
-        g.len() == token.len()
-            && g.bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
-    if same {
-        Ok(())
-    } else {
-        Err((
-            StatusCode::UNAUTHORIZED,
-            "a change needs Authorization: Bearer <the token in admin.token_file>\n".into(),
-        ))
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SetBody {
@@ -292,10 +237,8 @@ async fn change(cx: &Ctx, op: OverrideOp) -> Result<Json<Vec<Override>>, Refusal
 
 async fn set_override(
     State(cx): State<Ctx>,
-    headers: HeaderMap,
     Json(b): Json<SetBody>,
 ) -> Result<Json<Vec<Override>>, Refusal> {
-    authorize(&cx, &headers)?;
     if b.reason.trim().is_empty() {
         return Err((StatusCode::BAD_REQUEST, "give a reason\n".into()));
     }
@@ -337,10 +280,8 @@ fn override_duration(d: &str) -> Result<std::time::Duration, String> {
 
 async fn clear_override(
     State(cx): State<Ctx>,
-    headers: HeaderMap,
     Json(b): Json<ClearBody>,
 ) -> Result<Json<Vec<Override>>, Refusal> {
-    authorize(&cx, &headers)?;
     let target = parse_target(&b.target)?;
     change(&cx, OverrideOp::Clear { target }).await
 }
@@ -352,8 +293,7 @@ fn parse_target(t: &str) -> Result<crate::ops::state::Target, Refusal> {
 
 /// Reads the configuration and zones again: 200 with what changed, or 422 with the error
 /// (file, line, problem) and nothing changed.
-async fn reload(State(cx): State<Ctx>, headers: HeaderMap) -> Result<Json<ReloadReport>, Refusal> {
-    authorize(&cx, &headers)?;
+async fn reload(State(cx): State<Ctx>) -> Result<Json<ReloadReport>, Refusal> {
     cx.reloads
         .reload()
         .await

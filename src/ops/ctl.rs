@@ -47,12 +47,16 @@ fn send(
         .no_proxy()
         .build()
         .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+    let post = method == reqwest::Method::POST;
     let mut req = client.request(method, format!("http://{addr}{path}"));
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
     if let Some(b) = body {
         req = req.json(b);
+    } else if post {
+        // A change must carry a header no cross-origin form can send.
+        req = req.header(reqwest::header::CONTENT_TYPE, "application/json");
     }
     let resp = req
         .send()

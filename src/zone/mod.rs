@@ -293,6 +293,19 @@ impl Zone {
                 .flat_map(move |s| s.records(&owner))
         })
     }
+
+    /// The records of [`Zone::all_records`] in no particular order, with no list of names
+    /// made first: a transfer streams these, holding nothing per name.
+    pub fn records_unordered(&self) -> impl Iterator<Item = Record> + '_ {
+        let signed = self.keys.is_some();
+        self.nodes.iter().flat_map(move |(n, node)| {
+            let owner = Name::from(n);
+            node.rrsets
+                .iter()
+                .filter(move |s| s.rtype != RecordType::SOA && !(signed && is_key_type(s.rtype)))
+                .flat_map(move |s| s.records(&owner))
+        })
+    }
 }
 
 /// The types a signed zone's keys give its apex (they are not transferred).

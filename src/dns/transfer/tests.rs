@@ -78,9 +78,9 @@ fn local() -> IpAddr {
 /// The records of every message of a transfer of `q`.
 fn transfer(snap: &Snapshot, q: &Message) -> Vec<Record> {
     match handle(snap, &q.to_vec().unwrap(), local(), Transport::Tcp) {
-        Outcome::Transfer(ms) => ms
-            .iter()
-            .flat_map(|m| Message::from_vec(m).unwrap().answers)
+        Outcome::Transfer(t) => t
+            .messages(snap)
+            .flat_map(|m| Message::from_vec(&m).unwrap().answers)
             .collect(),
         Outcome::Reply(b) => Message::from_vec(&b).unwrap().answers,
         o => panic!("{o:?}"),
