@@ -56,10 +56,10 @@ pub struct Resolved {
     pub port: u16,
     pub resolver: Resolver,
     /// Makes the probe of one resolved address.
-    pub make: Box<dyn Fn(SocketAddr) -> Result<Direct, String> + Send>,
+    pub make: Box<dyn Fn(SocketAddr) -> Result<Direct, String> + Send + Sync>,
     /// The probes of the addresses of the last resolution (kept connections stay open while
     /// the name keeps resolving to them).
-    by_addr: HashMap<IpAddr, Direct>,
+    by_addr: std::sync::Mutex<HashMap<IpAddr, Arc<Direct>>>,
 }
 
 impl Resolved {
@@ -67,18 +67,18 @@ impl Resolved {
         name: Name,
         port: u16,
         resolver: Resolver,
-        make: Box<dyn Fn(SocketAddr) -> Result<Direct, String> + Send>,
+        make: Box<dyn Fn(SocketAddr) -> Result<Direct, String> + Send + Sync>,
     ) -> Self {
         Resolved {
             name,
             port,
             resolver,
             make,
-            by_addr: HashMap::new(),
+            by_addr: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
-    pub async fn probe(&mut self) -> Result<(), String> {
+    pub async fn probe(&self) -> Result<(), String> {
         let name = &self.name;
         let ips: Vec<IpAddr> = match self.resolver.lookup_ip(name.clone()).await {
             Ok(l) => l.iter().collect(),
@@ -91,13 +91,15 @@ impl Resolved {
         if ips.is_empty() {
             return Err(format!("{name} does not resolve: no address records"));
         }
-        self.by_addr.retain(|a, _| ips.contains(a));
+        self.lock().retain(|a, _| ips.contains(a));
         let mut errors = Vec::new();
         for ip in ips {
             let at = SocketAddr::new(ip, self.port);
-            let p = match self.by_addr.entry(ip) {
-                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => v.insert((self.make)(at)?),
+            let p = match self.lock().entry(ip) {
+                std::collections::hash_map::Entry::Occupied(o) => o.get().clone(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(Arc::new((self.make)(at)?)).clone()
+                }
             };
             match p.probe().await {
                 Ok(()) => return Ok(()),
@@ -105,5 +107,13 @@ impl Resolved {
             }
         }
         Err(format!("{name} resolves to {}", errors.join("; ")))
+    }
+}
+
+impl Resolved {
+    /// The probes by address (a poisoned lock only means a probe panicked while holding it;
+    /// the map is still whole).
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Arc<Direct>>> {
+        self.by_addr.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
