@@ -32,6 +32,8 @@ pub struct ProbeReport {
     pub latency: Duration,
     pub error: Option<String>,
     pub at: Instant,
+    /// For a member that is a domain name: why resolving it fails, while it does.
+    pub resolution: Option<String>,
 }
 
 /// Reports as the engine receives them: one probe task's, or a batch of the probe thread's.
@@ -44,6 +46,14 @@ enum Target {
 }
 
 impl Target {
+    /// Why resolving the target's name fails, while it does.
+    fn resolution(&self) -> Option<String> {
+        match self {
+            Target::Direct(_) => None,
+            Target::Resolved(r) => r.failing(),
+        }
+    }
+
     async fn probe(&self) -> Result<(), String> {
         match self {
             Target::Direct(d) => d.probe().await,
@@ -89,8 +99,10 @@ struct Pace {
 #[derive(Debug, Clone, PartialEq)]
 struct Spec {
     target: ProbeAt,
-    /// The resolvers of a target that is a name (empty otherwise).
+    /// The resolvers of a target that is a name (empty otherwise), and how long its
+    /// addresses are used while resolution fails.
     resolvers: Vec<std::net::SocketAddr>,
+    serve_stale: Duration,
     check: String,
     kind: CheckKind,
     pace: Pace,
@@ -162,13 +174,14 @@ impl Prober {
                     m.name.clone(),
                     check.name.clone(),
                 );
-                let resolvers = match target {
-                    ProbeAt::Resolve(..) => cfg.resolvers.clone(),
-                    ProbeAt::Addr(_) => Vec::new(),
+                let (resolvers, serve_stale) = match target {
+                    ProbeAt::Resolve(..) => (cfg.resolvers.clone(), cfg.serve_stale),
+                    ProbeAt::Addr(_) => (Vec::new(), Duration::ZERO),
                 };
                 let spec = Spec {
                     target: target.clone(),
                     resolvers,
+                    serve_stale,
                     check: check.name.clone(),
                     kind: check.kind.clone(),
                     pace: Pace {
@@ -310,9 +323,9 @@ impl Prober {
                     }
                 };
                 Target::Resolved(Box::new(resolve::Resolved::new(
-                    name.clone(),
-                    *port,
-                    resolver,
+                    (name.clone(), *port),
+                    (resolver, &cfg.resolvers),
+                    (check.timeout, cfg.serve_stale),
                     Box::new(make),
                 )))
             }
@@ -450,6 +463,7 @@ impl Tally {
             latency,
             error: result.err(),
             at,
+            resolution: None,
         })
     }
 }
@@ -519,9 +533,10 @@ async fn probe_loop(
                 flights.push((n, start, permit, fut));
             }
             (n, start, result) = first_done(&mut flights) => {
-                let Some(report) = tally.record(n, result, start.elapsed()) else {
+                let Some(mut report) = tally.record(n, result, start.elapsed()) else {
                     continue;
                 };
+                report.resolution = target.resolution();
                 // A full queue means the engine is behind: wait for room (nothing is lost;
                 // probing slows down instead) and count it.
                 match tx.try_send(vec![report]) {
