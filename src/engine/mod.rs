@@ -449,11 +449,15 @@ impl Engine {
         // A member's state changed (and a hold-down may have begun).
         self.release = None;
         last.since = Some(r.at);
+        if tr.to == State::Up {
+            // The error that took it down is history once it is back.
+            last.error = None;
+        }
         let pool = &self.cfg.pools[m.pool].name;
         if tr.from == State::Unknown {
-            tracing::debug!(pool, member = %m.name, address = %m.address, state = %tr.to, error = r.error.as_deref().unwrap_or(""), "first probe result");
+            tracing::debug!(pool, member = %m.name, address = %m.answer(), state = %tr.to, error = r.error.as_deref().unwrap_or(""), "first probe result");
             if tr.to == State::Down {
-                tracing::warn!(pool, member = %m.name, address = %m.address, error = r.error.as_deref().unwrap_or(""), "member is down at its first probe");
+                tracing::warn!(pool, member = %m.name, address = %m.answer(), error = r.error.as_deref().unwrap_or(""), "member is down at its first probe");
                 if self.alerts_own_view() {
                     self.member_alert(i, tr, r.error.clone());
                 }
@@ -474,7 +478,7 @@ impl Engine {
                 return true;
             }
         } else {
-            tracing::warn!(pool, member = %m.name, address = %m.address, from = %tr.from, to = %tr.to, error = r.error.as_deref().unwrap_or(""), "member changed state");
+            tracing::warn!(pool, member = %m.name, address = %m.answer(), from = %tr.from, to = %tr.to, error = r.error.as_deref().unwrap_or(""), "member changed state");
             metrics::counter!(crate::ops::metrics::MEMBER_TRANSITIONS, "pool" => pool.clone(), "member" => m.name.clone(), "to" => tr.to.to_string()).increment(1);
             // In a cluster, the quorum's decision is alerted (by the leader), not this view.
             if self.alerts_own_view() {
