@@ -54,7 +54,9 @@ impl Target {
         }
     }
 
-    async fn probe(&self) -> Result<(), String> {
+    /// Probes once; on success, the round trip to report if the probe measures one (ICMP)
+    /// rather than its own duration.
+    async fn probe(&self) -> Result<Option<Duration>, String> {
         match self {
             Target::Direct(d) => d.probe().await,
             Target::Resolved(r) => r.probe().await,
@@ -76,11 +78,11 @@ pub enum Direct {
 }
 
 impl Direct {
-    async fn probe(&self) -> Result<(), String> {
+    async fn probe(&self) -> Result<Option<Duration>, String> {
         match self {
-            Direct::Tcp(a, s) => tcp::probe(*a, *s).await,
-            Direct::Http(h) => h.probe().await,
-            Direct::Icmp(a, s, c, within) => icmp::probe(*a, *s, c, *within).await,
+            Direct::Tcp(a, s) => tcp::probe(*a, *s).await.map(|()| None),
+            Direct::Http(h) => h.probe().await.map(|()| None),
+            Direct::Icmp(a, s, c, within) => icmp::probe(*a, *s, c, *within).await.map(Some),
         }
     }
 }
@@ -474,12 +476,16 @@ type Flight<'a> = (
     u64,
     Instant,
     tokio::sync::OwnedSemaphorePermit,
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>,
+    std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Option<Duration>, String>> + Send + 'a>,
+    >,
 );
 
 /// Waits for the first of `flights` to end; removes it and returns its number, start and
 /// result. Pending forever when none is in flight.
-async fn first_done(flights: &mut Vec<Flight<'_>>) -> (u64, Instant, Result<(), String>) {
+async fn first_done(
+    flights: &mut Vec<Flight<'_>>,
+) -> (u64, Instant, Result<Option<Duration>, String>) {
     std::future::poll_fn(|cx| {
         for i in 0..flights.len() {
             if let std::task::Poll::Ready(r) = flights[i].3.as_mut().poll(cx) {
@@ -533,7 +539,12 @@ async fn probe_loop(
                 flights.push((n, start, permit, fut));
             }
             (n, start, result) = first_done(&mut flights) => {
-                let Some(mut report) = tally.record(n, result, start.elapsed()) else {
+                // An ICMP probe reports its round trip, the figure max_rtt is held to.
+                let latency = match &result {
+                    Ok(Some(rtt)) => *rtt,
+                    _ => start.elapsed(),
+                };
+                let Some(mut report) = tally.record(n, result.map(drop), latency) else {
                     continue;
                 };
                 report.resolution = target.resolution();

@@ -186,7 +186,7 @@ impl Resolved {
         }
     }
 
-    pub async fn probe(&self) -> Result<(), String> {
+    pub async fn probe(&self) -> Result<Option<Duration>, String> {
         let ips = self.addresses().await?;
         let name = &self.name;
         self.lock().retain(|a, _| ips.contains(a));
@@ -200,7 +200,7 @@ impl Resolved {
                 }
             };
             match p.probe().await {
-                Ok(()) => return Ok(()),
+                Ok(rtt) => return Ok(rtt),
                 Err(e) => errors.push(format!("{ip}: {e}")),
             }
         }
