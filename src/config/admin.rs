@@ -67,6 +67,7 @@ pub(super) struct Probe {
     pub queue: usize,
     pub source: Option<std::net::IpAddr>,
     pub resolvers: Vec<std::net::SocketAddr>,
+    pub serve_stale: Duration,
 }
 
 pub(super) fn build_probe(cx: &Ctx, p: &file::Probe) -> Result<Probe, ConfigError> {
@@ -100,9 +101,14 @@ pub(super) fn build_probe(cx: &Ctx, p: &file::Probe) -> Result<Probe, ConfigErro
             })?;
         resolvers.push(at);
     }
+    // RFC 8767 suggests one to three days; six hours bounds how long an address that
+    // moved while resolution failed can be probed.
+    let six_hours = Duration::from_secs(6 * 3600);
+    let serve_stale = duration(cx, "probe.serve_stale", p.serve_stale.as_ref(), six_hours)?;
     Ok(Probe {
         source,
         resolvers,
+        serve_stale,
         max_in_flight,
         max_body: p.max_body.unwrap_or(64 * 1024),
         queue,

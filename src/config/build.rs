@@ -99,6 +99,7 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
         probe_queue: probe.queue,
         probe_source: probe.source,
         resolvers: probe.resolvers,
+        serve_stale: probe.serve_stale,
         checks,
         pools,
         members,

@@ -156,6 +156,7 @@ pub struct Probe {
     pub queue: Option<usize>,
     pub source: Option<String>,
     pub resolvers: Option<Vec<String>>,
+    pub serve_stale: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]

@@ -349,6 +349,9 @@ pub struct Config {
     /// The DNS servers that resolve members that are domain names (empty: the system's, from
     /// /etc/resolv.conf).
     pub resolvers: Vec<SocketAddr>,
+    /// How long a member that is a domain name is probed at the addresses it last resolved
+    /// to while resolving it fails (zero: not at all).
+    pub serve_stale: Duration,
     pub checks: Vec<Check>,
     pub pools: Vec<Pool>,
     pub members: Vec<Member>,

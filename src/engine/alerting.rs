@@ -48,6 +48,25 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// `resolution_failing` (with why) or `resolution_recovered` for member `i`, whose
+    /// name is resolved to be probed.
+    pub(super) fn resolution_alert(&self, i: usize, error: Option<String>) {
+        let m = &self.cfg.members[i];
+        let mut a = Alert::new(if error.is_some() {
+            "resolution_failing"
+        } else {
+            "resolution_recovered"
+        });
+        a.pool = Some(self.cfg.pools[m.pool].name.clone());
+        a.member = Some(m.name.clone());
+        a.region = m.region.clone();
+        a.cname = m.cname.as_ref().map(|n| n.to_string());
+        a.error = error;
+        self.alerts.send(a);
+    }
+}
+
 pub(super) fn region_alert(event: &str, region: &str, healthy: usize, size: usize) -> Alert {
     let mut a = Alert::new(event);
     a.region = Some(region.to_string());

@@ -160,6 +160,8 @@ struct Last {
     latency: Option<Duration>,
     since: Option<Instant>,
     probes: u64,
+    /// For a member that is a domain name: why resolving it fails, while it does.
+    resolution: Option<String>,
 }
 
 /// The engine's state. Build with [`Engine::new`], then drive with [`Engine::run`].
@@ -408,6 +410,7 @@ impl Engine {
         let Some(&(i, ci)) = self.by_probe.get(&r.probe) else {
             return false;
         };
+        self.note_resolution(i, &r);
         let m = &self.cfg.members[i];
         let check = &self.cfg.checks[m.checks[ci].0];
         let t = Thresholds {
@@ -446,11 +449,15 @@ impl Engine {
         // A member's state changed (and a hold-down may have begun).
         self.release = None;
         last.since = Some(r.at);
+        if tr.to == State::Up {
+            // The error that took it down is history once it is back.
+            last.error = None;
+        }
         let pool = &self.cfg.pools[m.pool].name;
         if tr.from == State::Unknown {
-            tracing::debug!(pool, member = %m.name, address = %m.address, state = %tr.to, error = r.error.as_deref().unwrap_or(""), "first probe result");
+            tracing::debug!(pool, member = %m.name, address = %m.answer(), state = %tr.to, error = r.error.as_deref().unwrap_or(""), "first probe result");
             if tr.to == State::Down {
-                tracing::warn!(pool, member = %m.name, address = %m.address, error = r.error.as_deref().unwrap_or(""), "member is down at its first probe");
+                tracing::warn!(pool, member = %m.name, address = %m.answer(), error = r.error.as_deref().unwrap_or(""), "member is down at its first probe");
                 if self.alerts_own_view() {
                     self.member_alert(i, tr, r.error.clone());
                 }
@@ -471,7 +478,7 @@ impl Engine {
                 return true;
             }
         } else {
-            tracing::warn!(pool, member = %m.name, address = %m.address, from = %tr.from, to = %tr.to, error = r.error.as_deref().unwrap_or(""), "member changed state");
+            tracing::warn!(pool, member = %m.name, address = %m.answer(), from = %tr.from, to = %tr.to, error = r.error.as_deref().unwrap_or(""), "member changed state");
             metrics::counter!(crate::ops::metrics::MEMBER_TRANSITIONS, "pool" => pool.clone(), "member" => m.name.clone(), "to" => tr.to.to_string()).increment(1);
             // In a cluster, the quorum's decision is alerted (by the leader), not this view.
             if self.alerts_own_view() {
@@ -487,6 +494,28 @@ impl Engine {
         }
         // Before every member has reported once, nothing is served; publish when the round completes.
         was_ready || self.is_ready()
+    }
+
+    /// Keeps what report `r` says of resolving member `i`'s name; logs and alerts when it
+    /// starts or stops failing.
+    fn note_resolution(&mut self, i: usize, r: &ProbeReport) {
+        let last = &mut self.members[i].last;
+        if last.resolution.is_some() == r.resolution.is_some() {
+            last.resolution.clone_from(&r.resolution);
+            return;
+        }
+        last.resolution.clone_from(&r.resolution);
+        let m = &self.cfg.members[i];
+        let pool = &self.cfg.pools[m.pool].name;
+        match &r.resolution {
+            Some(e) => {
+                tracing::warn!(pool, member = %m.name, address = %m.answer(), error = %e, "resolving the member's name fails")
+            }
+            None => {
+                tracing::info!(pool, member = %m.name, address = %m.answer(), "the member's name resolves again")
+            }
+        }
+        self.resolution_alert(i, r.resolution.clone());
     }
 
     /// Sends alerts through `alerts` from now on.

@@ -50,7 +50,12 @@ impl Engine {
                 }
             }
             answer.resolvers = Some(self.resolvers_of(b));
-            self.note_all_down(b, answer.all_down);
+            // Nothing to answer (every member disabled or out): NODATA, whatever the
+            // all-down behaviour says.
+            let nodata = answer
+                .choices()
+                .all(|(_, c)| !c.servfail && c.sets.iter().all(Vec::is_empty));
+            self.note_all_down(b, answer.all_down, nodata);
             if ready {
                 self.note_capacity(b, now);
             }
@@ -132,17 +137,23 @@ impl Engine {
         }
     }
 
-    /// Logs and alerts when `b` starts or stops having no healthy member.
-    fn note_all_down(&mut self, b: &BoundName, all_down: bool) {
+    /// Logs and alerts when `b` starts or stops having no healthy member (and says NODATA
+    /// when that is what is answered: no member may be, not even by the all-down behaviour).
+    fn note_all_down(&mut self, b: &BoundName, all_down: bool, nodata: bool) {
         let was = self
             .all_down
             .insert(LowerName::new(&b.name), all_down)
             .unwrap_or(false);
         if all_down && !was {
-            tracing::error!(name = %b.name, behaviour = ?b.all_down, "no member is healthy: answering the all-down behaviour");
+            let answering = if nodata {
+                "NODATA (no member may be answered)".to_string()
+            } else {
+                format!("{:?}", b.all_down)
+            };
+            tracing::error!(name = %b.name, answering, "no member is healthy");
             let mut a = Alert::new("name_all_down");
             a.name = Some(b.name.to_string());
-            a.reason = Some(format!("no member is healthy; answering {:?}", b.all_down));
+            a.reason = Some(format!("no member is healthy; answering {answering}"));
             self.alerts.send(a);
         } else if was && !all_down {
             tracing::warn!(name = %b.name, "a member is healthy again: all-down ended");

@@ -40,6 +40,10 @@ pub struct MemberStatus {
     pub since_secs: Option<f64>,
     pub last_ok: Option<bool>,
     pub last_error: Option<String>,
+    /// For a member that is a domain name: why resolving it fails (which resolvers, what
+    /// error, and whether the addresses last resolved are probed meanwhile), while it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution_error: Option<String>,
     pub last_latency_ms: Option<f64>,
     pub probes: u64,
     /// Whether the member is in answers now: up, not held down, not removed with its region,
@@ -254,6 +258,7 @@ impl Engine {
             since_secs: l.since.map(|s| now.duration_since(s).as_secs_f64()),
             last_ok: l.ok,
             last_error: l.error.clone(),
+            resolution_error: l.resolution.clone(),
             last_latency_ms: l.latency.map(|d| d.as_secs_f64() * 1000.0),
             probes: l.probes,
             answered: self.answered(i, now),

@@ -27,7 +27,8 @@ pub const ALERTS: &str = "gtmd_alerts_total";
 pub struct Alert {
     /// `member_down`, `member_up`, `region_removed`, `region_returned`, `name_all_down`,
     /// `name_recovered`, `override_set`, `override_cleared`, `override_ended`, in a cluster
-    /// `view_disagrees`, `view_agrees`, `cluster_lost`, `cluster_rejoined`, or `summary`.
+    /// `view_disagrees`, `view_agrees`, `cluster_lost`, `cluster_rejoined`,
+    /// `resolution_failing`, `resolution_recovered`, or `summary`.
     pub event: String,
     /// RFC 3339, UTC.
     pub time: String,

@@ -35,8 +35,9 @@ pub struct HttpProbe {
     max_body: usize,
     /// How long one connection may be reused (`keepalive`); `None`: never.
     keepalive: Option<Duration>,
-    /// The connection kept from the last probe, and when it was opened.
-    idle: Option<(Box<dyn Stream>, Instant)>,
+    /// The connection kept from the last probe, and when it was opened (probes that overlap
+    /// take it in turn; one that finds it taken opens its own).
+    idle: std::sync::Mutex<Option<(Box<dyn Stream>, Instant)>>,
 }
 
 /// A connection, plain or TLS.
@@ -154,17 +155,18 @@ impl HttpProbe {
             body_contains: check.body_contains.clone().map(String::into_bytes),
             max_body,
             keepalive: check.keepalive,
-            idle: None,
+            idle: std::sync::Mutex::new(None),
         })
     }
 
     /// One GET; the caller bounds the time (a probe cut short drops its connection).
-    pub async fn probe(&mut self) -> Result<(), String> {
-        if let Some((conn, opened)) = self.idle.take() {
+    pub async fn probe(&self) -> Result<(), String> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((conn, opened)) = idle {
             if self.keepalive.is_some_and(|k| opened.elapsed() < k) {
                 match self.exchange(conn).await {
                     Ok(kept) => {
-                        self.idle = kept.map(|c| (c, opened));
+                        self.keep(kept.map(|c| (c, opened)));
                         return Ok(());
                     }
                     Err(f) if !f.before_response => return Err(f.msg),
@@ -176,12 +178,21 @@ impl HttpProbe {
         let opened = Instant::now();
         match self.exchange(conn).await {
             Ok(kept) => {
-                self.idle = kept
-                    .filter(|_| self.keepalive.is_some())
-                    .map(|c| (c, opened));
+                self.keep(
+                    kept.filter(|_| self.keepalive.is_some())
+                        .map(|c| (c, opened)),
+                );
                 Ok(())
             }
             Err(f) => Err(f.msg),
+        }
+    }
+
+    /// Keeps `conn` for the next probe (a poisoned lock only means a probe panicked while
+    /// holding it; the value is still a connection or none).
+    fn keep(&self, conn: Option<(Box<dyn Stream>, Instant)>) {
+        if conn.is_some() {
+            *self.idle.lock().unwrap_or_else(|e| e.into_inner()) = conn;
         }
     }
 

@@ -17,13 +17,14 @@ const ECHO_V4: (u8, u8) = (8, 0);
 const ECHO_V6: (u8, u8) = (128, 129);
 
 /// Sends `c.count` echoes to `target` (from `source`) and judges the replies that arrive
-/// within `within`.
+/// within `within`; on success, the average round trip of the echoes answered (what
+/// `max_rtt` is held to).
 pub async fn probe(
     target: IpAddr,
     source: Option<IpAddr>,
     c: &IcmpCheck,
     within: Duration,
-) -> Result<(), String> {
+) -> Result<Duration, String> {
     let (sock, raw) = open(target, source)?;
     let (request, reply) = if target.is_ipv4() { ECHO_V4 } else { ECHO_V6 };
     // A datagram socket's identifier is its own (the kernel sets it); a raw socket's is ours.
@@ -62,8 +63,9 @@ pub async fn probe(
     judge(c, &rtts, within)
 }
 
-/// Whether the replies in `rtts` (None: unanswered) pass the check.
-fn judge(c: &IcmpCheck, rtts: &[Option<Duration>], within: Duration) -> Result<(), String> {
+/// Whether the replies in `rtts` (None: unanswered) pass the check; if so, their average
+/// round trip.
+fn judge(c: &IcmpCheck, rtts: &[Option<Duration>], within: Duration) -> Result<Duration, String> {
     let answered: Vec<Duration> = rtts.iter().flatten().copied().collect();
     let lost = rtts.len() - answered.len();
     if lost as u32 > c.max_lost {
@@ -78,7 +80,7 @@ fn judge(c: &IcmpCheck, rtts: &[Option<Duration>], within: Duration) -> Result<(
         Some(max) if avg > max => Err(format!(
             "average round trip {avg:?} is above max_rtt {max:?}"
         )),
-        _ => Ok(()),
+        _ => Ok(avg),
     }
 }
 

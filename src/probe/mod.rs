@@ -32,6 +32,8 @@ pub struct ProbeReport {
     pub latency: Duration,
     pub error: Option<String>,
     pub at: Instant,
+    /// For a member that is a domain name: why resolving it fails, while it does.
+    pub resolution: Option<String>,
 }
 
 /// Reports as the engine receives them: one probe task's, or a batch of the probe thread's.
@@ -44,7 +46,17 @@ enum Target {
 }
 
 impl Target {
-    async fn probe(&mut self) -> Result<(), String> {
+    /// Why resolving the target's name fails, while it does.
+    fn resolution(&self) -> Option<String> {
+        match self {
+            Target::Direct(_) => None,
+            Target::Resolved(r) => r.failing(),
+        }
+    }
+
+    /// Probes once; on success, the round trip to report if the probe measures one (ICMP)
+    /// rather than its own duration.
+    async fn probe(&self) -> Result<Option<Duration>, String> {
         match self {
             Target::Direct(d) => d.probe().await,
             Target::Resolved(r) => r.probe().await,
@@ -66,11 +78,11 @@ pub enum Direct {
 }
 
 impl Direct {
-    async fn probe(&mut self) -> Result<(), String> {
+    async fn probe(&self) -> Result<Option<Duration>, String> {
         match self {
-            Direct::Tcp(a, s) => tcp::probe(*a, *s).await,
-            Direct::Http(h) => h.probe().await,
-            Direct::Icmp(a, s, c, within) => icmp::probe(*a, *s, c, *within).await,
+            Direct::Tcp(a, s) => tcp::probe(*a, *s).await.map(|()| None),
+            Direct::Http(h) => h.probe().await.map(|()| None),
+            Direct::Icmp(a, s, c, within) => icmp::probe(*a, *s, c, *within).await.map(Some),
         }
     }
 }
@@ -89,8 +101,10 @@ struct Pace {
 #[derive(Debug, Clone, PartialEq)]
 struct Spec {
     target: ProbeAt,
-    /// The resolvers of a target that is a name (empty otherwise).
+    /// The resolvers of a target that is a name (empty otherwise), and how long its
+    /// addresses are used while resolution fails.
     resolvers: Vec<std::net::SocketAddr>,
+    serve_stale: Duration,
     check: String,
     kind: CheckKind,
     pace: Pace,
@@ -162,13 +176,14 @@ impl Prober {
                     m.name.clone(),
                     check.name.clone(),
                 );
-                let resolvers = match target {
-                    ProbeAt::Resolve(..) => cfg.resolvers.clone(),
-                    ProbeAt::Addr(_) => Vec::new(),
+                let (resolvers, serve_stale) = match target {
+                    ProbeAt::Resolve(..) => (cfg.resolvers.clone(), cfg.serve_stale),
+                    ProbeAt::Addr(_) => (Vec::new(), Duration::ZERO),
                 };
                 let spec = Spec {
                     target: target.clone(),
                     resolvers,
+                    serve_stale,
                     check: check.name.clone(),
                     kind: check.kind.clone(),
                     pace: Pace {
@@ -310,9 +325,9 @@ impl Prober {
                     }
                 };
                 Target::Resolved(Box::new(resolve::Resolved::new(
-                    name.clone(),
-                    *port,
-                    resolver,
+                    (name.clone(), *port),
+                    (resolver, &cfg.resolvers),
+                    (check.timeout, cfg.serve_stale),
                     Box::new(make),
                 )))
             }
@@ -347,10 +362,24 @@ impl Drop for Prober {
 
 /// What a loop keeps from probe to probe: its metrics, its pace, and its member's state by
 /// its own count of results.
+///
+/// Probes may overlap: while a member is between states, or up with a probe unanswered, the
+/// next one goes out a fast interval after the last was *sent*, each with its own timeout,
+/// so that a backend that hangs is confirmed as soon as one that refuses. Each probe has a
+/// number, and a result older than one already counted is dropped: results count in the
+/// order the probes were sent.
 pub(crate) struct Tally {
     pub(crate) probe: u64,
     pace: Pace,
     health: Health,
+    /// When the next probe is due at the steady pace.
+    due: Instant,
+    /// When the last probe went out.
+    last_sent: Option<Instant>,
+    /// Probes sent, and the number of the newest one whose result was counted.
+    sent: u64,
+    counted: u64,
+    in_flight: u32,
     ok: metrics::Counter,
     fail: metrics::Counter,
     seconds: metrics::Histogram,
@@ -364,6 +393,11 @@ impl Tally {
             probe,
             pace,
             health: Health::new(),
+            due: Instant::now(),
+            last_sent: None,
+            sent: 0,
+            counted: 0,
+            in_flight: 0,
             ok: metrics::counter!(crate::ops::metrics::PROBES, "check" => check.clone(), "result" => "ok"),
             fail: metrics::counter!(crate::ops::metrics::PROBES, "check" => check.clone(), "result" => "fail"),
             seconds: metrics::histogram!(crate::ops::metrics::PROBE_SECONDS, "check" => check),
@@ -372,78 +406,162 @@ impl Tally {
 
     /// The time from one probe to the next: the interval with ±10% jitter, so that members
     /// do not probe in lockstep.
-    pub(crate) fn jittered(&self) -> Duration {
+    fn jittered(&self) -> Duration {
         self.pace
             .interval
             .mul_f64(rand::rng().random_range(0.9..1.1))
     }
 
-    /// Counts a probe's result, brings the `next` probe sooner while the member is between
-    /// states, and makes the report.
+    /// Whether the next probe comes a fast interval after the last one went out: the member
+    /// is between states (failures counted while up, successes while down), or up with a
+    /// probe not yet answered (a hang is a failure not yet known).
+    fn hurry(&self) -> bool {
+        use crate::steer::health::State;
+        self.pace.fast.is_some()
+            && (self.health.streak > 0 || (self.health.state == State::Up && self.in_flight > 0))
+    }
+
+    /// When the next probe goes out; `None` while one is in flight at the steady pace (the
+    /// next waits for its result).
+    pub(crate) fn next(&self) -> Option<Instant> {
+        match (self.hurry(), self.pace.fast, self.last_sent) {
+            (true, Some(fast), Some(sent)) => Some(self.due.min(sent + fast)),
+            _ if self.in_flight > 0 => None,
+            _ => Some(self.due),
+        }
+    }
+
+    /// Counts a probe going out at `now`; returns its number.
+    pub(crate) fn sent(&mut self, now: Instant) -> u64 {
+        self.sent += 1;
+        self.in_flight += 1;
+        self.last_sent = Some(now);
+        self.due = now + self.jittered();
+        self.sent
+    }
+
+    /// Counts the result of probe number `n` and makes the report; `None` if a newer probe's
+    /// result has been counted already (this one is stale).
     pub(crate) fn record(
         &mut self,
+        n: u64,
         result: Result<(), String>,
         latency: Duration,
-        next: &mut Instant,
-    ) -> ProbeReport {
+    ) -> Option<ProbeReport> {
+        self.in_flight = self.in_flight.saturating_sub(1);
         self.seconds.record(latency.as_secs_f64());
         if result.is_ok() { &self.ok } else { &self.fail }.increment(1);
-        // Between states, the next probe comes sooner: a failure (or a recovery) is
-        // confirmed in `fall - 1` (or `rise - 1`) fast intervals, at the same steady rate.
-        self.health.observe(result.is_ok(), self.pace.thresholds);
-        let at = Instant::now();
-        if let (Some(fast), true) = (self.pace.fast, self.health.streak > 0) {
-            *next = (*next).min(at + fast);
+        if n <= self.counted {
+            return None;
         }
-        ProbeReport {
+        self.counted = n;
+        self.health.observe(result.is_ok(), self.pace.thresholds);
+        // Never fall behind by more than one interval (after a long stall, resume from now).
+        let at = Instant::now();
+        self.due = self.due.max(at);
+        Some(ProbeReport {
             probe: self.probe,
             ok: result.is_ok(),
             latency,
             error: result.err(),
             at,
-        }
+            resolution: None,
+        })
     }
+}
+
+/// One probe of a loop on its own task, in flight: its number, when it went out, its permit
+/// and its future (bounded by the timeout).
+type Flight<'a> = (
+    u64,
+    Instant,
+    tokio::sync::OwnedSemaphorePermit,
+    std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Option<Duration>, String>> + Send + 'a>,
+    >,
+);
+
+/// Waits for the first of `flights` to end; removes it and returns its number, start and
+/// result. Pending forever when none is in flight.
+async fn first_done(
+    flights: &mut Vec<Flight<'_>>,
+) -> (u64, Instant, Result<Option<Duration>, String>) {
+    std::future::poll_fn(|cx| {
+        for i in 0..flights.len() {
+            if let std::task::Poll::Ready(r) = flights[i].3.as_mut().poll(cx) {
+                let (n, start, _permit, _) = flights.swap_remove(i);
+                return std::task::Poll::Ready((n, start, r));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Sleeps until `at` (forever if `None`), then takes a permit of `limit`.
+async fn permit_at(
+    at: Option<Instant>,
+    limit: &Arc<Semaphore>,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+    limit.clone().acquire_owned().await.ok()
 }
 
 /// A loop on its own task, for the probes the probe thread does not make.
 async fn probe_loop(
-    mut target: Target,
+    target: Target,
     mut tally: Tally,
     timeout: Duration,
     tx: mpsc::Sender<Reports>,
     limit: Arc<Semaphore>,
 ) {
     // The first probe goes out at once (the first round decides readiness); later ones are
-    // spaced by the jittered interval.
-    let mut next = Instant::now();
+    // spaced as the tally says.
+    let target = &target;
+    let mut flights: Vec<Flight<'_>> = Vec::new();
     loop {
-        tokio::time::sleep_until(next.into()).await;
-        next += tally.jittered();
-        let Ok(_permit) = limit.acquire().await else {
-            return;
-        };
-        let start = Instant::now();
-        // The probe's own future is large (TLS, a name's resolution): boxed, it takes memory
-        // only while in flight, and a waiting loop keeps a few hundred bytes.
-        let result = match tokio::time::timeout(timeout, Box::pin(target.probe())).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("timed out after {timeout:?}")),
-        };
-        let report = tally.record(result, start.elapsed(), &mut next);
-        // A full queue means the engine is behind: wait for room (nothing is lost; probing
-        // slows down instead) and count it.
-        match tx.try_send(vec![report]) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
-            Err(mpsc::error::TrySendError::Full(report)) => {
-                crate::ops::metrics::limit_hit("probe_queue");
-                if tx.send(report).await.is_err() {
-                    return;
+        tokio::select! {
+            permit = permit_at(tally.next(), &limit) => {
+                let Some(permit) = permit else { return };
+                let start = Instant::now();
+                let n = tally.sent(start);
+                // The probe's own future is large (TLS, a name's resolution): boxed, it takes
+                // memory only while in flight.
+                let fut = Box::pin(async move {
+                    match tokio::time::timeout(timeout, target.probe()).await {
+                        Ok(r) => r,
+                        Err(_) => Err(format!("timed out after {timeout:?}")),
+                    }
+                });
+                flights.push((n, start, permit, fut));
+            }
+            (n, start, result) = first_done(&mut flights) => {
+                // An ICMP probe reports its round trip, the figure max_rtt is held to.
+                let latency = match &result {
+                    Ok(Some(rtt)) => *rtt,
+                    _ => start.elapsed(),
+                };
+                let Some(mut report) = tally.record(n, result.map(drop), latency) else {
+                    continue;
+                };
+                report.resolution = target.resolution();
+                // A full queue means the engine is behind: wait for room (nothing is lost;
+                // probing slows down instead) and count it.
+                match tx.try_send(vec![report]) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    Err(mpsc::error::TrySendError::Full(report)) => {
+                        crate::ops::metrics::limit_hit("probe_queue");
+                        if tx.send(report).await.is_err() {
+                            return;
+                        }
+                    }
                 }
             }
         }
-        // Never fall behind by more than one interval (after a long stall, resume from now).
-        next = next.max(Instant::now());
     }
 }
 
@@ -461,6 +579,55 @@ mod tests {
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0)
+    }
+
+    fn fast_tally() -> Tally {
+        let pace = Pace {
+            interval: Duration::from_secs(1),
+            fast: Some(Duration::from_millis(100)),
+            thresholds: Thresholds { fall: 3, rise: 2 },
+        };
+        Tally::new(1, "t", pace)
+    }
+
+    #[test]
+    fn a_late_result_of_an_older_probe_is_not_counted_over_a_newer_one() {
+        let mut t = fast_tally();
+        let now = Instant::now();
+        let first = t.sent(now);
+        assert!(t.record(first, Ok(()), Duration::ZERO).is_some());
+        // Two probes overlap; the newer answers first, the older times out later.
+        let older = t.sent(now);
+        let newer = t.sent(now);
+        let r = t.record(newer, Ok(()), Duration::ZERO).expect("counted");
+        assert!(r.ok);
+        assert!(t
+            .record(older, Err("timed out".into()), Duration::ZERO)
+            .is_none());
+        assert_eq!(t.health.streak, 0);
+    }
+
+    #[test]
+    fn an_unanswered_probe_of_an_up_member_brings_the_next_one_a_fast_interval_after_it() {
+        let mut t = fast_tally();
+        let now = Instant::now();
+        // Unknown: the first probe's result is awaited.
+        let n = t.sent(now);
+        assert_eq!(t.next(), None);
+        t.record(n, Ok(()), Duration::ZERO).unwrap();
+        // Up and idle: the steady pace.
+        let due = t.next().unwrap();
+        assert!(due >= now + Duration::from_millis(900));
+        // Up with a probe out: the next one a fast interval after it was sent.
+        let sent = Instant::now();
+        t.sent(sent);
+        assert_eq!(t.next(), Some(sent + Duration::from_millis(100)));
+        // Down with a probe out and nothing counted against it: its result is awaited.
+        let mut t = fast_tally();
+        let n = t.sent(now);
+        t.record(n, Err("refused".into()), Duration::ZERO).unwrap();
+        t.sent(now);
+        assert_eq!(t.next(), None);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,9 @@
 //! the member count; here a probe costs what the kernel's part costs plus two timers. TLS,
 //! kept connections, ICMP and members that are names keep their own tasks
 //! ([`super::probe_loop`]). The schedule and the results are the same either way: the first
-//! probe at once, the next after the interval (±10%, or the fast interval between states),
+//! probe at once, the next after the interval (±10%), or, between states or while an up
+//! member's probe is unanswered, a fast interval after the last was sent (so fast probes
+//! overlap, each with its own timeout, and results count in the order probes were sent),
 //! at most `max_in_flight` probes in flight across both, and a full report queue makes the
 //! member wait with its report, never lose it. Reports leave in batches, at most 2 ms after
 //! the probe, so that the engine wakes once for many of them rather than once per probe
@@ -100,6 +102,10 @@ impl Drop for Thread {
 
 /// One probe in flight.
 struct Flight {
+    /// Its token's low half, unique within the slot.
+    id: u32,
+    /// Its number in the member's sequence of probes.
+    n: u64,
     sock: TcpStream,
     _permit: OwnedSemaphorePermit,
     started: Instant,
@@ -108,27 +114,30 @@ struct Flight {
     sent: usize,
     /// The peer has closed its side.
     ended: bool,
-}
-
-enum State {
-    /// The next probe is due at the slot's `next`.
-    Waiting,
-    /// Due, waiting for a permit.
-    Blocked,
-    Running(Flight),
-    /// Done, its report in the batch waiting to be sent.
-    Reporting,
+    /// The response read so far (HTTP).
+    buf: Vec<u8>,
 }
 
 struct Slot {
     job: Box<Job>,
-    /// Bumped at each change of state, so that timers and events of an earlier state are
-    /// told apart and skipped.
+    /// The last number handed out to a timer or a flight of this slot, so that timers and
+    /// events of an earlier state are told apart and skipped.
     seq: u32,
-    next: Instant,
-    state: State,
-    /// The response read so far (HTTP).
-    buf: Vec<u8>,
+    /// The number of the timer of the next probe, if one is set.
+    due: Option<u32>,
+    /// Due, waiting for a permit.
+    blocked: bool,
+    /// A report of this slot waits in the batch: no new probe until it is sent.
+    reporting: bool,
+    /// The probes in flight (more than one while fast probes overlap).
+    flights: Vec<Flight>,
+}
+
+impl Slot {
+    fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
 }
 
 struct Runner {
@@ -141,13 +150,13 @@ struct Runner {
     /// from it, so that a stale timer or event never matches the new member).
     free: Vec<(usize, u32)>,
     by_probe: HashMap<u64, usize>,
-    /// When each waiting slot is due and each running one times out, by slot and sequence.
+    /// When each slot's next probe is due and each flight times out, by slot and number.
     timers: Wheel<(usize, u32)>,
     blocked: VecDeque<(usize, u32)>,
-    /// The next batch of reports, and the slots (with their sequence numbers) that made
-    /// them, which probe again once it is sent.
+    /// The next batch of reports, and the slots (by slot and probe loop) that made them,
+    /// which probe again once it is sent.
     batch: Vec<ProbeReport>,
-    reporting: Vec<(usize, u32)>,
+    reporting: Vec<(usize, u64)>,
     /// How many of the batch's reports the queue has refused once (and were counted).
     refused: usize,
     /// When the batch is sent.
@@ -210,35 +219,18 @@ impl Runner {
                 self.on_timer(slot, seq, now);
             }
             while let Some(&(slot, seq)) = self.blocked.front() {
-                if self.current(slot, seq).is_some() {
+                if self.is_blocked(slot, seq) {
                     let Ok(permit) = self.limit.clone().try_acquire_owned() else {
                         break;
                     };
+                    let s = self.slots[slot].as_mut().expect("blocked, so live");
+                    (s.blocked, s.due) = (false, None);
                     self.begin(slot, permit, now);
                 }
                 self.blocked.pop_front();
             }
-            // Reports to send, or a permit held elsewhere to wait for: look again soon.
-            let soon = match (self.flush_at, self.blocked.is_empty()) {
-                (Some(t), _) => Some(t.saturating_duration_since(now).min(FLUSH)),
-                (None, false) => Some(FLUSH),
-                (None, true) => None,
-            };
-            let timer = self
-                .timers
-                .next()
-                .map(|at| at.saturating_duration_since(now));
-            let wait = match (soon, timer) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            // mio rounds the wait up to a whole millisecond, so timers due close together
-            // are handled in one pass.
-            if let Err(e) = self.poll.poll(&mut events, wait) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    tracing::error!("probe thread: {e}");
-                    return;
-                }
+            if !self.wait(&mut events, now) {
+                return;
             }
             for ev in events.iter() {
                 if ev.token() == WAKE {
@@ -255,6 +247,34 @@ impl Runner {
         }
     }
 
+    /// Waits for events until the next timer, or soon if reports or permits are waiting;
+    /// false if the poll failed.
+    fn wait(&mut self, events: &mut Events, now: Instant) -> bool {
+        // Reports to send, or a permit held elsewhere to wait for: look again soon.
+        let soon = match (self.flush_at, self.blocked.is_empty()) {
+            (Some(t), _) => Some(t.saturating_duration_since(now).min(FLUSH)),
+            (None, false) => Some(FLUSH),
+            (None, true) => None,
+        };
+        let timer = self
+            .timers
+            .next()
+            .map(|at| at.saturating_duration_since(now));
+        let wait = match (soon, timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // mio rounds the wait up to a whole millisecond, so timers due close together are
+        // handled in one pass.
+        match self.poll.poll(events, wait) {
+            Err(e) if e.kind() != io::ErrorKind::Interrupted => {
+                tracing::error!("probe thread: {e}");
+                false
+            }
+            _ => true,
+        }
+    }
+
     /// Applies the commands sent; false once the handle is gone.
     fn take_commands(&mut self) -> bool {
         loop {
@@ -265,7 +285,7 @@ impl Runner {
                         self.release(old);
                     }
                     let (i, seq) = match self.free.pop() {
-                        Some((i, last)) => (i, last.wrapping_add(1)),
+                        Some((i, last)) => (i, last),
                         None => {
                             self.slots.push(None);
                             (self.slots.len() - 1, 0)
@@ -274,13 +294,14 @@ impl Runner {
                     self.slots[i] = Some(Slot {
                         job,
                         seq,
-                        next: Instant::now(),
-                        state: State::Waiting,
-                        buf: Vec::new(),
+                        due: None,
+                        blocked: false,
+                        reporting: false,
+                        flights: Vec::new(),
                     });
                     self.by_probe.insert(probe, i);
                     // The first probe goes out at once.
-                    self.timers.push(Instant::now(), (i, seq));
+                    self.schedule(i);
                 }
                 Ok(Cmd::Stop(probe)) => {
                     if let Some(i) = self.by_probe.remove(&probe) {
@@ -293,85 +314,99 @@ impl Runner {
         }
     }
 
-    /// Frees a slot; its connection closes and its permit returns.
+    /// Frees a slot; its connections close and its permits return.
     fn release(&mut self, i: usize) {
         if let Some(slot) = self.slots[i].take() {
             self.free.push((i, slot.seq));
         }
     }
 
-    /// The slot `i` if `seq` is its current sequence number.
-    fn current(&mut self, i: usize, seq: u32) -> Option<&mut Slot> {
-        self.slots
-            .get_mut(i)
-            .and_then(Option::as_mut)
-            .filter(|s| s.seq == seq)
-    }
-
-    fn on_timer(&mut self, i: usize, seq: u32, now: Instant) {
-        let Some(slot) = self.current(i, seq) else {
+    /// Sets the timer of slot `i`'s next probe, as its tally says (none while its report
+    /// waits, or while a probe is in flight at the steady pace).
+    fn schedule(&mut self, i: usize) {
+        let slot = self.slots[i].as_mut().expect("a slot scheduled is live");
+        if slot.blocked {
             return;
-        };
-        match &slot.state {
-            State::Waiting => {
-                slot.next += slot.job.tally.jittered();
-                slot.seq = slot.seq.wrapping_add(1);
-                match self.limit.clone().try_acquire_owned() {
-                    Ok(permit) => self.begin(i, permit, now),
-                    Err(_) => {
-                        let slot = self.slots[i].as_mut().expect("current");
-                        slot.state = State::Blocked;
-                        self.blocked.push_back((i, slot.seq));
-                    }
-                }
-            }
-            State::Running(_) => {
-                let msg = format!("timed out after {:?}", slot.job.timeout);
-                self.finish(i, Err(msg));
-            }
-            State::Blocked | State::Reporting => {}
+        }
+        slot.due = None;
+        if slot.reporting {
+            return;
+        }
+        if let Some(at) = slot.job.tally.next() {
+            let seq = slot.next_seq();
+            slot.due = Some(seq);
+            self.timers.push(at, (i, seq));
         }
     }
 
-    /// Opens the probe's connection.
+    fn is_blocked(&self, i: usize, seq: u32) -> bool {
+        let slot = self.slots.get(i).and_then(Option::as_ref);
+        slot.is_some_and(|s| s.blocked && s.due == Some(seq))
+    }
+
+    fn on_timer(&mut self, i: usize, seq: u32, now: Instant) {
+        let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else {
+            return;
+        };
+        if slot.due == Some(seq) && !slot.blocked {
+            match self.limit.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    slot.due = None;
+                    self.begin(i, permit, now);
+                }
+                Err(_) => {
+                    slot.blocked = true;
+                    self.blocked.push_back((i, seq));
+                }
+            }
+        } else if slot.flights.iter().any(|f| f.id == seq) {
+            let msg = format!("timed out after {:?}", slot.job.timeout);
+            self.finish(i, seq, Err(msg));
+        }
+    }
+
+    /// Sends a probe: opens its connection.
     fn begin(&mut self, i: usize, permit: OwnedSemaphorePermit, now: Instant) {
         let slot = self.slots[i].as_mut().expect("a slot begun is live");
-        slot.seq = slot.seq.wrapping_add(1);
+        let n = slot.job.tally.sent(now);
+        let id = slot.next_seq();
         let opened = open(slot.job.target, slot.job.source).and_then(|mut sock| {
             let interest = Interest::READABLE | Interest::WRITABLE;
             self.poll
                 .registry()
-                .register(&mut sock, token(i, slot.seq), interest)
+                .register(&mut sock, token(i, id), interest)
                 .map_err(|e| format!("socket: {e}"))?;
             Ok(sock)
         });
-        let sock = match opened {
-            Ok(sock) => sock,
+        match opened {
+            Ok(sock) => {
+                slot.flights.push(Flight {
+                    id,
+                    n,
+                    sock,
+                    _permit: permit,
+                    started: now,
+                    connected: false,
+                    sent: 0,
+                    ended: false,
+                    buf: Vec::new(),
+                });
+                self.timers.push(now + slot.job.timeout, (i, id));
+                // A probe in flight may bring the next one sooner.
+                self.schedule(i);
+            }
             // Failed before anything was sent: a failed probe that took no time.
-            Err(msg) => return self.finish(i, Err(msg)),
-        };
-        slot.buf.clear();
-        if slot.buf.capacity() > 4096 {
-            slot.buf = Vec::new();
+            Err(msg) => self.report(i, n, Err(msg), Duration::ZERO),
         }
-        slot.state = State::Running(Flight {
-            sock,
-            _permit: permit,
-            started: now,
-            connected: false,
-            sent: 0,
-            ended: false,
-        });
-        self.timers.push(now + slot.job.timeout, (i, slot.seq));
     }
 
     /// Moves a running probe on after its socket became ready (`writable` if it did for
     /// writing, `readable` if there is something to read, an end or an error).
-    fn on_ready(&mut self, i: usize, seq: u32, writable: bool, readable: bool) {
-        let Some(slot) = self.current(i, seq) else {
+    fn on_ready(&mut self, i: usize, id: u32, writable: bool, readable: bool) {
+        let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else {
             return;
         };
-        let State::Running(f) = &mut slot.state else {
+        let Some(f) = slot.flights.iter_mut().find(|f| f.id == id) else {
             return;
         };
         let target = slot.job.target;
@@ -379,7 +414,7 @@ impl Runner {
             match f.sock.take_error() {
                 Ok(None) => {}
                 Ok(Some(e)) | Err(e) => {
-                    return self.finish(i, Err(format!("connect {target}: {e}")));
+                    return self.finish(i, id, Err(format!("connect {target}: {e}")));
                 }
             }
             // A connection under way turns writable once it is made (or has failed, which
@@ -388,35 +423,42 @@ impl Runner {
                 match f.sock.peer_addr() {
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                    Err(e) => return self.finish(i, Err(format!("connect {target}: {e}"))),
+                    Err(e) => return self.finish(i, id, Err(format!("connect {target}: {e}"))),
                 }
             }
             f.connected = true;
         }
         let result = match &slot.job.check {
             Check::Tcp => Some(Ok(())),
-            Check::Http(h) => exchange(h, f, &mut slot.buf, readable),
+            Check::Http(h) => exchange(h, f, readable),
         };
         if let Some(r) = result {
-            self.finish(i, r);
+            self.finish(i, id, r);
         }
     }
 
-    /// Ends the slot's probe with `result`: counts it and keeps its report for the next
-    /// batch; the next probe is scheduled once the report is sent.
-    fn finish(&mut self, i: usize, result: Result<(), String>) {
+    /// Ends the slot's flight `id` with `result`.
+    fn finish(&mut self, i: usize, id: u32, result: Result<(), String>) {
         let slot = self.slots[i].as_mut().expect("a slot finished is live");
-        let latency = match &slot.state {
-            State::Running(f) => f.started.elapsed(),
-            _ => Duration::ZERO,
+        let Some(at) = slot.flights.iter().position(|f| f.id == id) else {
+            return;
         };
         // The connection closes here, with a reset; closing it removes it from the poll.
-        slot.seq = slot.seq.wrapping_add(1);
-        let report = slot.job.tally.record(result, latency, &mut slot.next);
-        slot.state = State::Reporting;
-        self.batch.push(report);
-        self.reporting.push((i, slot.seq));
-        self.flush_at.get_or_insert_with(|| Instant::now() + FLUSH);
+        let f = slot.flights.swap_remove(at);
+        self.report(i, f.n, result, f.started.elapsed());
+    }
+
+    /// Counts the result of the slot's probe number `n` and keeps its report for the next
+    /// batch (the slot's next probe waits until it is sent); a stale result is only counted.
+    fn report(&mut self, i: usize, n: u64, result: Result<(), String>, latency: Duration) {
+        let slot = self.slots[i].as_mut().expect("a slot reporting is live");
+        if let Some(report) = slot.job.tally.record(n, result, latency) {
+            slot.reporting = true;
+            self.batch.push(report);
+            self.reporting.push((i, slot.job.tally.probe));
+            self.flush_at.get_or_insert_with(|| Instant::now() + FLUSH);
+        }
+        self.schedule(i);
     }
 
     /// Sends the batch of reports if the queue has room (or keeps it for the next try); false
@@ -426,16 +468,14 @@ impl Runner {
         match self.tx.try_send(batch) {
             Ok(()) => {
                 self.refused = 0;
-                for (i, seq) in std::mem::take(&mut self.reporting) {
-                    let Some(slot) = self.current(i, seq) else {
+                for (i, probe) in std::mem::take(&mut self.reporting) {
+                    let live = self.slots.get_mut(i).and_then(Option::as_mut);
+                    let Some(slot) = live.filter(|s| s.job.tally.probe == probe) else {
                         continue;
                     };
-                    // Never fall behind by more than one interval (after a long stall, resume
-                    // from now).
-                    slot.state = State::Waiting;
-                    slot.next = slot.next.max(now);
-                    let next = slot.next;
-                    self.timers.push(next, (i, seq));
+                    if std::mem::take(&mut slot.reporting) {
+                        self.schedule(i);
+                    }
                 }
                 self.flush_at = None;
             }
@@ -480,12 +520,8 @@ fn open(target: SocketAddr, source: Option<IpAddr>) -> Result<TcpStream, String>
 /// socket said it was `readable`: the readiness is edge-triggered, so a response that comes
 /// later is another event); the result once the check can judge it, `None` while waiting for
 /// the socket.
-fn exchange(
-    h: &HttpProbe,
-    f: &mut Flight,
-    buf: &mut Vec<u8>,
-    readable: bool,
-) -> Option<Result<(), String>> {
+fn exchange(h: &HttpProbe, f: &mut Flight, readable: bool) -> Option<Result<(), String>> {
+    let buf = &mut f.buf;
     let request = h.request();
     while f.sent < request.len() {
         match f.sock.write(&request[f.sent..]) {

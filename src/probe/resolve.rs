@@ -1,11 +1,19 @@
 //! Members that are domain names: each probe resolves the name (through a cache that keeps
 //! each answer for its records' TTL, so the name is queried again when its TTL runs out) and
 //! probes the addresses it resolves to, in order, until one passes, as a client connecting
-//! to the name would. A name that does not resolve fails the probe with the reason.
+//! to the name would. A name that does not resolve (NXDOMAIN, no address records) fails the
+//! probe with the reason.
+//!
+//! Resolution that fails (the resolvers time out, refuse or fail) is not the member's
+//! failure: as RFC 8767 lets a resolver serve stale data, the probe goes on with the
+//! addresses last resolved, for at most `probe.serve_stale` after they were, and says that
+//! resolution is failing, where and why ([`Resolved::failing`]). Resolution has half the
+//! probe's timeout, so that the probe of the addresses keeps the other half.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hickory_proto::rr::Name;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
@@ -50,60 +58,166 @@ pub fn resolver(servers: &[SocketAddr]) -> Result<Resolver, String> {
         .map_err(|e| format!("cannot set up the resolver: {e}"))
 }
 
+/// The addresses a name last resolved to.
+struct Resolution {
+    ips: Vec<IpAddr>,
+    /// Until when the answer's TTL keeps it.
+    fresh_until: Instant,
+    /// When it was resolved.
+    at: Instant,
+}
+
 /// Probes of one check of a member that is a domain name.
 pub struct Resolved {
     pub name: Name,
     pub port: u16,
     pub resolver: Resolver,
     /// Makes the probe of one resolved address.
-    pub make: Box<dyn Fn(SocketAddr) -> Result<Direct, String> + Send>,
+    pub make: Box<dyn Fn(SocketAddr) -> Result<Direct, String> + Send + Sync>,
     /// The probes of the addresses of the last resolution (kept connections stay open while
     /// the name keeps resolving to them).
-    by_addr: HashMap<IpAddr, Direct>,
+    by_addr: std::sync::Mutex<HashMap<IpAddr, Arc<Direct>>>,
+    /// The resolvers asked, in words ("127.0.0.1:5300", or "the system's resolvers").
+    servers: String,
+    /// How long the addresses last resolved are probed while resolution fails.
+    stale: Duration,
+    /// How long one resolution may take.
+    within: Duration,
+    last: std::sync::Mutex<Option<Resolution>>,
+    /// Why resolution fails, while it does.
+    failing: std::sync::Mutex<Option<String>>,
 }
 
 impl Resolved {
+    /// Probes of `name` at `port`, resolved by `resolver` (asking `servers`), each probe
+    /// within `timeout`; addresses last resolved are used for `stale` while resolution fails.
     pub fn new(
-        name: Name,
-        port: u16,
-        resolver: Resolver,
-        make: Box<dyn Fn(SocketAddr) -> Result<Direct, String> + Send>,
+        (name, port): (Name, u16),
+        (resolver, servers): (Resolver, &[SocketAddr]),
+        (timeout, stale): (Duration, Duration),
+        make: Box<dyn Fn(SocketAddr) -> Result<Direct, String> + Send + Sync>,
     ) -> Self {
+        let servers = match servers {
+            [] => "the system's resolvers".to_string(),
+            s => s
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
         Resolved {
             name,
             port,
             resolver,
             make,
-            by_addr: HashMap::new(),
+            by_addr: std::sync::Mutex::new(HashMap::new()),
+            servers,
+            stale,
+            within: timeout / 2,
+            last: std::sync::Mutex::new(None),
+            failing: std::sync::Mutex::new(None),
         }
     }
 
-    pub async fn probe(&mut self) -> Result<(), String> {
+    /// Why resolving the name fails, while it does (and whether stale addresses are probed).
+    pub fn failing(&self) -> Option<String> {
+        lock(&self.failing).clone()
+    }
+
+    /// The addresses to probe: the last resolution's while its TTL lasts, a new one's, or,
+    /// while resolution fails, the last one's for at most `stale`.
+    async fn addresses(&self) -> Result<Vec<IpAddr>, String> {
         let name = &self.name;
-        let ips: Vec<IpAddr> = match self.resolver.lookup_ip(name.clone()).await {
-            Ok(l) => l.iter().collect(),
-            Err(e) if e.is_nx_domain() => return Err(format!("{name} does not resolve: NXDOMAIN")),
-            Err(e) if e.is_no_records_found() => {
-                return Err(format!("{name} does not resolve: no address records"))
-            }
-            Err(e) => return Err(format!("{name} does not resolve: {e}")),
-        };
-        if ips.is_empty() {
-            return Err(format!("{name} does not resolve: no address records"));
+        let now = Instant::now();
+        if let Some(r) = lock(&self.last).as_ref().filter(|r| r.fresh_until > now) {
+            return Ok(r.ips.clone());
         }
-        self.by_addr.retain(|a, _| ips.contains(a));
+        let lookup = self.resolver.lookup_ip(name.clone());
+        let why = match tokio::time::timeout(self.within, lookup).await {
+            Ok(Ok(l)) => {
+                let ips: Vec<IpAddr> = l.iter().collect();
+                *lock(&self.failing) = None;
+                if ips.is_empty() {
+                    *lock(&self.last) = None;
+                    return Err(format!("{name} does not resolve: no address records"));
+                }
+                let fresh_until = l.valid_until();
+                let at = now;
+                *lock(&self.last) = Some(Resolution {
+                    ips: ips.clone(),
+                    fresh_until,
+                    at,
+                });
+                return Ok(ips);
+            }
+            // An answer that the name has no addresses is the name's state, not a failure.
+            Ok(Err(e)) if e.is_nx_domain() || e.is_no_records_found() => {
+                *lock(&self.failing) = None;
+                *lock(&self.last) = None;
+                let what = if e.is_nx_domain() {
+                    "NXDOMAIN"
+                } else {
+                    "no address records"
+                };
+                return Err(format!("{name} does not resolve: {what}"));
+            }
+            Ok(Err(e)) => format!("resolving {name} at {} fails: {e}", self.servers),
+            Err(_) => format!(
+                "resolving {name} at {} fails: no answer within {:?}",
+                self.servers, self.within
+            ),
+        };
+        let stale = lock(&self.last)
+            .as_ref()
+            .filter(|r| now.duration_since(r.at) < self.stale)
+            .map(|r| (r.ips.clone(), now.duration_since(r.at)));
+        match stale {
+            Some((ips, age)) => {
+                *lock(&self.failing) = Some(format!(
+                    "{why}; probing the addresses resolved {}s ago",
+                    age.as_secs()
+                ));
+                Ok(ips)
+            }
+            None => {
+                *lock(&self.failing) = Some(why.clone());
+                Err(why)
+            }
+        }
+    }
+
+    pub async fn probe(&self) -> Result<Option<Duration>, String> {
+        let ips = self.addresses().await?;
+        let name = &self.name;
+        self.lock().retain(|a, _| ips.contains(a));
         let mut errors = Vec::new();
         for ip in ips {
             let at = SocketAddr::new(ip, self.port);
-            let p = match self.by_addr.entry(ip) {
-                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::hash_map::Entry::Vacant(v) => v.insert((self.make)(at)?),
+            let p = match self.lock().entry(ip) {
+                std::collections::hash_map::Entry::Occupied(o) => o.get().clone(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(Arc::new((self.make)(at)?)).clone()
+                }
             };
             match p.probe().await {
-                Ok(()) => return Ok(()),
+                Ok(rtt) => return Ok(rtt),
                 Err(e) => errors.push(format!("{ip}: {e}")),
             }
         }
         Err(format!("{name} resolves to {}", errors.join("; ")))
+    }
+}
+
+/// Locks `m` (a poisoned lock only means a probe panicked while holding it; the value is
+/// still whole).
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Resolved {
+    /// The probes by address (a poisoned lock only means a probe panicked while holding it;
+    /// the map is still whole).
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Arc<Direct>>> {
+        self.by_addr.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -13,8 +13,16 @@
 //!
 //! The detection bound of one check, for `n` probes in a row (`fall` or `rise`): the first
 //! probe that sees the change starts within one jittered interval (+10%) and ends within the
-//! timeout; the `n - 1` that confirm it follow one jittered interval apart, or, with
-//! `fast_interval`, each a fast interval after the last one ended.
+//! timeout; the `n - 1` that confirm it follow one jittered interval apart. With
+//! `fast_interval`, probes overlap: a failure's confirming probes go out a fast interval
+//! after the one before was sent (an unanswered probe of an up member already brings the
+//! next one), each with its own timeout, so the last ends within
+//! `interval + 10% + (fall - 1) × fast_interval + timeout`. A recovery is known to be one
+//! only once its first success arrives (a down member's unanswered probe is no news): the
+//! second probe goes out then or a fast interval after the first was sent, whichever is
+//! later, and the rest a fast interval apart, so
+//! `interval + 10% + timeout + (rise - 2) × fast_interval + timeout` (the first `timeout`
+//! being the larger of it and `fast_interval`).
 
 use std::time::Duration;
 
@@ -25,41 +33,53 @@ pub const JITTER: f64 = 0.1;
 /// What resolvers add: whole-second TTL counting, and serving an answer up to a second past it.
 pub const RESOLVER_SLACK: Duration = Duration::from_secs(1);
 
-/// The longest a change of a member's state takes to be decided by `c`, needing `n` probes
-/// in a row that agree.
+/// The longest a failure of a member takes to be decided by `c`, needing `n` failed probes
+/// in a row.
 pub fn detection(c: &Check, n: u32) -> Duration {
     let jittered = c.interval.mul_f64(1.0 + JITTER);
-    let first = jittered + c.timeout;
-    let rest = match c.fast_interval {
-        Some(fast) => (fast + c.timeout) * n.saturating_sub(1),
-        None => jittered * n.saturating_sub(1),
-    };
-    first + rest
+    let rest = n.saturating_sub(1);
+    match c.fast_interval {
+        Some(fast) => jittered + fast * rest + c.timeout,
+        None => jittered * n.max(1) + c.timeout,
+    }
+}
+
+/// The longest a recovery of a member takes to be decided by `c`, needing `n` passed probes
+/// in a row.
+pub fn rise_detection(c: &Check, n: u32) -> Duration {
+    let jittered = c.interval.mul_f64(1.0 + JITTER);
+    match c.fast_interval {
+        Some(fast) if n > 1 => jittered + c.timeout.max(fast) + fast * (n - 2) + c.timeout,
+        _ => jittered * n.max(1) + c.timeout,
+    }
 }
 
 /// The longest a member that recovers waits to be back in answers, by `c`: its `rise`
 /// detection, or the flap damping's least hold-down if that is longer (the hold-down runs
 /// from when the member went down, so at most that long after it recovers).
 pub fn return_bound(c: &Check) -> Duration {
-    detection(c, c.rise).max(c.damping.min_down)
+    rise_detection(c, c.rise).max(c.damping.min_down)
 }
 
-/// [`detection`] in words: "interval 2s × fall 3 + 10% jitter + timeout 1s = 7.6s".
+/// [`detection`] (`which` "fall") or [`rise_detection`] ("rise") in words: "interval 2s ×
+/// fall 3 + 10% jitter + timeout 1s = 7.6s".
 pub fn formula(c: &Check, n: u32, which: &str) -> String {
     let d = |d: Duration| humantime::format_duration(round_ms(d)).to_string();
-    let sum = d(detection(c, n));
+    let (i, t) = (d(c.interval), d(c.timeout));
     match c.fast_interval {
-        Some(fast) if n > 1 => format!(
-            "interval {} + 10% jitter + timeout {} + ({which} {n} - 1) × (fast_interval {} + timeout {}) = {sum}",
-            d(c.interval),
-            d(c.timeout),
+        Some(fast) if n > 1 && which == "fall" => format!(
+            "interval {i} + 10% jitter + ({which} {n} - 1) × fast_interval {} + timeout {t} = {}",
             d(fast),
-            d(c.timeout)
+            d(detection(c, n))
+        ),
+        Some(fast) if n > 1 => format!(
+            "interval {i} + 10% jitter + max(timeout {t}, fast_interval {f}) + ({which} {n} - 2) × fast_interval {f} + timeout {t} = {}",
+            d(rise_detection(c, n)),
+            f = d(fast),
         ),
         _ => format!(
-            "interval {} × {which} {n} + 10% jitter + timeout {} = {sum}",
-            d(c.interval),
-            d(c.timeout)
+            "interval {i} × {which} {n} + 10% jitter + timeout {t} = {}",
+            d(detection(c, n))
         ),
     }
 }
@@ -118,12 +138,27 @@ mod tests {
     #[test]
     fn a_fast_interval_shortens_the_confirming_probes() {
         let c = check(2000, 300, 3, Some(200));
-        // The first probe as before; the other two each a fast interval after the last ended.
+        // A failure: the first probe as before, ending within its timeout; the other two
+        // sent a fast interval apart, overlapping it.
         assert_eq!(
             detection(&c, 3),
-            Duration::from_millis(2200 + 300 + 2 * 500)
+            Duration::from_millis(2200 + 2 * 200 + 300)
         );
-        assert!(formula(&c, 3, "fall").contains("(fall 3 - 1) × (fast_interval 200ms"));
+        assert!(formula(&c, 3, "fall").contains("(fall 3 - 1) × fast_interval 200ms + timeout"));
+        // A recovery: the second probe waits for the first success (up to the timeout).
+        assert_eq!(
+            rise_detection(&c, 3),
+            Duration::from_millis(2200 + 300 + 200 + 300)
+        );
+        assert_eq!(rise_detection(&c, 1), Duration::from_millis(2200 + 300));
+        assert!(
+            formula(&c, 3, "rise").ends_with("= 3s"),
+            "{}",
+            formula(&c, 3, "rise")
+        );
+        // The README's example: 1 s, 100 ms, 300 ms, fall 3: 1.1 + 0.2 + 0.3.
+        let c = check(1000, 300, 3, Some(100));
+        assert_eq!(detection(&c, 3), Duration::from_millis(1600));
     }
 
     #[test]
