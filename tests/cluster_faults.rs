@@ -233,7 +233,15 @@ async fn what_is_decided_while_the_alert_leader_is_dead_is_alerted_once_by_the_n
     let leader = s["cluster"]["leader"].as_str().unwrap().to_string();
     let k = c.instances.iter().position(|i| i.id == leader).unwrap();
     let other = c.instances[(k + 1) % 3].admin;
-    // The leader dies; before its lease ends, m0 fails and m1 is disabled.
+    // Once the leader's record of what it alerted holds both members (their first state,
+    // which is not alerted)...
+    let recorded = wait_until(Duration::from_secs(10), || async {
+        let r = c.etcd.get("alerted").await.unwrap_or_default();
+        r.contains("web/m0") && r.contains("web/m1")
+    })
+    .await;
+    assert!(recorded.is_some(), "the leader never recorded both members");
+    // ...the leader dies; before its lease ends, m0 fails and m1 is disabled.
     c.instances[k].kill();
     c.backends[0].refuse();
     let body = json!({ "target": "web/m1", "action": "disable", "reason": "gap" });

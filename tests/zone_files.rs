@@ -199,6 +199,7 @@ async fn a_reload_onto_a_device_or_fifo_is_refused_and_the_last_good_zones_stay(
         .unwrap();
         let r = reqwest::Client::new()
             .post(format!("http://{}/reload", g.admin))
+            .header("content-type", "application/json")
             .timeout(HANG)
             .send()
             .await

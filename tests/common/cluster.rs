@@ -117,6 +117,16 @@ impl Etcd {
             .expect("etcd put");
     }
 
+    /// The value at `key` under the test cluster's prefix, if any.
+    pub async fn get(&self, key: &str) -> Option<String> {
+        let mut c = etcd_client::Client::connect(self.endpoints(), None)
+            .await
+            .ok()?;
+        let r = c.get(format!("/gtmd/t/{key}"), None).await.ok()?;
+        let kv = r.kvs().first()?;
+        Some(String::from_utf8_lossy(kv.value()).into_owned())
+    }
+
     pub fn endpoints(&self) -> Vec<String> {
         self.members
             .iter()

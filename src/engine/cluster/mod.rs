@@ -363,10 +363,12 @@ impl Engine {
         let Some(base) = base else { return };
         for i in 0..self.members.len() {
             let key = self.member_key(i);
-            // A member the record does not hold was never told down.
-            let was = base.members.get(&key).copied().unwrap_or(true);
-            if self.decision(i).is_some_and(|d| d.up != was) {
-                self.decided_alert(i, was);
+            // A member the record does not hold yet takes its first state, which is not an
+            // event (as a member's first probe round alerts nothing).
+            if let (Some(&was), Some(d)) = (base.members.get(&key), self.decision(i)) {
+                if was != d.up {
+                    self.decided_alert(i, was);
+                }
             }
         }
         for o in self
