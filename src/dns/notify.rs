@@ -338,22 +338,7 @@ mod tests {
                 let _ = sock.send_to(&r.to_vec().unwrap(), from).await;
             }
         });
-        let zone = Name::from_ascii("t.").unwrap();
-        let soa = hickory_proto::rr::rdata::SOA::new(zone.clone(), zone.clone(), 9, 1, 1, 1, 1);
-        let key = TSigner::new(
-            b"0123456789abcdef0123456789abcdef".to_vec(),
-            hickory_proto::rr::rdata::tsig::TsigAlgorithm::HmacSha256,
-            Name::from_ascii("k.").unwrap(),
-            300,
-        )
-        .unwrap();
-        let n = Notice {
-            soa: Record::from_rdata(zone.clone(), 60, hickory_proto::rr::RData::SOA(soa)),
-            zone,
-            serial: 9,
-            targets: vec![to],
-            key: Some(key),
-        };
+        let n = signed_notice(to);
         let e = send(&n, to, Duration::from_secs(2)).await.unwrap_err();
         assert!(e.contains("does not verify"), "{e}");
     }
@@ -385,24 +370,29 @@ mod tests {
                 let _ = sock.send_to(&r.to_vec().unwrap(), from).await;
             }
         });
+        let n = signed_notice(to);
+        let e = send(&n, to, Duration::from_secs(2)).await.unwrap_err();
+        assert!(e.contains("the secondary rejected the key k."), "{e}");
+        assert!(e.contains("BadKey") && !e.contains("hickory"), "{e}");
+    }
+
+    /// A NOTIFY of zone `t.` at serial 9 to `to`, signed with key `k.`.
+    fn signed_notice(to: std::net::SocketAddr) -> Notice {
         let zone = Name::from_ascii("t.").unwrap();
         let soa = hickory_proto::rr::rdata::SOA::new(zone.clone(), zone.clone(), 9, 1, 1, 1, 1);
         let key = TSigner::new(
             b"0123456789abcdef0123456789abcdef".to_vec(),
-            TsigAlgorithm::HmacSha256,
+            hickory_proto::rr::rdata::tsig::TsigAlgorithm::HmacSha256,
             Name::from_ascii("k.").unwrap(),
             300,
         )
         .unwrap();
-        let n = Notice {
+        Notice {
             soa: Record::from_rdata(zone.clone(), 60, hickory_proto::rr::RData::SOA(soa)),
             zone,
             serial: 9,
             targets: vec![to],
             key: Some(key),
-        };
-        let e = send(&n, to, Duration::from_secs(2)).await.unwrap_err();
-        assert!(e.contains("the secondary rejected the key k."), "{e}");
-        assert!(e.contains("BadKey") && !e.contains("hickory"), "{e}");
+        }
     }
 }
