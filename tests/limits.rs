@@ -32,24 +32,6 @@ async fn closed(s: &mut TcpStream) -> bool {
     }
 }
 
-/// One query over `s`; its answer's addresses, or None if the connection is closed.
-async fn ask(s: &mut TcpStream) -> Option<Vec<String>> {
-    let q = query_msg("www.example.test.", RecordType::A, true)
-        .to_vec()
-        .unwrap();
-    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(&q);
-    s.write_all(&framed).await.ok()?;
-    let mut len = [0u8; 2];
-    tokio::time::timeout(Duration::from_secs(3), s.read_exact(&mut len))
-        .await
-        .ok()?
-        .ok()?;
-    let mut body = vec![0u8; u16::from_be_bytes(len) as usize];
-    s.read_exact(&mut body).await.ok()?;
-    Some(addrs(&hickory_proto::op::Message::from_vec(&body).unwrap()))
-}
-
 async fn limit_count(admin: SocketAddr, limit: &str) -> f64 {
     let key = format!("gtmd_limits_total{{limit=\"{limit}\"}} ");
     metric(admin, &key).await.unwrap_or(0.0)
@@ -67,17 +49,17 @@ async fn at_a_tcp_cap_a_newcomer_takes_the_place_of_an_idle_connection() {
     // Two from one client are served; a third from it replaces the client's oldest.
     let mut a1 = connect(g.dns, "127.0.5.1").await;
     let mut a2 = connect(g.dns, "127.0.5.1").await;
-    assert_eq!(ask(&mut a1).await, www);
-    assert_eq!(ask(&mut a2).await, www);
+    assert_eq!(ask_tcp(&mut a1).await, www);
+    assert_eq!(ask_tcp(&mut a2).await, www);
     let mut a3 = connect(g.dns, "127.0.5.1").await;
-    assert_eq!(ask(&mut a3).await, www);
+    assert_eq!(ask_tcp(&mut a3).await, www);
     // Others get in, up to four in all, and beyond: the longest-idle one makes room.
     let mut b1 = connect(g.dns, "127.0.5.2").await;
     let mut b2 = connect(g.dns, "127.0.5.3").await;
-    assert_eq!(ask(&mut b1).await, www);
-    assert_eq!(ask(&mut b2).await, www);
+    assert_eq!(ask_tcp(&mut b1).await, www);
+    assert_eq!(ask_tcp(&mut b2).await, www);
     let mut c = connect(g.dns, "127.0.5.4").await;
-    assert_eq!(ask(&mut c).await, www);
+    assert_eq!(ask_tcp(&mut c).await, www);
     assert!(limit_count(g.admin, "tcp_max_per_client").await >= 1.0);
     assert!(limit_count(g.admin, "tcp_max_connections").await >= 1.0);
     assert!(limit_count(g.admin, "tcp_evicted").await >= 2.0);
@@ -105,11 +87,11 @@ async fn slow_and_idle_clients_lose_their_slot() {
     assert!(limit_count(g.admin, "tcp_read_timeout").await >= 1.0);
     // Idle after an answer: closed after the idle timeout, and the client's one slot is free.
     let mut idle = connect(g.dns, "127.0.6.1").await;
-    assert!(ask(&mut idle).await.is_some());
+    assert!(ask_tcp(&mut idle).await.is_some());
     assert!(closed(&mut idle).await, "an idle connection stays open");
     assert!(limit_count(g.admin, "tcp_idle_timeout").await >= 1.0);
     let mut next = connect(g.dns, "127.0.6.1").await;
-    assert!(ask(&mut next).await.is_some());
+    assert!(ask_tcp(&mut next).await.is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,9 +99,9 @@ async fn a_connection_ends_after_its_query_cap() {
     let g = start_with("", "tcp_max_queries = 5", &repo().join("zones")).await;
     let mut s = connect(g.dns, "127.0.7.1").await;
     for i in 0..5 {
-        assert!(ask(&mut s).await.is_some(), "query {i}");
+        assert!(ask_tcp(&mut s).await.is_some(), "query {i}");
     }
-    assert_eq!(ask(&mut s).await, None, "a sixth query was answered");
+    assert_eq!(ask_tcp(&mut s).await, None, "a sixth query was answered");
     assert!(limit_count(g.admin, "tcp_max_queries").await >= 1.0);
 }
 

@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use hickory_proto::rr::RecordType;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 
 /// A TCP connection to `dns` from the loopback address `from`.
@@ -22,24 +21,6 @@ async fn connect(dns: SocketAddr, from: &str) -> Option<TcpStream> {
         .await
         .ok()?
         .ok()
-}
-
-/// One query over `s`; its answer's addresses, or None if the connection is closed first.
-async fn ask(s: &mut TcpStream) -> Option<Vec<String>> {
-    let q = query_msg("www.example.test.", RecordType::A, true)
-        .to_vec()
-        .unwrap();
-    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(&q);
-    s.write_all(&framed).await.ok()?;
-    let mut len = [0u8; 2];
-    tokio::time::timeout(Duration::from_secs(3), s.read_exact(&mut len))
-        .await
-        .ok()?
-        .ok()?;
-    let mut body = vec![0u8; u16::from_be_bytes(len) as usize];
-    s.read_exact(&mut body).await.ok()?;
-    Some(addrs(&hickory_proto::op::Message::from_vec(&body).unwrap()))
 }
 
 /// Idle clients: `per_addr` connections from each of `from`, each reopened as soon as the
@@ -98,7 +79,7 @@ async fn new_clients_answered(dns: SocketAddr, from: &str, n: usize) -> usize {
     let mut answered = 0;
     for _ in 0..n {
         if let Some(mut s) = connect(dns, from).await {
-            if ask(&mut s).await == www {
+            if ask_tcp(&mut s).await == www {
                 answered += 1;
             }
         }
@@ -142,7 +123,7 @@ async fn idle_connections_are_closed_sooner_when_the_server_is_crowded() {
     let mut held = Vec::new();
     for _ in 0..5 {
         let mut s = connect(g.dns, "127.0.24.1").await.unwrap();
-        assert!(ask(&mut s).await.is_some());
+        assert!(ask_tcp(&mut s).await.is_some());
         held.push(s);
     }
     // Far sooner than the configured 60 s, the idle connections are closed.

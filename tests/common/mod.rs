@@ -220,6 +220,25 @@ pub async fn tcp(server: SocketAddr, m: &Message) -> Message {
     tcp_many(server, std::slice::from_ref(m)).await.remove(0)
 }
 
+/// One query for `www.example.test. A` on the open connection `s`: its answer's addresses,
+/// or None if the connection is closed first (or no answer comes within 3 s).
+pub async fn ask_tcp(s: &mut TcpStream) -> Option<Vec<String>> {
+    let q = query_msg("www.example.test.", RecordType::A, true)
+        .to_vec()
+        .unwrap();
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    s.write_all(&framed).await.ok()?;
+    let mut len = [0u8; 2];
+    tokio::time::timeout(Duration::from_secs(3), s.read_exact(&mut len))
+        .await
+        .ok()?
+        .ok()?;
+    let mut body = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).await.ok()?;
+    Some(addrs(&Message::from_vec(&body).unwrap()))
+}
+
 /// The addresses in the answer section, sorted.
 pub fn addrs(m: &Message) -> Vec<String> {
     let mut v: Vec<String> = m
