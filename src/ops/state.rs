@@ -365,25 +365,18 @@ mod tests {
         }
     }
 
+    /// Saves `list` alone: no zone serials.
+    fn save_overrides(path: &Path, list: &[Override]) -> std::io::Result<()> {
+        save(path, list, &Default::default(), &Default::default())
+    }
+
     #[test]
     fn the_state_file_round_trips_and_is_replaced_whole() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         assert_eq!(load(&path).unwrap(), vec![]);
-        save(
-            &path,
-            &[o("app/eu-1")],
-            &Default::default(),
-            &Default::default(),
-        )
-        .unwrap();
-        save(
-            &path,
-            &[o("app/eu-1"), o("pool:app")],
-            &Default::default(),
-            &Default::default(),
-        )
-        .unwrap();
+        save_overrides(&path, &[o("app/eu-1")]).unwrap();
+        save_overrides(&path, &[o("app/eu-1"), o("pool:app")]).unwrap();
         assert_eq!(load(&path).unwrap(), vec![o("app/eu-1"), o("pool:app")]);
         // Nothing but the file itself and its backup is left in the directory.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
@@ -397,13 +390,7 @@ mod tests {
     fn an_unreadable_state_file_starts_from_its_backup_and_says_so() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        save(
-            &path,
-            &[o("app/eu-1")],
-            &Default::default(),
-            &Default::default(),
-        )
-        .unwrap();
+        save_overrides(&path, &[o("app/eu-1")]).unwrap();
         let fine = restore(&path);
         assert_eq!((fine.overrides.len(), fine.problem), (1, None));
         for bad in ["", "{ not json", "{\"version\": 1}"] {
@@ -428,13 +415,7 @@ mod tests {
     fn a_write_cut_short_is_cleaned_up_at_start() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        save(
-            &path,
-            &[o("app/eu-1")],
-            &Default::default(),
-            &Default::default(),
-        )
-        .unwrap();
+        save_overrides(&path, &[o("app/eu-1")]).unwrap();
         let stale = dir.path().join(".state.json.4242.tmp");
         std::fs::write(&stale, "{ half").unwrap();
         let other = dir.path().join(".other.json.4242.tmp");
@@ -451,20 +432,8 @@ mod tests {
         std::fs::create_dir(&real).unwrap();
         let link = dir.path().join("state.json");
         std::os::unix::fs::symlink("real/state.json", &link).unwrap();
-        save(
-            &link,
-            &[o("app/eu-1")],
-            &Default::default(),
-            &Default::default(),
-        )
-        .unwrap();
-        save(
-            &link,
-            &[o("pool:app")],
-            &Default::default(),
-            &Default::default(),
-        )
-        .unwrap();
+        save_overrides(&link, &[o("app/eu-1")]).unwrap();
+        save_overrides(&link, &[o("pool:app")]).unwrap();
         assert!(std::fs::symlink_metadata(&link)
             .unwrap()
             .file_type()
