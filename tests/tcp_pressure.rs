@@ -74,13 +74,16 @@ impl Drop for Idlers {
 }
 
 /// New clients, one after another: how many of `n` got their TCP query answered.
-async fn new_clients_answered(dns: SocketAddr, from: &str, n: usize) -> usize {
+async fn new_clients_answered(dns: SocketAddr, from: &str, n: usize, tries: usize) -> usize {
     let www = Some(vec!["192.0.2.80".to_string()]);
     let mut answered = 0;
     for _ in 0..n {
-        if let Some(mut s) = connect(dns, from).await {
-            if ask_tcp(&mut s).await == www {
-                answered += 1;
+        for _ in 0..tries {
+            if let Some(mut s) = connect(dns, from).await {
+                if ask_tcp(&mut s).await == www {
+                    answered += 1;
+                    break;
+                }
             }
         }
     }
@@ -92,7 +95,7 @@ async fn idle_connections_beyond_the_limit_from_many_addresses_do_not_lock_out_a
     let g = start_with("", "tcp_max_connections = 32", &repo().join("zones")).await;
     let from: Vec<String> = (1..=6).map(|i| format!("127.0.21.{i}")).collect();
     let _idle = Idlers::start(g.dns, &from, 8).await;
-    let answered = new_clients_answered(g.dns, "127.0.22.1", 10).await;
+    let answered = new_clients_answered(g.dns, "127.0.22.1", 10, 1).await;
     assert_eq!(answered, 10, "new TCP clients answered out of 10");
 }
 
@@ -100,11 +103,13 @@ async fn idle_connections_beyond_the_limit_from_many_addresses_do_not_lock_out_a
 async fn idle_connections_beyond_the_limit_from_one_address_do_not_lock_out_anyone() {
     let g = start_with("", "tcp_max_connections = 32", &repo().join("zones")).await;
     let _idle = Idlers::start(g.dns, &["127.0.23.1".to_string()], 48).await;
-    let other = new_clients_answered(g.dns, "127.0.23.2", 10).await;
+    let other = new_clients_answered(g.dns, "127.0.23.2", 10, 1).await;
     assert_eq!(other, 10, "clients of another address answered out of 10");
     // A client behind the same address (a NAT) takes the place of that address's own
-    // longest-idle connection.
-    let same = new_clients_answered(g.dns, "127.0.23.1", 10).await;
+    // longest-idle connection. Its connection is one of that address's own, so the idlers'
+    // reconnects may evict it before its query arrives: as a real client would, it tries
+    // once more (a refusing server answers neither try).
+    let same = new_clients_answered(g.dns, "127.0.23.1", 10, 2).await;
     assert_eq!(
         same, 10,
         "clients of the crowded address answered out of 10"
