@@ -229,8 +229,10 @@ fn ttls<'a>(
     }
     let degraded_ttl = match (b.degraded_ttl, derived.1) {
         (Some(t), _) => t,
-        (None, Some(t)) => t.min(ttl),
-        (None, None) => ttl.min(5),
+        // Short whatever room the objective leaves: while a member is down, resolvers ask
+        // again soon, so that traffic returns as soon as it recovers.
+        (None, Some(t)) => t.min(ttl).min(recovery::DEGRADED_TTL),
+        (None, None) => ttl.min(recovery::DEGRADED_TTL),
     };
     if degraded_ttl == 0 || degraded_ttl > ttl {
         return Err(cx.err(

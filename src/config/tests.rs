@@ -643,7 +643,7 @@ fn with_objective(interval: &str, timeout: &str, server: &str, name: &str) -> St
 #[test]
 fn recover_within_derives_both_ttls_from_the_detection_bounds() {
     // Failure: 3 × 1.1 s + 0.5 s = 3.8 s, so ttl = 12 - 3.8 - 1 → 7. Recovery: 2 × 1.1 +
-    // 0.5 = 2.7 s, so degraded_ttl = 12 - 2.7 - 1 → 8, capped at the ttl.
+    // 0.5 = 2.7 s, so degraded_ttl = 12 - 2.7 - 1 → 8, capped at the ttl and at 5 s.
     let c = parse(&with_objective(
         "1s",
         "500ms",
@@ -652,7 +652,7 @@ fn recover_within_derives_both_ttls_from_the_detection_bounds() {
     ))
     .unwrap();
     let n = &c.names[0];
-    assert_eq!((n.ttl, n.degraded_ttl), (7, 7));
+    assert_eq!((n.ttl, n.degraded_ttl), (7, 5));
     assert_eq!(n.recovery.objective, Some(Duration::from_secs(12)));
     assert_eq!(n.recovery.fall, Duration::from_millis(3800));
     assert_eq!(n.recovery.rise, Duration::from_millis(2700));
@@ -668,6 +668,15 @@ fn recover_within_derives_both_ttls_from_the_detection_bounds() {
     .unwrap();
     // 6 - 3.8 - 1 → 1; the degraded TTL (6 - 2.7 - 1 → 2) is capped at it.
     assert_eq!((c.names[0].ttl, c.names[0].degraded_ttl), (1, 1));
+    // A long objective still gives a short degraded TTL: 30 - 3.8 - 1 → 25, and 5.
+    let c = parse(&with_objective(
+        "1s",
+        "500ms",
+        "",
+        "recover_within = \"30s\"\n",
+    ))
+    .unwrap();
+    assert_eq!((c.names[0].ttl, c.names[0].degraded_ttl), (25, 5));
     // Without an objective, the TTLs are as before.
     let c = parse(&with_objective("1s", "500ms", "", "")).unwrap();
     assert_eq!((c.names[0].ttl, c.names[0].degraded_ttl), (30, 5));

@@ -88,6 +88,11 @@ fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
 }
 
+/// The longest degraded TTL gtmd picks by itself (seconds): a name with a member down is
+/// answered with at most this, so that traffic returns to it within seconds of its recovery
+/// (plus its detection), even when a long `recover_within` would allow more.
+pub const DEGRADED_TTL: u32 = 5;
+
 /// The largest TTL, in whole seconds, with `detection + ttl + 1 s ≤ objective`; `None` when
 /// not even a TTL of 1 s fits.
 pub fn derive_ttl(objective: Duration, detection: Duration) -> Option<u32> {
