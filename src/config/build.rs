@@ -58,6 +58,9 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
         )),
         _ => None,
     };
+    if let (Some(names), Some((pools, members))) = (&names, &pools) {
+        cx.keep(super::cycles::refuse_cycles(cx, names, pools, members));
+    }
     let regions = pools
         .as_ref()
         .and_then(|(_, members)| cx.keep(pools::build_regions(cx, &raw, members)));

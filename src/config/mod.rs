@@ -8,6 +8,7 @@ mod admin;
 mod build;
 mod checks;
 mod cluster;
+mod cycles;
 mod dnssec;
 pub mod file;
 mod names;

@@ -26,6 +26,7 @@ mod capacity;
 mod cluster;
 mod explain;
 mod gauges;
+mod local_targets;
 mod overrides;
 mod publish;
 pub mod recovery;
@@ -162,6 +163,8 @@ struct Last {
     probes: u64,
     /// For a member that is a domain name: why resolving it fails, while it does.
     resolution: Option<String>,
+    /// For a member that is a domain name: where its addresses came from.
+    resolved_from: Option<String>,
 }
 
 /// The engine's state. Build with [`Engine::new`], then drive with [`Engine::run`].
@@ -411,6 +414,10 @@ impl Engine {
             return false;
         };
         self.note_resolution(i, &r);
+        self.members[i]
+            .last
+            .resolved_from
+            .clone_from(&r.resolved_from);
         let m = &self.cfg.members[i];
         let check = &self.cfg.checks[m.checks[ci].0];
         let t = Thresholds {

@@ -196,6 +196,8 @@ impl Engine {
         };
         self.fixed = answers.fixed().cloned();
         self.update_gauges(&snap, now);
+        let cfg = self.cfg.clone();
+        self.refresh_local(&cfg, &snap);
         let zones = snap.zones.clone();
         let old = self.published.swap(Arc::new(Publication { snap, answers }));
         if !Arc::ptr_eq(&old.snap.zones, &zones) {

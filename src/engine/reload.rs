@@ -99,8 +99,18 @@ impl Engine {
         let Loaded { mut cfg, zones } = l;
         let old = self.cfg.clone();
         let needs_restart = keep_restart_only(&mut cfg, &old);
+        // Probes of names inside the new zones read them from their first probe on.
+        let zones = Arc::new(zones);
+        self.refresh_local_for(&cfg, &zones);
         // The last step that can fail; after it, the new configuration is in.
-        let probes_started = self.sync_probes(&cfg)?;
+        let probes_started = match self.sync_probes(&cfg) {
+            Ok(n) => n,
+            Err(e) => {
+                let (old, published) = (self.cfg.clone(), self.published.load());
+                self.refresh_local(&old, &published);
+                return Err(e);
+            }
+        };
         let carried = carry(&old, &cfg);
         let members = self.carried_state(&carried, &cfg);
         let kept = carried.iter().flatten().count();
@@ -123,7 +133,7 @@ impl Engine {
         let state_file_moved = cfg.state_file != old.state_file;
         let cluster_changed = cfg.cluster != old.cluster || cfg.probe_source != old.probe_source;
         self.cfg = Arc::new(cfg);
-        self.zones = Arc::new(zones);
+        self.zones = zones;
         self.refresh_cluster(cluster_changed);
         // The prepared static answers belong to the old zones.
         self.fixed = None;

@@ -44,6 +44,11 @@ pub struct MemberStatus {
     /// error, and whether the addresses last resolved are probed meanwhile), while it does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolution_error: Option<String>,
+    /// For a member that is a domain name: where the addresses last probed came from,
+    /// "gtmd's own zones" (resolved locally, never through `probe.resolvers`) or which
+    /// resolvers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_from: Option<String>,
     pub last_latency_ms: Option<f64>,
     pub probes: u64,
     /// Whether the member is in answers now: up, not held down, not removed with its region,
@@ -259,6 +264,7 @@ impl Engine {
             last_ok: l.ok,
             last_error: l.error.clone(),
             resolution_error: l.resolution.clone(),
+            resolved_from: l.resolved_from.clone(),
             last_latency_ms: l.latency.map(|d| d.as_secs_f64() * 1000.0),
             probes: l.probes,
             answered: self.answered(i, now),

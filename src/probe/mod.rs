@@ -34,6 +34,9 @@ pub struct ProbeReport {
     pub at: Instant,
     /// For a member that is a domain name: why resolving it fails, while it does.
     pub resolution: Option<String>,
+    /// For a member that is a domain name: where its addresses came from (gtmd's own zones,
+    /// or which resolvers).
+    pub resolved_from: Option<String>,
 }
 
 /// Reports as the engine receives them: one probe task's, or a batch of the probe thread's.
@@ -51,6 +54,14 @@ impl Target {
         match self {
             Target::Direct(_) => None,
             Target::Resolved(r) => r.failing(),
+        }
+    }
+
+    /// Where the addresses of the target's name came from, for one that is a name.
+    fn source(&self) -> Option<String> {
+        match self {
+            Target::Direct(_) => None,
+            Target::Resolved(r) => r.source(),
         }
     }
 
@@ -143,6 +154,8 @@ pub struct Prober {
     resolver: Option<(Vec<std::net::SocketAddr>, resolve::Resolver)>,
     /// The probe thread, started when first needed (with the current `limit`).
     shared: Option<plain::Thread>,
+    /// What gtmd's own zones give for the names probed inside them (the engine stores it).
+    local: resolve::LocalTable,
 }
 
 impl Prober {
@@ -155,7 +168,13 @@ impl Prober {
             next_id: 0,
             resolver: None,
             shared: None,
+            local: Default::default(),
         }
+    }
+
+    /// Where the engine stores what gtmd's own zones give for the names probed inside them.
+    pub fn local(&self) -> &resolve::LocalTable {
+        &self.local
     }
 
     /// Starts and stops loops so that each check of each member of `cfg` has one; returns
@@ -326,7 +345,7 @@ impl Prober {
                 };
                 Target::Resolved(Box::new(resolve::Resolved::new(
                     (name.clone(), *port),
-                    (resolver, &cfg.resolvers),
+                    (resolver, &cfg.resolvers, self.local.clone()),
                     (check.timeout, cfg.serve_stale),
                     Box::new(make),
                 )))
@@ -466,6 +485,7 @@ impl Tally {
             error: result.err(),
             at,
             resolution: None,
+            resolved_from: None,
         })
     }
 }
@@ -548,6 +568,7 @@ async fn probe_loop(
                     continue;
                 };
                 report.resolution = target.resolution();
+                report.resolved_from = target.source();
                 // A full queue means the engine is behind: wait for room (nothing is lost;
                 // probing slows down instead) and count it.
                 match tx.try_send(vec![report]) {

@@ -9,13 +9,18 @@
 //! addresses last resolved, for at most `probe.serve_stale` after they were, and says that
 //! resolution is failing, where and why ([`Resolved::failing`]). Resolution has half the
 //! probe's timeout, so that the probe of the addresses keeps the other half.
+//!
+//! A name inside gtmd's own zones is not asked of the resolvers: the engine works out what
+//! gtmd itself answers for it at each publication ([`Local`]), and the probe takes the
+//! addresses from there. Only where the chain leaves gtmd's zones are the resolvers asked,
+//! for the name it leads to.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hickory_proto::rr::Name;
+use hickory_proto::rr::{LowerName, Name};
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::TokioResolver;
@@ -58,8 +63,28 @@ pub fn resolver(servers: &[SocketAddr]) -> Result<Resolver, String> {
         .map_err(|e| format!("cannot set up the resolver: {e}"))
 }
 
+/// What gtmd's own zones give for a name inside them, as of the last publication.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Local {
+    /// The addresses gtmd answers for it (following CNAMEs inside its zones).
+    Addresses(Vec<IpAddr>),
+    /// It does not resolve there: why.
+    Missing(String),
+    /// Its chain leaves gtmd's zones for this name, which the resolvers answer.
+    Outside(Name),
+}
+
+/// Every probe target inside gtmd's zones, with what they give; the engine stores a new
+/// table when a publication changes it, probes read it.
+pub type LocalTable = Arc<arc_swap::ArcSwap<HashMap<LowerName, Local>>>;
+
+/// Where a member's addresses come from, for one inside gtmd's zones.
+pub const FROM_LOCAL: &str = "gtmd's own zones";
+
 /// The addresses a name last resolved to.
 struct Resolution {
+    /// The name resolved (the member's, or the one its chain in gtmd's zones leads to).
+    name: Name,
     ips: Vec<IpAddr>,
     /// Until when the answer's TTL keeps it.
     fresh_until: Instant,
@@ -86,14 +111,20 @@ pub struct Resolved {
     last: std::sync::Mutex<Option<Resolution>>,
     /// Why resolution fails, while it does.
     failing: std::sync::Mutex<Option<String>>,
+    /// What gtmd's own zones give, by name.
+    local: LocalTable,
+    key: LowerName,
+    /// Where the addresses last probed came from.
+    from: std::sync::Mutex<Option<String>>,
 }
 
 impl Resolved {
-    /// Probes of `name` at `port`, resolved by `resolver` (asking `servers`), each probe
-    /// within `timeout`; addresses last resolved are used for `stale` while resolution fails.
+    /// Probes of `name` at `port`, resolved from `local` inside gtmd's zones, else by
+    /// `resolver` (asking `servers`), each probe within `timeout`; addresses last resolved
+    /// are used for `stale` while resolution fails.
     pub fn new(
         (name, port): (Name, u16),
-        (resolver, servers): (Resolver, &[SocketAddr]),
+        (resolver, servers, local): (Resolver, &[SocketAddr], LocalTable),
         (timeout, stale): (Duration, Duration),
         make: Box<dyn Fn(SocketAddr) -> Result<Direct, String> + Send + Sync>,
     ) -> Self {
@@ -106,6 +137,9 @@ impl Resolved {
                 .join(", "),
         };
         Resolved {
+            key: LowerName::new(&name),
+            local,
+            from: std::sync::Mutex::new(None),
             name,
             port,
             resolver,
@@ -124,12 +158,50 @@ impl Resolved {
         lock(&self.failing).clone()
     }
 
-    /// The addresses to probe: the last resolution's while its TTL lasts, a new one's, or,
-    /// while resolution fails, the last one's for at most `stale`.
+    /// Where the addresses last probed came from: gtmd's own zones, or which resolvers.
+    pub fn source(&self) -> Option<String> {
+        lock(&self.from).clone()
+    }
+
+    /// The addresses to probe: gtmd's own answer for a name inside its zones; else the
+    /// resolvers' (for the name, or the one its chain in gtmd's zones leads to).
     async fn addresses(&self) -> Result<Vec<IpAddr>, String> {
-        let name = &self.name;
+        let target = match self.local.load().get(&self.key) {
+            Some(Local::Addresses(ips)) => {
+                *lock(&self.from) = Some(FROM_LOCAL.to_string());
+                *lock(&self.failing) = None;
+                return Ok(ips.clone());
+            }
+            Some(Local::Missing(why)) => {
+                *lock(&self.from) = Some(FROM_LOCAL.to_string());
+                *lock(&self.failing) = None;
+                return Err(format!(
+                    "{} does not resolve in gtmd's own zones (resolved locally): {why}",
+                    self.name
+                ));
+            }
+            Some(Local::Outside(n)) => n.clone(),
+            None => self.name.clone(),
+        };
+        *lock(&self.from) = Some(if target == self.name {
+            format!("resolvers {}", self.servers)
+        } else {
+            format!(
+                "resolvers {}, for {target} (where gtmd's own zones lead)",
+                self.servers
+            )
+        });
+        self.resolve(&target).await
+    }
+
+    /// The addresses of `name` by the resolvers: the last resolution's while its TTL lasts,
+    /// a new one's, or, while resolution fails, the last one's for at most `stale`.
+    async fn resolve(&self, name: &Name) -> Result<Vec<IpAddr>, String> {
         let now = Instant::now();
-        if let Some(r) = lock(&self.last).as_ref().filter(|r| r.fresh_until > now) {
+        if let Some(r) = lock(&self.last)
+            .as_ref()
+            .filter(|r| r.fresh_until > now && r.name == *name)
+        {
             return Ok(r.ips.clone());
         }
         let lookup = self.resolver.lookup_ip(name.clone());
@@ -144,6 +216,7 @@ impl Resolved {
                 let fresh_until = l.valid_until();
                 let at = now;
                 *lock(&self.last) = Some(Resolution {
+                    name: name.clone(),
                     ips: ips.clone(),
                     fresh_until,
                     at,
@@ -169,7 +242,7 @@ impl Resolved {
         };
         let stale = lock(&self.last)
             .as_ref()
-            .filter(|r| now.duration_since(r.at) < self.stale)
+            .filter(|r| now.duration_since(r.at) < self.stale && r.name == *name)
             .map(|r| (r.ips.clone(), now.duration_since(r.at)));
         match stale {
             Some((ips, age)) => {
