@@ -16,11 +16,12 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{LowerName, Name, RData, RecordType};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use crate::config::{Config, ProbeAt};
 use crate::dns::lookup::{lookup_with, Answer};
-use crate::dns::snapshot::Snapshot;
+use crate::dns::snapshot::{Bound, Choice, Snapshot};
 use crate::probe::resolve::Local;
 
 /// The most lookups (each following a chain inside one zone) made for one name.
@@ -165,8 +166,9 @@ impl super::Engine {
     }
 
     /// Before a reload's probes start: what `zones` (the reload's) give for `cfg`'s probe
-    /// targets, with the bound names' answers as published now (those the reload adds
-    /// answer from the reload's first publication on).
+    /// targets, with the bound names' answers as published now, and a name the reload binds
+    /// answering every member of its pools (as a name with nothing probed yet fails open)
+    /// until the reload's first publication.
     pub(super) fn refresh_local_for(
         &self,
         cfg: &Config,
@@ -175,13 +177,42 @@ impl super::Engine {
         if self.prober.local().load().is_empty() && !has_targets(cfg) {
             return;
         }
+        let mut bound = self.published.load().bound.clone();
+        for b in &cfg.names {
+            bound
+                .entry(LowerName::new(&b.name))
+                .or_insert_with(|| unprobed(cfg, b));
+        }
         let snap = Snapshot {
             zones: zones.clone(),
-            bound: self.published.load().bound.clone(),
+            bound,
             ..Default::default()
         };
         self.refresh_local(cfg, &snap);
     }
+}
+
+/// What `b` answers before any of its members is probed: every member of its pools (for a
+/// name of names, the first).
+fn unprobed(cfg: &Config, b: &crate::config::BoundName) -> Bound {
+    let members = b.pools.iter().flat_map(|&p| &cfg.pools[p].members);
+    let record = |data| Record::from_rdata(b.name.clone(), b.degraded_ttl, data);
+    if b.cname {
+        let first = members.filter_map(|&m| cfg.members[m].cname.clone()).next();
+        let records = first.map(|n| record(RData::CNAME(CNAME(n))));
+        return Bound {
+            cname: Some(Choice::fixed(records.into_iter().collect())),
+            ..Default::default()
+        };
+    }
+    let (mut a, mut aaaa) = (Vec::new(), Vec::new());
+    for &m in members {
+        match cfg.members[m].address {
+            IpAddr::V4(ip) => a.push(record(RData::A(A(ip)))),
+            IpAddr::V6(ip) => aaaa.push(record(RData::AAAA(AAAA(ip)))),
+        }
+    }
+    Bound::fixed(a, aaaa)
 }
 
 /// Whether some member of `cfg` is probed at a name.
@@ -250,6 +281,28 @@ mod tests {
         // Delegated away: the child's servers answer.
         let sub = Name::from_ascii("x.sub.a.test.").unwrap();
         assert_eq!(local(&s, "in-sub.a.test."), Some(Local::Outside(sub)));
+    }
+
+    #[test]
+    fn a_name_a_reload_binds_gives_every_member_until_it_is_published() {
+        let text = "[checks.c]\ntype = \"tcp\"\nport = 80\n\
+            [pools.p]\ncheck = \"c\"\nmembers = [{ address = \"192.0.2.1\" }, { address = \"2001:db8::1\" }]\n\
+            [names.\"lb.a.test.\"]\npools = [\"p\"]\n";
+        let cfg = Config::parse(text, "t.toml", std::path::Path::new("/")).unwrap();
+        // As the configuration binds it: a node of the zone with no records of its own.
+        let mut s = snap(&[("a.test.", "")]);
+        let mut zones: Vec<crate::zone::Zone> = s.zones.iter().cloned().collect();
+        zones[0].ensure_node(&LowerName::new(&Name::from_ascii("lb.a.test.").unwrap()));
+        s.zones = std::sync::Arc::new(crate::zone::Zones::new(zones));
+        let b = &cfg.names[0];
+        s.bound.insert(LowerName::new(&b.name), unprobed(&cfg, b));
+        assert_eq!(
+            local(&s, "lb.a.test."),
+            Some(Local::Addresses(vec![
+                "192.0.2.1".parse().unwrap(),
+                "2001:db8::1".parse().unwrap()
+            ]))
+        );
     }
 
     #[test]
