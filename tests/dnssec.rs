@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::signing::*;
 use common::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
@@ -23,32 +24,6 @@ www A 192.0.2.80\nalias CNAME www\nchain CNAME alias\n*.wild A 192.0.2.99\ndeep.
 child NS ns.child\nns.child A 192.0.2.53\nbig TXT \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\" \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"\n";
 /// The delegated child, served unsigned by the same gtmd.
 const CHILD: &str = "$TTL 1\n@ SOA ns hostmaster 1 7200 3600 1209600 1\n NS ns\nns A 192.0.2.53\nfoo A 192.0.2.54\n";
-
-fn gtmd_bin(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_gtmd"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "gtmd {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A key made by `gtmd dnssec keygen` in `dir`; returns its base path.
-fn keygen(dir: &Path, extra: &[&str]) -> PathBuf {
-    let mut args = vec![
-        "dnssec",
-        "keygen",
-        "example.test",
-        "--dir",
-        dir.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    PathBuf::from(gtmd_bin(&args).trim())
-}
 
 /// A directory with the zones, a config file signing example.test. with `keys` (TOML array
 /// items), and two backends behind app.example.test.
@@ -119,45 +94,6 @@ async fn signed_gtmd() -> (Setup, PathBuf, Gtmd, String) {
     let g = start_file(&s.path()).await;
     let anchor = s.anchor();
     (s, key, g, anchor)
-}
-
-/// `delv` for `name`/`rtype` through `server`, anchored at example.test.; its output.
-fn delv(server: SocketAddr, anchor: &str, name: &str, rtype: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let anchors = dir.path().join("anchors.conf");
-    std::fs::write(
-        &anchors,
-        format!(
-            "trust-anchors {{ example.test. static-ds {}; }};\n",
-            quoted_digest(anchor)
-        ),
-    )
-    .unwrap();
-    let out = Command::new("delv")
-        .args(["@127.0.0.1", "-p", &server.port().to_string(), "-a"])
-        .arg(&anchors)
-        .args(["+root=example.test", name, rtype])
-        .output()
-        .expect("delv is installed (apt-get install bind9-dnsutils)");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// "TAG ALG DT DIGEST" with the digest quoted, as trust-anchors wants it.
-fn quoted_digest(anchor: &str) -> String {
-    let (head, digest) = anchor.rsplit_once(' ').unwrap();
-    format!("{head} \"{digest}\"")
-}
-
-fn assert_delv(server: SocketAddr, anchor: &str, name: &str, rtype: &str, expect: &str) {
-    let out = delv(server, anchor, name, rtype);
-    assert!(
-        out.contains(expect),
-        "delv {name} {rtype}: expected {expect:?}:\n{out}"
-    );
 }
 
 /// A validating Unbound on loopback with stub zones for example.test. and its child to
@@ -329,25 +265,6 @@ async fn a_zsk_pre_publish_rollover_driven_by_files_keeps_unbound_validating() {
     let g = start_file(&s.path()).await;
     let anchor = s.anchor();
     let u = Unbound::start(g.dns, &anchor);
-    let tag = |p: &PathBuf| {
-        p.to_string_lossy()
-            .rsplit('+')
-            .next()
-            .unwrap()
-            .trim_start_matches('0')
-            .to_string()
-    };
-    let signers = |m: &Message| -> Vec<String> {
-        m.answers
-            .iter()
-            .filter_map(|r| match &r.data {
-                hickory_proto::rr::RData::DNSSEC(
-                    hickory_proto::dnssec::rdata::DNSSECRData::RRSIG(s),
-                ) => Some(s.input().key_tag.to_string()),
-                _ => None,
-            })
-            .collect()
-    };
     // Each step: the key list in the config, and a reload.
     let step = |keys: &[String]| {
         s.write_config(&keys.join(", "));
@@ -360,7 +277,11 @@ async fn a_zsk_pre_publish_rollover_driven_by_files_keeps_unbound_validating() {
     // 2. The new ZSK signs; the old one stays published while signatures made with it
     //    may be cached.
     step(&[k(&ksk, true), k(&zsk1, false), k(&zsk2, true)]);
-    assert_eq!(signers(&with_dnssec(g.dns).await), [tag(&zsk2)]);
+    let new: u16 = tag_of(&zsk2).parse().unwrap();
+    assert_eq!(
+        signers(&signed_answer(g.dns, "www.example.test.", RecordType::A).await),
+        [new].into()
+    );
     total += keep_validating(&u, Duration::from_secs(3)).await;
     // 3. Retire the old ZSK.
     step(&[k(&ksk, true), k(&zsk2, true)]);
@@ -371,15 +292,6 @@ async fn a_zsk_pre_publish_rollover_driven_by_files_keeps_unbound_validating() {
         "{dnskeys}"
     );
     assert!(total > 30, "only {total} validated answers");
-}
-
-/// www.example.test. A with the DO bit, straight from gtmd.
-async fn with_dnssec(g: SocketAddr) -> Message {
-    let mut q = query_msg("www.example.test.", RecordType::A, true);
-    if let Some(e) = q.edns.as_mut() {
-        e.set_dnssec_ok(true);
-    }
-    udp(g, &q).await
 }
 
 fn reload(admin: SocketAddr) {
@@ -417,13 +329,7 @@ fn knot_signer(primary: SocketAddr, key: &Path, port: u16) -> (KillOnDrop, tempf
     let private = format!("{}.private", key.display());
     keymgr(&["import-bind", &private]);
     // keymgr imports a key with the SEP flag as a KSK; as a CSK it signs the zone too.
-    let tag = key
-        .to_string_lossy()
-        .rsplit('+')
-        .next()
-        .unwrap()
-        .to_string();
-    keymgr(&["set", tag.trim_start_matches('0'), "zsk=yes"]);
+    keymgr(&["set", &tag_of(key), "zsk=yes"]);
     (daemon(&installed("knotd", "knot"), &["-c"], &path), dir)
 }
 

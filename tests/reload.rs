@@ -443,12 +443,20 @@ async fn a_bad_reload_changes_nothing_and_says_where() {
                 "listen = [\"127.0.0.1:0\"]",
                 "listen = [\"127.0.0.1:53535\"]",
             )
-            .replace("[admin]\n", "[admin]\nmax_time = \"5s\"\n"),
+            .replace(
+                "[admin]\n",
+                "[admin]\nmax_time = \"5s\"\nheader_timeout = \"2s\"\nmax_per_client = 8\n",
+            ),
     );
     let r = reload_ok(g.admin).await;
     assert_eq!(
         r["needs_restart"],
-        serde_json::json!(["server.listen", "admin.max_time"]),
+        serde_json::json!([
+            "server.listen",
+            "admin.max_time",
+            "admin.header_timeout",
+            "admin.max_per_client"
+        ]),
         "{r}"
     );
     assert_eq!(

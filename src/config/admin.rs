@@ -125,6 +125,18 @@ pub(super) fn build_admin_limits(cx: &Ctx, a: &file::Admin) -> Result<AdminLimit
     if max_time.is_zero() {
         return Err(cx.err("admin.max_time", "must be above 0"));
     }
+    let header_timeout = duration(
+        cx,
+        "admin.header_timeout",
+        a.header_timeout.as_ref(),
+        max_time.min(Duration::from_secs(3)),
+    )?;
+    if header_timeout.is_zero() || header_timeout > max_time {
+        return Err(cx.err(
+            "admin.header_timeout",
+            format!("must be above 0 and at most admin.max_time ({max_time:?})"),
+        ));
+    }
     let at_least_one = |k: &str, v: Option<usize>, default: usize| match v.unwrap_or(default) {
         0 => Err(cx.err(&format!("admin.{k}"), "must be at least 1")),
         n => Ok(n),
@@ -132,6 +144,7 @@ pub(super) fn build_admin_limits(cx: &Ctx, a: &file::Admin) -> Result<AdminLimit
     Ok(AdminLimits {
         max_body: at_least_one("max_body", a.max_body, 64 * 1024)?,
         max_time,
+        header_timeout,
         max_connections: at_least_one("max_connections", a.max_connections, 64)?,
         max_per_client: at_least_one("max_per_client", a.max_per_client, 16)?,
     })

@@ -143,6 +143,7 @@ pub struct Admin {
     pub state_file: Option<String>,
     pub max_body: Option<usize>,
     pub max_time: Option<String>,
+    pub header_timeout: Option<String>,
     pub max_connections: Option<usize>,
     pub max_per_client: Option<usize>,
     pub allowed_hosts: Option<Vec<String>>,

@@ -311,12 +311,14 @@ pub struct AlertConfig {
 pub struct AdminLimits {
     /// The largest request body taken (bigger ones get 413).
     pub max_body: usize,
-    /// The longest a client may take to send a request's headers (then the connection is
-    /// closed) and then its body (then 408); also how long an idle connection stays open.
-    /// Handlers are not under it.
+    /// The longest a client may take to send a request's body (then 408). Handlers are not
+    /// under it.
     pub max_time: Duration,
-    /// Open connections at most, in all and from one client address. At a cap, the oldest
-    /// connection with no request under way is closed for the new one.
+    /// The longest a connection may wait for a request's headers, the first or the next
+    /// (then it is closed); at most `max_time`.
+    pub header_timeout: Duration,
+    /// Open connections at most, in all and from one client address. At a cap, the
+    /// connection that has waited longest for a request's headers is closed for the new one.
     pub max_connections: usize,
     pub max_per_client: usize,
 }

@@ -339,6 +339,19 @@ fn a_non_loopback_admin_address_needs_a_token_file() {
 }
 
 #[test]
+fn the_admin_header_timeout_is_short_by_default_and_at_most_max_time() {
+    let c = parse("").unwrap();
+    assert_eq!(c.admin_limits.header_timeout, Duration::from_secs(3));
+    let c = parse("[admin]\nmax_time = \"2s\"\n").unwrap();
+    assert_eq!(c.admin_limits.header_timeout, Duration::from_secs(2));
+    for bad in ["0s", "11s"] {
+        let e = parse(&format!("[admin]\nheader_timeout = \"{bad}\"\n")).unwrap_err();
+        assert_eq!(e.path, "admin.header_timeout", "{e}");
+        assert!(e.msg.contains("at most admin.max_time"), "{e}");
+    }
+}
+
+#[test]
 fn zone_tables_name_the_line_of_a_bad_key_or_address() {
     let e = parse("[zones.\"t.\"]\ntransfer_keys = [\"nokey\"]\n").unwrap_err();
     assert_eq!(

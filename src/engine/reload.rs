@@ -256,8 +256,16 @@ fn keep_restart_only(cfg: &mut Config, old: &Config) -> Vec<String> {
         ("admin.max_body", new_limits.max_body != old_limits.max_body),
         ("admin.max_time", new_limits.max_time != old_limits.max_time),
         (
+            "admin.header_timeout",
+            new_limits.header_timeout != old_limits.header_timeout,
+        ),
+        (
             "admin.max_connections",
             new_limits.max_connections != old_limits.max_connections,
+        ),
+        (
+            "admin.max_per_client",
+            new_limits.max_per_client != old_limits.max_per_client,
         ),
     ] {
         if changed {

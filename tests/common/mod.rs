@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod lab;
+pub mod signing;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
