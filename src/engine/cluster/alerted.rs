@@ -3,10 +3,10 @@
 //! the alerts to the session, which sends them only once etcd holds it (see
 //! [`crate::cluster::record`]).
 //!
-//! A leader that just took over or (re)connected waits before its first diff until every
-//! live instance wrote its views since it joined (until then etcd may hold views from
-//! before an outage), or for the lease TTL, whichever comes first: answers follow the
-//! quorum at once, only alerts wait. A change that an instance alerted on its own while cut
+//! A leader whose session joined etcd less than the lease TTL ago waits before its first
+//! diff until every live instance wrote its views since that join (until then etcd may
+//! hold views from before an outage), or until the lease TTL has passed since the join,
+//! whichever comes first: answers follow the quorum at once, only alerts wait. A change that an instance alerted on its own while cut
 //! off from etcd (`alone`) is recorded without being alerted again.
 
 use std::collections::BTreeMap;
@@ -33,16 +33,15 @@ impl Engine {
         let Some(c) = self.cluster.as_mut() else {
             return;
         };
+        let rev = c.shared.joined_rev;
+        if c.joined.0 != rev {
+            // Joined again: what etcd holds is the base once it has settled.
+            c.joined = (rev, Instant::now());
+            c.recorded = None;
+        }
         if !leads {
             c.recorded = None;
-            c.settle = None;
             return;
-        }
-        let rev = c.shared.joined_rev;
-        if c.settle.map(|s| s.0) != Some(rev) {
-            // Took over, or joined again: what etcd holds is the base once it has settled.
-            c.settle = Some((rev, Instant::now()));
-            c.recorded = None;
         }
         if c.recorded.is_none() && !settled(c) {
             return;
@@ -80,7 +79,7 @@ impl Engine {
     }
 
     /// The alerts of what changed since `base`: members the quorum decided otherwise (but
-    /// those an instance alerted alone), overrides set and cleared.
+    /// those an instance alerted alone), overrides set, cleared and ended.
     fn changes_since(&self, base: &Alerted) -> Vec<Alert> {
         let Some(c) = self.cluster.as_ref() else {
             return Vec::new();
@@ -110,10 +109,15 @@ impl Engine {
         let gone = base
             .overrides
             .iter()
-            .filter(|o| !o.expired(now) && !self.overrides.iter().any(|n| n.target == o.target));
+            .filter(|o| !self.overrides.iter().any(|n| n.target == o.target));
         for o in gone {
-            let mut a = Alert::new("override_cleared");
+            let mut a = Alert::new(if o.expired(now) {
+                "override_ended"
+            } else {
+                "override_cleared"
+            });
             a.target = Some(o.target.to_string());
+            a.reason = o.expired(now).then(|| o.reason.clone());
             alerts.push(a);
         }
         alerts
@@ -168,12 +172,11 @@ fn c_id(e: &Engine) -> String {
         .map_or_else(String::new, |c| c.handle.id.clone())
 }
 
-/// Whether every live instance wrote its views since this leader's session joined, or the
-/// lease TTL has passed since.
+/// Whether every live instance wrote its views since this instance's session joined, or
+/// the lease TTL has passed since (a leader whose session lasted that long has seen every
+/// change since: etcd cannot hold views older than its session).
 fn settled(c: &Clustered) -> bool {
-    let Some((rev, since)) = c.settle else {
-        return false;
-    };
+    let (rev, since) = c.joined;
     since.elapsed() >= c.handle.lease_ttl
         || c.shared
             .instances

@@ -34,9 +34,9 @@ pub(super) struct Clustered {
     link: Link,
     /// While this instance leads: what the cluster's alerts last told (recorded in etcd).
     recorded: Option<crate::cluster::Alerted>,
-    /// While this instance leads: since when (the revision its session joined at, and the
-    /// moment it saw that) it waits for the others' views before it alerts.
-    settle: Option<(i64, Instant)>,
+    /// The revision this instance's session last joined etcd at, and when that was seen: a
+    /// leader alerts once the others' views were written since, or the lease TTL passed.
+    joined: (i64, Instant),
     /// The member states this instance alerted on its own (cut off from the cluster).
     alone: Alone,
 }
@@ -54,7 +54,7 @@ impl Engine {
             disagree: vec![(None, false); n],
             link: Link::Joining,
             recorded: None,
-            settle: None,
+            joined: (0, Instant::now()),
             alone: Alone::new(),
         }));
     }
