@@ -406,6 +406,27 @@ async fn run_command(cfg: &AlertConfig, a: &Alert, body: &str) -> Result<(), Str
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn an_alert_gets_an_id_and_the_instance_scope_unless_it_has_them() {
+        let (mut alerts, mut rx) = Alerts::channel(4);
+        alerts.set_instance("a");
+        alerts.send(Alert::new("cluster_lost"));
+        let mut decided = Alert::new("member_down");
+        decided.id = "b-1-7".into();
+        decided.scope = "cluster".into();
+        alerts.send(decided);
+        let own = rx.recv().await.unwrap();
+        assert_eq!(own.scope, "instance");
+        assert!(own.id.starts_with("a-"), "{}", own.id);
+        assert_eq!(own.instance.as_deref(), Some("a"));
+        let again = rx.recv().await.unwrap();
+        assert_eq!(
+            (again.id.as_str(), again.scope.as_str()),
+            ("b-1-7", "cluster")
+        );
+        assert_ne!(new_id("a"), new_id("a"));
+    }
+
     #[test]
     fn shell_quoting() {
         assert_eq!(shell_quote("web/eu-1"), "web/eu-1");
