@@ -323,7 +323,7 @@ pub fn start(
     #[cfg(feature = "cluster")]
     {
         let mut s = session::Session::new(cfg.clone(), me, shared_tx, views_rx, writes_rx, cached);
-        s.record_alerted_from(records_rx, alone_rx);
+        s.record_alerted_from(session::Outbox::new(records_rx, alone_rx));
         tokio::spawn(s.run(stop));
     }
     // Without etcd support a [cluster] table is refused when the configuration is read.

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::connect;
 use super::keys::{Key, Keys};
-use super::{Alone, Instance, Link, OverrideChange, Record, Shared, Verdict, Write};
+use super::{Instance, Link, OverrideChange, Shared, Verdict, Write};
 use crate::config::ClusterConfig;
 use crate::ops::state::Override;
 
@@ -35,6 +35,7 @@ const CAS_TRIES: usize = 8;
 const MAX_OWN_LEASES: usize = 64;
 
 mod deliver;
+pub(super) use deliver::Outbox;
 
 /// A task that ends with the session.
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
@@ -64,10 +65,8 @@ pub(super) struct Session {
     state: Shared,
     views_rx: watch::Receiver<Arc<BTreeMap<String, Verdict>>>,
     writes_rx: mpsc::Receiver<Write>,
-    /// Records of the cluster's alerts, from the engine (written while this instance leads).
-    records_rx: mpsc::UnboundedReceiver<Record>,
-    alone_rx: watch::Receiver<Alone>,
-    outbox: deliver::Outbox,
+    /// The engine's records of the cluster's alerts, and what it alerted alone.
+    outbox: Outbox,
     /// The last list of overrides the cluster agreed on: the state file's at start, then
     /// every list read or watched from etcd (and each one this instance wrote). It seeds an
     /// etcd that lost its overrides, and is the base of a change when etcd's value is garbled.
@@ -106,9 +105,10 @@ impl Session {
             state: Shared::default(),
             views_rx,
             writes_rx,
-            records_rx: mpsc::unbounded_channel().1,
-            alone_rx: watch::channel(Alone::new()).1,
-            outbox: deliver::Outbox::new(),
+            outbox: Outbox::new(
+                mpsc::unbounded_channel().1,
+                watch::channel(Default::default()).1,
+            ),
             cached,
             own: BTreeMap::new(),
             last_ok: Instant::now(),
@@ -117,15 +117,9 @@ impl Session {
         }
     }
 
-    /// Takes the engine's records of the cluster's alerts, and this instance's alerts of a
-    /// time alone, from these.
-    pub fn record_alerted_from(
-        &mut self,
-        records: mpsc::UnboundedReceiver<Record>,
-        alone: watch::Receiver<Alone>,
-    ) {
-        self.records_rx = records;
-        self.alone_rx = alone;
+    /// Takes the engine's records of the cluster's alerts from `outbox`.
+    pub fn record_alerted_from(&mut self, outbox: Outbox) {
+        self.outbox = outbox;
     }
 
     /// Sessions until `stop`; then revokes the lease, so that this instance's views and
@@ -351,12 +345,12 @@ impl Session {
                     r.map_err(|_| "the engine is gone")?;
                     self.write_views(&mut kv, lease, Vec::new()).await?;
                 }
-                r = self.records_rx.recv() => {
+                r = self.outbox.records_rx.recv() => {
                     let r = r.ok_or("the engine is gone")?;
                     self.take_record(&mut kv, lease, r).await?;
                 }
                 Some(id) = self.outbox.delivered_rx.recv() => self.delivered(&mut kv, lease, id).await?,
-                r = self.alone_rx.changed() => {
+                r = self.outbox.alone_rx.changed() => {
                     r.map_err(|_| "the engine is gone")?;
                     self.write_alone(&mut kv, lease).await?;
                 }
@@ -387,14 +381,13 @@ impl Session {
         let (mut reassert, mut lost) = (false, false);
         for ev in r.events() {
             let Some(item) = ev.kv() else { continue };
-            let key = String::from_utf8_lossy(item.key());
+            let (key, rev) = (String::from_utf8_lossy(item.key()), item.mod_revision());
             let value = (ev.event_type() == EventType::Put).then(|| item.value());
             self.state.apply(&self.keys, &key, value);
-            self.state
-                .note_revision(&self.keys, &key, item.mod_revision());
+            self.state.note_revision(&self.keys, &key, rev);
             match self.keys.parse(&key) {
                 Key::View { instance, member } if instance == self.keys.me => {
-                    reassert |= self.etcd_holds(member, value, item.mod_revision());
+                    reassert |= self.etcd_holds(member, value, rev);
                 }
                 Key::Overrides => lost |= value.is_none(),
                 _ => {}

@@ -9,17 +9,20 @@ use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
 use etcd_client::{Compare, CompareOp, KvClient, PutOptions, Txn, TxnOp};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::Session;
-use crate::cluster::{Alerted, Record};
+use crate::cluster::{Alerted, Alone, Record};
 use crate::ops::alert::{Alert, Alerts};
 
 /// Delivered ids kept to skip when a record is handed over again.
 const DONE_KEPT: usize = 1024;
 
-/// The alerts this instance, as leader, recorded and has yet to see delivered.
-pub(super) struct Outbox {
+/// The engine's records and what it alerted alone; the alerts this instance, as leader,
+/// recorded and has yet to see delivered.
+pub(in crate::cluster) struct Outbox {
+    pub(super) records_rx: mpsc::UnboundedReceiver<Record>,
+    pub(super) alone_rx: watch::Receiver<Alone>,
     /// The state last handed over by the engine.
     state: Option<Alerted>,
     /// Recorded and not yet delivered, in order.
@@ -30,18 +33,23 @@ pub(super) struct Outbox {
     done: VecDeque<String>,
     sink: Option<Alerts>,
     delivered_tx: mpsc::UnboundedSender<String>,
-    pub delivered_rx: mpsc::UnboundedReceiver<String>,
+    pub(super) delivered_rx: mpsc::UnboundedReceiver<String>,
     /// A pause between recording and sending (`GTMD_TEST_ALERT_PAUSE`, for tests).
     pause: Option<Duration>,
 }
 
 impl Outbox {
-    pub fn new() -> Self {
+    pub fn new(
+        records_rx: mpsc::UnboundedReceiver<Record>,
+        alone_rx: watch::Receiver<Alone>,
+    ) -> Self {
         let (delivered_tx, delivered_rx) = mpsc::unbounded_channel();
         let pause = std::env::var("GTMD_TEST_ALERT_PAUSE")
             .ok()
             .and_then(|p| humantime::parse_duration(&p).ok());
         Outbox {
+            records_rx,
+            alone_rx,
             state: None,
             pending: Vec::new(),
             handed: HashSet::new(),
@@ -174,7 +182,7 @@ impl Session {
         kv: &mut KvClient,
         lease: i64,
     ) -> Result<(), String> {
-        let alone = self.alone_rx.borrow_and_update().clone();
+        let alone = self.outbox.alone_rx.borrow_and_update().clone();
         let key = self.keys.alone();
         if alone.is_empty() {
             self.op("clear alone", kv.delete(key, None)).await?;
