@@ -3,7 +3,7 @@
 // Used by the session, which needs the `cluster` feature; the unit tests use it always.
 #![cfg_attr(not(feature = "cluster"), allow(dead_code))]
 
-use super::{Instance, Shared, Verdict};
+use super::{Alone, Instance, Shared, Verdict};
 use crate::ops::state::Override;
 
 /// The keys of one cluster, for one instance.
@@ -21,6 +21,7 @@ pub(super) enum Key<'a> {
     Overrides,
     Leader,
     Alerted,
+    Alone(&'a str),
     Other,
 }
 
@@ -40,6 +41,9 @@ impl Keys {
     pub fn alerted(&self) -> String {
         format!("{}alerted", self.prefix)
     }
+    pub fn alone(&self) -> String {
+        format!("{}alone/{}", self.prefix, self.me)
+    }
 
     pub fn parse<'a>(&self, key: &'a str) -> Key<'a> {
         let Some(rest) = key.strip_prefix(self.prefix.as_str()) else {
@@ -47,6 +51,9 @@ impl Keys {
         };
         if let Some(id) = rest.strip_prefix("instances/") {
             return Key::Instance(id);
+        }
+        if let Some(id) = rest.strip_prefix("alone/") {
+            return Key::Alone(id);
         }
         if let Some(v) = rest.strip_prefix("views/") {
             return match v.split_once('/') {
@@ -104,7 +111,23 @@ impl Shared {
                 self.settle_leader();
             }
             Key::Alerted => self.alerted = value.and_then(|v| parse(key, v)),
+            Key::Alone(id) => match value.and_then(|v| parse::<Alone>(key, v)) {
+                Some(a) => {
+                    self.alone.insert(id.to_string(), a);
+                }
+                None => {
+                    self.alone.remove(id);
+                }
+            },
             Key::Other => {}
+        }
+    }
+
+    /// Notes that `key` was written at `rev`: for a view, the latest write of its instance.
+    pub(super) fn note_revision(&mut self, keys: &Keys, key: &str, rev: i64) {
+        if let Key::View { instance, .. } = keys.parse(key) {
+            let w = self.written.entry(instance.to_string()).or_default();
+            *w = (*w).max(rev);
         }
     }
 

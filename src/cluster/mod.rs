@@ -12,8 +12,12 @@
 //!   does not parse is not taken, and a deleted key is put back from the last good list);
 //! - `leader`: the id of the instance that sends cluster-wide alerts (leased; a value no
 //!   live instance holds is ignored and taken over);
-//! - `alerted`: what the cluster's alerts last said (each member up or down, the overrides),
-//!   kept by the leader: a new leader alerts what differs, once.
+//! - `alerted`: what the cluster's alerts last said (each member up or down, the overrides)
+//!   and the alerts not yet delivered, kept by the leader: recorded before they are sent,
+//!   marked delivered after; a new leader first sends what is undelivered (with the same
+//!   ids), then alerts what differs, once (see [`record`]);
+//! - `alone/<id>`: the member states an instance alerted on its own while it was cut off
+//!   from etcd (leased): the leader records those changes without alerting them again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -29,8 +33,11 @@ use crate::ops::state::{Override, Target};
 #[cfg(feature = "cluster")]
 mod connect;
 mod keys;
+pub mod record;
 #[cfg(feature = "cluster")]
 mod session;
+
+pub use record::{Alone, Record};
 
 /// One instance's verdict on one member, after its own rise/fall and hold-down.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,12 +76,22 @@ pub enum Link {
 }
 
 /// What the cluster's alerts last told, as the leader records it in etcd.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Alerted {
     /// Per member (`pool/member`): up or down, as last alerted.
     pub members: BTreeMap<String, bool>,
     /// The overrides, as last alerted.
     pub overrides: Vec<Override>,
+    /// The alerts of these changes not yet delivered (recorded before they are sent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<crate::ops::alert::Alert>,
+}
+
+impl Alerted {
+    /// Whether `self` and `other` tell the same state (whatever is pending).
+    pub fn same_state(&self, other: &Alerted) -> bool {
+        self.members == other.members && self.overrides == other.overrides
+    }
 }
 
 /// What etcd holds, as this instance last saw it.
@@ -98,6 +115,12 @@ pub struct Shared {
     pub(crate) leader_key: Option<String>,
     /// What the cluster's alerts last told; `None` when etcd holds no record.
     pub alerted: Option<Alerted>,
+    /// Per instance: the member states it alerted on its own while cut off from etcd.
+    pub alone: BTreeMap<String, Alone>,
+    /// The revision at which this instance's current session read etcd (0: none yet).
+    pub joined_rev: i64,
+    /// Per instance: the revision of its latest view write seen.
+    pub written: BTreeMap<String, i64>,
 }
 
 impl Default for Shared {
@@ -112,6 +135,9 @@ impl Default for Shared {
             leader: None,
             leader_key: None,
             alerted: None,
+            alone: BTreeMap::new(),
+            joined_rev: 0,
+            written: BTreeMap::new(),
         }
     }
 }
@@ -211,7 +237,8 @@ pub struct Handle {
     pub shared: watch::Receiver<Arc<Shared>>,
     views: watch::Sender<Arc<BTreeMap<String, Verdict>>>,
     writes: mpsc::Sender<Write>,
-    alerted: watch::Sender<Option<Arc<Alerted>>>,
+    records: mpsc::UnboundedSender<Record>,
+    alone: watch::Sender<Alone>,
 }
 
 impl Handle {
@@ -230,9 +257,19 @@ impl Handle {
         });
     }
 
-    /// Records what the cluster's alerts told (written to etcd while this instance leads).
-    pub fn record_alerted(&self, a: Alerted) {
-        self.alerted.send_replace(Some(Arc::new(a)));
+    /// Records what the cluster's alerts tell, and sends `record.alerts` once etcd holds
+    /// the record (while this instance leads; else they are dropped: the leader tells them).
+    pub fn record_alerted(&self, record: Record) {
+        let _ = self.records.send(record);
+    }
+
+    /// The member states this instance alerted on its own (written to etcd when it can).
+    pub fn set_alone(&self, alone: Alone) {
+        self.alone.send_if_modified(|old| {
+            let changed = *old != alone;
+            *old = alone;
+            changed
+        });
     }
 
     /// Sends an override change to etcd; the reply comes once etcd has it (or why not).
@@ -271,7 +308,8 @@ pub fn start(
     let (shared_tx, shared) = watch::channel(Arc::new(Shared::default()));
     let (views, views_rx) = watch::channel(Arc::new(BTreeMap::new()));
     let (writes, writes_rx) = mpsc::channel(64);
-    let (alerted, alerted_rx) = watch::channel(None);
+    let (records, records_rx) = mpsc::unbounded_channel();
+    let (alone, alone_rx) = watch::channel(Alone::new());
     let me = Instance {
         kind: match kind {
             Kind::Server => "server",
@@ -285,12 +323,14 @@ pub fn start(
     #[cfg(feature = "cluster")]
     {
         let mut s = session::Session::new(cfg.clone(), me, shared_tx, views_rx, writes_rx, cached);
-        s.record_alerted_from(alerted_rx);
+        s.record_alerted_from(session::Outbox::new(records_rx, alone_rx));
         tokio::spawn(s.run(stop));
     }
     // Without etcd support a [cluster] table is refused when the configuration is read.
     #[cfg(not(feature = "cluster"))]
-    drop((me, shared_tx, views_rx, writes_rx, alerted_rx, cached, stop));
+    drop((me, shared_tx, views_rx, writes_rx, records_rx, alone_rx));
+    #[cfg(not(feature = "cluster"))]
+    drop((cached, stop));
     Handle {
         id: cfg.id.clone(),
         quorum: cfg.quorum,
@@ -298,7 +338,8 @@ pub fn start(
         shared,
         views,
         writes,
-        alerted,
+        records,
+        alone,
     }
 }
 

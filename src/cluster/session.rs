@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::connect;
 use super::keys::{Key, Keys};
-use super::{Alerted, Instance, Link, OverrideChange, Shared, Verdict, Write};
+use super::{Instance, Link, OverrideChange, Shared, Verdict, Write};
 use crate::config::ClusterConfig;
 use crate::ops::state::Override;
 
@@ -33,6 +33,9 @@ const MAX_TXN_OPS: usize = 128;
 const CAS_TRIES: usize = 8;
 /// Leases kept as this instance's own between two joins (older ones have expired).
 const MAX_OWN_LEASES: usize = 64;
+
+mod deliver;
+pub(super) use deliver::Outbox;
 
 /// A task that ends with the session.
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
@@ -62,8 +65,8 @@ pub(super) struct Session {
     state: Shared,
     views_rx: watch::Receiver<Arc<BTreeMap<String, Verdict>>>,
     writes_rx: mpsc::Receiver<Write>,
-    /// What the cluster's alerts told, from the engine (written while this instance leads).
-    alerted_rx: watch::Receiver<Option<Arc<Alerted>>>,
+    /// The engine's records of the cluster's alerts, and what it alerted alone.
+    outbox: Outbox,
     /// The last list of overrides the cluster agreed on: the state file's at start, then
     /// every list read or watched from etcd (and each one this instance wrote). It seeds an
     /// etcd that lost its overrides, and is the base of a change when etcd's value is garbled.
@@ -102,7 +105,10 @@ impl Session {
             state: Shared::default(),
             views_rx,
             writes_rx,
-            alerted_rx: watch::channel(None).1,
+            outbox: Outbox::new(
+                mpsc::unbounded_channel().1,
+                watch::channel(Default::default()).1,
+            ),
             cached,
             own: BTreeMap::new(),
             last_ok: Instant::now(),
@@ -111,9 +117,9 @@ impl Session {
         }
     }
 
-    /// Takes the engine's records of what the cluster's alerts told from `rx`.
-    pub fn record_alerted_from(&mut self, rx: watch::Receiver<Option<Arc<Alerted>>>) {
-        self.alerted_rx = rx;
+    /// Takes the engine's records of the cluster's alerts from `outbox`.
+    pub fn record_alerted_from(&mut self, outbox: Outbox) {
+        self.outbox = outbox;
     }
 
     /// Sessions until `stop`; then revokes the lease, so that this instance's views and
@@ -315,7 +321,7 @@ impl Session {
             ..
         } = live;
         // A record of the alerts made while the last session failed is written now.
-        self.write_alerted(&mut kv).await?;
+        self.write_record(&mut kv, lease).await?;
         let mut tick = tokio::time::interval(self.cfg.lease_ttl / 3);
         loop {
             tokio::select! {
@@ -339,9 +345,14 @@ impl Session {
                     r.map_err(|_| "the engine is gone")?;
                     self.write_views(&mut kv, lease, Vec::new()).await?;
                 }
-                r = self.alerted_rx.changed() => {
+                r = self.outbox.records_rx.recv() => {
+                    let r = r.ok_or("the engine is gone")?;
+                    self.take_record(&mut kv, lease, r).await?;
+                }
+                Some(id) = self.outbox.delivered_rx.recv() => self.delivered(&mut kv, lease, id).await?,
+                r = self.outbox.alone_rx.changed() => {
                     r.map_err(|_| "the engine is gone")?;
-                    self.write_alerted(&mut kv).await?;
+                    self.write_alone(&mut kv, lease).await?;
                 }
                 w = self.writes_rx.recv() => {
                     let (change, reply) = w.ok_or("the engine is gone")?;
@@ -370,12 +381,13 @@ impl Session {
         let (mut reassert, mut lost) = (false, false);
         for ev in r.events() {
             let Some(item) = ev.kv() else { continue };
-            let key = String::from_utf8_lossy(item.key());
+            let (key, rev) = (String::from_utf8_lossy(item.key()), item.mod_revision());
             let value = (ev.event_type() == EventType::Put).then(|| item.value());
             self.state.apply(&self.keys, &key, value);
+            self.state.note_revision(&self.keys, &key, rev);
             match self.keys.parse(&key) {
                 Key::View { instance, member } if instance == self.keys.me => {
-                    reassert |= self.etcd_holds(member, value, item.mod_revision());
+                    reassert |= self.etcd_holds(member, value, rev);
                 }
                 Key::Overrides => lost |= value.is_none(),
                 _ => {}
@@ -506,14 +518,13 @@ impl Session {
         let mut state = Shared {
             link: self.state.link,
             problem: self.state.problem.clone(),
+            joined_rev: rev,
             ..Shared::default()
         };
         for kv in resp.kvs() {
-            state.apply(
-                &self.keys,
-                &String::from_utf8_lossy(kv.key()),
-                Some(kv.value()),
-            );
+            let key = String::from_utf8_lossy(kv.key());
+            state.apply(&self.keys, &key, Some(kv.value()));
+            state.note_revision(&self.keys, &key, kv.mod_revision());
         }
         // Absent (and not seeded: the cache is empty) or garbled: the last good list stays.
         state.overrides.get_or_insert_with(|| self.cached.clone());
@@ -529,6 +540,8 @@ impl Session {
         self.state = state;
         self.remember_overrides();
         let stale = stale.into_iter().chain(mine).collect();
+        // What it alerted on its own goes first: the leader sees it before the views.
+        self.write_alone(kv, lease).await?;
         self.write_views(kv, lease, stale).await?;
         Ok(rev)
     }
@@ -572,22 +585,6 @@ impl Session {
                 };
             }
         }
-        Ok(())
-    }
-
-    /// Writes the engine's record of what the cluster's alerts told, while this instance
-    /// leads (a record made before a reconnect that lost the lead is not written).
-    async fn write_alerted(&mut self, kv: &mut KvClient) -> Result<(), String> {
-        let Some(a) = self.alerted_rx.borrow_and_update().clone() else {
-            return Ok(());
-        };
-        if self.state.leader.as_deref() != Some(self.keys.me.as_str()) {
-            return Ok(());
-        }
-        let body = serde_json::to_vec(&*a).map_err(|e| e.to_string())?;
-        self.op("record alerts", kv.put(self.keys.alerted(), body, None))
-            .await?;
-        crate::ops::metrics::cluster_writes("alerted", 1);
         Ok(())
     }
 

@@ -199,3 +199,58 @@ fn override_changes_apply_to_the_list() {
         .unwrap();
     assert_eq!(l, vec![o("web/b", Some(11))]);
 }
+
+#[test]
+fn what_an_instance_alerted_alone_and_when_its_views_were_written_are_followed() {
+    let k = Keys {
+        prefix: "/gtmd/x/".into(),
+        me: "a".into(),
+    };
+    assert_eq!(k.parse("/gtmd/x/alone/b"), Key::Alone("b"));
+    assert_eq!(k.alone(), "/gtmd/x/alone/a");
+    let mut s = Shared::default();
+    s.apply(&k, "/gtmd/x/alone/b", Some(br#"{"web/eu-1":false}"#));
+    assert!(!s.alone["b"]["web/eu-1"]);
+    // Only a live instance's word counts.
+    let is_live = |ids: &'static [&'static str]| move |id: &str| ids.contains(&id);
+    assert!(record::alerted_alone(
+        &s.alone,
+        is_live(&["b"]),
+        "web/eu-1",
+        false
+    ));
+    assert!(!record::alerted_alone(
+        &s.alone,
+        is_live(&["b"]),
+        "web/eu-1",
+        true
+    ));
+    assert!(!record::alerted_alone(
+        &s.alone,
+        is_live(&["c"]),
+        "web/eu-1",
+        false
+    ));
+    s.apply(&k, "/gtmd/x/alone/b", None);
+    assert!(s.alone.is_empty());
+    // The latest view write of each instance, whatever the order seen.
+    s.note_revision(&k, "/gtmd/x/views/b/web/eu-1", 9);
+    s.note_revision(&k, "/gtmd/x/views/b/web/eu-2", 7);
+    s.note_revision(&k, "/gtmd/x/instances/c", 20);
+    assert_eq!(s.written.get("b"), Some(&9));
+    assert_eq!(s.written.get("c"), None);
+}
+
+#[test]
+fn a_record_without_pending_alerts_still_reads_and_pending_alerts_are_not_state() {
+    let old: Alerted = serde_json::from_str(r#"{"members":{"web/m0":true},"overrides":[]}"#)
+        .expect("a record of an older version");
+    assert!(old.pending.is_empty());
+    let mut new = old.clone();
+    new.pending
+        .push(crate::ops::alert::Alert::new("member_down"));
+    assert!(new.same_state(&old));
+    assert_ne!(new, old);
+    let text = serde_json::to_string(&old).unwrap();
+    assert!(!text.contains("pending"), "{text}");
+}

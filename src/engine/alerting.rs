@@ -5,13 +5,16 @@ use crate::ops::alert::Alert;
 use crate::steer::health::State;
 
 impl Engine {
+    /// Alerts a change of member `i` in this instance's own view (alone, or cut off from
+    /// the cluster: then it is noted, for the cluster's leader not to alert it again).
     pub(super) fn member_alert(
-        &self,
+        &mut self,
         i: usize,
         tr: crate::steer::health::Transition,
         error: Option<String>,
     ) {
-        self.member_alert_with(i, tr, error, None);
+        self.note_alone(i, tr.to == State::Up);
+        self.alerts.send(self.member_alert_with(i, tr, error, None));
     }
 
     pub(super) fn member_alert_with(
@@ -20,7 +23,7 @@ impl Engine {
         tr: crate::steer::health::Transition,
         error: Option<String>,
         reason: Option<String>,
-    ) {
+    ) -> Alert {
         let m = &self.cfg.members[i];
         let pool = &self.cfg.pools[m.pool].name;
         let target = format!("{pool}/{}", m.name);
@@ -44,7 +47,7 @@ impl Engine {
             "--reason",
             &format!("{} after alert", a.event),
         ]));
-        self.alerts.send(a);
+        a
     }
 }
 

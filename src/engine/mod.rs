@@ -349,7 +349,7 @@ impl Engine {
                         self.on_cluster().await;
                     }
                 }
-                _ = cluster_tick.tick(), if shared.is_some() => self.check_disagreements(Instant::now()),
+                _ = cluster_tick.tick(), if shared.is_some() => self.cluster_tick(Instant::now()),
                 _ = tokio::time::sleep(expiry.unwrap_or_default()), if expiry.is_some() => {
                     self.expire_overrides().await;
                 }
@@ -418,8 +418,9 @@ impl Engine {
             .last
             .resolved_from
             .clone_from(&r.resolved_from);
-        let m = &self.cfg.members[i];
-        let check = &self.cfg.checks[m.checks[ci].0];
+        let cfg = self.cfg.clone();
+        let m = &cfg.members[i];
+        let check = &cfg.checks[m.checks[ci].0];
         let t = Thresholds {
             fall: check.fall,
             rise: check.rise,
@@ -460,7 +461,7 @@ impl Engine {
             // The error that took it down is history once it is back.
             last.error = None;
         }
-        let pool = &self.cfg.pools[m.pool].name;
+        let pool = &cfg.pools[m.pool].name;
         if tr.from == State::Unknown {
             tracing::debug!(pool, member = %m.name, address = %m.answer(), state = %tr.to, error = r.error.as_deref().unwrap_or(""), "first probe result");
             if tr.to == State::Down {

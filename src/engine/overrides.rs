@@ -197,7 +197,8 @@ impl Engine {
             let mut a = Alert::new("override_ended");
             a.target = Some(o.target.to_string());
             a.reason = Some(o.reason.clone());
-            if self.speaks_for_cluster() {
+            // Following the cluster, the leader's record tells it (see `sync_alerted`).
+            if self.speaks_for_cluster() && !self.follows_cluster() {
                 self.alerts.send(a);
             }
         }

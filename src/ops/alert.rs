@@ -7,15 +7,22 @@
 //! minute, bursts of `burst`) folds a storm into one summary that counts what it held back.
 //! A slow or dead receiver delays only other alerts, never probing or answering; when the
 //! queue is full, alerts are dropped and counted.
+//!
+//! Every alert has an `id` and a `scope`: `instance` for what one instance decided alone
+//! (its own link, its own view, everything while it is cut off from the cluster), `cluster`
+//! for what the cluster's quorum decided, sent by its leader. A cluster alert that a new
+//! leader sends again (its predecessor died before it could mark it delivered) keeps its id,
+//! so a receiver can drop a repeat.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use governor::{Quota, RateLimiter};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::config::AlertConfig;
@@ -23,8 +30,15 @@ use crate::config::AlertConfig;
 pub const ALERTS: &str = "gtmd_alerts_total";
 
 /// One alert, as sent.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Alert {
+    /// The event's id: unique, and the same each time the same event is sent.
+    #[serde(default)]
+    pub id: String,
+    /// `cluster` (decided by the cluster's quorum, sent by its leader) or `instance`
+    /// (decided by the instance that sent it).
+    #[serde(default)]
+    pub scope: String,
     /// `member_down`, `member_up`, `region_removed`, `region_returned`, `name_all_down`,
     /// `name_recovered`, `override_set`, `override_cleared`, `override_ended`, in a cluster
     /// `view_disagrees`, `view_agrees`, `cluster_lost`, `cluster_rejoined`,
@@ -78,10 +92,28 @@ impl Alert {
     }
 }
 
+/// A new event id from `origin` (the instance that decided it): the origin, when this
+/// process started (ns since the Unix epoch, hexadecimal) and a count, so that no two
+/// events of the cluster share one.
+pub fn new_id(origin: &str) -> String {
+    static BOOT: OnceLock<u128> = OnceLock::new();
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let boot = BOOT.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    });
+    let n = COUNT.fetch_add(1, Ordering::Relaxed) + 1;
+    format!("{origin}-{boot:x}-{n}")
+}
+
+/// An alert to deliver, and where to say that it was (delivered, or given up).
+type Queued = (Alert, Option<mpsc::UnboundedSender<String>>);
+
 /// The engine's side: hands alerts to the delivery task without waiting.
 #[derive(Clone, Default)]
 pub struct Alerts {
-    tx: Option<mpsc::Sender<Alert>>,
+    tx: Option<mpsc::Sender<Queued>>,
     /// How `gtmd ctl` reaches this server: the binary, and its --admin / --token-file options.
     ctl: String,
     /// In a cluster: this instance's id, put in every alert.
@@ -118,7 +150,13 @@ impl Alerts {
     /// Alerts that arrive on the returned receiver, for tests.
     #[cfg(test)]
     pub fn channel(queue: usize) -> (Self, mpsc::Receiver<Alert>) {
-        let (tx, rx) = mpsc::channel(queue);
+        let (tx, mut q) = mpsc::channel::<Queued>(queue);
+        let (out, rx) = mpsc::channel(queue);
+        tokio::spawn(async move {
+            while let Some((a, _)) = q.recv().await {
+                let _ = out.send(a).await;
+            }
+        });
         let alerts = Alerts {
             tx: Some(tx),
             ctl: String::new(),
@@ -158,8 +196,21 @@ impl Alerts {
         r.iter().rev().cloned().collect()
     }
 
-    pub fn send(&self, mut a: Alert) {
+    /// Sends `a`: an event of this instance's own, unless it has a scope already.
+    pub fn send(&self, a: Alert) {
+        self.send_then(a, None);
+    }
+
+    /// Sends `a` and says its id on `done` once it was delivered (or given up after the
+    /// retries, or folded into a summary by the rate limit). Not said when it is dropped.
+    pub fn send_then(&self, mut a: Alert, done: Option<mpsc::UnboundedSender<String>>) {
         a.instance.clone_from(&self.instance);
+        if a.scope.is_empty() {
+            a.scope = "instance".into();
+        }
+        if a.id.is_empty() {
+            a.id = new_id(self.instance.as_deref().unwrap_or("gtmd"));
+        }
         {
             let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
             if r.len() == RECENT {
@@ -168,12 +219,20 @@ impl Alerts {
             r.push_back(a.clone());
         }
         let Some(tx) = &self.tx else { return };
-        if tx.try_send(a).is_err() {
+        if tx.try_send((a, done)).is_err() {
             metrics::counter!(ALERTS, "result" => "dropped").increment(1);
             crate::ops::metrics::limit_hit("alerts_queue");
             tracing::warn!("alert queue full: alert dropped");
         }
     }
+}
+
+/// A summary of what the rate limit held back (its counts are filled in by the caller).
+fn summary() -> Alert {
+    let mut s = Alert::new("summary");
+    s.id = new_id("summary");
+    s.scope = "instance".into();
+    s
 }
 
 /// Quotes `s` for a POSIX shell when it needs it.
@@ -188,7 +247,7 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
-async fn deliver_all(cfg: AlertConfig, mut rx: mpsc::Receiver<Alert>) {
+async fn deliver_all(cfg: AlertConfig, mut rx: mpsc::Receiver<Queued>) {
     let one = NonZeroU32::MIN;
     let quota = Quota::per_minute(NonZeroU32::new(cfg.rate).unwrap_or(one))
         .allow_burst(NonZeroU32::new(cfg.burst).unwrap_or(one));
@@ -207,7 +266,7 @@ async fn deliver_all(cfg: AlertConfig, mut rx: mpsc::Receiver<Alert>) {
                 None => {
                     // Replaced by a reload, or stopping: what the rate limit held is still told.
                     if !held.is_empty() {
-                        let mut s = Alert::new("summary");
+                        let mut s = summary();
                         s.suppressed = Some(std::mem::take(&mut held));
                         deliver(&cfg, client.as_ref(), &s).await;
                     }
@@ -217,10 +276,18 @@ async fn deliver_all(cfg: AlertConfig, mut rx: mpsc::Receiver<Alert>) {
             _ = tick.tick() => None,
         };
         match next {
-            Some(a) if limiter.check().is_ok() => deliver(&cfg, client.as_ref(), &a).await,
-            Some(a) => {
+            Some((a, done)) if limiter.check().is_ok() => {
+                deliver(&cfg, client.as_ref(), &a).await;
+                if let Some(done) = done {
+                    let _ = done.send(a.id);
+                }
+            }
+            Some((a, done)) => {
                 *held.entry(a.event).or_insert(0) += 1;
                 metrics::counter!(ALERTS, "result" => "suppressed").increment(1);
+                if let Some(done) = done {
+                    let _ = done.send(a.id);
+                }
             }
             None if !held.is_empty() && limiter.check().is_ok() => {
                 let total: u64 = held.values().sum();
@@ -228,7 +295,7 @@ async fn deliver_all(cfg: AlertConfig, mut rx: mpsc::Receiver<Alert>) {
                     total,
                     "alerts held back by the rate limit: sending a summary"
                 );
-                let mut s = Alert::new("summary");
+                let mut s = summary();
                 s.suppressed = Some(std::mem::take(&mut held));
                 deliver(&cfg, client.as_ref(), &s).await;
             }
@@ -296,6 +363,8 @@ async fn run_command(cfg: &AlertConfig, a: &Alert, body: &str) -> Result<(), Str
         .stdin(std::process::Stdio::piped())
         .kill_on_drop(true)
         .env("GTMD_EVENT", &a.event)
+        .env("GTMD_ID", &a.id)
+        .env("GTMD_SCOPE", &a.scope)
         .env("GTMD_TIME", &a.time)
         .env("GTMD_JSON", body);
     let opt = |k: &str, v: &Option<String>| (k.to_string(), v.clone().unwrap_or_default());
@@ -336,6 +405,27 @@ async fn run_command(cfg: &AlertConfig, a: &Alert, body: &str) -> Result<(), Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_alert_gets_an_id_and_the_instance_scope_unless_it_has_them() {
+        let (mut alerts, mut rx) = Alerts::channel(4);
+        alerts.set_instance("a");
+        alerts.send(Alert::new("cluster_lost"));
+        let mut decided = Alert::new("member_down");
+        decided.id = "b-1-7".into();
+        decided.scope = "cluster".into();
+        alerts.send(decided);
+        let own = rx.recv().await.unwrap();
+        assert_eq!(own.scope, "instance");
+        assert!(own.id.starts_with("a-"), "{}", own.id);
+        assert_eq!(own.instance.as_deref(), Some("a"));
+        let again = rx.recv().await.unwrap();
+        assert_eq!(
+            (again.id.as_str(), again.scope.as_str()),
+            ("b-1-7", "cluster")
+        );
+        assert_ne!(new_id("a"), new_id("a"));
+    }
 
     #[test]
     fn shell_quoting() {

@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 use super::{Engine, OverrideOp};
-use crate::cluster::{decide, Alerted, Decision, Handle, Link, OverrideChange, Shared, Verdict};
+use crate::cluster::{decide, Alone, Decision, Handle, Link, OverrideChange, Shared, Verdict};
 use crate::ops::alert::Alert;
 use crate::ops::state::{now_secs, Override};
 use crate::steer::health::{State, Transition};
 
+mod alerted;
 mod show;
 pub use show::{ClusterStatus, InstanceStatus, ViewStatus};
 
@@ -32,7 +33,12 @@ pub(super) struct Clustered {
     /// The link as last seen (its changes are alerted).
     link: Link,
     /// While this instance leads: what the cluster's alerts last told (recorded in etcd).
-    recorded: Option<Alerted>,
+    recorded: Option<crate::cluster::Alerted>,
+    /// The revision this instance's session last joined etcd at, and when that was seen: a
+    /// leader alerts once the others' views were written since, or the lease TTL passed.
+    joined: (i64, Instant),
+    /// The member states this instance alerted on its own (cut off from the cluster).
+    alone: Alone,
 }
 
 impl Engine {
@@ -48,6 +54,8 @@ impl Engine {
             disagree: vec![(None, false); n],
             link: Link::Joining,
             recorded: None,
+            joined: (0, Instant::now()),
+            alone: Alone::new(),
         }));
     }
 
@@ -147,9 +155,13 @@ impl Engine {
         // (joining, falling back) is alerted as such.
         changed |= (0..n).any(|i| self.passing(i, now) != before[i]);
         self.sync_alerted();
+        self.settle_alone(now);
         if link_was == Link::Joining && shared.link == Link::Fallback {
             // Never joined: what this instance saw down meanwhile is told now.
-            for i in (0..n).filter(|&i| self.members[i].health.state == State::Down) {
+            let down: Vec<usize> = (0..n)
+                .filter(|&i| self.members[i].health.state == State::Down)
+                .collect();
+            for i in down {
                 let tr = Transition {
                     from: State::Unknown,
                     to: State::Down,
@@ -212,8 +224,8 @@ impl Engine {
         }
     }
 
-    /// Alerts that member `i` left (or came back to) answers by the quorum.
-    fn decided_alert(&self, i: usize, was: bool) {
+    /// The alert that member `i` left (or came back to) answers by the quorum.
+    fn decided_alert(&self, i: usize, was: bool) -> Alert {
         let (from, to) = if was {
             (State::Up, State::Down)
         } else {
@@ -237,7 +249,7 @@ impl Engine {
             }
             _ => (None, self.members[i].last.error.clone().filter(|_| was)),
         };
-        self.member_alert_with(i, Transition { from, to }, error, reason);
+        self.member_alert_with(i, Transition { from, to }, error, reason)
     }
 
     /// Checks each member's own verdict against the quorum's; a difference that lasts past
@@ -333,60 +345,6 @@ impl Engine {
         a.region = m.region.clone();
         a.address = m.cname.is_none().then_some(m.address);
         a.cname = m.cname.as_ref().map(|n| n.to_string());
-    }
-
-    /// While this instance leads: alerts what differs between the quorum's decisions and
-    /// overrides and the record of what the alerts last told (the previous leader's, when
-    /// it just took over: what it missed is sent now, once), and records the new state.
-    fn sync_alerted(&mut self) {
-        let leads = self.follows_cluster() && self.speaks_for_cluster();
-        let now = now_secs();
-        let members: BTreeMap<String, bool> = (0..self.members.len())
-            .filter_map(|i| Some((self.member_key(i), self.decision(i)?.up)))
-            .collect();
-        let Some(c) = self.cluster.as_mut() else {
-            return;
-        };
-        if !leads {
-            c.recorded = None;
-            return;
-        }
-        let base = c.recorded.take().or_else(|| c.shared.alerted.clone());
-        let current = Alerted {
-            members,
-            overrides: self.overrides.clone(),
-        };
-        if base.as_ref() != Some(&current) {
-            c.handle.record_alerted(current.clone());
-        }
-        c.recorded = Some(current);
-        let Some(base) = base else { return };
-        for i in 0..self.members.len() {
-            let key = self.member_key(i);
-            // A member the record does not hold yet takes its first state, which is not an
-            // event (as a member's first probe round alerts nothing).
-            if let (Some(&was), Some(d)) = (base.members.get(&key), self.decision(i)) {
-                if was != d.up {
-                    self.decided_alert(i, was);
-                }
-            }
-        }
-        for o in self
-            .overrides
-            .iter()
-            .filter(|o| !base.overrides.contains(o))
-        {
-            self.alerts.send(self.override_set_alert(o));
-        }
-        let gone = base
-            .overrides
-            .iter()
-            .filter(|o| !o.expired(now) && !self.overrides.iter().any(|n| n.target == o.target));
-        for o in gone {
-            let mut a = Alert::new("override_cleared");
-            a.target = Some(o.target.to_string());
-            self.alerts.send(a);
-        }
     }
 
     /// Takes the cluster's overrides: kept in the state file (a cache for a start without
