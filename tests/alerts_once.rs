@@ -263,3 +263,32 @@ async fn after_an_etcd_restart_in_which_every_view_changed_the_new_state_is_aler
         assert!(mine <= 1, "{id}: {}", all(&c));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_left_without_a_healthy_member_is_alerted_once_by_the_cluster_and_so_is_its_recovery(
+) {
+    let mut c = cluster().await;
+    leader_with_record(&c).await;
+    c.backends[0].refuse();
+    c.backends[1].refuse();
+    let down = wait_until(Duration::from_secs(15), || async {
+        !c.hook.events("name_all_down").is_empty()
+    })
+    .await;
+    assert!(down.is_some(), "{}", all(&c));
+    c.backends[0].restore().await;
+    c.backends[1].restore().await;
+    let up = wait_until(Duration::from_secs(15), || async {
+        !c.hook.events("name_recovered").is_empty()
+    })
+    .await;
+    assert!(up.is_some(), "{}", all(&c));
+    // Every instance saw both changes; only the leader's record tells them.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for event in ["name_all_down", "name_recovered"] {
+        let got = c.hook.events(event);
+        assert_eq!(got.len(), 1, "{event}: {}", all(&c));
+        assert_eq!(got[0]["scope"], "cluster", "{}", all(&c));
+        assert_eq!(got[0]["name"], NAME, "{}", all(&c));
+    }
+}

@@ -82,6 +82,12 @@ pub struct Alerted {
     pub members: BTreeMap<String, bool>,
     /// The overrides, as last alerted.
     pub overrides: Vec<Override>,
+    /// Per bound name: whether no member of it is healthy (all-down), as last alerted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub names: BTreeMap<String, bool>,
+    /// Per region: whether it is removed from the answers, as last alerted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub regions: BTreeMap<String, bool>,
     /// The alerts of these changes not yet delivered (recorded before they are sent).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<crate::ops::alert::Alert>,
@@ -90,7 +96,10 @@ pub struct Alerted {
 impl Alerted {
     /// Whether `self` and `other` tell the same state (whatever is pending).
     pub fn same_state(&self, other: &Alerted) -> bool {
-        self.members == other.members && self.overrides == other.overrides
+        self.members == other.members
+            && self.overrides == other.overrides
+            && self.names == other.names
+            && self.regions == other.regions
     }
 }
 

@@ -70,6 +70,18 @@ impl Engine {
     }
 }
 
+/// `name_all_down` (with why, when known) or `name_recovered` for bound name `name`.
+pub(super) fn name_alert(name: &str, down: bool, reason: Option<String>) -> Alert {
+    let mut a = Alert::new(if down {
+        "name_all_down"
+    } else {
+        "name_recovered"
+    });
+    a.name = Some(name.to_string());
+    a.reason = down.then(|| reason.unwrap_or_else(|| "no member is healthy".into()));
+    a
+}
+
 pub(super) fn region_alert(event: &str, region: &str, healthy: usize, size: usize) -> Alert {
     let mut a = Alert::new(event);
     a.region = Some(region.to_string());

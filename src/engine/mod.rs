@@ -578,35 +578,40 @@ impl Engine {
     }
 
     /// Removes a region whose healthy share fell below its threshold, and returns one whose
-    /// share reached its return level.
-    fn update_regions(&mut self, now: Instant) {
-        for (ri, r) in self.cfg.regions.iter().enumerate() {
+    /// share reached its return level; alerts it unless the cluster's leader records and
+    /// alerts it (see `sync_alerted`). True if a region changed.
+    fn update_regions(&mut self, now: Instant) -> bool {
+        let mut changed = false;
+        for ri in 0..self.cfg.regions.len() {
+            let r = &self.cfg.regions[ri];
             let (healthy, size) = (self.region_healthy(ri, now), r.members.len());
             let percent = healthy * 100 / size;
-            if !self.removed[ri] && healthy * 100 < r.remove_below as usize * size {
-                self.removed[ri] = true;
+            let removed = if !self.removed[ri] && healthy * 100 < r.remove_below as usize * size {
                 tracing::error!(region = %r.name, healthy, members = size, percent, "region removed from answers");
-                if self.speaks_for_cluster() {
-                    self.alerts.send(alerting::region_alert(
-                        "region_removed",
-                        &r.name,
-                        healthy,
-                        size,
-                    ));
-                }
+                true
             } else if self.removed[ri] && healthy * 100 >= r.return_at as usize * size {
-                self.removed[ri] = false;
                 tracing::warn!(region = %r.name, healthy, members = size, percent, "region returned to answers");
-                if self.speaks_for_cluster() {
-                    self.alerts.send(alerting::region_alert(
-                        "region_returned",
-                        &r.name,
-                        healthy,
-                        size,
-                    ));
-                }
+                false
+            } else {
+                continue;
+            };
+            self.removed[ri] = removed;
+            changed = true;
+            if !self.follows_cluster() {
+                let event = if removed {
+                    "region_removed"
+                } else {
+                    "region_returned"
+                };
+                let (name, alert) = (
+                    r.name.clone(),
+                    alerting::region_alert(event, &r.name, healthy, size),
+                );
+                self.note_alone_key(cluster::region_key(&name), !removed);
+                self.alerts.send(alert);
             }
         }
+        changed
     }
 
     /// The earliest end of a hold-down of a member that is up again.

@@ -9,12 +9,13 @@ use std::time::Instant;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{LowerName, Name, RData, Record};
 
+use super::alerting::name_alert;
+use super::cluster::name_key;
 use super::Engine;
 use crate::config::{BoundName, Policy};
 use crate::dns::prepared::AnswerCache;
 use crate::dns::snapshot::{Bound, Choice, Snapshot};
 use crate::dns::Publication;
-use crate::ops::alert::Alert;
 use crate::steer::policy;
 
 impl Engine {
@@ -34,9 +35,9 @@ impl Engine {
         let now = Instant::now();
         self.published_at = now;
         self.release = None;
-        if ready {
-            self.update_regions(now);
-        }
+        // Whether a name's all-down or a region's removal changed (the cluster's leader
+        // records and alerts it).
+        let mut told = ready && self.update_regions(now);
         let cfg = self.cfg.clone();
         let mut bound = HashMap::with_capacity(cfg.names.len());
         for b in &cfg.names {
@@ -55,7 +56,7 @@ impl Engine {
             let nodata = answer
                 .choices()
                 .all(|(_, c)| !c.servfail && c.sets.iter().all(Vec::is_empty));
-            self.note_all_down(b, answer.all_down, nodata);
+            told |= self.note_all_down(b, answer.all_down, nodata);
             if ready {
                 self.note_capacity(b, now);
             }
@@ -63,6 +64,9 @@ impl Engine {
         }
         self.store(bound, ready, now);
         self.share_views(now);
+        if told && self.follows_cluster() {
+            self.sync_alerted();
+        }
         if let Some((reply, report)) = settled {
             let _ = reply.send(Ok(report));
         }
@@ -139,28 +143,34 @@ impl Engine {
 
     /// Logs and alerts when `b` starts or stops having no healthy member (and says NODATA
     /// when that is what is answered: no member may be, not even by the all-down behaviour).
-    fn note_all_down(&mut self, b: &BoundName, all_down: bool, nodata: bool) {
+    /// Following the cluster, the leader's record tells it instead (see `sync_alerted`).
+    /// True if it changed.
+    fn note_all_down(&mut self, b: &BoundName, all_down: bool, nodata: bool) -> bool {
         let was = self
             .all_down
             .insert(LowerName::new(&b.name), all_down)
             .unwrap_or(false);
-        if all_down && !was {
+        if all_down == was {
+            return false;
+        }
+        let name = b.name.to_string();
+        let reason = if all_down {
             let answering = if nodata {
                 "NODATA (no member may be answered)".to_string()
             } else {
                 format!("{:?}", b.all_down)
             };
             tracing::error!(name = %b.name, answering, "no member is healthy");
-            let mut a = Alert::new("name_all_down");
-            a.name = Some(b.name.to_string());
-            a.reason = Some(format!("no member is healthy; answering {answering}"));
-            self.alerts.send(a);
-        } else if was && !all_down {
+            Some(format!("no member is healthy; answering {answering}"))
+        } else {
             tracing::warn!(name = %b.name, "a member is healthy again: all-down ended");
-            let mut a = Alert::new("name_recovered");
-            a.name = Some(b.name.to_string());
-            self.alerts.send(a);
+            None
+        };
+        if !self.follows_cluster() {
+            self.note_alone_key(name_key(&name), !all_down);
+            self.alerts.send(name_alert(&name, all_down, reason));
         }
+        true
     }
 
     /// Stores one snapshot of `bound` with its prepared answers (only the answers holding

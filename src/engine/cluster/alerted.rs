@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use super::super::alerting::{name_alert, region_alert};
 use super::super::Engine;
 use super::Clustered;
 use crate::cluster::record::alerted_alone;
@@ -25,11 +26,12 @@ impl Engine {
     /// quorum's decisions and overrides and the record of what the alerts last told (the
     /// previous leader's, when it just took over: its undelivered alerts are sent first,
     /// with their ids), and records the new state before the alerts are sent.
-    pub(super) fn sync_alerted(&mut self) {
+    pub(in crate::engine) fn sync_alerted(&mut self) {
         let leads = self.follows_cluster() && self.speaks_for_cluster();
         let members: BTreeMap<String, bool> = (0..self.members.len())
             .filter_map(|i| Some((self.member_key(i), self.decision(i)?.up)))
             .collect();
+        let (names, regions) = (self.names_state(), self.regions_state());
         let Some(c) = self.cluster.as_mut() else {
             return;
         };
@@ -51,6 +53,8 @@ impl Engine {
         let current = Alerted {
             members,
             overrides: self.overrides.clone(),
+            names,
+            regions,
             pending: Vec::new(),
         };
         let mut alerts = Vec::new();
@@ -120,12 +124,66 @@ impl Engine {
             a.reason = o.expired(now).then(|| o.reason.clone());
             alerts.push(a);
         }
+        self.area_changes(base, &mut alerts);
         alerts
+    }
+
+    /// The alerts of bound names that became all-down or recovered, and of regions removed
+    /// or returned, since `base` (but those an instance alerted alone; a name or region
+    /// the record does not hold yet takes its first state silently).
+    fn area_changes(&self, base: &Alerted, alerts: &mut Vec<Alert>) {
+        let Some(c) = self.cluster.as_ref() else {
+            return;
+        };
+        let live = |id: &str| c.shared.instances.contains_key(id);
+        for (name, down) in self.names_state() {
+            let changed = base.names.get(&name).is_some_and(|&was| was != down);
+            if changed && !alerted_alone(&c.shared.alone, live, &name_key(&name), !down) {
+                alerts.push(name_alert(&name, down, None));
+            }
+        }
+        let now = Instant::now();
+        for (ri, r) in self.cfg.regions.iter().enumerate() {
+            let removed = self.removed.get(ri).copied().unwrap_or(false);
+            let changed = base.regions.get(&r.name).is_some_and(|&was| was != removed);
+            if changed && !alerted_alone(&c.shared.alone, live, &region_key(&r.name), !removed) {
+                let event = if removed {
+                    "region_removed"
+                } else {
+                    "region_returned"
+                };
+                let healthy = self.region_healthy(ri, now);
+                alerts.push(region_alert(event, &r.name, healthy, r.members.len()));
+            }
+        }
+    }
+
+    /// Per bound name: whether no member of it is healthy, as last published.
+    fn names_state(&self) -> BTreeMap<String, bool> {
+        self.all_down
+            .iter()
+            .map(|(n, &down)| (n.to_string(), down))
+            .collect()
+    }
+
+    /// Per region: whether it is removed from the answers now.
+    fn regions_state(&self) -> BTreeMap<String, bool> {
+        self.cfg
+            .regions
+            .iter()
+            .zip(&self.removed)
+            .map(|(r, &removed)| (r.name.clone(), removed))
+            .collect()
     }
 
     /// Notes that this instance alerted member `i` as `up` on its own (in a cluster).
     pub(in crate::engine) fn note_alone(&mut self, i: usize, up: bool) {
-        let key = self.member_key(i);
+        self.note_alone_key(self.member_key(i), up);
+    }
+
+    /// Notes that this instance alerted `key` (a member, or a name or region by
+    /// [`name_key`] and [`region_key`]) as `up` on its own (in a cluster).
+    pub(in crate::engine) fn note_alone_key(&mut self, key: String, up: bool) {
         if let Some(c) = self.cluster.as_mut() {
             c.alone.insert(key, up);
             c.handle.set_alone(c.alone.clone());
@@ -143,10 +201,14 @@ impl Engine {
         }
         let shared = c.shared.clone();
         let recorded = shared.alerted.as_ref().map(|a| &a.members);
-        let mine: BTreeMap<String, bool> = (0..self.members.len())
+        let mut mine: BTreeMap<String, bool> = (0..self.members.len())
             .filter(|&i| self.members[i].health.state != State::Unknown)
             .map(|i| (self.member_key(i), self.local_passing(i, now)))
             .collect();
+        let names = self.names_state().into_iter();
+        mine.extend(names.map(|(n, down)| (name_key(&n), !down)));
+        let regions = self.regions_state().into_iter();
+        mine.extend(regions.map(|(r, removed)| (region_key(&r), !removed)));
         let Some(c) = self.cluster.as_mut() else {
             return;
         };
@@ -163,6 +225,16 @@ impl Engine {
         self.check_disagreements(now);
         self.sync_alerted();
     }
+}
+
+/// The key of bound name `name` among what an instance alerted alone.
+pub(in crate::engine) fn name_key(name: &str) -> String {
+    format!("name {name}")
+}
+
+/// The key of region `region` among what an instance alerted alone.
+pub(in crate::engine) fn region_key(region: &str) -> String {
+    format!("region {region}")
 }
 
 /// This instance's cluster id.

@@ -18,6 +18,7 @@ use crate::ops::state::{now_secs, Override};
 use crate::steer::health::{State, Transition};
 
 mod alerted;
+pub(super) use alerted::{name_key, region_key};
 mod show;
 pub use show::{ClusterStatus, InstanceStatus, ViewStatus};
 
