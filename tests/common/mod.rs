@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod lab;
+#[cfg(feature = "cluster")]
+pub mod nemesis;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
