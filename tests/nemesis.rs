@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::nemesis::random::{run, seed, table};
+use common::nemesis::random::{assert_clean, run, seed, table};
 use common::nemesis::World;
 
 /// Runs the nemesis from `seed` for `length` and fails on any violation.
@@ -21,21 +21,7 @@ fn nemesis_run(seed: u64, length: Duration) {
     let (verdict, n) = run(&mut w, seed, length);
     let t = table(seed, length, &verdict, &n);
     eprintln!("{t}");
-    if !verdict.violations.is_empty() {
-        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("nemesis-{seed}.history"));
-        w.h.write(&path);
-        eprintln!(
-            "history (without the queries and polls that matched the previous one): {}",
-            path.display()
-        );
-    }
-    assert!(
-        verdict.violations.is_empty(),
-        "seed {seed}: {} violations\n{}",
-        verdict.violations.len(),
-        verdict.describe()
-    );
+    assert_clean(&w, &format!("seed-{seed}"), &verdict);
 }
 
 #[test]

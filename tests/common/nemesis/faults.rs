@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::time::Duration;
 
 use super::history::Ev;
 use super::net::Mode;
@@ -28,6 +29,9 @@ pub enum Fault {
     Kill(&'static str),
     /// An etcd member replaced by one with an empty data directory (healed at once).
     Wipe(&'static str),
+    /// Every etcd member stopped, its data deleted, and a new empty cluster started (healed
+    /// once the new cluster has a leader).
+    WipeAll,
     /// A backend behaves as `mode` (healed: up).
     Backend { member: usize, mode: Mode },
 }
@@ -45,6 +49,7 @@ impl Fault {
             }
             Fault::Kill(h) => format!("kill {}", if h.starts_with('g') { "gtmd" } else { "etcd" }),
             Fault::Wipe(_) => "etcd member emptied".into(),
+            Fault::WipeAll => "etcd data lost".into(),
             Fault::Backend { mode, .. } => format!("backend {mode:?}").to_lowercase(),
         }
     }
@@ -112,6 +117,12 @@ impl Nemesis {
                 }
             }
             Fault::Wipe(h) => wipe(w, etcd_index(h)?)?,
+            Fault::WipeAll => {
+                for i in 0..ETCD.len() {
+                    w.etcd[i] = None;
+                    let _ = std::fs::remove_dir_all(w.dir.path().join(format!("{}.etcd", ETCD[i])));
+                }
+            }
             Fault::Backend { member, mode } => {
                 w.backends[*member].set(*mode);
                 w.h.add(Ev::Backend {
@@ -140,6 +151,14 @@ impl Nemesis {
                 }
             }
             Fault::Wipe(_) => self.heal(w, id),
+            Fault::WipeAll => {
+                for i in 0..ETCD.len() {
+                    w.start_etcd(i, false);
+                }
+                let up = super::wait_for(Duration::from_secs(30), || w.etcd_leader().is_some());
+                assert!(up.is_some(), "the new etcd cluster elected no leader");
+                self.heal(w, id);
+            }
             Fault::Backend { .. } => {}
         }
         Some(id)
@@ -175,7 +194,7 @@ impl Nemesis {
                 }
                 None => w.start_etcd(etcd_index(h).unwrap(), false),
             },
-            Fault::Wipe(_) => {}
+            Fault::Wipe(_) | Fault::WipeAll => {}
             Fault::Backend { member, .. } => {
                 w.backends[*member].set(Mode::Up);
                 w.h.add(Ev::Backend {
@@ -229,30 +248,66 @@ fn pid(w: &World, h: &str) -> Option<u32> {
 /// the cluster, its data deleted, added again and started to join. None when the other
 /// members cannot do it (no quorum).
 fn wipe(w: &mut World, i: usize) -> Option<()> {
+    match try_wipe(w, i) {
+        Ok(()) => Some(()),
+        Err(e) => {
+            eprintln!("etcd member {} not replaced: {e}", ETCD[i]);
+            None
+        }
+    }
+}
+
+fn try_wipe(w: &mut World, i: usize) -> Result<(), String> {
     let others: Vec<String> = (0..ETCD.len())
         .filter(|j| *j != i)
         .map(|j| w.lab.etcd_url(ETCD[j]))
         .collect();
-    let list = w
-        .lab
-        .etcdctl(super::CLIENT, &others, &["member", "list", "-w", "json"])?;
-    let v: serde_json::Value = serde_json::from_str(&list).ok()?;
+    let eps = format!("--endpoints={}", others.join(","));
+    let ctl = |w: &World, args: &[&str]| {
+        let out = w
+            .lab
+            .command(super::CLIENT, "etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args([eps.as_str(), "--command-timeout=5s"])
+            .args(args)
+            .output()
+            .map_err(|e| format!("etcdctl: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        match out.status.success() {
+            true => Ok(text),
+            false => Err(format!(
+                "etcdctl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )),
+        }
+    };
+    let list = ctl(w, &["member", "list", "-w", "json"])?;
+    let v: serde_json::Value = serde_json::from_str(&list).map_err(|e| format!("{e}: {list}"))?;
     let id = v["members"]
-        .as_array()?
-        .iter()
-        .find(|m| m["name"] == ETCD[i])?["ID"]
-        .as_u64()?;
+        .as_array()
+        .and_then(|l| l.iter().find(|m| m["name"] == ETCD[i]))
+        .and_then(|m| m["ID"].as_u64())
+        .ok_or_else(|| format!("no member {} in {list}", ETCD[i]))?;
+    // Removed while it still runs (etcd refuses a removal during an election, as when
+    // the member killed first was the leader), then stopped.
+    // etcd also refuses it ("unhealthy cluster") until every member has been up a few
+    // seconds: tried again for 15 s.
+    let again = |w: &World, args: &[&str]| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let mut r = ctl(w, args);
+        while r.is_err() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(500));
+            r = ctl(w, args);
+        }
+        r
+    };
+    again(w, &["member", "remove", &format!("{id:x}")])?;
     w.etcd[i] = None;
-    let hex = format!("{id:x}");
-    w.lab
-        .etcdctl(super::CLIENT, &others, &["member", "remove", &hex])?;
     let data = w.dir.path().join(format!("{}.etcd", ETCD[i]));
     let _ = std::fs::remove_dir_all(&data);
     let peer = format!("--peer-urls=http://{}:2380", w.lab.ip(ETCD[i]));
-    let added = w
-        .lab
-        .etcdctl(super::CLIENT, &others, &["member", "add", ETCD[i], &peer]);
-    w.start_etcd(i, added.is_some());
+    let added = again(w, &["member", "add", ETCD[i], &peer]);
+    w.start_etcd(i, added.is_ok());
     added.map(|_| ())
 }
 

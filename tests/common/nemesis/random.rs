@@ -138,10 +138,33 @@ pub fn run(w: &mut World, seed: u64, length: Duration) -> (Verdict, Nemesis) {
         let ok = (0..GTMD.len()).any(|via| ctl(w, via, "enable", k));
         assert!(ok, "no instance enabled {} after the run", MEMBERS[k].0);
     }
+    (settle_and_check(w), n)
+}
+
+/// After every fault is healed: waits for the cluster to settle, then a quiet spell in which
+/// every bound runs out, stops recording and judges the history.
+pub fn settle_and_check(w: &mut World) -> Verdict {
     w.wait_settled(Duration::from_secs(30));
     std::thread::sleep(w.bounds.recovery + QUORUM_DELAY + Duration::from_secs(2));
     w.stop_recording();
-    (check(&w.h.sorted(), w.bounds), n)
+    check(&w.h.sorted(), w.bounds)
+}
+
+/// Fails with every violation (and writes the history beside the test binaries) unless
+/// the verdict is clean.
+pub fn assert_clean(w: &World, label: &str, v: &Verdict) {
+    if v.violations.is_empty() {
+        return;
+    }
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let path = dir.join(format!("nemesis-{label}.history"));
+    w.h.write(&path);
+    panic!(
+        "{label}: {} violations (history: {})\n{}",
+        v.violations.len(),
+        path.display(),
+        v.describe()
+    );
 }
 
 /// The summary table: queries, violations per invariant with their total time, faults

@@ -137,6 +137,9 @@ impl State {
     }
 
     fn process_fault(&mut self, f: &Fault, on: bool) {
+        if let Fault::WipeAll = f {
+            self.etcd_down = [on; ETCD.len()];
+        }
         if let Fault::Pause(h) | Fault::Kill(h) = f {
             if let Some(e) = ETCD.iter().position(|x| x == h) {
                 self.etcd_down[e] = on;
