@@ -2,9 +2,11 @@
 //! (availability, truth, no false removal, overrides, alerts), merged into intervals, each
 //! with its duration and the faults in force when it began.
 //!
-//! Bounds: a member dead longer than `detection + QUORUM_DELAY` is in no answer (unless no
-//! member has been surely up and enabled for `recovery + QUORUM_DELAY`: fail-open may
-//! answer it); a member up from a majority of vantage points for `recovery + QUORUM_DELAY`
+//! Bounds, with the quorum delay of [`quorum_delay`] (1 s on a calm day, `lease_ttl` + 1 s
+//! while a fault touches etcd or the instances): a member dead longer than `detection +
+//! quorum delay` is in no answer (unless no member has been surely up and enabled for
+//! `recovery + quorum delay`: fail-open may answer it); a member up from a majority of
+//! vantage points for `recovery + quorum delay`
 //! is in the answer of every instance connected for [`SETTLE`]; an acknowledged override
 //! is honoured within [`OVERRIDE_BOUND`] by every instance connected for [`SETTLE`]; an
 //! instance that reaches no etcd member for `lease_ttl + 1 s` says so, and one that reaches
@@ -16,7 +18,17 @@ use std::time::Duration;
 
 use super::history::{Ev, QUERY_TIMEOUT};
 use super::state::{ov_at, override_timeline, Ov, State};
-use super::{Bounds, GTMD, LEASE_TTL, MEMBERS, QUORUM_DELAY};
+use super::{Bounds, GTMD, LEASE_TTL, MEMBERS, QUORUM_CALM, QUORUM_DELAY};
+
+/// The quorum delay that applies at `t`: [`QUORUM_CALM`] after a calm spell long enough for
+/// every effect of the last disturbing fault to end, else [`QUORUM_DELAY`].
+pub fn quorum_delay(st: &State, t: Duration) -> Duration {
+    if st.calm.for_at_least(QUORUM_DELAY + SETTLE, t) {
+        QUORUM_CALM
+    } else {
+        QUORUM_DELAY
+    }
+}
 
 /// How long an acknowledged override may take to reach every connected instance.
 pub const OVERRIDE_BOUND: Duration = Duration::from_secs(1);
@@ -156,7 +168,7 @@ pub fn check(evs: &[(Duration, Ev)], b: Bounds) -> Verdict {
 fn fail_open_possible(st: &State, ovs: &[Vec<(Duration, Ov)>], b: Bounds, t: Duration) -> bool {
     !(0..MEMBERS.len()).any(|k| {
         let (ov, since) = ov_at(&ovs[k], t);
-        st.quorum_up[k].for_at_least(b.recovery + QUORUM_DELAY, t)
+        st.quorum_up[k].for_at_least(b.recovery + quorum_delay(st, t), t)
             && ov == Ov::Enabled
             && since + OVERRIDE_BOUND <= t
     })
@@ -194,7 +206,7 @@ fn check_query(
         let answered = bits & (1 << k) != 0;
         let (ov, ov_since) = ov_at(&ovs[k], t);
         let connected = st.connected[i].for_at_least(SETTLE, t);
-        let dead = b.detection + QUORUM_DELAY;
+        let dead = b.detection + quorum_delay(st, t);
         if answered && !fail_open && st.all_down[k].for_at_least(dead, t) && observed(dead) {
             v.flag(
                 2,
@@ -207,7 +219,7 @@ fn check_query(
         if answered && !fail_open && ov == Ov::Disabled && honoured && connected {
             v.flag(4, format!("{} answered {} disabled", GTMD[i], m.0), t, st);
         }
-        let up = b.recovery + QUORUM_DELAY;
+        let up = b.recovery + quorum_delay(st, t);
         if !answered
             && connected
             && observed(up)

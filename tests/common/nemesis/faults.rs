@@ -54,6 +54,22 @@ impl Fault {
         }
     }
 
+    /// Whether it can slow the quorum down: it touches etcd, an instance's process, or the
+    /// path between an instance and etcd (backend faults and cuts between instances and
+    /// regions do not).
+    pub fn disturbs_quorum(&self) -> bool {
+        let core = |h: &str| h.starts_with('e') || h.starts_with('g');
+        match self {
+            Fault::Cut { a, b, .. } => a.iter().any(|x| {
+                b.iter()
+                    .any(|y| core(x) && core(y) && (x.starts_with('e') || y.starts_with('e')))
+            }),
+            Fault::LinkDown(h) => core(h),
+            Fault::Backend { .. } => false,
+            _ => true,
+        }
+    }
+
     /// Whether packets between `x` and `y` pass no matter which way (a TCP connection needs
     /// both ways).
     pub fn separates(&self, x: &str, y: &str) -> bool {

@@ -40,6 +40,10 @@ pub const LEASE_TTL: Duration = Duration::from_secs(3);
 /// was cut off counts until its lease ends (`lease_ttl`), and an instance whose etcd member
 /// stops answering moves to another within about 1 s.
 pub const QUORUM_DELAY: Duration = Duration::from_secs(LEASE_TTL.as_secs() + 1);
+/// What the quorum adds while no fault touches etcd, the instances' processes or their
+/// paths to etcd (and none has for `QUORUM_DELAY` + 2 s): a view written to etcd reaches
+/// every instance by its watch.
+pub const QUORUM_CALM: Duration = Duration::from_secs(1);
 const TOKEN: &str = "nemesis-token";
 
 /// The bounds the checker holds the cluster to, read from an instance's `/status`.

@@ -64,6 +64,8 @@ pub struct State {
     pub etcd_cut: [Held; GTMD.len()],
     /// etcd has a working quorum (two members running and connected) since.
     pub etcd_ok: Held,
+    /// No fault touches etcd or the instances' processes or their paths to etcd, since.
+    pub calm: Held,
     /// etcd members paused or killed now.
     pub etcd_down: [bool; ETCD.len()],
 }
@@ -162,6 +164,8 @@ impl State {
             self.minority_down[k].set(minority, t);
             self.quorum_up[k].set(up == GTMD.len() || minority, t);
         }
+        let calm = !self.faults.iter().any(|(_, f)| f.disturbs_quorum());
+        self.calm.set(calm, t);
         let working: Vec<usize> = (0..ETCD.len()).filter(|e| self.etcd_works(*e)).collect();
         let quorum: Vec<usize> = working
             .iter()
