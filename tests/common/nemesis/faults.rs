@@ -134,9 +134,9 @@ impl Nemesis {
             }
             Fault::Wipe(h) => wipe(w, etcd_index(h)?)?,
             Fault::WipeAll => {
-                for i in 0..ETCD.len() {
-                    w.etcd[i] = None;
-                    let _ = std::fs::remove_dir_all(w.dir.path().join(format!("{}.etcd", ETCD[i])));
+                for (e, name) in w.etcd.iter_mut().zip(ETCD) {
+                    *e = None;
+                    let _ = std::fs::remove_dir_all(w.dir.path().join(format!("{name}.etcd")));
                 }
             }
             Fault::Backend { member, mode } => {

@@ -179,11 +179,10 @@ impl State {
             })
             .collect();
         self.etcd_ok.set(quorum.len() >= 2, t);
-        for g in 0..GTMD.len() {
-            let reach = quorum.iter().any(|e| !self.separated(GTMD[g], ETCD[*e]));
+        for (g, name) in GTMD.iter().enumerate() {
+            let reach = quorum.iter().any(|e| !self.separated(name, ETCD[*e]));
             self.etcd_reach[g].set(quorum.len() >= 2 && reach, t);
-            let none =
-                (0..ETCD.len()).all(|e| self.etcd_down[e] || self.separated(GTMD[g], ETCD[e]));
+            let none = (0..ETCD.len()).all(|e| self.etcd_down[e] || self.separated(name, ETCD[e]));
             self.etcd_cut[g].set(none, t);
         }
     }
