@@ -91,7 +91,8 @@ fn random_fault(w: &World, n: &Nemesis, rng: &mut Rng) -> Option<Fault> {
 }
 
 /// One ctl operation: disable an enabled member (at most two disabled) or enable a
-/// disabled one, through a random instance that runs.
+/// disabled one, through a random instance that runs. `disabled`: the members that may be
+/// disabled.
 fn random_ctl(w: &World, disabled: &mut Vec<usize>, rng: &mut Rng) {
     let via = rng.below(GTMD.len());
     if w.gtmd[via].is_none() {
@@ -99,7 +100,9 @@ fn random_ctl(w: &World, disabled: &mut Vec<usize>, rng: &mut Rng) {
     }
     if disabled.len() < 2 && (disabled.is_empty() || rng.below(2) == 0) {
         let k = rng.below(MEMBERS.len());
-        if !disabled.contains(&k) && ctl(w, via, "disable", k) {
+        // Kept as disabled even when not acknowledged: it may have been done.
+        if !disabled.contains(&k) {
+            ctl(w, via, "disable", k);
             disabled.push(k);
         }
     } else if !disabled.is_empty() {
@@ -134,9 +137,10 @@ pub fn run(w: &mut World, seed: u64, length: Duration) -> (Verdict, Nemesis) {
         }
     }
     n.heal_all(w);
-    for k in disabled.clone() {
-        let ok = (0..GTMD.len()).any(|via| ctl(w, via, "enable", k));
-        assert!(ok, "no instance enabled {} after the run", MEMBERS[k].0);
+    // Every member that may be disabled is enabled (an enable of a member without an
+    // override may be refused: the settling below tells whether all are back).
+    for k in disabled {
+        let _ = (0..GTMD.len()).any(|via| ctl(w, via, "enable", k));
     }
     (settle_and_check(w), n)
 }
