@@ -204,13 +204,13 @@ fn overrides(
     }
 }
 
-/// The same alert twice (same `id`); without ids, a member's down or up twice in a row in
-/// one group (member, scope, instance), or more `override_set` (`override_cleared`) alerts
+/// The same alert twice (same `id`); without ids, a member's down or up twice in a row
+/// from one instance (for one scope), or more `override_set` (`override_cleared`) alerts
 /// for a target than disable (enable) operations on it.
 fn duplicates(v: &mut Verdict, got: &[Got], evs: &[(Duration, Ev)]) {
     let st = State::new();
     let mut ids: BTreeMap<String, Duration> = BTreeMap::new();
-    let mut last: BTreeMap<(String, String, String), &str> = BTreeMap::new();
+    let mut last: BTreeMap<(String, String), (&str, String)> = BTreeMap::new();
     let mut ops: BTreeMap<(String, &str), i64> = BTreeMap::new();
     for (_, ev) in evs {
         if let Ev::Ctl { op, target, .. } = ev {
@@ -260,9 +260,12 @@ fn duplicates(v: &mut Verdict, got: &[Got], evs: &[(Duration, Ev)]) {
             }
             continue;
         }
+        // The alert before it about the same member (and scope), from any instance: the
+        // same event from the same instance is a duplicate (a new leader that repeats what
+        // the old one said last is not judged here: that needs the alerts' ids).
         let scope = g.json["scope"].as_str().unwrap_or("").to_string();
-        let key = (g.subject.clone(), scope, g.json["instance"].to_string());
-        if last.insert(key, g.event.as_str()) == Some(g.event.as_str()) {
+        let now = (g.event.as_str(), g.json["instance"].to_string());
+        if last.insert((g.subject.clone(), scope), now.clone()) == Some(now) {
             let what = format!(
                 "{} for {} twice in a row (from {})",
                 g.event, g.subject, g.json["instance"]
