@@ -155,7 +155,7 @@ impl Nemesis {
         *self.injected.entry(f.kind()).or_insert(0) += 1;
         self.active.push((id, f.clone()));
         match &f {
-            Fault::Cut { .. } => self.apply_cuts(w),
+            Fault::Cut { .. } => add_cut(w, &f),
             Fault::LinkDown(h) => w.lab.link(h, false),
             Fault::Pause(h) | Fault::Kill(h) => {
                 if let Some(i) = gtmd_index(h) {
@@ -233,19 +233,25 @@ impl Nemesis {
         }
     }
 
-    /// Replaces the nftables rules with the cuts in force.
+    /// Replaces the nftables rules with the cuts in force. The other cuts are open while
+    /// their rules are put back (a few hundred milliseconds): a heal may briefly reopen them.
     fn apply_cuts(&self, w: &mut World) {
         w.lab.heal();
         for (_, f) in &self.active {
-            if let Fault::Cut { a, b, one_way, .. } = f {
-                for x in a {
-                    for y in b {
-                        if *one_way {
-                            w.lab.cut_one_way(x, y);
-                        } else {
-                            w.lab.cut(x, y);
-                        }
-                    }
+            add_cut(w, f);
+        }
+    }
+}
+
+/// Adds the nftables rules of cut `f` to those in force.
+fn add_cut(w: &mut World, f: &Fault) {
+    if let Fault::Cut { a, b, one_way, .. } = f {
+        for x in a {
+            for y in b {
+                if *one_way {
+                    w.lab.cut_one_way(x, y);
+                } else {
+                    w.lab.cut(x, y);
                 }
             }
         }
