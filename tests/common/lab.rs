@@ -200,6 +200,32 @@ impl Lab {
         self.cuts.push((ia, ib));
     }
 
+    /// Drops every packet from `from` to `to` (at `from`'s output and `to`'s input); packets
+    /// the other way pass (a one-way partition: TCP between them stalls, UDP flows one way).
+    pub fn cut_one_way(&mut self, from: &str, to: &str) {
+        let (ia, ib) = (self.index(from), self.index(to));
+        let table = "table inet lab {\n\
+                     chain input { type filter hook input priority 0; }\n\
+                     chain output { type filter hook output priority 0; }\n}\n";
+        let (pa, pb) = (self.hosts[ia].ip, self.hosts[ib].ip);
+        self.nft(
+            ia,
+            &format!("{table}add rule inet lab output ip daddr {pb} drop\n"),
+        );
+        self.nft(
+            ib,
+            &format!("{table}add rule inet lab input ip saddr {pa} drop\n"),
+        );
+        self.cuts.push((ia, ib));
+    }
+
+    /// Sets host `name`'s link to the bridge down (`up` false) or up again.
+    pub fn link(&self, name: &str, up: bool) {
+        let port = format!("v{}", self.index(name));
+        let state = if up { "up" } else { "down" };
+        ip(&["-n", &self.bridge, "link", "set", &port, state]);
+    }
+
     /// Cuts `a` from every other host.
     pub fn isolate(&mut self, a: &str) {
         let others: Vec<String> = self

@@ -4,6 +4,8 @@
 
 pub mod lab;
 pub mod signing;
+#[cfg(feature = "cluster")]
+pub mod nemesis;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,422 @@
+//! The nemesis: faults applied and healed on a [`World`], one at a time by a test or at
+//! random from a seed. Every fault, heal, backend change and ctl operation goes into the
+//! history, so that the checker knows what was in force at every moment.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use super::history::Ev;
+use super::net::Mode;
+use super::{World, ETCD, GTMD, MEMBERS, REGIONS};
+
+/// One fault. Hosts by their lab names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Packets between every host of `a` and every host of `b` are dropped (only those from
+    /// `a` to `b` when `one_way`). `kind` names it for the summary.
+    Cut {
+        kind: &'static str,
+        a: Vec<&'static str>,
+        b: Vec<&'static str>,
+        one_way: bool,
+    },
+    /// A host's link to the bridge is down.
+    LinkDown(&'static str),
+    /// SIGSTOP (healed by SIGCONT) of a gtmd instance or an etcd member.
+    Pause(&'static str),
+    /// SIGKILL (healed by a restart) of a gtmd instance or an etcd member.
+    Kill(&'static str),
+    /// An etcd member replaced by one with an empty data directory (healed at once).
+    Wipe(&'static str),
+    /// Every etcd member stopped, its data deleted, and a new empty cluster started (healed
+    /// once the new cluster has a leader).
+    WipeAll,
+    /// A backend behaves as `mode` (healed: up).
+    Backend { member: usize, mode: Mode },
+}
+
+impl Fault {
+    /// The kind, for the summary table.
+    pub fn kind(&self) -> String {
+        match self {
+            Fault::Cut { kind, one_way, .. } => {
+                format!("{kind}{}", if *one_way { " (one-way)" } else { "" })
+            }
+            Fault::LinkDown(h) => format!("link down {}", &h[..1]),
+            Fault::Pause(h) => {
+                format!("pause {}", if h.starts_with('g') { "gtmd" } else { "etcd" })
+            }
+            Fault::Kill(h) => format!("kill {}", if h.starts_with('g') { "gtmd" } else { "etcd" }),
+            Fault::Wipe(_) => "etcd member emptied".into(),
+            Fault::WipeAll => "etcd data lost".into(),
+            Fault::Backend { mode, .. } => format!("backend {mode:?}").to_lowercase(),
+        }
+    }
+
+    /// Whether it can slow the quorum down: it touches etcd, an instance's process, or the
+    /// path between an instance and etcd (backend faults and cuts between instances and
+    /// regions do not).
+    pub fn disturbs_quorum(&self) -> bool {
+        let core = |h: &str| h.starts_with('e') || h.starts_with('g');
+        match self {
+            Fault::Cut { a, b, .. } => a.iter().any(|x| {
+                b.iter()
+                    .any(|y| core(x) && core(y) && (x.starts_with('e') || y.starts_with('e')))
+            }),
+            Fault::LinkDown(h) => core(h),
+            Fault::Backend { .. } => false,
+            _ => true,
+        }
+    }
+
+    /// Whether packets between `x` and `y` pass no matter which way (a TCP connection needs
+    /// both ways).
+    pub fn separates(&self, x: &str, y: &str) -> bool {
+        match self {
+            Fault::Cut { a, b, .. } => {
+                (a.contains(&x) && b.contains(&y)) || (a.contains(&y) && b.contains(&x))
+            }
+            Fault::LinkDown(h) => *h == x || *h == y,
+            _ => false,
+        }
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").args([sig, &pid.to_string()]).status();
+}
+
+fn gtmd_index(h: &str) -> Option<usize> {
+    GTMD.iter().position(|g| *g == h)
+}
+
+fn etcd_index(h: &str) -> Option<usize> {
+    ETCD.iter().position(|e| *e == h)
+}
+
+/// The faults in force on a world, and how many of each kind were injected.
+pub struct Nemesis {
+    pub active: Vec<(u64, Fault)>,
+    next: u64,
+    pub injected: BTreeMap<String, u64>,
+}
+
+impl Default for Nemesis {
+    fn default() -> Self {
+        Nemesis::new()
+    }
+}
+
+impl Nemesis {
+    pub fn new() -> Nemesis {
+        Nemesis {
+            active: Vec::new(),
+            next: 1,
+            injected: BTreeMap::new(),
+        }
+    }
+
+    /// Applies `f`: its id in the history. A wipe that cannot be done (etcd without a
+    /// quorum) is not applied: None.
+    pub fn apply(&mut self, w: &mut World, f: Fault) -> Option<u64> {
+        let id = self.next;
+        self.next += 1;
+        match &f {
+            Fault::Cut { .. } | Fault::LinkDown(_) => {}
+            Fault::Pause(h) => signal(pid(w, h)?, "-STOP"),
+            Fault::Kill(h) => {
+                if let Some(i) = gtmd_index(h) {
+                    w.gtmd[i] = None;
+                } else {
+                    w.etcd[etcd_index(h)?] = None;
+                }
+            }
+            Fault::Wipe(h) => wipe(w, etcd_index(h)?)?,
+            Fault::WipeAll => {
+                for (e, name) in w.etcd.iter_mut().zip(ETCD) {
+                    *e = None;
+                    let _ = std::fs::remove_dir_all(w.dir.path().join(format!("{name}.etcd")));
+                }
+            }
+            Fault::Backend { member, mode } => {
+                w.backends[*member].set(*mode);
+                w.h.add(Ev::Backend {
+                    member: *member,
+                    mode: *mode,
+                });
+            }
+        }
+        w.h.add(Ev::Fault {
+            id,
+            fault: f.clone(),
+            on: true,
+        });
+        *self.injected.entry(f.kind()).or_insert(0) += 1;
+        self.active.push((id, f.clone()));
+        match &f {
+            Fault::Cut { .. } => add_cut(w, &f),
+            Fault::LinkDown(h) => w.lab.link(h, false),
+            Fault::Pause(h) | Fault::Kill(h) => {
+                if let Some(i) = gtmd_index(h) {
+                    let paused = matches!(f, Fault::Pause(_));
+                    w.h.add(Ev::Gtmd {
+                        inst: i,
+                        running: paused.then_some(false),
+                    });
+                }
+            }
+            Fault::Wipe(_) => self.heal(w, id),
+            Fault::WipeAll => {
+                for i in 0..ETCD.len() {
+                    w.start_etcd(i, false);
+                }
+                let up = super::wait_for(Duration::from_secs(30), || w.etcd_leader().is_some());
+                assert!(up.is_some(), "the new etcd cluster elected no leader");
+                self.heal(w, id);
+            }
+            Fault::Backend { .. } => {}
+        }
+        Some(id)
+    }
+
+    /// Heals fault `id`.
+    pub fn heal(&mut self, w: &mut World, id: u64) {
+        let Some(at) = self.active.iter().position(|(i, _)| *i == id) else {
+            return;
+        };
+        let (_, f) = self.active.remove(at);
+        match &f {
+            Fault::Cut { .. } => self.apply_cuts(w),
+            Fault::LinkDown(h) => w.lab.link(h, true),
+            Fault::Pause(h) => {
+                if let Some(p) = pid(w, h) {
+                    signal(p, "-CONT");
+                }
+                if let Some(i) = gtmd_index(h) {
+                    w.h.add(Ev::Gtmd {
+                        inst: i,
+                        running: Some(true),
+                    });
+                }
+            }
+            Fault::Kill(h) => match gtmd_index(h) {
+                Some(i) => {
+                    w.start_gtmd(i);
+                    w.h.add(Ev::Gtmd {
+                        inst: i,
+                        running: Some(true),
+                    });
+                }
+                None => w.start_etcd(etcd_index(h).unwrap(), false),
+            },
+            Fault::Wipe(_) | Fault::WipeAll => {}
+            Fault::Backend { member, .. } => {
+                w.backends[*member].set(Mode::Up);
+                w.h.add(Ev::Backend {
+                    member: *member,
+                    mode: Mode::Up,
+                });
+            }
+        }
+        w.h.add(Ev::Fault {
+            id,
+            fault: f,
+            on: false,
+        });
+    }
+
+    /// Heals every fault, newest first.
+    pub fn heal_all(&mut self, w: &mut World) {
+        while let Some((id, _)) = self.active.last().cloned() {
+            self.heal(w, id);
+        }
+    }
+
+    /// Replaces the nftables rules with the cuts in force. The other cuts are open while
+    /// their rules are put back (a few hundred milliseconds): a heal may briefly reopen them.
+    fn apply_cuts(&self, w: &mut World) {
+        w.lab.heal();
+        for (_, f) in &self.active {
+            add_cut(w, f);
+        }
+    }
+}
+
+/// Adds the nftables rules of cut `f` to those in force.
+fn add_cut(w: &mut World, f: &Fault) {
+    if let Fault::Cut { a, b, one_way, .. } = f {
+        for x in a {
+            for y in b {
+                if *one_way {
+                    w.lab.cut_one_way(x, y);
+                } else {
+                    w.lab.cut(x, y);
+                }
+            }
+        }
+    }
+}
+
+/// The process id of host `h`'s gtmd or etcd, if running.
+fn pid(w: &World, h: &str) -> Option<u32> {
+    match gtmd_index(h) {
+        Some(i) => w.gtmd[i].as_ref().map(|c| c.id()),
+        None => w.etcd[etcd_index(h)?].as_ref().map(|c| c.id()),
+    }
+}
+
+/// Replaces etcd member `i` by an empty one, as after the loss of its disk: removed from
+/// the cluster, its data deleted, added again and started to join. None when the other
+/// members cannot do it (no quorum).
+fn wipe(w: &mut World, i: usize) -> Option<()> {
+    match try_wipe(w, i) {
+        Ok(()) => Some(()),
+        Err(e) => {
+            eprintln!("etcd member {} not replaced: {e}", ETCD[i]);
+            None
+        }
+    }
+}
+
+fn try_wipe(w: &mut World, i: usize) -> Result<(), String> {
+    let others: Vec<String> = (0..ETCD.len())
+        .filter(|j| *j != i)
+        .map(|j| w.lab.etcd_url(ETCD[j]))
+        .collect();
+    let eps = format!("--endpoints={}", others.join(","));
+    let ctl = |w: &World, args: &[&str]| {
+        let out = w
+            .lab
+            .command(super::CLIENT, "etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args([eps.as_str(), "--command-timeout=5s"])
+            .args(args)
+            .output()
+            .map_err(|e| format!("etcdctl: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        match out.status.success() {
+            true => Ok(text),
+            false => Err(format!(
+                "etcdctl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )),
+        }
+    };
+    let list = ctl(w, &["member", "list", "-w", "json"])?;
+    let v: serde_json::Value = serde_json::from_str(&list).map_err(|e| format!("{e}: {list}"))?;
+    let id = v["members"]
+        .as_array()
+        .and_then(|l| l.iter().find(|m| m["name"] == ETCD[i]))
+        .and_then(|m| m["ID"].as_u64())
+        .ok_or_else(|| format!("no member {} in {list}", ETCD[i]))?;
+    // Removed while it still runs (etcd refuses a removal during an election, as when
+    // the member killed first was the leader), then stopped.
+    // etcd also refuses it ("unhealthy cluster") until every member has been up a few
+    // seconds: tried again for 15 s.
+    let again = |w: &World, args: &[&str]| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let mut r = ctl(w, args);
+        while r.is_err() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(500));
+            r = ctl(w, args);
+        }
+        r
+    };
+    again(w, &["member", "remove", &format!("{id:x}")])?;
+    w.etcd[i] = None;
+    let data = w.dir.path().join(format!("{}.etcd", ETCD[i]));
+    let _ = std::fs::remove_dir_all(&data);
+    let peer = format!("--peer-urls=http://{}:2380", w.lab.ip(ETCD[i]));
+    let added = again(w, &["member", "add", ETCD[i], &peer]);
+    w.start_etcd(i, added.is_ok());
+    added.map(|_| ())
+}
+
+/// A ctl operation through instance `via`: `disable` or `enable` of member `k`. Recorded
+/// with its reply; true when acknowledged.
+pub fn ctl(w: &World, via: usize, op: &'static str, k: usize) -> bool {
+    let target = format!("web/{}", MEMBERS[k].0);
+    let started = w.h.now();
+    let (path, body) = if op == "disable" {
+        (
+            "/overrides",
+            serde_json::json!({"target": target, "action": "disable", "reason": "nemesis"}),
+        )
+    } else {
+        ("/overrides/clear", serde_json::json!({"target": target}))
+    };
+    let r = w.post(via, path, &body.to_string());
+    let acked = matches!(r, Ok((200, _)));
+    let reply = match r {
+        Ok((c, b)) => format!("{c} {}", b.chars().take(200).collect::<String>()),
+        Err(e) => e,
+    };
+    w.h.add(Ev::Ctl {
+        via,
+        op,
+        target,
+        started,
+        acked,
+        reply,
+    });
+    acked
+}
+
+/// A config reload of instance `i` (the same file): recorded as a ctl operation.
+pub fn reload(w: &World, i: usize) -> bool {
+    let started = w.h.now();
+    let r = w.post(i, "/reload", "{}");
+    let acked = matches!(r, Ok((200, _)));
+    let reply = format!("{r:?}").chars().take(200).collect();
+    w.h.add(Ev::Ctl {
+        via: i,
+        op: "reload",
+        target: String::new(),
+        started,
+        acked,
+        reply,
+    });
+    acked
+}
+
+/// The lab's named cuts, for tests and the random nemesis.
+pub fn instance_from_etcd(g: &'static str, one_way: bool) -> Fault {
+    Fault::Cut {
+        kind: "cut instance from etcd",
+        a: vec![g],
+        b: ETCD.to_vec(),
+        one_way,
+    }
+}
+
+pub fn leader_from_followers(leader: usize) -> Fault {
+    let f: Vec<&'static str> = (0..ETCD.len())
+        .filter(|j| *j != leader)
+        .map(|j| ETCD[j])
+        .collect();
+    Fault::Cut {
+        kind: "cut etcd leader from followers",
+        a: vec![ETCD[leader]],
+        b: f,
+        one_way: false,
+    }
+}
+
+pub fn instance_from_region(g: &'static str, r: usize, one_way: bool) -> Fault {
+    Fault::Cut {
+        kind: "cut instance from region",
+        a: vec![g],
+        b: vec![REGIONS[r]],
+        one_way,
+    }
+}
+
+pub fn region_from_all(r: usize) -> Fault {
+    Fault::Cut {
+        kind: "cut region from all instances",
+        a: GTMD.to_vec(),
+        b: vec![REGIONS[r]],
+        one_way: false,
+    }
+}

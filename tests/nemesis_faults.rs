@@ -1,0 +1,297 @@
+//! One deterministic run per fault kind of the nemesis (tests/common/nemesis): the lab of
+//! three etcd members, three instances and two backend regions, one fault applied, held and
+//! healed, and the checker over the whole history. Each test also checks that its fault had
+//! the effect it is meant to have, so that a clean verdict is not an empty one. Needs root,
+//! `ip`, `nft`, etcd and etcdctl.
+
+#![cfg(feature = "cluster")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::nemesis::faults::{self, ctl, reload, Fault, Nemesis};
+use common::nemesis::history::Ev;
+use common::nemesis::net::Mode;
+use common::nemesis::random::{assert_clean, settle_and_check};
+use common::nemesis::{World, ETCD, GTMD, LEASE_TTL};
+
+fn hold(d: Duration) {
+    std::thread::sleep(d);
+}
+
+/// Starts the lab, lets it run 2 s, runs `act`, heals what is left, judges the history.
+fn scenario(label: &str, act: impl FnOnce(&mut World, &mut Nemesis)) -> World {
+    let mut w = World::start();
+    hold(Duration::from_secs(2));
+    let mut n = Nemesis::new();
+    act(&mut w, &mut n);
+    n.heal_all(&mut w);
+    let v = settle_and_check(&mut w);
+    eprintln!(
+        "{label}: {} queries, {} failed while the instance was down or starting, {} alerts",
+        v.queries, v.excused, v.alerts_received
+    );
+    assert_clean(&w, label, &v);
+    w
+}
+
+/// Applies `f`, holds it for `d`, heals it.
+fn for_a_while(w: &mut World, n: &mut Nemesis, f: Fault, d: Duration) {
+    let id = n
+        .apply(w, f.clone())
+        .unwrap_or_else(|| panic!("{f:?} could not be applied"));
+    hold(d);
+    n.heal(w, id);
+}
+
+/// Whether some `/status` poll of `inst` showed the link `link`.
+fn saw_link(w: &World, inst: usize, link: &str) -> bool {
+    w.h.sorted()
+        .iter()
+        .any(|(_, e)| matches!(e, Ev::Status { inst: i, link: l, .. } if *i == inst && l == link))
+}
+
+/// Whether some answer of `inst` left member `k` out.
+fn saw_without(w: &World, inst: usize, k: usize) -> bool {
+    w.h.sorted().iter().any(
+        |(_, e)| matches!(e, Ev::Query { inst: i, answer: Ok(b) } if *i == inst && b & (1 << k) == 0),
+    )
+}
+
+/// The cluster alerts of `event` received.
+fn alerts(w: &World, event: &str) -> usize {
+    w.h.sorted()
+        .iter()
+        .filter(|(_, e)| matches!(e, Ev::Alert(a) if a["event"] == event))
+        .count()
+}
+
+#[test]
+fn an_instance_cut_from_every_etcd_member_falls_back_says_so_and_rejoins() {
+    let w = scenario("instance-from-etcd", |w, n| {
+        let f = faults::instance_from_etcd(GTMD[1], false);
+        for_a_while(w, n, f, LEASE_TTL + Duration::from_secs(3));
+    });
+    assert!(
+        saw_link(&w, 1, "fallback"),
+        "g2 never said it had fallen back"
+    );
+}
+
+#[test]
+fn an_instance_whose_packets_to_etcd_are_dropped_one_way_falls_back_and_rejoins() {
+    let w = scenario("instance-to-etcd-one-way", |w, n| {
+        let f = faults::instance_from_etcd(GTMD[0], true);
+        for_a_while(w, n, f, LEASE_TTL + Duration::from_secs(3));
+    });
+    assert!(
+        saw_link(&w, 0, "fallback"),
+        "g1 never said it had fallen back"
+    );
+}
+
+#[test]
+fn etcds_leader_cut_from_its_followers_breaks_no_invariant() {
+    scenario("etcd-leader-from-followers", |w, n| {
+        let leader = w.etcd_leader_index().expect("etcd has a leader");
+        let f = faults::leader_from_followers(leader);
+        for_a_while(w, n, f, Duration::from_secs(6));
+    });
+}
+
+#[test]
+fn a_region_cut_from_one_instance_stays_in_every_answer() {
+    let w = scenario("instance-from-region", |w, n| {
+        for_a_while(
+            w,
+            n,
+            faults::instance_from_region(GTMD[2], 0, false),
+            Duration::from_secs(6),
+        );
+    });
+    // The checker's invariant 3 holds: g3 kept r1's members although it saw them down.
+    assert!(!saw_without(&w, 2, 0), "g3 left r1a out");
+}
+
+#[test]
+fn a_region_cut_from_every_instance_leaves_every_answer_and_returns() {
+    let w = scenario("region-from-all", |w, n| {
+        for_a_while(w, n, faults::region_from_all(1), Duration::from_secs(6));
+    });
+    assert!(saw_without(&w, 0, 2), "r2a was never taken out");
+    assert!(alerts(&w, "member_down") >= 2, "no member_down alerts");
+}
+
+#[test]
+fn a_region_whose_link_goes_down_leaves_the_answers_and_returns() {
+    let w = scenario("region-link-down", |w, n| {
+        for_a_while(w, n, Fault::LinkDown("r1"), Duration::from_secs(6));
+    });
+    assert!(saw_without(&w, 1, 0), "r1a was never taken out");
+}
+
+#[test]
+fn an_etcd_member_whose_link_goes_down_breaks_no_invariant() {
+    scenario("etcd-link-down", |w, n| {
+        for_a_while(w, n, Fault::LinkDown(ETCD[0]), Duration::from_secs(6));
+    });
+}
+
+#[test]
+fn a_paused_instance_answers_again_when_resumed_and_the_others_carry_on() {
+    scenario("pause-gtmd", |w, n| {
+        for_a_while(
+            w,
+            n,
+            Fault::Pause(GTMD[0]),
+            LEASE_TTL + Duration::from_secs(2),
+        );
+        for_a_while(
+            w,
+            n,
+            Fault::Backend {
+                member: 1,
+                mode: Mode::Refuse,
+            },
+            Duration::from_secs(4),
+        );
+    });
+}
+
+#[test]
+fn a_killed_and_restarted_instance_rejoins_and_the_others_carry_on() {
+    scenario("kill-gtmd", |w, n| {
+        let id = n.apply(w, Fault::Kill(GTMD[1])).unwrap();
+        for_a_while(
+            w,
+            n,
+            Fault::Backend {
+                member: 2,
+                mode: Mode::Refuse,
+            },
+            Duration::from_secs(4),
+        );
+        n.heal(w, id);
+        hold(Duration::from_secs(4));
+    });
+}
+
+#[test]
+fn a_paused_then_a_killed_etcd_member_break_no_invariant() {
+    scenario("pause-kill-etcd", |w, n| {
+        for_a_while(w, n, Fault::Pause(ETCD[1]), Duration::from_secs(5));
+        hold(Duration::from_secs(2));
+        for_a_while(w, n, Fault::Kill(ETCD[2]), Duration::from_secs(5));
+    });
+}
+
+#[test]
+fn an_etcd_member_replaced_by_an_empty_one_breaks_no_invariant() {
+    scenario("wipe-etcd-member", |w, n| {
+        assert!(ctl(w, 0, "disable", 3), "the disable was not acknowledged");
+        n.apply(w, Fault::Wipe(ETCD[0]))
+            .expect("the member was replaced");
+        hold(Duration::from_secs(4));
+        assert!(ctl(w, 1, "enable", 3), "the enable was not acknowledged");
+        hold(Duration::from_secs(2));
+    });
+}
+
+#[test]
+fn an_acknowledged_disable_survives_the_loss_of_all_etcd_data_and_a_later_write() {
+    let w = scenario("etcd-data-lost", |w, n| {
+        assert!(ctl(w, 1, "disable", 0), "the disable was not acknowledged");
+        hold(Duration::from_secs(2));
+        n.apply(w, Fault::WipeAll);
+        hold(Duration::from_secs(3));
+        // Another override written on the new, empty etcd: the first must stay.
+        assert!(
+            ctl(w, 0, "disable", 2),
+            "the second disable was not acknowledged"
+        );
+        hold(Duration::from_secs(3));
+        // Acknowledged or not, the checker judges what the instances did.
+        ctl(w, 2, "enable", 0);
+        ctl(w, 2, "enable", 2);
+        hold(Duration::from_secs(2));
+    });
+    assert!(
+        saw_without(&w, 0, 0),
+        "r1a was never taken out by its override"
+    );
+}
+
+#[test]
+fn backends_that_refuse_hang_or_flap_leave_and_return_as_the_bounds_say() {
+    let w = scenario("backends", |w, n| {
+        for_a_while(
+            w,
+            n,
+            Fault::Backend {
+                member: 0,
+                mode: Mode::Refuse,
+            },
+            Duration::from_secs(4),
+        );
+        for_a_while(
+            w,
+            n,
+            Fault::Backend {
+                member: 2,
+                mode: Mode::Hang,
+            },
+            Duration::from_secs(4),
+        );
+        for_a_while(
+            w,
+            n,
+            Fault::Backend {
+                member: 3,
+                mode: Mode::Flap,
+            },
+            Duration::from_secs(4),
+        );
+    });
+    assert!(
+        saw_without(&w, 1, 0) && saw_without(&w, 1, 2),
+        "a dead member was never taken out"
+    );
+    assert!(alerts(&w, "member_down") >= 2, "no member_down alerts");
+}
+
+#[test]
+fn disable_and_enable_through_different_instances_reach_every_instance_once() {
+    let w = scenario("ctl", |w, _| {
+        for (via, k) in [(0, 1), (1, 2)] {
+            assert!(
+                ctl(w, via, "disable", k),
+                "the disable was not acknowledged"
+            );
+            hold(Duration::from_secs(2));
+        }
+        assert!(ctl(w, 2, "enable", 1), "the enable was not acknowledged");
+        assert!(ctl(w, 0, "enable", 2), "the enable was not acknowledged");
+        hold(Duration::from_secs(2));
+    });
+    assert_eq!(alerts(&w, "override_set"), 2);
+    assert_eq!(alerts(&w, "override_cleared"), 2);
+}
+
+#[test]
+fn a_config_reload_on_one_instance_breaks_no_invariant() {
+    scenario("reload", |w, n| {
+        assert!(reload(w, 1), "the reload was not acknowledged");
+        for_a_while(
+            w,
+            n,
+            Fault::Backend {
+                member: 1,
+                mode: Mode::Refuse,
+            },
+            Duration::from_secs(3),
+        );
+        assert!(reload(w, 1), "the reload was not acknowledged");
+        hold(Duration::from_secs(2));
+    });
+}
