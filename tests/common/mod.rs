@@ -3,9 +3,9 @@
 #![allow(dead_code)]
 
 pub mod lab;
-pub mod signing;
 #[cfg(feature = "cluster")]
 pub mod nemesis;
+pub mod signing;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
