@@ -205,7 +205,10 @@ fn check_query(
     for (k, m) in MEMBERS.iter().enumerate() {
         let answered = bits & (1 << k) != 0;
         let (ov, ov_since) = ov_at(&ovs[k], t);
-        let connected = st.connected[i].for_at_least(SETTLE, t);
+        // Its last `/status` said connected, and it has run since long enough for a poll
+        // after a pause to tell: a query sent to a paused instance is answered, when it
+        // resumes, from what it knew before the pause.
+        let connected = st.connected[i].for_at_least(SETTLE, t) && observed(SETTLE);
         let dead = b.detection + quorum_delay(st, t);
         if answered && !fail_open && st.all_down[k].for_at_least(dead, t) && observed(dead) {
             v.flag(
