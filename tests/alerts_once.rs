@@ -292,3 +292,44 @@ async fn a_name_left_without_a_healthy_member_is_alerted_once_by_the_cluster_and
         assert_eq!(got[0]["name"], NAME, "{}", all(&c));
     }
 }
+
+/// The leader's etcd stops answering for a moment (1.5 s: less than the lease TTL) while an
+/// alert the leader recorded waits to be sent. Every session ends and starts again; the
+/// leader keeps its leadership (its key moves onto its new lease and is never released, so
+/// no other instance takes over and sends the alert again), and the alert comes once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_etcd_pauses_for_a_moment_keeps_the_leadership_and_alerts_once() {
+    let mut c = cluster().await;
+    leader_with_record(&c).await;
+    let (created, lease) = c.etcd.created("leader").await.expect("a leader key");
+    c.backends[0].refuse();
+    let recorded = wait_until(Duration::from_secs(10), || async {
+        let r = c.etcd.get("alerted").await.unwrap_or_default();
+        r.contains("member_down")
+    })
+    .await;
+    assert!(recorded.is_some(), "no record of m0's fall: {}", all(&c));
+    c.etcd.signal(0, "STOP");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    c.etcd.signal(0, "CONT");
+    let moved = wait_until(Duration::from_secs(10), || async {
+        c.etcd
+            .created("leader")
+            .await
+            .is_some_and(|(_, on)| on != lease)
+    })
+    .await;
+    assert!(moved.is_some(), "the leader key never left the old lease");
+    let (again, _) = c.etcd.created("leader").await.expect("a leader key");
+    assert_eq!(
+        again, created,
+        "the leadership was released and taken again"
+    );
+    let told = wait_until(Duration::from_secs(TTL * 3 + 8), || async {
+        !of(&c, "member_down", "m0").is_empty()
+    })
+    .await;
+    assert!(told.is_some(), "m0's fall was never alerted: {}", all(&c));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(of(&c, "member_down", "m0").len(), 1, "{}", all(&c));
+}

@@ -266,3 +266,72 @@ async fn what_is_decided_while_the_alert_leader_is_dead_is_alerted_once_by_the_n
     assert_eq!(c.hook.events("member_down").len(), 1, "{got}");
     assert_eq!(alerts_of(&c, "override_set", "web/m1"), 1, "{got}");
 }
+
+/// A connected instance whose etcd stops answering (paused: connections are still accepted,
+/// nothing is answered) says `fallback` when etcd has been silent for the lease TTL, not
+/// after its next connection attempt has timed out too. Several rounds, so that the pause
+/// falls at different moments of the lease's keep-alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_whose_etcd_goes_silent_says_fallback_at_the_lease_ttl() {
+    let mut c = Cluster::new(1).await;
+    c.add("a", false, "\"majority\"");
+    c.wait_joined(1, Duration::from_secs(20)).await;
+    let bound = Duration::from_secs(TTL) + Duration::from_millis(350);
+    for round in 0..4u64 {
+        tokio::time::sleep(Duration::from_millis(1000 + 230 * round)).await;
+        c.etcd.signal(0, "STOP");
+        let paused = Instant::now();
+        let mut seen = None;
+        while paused.elapsed() < Duration::from_secs(TTL * 3) {
+            let link = c.link(0).await;
+            if link != "connected" {
+                seen = Some((paused.elapsed(), link));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        c.etcd.signal(0, "CONT");
+        let (after, link) = seen.expect("the instance never left `connected`");
+        assert_eq!(link, "fallback", "round {round}");
+        assert!(
+            after <= bound,
+            "round {round}: `fallback` {after:?} after etcd was paused (lease TTL {TTL} s)"
+        );
+        c.wait_joined(1, Duration::from_secs(20)).await;
+    }
+}
+
+/// An override acknowledged on a new cluster before its first leader settled (an
+/// instance that writes no views keeps it waiting the lease TTL), and every instance
+/// stopped before then: the next leader alerts it, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_override_set_before_a_new_clusters_leader_settled_is_alerted_once_after_a_full_restart()
+{
+    let mut c = Cluster::new(1).await;
+    let ghost = r#"{"kind":"agent","version":"0","since":0}"#;
+    c.etcd.put("instances/ghost", ghost).await;
+    for id in ["a", "b", "c"] {
+        c.add(id, false, "\"majority\"");
+    }
+    c.wait_joined(4, Duration::from_secs(20)).await;
+    let body = json!({ "target": "web/m0", "action": "disable", "reason": "now" });
+    api(c.instances[0].admin, "/overrides", Some(body)).await;
+    for i in &mut c.instances {
+        i.stop();
+    }
+    if alerts_of(&c, "override_set", "web/m0") != 0 {
+        eprintln!("the leader settled before the instances stopped: the case was not reached");
+    }
+    for i in &mut c.instances {
+        i.start();
+    }
+    c.wait_joined(4, Duration::from_secs(20)).await;
+    let told = wait_until(Duration::from_secs(TTL * 3), || async {
+        alerts_of(&c, "override_set", "web/m0") > 0
+    })
+    .await;
+    let got = format!("{:?}", c.hook.got.lock().unwrap());
+    assert!(told.is_some(), "the override was never alerted: {got}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(alerts_of(&c, "override_set", "web/m0"), 1, "{got}");
+}

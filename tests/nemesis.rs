@@ -29,11 +29,7 @@ fn a_minute_of_random_faults_from_a_fixed_seed_breaks_no_invariant() {
     nemesis_run(seed(Some(38)), Duration::from_secs(60));
 }
 
-/// Not in the default run while violations found by some seeds are open (an instance cut
-/// one way from etcd, its etcd member paused, says `connected` for up to 0.8 s past
-/// `lease_ttl` + 1 s): run it with `--ignored`.
 #[test]
-#[ignore = "some seeds find open violations of invariant 4; run with --ignored"]
 fn a_minute_of_random_faults_from_a_seed_of_the_clock_breaks_no_invariant() {
     nemesis_run(seed(None), Duration::from_secs(60));
 }

@@ -4,11 +4,12 @@
 //!
 //! Any etcd error ends the session, and it starts again after a short backoff; a new session
 //! opens on whichever etcd member works (see [`super::connect`]) and moves this instance's
-//! keys onto a new lease before the old one is revoked, so the others see nothing of a
-//! reconnect. An instance id that another live instance holds is refused: the session ends
+//! keys (its leadership too) onto a new lease before the old one is revoked, so the others
+//! see nothing of a reconnect. An instance id that another live instance holds is refused: the session ends
 //! with why, and it tries again until that instance is gone. When etcd has not answered for
 //! the lease TTL, the link turns to [`Link::Fallback`] (the engine then answers from its own
-//! view) until a session succeeds again. Nothing here waits for the engine or blocks answers.
+//! view) until a session succeeds again; that deadline runs beside the session, so a
+//! connection attempt that hangs does not delay it. Nothing here waits for the engine or blocks answers.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -75,8 +76,9 @@ pub(super) struct Session {
     /// wrote it. A watched change of one of them that this instance did not make is put
     /// right at once.
     own: BTreeMap<String, (bool, i64)>,
-    /// When etcd last answered this instance (at first: when the session started).
-    last_ok: Instant,
+    /// When etcd last answered this instance (at first: when the session started). A
+    /// watch, so that the deadline of the fallback runs beside a session that hangs.
+    last_ok: watch::Sender<Instant>,
     /// The lease of the current (or last) session.
     lease: Option<(LeaseClient, i64)>,
     /// The leases this instance took since it last joined (the current one too): its
@@ -111,7 +113,7 @@ impl Session {
             ),
             cached,
             own: BTreeMap::new(),
-            last_ok: Instant::now(),
+            last_ok: watch::Sender::new(Instant::now()),
             lease: None,
             own_leases: Vec::new(),
         }
@@ -127,9 +129,15 @@ impl Session {
     pub async fn run(mut self, stop: CancellationToken) {
         let mut backoff = Duration::from_millis(200);
         loop {
+            // A session that hangs (a connect to members that never answer, a call that
+            // waits out its timeout) is given up when etcd has been silent for the lease TTL,
+            // so that the fallback comes on time.
+            let fallen = self.state.link == Link::Fallback;
+            let silent = silent_for(self.last_ok.subscribe(), self.cfg.lease_ttl);
             let e = tokio::select! {
                 _ = stop.cancelled() => break,
                 r = self.session() => r.err().unwrap_or_default(),
+                _ = silent, if !fallen => format!("etcd did not answer for the lease TTL ({:?})", self.cfg.lease_ttl),
             };
             crate::ops::metrics::cluster_error();
             if self.state.problem.as_deref() != Some(e.as_str()) {
@@ -140,10 +148,13 @@ impl Session {
             self.check_fallback();
             let until = tokio::time::Instant::now() + backoff;
             backoff = (backoff * 2).min(self.op_timeout());
+            let deadline =
+                tokio::time::Instant::from_std(*self.last_ok.borrow() + self.cfg.lease_ttl);
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return self.leave().await,
                     _ = tokio::time::sleep_until(until) => break,
+                    _ = tokio::time::sleep_until(deadline), if self.state.link != Link::Fallback => self.check_fallback(),
                     // While still connected, a write waits for the next session (etcd has
                     // not been lost for the lease TTL: another member usually takes over).
                     w = self.writes_rx.recv(), if self.state.link != Link::Connected => match w {
@@ -191,13 +202,13 @@ impl Session {
     }
 
     fn alive(&mut self) {
-        self.last_ok = Instant::now();
+        self.last_ok.send_replace(Instant::now());
     }
 
     /// Falls back to this instance's own view once etcd has been silent for the lease TTL
     /// (or could not be reached for that long since start).
     fn check_fallback(&mut self) {
-        let silent = self.last_ok.elapsed() >= self.cfg.lease_ttl;
+        let silent = self.last_ok.borrow().elapsed() >= self.cfg.lease_ttl;
         if self.state.link != Link::Fallback && silent {
             tracing::error!(problem = ?self.state.problem, ttl = ?self.cfg.lease_ttl, "cluster: etcd lost for the lease TTL; answering from this instance's own view");
             self.state.link = Link::Fallback;
@@ -276,14 +287,15 @@ impl Session {
                 return Err(e);
             }
         };
-        // Its keys are on the new lease now; what is left on older ones (an old leadership)
-        // goes, through this member (the one of the old lease may be cut off).
+        // The leadership this instance held on an older lease moves onto this one too.
+        self.campaign(&mut kv, lease).await?;
+        // Its keys are on the new lease now; what is left on older ones goes, through this
+        // member (the one of the old lease may be cut off).
         for id in std::mem::replace(&mut self.own_leases, vec![lease]) {
             if id != lease {
                 let _ = self.op("lease revoke", lease_c.revoke(id)).await;
             }
         }
-        self.campaign(&mut kv, lease).await?;
         let opts = WatchOptions::new()
             .with_prefix()
             .with_start_revision(rev + 1);
@@ -326,7 +338,7 @@ impl Session {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    if self.last_ok.elapsed() >= self.cfg.lease_ttl * 2 / 3 {
+                    if self.last_ok.borrow().elapsed() >= self.cfg.lease_ttl * 2 / 3 {
                         return Err("etcd did not renew the lease in time".into());
                     }
                     self.op("keep-alive", keeper.keep_alive()).await?;
@@ -589,7 +601,10 @@ impl Session {
     }
 
     /// Takes the alert leadership if nobody holds it, or if the leader key names no live
-    /// instance (a value no session holds is taken over); learns who leads otherwise.
+    /// instance (a value no session holds is taken over); keeps it, on `lease`, if this
+    /// instance holds it on an older lease of its own (a session that ended: the others
+    /// would otherwise take it over when that lease is revoked, and send again what this
+    /// instance delivered but could not yet mark); learns who leads otherwise.
     async fn campaign(&mut self, kv: &mut KvClient, lease: i64) -> Result<(), String> {
         let key = self.keys.leader();
         let put = TxnOp::put(
@@ -609,14 +624,25 @@ impl Session {
         let held = r.op_responses().into_iter().find_map(|op| match op {
             TxnOpResponse::Get(g) => g.kvs().first().map(|kv| {
                 let holder = String::from_utf8_lossy(kv.value()).into_owned();
-                (holder, kv.mod_revision())
+                (holder, kv.mod_revision(), kv.lease())
             }),
             _ => None,
         });
-        self.state.leader_key = held.as_ref().map(|(h, _)| h.clone());
+        self.state.leader_key = held.as_ref().map(|(h, ..)| h.clone());
         self.state.settle_leader();
         match held {
-            Some((holder, rev)) if self.state.leader.is_none() => {
+            Some((holder, rev, on))
+                if holder == self.keys.me && on != lease && self.own_leases.contains(&on) =>
+            {
+                let t = Txn::new()
+                    .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
+                    .and_then([put]);
+                if self.op("campaign", kv.txn(t)).await?.succeeded() {
+                    tracing::info!("cluster: the leadership moves onto this session's lease");
+                    self.lead();
+                }
+            }
+            Some((holder, rev, _)) if self.state.leader.is_none() => {
                 tracing::warn!(%holder, "cluster: the leader key names no live instance; taking it over");
                 let t = Txn::new()
                     .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
@@ -680,6 +706,17 @@ impl Session {
 }
 
 /// The lease and value of the key a failed registration read.
+/// Returns once `heard` has not changed for `ttl`.
+async fn silent_for(mut heard: watch::Receiver<Instant>, ttl: Duration) {
+    loop {
+        let at = tokio::time::Instant::from_std(*heard.borrow_and_update() + ttl);
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => return,
+            r = heard.changed() => if r.is_err() { return std::future::pending().await },
+        }
+    }
+}
+
 fn held(r: &etcd_client::TxnResponse) -> Option<(i64, Vec<u8>)> {
     r.op_responses().into_iter().find_map(|op| match op {
         TxnOpResponse::Get(g) => g.kvs().first().map(|kv| (kv.lease(), kv.value().to_vec())),

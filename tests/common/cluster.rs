@@ -127,6 +127,27 @@ impl Etcd {
         Some(String::from_utf8_lossy(kv.value()).into_owned())
     }
 
+    /// The create revision and lease of `key` under the test cluster's prefix, if it
+    /// exists: a key deleted and put again has a new create revision.
+    pub async fn created(&self, key: &str) -> Option<(i64, i64)> {
+        let mut c = etcd_client::Client::connect(self.endpoints(), None)
+            .await
+            .ok()?;
+        let r = c.get(format!("/gtmd/t/{key}"), None).await.ok()?;
+        let kv = r.kvs().first()?;
+        Some((kv.create_revision(), kv.lease()))
+    }
+
+    /// Sends `sig` (`STOP` or `CONT`) to member `i`.
+    pub fn signal(&self, i: usize, sig: &str) {
+        let pid = self.members[i].child.as_ref().expect("etcd runs").0.id();
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{sig} {pid}");
+    }
+
     pub fn endpoints(&self) -> Vec<String> {
         self.members
             .iter()

@@ -46,6 +46,24 @@ impl Engine {
             return;
         }
         if c.recorded.is_none() && !settled(c) {
+            if c.shared.alerted.is_none() && c.based != rev {
+                // etcd holds no record (a new cluster, or one that lost its data): the
+                // overrides as they are now are what was told, so that one set before this
+                // leader settles is alerted, by it or by the next leader if every instance
+                // stops before then. Members, names and regions take their first state
+                // silently at the first diff.
+                c.based = rev;
+                let state = Alerted {
+                    overrides: self.overrides.clone(),
+                    ..Alerted::default()
+                };
+                let sink = self.alerts.clone();
+                c.handle.record_alerted(Record {
+                    state,
+                    alerts: Vec::new(),
+                    sink,
+                });
+            }
             return;
         }
         let takeover = c.recorded.is_none();

@@ -38,6 +38,9 @@ pub(super) struct Clustered {
     /// The revision this instance's session last joined etcd at, and when that was seen: a
     /// leader alerts once the others' views were written since, or the lease TTL passed.
     joined: (i64, Instant),
+    /// The join (its revision) at which this instance, leading, found no record in etcd
+    /// and wrote one of the overrides as they were.
+    pub(super) based: i64,
     /// The member states this instance alerted on its own (cut off from the cluster).
     alone: Alone,
 }
@@ -56,6 +59,7 @@ impl Engine {
             link: Link::Joining,
             recorded: None,
             joined: (0, Instant::now()),
+            based: 0,
             alone: Alone::new(),
         }));
     }
