@@ -335,3 +335,85 @@ async fn an_override_set_before_a_new_clusters_leader_settled_is_alerted_once_af
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(alerts_of(&c, "override_set", "web/m0"), 1, "{got}");
 }
+
+/// The alert leader is paused past its lease; the other instance leads meanwhile and
+/// alerts an override, then stops; the old leader resumes and takes the leadership anew. It
+/// starts from etcd's record, not from the state it held before the pause (which lacks the
+/// override): the override is alerted once, not again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_back_from_a_pause_longer_than_its_lease_does_not_write_its_old_record() {
+    let mut c = Cluster::new(1).await;
+    for id in ["a", "b"] {
+        c.add(id, false, "\"majority\"");
+    }
+    c.wait_joined(2, Duration::from_secs(20)).await;
+    let recorded = wait_until(Duration::from_secs(10), || async {
+        c.etcd.get("alerted").await.is_some()
+    })
+    .await;
+    assert!(recorded.is_some(), "the leader wrote no record");
+    let s = c.instances[0].status().await.unwrap_or_default();
+    let leader = s["cluster"]["leader"].as_str().unwrap_or("").to_string();
+    let k = c.instances.iter().position(|i| i.id == leader).unwrap();
+    let other = 1 - k;
+    let pid = c.instances[k].child.as_ref().unwrap().0.id();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let took = wait_until(Duration::from_secs(TTL * 3), || async {
+        let s = c.instances[other].status().await.unwrap_or_default();
+        s["cluster"]["leader"] == c.instances[other].id.as_str()
+    })
+    .await;
+    assert!(
+        took.is_some(),
+        "the other instance never took the leadership"
+    );
+    let body = json!({ "target": "web/m0", "action": "disable", "reason": "while paused" });
+    api(c.instances[other].admin, "/overrides", Some(body)).await;
+    let told = wait_until(Duration::from_secs(TTL * 2), || async {
+        alerts_of(&c, "override_set", "web/m0") > 0
+    })
+    .await;
+    assert!(
+        told.is_some(),
+        "the override was not alerted by the new leader"
+    );
+    c.instances[other].stop();
+    // Every value the record takes from now on.
+    let mut client = etcd_client::Client::connect(c.etcd.endpoints(), None)
+        .await
+        .expect("etcd client");
+    let (_watcher, mut stream) = client.watch("/gtmd/t/alerted", None).await.unwrap();
+    let records = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let r = records.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(w)) = stream.message().await {
+            for kv in w.events().iter().filter_map(|e| e.kv()) {
+                let v = serde_json::from_slice(kv.value()).unwrap_or_default();
+                r.lock().unwrap().push(v);
+            }
+        }
+    });
+    signal("-CONT");
+    let back = wait_until(Duration::from_secs(TTL * 4), || async {
+        let s = c.instances[k].status().await.unwrap_or_default();
+        s["cluster"]["link"] == "connected" && s["cluster"]["leader"] == leader.as_str()
+    })
+    .await;
+    assert!(back.is_some(), "the old leader did not lead again");
+    tokio::time::sleep(Duration::from_secs(TTL + 2)).await;
+    for r in records.lock().unwrap().iter() {
+        let holds = r["overrides"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|o| o["target"] == "web/m0"));
+        assert!(holds, "a record without the override was written: {r}");
+    }
+    let got = format!("{:?}", c.hook.got.lock().unwrap());
+    assert_eq!(alerts_of(&c, "override_set", "web/m0"), 1, "{got}");
+}

@@ -78,7 +78,7 @@ pub(super) struct Session {
     own: BTreeMap<String, (bool, i64)>,
     /// When etcd last answered this instance (at first: when the session started). A
     /// watch, so that the deadline of the fallback runs beside a session that hangs.
-    last_ok: watch::Sender<Instant>,
+    last_ok: Arc<watch::Sender<Instant>>,
     /// The lease of the current (or last) session.
     lease: Option<(LeaseClient, i64)>,
     /// The leases this instance took since it last joined (the current one too): its
@@ -113,7 +113,7 @@ impl Session {
             ),
             cached,
             own: BTreeMap::new(),
-            last_ok: watch::Sender::new(Instant::now()),
+            last_ok: Arc::new(watch::Sender::new(Instant::now())),
             lease: None,
             own_leases: Vec::new(),
         }
@@ -195,7 +195,10 @@ impl Session {
         f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
     ) -> Result<T, String> {
         match tokio::time::timeout(self.op_timeout(), f).await {
-            Ok(Ok(t)) => Ok(t),
+            Ok(Ok(t)) => {
+                self.last_ok.send_replace(Instant::now());
+                Ok(t)
+            }
             Ok(Err(e)) => Err(format!("{what}: {e}")),
             Err(_) => Err(format!("{what}: no answer within {:?}", self.op_timeout())),
         }
@@ -327,28 +330,27 @@ impl Session {
         let Live {
             mut kv,
             lease,
-            mut keeper,
-            mut alive,
+            keeper,
+            alive,
             mut stream,
             ..
         } = live;
+        // The lease is kept beside the handlers below, so that one waiting on a slow etcd
+        // call does not hold back the renewals, nor the note that etcd answered them.
+        let mut kept = AbortOnDrop(tokio::spawn(keep_lease(
+            keeper,
+            alive,
+            self.last_ok.clone(),
+            self.cfg.lease_ttl,
+            self.op_timeout(),
+        )));
         // A record of the alerts made while the last session failed is written now.
         self.write_record(&mut kv, lease).await?;
-        let mut tick = tokio::time::interval(self.cfg.lease_ttl / 3);
         loop {
             tokio::select! {
-                _ = tick.tick() => {
-                    if self.last_ok.borrow().elapsed() >= self.cfg.lease_ttl * 2 / 3 {
-                        return Err("etcd did not renew the lease in time".into());
-                    }
-                    self.op("keep-alive", keeper.keep_alive()).await?;
+                e = &mut kept.0 => {
+                    return Err(e.unwrap_or_else(|e| format!("the lease keeper failed: {e}")));
                 }
-                r = alive.message() => match r {
-                    Ok(Some(r)) if r.ttl() > 0 => self.alive(),
-                    Ok(Some(_)) => return Err("the lease ended".into()),
-                    Ok(None) => return Err("the keep-alive stream closed".into()),
-                    Err(e) => return Err(format!("keep-alive: {e}")),
-                },
                 r = stream.message() => {
                     let r = r.map_err(|e| format!("watch: {e}"))?.ok_or("the watch closed")?;
                     self.watched(&mut kv, lease, r).await?;
@@ -618,6 +620,7 @@ impl Session {
             .or_else([TxnOp::get(key.clone(), None)]);
         let r = self.op("campaign", kv.txn(t)).await?;
         if r.succeeded() {
+            self.outbox.forget();
             self.lead();
             return Ok(());
         }
@@ -648,6 +651,7 @@ impl Session {
                     .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
                     .and_then([put]);
                 if self.op("campaign", kv.txn(t)).await?.succeeded() {
+                    self.outbox.forget();
                     self.lead();
                 }
             }
@@ -706,6 +710,41 @@ impl Session {
 }
 
 /// The lease and value of the key a failed registration read.
+/// Renews the lease every third of `ttl` (each renewal bounded by `limit`) and notes in
+/// `heard` each renewal etcd confirms; returns why when the lease ends or etcd has not
+/// confirmed one for two thirds of `ttl`.
+async fn keep_lease(
+    mut keeper: etcd_client::LeaseKeeper,
+    mut alive: etcd_client::LeaseKeepAliveStream,
+    heard: Arc<watch::Sender<Instant>>,
+    ttl: Duration,
+    limit: Duration,
+) -> String {
+    let mut tick = tokio::time::interval(ttl / 3);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if heard.borrow().elapsed() >= ttl * 2 / 3 {
+                    return "etcd did not renew the lease in time".into();
+                }
+                match tokio::time::timeout(limit, keeper.keep_alive()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return format!("keep-alive: {e}"),
+                    Err(_) => return format!("keep-alive: no answer within {limit:?}"),
+                }
+            }
+            r = alive.message() => match r {
+                Ok(Some(r)) if r.ttl() > 0 => {
+                    heard.send_replace(Instant::now());
+                }
+                Ok(Some(_)) => return "the lease ended".into(),
+                Ok(None) => return "the keep-alive stream closed".into(),
+                Err(e) => return format!("keep-alive: {e}"),
+            },
+        }
+    }
+}
+
 /// Returns once `heard` has not changed for `ttl`.
 async fn silent_for(mut heard: watch::Receiver<Instant>, ttl: Duration) {
     loop {

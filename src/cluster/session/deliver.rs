@@ -69,6 +69,16 @@ impl Outbox {
                 "cluster: no longer the leader; the new leader sends the alerts not delivered"
             );
         }
+        self.forget();
+    }
+
+    /// Forgets the state and alerts of an earlier leadership: a leadership taken anew
+    /// starts from etcd's record (the engine hands it over), never from a state that
+    /// another leader's record may have overtaken since. The engine's records still queued
+    /// predate this session's join (the engine learns of it only once the session is open)
+    /// and go too.
+    pub(in crate::cluster) fn forget(&mut self) {
+        while self.records_rx.try_recv().is_ok() {}
         self.state = None;
         self.pending.clear();
         self.handed.clear();
