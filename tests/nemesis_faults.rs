@@ -138,6 +138,31 @@ fn an_etcd_member_whose_link_goes_down_breaks_no_invariant() {
     });
 }
 
+/// etcd's leader on a link of `rate` for 8 s.
+fn slow_etcd_leader(label: &str, rate: &'static str) {
+    let mut held = 0;
+    scenario(label, |w, n| {
+        let leader = w.etcd_leader_index().expect("etcd has a leader");
+        let f = Fault::Slow(ETCD[leader], rate);
+        for_a_while(w, n, f, Duration::from_secs(8));
+        held = n.slowed.iter().sum();
+    });
+    assert!(held > 0, "the token buckets never held a packet back");
+}
+
+#[test]
+fn etcds_leader_on_a_slow_link_breaks_no_invariant() {
+    slow_etcd_leader("etcd-leader-slow-link", "128kbit");
+}
+
+/// At 64 kbit/s every instance falls back for about 5 s while the checker, which does not
+/// model a link's speed, counts etcd as working.
+#[test]
+#[ignore = "open: at 64 kbit/s every instance falls back for about 5 s"]
+fn etcds_leader_on_a_very_slow_link_breaks_no_invariant() {
+    slow_etcd_leader("etcd-leader-very-slow-link", "64kbit");
+}
+
 #[test]
 fn a_paused_instance_answers_again_when_resumed_and_the_others_carry_on() {
     scenario("pause-gtmd", |w, n| {

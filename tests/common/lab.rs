@@ -30,6 +30,8 @@ pub struct Lab {
     bridge: String,
     pub hosts: Vec<Host>,
     cuts: Vec<(usize, usize)>,
+    /// Per host, the rules [`Lab::set_cuts`] last put in force.
+    rules: Vec<String>,
 }
 
 /// Runs `ip` with `args`; panics with what failed.
@@ -61,6 +63,7 @@ impl Lab {
             bridge: bridge.clone(),
             hosts: Vec::new(),
             cuts: Vec::new(),
+            rules: Vec::new(),
         };
         ip(&["netns", "add", &bridge]);
         ip(&["-n", &bridge, "link", "set", "lo", "up"]);
@@ -219,6 +222,88 @@ impl Lab {
         self.cuts.push((ia, ib));
     }
 
+    /// Replaces every cut in force by `cuts` (`from`, `to`, one way or both), each host's
+    /// rules in one nftables transaction: a cut in force before and after never opens.
+    pub fn set_cuts(&mut self, cuts: &[(&str, &str, bool)]) {
+        let mut rules = vec![String::new(); self.hosts.len()];
+        let mut pairs = Vec::new();
+        for &(from, to, one_way) in cuts {
+            let (ia, ib) = (self.index(from), self.index(to));
+            let (pa, pb) = (self.hosts[ia].ip, self.hosts[ib].ip);
+            rules[ia] += &format!("add rule inet lab output ip daddr {pb} drop\n");
+            rules[ib] += &format!("add rule inet lab input ip saddr {pa} drop\n");
+            if !one_way {
+                rules[ia] += &format!("add rule inet lab input ip saddr {pb} drop\n");
+                rules[ib] += &format!("add rule inet lab output ip daddr {pa} drop\n");
+            }
+            pairs.push((ia, ib));
+        }
+        self.rules.resize(self.hosts.len(), String::new());
+        for (i, r) in rules.iter().enumerate() {
+            if *r == self.rules[i] {
+                continue;
+            }
+            let script = format!(
+                "table inet lab {{\n\
+                 chain input {{ type filter hook input priority 0; }}\n\
+                 chain output {{ type filter hook output priority 0; }}\n}}\n\
+                 flush table inet lab\n{r}"
+            );
+            self.nft(i, &script);
+            self.rules[i] = r.clone();
+        }
+        self.cuts = pairs;
+    }
+
+    /// Slows host `name`'s link both ways with a token bucket (`tbf`: `rate`, a queue of at
+    /// most 400 ms, then drops), or (`rate` None) takes that off and returns how many
+    /// packets the buckets held back or dropped (`overlimits` + `dropped` of both ends).
+    pub fn slow(&self, name: &str, rate: Option<&str>) -> u64 {
+        let i = self.index(name);
+        let ends = [
+            (self.bridge.clone(), format!("v{i}")),
+            (self.hosts[i].ns.clone(), "eth0".to_string()),
+        ];
+        let mut held = 0;
+        for (ns, dev) in &ends {
+            let tc = |args: &[&str]| {
+                let out = Command::new("ip")
+                    .args(["netns", "exec", ns, "tc"])
+                    .args(args)
+                    .output()
+                    .expect("tc (iproute2) runs");
+                assert!(
+                    out.status.success(),
+                    "tc {} in {ns}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            };
+            match rate {
+                Some(r) => {
+                    let tbf = ["qdisc", "add", "dev", dev, "root", "tbf", "rate", r];
+                    tc(&[&tbf[..], &["burst", "2kb", "latency", "400ms"]].concat());
+                }
+                None => {
+                    let stats = tc(&["-s", "qdisc", "show", "dev", dev]);
+                    let count = |word: &str| -> u64 {
+                        let w: Vec<&str> = stats
+                            .split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
+                            .collect();
+                        w.iter()
+                            .position(|x| *x == word)
+                            .and_then(|p| w.get(p + 1)?.parse().ok())
+                            .unwrap_or(0)
+                    };
+                    held += count("dropped") + count("overlimits");
+                    tc(&["qdisc", "del", "dev", dev, "root"]);
+                }
+            }
+        }
+        held
+    }
+
     /// Sets host `name`'s link to the bridge down (`up` false) or up again.
     pub fn link(&self, name: &str, up: bool) {
         let port = format!("v{}", self.index(name));
@@ -248,6 +333,7 @@ impl Lab {
             self.nft(i, "delete table inet lab\n");
         }
         self.cuts.clear();
+        self.rules.clear();
     }
 
     /// The etcd client URL of a member on host `name`.

@@ -129,19 +129,42 @@ fn process_changes(evs: &[(Duration, Ev)]) -> Vec<Vec<Duration>> {
     out
 }
 
+/// Per instance: each `/status` poll's time and whether it said `connected`.
+type Polls = Vec<Vec<(Duration, bool)>>;
+
+fn status_polls(evs: &[(Duration, Ev)]) -> Polls {
+    let mut out = vec![Vec::new(); GTMD.len()];
+    for (t, ev) in evs {
+        if let Ev::Status { inst, link, .. } = ev {
+            out[*inst].push((*t, link == "connected"));
+        }
+    }
+    out
+}
+
+/// Whether the first poll of `polls` after `t` said `connected` (or none came): the link
+/// may change between two polls, so an instance counts as connected at `t` only when the
+/// polls on both sides say so.
+fn still_connected(polls: &[(Duration, bool)], t: Duration) -> bool {
+    let next = polls.partition_point(|(p, _)| *p <= t);
+    polls.get(next).is_none_or(|(_, c)| *c)
+}
+
 /// Judges the history `evs` (sorted by time) against the bounds `b`.
 pub fn check(evs: &[(Duration, Ev)], b: Bounds) -> Verdict {
     let mut v = Verdict::default();
     let mut st = State::new();
     let ovs = override_timeline(evs);
     let changes = process_changes(evs);
+    let polls = status_polls(evs);
     for (t, ev) in evs {
         let t = *t;
         v.end = t;
         match ev {
             Ev::Query { inst, answer } => {
                 v.queries += 1;
-                check_query(&mut v, &st, &ovs, &changes, b, t, *inst, answer);
+                let polled = still_connected(&polls[*inst], t);
+                check_query(&mut v, &st, &ovs, &changes, b, t, *inst, answer, polled);
                 if answer.is_ok() {
                     st.serving[*inst] = true;
                 }
@@ -184,6 +207,7 @@ fn check_query(
     t: Duration,
     i: usize,
     answer: &Result<u32, String>,
+    polled: bool,
 ) {
     let bits = match answer {
         Err(e) => {
@@ -205,10 +229,10 @@ fn check_query(
     for (k, m) in MEMBERS.iter().enumerate() {
         let answered = bits & (1 << k) != 0;
         let (ov, ov_since) = ov_at(&ovs[k], t);
-        // Its last `/status` said connected, and it has run since long enough for a poll
+        // Its `/status` said connected before and after, and it has run long enough for a poll
         // after a pause to tell: a query sent to a paused instance is answered, when it
         // resumes, from what it knew before the pause.
-        let connected = st.connected[i].for_at_least(SETTLE, t) && observed(SETTLE);
+        let connected = st.connected[i].for_at_least(SETTLE, t) && observed(SETTLE) && polled;
         let dead = b.detection + quorum_delay(st, t);
         if answered && !fail_open && st.all_down[k].for_at_least(dead, t) && observed(dead) {
             v.flag(

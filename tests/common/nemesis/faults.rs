@@ -34,6 +34,8 @@ pub enum Fault {
     WipeAll,
     /// A backend behaves as `mode` (healed: up).
     Backend { member: usize, mode: Mode },
+    /// A host's link slowed both ways by a token bucket (`tbf`) of this rate.
+    Slow(&'static str, &'static str),
 }
 
 impl Fault {
@@ -51,6 +53,7 @@ impl Fault {
             Fault::Wipe(_) => "etcd member emptied".into(),
             Fault::WipeAll => "etcd data lost".into(),
             Fault::Backend { mode, .. } => format!("backend {mode:?}").to_lowercase(),
+            Fault::Slow(h, _) => format!("slow link {}", &h[..1]),
         }
     }
 
@@ -100,6 +103,8 @@ pub struct Nemesis {
     pub active: Vec<(u64, Fault)>,
     next: u64,
     pub injected: BTreeMap<String, u64>,
+    /// Per healed slow link: the packets its buckets held back or dropped.
+    pub slowed: Vec<u64>,
 }
 
 impl Default for Nemesis {
@@ -114,6 +119,7 @@ impl Nemesis {
             active: Vec::new(),
             next: 1,
             injected: BTreeMap::new(),
+            slowed: Vec::new(),
         }
     }
 
@@ -123,7 +129,7 @@ impl Nemesis {
         let id = self.next;
         self.next += 1;
         match &f {
-            Fault::Cut { .. } | Fault::LinkDown(_) => {}
+            Fault::Cut { .. } | Fault::LinkDown(_) | Fault::Slow(..) => {}
             Fault::Pause(h) => signal(pid(w, h)?, "-STOP"),
             Fault::Kill(h) => {
                 if let Some(i) = gtmd_index(h) {
@@ -155,8 +161,11 @@ impl Nemesis {
         *self.injected.entry(f.kind()).or_insert(0) += 1;
         self.active.push((id, f.clone()));
         match &f {
-            Fault::Cut { .. } => add_cut(w, &f),
+            Fault::Cut { .. } => self.apply_cuts(w),
             Fault::LinkDown(h) => w.lab.link(h, false),
+            Fault::Slow(h, rate) => {
+                w.lab.slow(h, Some(rate));
+            }
             Fault::Pause(h) | Fault::Kill(h) => {
                 if let Some(i) = gtmd_index(h) {
                     let paused = matches!(f, Fault::Pause(_));
@@ -188,7 +197,20 @@ impl Nemesis {
         let (_, f) = self.active.remove(at);
         match &f {
             Fault::Cut { .. } => self.apply_cuts(w),
-            Fault::LinkDown(h) => w.lab.link(h, true),
+            // Up only when no other fault in force holds the same link down.
+            Fault::LinkDown(h) => {
+                if !self
+                    .active
+                    .iter()
+                    .any(|(_, f)| matches!(f, Fault::LinkDown(x) if x == h))
+                {
+                    w.lab.link(h, true);
+                }
+            }
+            Fault::Slow(h, _) => {
+                let held = w.lab.slow(h, None);
+                self.slowed.push(held);
+            }
             Fault::Pause(h) => {
                 if let Some(p) = pid(w, h) {
                     signal(p, "-CONT");
@@ -233,28 +255,20 @@ impl Nemesis {
         }
     }
 
-    /// Replaces the nftables rules with the cuts in force. The other cuts are open while
-    /// their rules are put back (a few hundred milliseconds): a heal may briefly reopen them.
+    /// Sets the nftables rules to the cuts in force, each host's at once: the cuts that
+    /// stay in force never open.
     fn apply_cuts(&self, w: &mut World) {
-        w.lab.heal();
+        let mut cuts = Vec::new();
         for (_, f) in &self.active {
-            add_cut(w, f);
-        }
-    }
-}
-
-/// Adds the nftables rules of cut `f` to those in force.
-fn add_cut(w: &mut World, f: &Fault) {
-    if let Fault::Cut { a, b, one_way, .. } = f {
-        for x in a {
-            for y in b {
-                if *one_way {
-                    w.lab.cut_one_way(x, y);
-                } else {
-                    w.lab.cut(x, y);
+            if let Fault::Cut { a, b, one_way, .. } = f {
+                for x in a {
+                    for y in b {
+                        cuts.push((*x, *y, *one_way));
+                    }
                 }
             }
         }
+        w.lab.set_cuts(&cuts);
     }
 }
 
