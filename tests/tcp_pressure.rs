@@ -131,11 +131,20 @@ async fn idle_connections_are_closed_sooner_when_the_server_is_crowded() {
         assert!(ask_tcp(&mut s).await.is_some());
         held.push(s);
     }
-    // Far sooner than the configured 60 s, the idle connections are closed.
-    let mut buf = [0u8; 16];
-    let closed = tokio::time::timeout(Duration::from_secs(10), held[0].read(&mut buf)).await;
+    // Far sooner than the configured 60 s, idle connections are closed until the server is
+    // no longer crowded (under half the limit); which of them go is the server's choice.
+    let mut waits = tokio::task::JoinSet::new();
+    for mut s in held {
+        waits.spawn(async move {
+            let mut buf = [0u8; 16];
+            let r = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+            matches!(r, Ok(Ok(0)) | Ok(Err(_)))
+        });
+    }
+    let closed = waits.join_all().await;
+    let open = closed.iter().filter(|c| !**c).count();
     assert!(
-        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
-        "an idle connection stayed open 10 s on a crowded server: {closed:?}"
+        open < 4,
+        "{open} of 5 idle connections stayed open 10 s on a server crowded at 4 of 8"
     );
 }
