@@ -407,3 +407,55 @@ fn a_second_instance_with_the_same_id_is_refused_while_the_first_lives_and_joins
         "the second never joined once the first was gone"
     );
 }
+
+#[test]
+fn an_instance_cut_from_its_etcd_member_moves_to_another_without_falling_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let members = ["e0", "e1", "e2"];
+    let mut lab = Lab::new(&["e0", "e1", "e2", "g0", "ctl"]);
+    let endpoints: Vec<String> = members.iter().map(|m| lab.etcd_url(m)).collect();
+    let _etcd = lab.etcd(&members, dir.path());
+    let leader = wait_for(Duration::from_secs(20), || {
+        etcd_leader(&lab, "ctl", &endpoints).is_some()
+    });
+    assert!(leader.is_some(), "etcd elected no leader");
+    let _node = spawn_gtmd(&lab, dir.path(), "g0", "i0", &endpoints);
+    wait_joined(&lab, &["g0"], 1, Duration::from_secs(30));
+    // Three rounds: each cuts the instance from the member its session is on. Nothing else
+    // writes, so etcd's only answers are the lease's renewals: the member's silence must be
+    // noticed, and another member taken, before the lease TTL since the last renewal.
+    for round in 0..3 {
+        let on = sessions(dir.path(), "g0")
+            .last()
+            .cloned()
+            .expect("a session");
+        let host = members[endpoints.iter().position(|e| *e == on).unwrap()];
+        let before = sessions(dir.path(), "g0").len();
+        lab.cut("g0", host);
+        let cut = Instant::now();
+        let seen = observe(&lab, &["g0"], cut, TTL + Duration::from_secs(2));
+        let moved = sessions(dir.path(), "g0");
+        eprintln!(
+            "round {round}: cut from {host}; sessions since: {:?}",
+            &moved[before..]
+        );
+        let log = std::fs::read_to_string(dir.path().join("g0.log")).unwrap();
+        for l in log
+            .lines()
+            .filter(|l| l.contains("session ended"))
+            .skip(round)
+        {
+            eprintln!("  {l}");
+        }
+        assert!(
+            !log.contains("etcd lost for the lease TTL"),
+            "round {round}: the instance fell back while two members answered: {seen:?}"
+        );
+        assert!(!seen.left[0], "round {round}: {seen:?}");
+        assert!(
+            moved.len() > before && moved.last() != Some(&on),
+            "round {round}: the session did not move from {on}: {moved:?}"
+        );
+        lab.heal();
+    }
+}

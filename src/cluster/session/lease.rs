@@ -8,7 +8,8 @@ use tokio::sync::watch;
 
 /// Renews the lease every third of `ttl` (each renewal bounded by `limit`) and notes in
 /// `heard` each renewal etcd confirms; returns why when the lease ends or etcd has not
-/// confirmed one for two thirds of `ttl`.
+/// answered for two thirds of `ttl`: at that moment, not at the next renewal, so that the
+/// session moves to another member with a third of `ttl` left before the fallback.
 pub(super) async fn keep_lease(
     mut keeper: etcd_client::LeaseKeeper,
     mut alive: etcd_client::LeaseKeepAliveStream,
@@ -17,12 +18,12 @@ pub(super) async fn keep_lease(
     limit: Duration,
 ) -> String {
     let mut tick = tokio::time::interval(ttl / 3);
+    let silent = silent_for(heard.subscribe(), ttl * 2 / 3);
+    tokio::pin!(silent);
     loop {
         tokio::select! {
+            _ = &mut silent => return "etcd did not renew the lease in time".into(),
             _ = tick.tick() => {
-                if heard.borrow().elapsed() >= ttl * 2 / 3 {
-                    return "etcd did not renew the lease in time".into();
-                }
                 match tokio::time::timeout(limit, keeper.keep_alive()).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return format!("keep-alive: {e}"),

@@ -5,13 +5,17 @@
 //! Bounds, with the quorum delay of [`quorum_delay`] (1 s on a calm day, `lease_ttl` + 1 s
 //! while a fault touches etcd or the instances): a member dead longer than `detection +
 //! quorum delay` is in no answer (unless no member has been surely up and enabled for
-//! `recovery + quorum delay`: fail-open may answer it); a member up from a majority of
-//! vantage points for `recovery + quorum delay`
-//! is in the answer of every instance connected for [`SETTLE`]; an acknowledged override
-//! is honoured within [`OVERRIDE_BOUND`] by every instance connected for [`SETTLE`]; an
-//! instance that reaches no etcd member for `lease_ttl + 1 s` says so, and one that reaches
-//! a working etcd again is connected within [`SETTLE`] (after [`ETCD_ELECTION`] for etcd
-//! itself to elect a leader).
+//! `recovery + quorum delay`, from where the instance stands when it may be answering from
+//! its own view: fail-open may answer it); a member up from a majority of
+//! vantage points for `recovery + quorum delay` is in the answer of every instance connected
+//! to etcd (saying so and reaching it) for [`SETTLE`]; an acknowledged override is honoured
+//! within [`OVERRIDE_BOUND`] by every such instance; an instance that reaches no etcd member
+//! for `lease_ttl + 1 s` says so, and one that reaches a working etcd again is connected
+//! within [`SETTLE`] (after [`ETCD_ELECTION`] for etcd itself to elect a leader once it has
+//! a quorum again or has lost its leader, and after
+//! a restart, once the lease of the instance killed before it has expired: `lease_ttl` +
+//! [`ETCD_ELECTION`] after the kill or after the last fault that shook etcd, since a new
+//! etcd leader extends every lease).
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -186,15 +190,27 @@ pub fn check(evs: &[(Duration, Ev)], b: Bounds) -> Verdict {
     v
 }
 
-/// Whether the instance may be in fail-open at `t`: no member has surely been up and
-/// enabled long enough for every instance to know it.
-fn fail_open_possible(st: &State, ovs: &[Vec<(Duration, Ov)>], b: Bounds, t: Duration) -> bool {
-    !(0..MEMBERS.len()).any(|k| {
-        let (ov, since) = ov_at(&ovs[k], t);
-        st.quorum_up[k].for_at_least(b.recovery + quorum_delay(st, t), t)
-            && ov == Ov::Enabled
-            && since + OVERRIDE_BOUND <= t
-    })
+/// Whether instance `i` may be in fail-open at `t`: no member has surely been up and
+/// enabled long enough for every instance to know it; or, when `i` may answer from its own
+/// view (it is not surely following the quorum), for `i` itself to know it.
+fn fail_open_possible(
+    st: &State,
+    ovs: &[Vec<(Duration, Ov)>],
+    b: Bounds,
+    t: Duration,
+    i: usize,
+    following: bool,
+) -> bool {
+    let up = b.recovery + quorum_delay(st, t);
+    let surely_up = |held: &dyn Fn(usize) -> bool| {
+        (0..MEMBERS.len()).any(|k| {
+            let (ov, since) = ov_at(&ovs[k], t);
+            held(k) && ov == Ov::Enabled && since + OVERRIDE_BOUND <= t
+        })
+    };
+    let by_quorum = !surely_up(&|k| st.quorum_up[k].for_at_least(up, t));
+    let alone = !following && !surely_up(&|k| st.own_up[k][i].for_at_least(up, t));
+    by_quorum || alone
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -224,15 +240,19 @@ fn check_query(
         }
         Ok(bits) => *bits,
     };
-    let fail_open = fail_open_possible(st, ovs, b, t);
     let observed = |d: Duration| st.running[i].for_at_least(d, t);
+    // Its `/status` said connected before and after, and it has run long enough for a poll
+    // after a pause to tell: a query sent to a paused instance is answered, when it resumes,
+    // from what it knew before the pause. And it reaches etcd: one cut off says `connected`
+    // for up to a lease TTL, on what it heard before the cut.
+    let connected = st.connected[i].for_at_least(SETTLE, t)
+        && st.etcd_reach[i].for_at_least(SETTLE, t)
+        && observed(SETTLE)
+        && polled;
+    let fail_open = fail_open_possible(st, ovs, b, t, i, connected);
     for (k, m) in MEMBERS.iter().enumerate() {
         let answered = bits & (1 << k) != 0;
         let (ov, ov_since) = ov_at(&ovs[k], t);
-        // Its `/status` said connected before and after, and it has run long enough for a poll
-        // after a pause to tell: a query sent to a paused instance is answered, when it
-        // resumes, from what it knew before the pause.
-        let connected = st.connected[i].for_at_least(SETTLE, t) && observed(SETTLE) && polled;
         let dead = b.detection + quorum_delay(st, t);
         if answered && !fail_open && st.all_down[k].for_at_least(dead, t) && observed(dead) {
             v.flag(
@@ -273,7 +293,8 @@ fn check_status(
     link: &str,
     overrides: &[String],
 ) {
-    let connected = st.connected[i].for_at_least(SETTLE, t);
+    let connected =
+        st.connected[i].for_at_least(SETTLE, t) && st.etcd_reach[i].for_at_least(SETTLE, t);
     for (k, m) in MEMBERS.iter().enumerate() {
         let (ov, since) = ov_at(&ovs[k], t);
         if !connected || since + OVERRIDE_BOUND > t {
@@ -314,7 +335,9 @@ fn check_status(
     }
     let back = st.etcd_reach[i].for_at_least(SETTLE, t)
         && st.etcd_ok.for_at_least(ETCD_ELECTION + SETTLE, t)
-        && st.running[i].for_at_least(LEASE_TTL + SETTLE, t);
+        && st.running[i].for_at_least(LEASE_TTL + SETTLE, t)
+        // A restarted instance waits for its killed predecessor's lease to expire.
+        && st.old_lease[i].is_none_or(|from| from + LEASE_TTL + ETCD_ELECTION + SETTLE <= t);
     if link != "connected" && back {
         v.flag(
             4,

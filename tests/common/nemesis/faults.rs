@@ -73,6 +73,20 @@ impl Fault {
         }
     }
 
+    /// Whether it can make etcd elect a leader anew (which extends every lease by the
+    /// election timeout): it stops, empties, slows or isolates an etcd member, or cuts etcd
+    /// members from each other.
+    pub fn shakes_etcd(&self) -> bool {
+        let e = |h: &&str| h.starts_with('e');
+        match self {
+            Fault::Cut { a, b, .. } => a.iter().any(e) && b.iter().any(e),
+            Fault::LinkDown(h) | Fault::Pause(h) | Fault::Kill(h) | Fault::Wipe(h) => e(h),
+            Fault::Slow(h, _) => e(h),
+            Fault::WipeAll => true,
+            Fault::Backend { .. } => false,
+        }
+    }
+
     /// Whether packets between `x` and `y` pass no matter which way (a TCP connection needs
     /// both ways).
     pub fn separates(&self, x: &str, y: &str) -> bool {
@@ -128,6 +142,10 @@ impl Nemesis {
     pub fn apply(&mut self, w: &mut World, f: Fault) -> Option<u64> {
         let id = self.next;
         self.next += 1;
+        // The checker gives etcd time to elect a new leader when the fault takes it away.
+        if f.shakes_etcd() {
+            w.h.add(Ev::EtcdLeader(w.etcd_leader_index()));
+        }
         match &f {
             Fault::Cut { .. } | Fault::LinkDown(_) | Fault::Slow(..) => {}
             Fault::Pause(h) => signal(pid(w, h)?, "-STOP"),

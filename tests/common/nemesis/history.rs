@@ -59,6 +59,8 @@ pub enum Ev {
     },
     /// An alert arrived at the webhook sink.
     Alert(serde_json::Value),
+    /// etcd's leader (its index), as asked just before a fault that may take it away.
+    EtcdLeader(Option<usize>),
 }
 
 /// The history: events in the order they were recorded, each with its time since `t0`.

@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
+use super::checker::ETCD_ELECTION;
 use super::faults::Fault;
 use super::history::Ev;
 use super::net::Mode;
-use super::{ETCD, GTMD, MEMBERS, REGIONS};
+use super::{ETCD, GTMD, LEASE_TTL, MEMBERS, REGIONS};
 
 /// What an override on a member is known to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,12 +63,21 @@ pub struct State {
     pub etcd_reach: [Held; GTMD.len()],
     /// Per instance: it reaches no etcd member at all, since.
     pub etcd_cut: [Held; GTMD.len()],
-    /// etcd has a working quorum (two members running and connected) since.
+    /// Per member and instance: up from that instance's vantage point since.
+    pub own_up: [[Held; GTMD.len()]; MEMBERS.len()],
+    /// etcd's leader, when known and still in a working quorum.
+    pub etcd_leader: Option<usize>,
+    /// etcd has a working quorum (two members running and connected) since; and, when it
+    /// lost its leader, since then (the new leader is yet to be elected).
     pub etcd_ok: Held,
     /// No fault touches etcd or the instances' processes or their paths to etcd, since.
     pub calm: Held,
     /// etcd members paused or killed now.
     pub etcd_down: [bool; ETCD.len()],
+    /// Per instance: the lease of an instance killed (whose restart waits for it to expire)
+    /// may still live, counting its TTL from then: from the kill, and again from each moment
+    /// a fault shakes etcd (a new etcd leader extends every lease).
+    pub old_lease: [Option<Duration>; GTMD.len()],
 }
 
 /// A vantage point's view of a member.
@@ -127,9 +137,13 @@ impl State {
                 self.process_fault(fault, false);
             }
             Ev::Backend { member, mode } => self.backend[*member] = Some(*mode),
+            Ev::EtcdLeader(l) => self.etcd_leader = *l,
             Ev::Gtmd { inst, running } => {
                 if *running == Some(true) && self.gtmd[*inst].is_none() {
                     self.serving[*inst] = false;
+                }
+                if running.is_none() {
+                    self.old_lease[*inst] = Some(t);
                 }
                 self.gtmd[*inst] = *running;
             }
@@ -160,12 +174,23 @@ impl State {
             let up = views.iter().filter(|v| **v == View::Up).count();
             let down = views.iter().filter(|v| **v == View::Down).count();
             self.all_down[k].set(down == GTMD.len(), t);
+            for (g, v) in views.iter().enumerate() {
+                self.own_up[k][g].set(*v == View::Up, t);
+            }
             let minority = all_running && down == 1 && up == GTMD.len() - 1;
             self.minority_down[k].set(minority, t);
             self.quorum_up[k].set(up == GTMD.len() || minority, t);
         }
         let calm = !self.faults.iter().any(|(_, f)| f.disturbs_quorum());
         self.calm.set(calm, t);
+        let shaken = self.faults.iter().any(|(_, f)| f.shakes_etcd());
+        for from in self.old_lease.iter_mut() {
+            *from = match *from {
+                Some(f) if f + LEASE_TTL + ETCD_ELECTION <= t => None,
+                Some(_) if shaken => Some(t),
+                other => other,
+            };
+        }
         let working: Vec<usize> = (0..ETCD.len()).filter(|e| self.etcd_works(*e)).collect();
         let quorum: Vec<usize> = working
             .iter()
@@ -178,6 +203,10 @@ impl State {
                     >= 2
             })
             .collect();
+        if self.etcd_leader.is_some_and(|l| !quorum.contains(&l)) {
+            self.etcd_leader = None;
+            self.etcd_ok = Held(None);
+        }
         self.etcd_ok.set(quorum.len() >= 2, t);
         for (g, name) in GTMD.iter().enumerate() {
             let reach = quorum.iter().any(|e| !self.separated(name, ETCD[*e]));
