@@ -12,7 +12,7 @@
 //! On loopback, the kernel runs the target's side of every handshake inside gtmd's own
 //! `connect()` and `close()` calls, so gtmd is charged for work a remote backend would do.
 //! `-- --netns NAME=IP` puts the targets on a separate test host instead: they listen on IP
-//! inside network namespace NAME (reached over a veth pair; see the README for the setup,
+//! inside network namespace NAME (reached over a veth pair; see docs/performance.md for the setup,
 //! with receive processing steered to CPU 1), and gtmd pays only for its own side.
 
 use std::io::Write;

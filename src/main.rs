@@ -155,7 +155,7 @@ fn manpage(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
     man.render_subcommands_section(&mut out)?;
     out.extend_from_slice(
         b".SH FILES\n.TP\n/etc/gtmd/gtmd.toml\nThe configuration (the package installs the sample; \
-          every key is in /usr/share/doc/gtmd/README.md, \"Configuration\").\n\
+          every key is in /usr/share/doc/gtmd/docs/configuration.md).\n\
           .TP\n/etc/gtmd/zones/\nZone files (RFC 1035), one zone per *.zone file.\n\
           .TP\n/etc/gtmd/token\nThe admin API's bearer token, passed to the service by systemd.\n\
           .TP\n/var/lib/gtmd/\nThe state file (overrides and zone serials, admin.state_file).\n\
@@ -187,7 +187,7 @@ fn load(path: Option<&PathBuf>) -> anyhow::Result<Config> {
 }
 
 /// mimalloc: a reload of a large zone takes a third less time than with glibc's allocator,
-/// and leaves less of the old zone behind (README, "Performance").
+/// and leaves less of the old zone behind (docs/performance.md, "A large zone").
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

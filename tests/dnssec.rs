@@ -301,7 +301,7 @@ fn reload(admin: SocketAddr) {
 }
 
 /// A Knot secondary of example.test. on 127.0.0.1:`port` that signs what it transfers from
-/// `primary` with the key at `key` (imported with `keymgr import-bind`, as the README says).
+/// `primary` with the key at `key` (imported with `keymgr import-bind`, as docs/dnssec.md says).
 fn knot_signer(primary: SocketAddr, key: &Path, port: u16) -> (KillOnDrop, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();

@@ -248,6 +248,8 @@ fn the_debian_package_holds_the_binary_config_unit_man_pages_and_completions() {
         "usr/share/gtmd/prometheus/gtmd-rules.yml",
         "usr/share/gtmd/grafana/gtmd.json",
         "usr/share/doc/gtmd/README.md",
+        "usr/share/doc/gtmd/docs/configuration.md",
+        "usr/share/doc/gtmd/docs/operation.md",
     ] {
         assert!(root.join(f).is_file(), "{f} is not in the package");
     }

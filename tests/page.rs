@@ -3,7 +3,7 @@
 //! goes down in the page when its backend is refused, a change without the token is
 //! refused, and one with it takes the member out of the DNS answers.
 //!
-//! With `GTMD_SCREENSHOT=PATH` the test saves its screenshot of the page there (the README's
+//! With `GTMD_SCREENSHOT=PATH` the test saves its screenshot of the page there (docs/operation.md's
 //! `dist/status-page.png` is made so); it always writes `target/status-page.png`.
 
 mod common;

@@ -1,6 +1,6 @@
 //! A ZSK rollover with a secondary that signs with its own copy of the keys: gtmd and a Knot
 //! secondary (`dnssec-signing: on`, a `manual: on` policy, gtmd's keys imported with
-//! `keymgr import-bind`) go through the README's steps together. Before, during and after,
+//! `keymgr import-bind`) go through docs/dnssec.md's steps together. Before, during and after,
 //! answers from both validate with `delv` against the zone's trust anchor, and throughout
 //! (sampled every 50 ms) each server signs only with keys that both servers publish, so a
 //! validator that takes the DNSKEY set from one and an answer from the other never fails.

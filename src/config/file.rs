@@ -1,6 +1,6 @@
 //! The configuration file as written: serde structs with `deny_unknown_fields`, no checks
 //! beyond types. [`super`] turns this into the checked runtime configuration.
-//! Every field's meaning, default and unit is documented in the README's table.
+//! Every field's meaning, default and unit is documented in docs/configuration.md.
 
 use std::collections::BTreeMap;
 

@@ -6,7 +6,7 @@
 //! A check needs only a status line and, at most, a bounded body, so this is a small HTTP/1.1
 //! client over a tokio socket rather than a general one: it costs a fraction of the CPU per
 //! probe, lets the connection be closed with a reset, and shares one TLS configuration among
-//! all members (see the README's notes on probing at scale).
+//! all members (see docs/performance.md, "Probing at scale").
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};

@@ -161,7 +161,7 @@ mod tests {
             "{}",
             formula(&c, 3, "rise")
         );
-        // The README's example: 1 s, 100 ms, 300 ms, fall 3: 1.1 + 0.2 + 0.3.
+        // docs/steering.md's example: 1 s, 100 ms, 300 ms, fall 3: 1.1 + 0.2 + 0.3.
         let c = check(1000, 300, 3, Some(100));
         assert_eq!(detection(&c, 3), Duration::from_millis(1600));
     }

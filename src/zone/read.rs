@@ -19,8 +19,8 @@ pub struct ZoneLimits {
 }
 
 impl ZoneLimits {
-    /// 1 GiB of text and 10 million records: ten times the largest zone measured (README,
-    /// "Performance"), and well short of what exhausts a server's memory.
+    /// 1 GiB of text and 10 million records: ten times the largest zone measured
+    /// (docs/performance.md, "A large zone"), and well short of what exhausts a server's memory.
     pub const DEFAULT: ZoneLimits = ZoneLimits {
         bytes: 1 << 30,
         records: 10_000_000,
