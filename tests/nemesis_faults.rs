@@ -211,6 +211,22 @@ fn a_paused_then_a_killed_etcd_member_break_no_invariant() {
     });
 }
 
+/// The leader's removal starts an election, which the instances on it ride out (or fall back
+/// for a moment within the election time the checker allows).
+#[test]
+fn etcds_leader_replaced_by_an_empty_member_breaks_no_invariant() {
+    scenario("wipe-etcd-leader", |w, n| {
+        let leader = w.etcd_leader_index().expect("etcd has a leader");
+        n.apply(w, Fault::Wipe(ETCD[leader]))
+            .expect("the leader was replaced");
+        hold(Duration::from_secs(4));
+        assert!(ctl(w, 1, "disable", 2), "the disable was not acknowledged");
+        hold(Duration::from_secs(2));
+        assert!(ctl(w, 2, "enable", 2), "the enable was not acknowledged");
+        hold(Duration::from_secs(2));
+    });
+}
+
 #[test]
 fn an_etcd_member_replaced_by_an_empty_one_breaks_no_invariant() {
     scenario("wipe-etcd-member", |w, n| {

@@ -156,7 +156,29 @@ impl Nemesis {
                     w.etcd[etcd_index(h)?] = None;
                 }
             }
-            Fault::Wipe(h) => wipe(w, etcd_index(h)?)?,
+            // Recorded as in force from the moment the member is removed (an election
+            // starts then when it led), not from when it is back.
+            Fault::Wipe(h) => {
+                let removed = std::cell::Cell::new(false);
+                let note = |w: &World, on: bool| {
+                    w.h.add(Ev::Fault {
+                        id,
+                        fault: f.clone(),
+                        on,
+                    })
+                };
+                let done = wipe(w, etcd_index(h)?, &|w: &World| {
+                    removed.set(true);
+                    note(w, true);
+                });
+                if done.is_none() {
+                    // Removed but not replaced: whatever etcd holds now, the fault is over.
+                    if removed.get() {
+                        note(w, false);
+                    }
+                    return None;
+                }
+            }
             Fault::WipeAll => {
                 for (e, name) in w.etcd.iter_mut().zip(ETCD) {
                     *e = None;
@@ -171,11 +193,13 @@ impl Nemesis {
                 });
             }
         }
-        w.h.add(Ev::Fault {
-            id,
-            fault: f.clone(),
-            on: true,
-        });
+        if !matches!(f, Fault::Wipe(_)) {
+            w.h.add(Ev::Fault {
+                id,
+                fault: f.clone(),
+                on: true,
+            });
+        }
         *self.injected.entry(f.kind()).or_insert(0) += 1;
         self.active.push((id, f.clone()));
         match &f {
@@ -301,8 +325,10 @@ fn pid(w: &World, h: &str) -> Option<u32> {
 /// Replaces etcd member `i` by an empty one, as after the loss of its disk: removed from
 /// the cluster, its data deleted, added again and started to join. None when the other
 /// members cannot do it (no quorum).
-fn wipe(w: &mut World, i: usize) -> Option<()> {
-    match try_wipe(w, i) {
+/// Replaces etcd member `i` by an empty one; `removed` is called once the member is out of
+/// the cluster.
+fn wipe(w: &mut World, i: usize, removed: &dyn Fn(&World)) -> Option<()> {
+    match try_wipe(w, i, removed) {
         Ok(()) => Some(()),
         Err(e) => {
             eprintln!("etcd member {} not replaced: {e}", ETCD[i]);
@@ -311,7 +337,7 @@ fn wipe(w: &mut World, i: usize) -> Option<()> {
     }
 }
 
-fn try_wipe(w: &mut World, i: usize) -> Result<(), String> {
+fn try_wipe(w: &mut World, i: usize, removed: &dyn Fn(&World)) -> Result<(), String> {
     let others: Vec<String> = (0..ETCD.len())
         .filter(|j| *j != i)
         .map(|j| w.lab.etcd_url(ETCD[j]))
@@ -351,11 +377,14 @@ fn try_wipe(w: &mut World, i: usize) -> Result<(), String> {
         let mut r = ctl(w, args);
         while r.is_err() && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(500));
+            // Who leads when the removal is tried again (the checker's election time).
+            w.h.add(Ev::EtcdLeader(w.etcd_leader_index()));
             r = ctl(w, args);
         }
         r
     };
     again(w, &["member", "remove", &format!("{id:x}")])?;
+    removed(w);
     w.etcd[i] = None;
     let data = w.dir.path().join(format!("{}.etcd", ETCD[i]));
     let _ = std::fs::remove_dir_all(&data);
