@@ -66,6 +66,8 @@ pub enum Ev {
 /// The history: events in the order they were recorded, each with its time since `t0`.
 pub struct History {
     pub t0: Instant,
+    /// The wall clock at `t0` (the instances' logs are stamped by it).
+    pub wall0: std::time::SystemTime,
     pub evs: Mutex<Vec<(Duration, Ev)>>,
 }
 
@@ -73,6 +75,7 @@ impl History {
     pub fn new() -> Arc<History> {
         Arc::new(History {
             t0: Instant::now(),
+            wall0: std::time::SystemTime::now(),
             evs: Mutex::new(Vec::new()),
         })
     }
@@ -93,7 +96,10 @@ impl History {
     /// says the same as the one before it to the same instance.
     pub fn write(&self, path: &std::path::Path) {
         use std::fmt::Write as _;
-        let mut out = String::new();
+        let mut out = format!(
+            "# time 0 is {} (UTC)\n",
+            humantime::format_rfc3339_millis(self.wall0)
+        );
         let mut last: std::collections::HashMap<(u8, usize), String> = Default::default();
         for (t, ev) in self.sorted() {
             let key = match &ev {

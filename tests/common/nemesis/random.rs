@@ -163,8 +163,12 @@ pub fn assert_clean(w: &World, label: &str, v: &Verdict) {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
     let path = dir.join(format!("nemesis-{label}.history"));
     w.h.write(&path);
+    // Each instance's whole log (all its runs), beside the history.
+    for g in super::GTMD {
+        let _ = std::fs::copy(w.log(g), dir.join(format!("nemesis-{label}-{g}.log")));
+    }
     panic!(
-        "{label}: {} violations (history: {})\n{}",
+        "{label}: {} violations (history: {}, the instances' logs beside it)\n{}",
         v.violations.len(),
         path.display(),
         v.describe()

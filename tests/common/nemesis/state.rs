@@ -219,9 +219,10 @@ impl State {
     /// Whether etcd member `e` runs, is a member (not being replaced) and its link is up.
     fn etcd_works(&self, e: usize) -> bool {
         !self.etcd_down[e]
-            && !self.faults.iter().any(|(_, f)| {
-                matches!(f, Fault::LinkDown(h) | Fault::Wipe(h) if *h == ETCD[e])
-            })
+            && !self
+                .faults
+                .iter()
+                .any(|(_, f)| matches!(f, Fault::LinkDown(h) | Fault::Wipe(h) if *h == ETCD[e]))
     }
 }
 
