@@ -98,9 +98,9 @@ async fn start_as(
     }
     let cfg = Arc::new(cfg);
     let published: Published = Arc::new(ArcSwap::from_pointee(Publication::default()));
-    // Never an error: DNS does not wait on the state file (see ops::state::restore).
+    // Never an error: DNS does not wait on the state file (see base::state::restore).
     let overrides = match &cfg.state_file {
-        Some(p) => crate::ops::state::restore(p),
+        Some(p) => crate::base::state::restore(p),
         None => Default::default(),
     };
     let token: Token = Arc::new(ArcSwapOption::from(
@@ -110,7 +110,7 @@ async fn start_as(
     let (mut engine, ready) = Engine::new(cfg.clone(), zones, published.clone());
     let admin_bound = listeners.admin.local_addr()?;
     let ctl = ctl_command(admin_bound, cfg.token_file.as_deref());
-    engine.set_alerts(crate::ops::alert::Alerts::start(&cfg.alerts, ctl));
+    engine.set_alerts(crate::base::alert::Alerts::start(&cfg.alerts, ctl));
     let cached = overrides.overrides.clone();
     engine.restore_overrides(overrides);
     join_cluster(&mut engine, &cfg, kind, cached, &stop);
@@ -164,7 +164,7 @@ fn join_cluster(
     engine: &mut Engine,
     cfg: &Config,
     kind: Kind,
-    cached: Vec<crate::ops::state::Override>,
+    cached: Vec<crate::base::state::Override>,
     stop: &CancellationToken,
 ) {
     if let Some(c) = &cfg.cluster {
@@ -182,13 +182,13 @@ fn ctl_command(admin: std::net::SocketAddr, token_file: Option<&std::path::Path>
         .unwrap_or_else(|_| "gtmd".into());
     let mut ctl = format!(
         "{} ctl --admin {admin}",
-        crate::ops::alert::shell_quote(&exe)
+        crate::base::alert::shell_quote(&exe)
     );
     if let Some(t) = token_file {
         let t = std::path::absolute(t).unwrap_or_else(|_| t.to_path_buf());
         ctl += &format!(
             " --token-file {}",
-            crate::ops::alert::shell_quote(&t.display().to_string())
+            crate::base::alert::shell_quote(&t.display().to_string())
         );
     }
     ctl
@@ -206,7 +206,7 @@ async fn serve_dns(
         _ = stop.cancelled() => return,
     }
     // Reading the zones left their parsing's garbage on the heap: give it back.
-    let _ = tokio::task::spawn_blocking(crate::ops::reload::release_free_memory).await;
+    let _ = tokio::task::spawn_blocking(crate::base::release_free_memory).await;
     let mut set = JoinSet::new();
     for l in listeners {
         if let (Ok(u), Ok(t)) = (l.local_addr(), l.tcp.local_addr()) {

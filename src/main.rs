@@ -1,5 +1,7 @@
 //! The `gtmd` command: runs the server, or checks a configuration.
 
+#![warn(clippy::too_many_lines)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

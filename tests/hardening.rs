@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
+use gtmd::base::state::{Action, Override};
 use gtmd::ops::ctl::request;
-use gtmd::ops::state::{Action, Override};
 use hickory_proto::rr::RecordType;
 use serde_json::json;
 
@@ -48,7 +48,7 @@ async fn an_unreadable_state_file_starts_from_its_backup_loudly_until_written_ag
         since: 1,
         until: None,
     };
-    gtmd::ops::state::save(&state, &[kept], &Default::default(), &Default::default()).unwrap();
+    gtmd::base::state::save(&state, &[kept], &Default::default(), &Default::default()).unwrap();
     // The file is then emptied (a full disk, a bad edit), and a write was cut short.
     std::fs::write(&state, "").unwrap();
     let stale = dir.path().join(".state.json.4242.tmp");
@@ -79,7 +79,7 @@ async fn an_unreadable_state_file_starts_from_its_backup_loudly_until_written_ag
     post(g.admin, "/overrides/clear", json!({ "target": "web/m0" })).unwrap();
     assert!(status(g.admin).await["state_file_problem"].is_null());
     assert_eq!(metric(g.admin, "gtmd_state_file_ok").await, Some(1.0));
-    assert!(gtmd::ops::state::load(&state).unwrap().is_empty());
+    assert!(gtmd::base::state::load(&state).unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,7 +63,7 @@ async fn a_disable_survives_a_restart_and_enable_restores() {
     assert_eq!(m["answered"], false);
     assert_eq!(m["override"]["action"], "disable");
     assert_eq!(m["override"]["reason"], "maintenance");
-    let kept = gtmd::ops::state::load(&state).unwrap();
+    let kept = gtmd::base::state::load(&state).unwrap();
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0].target.to_string(), "web/m0");
 
@@ -94,7 +94,7 @@ async fn a_disable_survives_a_restart_and_enable_restores() {
     )
     .unwrap();
     assert_eq!(answers(&g).await, ["192.0.2.10", "192.0.2.11"]);
-    assert!(gtmd::ops::state::load(&state).unwrap().is_empty());
+    assert!(gtmd::base::state::load(&state).unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,7 +228,7 @@ async fn a_kill_during_state_writes_leaves_a_whole_state_file() {
         child.kill().unwrap(); // SIGKILL, whatever it was doing
         child.wait().unwrap();
         let writes = writer.join().unwrap();
-        let kept = gtmd::ops::state::load(&state).unwrap_or_else(|e| {
+        let kept = gtmd::base::state::load(&state).unwrap_or_else(|e| {
             panic!("round {round}: after {writes} writes the file is broken: {e}")
         });
         assert!(kept.len() <= 1, "round {round}: {kept:?}");

@@ -4,7 +4,7 @@
 #![cfg_attr(not(feature = "cluster"), allow(dead_code))]
 
 use super::{Alone, Instance, Shared, Verdict};
-use crate::ops::state::Override;
+use crate::base::state::Override;
 
 /// The keys of one cluster, for one instance.
 #[derive(Debug, Clone)]

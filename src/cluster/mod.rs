@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::base::state::{Override, Target};
 use crate::config::{ClusterConfig, Quorum};
-use crate::ops::state::{Override, Target};
 
 #[cfg(feature = "cluster")]
 mod connect;
@@ -90,7 +90,7 @@ pub struct Alerted {
     pub regions: BTreeMap<String, bool>,
     /// The alerts of these changes not yet delivered (recorded before they are sent).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pending: Vec<crate::ops::alert::Alert>,
+    pub pending: Vec<crate::base::alert::Alert>,
 }
 
 impl Alerted {
@@ -326,7 +326,7 @@ pub fn start(
         }
         .into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        since: crate::ops::state::now_secs(),
+        since: crate::base::state::now_secs(),
         probe_source: probe_source.map(|s| s.to_string()),
     };
     #[cfg(feature = "cluster")]

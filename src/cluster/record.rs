@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use super::Alerted;
-use crate::ops::alert::{Alert, Alerts};
+use crate::base::alert::{Alert, Alerts};
 
 /// Per member (`pool/member`): the state an instance last alerted on its own (`true`: up).
 pub type Alone = BTreeMap<String, bool>;

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Certificate, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity, KvClient,
-    LeaseClient, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    Certificate, Compare, CompareOp, ConnectOptions, EventType, Identity, KvClient, LeaseClient,
+    PutOptions, TlsOptions, Txn, TxnOp, WatchOptions,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use super::connect;
 use super::keys::{Key, Keys};
 use super::{Instance, Link, OverrideChange, Shared, Verdict, Write};
+use crate::base::state::Override;
 use crate::config::ClusterConfig;
-use crate::ops::state::Override;
 
 /// etcd refuses transactions of more operations than this (its `--max-txn-ops` default).
 const MAX_TXN_OPS: usize = 128;
@@ -36,6 +36,8 @@ const CAS_TRIES: usize = 8;
 const MAX_OWN_LEASES: usize = 64;
 
 mod deliver;
+mod join;
+mod leader;
 mod lease;
 pub(super) use deliver::Outbox;
 use lease::{keep_lease, silent_for};
@@ -141,7 +143,7 @@ impl Session {
                 r = self.session() => r.err().unwrap_or_default(),
                 _ = silent, if !fallen => format!("etcd did not answer for the lease TTL ({:?})", self.cfg.lease_ttl),
             };
-            crate::ops::metrics::cluster_error();
+            crate::base::metrics::cluster_error();
             if self.state.problem.as_deref() != Some(e.as_str()) {
                 tracing::warn!(error = %e, "cluster: etcd session ended; reconnecting");
             }
@@ -462,104 +464,9 @@ impl Session {
                 overrides = self.cached.len(),
                 "cluster: etcd held no overrides; seeded with the last list the cluster agreed on"
             );
-            crate::ops::metrics::cluster_writes("override", 1);
+            crate::base::metrics::cluster_writes("override", 1);
         }
         Ok(())
-    }
-
-    /// Registers this instance on `lease`: when its key is free, on no lease, or held on a
-    /// lease of this instance's own (a session before this one). A key on any other lease is another live
-    /// instance with the same id: refused, and nothing is written.
-    async fn register(&mut self, kv: &mut KvClient, lease: i64) -> Result<(), String> {
-        let key = self.keys.instance();
-        let me = serde_json::to_vec(&self.me).map_err(|e| e.to_string())?;
-        let put = || {
-            TxnOp::put(
-                key.clone(),
-                me.clone(),
-                Some(PutOptions::new().with_lease(lease)),
-            )
-        };
-        let t = Txn::new()
-            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([put()])
-            .or_else([TxnOp::get(key.clone(), None)]);
-        let mut r = self.op("register", kv.txn(t)).await?;
-        if !r.succeeded() {
-            let (holder, value) = held(&r).unwrap_or_default();
-            // A key on no lease (written by hand) is no live instance's.
-            if holder != 0 && !self.own_leases.contains(&holder) {
-                // This lease holds nothing: it is not ours to keep.
-                self.own_leases.retain(|&l| l != lease);
-                return Err(self.duplicate(holder, &value));
-            }
-            let t = Txn::new()
-                .when([Compare::lease(key.clone(), CompareOp::Equal, holder)])
-                .and_then([put()]);
-            r = self.op("register", kv.txn(t)).await?;
-            if !r.succeeded() {
-                return Err("register: the registration changed under this instance".into());
-            }
-        }
-        crate::ops::metrics::cluster_writes("register", 1);
-        Ok(())
-    }
-
-    /// Why this instance may not join: another holds its id.
-    fn duplicate(&self, lease: i64, value: &[u8]) -> String {
-        let other = serde_json::from_slice::<Instance>(value)
-            .map(|i| {
-                format!(
-                    "a {} of version {} registered at {} (Unix time)",
-                    i.kind, i.version, i.since
-                )
-            })
-            .unwrap_or_else(|_| "an instance".into());
-        format!(
-            "another live instance holds the id {:?} ({other}, on etcd lease {lease:x}): this instance does not join the cluster until it is gone; give each instance its own [cluster] id",
-            self.keys.me
-        )
-    }
-
-    /// Registers on `lease`, seeds the overrides if etcd has none, reads everything, and
-    /// writes this instance's views onto the lease. Returns the revision read at.
-    async fn join(&mut self, kv: &mut KvClient, lease: i64) -> Result<i64, String> {
-        self.register(kv, lease).await?;
-        self.seed(kv).await?;
-        let all = GetOptions::new().with_prefix();
-        let resp = self
-            .op("read", kv.get(self.keys.prefix.clone(), Some(all)))
-            .await?;
-        let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
-        let mut state = Shared {
-            link: self.state.link,
-            problem: self.state.problem.clone(),
-            joined_rev: rev,
-            ..Shared::default()
-        };
-        for kv in resp.kvs() {
-            let key = String::from_utf8_lossy(kv.key());
-            state.apply(&self.keys, &key, Some(kv.value()));
-            state.note_revision(&self.keys, &key, kv.mod_revision());
-        }
-        // Absent (and not seeded: the cache is empty) or garbled: the last good list stays.
-        state.overrides.get_or_insert_with(|| self.cached.clone());
-        // Every view of ours is written again onto this lease, whatever etcd held (its
-        // values may predate what this instance saw meanwhile); those no longer ours go.
-        let stale: Vec<String> = std::mem::take(&mut self.own).into_keys().collect();
-        let mine: Vec<String> = state
-            .views
-            .iter()
-            .filter(|(_, v)| v.contains_key(&self.keys.me))
-            .map(|(m, _)| m.clone())
-            .collect();
-        self.state = state;
-        self.remember_overrides();
-        let stale = stale.into_iter().chain(mine).collect();
-        // What it alerted on its own goes first: the leader sees it before the views.
-        self.write_alone(kv, lease).await?;
-        self.write_views(kv, lease, stale).await?;
-        Ok(rev)
     }
 
     /// Writes the views whose `up` differs from what etcd holds (`own`), and deletes
@@ -592,7 +499,7 @@ impl Session {
         for (chunk, done) in ops.chunks(MAX_TXN_OPS).zip(changes.chunks(MAX_TXN_OPS)) {
             let t = Txn::new().and_then(chunk.to_vec());
             let r = self.op("write views", kv.txn(t)).await?;
-            crate::ops::metrics::cluster_writes("view", chunk.len());
+            crate::base::metrics::cluster_writes("view", chunk.len());
             let rev = r.header().map_or(0, |h| h.revision());
             for (m, up) in done {
                 match up {
@@ -602,72 +509,6 @@ impl Session {
             }
         }
         Ok(())
-    }
-
-    /// Takes the alert leadership if nobody holds it, or if the leader key names no live
-    /// instance (a value no session holds is taken over); keeps it, on `lease`, if this
-    /// instance holds it on an older lease of its own (a session that ended: the others
-    /// would otherwise take it over when that lease is revoked, and send again what this
-    /// instance delivered but could not yet mark); learns who leads otherwise.
-    async fn campaign(&mut self, kv: &mut KvClient, lease: i64) -> Result<(), String> {
-        let key = self.keys.leader();
-        let put = TxnOp::put(
-            key.clone(),
-            self.keys.me.clone(),
-            Some(PutOptions::new().with_lease(lease)),
-        );
-        let t = Txn::new()
-            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([put.clone()])
-            .or_else([TxnOp::get(key.clone(), None)]);
-        let r = self.op("campaign", kv.txn(t)).await?;
-        if r.succeeded() {
-            self.outbox.forget();
-            self.lead();
-            return Ok(());
-        }
-        let held = r.op_responses().into_iter().find_map(|op| match op {
-            TxnOpResponse::Get(g) => g.kvs().first().map(|kv| {
-                let holder = String::from_utf8_lossy(kv.value()).into_owned();
-                (holder, kv.mod_revision(), kv.lease())
-            }),
-            _ => None,
-        });
-        self.state.leader_key = held.as_ref().map(|(h, ..)| h.clone());
-        self.state.settle_leader();
-        match held {
-            Some((holder, rev, on))
-                if holder == self.keys.me && on != lease && self.own_leases.contains(&on) =>
-            {
-                let t = Txn::new()
-                    .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
-                    .and_then([put]);
-                if self.op("campaign", kv.txn(t)).await?.succeeded() {
-                    tracing::info!("cluster: the leadership moves onto this session's lease");
-                    self.lead();
-                }
-            }
-            Some((holder, rev, _)) if self.state.leader.is_none() => {
-                tracing::warn!(%holder, "cluster: the leader key names no live instance; taking it over");
-                let t = Txn::new()
-                    .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
-                    .and_then([put]);
-                if self.op("campaign", kv.txn(t)).await?.succeeded() {
-                    self.outbox.forget();
-                    self.lead();
-                }
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// This instance holds the leader key now.
-    fn lead(&mut self) {
-        tracing::info!("cluster: this instance now sends the cluster's alerts");
-        crate::ops::metrics::cluster_writes("leader", 1);
-        self.state.leader_key = Some(self.keys.me.clone());
-        self.state.settle_leader();
     }
 
     /// Applies `change` to the overrides etcd holds, by compare-and-swap. The outer error is
@@ -699,7 +540,7 @@ impl Session {
                 .when([Compare::mod_revision(key.clone(), CompareOp::Equal, rev)])
                 .and_then([TxnOp::put(key.clone(), body, None)]);
             if self.op("write overrides", kv.txn(t)).await?.succeeded() {
-                crate::ops::metrics::cluster_writes("override", 1);
+                crate::base::metrics::cluster_writes("override", 1);
                 self.alive();
                 self.cached = new.clone();
                 return Ok(Ok(new));
@@ -709,12 +550,4 @@ impl Session {
             "the overrides kept changing under {CAS_TRIES} tries: try again"
         )))
     }
-}
-
-/// The lease and value of the key a failed registration read.
-fn held(r: &etcd_client::TxnResponse) -> Option<(i64, Vec<u8>)> {
-    r.op_responses().into_iter().find_map(|op| match op {
-        TxnOpResponse::Get(g) => g.kvs().first().map(|kv| (kv.lease(), kv.value().to_vec())),
-        _ => None,
-    })
 }

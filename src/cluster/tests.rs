@@ -178,7 +178,7 @@ fn a_leader_key_no_live_instance_holds_is_ignored() {
 fn override_changes_apply_to_the_list() {
     let o = |t: &str, until| Override {
         target: t.parse().unwrap(),
-        action: crate::ops::state::Action::Disable,
+        action: crate::base::state::Action::Disable,
         reason: "r".into(),
         since: 1,
         until,
@@ -248,7 +248,7 @@ fn a_record_without_pending_alerts_still_reads_and_pending_alerts_are_not_state(
     assert!(old.pending.is_empty());
     let mut new = old.clone();
     new.pending
-        .push(crate::ops::alert::Alert::new("member_down"));
+        .push(crate::base::alert::Alert::new("member_down"));
     assert!(new.same_state(&old));
     assert_ne!(new, old);
     let text = serde_json::to_string(&old).unwrap();

@@ -25,24 +25,10 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
     });
     let admin = cx.keep(admin::build_admin(cx, &raw.admin, base));
     if let (Some((listen, _)), Some(admin)) = (&server, &admin) {
-        if let Some(i) = listen.iter().position(|&a| server::clash(admin.listen, a)) {
-            cx.keep::<()>(Err(cx.err(
-                "admin.listen",
-                format!(
-                    "{} clashes with server.listen[{i}] ({}), where DNS listens on TCP: both cannot be bound",
-                    admin.listen, listen[i]
-                ),
-            )));
-        }
+        refuse_clash(cx, listen, admin.listen);
     }
     let probe = cx.keep(admin::build_probe(cx, &raw.probe));
-    let checks: Option<Vec<_>> = raw
-        .checks
-        .iter()
-        .map(|(name, c)| cx.keep(checks::build_check(cx, name, c)))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .collect();
+    let checks = build_checks(cx, &raw);
     let pools = checks
         .as_ref()
         .and_then(|checks| cx.keep(pools::build_pools(cx, &raw, checks)));
@@ -70,22 +56,11 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
     let dnssec = cx.keep(dnssec::build_dnssec(cx, &raw, base));
     cx.finish()?;
     // `finish` returned Ok: no part failed, so each is there.
-    fn there<T>(part: Option<T>) -> T {
-        part.expect("a part without an error is there")
-    }
     let (listen, zones_dir) = there(server);
     let mut wire = there(wire);
     wire.transfer = std::sync::Arc::new(there(transfer));
-    let admin = there(admin);
-    let probe = there(probe);
-    let checks = there(checks);
+    let (admin, probe) = (there(admin), there(probe));
     let (pools, members) = there(pools);
-    let names = there(names);
-    let regions = there(regions);
-    let alerts = there(alerts);
-    let rrl = there(rrl);
-    let cluster = there(cluster);
-    let dnssec = there(dnssec);
     Ok(Config {
         source: cx.source.to_string(),
         path: None,
@@ -103,16 +78,44 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
         probe_source: probe.source,
         resolvers: probe.resolvers,
         serve_stale: probe.serve_stale,
-        checks,
+        checks: there(checks),
         pools,
         members,
-        names,
-        regions,
-        alerts,
-        rrl,
-        cluster,
-        dnssec,
+        names: there(names),
+        regions: there(regions),
+        alerts: there(alerts),
+        rrl: there(rrl),
+        cluster: there(cluster),
+        dnssec: there(dnssec),
         warnings,
         text: cx.text.to_string(),
     })
+}
+
+/// A part of the configuration that `Ctx::finish` found without an error.
+fn there<T>(part: Option<T>) -> T {
+    part.expect("a part without an error is there")
+}
+
+/// Every check, or None with the errors of those that failed kept.
+fn build_checks(cx: &Ctx, raw: &file::File) -> Option<Vec<crate::config::Check>> {
+    raw.checks
+        .iter()
+        .map(|(name, c)| cx.keep(checks::build_check(cx, name, c)))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// Keeps an error when the admin API's address is one DNS listens on over TCP.
+fn refuse_clash(cx: &Ctx, listen: &[std::net::SocketAddr], admin: std::net::SocketAddr) {
+    if let Some(i) = listen.iter().position(|&a| server::clash(admin, a)) {
+        cx.keep::<()>(Err(cx.err(
+            "admin.listen",
+            format!(
+                "{admin} clashes with server.listen[{i}] ({}), where DNS listens on TCP: both cannot be bound",
+                listen[i]
+            ),
+        )));
+    }
 }

@@ -6,12 +6,12 @@ use std::net::IpAddr;
 use hickory_proto::rr::{LowerName, Name};
 
 use super::file;
-use super::server::parse_net;
+use super::topology::build_topology;
 use super::{
     duration, key, AllDown, BoundName, Check, ConfigError, Ctx, Member, MinHealthy, Policy, Pool,
     Recovery,
 };
-use crate::steer::recovery;
+use crate::config::recovery;
 
 pub(super) fn names_of<'a>(it: impl Iterator<Item = &'a String>) -> String {
     let v: Vec<String> = it.map(|s| format!("{s:?}")).collect();
@@ -44,35 +44,7 @@ pub(super) fn build_names(
     // Each name on its own: an error in one is kept and the next is checked.
     let mut one = |n: &String, b: &file::BoundName| -> Result<BoundName, ConfigError> {
         let np = format!("names.{}", key(n));
-        let fqdn = if n.ends_with('.') {
-            n.clone()
-        } else {
-            format!("{n}.")
-        };
-        let name = Name::from_ascii(&fqdn)
-            .map_err(|e| cx.err(&np, format!("{n:?} is not a domain name: {e}")))?;
-        if !bound.insert(LowerName::new(&name)) {
-            return Err(cx.err(&np, format!("{name} is bound twice")));
-        }
-        if b.pools.is_empty() {
-            return Err(cx.err(&format!("{np}.pools"), "list at least one pool"));
-        }
-        let ids = b
-            .pools
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                pool_index(pools, p).ok_or_else(|| {
-                    cx.err(
-                        &format!("{np}.pools[{i}]"),
-                        format!(
-                            "no pool named {p:?}; defined are: {}",
-                            names_of(pools.iter().map(|x| &x.name))
-                        ),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let (name, ids) = name_and_pools(cx, &np, n, b, pools, &mut bound)?;
         let all_down = build_all_down(cx, &np, b, pools)?;
         let fallback = match &all_down {
             AllDown::Fallback { pools, .. } => pools.as_slice(),
@@ -90,34 +62,12 @@ pub(super) fn build_names(
             warnings,
         )?;
         let mut policy = build_policy(cx, &np, b, pools, members, &ids)?;
-        let cname = cname_pool(pools, members, ids[0]);
-        for (i, &p) in ids.iter().chain(fallback).enumerate() {
-            if cname_pool(pools, members, p) != cname {
-                let at = if i < ids.len() {
-                    format!("{np}.pools[{i}]")
-                } else {
-                    format!("{np}.fallback")
-                };
-                return Err(cx.err(&at, format!(
-                    "pool {:?} holds {} but pool {:?} holds {}: a name answers either addresses or one CNAME, not both",
-                    pools[p].name, holds(cname_pool(pools, members, p)), pools[ids[0]].name, holds(cname)
-                )));
-            }
-        }
+        let cname = one_kind(cx, &np, pools, members, &ids, fallback)?;
         if cname {
             cname_policy(cx, &np, b, &mut policy, &all_down)?;
         }
         let spill = build_spill(cx, &np, b, pools, &ids, &policy)?;
-        if matches!(policy, Policy::Weighted { .. } | Policy::All { .. }) {
-            if let Some(&p) = ids.iter().find(|&&p| pools[p].capacity.is_some()) {
-                warnings.push(format!(
-                    "{}: {np}: pool {:?} has a capacity, which a {} name does not use (capacity steers failover and topology names); remove it or change the policy",
-                    cx.source,
-                    pools[p].name,
-                    if matches!(policy, Policy::All { .. }) { "policy = \"all\"" } else { "weighted" },
-                ));
-            }
-        }
+        warn_unused_capacity(cx, &np, pools, &ids, &policy, warnings);
         Ok(BoundName {
             name,
             pools: ids,
@@ -136,6 +86,154 @@ pub(super) fn build_names(
         }
     }
     Ok(out)
+}
+
+/// The name `n` bound by `[names.n]` (bound once only, in `bound`) and its pools' numbers.
+fn name_and_pools(
+    cx: &Ctx,
+    np: &str,
+    n: &str,
+    b: &file::BoundName,
+    pools: &[Pool],
+    bound: &mut std::collections::HashSet<LowerName>,
+) -> Result<(Name, Vec<usize>), ConfigError> {
+    let fqdn = if n.ends_with('.') {
+        n.to_string()
+    } else {
+        format!("{n}.")
+    };
+    let name = Name::from_ascii(&fqdn)
+        .map_err(|e| cx.err(np, format!("{n:?} is not a domain name: {e}")))?;
+    if !bound.insert(LowerName::new(&name)) {
+        return Err(cx.err(np, format!("{name} is bound twice")));
+    }
+    if b.pools.is_empty() {
+        return Err(cx.err(&format!("{np}.pools"), "list at least one pool"));
+    }
+    let ids = b
+        .pools
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            pool_index(pools, p).ok_or_else(|| {
+                cx.err(
+                    &format!("{np}.pools[{i}]"),
+                    format!(
+                        "no pool named {p:?}; defined are: {}",
+                        names_of(pools.iter().map(|x| &x.name))
+                    ),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((name, ids))
+}
+
+/// Whether the name's pools (and fallback pools) hold domain names: all of them, or none.
+fn one_kind(
+    cx: &Ctx,
+    np: &str,
+    pools: &[Pool],
+    members: &[Member],
+    ids: &[usize],
+    fallback: &[usize],
+) -> Result<bool, ConfigError> {
+    let cname = cname_pool(pools, members, ids[0]);
+    for (i, &p) in ids.iter().chain(fallback).enumerate() {
+        if cname_pool(pools, members, p) != cname {
+            let at = if i < ids.len() {
+                format!("{np}.pools[{i}]")
+            } else {
+                format!("{np}.fallback")
+            };
+            return Err(cx.err(&at, format!(
+                "pool {:?} holds {} but pool {:?} holds {}: a name answers either addresses or one CNAME, not both",
+                pools[p].name, holds(cname_pool(pools, members, p)), pools[ids[0]].name, holds(cname)
+            )));
+        }
+    }
+    Ok(cname)
+}
+
+/// Warns of a pool capacity that the name's policy does not use.
+fn warn_unused_capacity(
+    cx: &Ctx,
+    np: &str,
+    pools: &[Pool],
+    ids: &[usize],
+    policy: &Policy,
+    warnings: &mut Vec<String>,
+) {
+    if matches!(policy, Policy::Weighted { .. } | Policy::All { .. }) {
+        if let Some(&p) = ids.iter().find(|&&p| pools[p].capacity.is_some()) {
+            warnings.push(format!(
+                "{}: {np}: pool {:?} has a capacity, which a {} name does not use (capacity steers failover and topology names); remove it or change the policy",
+                cx.source,
+                pools[p].name,
+                if matches!(policy, Policy::All { .. }) { "policy = \"all\"" } else { "weighted" },
+            ));
+        }
+    }
+}
+
+/// A check with its detection bound, if there is one.
+type Slowest<'c> = Option<(std::time::Duration, &'c Check)>;
+
+/// The slowest check behind the pools `pool_ids`, for failures and for recoveries, with its
+/// bound.
+fn slowest<'a, 'c>(
+    checks: &'c [Check],
+    pools: &[Pool],
+    members: &[Member],
+    pool_ids: impl Iterator<Item = &'a usize>,
+) -> (Slowest<'c>, Slowest<'c>) {
+    let mut fall: Option<(std::time::Duration, &Check)> = None;
+    let mut rise: Option<(std::time::Duration, &Check)> = None;
+    for &p in pool_ids {
+        for &m in &pools[p].members {
+            for &(c, _) in &members[m].checks {
+                let c = &checks[c];
+                let f = recovery::detection(c, c.fall);
+                let r = recovery::return_bound(c);
+                if fall.is_none_or(|(d, _)| f > d) {
+                    fall = Some((f, c));
+                }
+                if rise.is_none_or(|(d, _)| r > d) {
+                    rise = Some((r, c));
+                }
+            }
+        }
+    }
+    (fall, rise)
+}
+
+/// Warns when a TTL set by hand breaks the name's recovery objective `goal`.
+fn warn_broken_objective(
+    cx: &Ctx,
+    np: &str,
+    b: &file::BoundName,
+    rec: &Recovery,
+    goal: std::time::Duration,
+    (ttl, degraded_ttl): (u32, u32),
+    warnings: &mut Vec<String>,
+) {
+    let goal_words = humantime::format_duration(goal);
+    let secs = |d: std::time::Duration| format!("{:.1}s", d.as_secs_f64());
+    let outage = recovery::worst_case(rec.fall, ttl);
+    if b.ttl.is_some() && outage > goal {
+        warnings.push(format!(
+            "{}: {np}.ttl {ttl} breaks recover_within {goal_words}: clients may be sent to a failed member for {} (detection {} + ttl {ttl}s + 1s); {} would keep it",
+            cx.source, secs(outage), secs(rec.fall),
+            recovery::derive_ttl(goal, rec.fall).map_or("no ttl".into(), |t| format!("ttl {t}"))
+        ));
+    }
+    let back = recovery::worst_case(rec.rise, degraded_ttl);
+    if b.degraded_ttl.is_some() && back > goal {
+        warnings.push(format!(
+            "{}: {np}.degraded_ttl {degraded_ttl} breaks recover_within {goal_words}: traffic may take {} to return after a recovery (detection {} + degraded_ttl {degraded_ttl}s + 1s)",
+            cx.source, secs(back), secs(rec.rise)
+        ));
+    }
 }
 
 /// A `recover_within` value: a duration of at least one second.
@@ -162,24 +260,7 @@ fn ttls<'a>(
     pool_ids: impl Iterator<Item = &'a usize>,
     warnings: &mut Vec<String>,
 ) -> Result<(u32, u32, Recovery), ConfigError> {
-    // The slowest check behind the name, for failures and for recoveries.
-    let mut fall: Option<(std::time::Duration, &Check)> = None;
-    let mut rise: Option<(std::time::Duration, &Check)> = None;
-    for &p in pool_ids {
-        for &m in &pools[p].members {
-            for &(c, _) in &members[m].checks {
-                let c = &checks[c];
-                let f = recovery::detection(c, c.fall);
-                let r = recovery::return_bound(c);
-                if fall.is_none_or(|(d, _)| f > d) {
-                    fall = Some((f, c));
-                }
-                if rise.is_none_or(|(d, _)| r > d) {
-                    rise = Some((r, c));
-                }
-            }
-        }
-    }
+    let (fall, rise) = slowest(checks, pools, members, pool_ids);
     let (objective_at, objective) = match &b.recover_within {
         Some(v) => {
             let at = format!("{np}.recover_within");
@@ -241,23 +322,7 @@ fn ttls<'a>(
         ));
     }
     if let Some(goal) = objective {
-        let goal_words = humantime::format_duration(goal);
-        let secs = |d: std::time::Duration| format!("{:.1}s", d.as_secs_f64());
-        let outage = recovery::worst_case(rec.fall, ttl);
-        if b.ttl.is_some() && outage > goal {
-            warnings.push(format!(
-                "{}: {np}.ttl {ttl} breaks recover_within {goal_words}: clients may be sent to a failed member for {} (detection {} + ttl {ttl}s + 1s); {} would keep it",
-                cx.source, secs(outage), secs(rec.fall),
-                recovery::derive_ttl(goal, rec.fall).map_or("no ttl".into(), |t| format!("ttl {t}"))
-            ));
-        }
-        let back = recovery::worst_case(rec.rise, degraded_ttl);
-        if b.degraded_ttl.is_some() && back > goal {
-            warnings.push(format!(
-                "{}: {np}.degraded_ttl {degraded_ttl} breaks recover_within {goal_words}: traffic may take {} to return after a recovery (detection {} + degraded_ttl {degraded_ttl}s + 1s)",
-                cx.source, secs(back), secs(rec.rise)
-            ));
-        }
+        warn_broken_objective(cx, np, b, &rec, goal, (ttl, degraded_ttl), warnings);
     }
     Ok((ttl, degraded_ttl, rec))
 }
@@ -494,87 +559,6 @@ fn build_all_down(
         addresses,
         pools: fpools,
     })
-}
-
-type Orders = (
-    Vec<Vec<Vec<usize>>>,
-    Vec<Vec<String>>,
-    std::sync::Arc<crate::steer::topology::Table>,
-);
-
-/// The topology rules of a name: each rule's order of member groups (then the name's pools,
-/// as unmatched clients get them) and the client-subnet table.
-fn build_topology(
-    cx: &Ctx,
-    np: &str,
-    b: &file::BoundName,
-    pools: &[Pool],
-    members: &[Member],
-    name_pools: &[usize],
-) -> Result<Orders, ConfigError> {
-    let rules = b.topology.as_deref().unwrap_or_default();
-    if rules.is_empty() {
-        return Err(cx.err(
-            &format!("{np}.topology"),
-            "policy \"topology\" needs [[topology]] rules with clients and order",
-        ));
-    }
-    let default: Vec<Vec<usize>> = name_pools
-        .iter()
-        .map(|&p| pools[p].members.clone())
-        .collect();
-    let mut orders = vec![default.clone()];
-    let default_labels: Vec<String> = name_pools.iter().map(|&p| pools[p].name.clone()).collect();
-    let mut labels = vec![default_labels.clone()];
-    let mut nets = Vec::new();
-    for (k, r) in rules.iter().enumerate() {
-        let rp = format!("{np}.topology[{k}]");
-        let clients = r
-            .clients
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                parse_net(s).ok_or_else(|| {
-                    cx.err(
-                        &format!("{rp}.clients[{i}]"),
-                        format!("{s:?} is not a CIDR prefix such as \"198.51.100.0/24\""),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if clients.is_empty() || r.order.is_empty() {
-            return Err(cx.err(&rp, "a rule needs clients and an order"));
-        }
-        let mut order = Vec::new();
-        for (i, g) in r.order.iter().enumerate() {
-            let group: Vec<usize> = match name_pools.iter().find(|&&p| &pools[p].name == g) {
-                Some(&p) => pools[p].members.clone(),
-                None => name_pools
-                    .iter()
-                    .flat_map(|&p| pools[p].members.iter().copied())
-                    .filter(|&m| members[m].region.as_deref() == Some(g.as_str()))
-                    .collect(),
-            };
-            if group.is_empty() {
-                return Err(cx.err(
-                    &format!("{rp}.order[{i}]"),
-                    format!(
-                        "{g:?} is neither one of this name's pools nor a region of their members"
-                    ),
-                ));
-            }
-            order.push(group);
-        }
-        order.extend(default.iter().cloned());
-        orders.push(order);
-        labels.push(r.order.iter().chain(&default_labels).cloned().collect());
-        nets.push(clients);
-    }
-    Ok((
-        orders,
-        labels,
-        std::sync::Arc::new(crate::steer::topology::Table::new(&nets)),
-    ))
 }
 
 /// `min_healthy` of a failover or topology name: a count (default 1) or a percentage.

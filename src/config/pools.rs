@@ -218,6 +218,46 @@ fn not_unicast(a: IpAddr) -> Option<&'static str> {
     }
 }
 
+/// A member's `address`: a unicast IPv4 or IPv6 address.
+fn member_address(cx: &Ctx, mp: &str, a: &str) -> Result<IpAddr, ConfigError> {
+    let address: IpAddr = a.parse().map_err(|_| {
+        let hint = if a.parse::<f64>().is_err() && a.contains('.') {
+            "; a member that is a domain name is written cname = \"...\""
+        } else {
+            ""
+        };
+        cx.err(
+            &format!("{mp}.address"),
+            format!("{a:?} is not an IPv4 or IPv6 address{hint}"),
+        )
+    })?;
+    if let Some(why) = not_unicast(address) {
+        return Err(cx.err(
+            &format!("{mp}.address"),
+            format!("{address} is {why}: a client cannot reach a service there"),
+        ));
+    }
+    Ok(address)
+}
+
+/// A member's `cname`: a domain name (absolute whether or not written with the dot).
+fn member_name(cx: &Ctx, mp: &str, n: &str) -> Result<Name, ConfigError> {
+    let fqdn = if n.ends_with('.') {
+        n.to_string()
+    } else {
+        format!("{n}.")
+    };
+    Name::from_ascii(&fqdn)
+        .ok()
+        .filter(|x| x.num_labels() > 0 && n.parse::<IpAddr>().is_err())
+        .ok_or_else(|| {
+            cx.err(
+                &format!("{mp}.cname"),
+                format!("{n:?} is not a domain name"),
+            )
+        })
+}
+
 /// One member as written (its pool fills in `pool`, `check`, `checks` and a missing
 /// `region`), with where it is probed: an address, or a name to resolve.
 fn build_member(
@@ -226,43 +266,8 @@ fn build_member(
     m: &file::Member,
 ) -> Result<(Member, Result<IpAddr, Name>), ConfigError> {
     let (address, cname, written) = match (&m.address, &m.cname) {
-        (Some(a), None) => {
-            let address: IpAddr = a.parse().map_err(|_| {
-                let hint = if a.parse::<f64>().is_err() && a.contains('.') {
-                    "; a member that is a domain name is written cname = \"...\""
-                } else {
-                    ""
-                };
-                cx.err(
-                    &format!("{mp}.address"),
-                    format!("{a:?} is not an IPv4 or IPv6 address{hint}"),
-                )
-            })?;
-            if let Some(why) = not_unicast(address) {
-                return Err(cx.err(
-                    &format!("{mp}.address"),
-                    format!("{address} is {why}: a client cannot reach a service there"),
-                ));
-            }
-            (address, None, a)
-        }
-        (None, Some(n)) => {
-            let fqdn = if n.ends_with('.') {
-                n.clone()
-            } else {
-                format!("{n}.")
-            };
-            let name = Name::from_ascii(&fqdn)
-                .ok()
-                .filter(|x| x.num_labels() > 0 && n.parse::<IpAddr>().is_err())
-                .ok_or_else(|| {
-                    cx.err(
-                        &format!("{mp}.cname"),
-                        format!("{n:?} is not a domain name"),
-                    )
-                })?;
-            (IpAddr::from([0, 0, 0, 0]), Some(name), n)
-        }
+        (Some(a), None) => (member_address(cx, mp, a)?, None, a),
+        (None, Some(n)) => (IpAddr::from([0, 0, 0, 0]), Some(member_name(cx, mp, n)?), n),
         (Some(_), Some(_)) => {
             return Err(cx.err(
                 &format!("{mp}.cname"),

@@ -191,9 +191,6 @@ fn from_node(
     pick: Pick,
     ans: &mut Answer,
 ) -> Option<Name> {
-    fn chosen<'c>(c: &'c Choice, l: Option<&LowerName>, pick: Pick) -> &'c [Record] {
-        l.map_or(&[], |l| c.get(pick(l, c)))
-    }
     let owner = bound.map(|(l, _)| l);
     let bound = bound.map(|(_, b)| b);
     // Types that live beside a CNAME (RFC 4035 section 2.5: RRSIG and NSEC) are answered at
@@ -225,28 +222,7 @@ fn from_node(
     }
     // The zone's sets are read out of their wire form; a bound name's records are borrowed.
     let records: Option<Cow<[Record]>> = if qtype == RecordType::ANY {
-        // RFC 8482 section 4.1: one RRset, here the lowest type at the node.
-        let zone_set = node
-            .rrsets
-            .iter()
-            .filter(|s| !s.is_empty())
-            .min_by_key(|s| u16::from(s.rtype));
-        let bound_set = bound
-            .into_iter()
-            .flat_map(|b| {
-                [
-                    (1u16, chosen(&b.a, owner, pick)),
-                    (28u16, chosen(&b.aaaa, owner, pick)),
-                ]
-            })
-            .filter(|(_, r)| !r.is_empty())
-            .min_by_key(|(t, _)| *t);
-        match (zone_set, bound_set) {
-            (Some(z), Some((t, _))) if u16::from(z.rtype) < t => Some(Cow::Owned(z.records(name))),
-            (_, Some((_, r))) => Some(Cow::Borrowed(r)),
-            (Some(z), None) => Some(Cow::Owned(z.records(name))),
-            (None, None) => None,
-        }
+        any_set(node, bound, owner, pick, name)
     } else {
         match bound.and_then(|b| b.choice(qtype)) {
             Some(c) => Some(Cow::Borrowed(chosen(c, owner, pick))),
@@ -277,6 +253,44 @@ fn from_node(
     }
     ans.authority.push(soa_for_negative(zone));
     None
+}
+
+/// The records of `owner`'s chosen answer in `c` (none without an owner).
+fn chosen<'c>(c: &'c Choice, l: Option<&LowerName>, pick: Pick) -> &'c [Record] {
+    l.map_or(&[], |l| c.get(pick(l, c)))
+}
+
+/// The answer to ANY at `node` (RFC 8482 section 4.1: one RRset, the lowest type there,
+/// a bound name's addresses included).
+fn any_set<'a>(
+    node: &Node,
+    bound: Option<&'a Bound>,
+    owner: Option<&LowerName>,
+    pick: Pick,
+    name: &Name,
+) -> Option<Cow<'a, [Record]>> {
+    // RFC 8482 section 4.1: one RRset, here the lowest type at the node.
+    let zone_set = node
+        .rrsets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .min_by_key(|s| u16::from(s.rtype));
+    let bound_set = bound
+        .into_iter()
+        .flat_map(|b| {
+            [
+                (1u16, chosen(&b.a, owner, pick)),
+                (28u16, chosen(&b.aaaa, owner, pick)),
+            ]
+        })
+        .filter(|(_, r)| !r.is_empty())
+        .min_by_key(|(t, _)| *t);
+    match (zone_set, bound_set) {
+        (Some(z), Some((t, _))) if u16::from(z.rtype) < t => Some(Cow::Owned(z.records(name))),
+        (_, Some((_, r))) => Some(Cow::Borrowed(r)),
+        (Some(z), None) => Some(Cow::Owned(z.records(name))),
+        (None, None) => None,
+    }
 }
 
 /// Appends `records` with their owner set to the name as asked (which may be synthesized).

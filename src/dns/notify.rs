@@ -21,8 +21,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::base::alert::{Alert, Alerts};
+use crate::base::metrics::NOTIFY;
 use crate::dns::secondaries::{Log, NotifyState};
-use crate::ops::alert::{Alert, Alerts};
 
 /// When to try again and when to alert.
 #[derive(Debug, Clone, Copy)]
@@ -40,7 +41,6 @@ const SCHEDULE: Schedule = Schedule {
     max: Duration::from_secs(60),
     alert_after: 5,
 };
-pub const NOTIFY: &str = "gtmd_notify_total";
 
 /// A zone's serial and whom to tell.
 #[derive(Clone)]
@@ -131,7 +131,7 @@ async fn notify_one(
                 serial: n.serial,
                 attempts: attempt,
                 answered: ok,
-                at: crate::ops::state::now_secs(),
+                at: crate::base::state::now_secs(),
                 error: result.as_ref().err().cloned(),
             },
         );
@@ -189,7 +189,7 @@ pub fn message(
     let mut verifier = None;
     if let Some(key) = &n.key {
         verifier = m
-            .finalize(key, crate::ops::state::now_secs())
+            .finalize(key, crate::base::state::now_secs())
             .map_err(|e| format!("cannot sign: {e}"))?;
     }
     let bytes = m.to_vec().map_err(|e| format!("cannot encode: {e}"))?;
@@ -359,7 +359,7 @@ mod tests {
                 r.metadata.response_code = ResponseCode::NotAuth;
                 let tsig = TSIG::new(
                     TsigAlgorithm::HmacSha256,
-                    crate::ops::state::now_secs(),
+                    crate::base::state::now_secs(),
                     300,
                     Vec::new(),
                     q.id,

@@ -157,7 +157,7 @@ impl Rrl {
             v
         });
         if v == Verdict::Send && !self.may_sign(client) {
-            metrics::counter!(crate::ops::metrics::RRL, "action" => "unsigned_slip").increment(1);
+            metrics::counter!(crate::base::metrics::RRL, "action" => "unsigned_slip").increment(1);
             v = Verdict::Slip;
         }
         JUDGED.with(|j| j.set(Some(v)));
@@ -228,7 +228,7 @@ impl Rrl {
                         prefixes = l.len(),
                         "response rate limiting: too many client prefixes; starting again"
                     );
-                    metrics::counter!(crate::ops::metrics::RRL, "action" => "reset").increment(1);
+                    metrics::counter!(crate::base::metrics::RRL, "action" => "reset").increment(1);
                     b.store(std::sync::Arc::new(RateLimiter::dashmap(
                         Quota::per_second(rate),
                     )));

@@ -92,7 +92,7 @@ async fn wait_for_query(
     loop {
         let left = idle(published, crowded).saturating_sub(since.elapsed());
         if left.is_zero() {
-            crate::ops::metrics::limit_hit("tcp_idle_timeout");
+            crate::base::metrics::limit_hit("tcp_idle_timeout");
             return false;
         }
         let slice = left.min(slots::CROWDED_IDLE);
@@ -128,7 +128,7 @@ async fn tcp_conn(
     let mut buf = Vec::new();
     let mut fast = Vec::new();
     let mut framed = Vec::new();
-    let mut counts = crate::ops::metrics::QueryCounts::new("tcp");
+    let mut counts = crate::base::metrics::QueryCounts::new("tcp");
     let mut answered = 0usize;
     let mut closing = false;
     loop {
@@ -152,7 +152,7 @@ async fn tcp_conn(
         match read.await {
             Ok(Ok(_)) => {}
             Ok(Err(_)) => return,
-            Err(_) => return crate::ops::metrics::limit_hit("tcp_read_timeout"),
+            Err(_) => return crate::base::metrics::limit_hit("tcp_read_timeout"),
         }
         let n = u16::from_be_bytes(len) as usize;
         buf.resize(n, 0);
@@ -161,7 +161,7 @@ async fn tcp_conn(
         match tokio::time::timeout(wire.tcp_read_timeout, rd.read_exact(&mut buf)).await {
             Ok(Ok(_)) => {}
             Ok(Err(_)) => return,
-            Err(_) => return crate::ops::metrics::limit_hit("tcp_read_timeout"),
+            Err(_) => return crate::base::metrics::limit_hit("tcp_read_timeout"),
         }
         answered += 1;
         let p = published.load_full();
@@ -178,7 +178,7 @@ async fn tcp_conn(
             }
         }
         if wire.tcp_max_queries > 0 && answered >= wire.tcp_max_queries && !closing {
-            crate::ops::metrics::limit_hit("tcp_max_queries");
+            crate::base::metrics::limit_hit("tcp_max_queries");
             closing = true;
         }
         // Answers to queries already read go out together, once no whole query is waiting.
@@ -200,7 +200,7 @@ async fn send(wr: &mut tokio::net::tcp::OwnedWriteHalf, framed: &[u8], limit: Du
         Ok(Ok(())) => true,
         Ok(Err(_)) => false,
         Err(_) => {
-            crate::ops::metrics::limit_hit("tcp_write_timeout");
+            crate::base::metrics::limit_hit("tcp_write_timeout");
             false
         }
     }
@@ -220,7 +220,7 @@ fn answer_tcp(
     ip: IpAddr,
     out: &mut Vec<u8>,
     framed: &mut Vec<u8>,
-    counts: &mut crate::ops::metrics::QueryCounts,
+    counts: &mut crate::base::metrics::QueryCounts,
 ) -> Option<Box<dns::transfer::Stream>> {
     let timed = counts.sample().then(std::time::Instant::now);
     match dns::answer(p, query, ip, Transport::Tcp, out) {
@@ -256,7 +256,7 @@ impl Xfr<'_> {
         wr: &mut tokio::net::tcp::OwnedWriteHalf,
         t: Box<dns::transfer::Stream>,
         framed: &mut Vec<u8>,
-        counts: &mut crate::ops::metrics::QueryCounts,
+        counts: &mut crate::base::metrics::QueryCounts,
     ) -> bool {
         let limit = self.wire.tcp_read_timeout;
         let (max, per_client) = (self.wire.max_transfers, self.wire.max_transfers_per_client);

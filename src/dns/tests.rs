@@ -157,7 +157,7 @@ fn a_signed_answer_too_big_for_udp_goes_out_truncated_and_signed() {
     });
     let mut q = Message::query();
     q.add_query(Query::query("big.t.".parse().unwrap(), RecordType::TXT));
-    let now = crate::ops::state::now_secs();
+    let now = crate::base::state::now_secs();
     q.finalize(&key, now).unwrap();
     let mac = q.signature().unwrap().data.mac.clone();
     let ask = |t| match handle(&snap, &bytes(&q), [127, 0, 0, 1].into(), t) {
@@ -189,6 +189,46 @@ fn equal_prepared_answers_are_kept_once() {
     assert!((1000..1020).contains(&n), "{n} templates for 1,000 names");
 }
 
+/// The types asked of every name by the plain-names comparison.
+const PLAIN_TYPES: [RecordType; 13] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::TXT,
+    RecordType::MX,
+    RecordType::NS,
+    RecordType::SOA,
+    RecordType::CNAME,
+    RecordType::DS,
+    RecordType::ANY,
+    RecordType::NAPTR,
+    RecordType::CAA,
+    RecordType::RRSIG,
+    RecordType::Unknown(999),
+];
+
+/// A query for `qn` `t`: without EDNS (variant 0), with a 512-byte payload (1), with DO (2),
+/// or with a client subnet (3).
+fn query_variant(qn: &str, t: RecordType, variant: u8) -> Vec<u8> {
+    use hickory_proto::op::Edns;
+    use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+    let mut m = Message::query();
+    m.add_query(Query::query(
+        hickory_proto::rr::Name::from_ascii(qn).unwrap(),
+        t,
+    ));
+    if variant > 0 {
+        let mut e = Edns::new();
+        e.set_max_payload(if variant == 1 { 512 } else { 1232 });
+        e.set_dnssec_ok(variant == 2);
+        if variant == 3 {
+            let subnet = ClientSubnet::new([198, 51, 100, 0].into(), 24, 0);
+            e.options_mut().insert(EdnsOption::Subnet(subnet));
+        }
+        m.set_edns(e);
+    }
+    bytes(&m)
+}
+
 /// Plain names (see `prepared::PlainCheck`) have no prepared entry and are answered from the
 /// zone's sets, and other names take their NODATA answers as the zone's: byte for byte what a
 /// lookup for each answer would say, for every kind of name beside them (under a cut, a
@@ -196,8 +236,6 @@ fn equal_prepared_answers_are_kept_once() {
 #[test]
 fn plain_names_answer_byte_for_byte_as_their_templates_would() {
     use crate::dns::prepared::AnswerCache;
-    use hickory_proto::op::Edns;
-    use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
     use hickory_proto::rr::rdata::A;
     use hickory_proto::rr::{LowerName, Name, RData, Record};
     let text = format!(
@@ -231,21 +269,6 @@ fn plain_names_answer_byte_for_byte_as_their_templates_would() {
         .flat_map(|z| z.nodes.keys().map(|n| n.to_string()))
         .chain(["pool.t.".into()])
         .collect();
-    let types = [
-        RecordType::A,
-        RecordType::AAAA,
-        RecordType::TXT,
-        RecordType::MX,
-        RecordType::NS,
-        RecordType::SOA,
-        RecordType::CNAME,
-        RecordType::DS,
-        RecordType::ANY,
-        RecordType::NAPTR,
-        RecordType::CAA,
-        RecordType::RRSIG,
-        RecordType::Unknown(999),
-    ];
     let (mut compared, mut out_plain, mut out_all) = (0, Vec::new(), Vec::new());
     for n in &names {
         for qn in [
@@ -254,21 +277,9 @@ fn plain_names_answer_byte_for_byte_as_their_templates_would() {
             format!("a.b.{n}"),
             n.to_uppercase(),
         ] {
-            for &t in &types {
+            for &t in &PLAIN_TYPES {
                 for variant in 0..4 {
-                    let mut m = Message::query();
-                    m.add_query(Query::query(Name::from_ascii(&qn).unwrap(), t));
-                    if variant > 0 {
-                        let mut e = Edns::new();
-                        e.set_max_payload(if variant == 1 { 512 } else { 1232 });
-                        e.set_dnssec_ok(variant == 2);
-                        if variant == 3 {
-                            let subnet = ClientSubnet::new([198, 51, 100, 0].into(), 24, 0);
-                            e.options_mut().insert(EdnsOption::Subnet(subnet));
-                        }
-                        m.set_edns(e);
-                    }
-                    let q = bytes(&m);
+                    let q = query_variant(&qn, t, variant);
                     for tcp in [false, true] {
                         let from = [127, 0, 0, 1].into();
                         let p = plain.answer(&q, from, 1232, tcp, &mut out_plain);

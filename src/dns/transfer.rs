@@ -17,12 +17,8 @@ use hickory_proto::rr::{LowerName, Record, RecordType};
 use super::secondaries::TransferState;
 use super::snapshot::{serial_gt, serial_of, with_serial, Snapshot};
 use super::{reply, Outcome, Transport};
+use crate::base::metrics::{TRANSFERS, TRANSFER_BYTES};
 use crate::zone::Zone;
-
-/// Transfers served, by zone and kind.
-pub const TRANSFERS: &str = "gtmd_transfers_total";
-/// Bytes of transfer messages served, by zone.
-pub const TRANSFER_BYTES: &str = "gtmd_transfer_bytes_total";
 
 /// AXFR or IXFR of the zone named by the question of `msg`, for `client` whose request was
 /// signed with `key` (if any).
@@ -123,7 +119,7 @@ impl Served<'_> {
                 messages: count,
                 bytes,
                 duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
-                at: crate::ops::state::now_secs(),
+                at: crate::base::state::now_secs(),
             },
         );
     }

@@ -45,7 +45,7 @@ pub(super) fn check(
     let Some(sig) = msg.signature() else {
         return Checked::Unsigned;
     };
-    let now = crate::ops::state::now_secs();
+    let now = crate::base::state::now_secs();
     let mut meta = meta;
     meta.response_code = ResponseCode::NotAuth;
     let mut resp = resp.clone();
@@ -124,7 +124,7 @@ pub(super) fn sign_within(out: Outcome, s: &Signing, limit: usize) -> Outcome {
 /// Signs every message of `out`, the first over the request's MAC and each later one over
 /// the MAC before it (RFC 8945 section 5.3.1).
 pub(super) fn sign(out: Outcome, s: &Signing) -> Outcome {
-    let now = crate::ops::state::now_secs();
+    let now = crate::base::state::now_secs();
     match out {
         Outcome::Drop => Outcome::Drop,
         Outcome::Reply(m) => {
@@ -149,7 +149,7 @@ impl Signing {
 
 /// `m`, one response message, signed.
 pub(super) fn sign_one(m: Vec<u8>, s: &Signing) -> Vec<u8> {
-    let now = crate::ops::state::now_secs();
+    let now = crate::base::state::now_secs();
     let ctx = TSigResponseContext::new(s.id, now, s.signer.clone(), s.request_mac.clone(), None);
     with_tsig(m, ctx)
 }
@@ -162,7 +162,7 @@ pub(super) fn sign_chained(
     prev: &mut Vec<u8>,
     first: bool,
 ) -> Vec<u8> {
-    let now = crate::ops::state::now_secs();
+    let now = crate::base::state::now_secs();
     let rec = if first {
         TSigResponseContext::new(s.id, now, s.signer.clone(), prev.clone(), None).sign(&m)
     } else {

@@ -209,7 +209,7 @@ fn serve(sock: &UdpSocket, published: &Published, stop: &CancellationToken) {
     let fd = sock.as_raw_fd();
     let mut b = Batch::new();
     let mut ready = Vec::with_capacity(BATCH);
-    let mut counts = crate::ops::metrics::QueryCounts::new("udp");
+    let mut counts = crate::base::metrics::QueryCounts::new("udp");
     while !stop.is_cancelled() {
         let n = match b.recv(fd) {
             Ok(n) => n,

@@ -1,7 +1,7 @@
 //! The alerts the engine builds for a member's and a region's changes.
 
 use super::Engine;
-use crate::ops::alert::Alert;
+use crate::base::alert::Alert;
 use crate::steer::health::State;
 
 impl Engine {

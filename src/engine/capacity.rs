@@ -8,9 +8,9 @@ use std::time::Instant;
 use hickory_proto::rr::LowerName;
 
 use super::Engine;
+use crate::base::alert::Alert;
 use crate::config::BoundName;
-use crate::ops::alert::Alert;
-use crate::steer::policy::{self, Spill};
+use crate::policy::{self, Spill};
 
 /// One pool's load under a name whose pools have capacities.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -77,7 +77,7 @@ impl Engine {
             for &p in &b.pools {
                 let pool = &self.cfg.pools[p];
                 let ratio = s.load_of(p) / pool.capacity.unwrap_or(1).max(1) as f64;
-                metrics::gauge!(crate::ops::metrics::POOL_LOAD, "name" => b.name.to_string(), "pool" => pool.name.clone())
+                metrics::gauge!(crate::base::metrics::POOL_LOAD, "name" => b.name.to_string(), "pool" => pool.name.clone())
                     .set(ratio);
             }
         }

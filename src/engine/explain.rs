@@ -10,10 +10,10 @@ use hickory_proto::rr::{LowerName, Name};
 use serde::Serialize;
 
 use super::Engine;
+use crate::base::state::Action;
 use crate::config::{BoundName, Policy};
-use crate::ops::state::Action;
+use crate::policy;
 use crate::steer::health::State;
-use crate::steer::policy;
 use crate::steer::topology::Client;
 
 #[derive(Debug, Clone, Serialize)]
@@ -127,24 +127,39 @@ impl Engine {
             })?;
         let now = Instant::now();
         let view = self.view(now);
-        let (group, topology) = match (&b.policy, client) {
-            (Policy::Topology { table, .. }, Some(c)) => {
-                let (g, scope) = table.find(c);
-                let rule = (g > 0).then(|| g as usize - 1);
-                (g as usize, Some(TopologyMatch { rule, scope }))
-            }
-            (Policy::Topology { .. }, None) => (
-                0,
-                Some(TopologyMatch {
-                    rule: None,
-                    scope: 0,
-                }),
-            ),
-            _ => (0, None),
-        };
+        let (group, topology) = topology_of(b, client);
+        let families = self.families(b, group, &view);
+        let loads = self.loads(b, now);
+        let published = self.published.load();
+        let entry = published.bound.get(&lname);
+        let degraded = entry.is_some_and(|e| e.degraded);
+        let recovery = super::recovery::report(b, entry.and_then(|e| e.resolvers.as_deref()));
+        Ok(Explain {
+            name: b.name.to_string(),
+            policy: b.policy.kind(),
+            client: asked,
+            topology,
+            order: self.order(b, group),
+            ttl: if degraded { b.degraded_ttl } else { b.ttl },
+            degraded,
+            capacity: loads.clone(),
+            overload: overload_words(&loads),
+            recovery,
+            members: self
+                .members_of(b)
+                .into_iter()
+                .map(|i| self.member_why(i, &families, now))
+                .collect(),
+            families,
+        })
+    }
+
+    /// The possible answers of name `b` to client group `group`, per record type, with their
+    /// odds, from the health `view`.
+    fn families(&self, b: &BoundName, group: usize, view: &super::View<'_>) -> Vec<FamilyAnswer> {
         let mut families = Vec::new();
         if b.cname {
-            let plans = policy::cname_plans(&self.cfg, b, &view);
+            let plans = policy::cname_plans(&self.cfg, b, view);
             if let Some(p) = plans.into_iter().nth(group) {
                 let sets = p
                     .sets
@@ -173,7 +188,7 @@ impl Engine {
             }) {
                 continue;
             }
-            let plans = policy::plans(&self.cfg, b, v6, &view);
+            let plans = policy::plans(&self.cfg, b, v6, view);
             let Some(p) = plans.into_iter().nth(group) else {
                 continue;
             };
@@ -191,29 +206,7 @@ impl Engine {
                     .collect(),
             });
         }
-        let loads = self.loads(b, now);
-        let published = self.published.load();
-        let entry = published.bound.get(&lname);
-        let degraded = entry.is_some_and(|e| e.degraded);
-        let recovery = super::recovery::report(b, entry.and_then(|e| e.resolvers.as_deref()));
-        Ok(Explain {
-            name: b.name.to_string(),
-            policy: b.policy.kind(),
-            client: asked,
-            topology,
-            order: self.order(b, group),
-            ttl: if degraded { b.degraded_ttl } else { b.ttl },
-            degraded,
-            capacity: loads.clone(),
-            overload: overload_words(&loads),
-            recovery,
-            members: self
-                .members_of(b)
-                .into_iter()
-                .map(|i| self.member_why(i, &families, now))
-                .collect(),
-            families,
-        })
+        families
     }
 
     /// Every member behind the name, once, in pool order.
@@ -419,4 +412,24 @@ fn merge<T: Ord>(sets: Vec<(Vec<T>, f64)>) -> Vec<(Vec<T>, f64)> {
     }
     out.sort_by(|x, y| y.1.total_cmp(&x.1));
     out
+}
+
+/// The client group of `client` for name `b` (0: the default order), and for a topology
+/// name which rule matched and with what scope.
+fn topology_of(b: &BoundName, client: Option<Client>) -> (usize, Option<TopologyMatch>) {
+    match (&b.policy, client) {
+        (Policy::Topology { table, .. }, Some(c)) => {
+            let (g, scope) = table.find(c);
+            let rule = (g > 0).then(|| g as usize - 1);
+            (g as usize, Some(TopologyMatch { rule, scope }))
+        }
+        (Policy::Topology { .. }, None) => (
+            0,
+            Some(TopologyMatch {
+                rule: None,
+                scope: 0,
+            }),
+        ),
+        _ => (0, None),
+    }
 }

@@ -5,9 +5,9 @@ use std::time::Instant;
 use hickory_proto::rr::LowerName;
 
 use super::Engine;
+use crate::base::state::Action;
 use crate::config::Config;
 use crate::dns::snapshot::Snapshot;
-use crate::ops::state::Action;
 use crate::steer::health::State;
 
 /// The engine's gauges, registered once so that a publication only stores numbers.
@@ -31,7 +31,7 @@ pub(super) struct Gauges {
 
 impl Gauges {
     pub(super) fn new(cfg: &Config) -> Self {
-        use crate::ops::metrics::*;
+        use crate::base::metrics::*;
         use metrics::gauge;
         handle();
         let member = |name: &'static str| {
@@ -87,7 +87,7 @@ impl Engine {
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         for (zi, z) in snap.zones.iter().enumerate() {
             if let Some(serial) = snap.versions.get(zi).map(|v| v.serial) {
-                metrics::gauge!(crate::ops::metrics::ZONE_SERIAL, "zone" => z.origin.to_string())
+                metrics::gauge!(crate::base::metrics::ZONE_SERIAL, "zone" => z.origin.to_string())
                     .set(f64::from(serial));
             }
         }

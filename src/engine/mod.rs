@@ -13,13 +13,14 @@ use hickory_proto::rr::LowerName;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::base::alert::Alerts;
+use crate::base::state::{Action, Override};
 use crate::config::Config;
 use crate::dns::snapshot::Zones;
 use crate::dns::Published;
-use crate::ops::alert::Alerts;
-use crate::ops::state::{Action, Override};
 use crate::probe::{ProbeReport, Prober, Reports};
-use crate::steer::health::{Damping, Health, State, Thresholds, Transition};
+use crate::steer::health::{State, Thresholds};
+use member::{regions_of, MemberState};
 
 mod alerting;
 mod capacity;
@@ -27,6 +28,7 @@ mod cluster;
 mod explain;
 mod gauges;
 mod local_targets;
+mod member;
 mod overrides;
 mod publish;
 pub mod recovery;
@@ -69,102 +71,15 @@ pub enum Command {
 pub enum OverrideOp {
     /// Replaces any override of the same target.
     Set {
-        target: crate::ops::state::Target,
+        target: crate::base::state::Target,
         action: Action,
         reason: String,
         /// Ends by itself after this long.
         duration: Option<Duration>,
     },
     Clear {
-        target: crate::ops::state::Target,
+        target: crate::base::state::Target,
     },
-}
-
-/// What the engine knows of one member, beside its configuration.
-#[derive(Debug, Clone)]
-struct MemberState {
-    /// Its rise/fall state machine.
-    health: Health,
-    /// Its flap damping (downs within the window, hold-down).
-    damping: Damping,
-    /// Its last probe result.
-    last: Last,
-    /// The override that applies to it, as an index into [`Engine::overrides`].
-    override_: Option<usize>,
-    /// Its region, as an index into the configuration's regions.
-    region: Option<usize>,
-    /// Each check's own rise/fall and last result, in the member's order of checks; the
-    /// member's `health` is theirs combined (with one check, that check's).
-    checks: Vec<CheckState>,
-}
-
-/// One check of a member.
-#[derive(Debug, Clone, Default)]
-struct CheckState {
-    health: Health,
-    last: Last,
-}
-
-impl MemberState {
-    fn new(region: Option<usize>, checks: usize) -> Self {
-        Self {
-            health: Health::new(),
-            damping: Damping::default(),
-            last: Last::default(),
-            override_: None,
-            region,
-            checks: vec![CheckState::default(); checks.max(1)],
-        }
-    }
-
-    /// Feeds check `ci`'s result; the member is up when at least `require` of its checks
-    /// are, unknown until each has reported. Returns the member's transition, if any.
-    fn observe(
-        &mut self,
-        ci: usize,
-        ok: bool,
-        t: Thresholds,
-        require: usize,
-    ) -> Option<Transition> {
-        self.checks[ci].health.observe(ok, t);
-        let hs: Vec<Health> = self.checks.iter().map(|c| c.health).collect();
-        let state = if hs.iter().any(|h| h.state == State::Unknown) {
-            State::Unknown
-        } else if hs.iter().filter(|h| h.state == State::Up).count() >= require {
-            State::Up
-        } else {
-            State::Down
-        };
-        // Suspect (up) or recovering (down): some check is on its way to the other state.
-        let streak = match hs.as_slice() {
-            [one] => one.streak,
-            _ => hs
-                .iter()
-                .filter(|h| h.state == state && h.streak > 0)
-                .count() as u32,
-        };
-        let from = self.health.state;
-        self.health = Health { state, streak };
-        (from != state).then_some(Transition { from, to: state })
-    }
-}
-
-/// The region of each member of `cfg`.
-fn regions_of(cfg: &Config) -> impl Iterator<Item = Option<usize>> + '_ {
-    (0..cfg.members.len()).map(|i| cfg.regions.iter().position(|r| r.members.contains(&i)))
-}
-
-#[derive(Debug, Default, Clone)]
-struct Last {
-    ok: Option<bool>,
-    error: Option<String>,
-    latency: Option<Duration>,
-    since: Option<Instant>,
-    probes: u64,
-    /// For a member that is a domain name: why resolving it fails, while it does.
-    resolution: Option<String>,
-    /// For a member that is a domain name: where its addresses came from.
-    resolved_from: Option<String>,
 }
 
 /// The engine's state. Build with [`Engine::new`], then drive with [`Engine::run`].
@@ -317,7 +232,7 @@ impl Engine {
         };
         // Gauges are stored again now and then, so that the exporter drops those of members
         // a reload removed (it forgets gauges not stored for a while); histograms are drained.
-        let mut refresh = tokio::time::interval(crate::ops::metrics::GAUGE_REFRESH);
+        let mut refresh = tokio::time::interval(crate::base::metrics::GAUGE_REFRESH);
         let mut shared = self.cluster_rx();
         // In a cluster, disagreements with the quorum are judged every second.
         let mut cluster_tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -332,7 +247,7 @@ impl Engine {
                     self.update_gauges(&self.published.load(), Instant::now());
                     // Histogram samples wait in the exporter until drained: drain them even
                     // when nobody scrapes /metrics, or they pile up.
-                    crate::ops::metrics::handle().run_upkeep();
+                    crate::base::metrics::handle().run_upkeep();
                     self.resign_if_due();
                     self.sample_shares();
                     self.rotate_resolvers(Instant::now());
@@ -461,44 +376,12 @@ impl Engine {
             // The error that took it down is history once it is back.
             last.error = None;
         }
-        let pool = &cfg.pools[m.pool].name;
         if tr.from == State::Unknown {
-            tracing::debug!(pool, member = %m.name, address = %m.answer(), state = %tr.to, error = r.error.as_deref().unwrap_or(""), "first probe result");
-            if tr.to == State::Down {
-                tracing::warn!(pool, member = %m.name, address = %m.answer(), error = r.error.as_deref().unwrap_or(""), "member is down at its first probe");
-                if self.alerts_own_view() {
-                    self.member_alert(i, tr, r.error.clone());
-                }
-            }
-            if self.unknown == 0 {
-                let up = self
-                    .members
-                    .iter()
-                    .filter(|m| m.health.state == State::Up)
-                    .count();
-                let down = self.members.len() - up;
-                if self.ready {
-                    tracing::info!(up, down, "members added by the reload have been probed");
-                } else {
-                    tracing::info!(up, down, "first probe round complete");
-                }
-                self.ready = true;
+            if self.first_result(i, tr, &r) {
                 return true;
             }
         } else {
-            tracing::warn!(pool, member = %m.name, address = %m.answer(), from = %tr.from, to = %tr.to, error = r.error.as_deref().unwrap_or(""), "member changed state");
-            metrics::counter!(crate::ops::metrics::MEMBER_TRANSITIONS, "pool" => pool.clone(), "member" => m.name.clone(), "to" => tr.to.to_string()).increment(1);
-            // In a cluster, the quorum's decision is alerted (by the leader), not this view.
-            if self.alerts_own_view() {
-                self.member_alert(i, tr, r.error.clone().filter(|_| !r.ok));
-            }
-            if tr.to == State::Down {
-                let d = &mut self.members[i].damping;
-                let hold = d.went_down(r.at, check.damping);
-                if !hold.is_zero() {
-                    tracing::warn!(pool, member = %m.name, hold_down = ?hold, flaps = d.flaps(), "member held down");
-                }
-            }
+            self.changed(i, tr, &r, check.damping);
         }
         // Before every member has reported once, nothing is served; publish when the round completes.
         was_ready || self.is_ready()
@@ -641,13 +524,13 @@ impl Engine {
     }
 }
 
-/// The engine's [`HealthView`](crate::steer::policy::HealthView) at one moment.
+/// The engine's [`HealthView`](crate::policy::HealthView) at one moment.
 pub(super) struct View<'a> {
     engine: &'a Engine,
     now: Instant,
 }
 
-impl crate::steer::policy::HealthView for View<'_> {
+impl crate::policy::HealthView for View<'_> {
     fn up(&self, i: usize) -> bool {
         self.engine.answered(i, self.now)
     }

@@ -4,18 +4,18 @@
 use std::time::Duration;
 
 use super::{Engine, OverrideOp};
-use crate::ops::alert::Alert;
-use crate::ops::state::{now_secs, Action, Override};
+use crate::base::alert::Alert;
+use crate::base::state::{now_secs, Action, Override};
 
 /// The override that `target` gets now, if `target` names something in `cfg`.
 pub(super) fn new_override(
     cfg: &crate::config::Config,
-    target: crate::ops::state::Target,
+    target: crate::base::state::Target,
     action: Action,
     reason: String,
     duration: Option<Duration>,
 ) -> Result<Override, String> {
-    crate::ops::state::members_of(cfg, &target)?;
+    crate::base::state::members_of(cfg, &target)?;
     let since = now_secs();
     Ok(Override {
         target,
@@ -29,14 +29,14 @@ pub(super) fn new_override(
 impl Engine {
     /// Starts with the overrides kept in the state file (those whose target no longer
     /// exists are kept, and apply again if it comes back).
-    pub fn restore_overrides(&mut self, restored: crate::ops::state::Restored) {
+    pub fn restore_overrides(&mut self, restored: crate::base::state::Restored) {
         self.overrides = restored.overrides;
         self.versions.restore(restored.serials, restored.contents);
         self.notices_for = 0; // the serials may have moved: the NOTIFY task hears them again
         self.set_state_problem(restored.problem);
         self.apply_overrides();
         for o in &self.overrides {
-            match crate::ops::state::members_of(&self.cfg, &o.target) {
+            match crate::base::state::members_of(&self.cfg, &o.target) {
                 Ok(_) => {
                     tracing::warn!(target = ?o.target, action = ?o.action, reason = ?o.reason, "override restored from the state file")
                 }
@@ -63,7 +63,7 @@ impl Engine {
             )
         });
         for k in order {
-            for i in crate::ops::state::members_of(&self.cfg, &self.overrides[k].target)
+            for i in crate::base::state::members_of(&self.cfg, &self.overrides[k].target)
                 .unwrap_or_default()
             {
                 of[i] = Some(k);
@@ -137,7 +137,7 @@ impl Engine {
         let list = self.overrides.clone();
         let (serials, contents) = (self.versions.serials(), self.versions.contents());
         tokio::task::spawn_blocking(move || {
-            crate::ops::state::save(&path, &list, &serials, &contents)
+            crate::base::state::save(&path, &list, &serials, &contents)
         })
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)))?;
@@ -166,7 +166,7 @@ impl Engine {
         let (Some(path), Some(_)) = (&self.cfg.state_file, &self.state_problem) else {
             return;
         };
-        match crate::ops::state::load(path) {
+        match crate::base::state::load(path) {
             Ok(list) => {
                 tracing::warn!(
                     overrides = list.len(),

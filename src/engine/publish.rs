@@ -16,7 +16,7 @@ use crate::config::{BoundName, Policy};
 use crate::dns::prepared::AnswerCache;
 use crate::dns::snapshot::{Bound, Choice, Snapshot};
 use crate::dns::Publication;
-use crate::steer::policy;
+use crate::policy;
 
 impl Engine {
     /// Builds the snapshot from the current health and stores it.
@@ -180,7 +180,7 @@ impl Engine {
             &self.zones,
             &bound,
             ready,
-            crate::ops::state::now_secs() as u32,
+            crate::base::state::now_secs() as u32,
             self.cfg.wire.transfer.journal,
         );
         if !changed.is_empty() {
@@ -223,7 +223,7 @@ impl Engine {
     /// Prepares every answer again, signatures included, when the earliest signature in
     /// the published answers has less than [`crate::dns::dnssec::REFRESH`] left.
     pub(super) fn resign_if_due(&mut self) {
-        let now = crate::ops::state::now_secs() as u32;
+        let now = crate::base::state::now_secs() as u32;
         if self.published.load().answers.resign_due(now) {
             tracing::info!("signatures are due for refresh: signing every answer again");
             self.fixed = None;
@@ -246,7 +246,7 @@ impl Engine {
             return;
         }
         let (serials, contents) = (self.versions.serials(), self.versions.contents());
-        if let Err(e) = crate::ops::state::save(path, &self.overrides, &serials, &contents) {
+        if let Err(e) = crate::base::state::save(path, &self.overrides, &serials, &contents) {
             tracing::error!(file = %path.display(), error = %e, "cannot keep the zone serials in the state file");
         }
     }
@@ -325,7 +325,7 @@ fn records(b: &BoundName, ttl: u32, addrs: Vec<IpAddr>) -> Vec<Record> {
 fn retire(old: Arc<Publication>) {
     let free = move || {
         drop(old);
-        crate::ops::reload::release_free_memory();
+        crate::base::release_free_memory();
     };
     match tokio::runtime::Handle::try_current() {
         Ok(rt) => drop(rt.spawn_blocking(free)),

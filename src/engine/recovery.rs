@@ -4,9 +4,9 @@
 
 use serde::Serialize;
 
+use crate::config::recovery::{worst_case, RESOLVER_SLACK};
 use crate::config::BoundName;
 use crate::dns::resolvers::{Resolvers, WINDOW};
-use crate::steer::recovery::{worst_case, RESOLVER_SLACK};
 
 /// A bound name's recovery promise and its cost. Times in seconds.
 #[derive(Debug, Clone, Serialize)]

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use hickory_proto::rr::LowerName;
 
 use super::{regions_of, Engine, Gauges, MemberState};
+use crate::base::alert::Alert;
 use crate::config::Config;
-use crate::ops::alert::Alert;
 use crate::steer::health::State;
 use crate::zone::Zones;
 
@@ -62,7 +62,7 @@ impl Engine {
             Err(e) => Err(e),
         };
         let outcome = if result.is_ok() { "ok" } else { "failed" };
-        metrics::counter!(crate::ops::metrics::RELOADS, "result" => outcome).increment(1);
+        metrics::counter!(crate::base::metrics::RELOADS, "result" => outcome).increment(1);
         self.gauges
             .last_reload_ok
             .set(if result.is_ok() { 1.0 } else { 0.0 });
@@ -140,7 +140,7 @@ impl Engine {
         self.config_generation += 1;
         self.apply_overrides();
         for o in &self.overrides {
-            if let Err(e) = crate::ops::state::members_of(&self.cfg, &o.target) {
+            if let Err(e) = crate::base::state::members_of(&self.cfg, &o.target) {
                 tracing::warn!(target = ?o.target, error = %e, "override kept but matches nothing");
             }
         }

@@ -7,8 +7,8 @@ use hickory_proto::rr::LowerName;
 use serde::Serialize;
 
 use super::Engine;
+use crate::base::state::{now_secs, Action, Override};
 use crate::config::AllDown;
-use crate::ops::state::{now_secs, Action, Override};
 use crate::steer::health::State;
 
 /// A member's override as the admin API shows it.
@@ -168,7 +168,7 @@ pub struct Status {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<super::ClusterStatus>,
     /// The last changes of state (the alerts, sent or not), newest first.
-    pub events: Vec<crate::ops::alert::Alert>,
+    pub events: Vec<crate::base::alert::Alert>,
 }
 
 /// One zone as secondaries see it.

@@ -20,11 +20,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::base::state::{Action, Override};
 use crate::config::AdminLimits;
 use crate::dns::Published;
 use crate::engine::{Command, OverrideOp, Status};
 use crate::ops::reload::{ReloadReport, Reloads, Token};
-use crate::ops::state::{Action, Override};
 
 /// What the admin API reads and whom it asks.
 #[derive(Clone)]
@@ -62,7 +62,7 @@ async fn read_limits(
                 .await
         }
         Ok(Err(e)) if e.is::<LengthLimitError>() => {
-            crate::ops::metrics::limit_hit("admin_max_body");
+            crate::base::metrics::limit_hit("admin_max_body");
             let msg = format!("request body over {} bytes\n", limits.max_body);
             (StatusCode::PAYLOAD_TOO_LARGE, msg).into_response()
         }
@@ -72,7 +72,7 @@ async fn read_limits(
         )
             .into_response(),
         Err(_) => {
-            crate::ops::metrics::limit_hit("admin_max_time");
+            crate::base::metrics::limit_hit("admin_max_time");
             (StatusCode::REQUEST_TIMEOUT, "request took too long\n").into_response()
         }
     }
@@ -173,7 +173,7 @@ async fn readyz(State(cx): State<Ctx>) -> (StatusCode, &'static str) {
 
 /// Prometheus text format.
 async fn metrics() -> ([(axum::http::HeaderName, &'static str); 1], String) {
-    let h = crate::ops::metrics::handle();
+    let h = crate::base::metrics::handle();
     h.run_upkeep();
     (
         [(
@@ -286,7 +286,7 @@ async fn clear_override(
     change(&cx, OverrideOp::Clear { target }).await
 }
 
-fn parse_target(t: &str) -> Result<crate::ops::state::Target, Refusal> {
+fn parse_target(t: &str) -> Result<crate::base::state::Target, Refusal> {
     t.parse()
         .map_err(|e| (StatusCode::BAD_REQUEST, format!("target: {e}\n")))
 }

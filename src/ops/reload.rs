@@ -93,19 +93,6 @@ impl Reloads {
     }
 }
 
-/// Gives the heap's free pages back to the kernel. A reload frees a whole set of zones and
-/// their prepared answers at once; without this, the allocator keeps them for a while (the
-/// binary's, mimalloc, a second; glibc's, what it can) and the RSS after a reload of a large
-/// zone stays at twice one zone's footprint.
-pub fn release_free_memory() {
-    // SAFETY: both only return free pages to the kernel; no allocation is touched.
-    unsafe {
-        libmimalloc_sys::mi_collect(true);
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        libc::malloc_trim(0);
-    }
-}
-
 /// A reload is judged against the address the admin API is bound to, not the one the new
 /// file names (`admin.listen` takes effect at the next start): a listener that is not on
 /// loopback keeps needing a token.
@@ -156,7 +143,7 @@ pub fn spawn(
             // By now the old zones and answers are dropped (readers hold a snapshot for one
             // batch at most); give their pages back.
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            let _ = tokio::task::spawn_blocking(release_free_memory).await;
+            let _ = tokio::task::spawn_blocking(crate::base::release_free_memory).await;
         }
     });
     (Reloads(tx), task)

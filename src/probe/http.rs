@@ -284,7 +284,7 @@ impl HttpProbe {
             let body = &buf[head_end..buf.len().min(cap)];
             if find(body, needle).is_none() {
                 if buf.len() >= cap {
-                    crate::ops::metrics::limit_hit("probe_max_body");
+                    crate::base::metrics::limit_hit("probe_max_body");
                 }
                 return Step::Done(Err(Failure::late(format!(
                     "body does not contain {:?} (first {} bytes read)",

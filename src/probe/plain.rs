@@ -482,7 +482,7 @@ impl Runner {
             Err(mpsc::error::TrySendError::Full(batch)) => {
                 // A report is counted against the limit once, however long it waits.
                 for _ in self.refused..batch.len() {
-                    crate::ops::metrics::limit_hit("probe_queue");
+                    crate::base::metrics::limit_hit("probe_queue");
                 }
                 self.refused = batch.len();
                 self.batch = batch;

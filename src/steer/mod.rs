@@ -1,9 +1,9 @@
-//! Steering, pure: no I/O, no clock of its own. Given members' probe results and the time,
-//! [`health`] decides each member's state; given those states, [`policy`] decides what each
-//! name answers; [`topology`] maps client subnets to answer groups.
+//! Steering, pure: no I/O, no clock of its own, and nothing of the configuration. Given
+//! members' probe results and the time, [`health`] decides each member's state (rise, fall,
+//! flap damping); [`spill`] spreads a failed pool's clients over the others by spare
+//! capacity; [`topology`] maps client subnets to answer groups. What each name answers from
+//! those states is [`crate::policy`]'s.
 
 pub mod health;
-pub mod policy;
-pub mod recovery;
 pub mod spill;
 pub mod topology;

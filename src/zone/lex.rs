@@ -76,47 +76,14 @@ pub(super) fn lex<'a>(
             }
             b'"' => {
                 // The rest of a quoted string, quotes and escapes kept.
-                let (start, start_line) = (i, line);
-                i += 1;
-                loop {
-                    let Some(&q) = b.get(i) else {
-                        return Err(err(file, start_line, "unterminated quoted string"));
-                    };
-                    i += 1;
-                    line += usize::from(q == b'\n');
-                    match q {
-                        b'\\' => {
-                            let Some(&n) = b.get(i) else {
-                                return Err(err(file, start_line, "unterminated quoted string"));
-                            };
-                            line += usize::from(n == b'\n');
-                            i += char_len(n);
-                        }
-                        b'"' => break,
-                        _ => {}
-                    }
-                }
+                let start = i;
+                i = quoted_end(b, i, &mut line)
+                    .ok_or_else(|| err(file, line, "unterminated quoted string"))?;
                 cur.tokens.push(&text[start..i]);
             }
             _ => {
-                // A word, up to white space or a special character; a backslash takes the
-                // character after it, whatever it is.
                 let start = i;
-                loop {
-                    let w = b[i];
-                    i += 1;
-                    if w == b'\\' && i < b.len() {
-                        i += char_len(b[i]);
-                    }
-                    match b.get(i) {
-                        Some(n)
-                            if !matches!(
-                                n,
-                                b' ' | b'\t' | b'\r' | b'\n' | b';' | b'(' | b')' | b'"'
-                            ) => {}
-                        _ => break,
-                    }
-                }
+                i = word_end(b, i);
                 cur.tokens.push(&text[start..i.min(b.len())]);
             }
         }
@@ -128,6 +95,47 @@ pub(super) fn lex<'a>(
         each(&cur)?;
     }
     Ok(())
+}
+
+/// Where the quoted string that starts at `b[i]` ends (just past its closing quote), counting
+/// the new lines it holds in `line`; None (`line` untouched) when it is never closed.
+#[inline]
+fn quoted_end(b: &[u8], mut i: usize, line: &mut usize) -> Option<usize> {
+    let mut at = *line;
+    i += 1;
+    loop {
+        let &q = b.get(i)?;
+        i += 1;
+        at += usize::from(q == b'\n');
+        match q {
+            b'\\' => {
+                let &n = b.get(i)?;
+                at += usize::from(n == b'\n');
+                i += char_len(n);
+            }
+            b'"' => break,
+            _ => {}
+        }
+    }
+    *line = at;
+    Some(i)
+}
+
+/// Where the word that starts at `b[i]` ends: at white space or a special character; a
+/// backslash takes the character after it, whatever it is.
+#[inline]
+fn word_end(b: &[u8], mut i: usize) -> usize {
+    loop {
+        let w = b[i];
+        i += 1;
+        if w == b'\\' && i < b.len() {
+            i += char_len(b[i]);
+        }
+        match b.get(i) {
+            Some(n) if !matches!(n, b' ' | b'\t' | b'\r' | b'\n' | b';' | b'(' | b')' | b'"') => {}
+            _ => return i,
+        }
+    }
 }
 
 /// The length in bytes of the UTF-8 character that starts with `first`.

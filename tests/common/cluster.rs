@@ -507,5 +507,5 @@ impl Load {
 }
 
 pub fn overrides_in(path: &Path) -> usize {
-    gtmd::ops::state::load(path).map(|l| l.len()).unwrap_or(0)
+    gtmd::base::state::load(path).map(|l| l.len()).unwrap_or(0)
 }

@@ -12,8 +12,8 @@ use etcd_client::{Compare, CompareOp, KvClient, PutOptions, Txn, TxnOp};
 use tokio::sync::{mpsc, watch};
 
 use super::Session;
+use crate::base::alert::{Alert, Alerts};
 use crate::cluster::{Alerted, Alone, Record};
-use crate::ops::alert::{Alert, Alerts};
 
 /// Delivered ids kept to skip when a record is handed over again.
 const DONE_KEPT: usize = 1024;
@@ -155,7 +155,7 @@ impl Session {
             self.outbox.drop_all();
             return Ok(());
         }
-        crate::ops::metrics::cluster_writes("alerted", 1);
+        crate::base::metrics::cluster_writes("alerted", 1);
         self.hand_over();
         Ok(())
     }
@@ -201,7 +201,7 @@ impl Session {
         let body = serde_json::to_vec(&alone).map_err(|e| e.to_string())?;
         let put = PutOptions::new().with_lease(lease);
         self.op("write alone", kv.put(key, body, Some(put))).await?;
-        crate::ops::metrics::cluster_writes("alone", 1);
+        crate::base::metrics::cluster_writes("alone", 1);
         Ok(())
     }
 }

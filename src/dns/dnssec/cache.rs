@@ -116,7 +116,7 @@ impl Store<'_> {
         let Some(k) = key(keys, set, orig_ttl) else {
             return make();
         };
-        let now = crate::ops::state::now_secs() as u32;
+        let now = crate::base::state::now_secs() as u32;
         let fresh = |e: &Cached| e.expiration.wrapping_sub(now) as i32 > REFRESH as i32;
         match self {
             Store::Build { stamp, .. } => {

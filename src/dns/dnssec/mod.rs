@@ -189,7 +189,7 @@ impl Signer<'_> {
                 Store::Query => "query",
                 Store::Build { .. } => "publication",
             };
-            metrics::counter!(crate::ops::metrics::SIGNATURES, "path" => path).increment(1);
+            metrics::counter!(crate::base::metrics::SIGNATURES, "path" => path).increment(1);
             make(self.keys, &set[0].name, rtype, orig_ttl, set)
         });
         self.min_exp.set(self.min_exp.get().min(exp));
@@ -274,7 +274,7 @@ fn make(
     orig_ttl: u32,
     set: &[Record],
 ) -> (Vec<Record>, u32) {
-    let now = crate::ops::state::now_secs() as u32;
+    let now = crate::base::state::now_secs() as u32;
     let inception = now.wrapping_sub(BACKDATE);
     let expiration = now.wrapping_add(VALIDITY);
     let signers: Vec<&Key> = if crate::zone::is_key_type(rtype) {

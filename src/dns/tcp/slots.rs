@@ -98,10 +98,10 @@ impl Table {
     ) -> Result<(u64, Arc<Conn>), Refused> {
         let mine = self.per_client.get(&ip).copied().unwrap_or(0);
         if per_client > 0 && mine >= per_client {
-            crate::ops::metrics::limit_hit("tcp_max_per_client");
+            crate::base::metrics::limit_hit("tcp_max_per_client");
             self.evict(Some(ip)).ok_or("tcp_max_per_client")?;
         } else if self.live >= max {
-            crate::ops::metrics::limit_hit("tcp_max_connections");
+            crate::base::metrics::limit_hit("tcp_max_connections");
             // A client's share: an eighth of the limit, or its own cap.
             let share = if per_client > 0 {
                 per_client
@@ -144,7 +144,7 @@ impl Table {
         e.evicted = true;
         e.conn.leave.cancel();
         let ip = e.ip;
-        crate::ops::metrics::limit_hit("tcp_evicted");
+        crate::base::metrics::limit_hit("tcp_evicted");
         self.uncount(ip);
         Some(())
     }
@@ -243,11 +243,11 @@ impl Transfers {
         let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let mine = c.1.get(&ip).copied().unwrap_or(0);
         if per_client > 0 && mine >= per_client {
-            crate::ops::metrics::limit_hit("max_transfers_per_client");
+            crate::base::metrics::limit_hit("max_transfers_per_client");
             return None;
         }
         if c.0 >= max {
-            crate::ops::metrics::limit_hit("max_transfers");
+            crate::base::metrics::limit_hit("max_transfers");
             return None;
         }
         c.0 += 1;

@@ -15,10 +15,10 @@ use std::time::Instant;
 use super::super::alerting::{name_alert, region_alert};
 use super::super::Engine;
 use super::Clustered;
+use crate::base::alert::{new_id, Alert};
+use crate::base::state::now_secs;
 use crate::cluster::record::alerted_alone;
 use crate::cluster::{Alerted, Link, Record};
-use crate::ops::alert::{new_id, Alert};
-use crate::ops::state::now_secs;
 use crate::steer::health::State;
 
 impl Engine {

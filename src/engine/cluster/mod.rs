@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 use super::{Engine, OverrideOp};
+use crate::base::alert::Alert;
+use crate::base::state::{now_secs, Override};
 use crate::cluster::{decide, Alone, Decision, Handle, Link, OverrideChange, Shared, Verdict};
-use crate::ops::alert::Alert;
-use crate::ops::state::{now_secs, Override};
 use crate::steer::health::{State, Transition};
 
 mod alerted;

@@ -99,7 +99,7 @@ impl Engine {
 
     /// The cluster's gauges (stored with the others, so that they stay fresh).
     pub(in crate::engine) fn cluster_gauges(&self) {
-        use crate::ops::metrics::{
+        use crate::base::metrics::{
             CLUSTER_CONNECTED, CLUSTER_INSTANCES, CLUSTER_LEADER, MEMBER_DISAGREES,
         };
         let Some(c) = &self.cluster else { return };

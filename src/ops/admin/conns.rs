@@ -72,10 +72,10 @@ impl Table {
         let mine = self.conns.values().filter(|e| e.ip == ip).count();
         if mine >= limits.max_per_client {
             self.evict(Some(ip))?;
-            crate::ops::metrics::limit_hit("admin_max_per_client");
+            crate::base::metrics::limit_hit("admin_max_per_client");
         } else if self.conns.len() >= limits.max_connections {
             self.evict(None)?;
-            crate::ops::metrics::limit_hit("admin_max_connections");
+            crate::base::metrics::limit_hit("admin_max_connections");
         }
         let progress = Progress::default();
         progress
@@ -214,7 +214,7 @@ impl Server {
         let expired = |w: &Waiting| w.since.elapsed() >= self.limits.header_timeout;
         while waiting.front().is_some_and(expired) {
             waiting.pop_front();
-            crate::ops::metrics::limit_hit("admin_header_timeout");
+            crate::base::metrics::limit_hit("admin_header_timeout");
         }
         let mut wake = waiting
             .front()

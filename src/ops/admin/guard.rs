@@ -36,7 +36,7 @@ pub async fn check(
     if let Some(host) = h.get(header::HOST) {
         let host = host.to_str().unwrap_or("");
         if !g.host_allowed(host) {
-            crate::ops::metrics::limit_hit("admin_host");
+            crate::base::metrics::limit_hit("admin_host");
             let msg = format!(
                 "Host {host:?} is not this server: use its address, or add the name to admin.allowed_hosts\n"
             );
@@ -73,7 +73,7 @@ impl Guard {
                 .strip_prefix("http://")
                 .or_else(|| origin.strip_prefix("https://"));
             if !host.is_some_and(|host| self.host_allowed(host)) {
-                crate::ops::metrics::limit_hit("admin_origin");
+                crate::base::metrics::limit_hit("admin_origin");
                 return Err((
                     StatusCode::FORBIDDEN,
                     format!("a change from the origin {origin:?} is refused: only pages of this server may make changes\n"),

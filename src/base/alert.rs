@@ -221,7 +221,7 @@ impl Alerts {
         let Some(tx) = &self.tx else { return };
         if tx.try_send((a, done)).is_err() {
             metrics::counter!(ALERTS, "result" => "dropped").increment(1);
-            crate::ops::metrics::limit_hit("alerts_queue");
+            crate::base::metrics::limit_hit("alerts_queue");
             tracing::warn!("alert queue full: alert dropped");
         }
     }

@@ -47,8 +47,12 @@ pub const CLUSTER_LEADER: &str = "gtmd_cluster_leader";
 pub const CLUSTER_WRITES: &str = "gtmd_cluster_writes_total";
 pub const CLUSTER_ERRORS: &str = "gtmd_cluster_session_errors_total";
 pub const MEMBER_DISAGREES: &str = "gtmd_member_view_disagrees";
-pub use crate::dns::notify::NOTIFY;
-pub use crate::dns::transfer::{TRANSFERS, TRANSFER_BYTES};
+/// NOTIFY messages sent, by zone, secondary and result.
+pub const NOTIFY: &str = "gtmd_notify_total";
+/// Transfers served, by zone and kind.
+pub const TRANSFERS: &str = "gtmd_transfers_total";
+/// Bytes of transfer messages served, by zone.
+pub const TRANSFER_BYTES: &str = "gtmd_transfer_bytes_total";
 
 /// How often the engine stores its gauges even when nothing changed (and drains histogram
 /// samples into their buckets). The exporter forgets a
@@ -103,6 +107,14 @@ pub fn handle() -> &'static PrometheusHandle {
 }
 
 fn describe() {
+    describe_answers();
+    describe_health();
+    describe_cluster();
+    describe_operation();
+}
+
+/// Queries, zones, transfers, signing and rate limiting.
+fn describe_answers() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(
         QUERIES,
@@ -113,6 +125,24 @@ fn describe() {
         Unit::Seconds,
         "Time to build a response, one query in 16"
     );
+    describe_gauge!(GENERATION, "Generation of the published answers");
+    describe_gauge!(ZONE_SERIAL, "The zone's SOA serial as served");
+    describe_counter!(NOTIFY, "NOTIFYs sent to secondaries, answered or not");
+    describe_counter!(TRANSFERS, "Zone transfers served, by kind");
+    describe_counter!(TRANSFER_BYTES, "Bytes of zone transfer messages served");
+    describe_counter!(
+        RRL,
+        "UDP responses over the rate limit: slipped (sent truncated) or dropped; unsigned_slip: over the prefix's budget of signed answers, sent truncated unsigned; reset: the prefix table was emptied"
+    );
+    describe_counter!(
+        SIGNATURES,
+        "DNSSEC signatures made, by path: publication (prepared answers) or query (a name signed per query)"
+    );
+}
+
+/// Probes, members, pools, regions and names.
+fn describe_health() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(PROBES, "Health probes done, by check and result");
     describe_histogram!(PROBE_SECONDS, Unit::Seconds, "Probe latency, by check");
     describe_gauge!(MEMBER_UP, "1 if the member's probes say it is up");
@@ -129,13 +159,19 @@ fn describe() {
         NAME_DEGRADED,
         "1 while the name answers with its degraded TTL"
     );
-    describe_gauge!(OVERRIDES, "Operator overrides in force, by action");
     describe_gauge!(
-        STATE_FILE_OK,
-        "0 while the state file found at start cannot be read (overrides came from its backup, or none)"
+        POOL_LOAD,
+        "For a name whose pools have capacities: the pool's share of the name's traffic over its capacity (above 1: overloaded)"
     );
-    describe_gauge!(GENERATION, "Generation of the published answers");
-    describe_gauge!(ZONE_SERIAL, "The zone's SOA serial as served");
+    describe_gauge!(
+        NAME_FAIL_OPEN,
+        "1 while the name answers every member because none is healthy (when_all_down = \"all\")"
+    );
+}
+
+/// The cluster's link, instances, leadership, writes and disagreements.
+fn describe_cluster() {
+    use metrics::{describe_counter, describe_gauge};
     describe_gauge!(
         CLUSTER_CONNECTED,
         "1 while answers follow the cluster's quorum; 0 alone, joining or fallen back"
@@ -154,29 +190,20 @@ fn describe() {
         MEMBER_DISAGREES,
         "1 while this instance's own view of the member differs from the quorum's"
     );
-    describe_counter!(NOTIFY, "NOTIFYs sent to secondaries, answered or not");
-    describe_counter!(TRANSFERS, "Zone transfers served, by kind");
-    describe_counter!(TRANSFER_BYTES, "Bytes of zone transfer messages served");
+}
+
+/// Overrides, the state file, the build, reloads and resource limits.
+fn describe_operation() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_gauge!(OVERRIDES, "Operator overrides in force, by action");
+    describe_gauge!(
+        STATE_FILE_OK,
+        "0 while the state file found at start cannot be read (overrides came from its backup, or none)"
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the version is a label");
-    describe_gauge!(
-        POOL_LOAD,
-        "For a name whose pools have capacities: the pool's share of the name's traffic over its capacity (above 1: overloaded)"
-    );
-    describe_gauge!(
-        NAME_FAIL_OPEN,
-        "1 while the name answers every member because none is healthy (when_all_down = \"all\")"
-    );
     describe_gauge!(
         CONFIG_GENERATION,
         "1 for the configuration read at start, plus one per reload that took effect"
-    );
-    describe_counter!(
-        RRL,
-        "UDP responses over the rate limit: slipped (sent truncated) or dropped; unsigned_slip: over the prefix's budget of signed answers, sent truncated unsigned; reset: the prefix table was emptied"
-    );
-    describe_counter!(
-        SIGNATURES,
-        "DNSSEC signatures made, by path: publication (prepared answers) or query (a name signed per query)"
     );
     describe_counter!(
         LIMITS,
