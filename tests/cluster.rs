@@ -359,33 +359,51 @@ fn certificates(dir: &Path) {
 /// One etcd serving clients over TLS only, and only those with a certificate of the CA in
 /// `d` (see [`certificates`]); returns it and its client URL.
 fn tls_etcd(d: &Path) -> (KillOnDrop, String) {
-    let (client, peer) = (free_addr(), free_addr());
-    let url = format!("https://{client}");
-    let pem = |f: &str| d.join(f).display().to_string();
-    let etcd = Command::new("etcd")
-        .args(["--name", "tls", "--data-dir", &pem("data")])
-        .args([
-            "--listen-client-urls",
-            &url,
-            "--advertise-client-urls",
-            &url,
-        ])
-        .args(["--listen-peer-urls", &format!("http://{peer}")])
-        .args(["--initial-advertise-peer-urls", &format!("http://{peer}")])
-        .args(["--initial-cluster", &format!("tls=http://{peer}")])
-        .args([
-            "--cert-file",
-            &pem("server.pem"),
-            "--key-file",
-            &pem("server-key.pem"),
-        ])
-        .args(["--client-cert-auth", "--trusted-ca-file", &pem("ca.pem")])
-        .args(["--log-level", "warn"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("etcd");
-    (KillOnDrop(etcd), url)
+    // A port found free may be taken before etcd binds it: then etcd exits, and it is
+    // started again on other ports.
+    for _ in 0..5 {
+        let (client, peer) = (free_addr(), free_addr());
+        let url = format!("https://{client}");
+        let pem = |f: &str| d.join(f).display().to_string();
+        let log = std::fs::File::create(d.join("etcd.log")).unwrap();
+        let etcd = Command::new("etcd")
+            .args(["--name", "tls", "--data-dir", &pem("data")])
+            .args([
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+            ])
+            .args(["--listen-peer-urls", &format!("http://{peer}")])
+            .args(["--initial-advertise-peer-urls", &format!("http://{peer}")])
+            .args(["--initial-cluster", &format!("tls=http://{peer}")])
+            .args([
+                "--cert-file",
+                &pem("server.pem"),
+                "--key-file",
+                &pem("server-key.pem"),
+            ])
+            .args(["--client-cert-auth", "--trusted-ca-file", &pem("ca.pem")])
+            .args(["--log-level", "warn"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("etcd");
+        let mut etcd = KillOnDrop(etcd);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if etcd.0.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            if std::net::TcpStream::connect(client).is_ok() {
+                return (etcd, url);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_dir_all(d.join("data"));
+    }
+    let log = std::fs::read_to_string(d.join("etcd.log")).unwrap_or_default();
+    panic!("etcd over TLS did not start: {log}");
 }
 
 /// Starts instance `id` on the TLS etcd at `url`, with the client certificate of `d` when
