@@ -249,12 +249,7 @@ fn check(path: Option<&PathBuf>) -> anyhow::Result<()> {
 fn dnssec(config: Option<&PathBuf>, op: DnssecOp) -> anyhow::Result<()> {
     use anyhow::Context;
     let zone_name = |z: &str| {
-        let z = if z.ends_with('.') {
-            z.to_string()
-        } else {
-            format!("{z}.")
-        };
-        hickory_proto::rr::Name::from_ascii(&z).with_context(|| format!("{z:?} is not a zone name"))
+        gtmd::config::absolute_name(z).with_context(|| format!("{z:?} is not a zone name"))
     };
     match op {
         DnssecOp::Keygen {

@@ -470,5 +470,15 @@ impl Config {
     }
 }
 
+/// `n` as an absolute domain name: a name written without its final dot is taken as
+/// absolute, as everywhere in the configuration.
+pub fn absolute_name(n: &str) -> Result<Name, hickory_proto::ProtoError> {
+    if n.ends_with('.') {
+        Name::from_ascii(n)
+    } else {
+        Name::from_ascii(format!("{n}."))
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -97,12 +97,7 @@ fn name_and_pools(
     pools: &[Pool],
     bound: &mut std::collections::HashSet<LowerName>,
 ) -> Result<(Name, Vec<usize>), ConfigError> {
-    let fqdn = if n.ends_with('.') {
-        n.to_string()
-    } else {
-        format!("{n}.")
-    };
-    let name = Name::from_ascii(&fqdn)
+    let name = super::absolute_name(n)
         .map_err(|e| cx.err(np, format!("{n:?} is not a domain name: {e}")))?;
     if !bound.insert(LowerName::new(&name)) {
         return Err(cx.err(np, format!("{name} is bound twice")));

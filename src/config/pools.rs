@@ -242,12 +242,7 @@ fn member_address(cx: &Ctx, mp: &str, a: &str) -> Result<IpAddr, ConfigError> {
 
 /// A member's `cname`: a domain name (absolute whether or not written with the dot).
 fn member_name(cx: &Ctx, mp: &str, n: &str) -> Result<Name, ConfigError> {
-    let fqdn = if n.ends_with('.') {
-        n.to_string()
-    } else {
-        format!("{n}.")
-    };
-    Name::from_ascii(&fqdn)
+    super::absolute_name(n)
         .ok()
         .filter(|x| x.num_labels() > 0 && n.parse::<IpAddr>().is_err())
         .ok_or_else(|| {

@@ -147,9 +147,11 @@ pub fn check(v: &mut Verdict, evs: &[(Duration, Ev)], b: Bounds) {
             if e - s < fall + margin {
                 continue;
             }
+            // Since the quorum last surely decided it up: an up spell too short for that
+            // (a link up for a moment) leaves the down decided before it standing.
             let from = up[k]
                 .iter()
-                .filter(|(_, ue)| *ue <= s)
+                .filter(|(us, ue)| *ue <= s && *ue - *us >= rise + margin)
                 .map(|(_, ue)| *ue)
                 .max()
                 .unwrap_or_default();

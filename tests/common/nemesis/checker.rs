@@ -185,6 +185,7 @@ pub fn check(evs: &[(Duration, Ev)], b: Bounds) -> Verdict {
             Ev::Alert(_) | Ev::Ctl { .. } => {}
             other => st.apply(t, other),
         }
+        st.note_company(t, SETTLE);
     }
     super::alerts::check(&mut v, evs, b);
     v
@@ -249,7 +250,11 @@ fn check_query(
         && st.etcd_reach[i].for_at_least(SETTLE, t)
         && observed(SETTLE)
         && polled;
-    let fail_open = fail_open_possible(st, ovs, b, t, i, connected);
+    // It follows a quorum of instances only while another instance surely holds views in
+    // etcd (for a quorum delay, as its views take that long to move the decision back):
+    // alone, it decides from its own view.
+    let accompanied = st.accompanied[i].for_at_least(QUORUM_CALM, t);
+    let fail_open = fail_open_possible(st, ovs, b, t, i, connected && accompanied);
     for (k, m) in MEMBERS.iter().enumerate() {
         let answered = bits & (1 << k) != 0;
         let (ov, ov_since) = ov_at(&ovs[k], t);
@@ -273,6 +278,7 @@ fn check_query(
             && ov == Ov::Enabled
             && honoured
             && st.quorum_up[k].for_at_least(up, t)
+            && (accompanied || st.own_up[k][i].for_at_least(up, t))
         {
             let (inv, how) = if st.minority_down[k].0.is_some() {
                 (3, "up for a majority, cut from one instance")

@@ -78,6 +78,10 @@ pub struct State {
     /// may still live, counting its TTL from then: from the kill, and again from each moment
     /// a fault shakes etcd (a new etcd leader extends every lease).
     pub old_lease: [Option<Duration>; GTMD.len()],
+    /// Per instance: another instance has surely held live views in etcd, since. The quorum
+    /// is taken among the live instances, so one alone in the cluster decides from its own
+    /// view, as one cut off from etcd does.
+    pub accompanied: [Held; GTMD.len()],
 }
 
 /// A vantage point's view of a member.
@@ -213,6 +217,23 @@ impl State {
             self.etcd_reach[g].set(quorum.len() >= 2 && reach, t);
             let none = (0..ETCD.len()).all(|e| self.etcd_down[e] || self.separated(name, ETCD[e]));
             self.etcd_cut[g].set(none, t);
+        }
+    }
+
+    /// Recomputes [`State::accompanied`] at `t`, from the processes, the paths to etcd and
+    /// the `/status` polls: an instance surely holds live views once it has run, reached a
+    /// working etcd and said `connected` for `settle`.
+    pub fn note_company(&mut self, t: Duration, settle: Duration) {
+        let live: Vec<bool> = (0..GTMD.len())
+            .map(|j| {
+                self.running[j].for_at_least(settle, t)
+                    && self.etcd_reach[j].for_at_least(settle, t)
+                    && self.connected[j].for_at_least(settle, t)
+            })
+            .collect();
+        for i in 0..GTMD.len() {
+            let other = (0..GTMD.len()).any(|j| j != i && live[j]);
+            self.accompanied[i].set(other, t);
         }
     }
 
