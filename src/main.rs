@@ -146,6 +146,9 @@ fn manpage(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
         let mut all = cmd.clone();
         all.build();
         pages(all, dir, &man)?;
+        // gtmd.toml(5), from the configuration's own definitions.
+        let toml = gtmd::config::reference::man_page(concat!("gtmd ", env!("CARGO_PKG_VERSION")));
+        std::fs::write(dir.join("gtmd.toml.5"), toml)?;
     }
     let man = man(cmd);
     let mut out = Vec::new();
@@ -157,7 +160,7 @@ fn manpage(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
     man.render_subcommands_section(&mut out)?;
     out.extend_from_slice(
         b".SH FILES\n.TP\n/etc/gtmd/gtmd.toml\nThe configuration (the package installs the sample; \
-          every key is in /usr/share/doc/gtmd/docs/configuration.md).\n\
+          every key is in gtmd.toml(5)).\n\
           .TP\n/etc/gtmd/zones/\nZone files (RFC 1035), one zone per *.zone file.\n\
           .TP\n/etc/gtmd/token\nThe admin API's bearer token, passed to the service by systemd.\n\
           .TP\n/var/lib/gtmd/\nThe state file (overrides and zone serials, admin.state_file).\n\

@@ -75,6 +75,48 @@ fn every_page_a_man_page_refers_to_is_shipped() {
     }
 }
 
+const KEYS_BEGIN: &str = "<!-- The key tables below are made from the configuration's definitions (src/config/file/); a test keeps them current. -->\n";
+const KEYS_END: &str = "<!-- End of the key tables. -->\n";
+
+/// docs/configuration.md's key tables are those the configuration's definitions make (as
+/// gtmd.toml(5) is). `GTMD_REFRESH_DOCS=1` writes them.
+#[test]
+fn the_key_tables_of_the_configuration_reference_are_current() {
+    let path = repo().join("docs/configuration.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let (Some(a), Some(b)) = (doc.find(KEYS_BEGIN), doc.find(KEYS_END)) else {
+        panic!("docs/configuration.md lacks the markers of its key tables");
+    };
+    let have = &doc[a + KEYS_BEGIN.len()..b];
+    let want = gtmd::config::reference::markdown();
+    if have != want && std::env::var_os("GTMD_REFRESH_DOCS").is_some() {
+        let new = format!("{}{want}{}", &doc[..a + KEYS_BEGIN.len()], &doc[b..]);
+        std::fs::write(&path, new).unwrap();
+        return;
+    }
+    assert!(
+        have == want,
+        "docs/configuration.md's key tables are out of date; refresh with: GTMD_REFRESH_DOCS=1 cargo test --release --features cluster --test package key_tables"
+    );
+    // Every key written in the sample configuration is in them.
+    let sample = std::fs::read_to_string(repo().join("dist/gtmd.toml")).unwrap();
+    let keys = gtmd::config::reference::sections();
+    for line in sample.lines().map(str::trim) {
+        let Some((key, _)) = line.split_once(" = ") else {
+            continue;
+        };
+        if key.starts_with('#') || key.contains(['"', ' ', '{']) {
+            continue;
+        }
+        assert!(
+            keys.iter()
+                .flat_map(|s| &s.keys)
+                .any(|k| k.path.ends_with(&format!(".{key}"))),
+            "dist/gtmd.toml writes {key}, which the reference does not name"
+        );
+    }
+}
+
 #[test]
 fn the_man_pages_and_completions_in_dist_are_current() {
     let tmp = tempfile::tempdir().unwrap();
@@ -238,6 +280,7 @@ fn the_debian_package_holds_the_binary_config_unit_man_pages_and_completions() {
         "lib/systemd/system/gtmd-agent.service",
         "usr/share/man/man8/gtmd.8.gz",
         "usr/share/man/man8/gtmd-ctl-disable.8.gz",
+        "usr/share/man/man5/gtmd.toml.5.gz",
         "usr/share/bash-completion/completions/gtmd",
         "usr/share/zsh/vendor-completions/_gtmd",
         "usr/share/fish/vendor_completions.d/gtmd.fish",

@@ -15,6 +15,7 @@ pub mod file;
 mod names;
 mod pools;
 pub mod recovery;
+pub mod reference;
 mod server;
 mod topology;
 mod transfer;
