@@ -131,7 +131,13 @@ fn the_man_pages_and_completions_in_dist_are_current() {
     for (h, w) in have.iter().zip(&want) {
         assert!(h.1 == w.1, "dist/man/{} is out of date; {refresh}", h.0);
     }
-    assert!(String::from_utf8_lossy(&want[want.len() - 1].1).contains(".TH gtmd 8"));
+    let page = |name: &str| {
+        let (_, text) = want.iter().find(|f| f.0 == name).unwrap();
+        String::from_utf8_lossy(text).into_owned()
+    };
+    assert!(page("gtmd.8").contains(".TH gtmd 8"));
+    assert!(page("gtmd.toml.5").contains(".TH gtmd.toml 5"));
+    assert!(page("gtmd.8").contains("gtmd.toml(5)"));
     for (shell, file) in [
         ("bash", "gtmd.bash"),
         ("zsh", "_gtmd"),

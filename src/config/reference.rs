@@ -288,12 +288,9 @@ pub fn man_page(version: &str) -> String {
             page.control("TP", []).text(head).text(inlines(&k.meaning));
         }
     }
-    page.control("SH", ["SEE ALSO"]).text([
-        bold("gtmd"),
-        roman("(8), "),
-        bold("gtmd-check-config"),
-        roman("(8), and docs/ in gtmd's source for what the keys do."),
-    ]);
+    page.control("SH", ["SEE ALSO"]).text([roman(
+        "gtmd(8), gtmd-check-config(8), and /usr/share/doc/gtmd/docs/ for what the keys do.",
+    )]);
     page.render()
 }
 
