@@ -1,7 +1,7 @@
 //! The cluster under a randomized nemesis (tests/common/nemesis): three etcd members, three
-//! instances and two backend regions, each host a network namespace; faults and heals from a
+//! instances, two backend regions and a Knot secondary, each host a network namespace; faults and heals from a
 //! seeded generator; a checker over the whole history. Each run prints its seed: replay a
-//! failure with `GTMD_NEMESIS_SEED=SEED`. Needs root, `ip`, `nft`, etcd and etcdctl.
+//! failure with `GTMD_NEMESIS_SEED=SEED`. Needs root, `ip`, `nft`, etcd, etcdctl and knotd.
 //! `GTMD_NEMESIS_MINUTES` sets the length of the long run (`benches/nemesis.sh`).
 
 #![cfg(feature = "cluster")]

@@ -1,8 +1,8 @@
 //! One deterministic run per fault kind of the nemesis (tests/common/nemesis): the lab of
-//! three etcd members, three instances and two backend regions, one fault applied, held and
-//! healed, and the checker over the whole history. Each test also checks that its fault had
+//! three etcd members, three instances, two backend regions and a Knot secondary, one fault
+//! applied, held and healed, and the checker over the whole history. Each test also checks that its fault had
 //! the effect it is meant to have, so that a clean verdict is not an empty one. Needs root,
-//! `ip`, `nft`, etcd and etcdctl.
+//! `ip`, `nft`, etcd, etcdctl and knotd.
 
 #![cfg(feature = "cluster")]
 
@@ -29,8 +29,9 @@ fn scenario(label: &str, act: impl FnOnce(&mut World, &mut Nemesis)) -> World {
     n.heal_all(&mut w);
     let v = settle_and_check(&mut w);
     eprintln!(
-        "{label}: {} queries, {} failed while the instance was down or starting, {} alerts",
-        v.queries, v.excused, v.alerts_received
+        "{label}: {} queries, {} failed while the instance was down or starting, {} alerts, \
+         serials {:?} (primary, secondary), {} changes the secondary had to follow",
+        v.queries, v.excused, v.alerts_received, v.serials, v.follows
     );
     assert_clean(&w, label, &v);
     w
@@ -335,4 +336,65 @@ fn a_config_reload_on_one_instance_breaks_no_invariant() {
         assert!(reload(w, 1), "the reload was not acknowledged");
         hold(Duration::from_secs(2));
     });
+}
+
+/// The serials server `at` (0: the primary g1, 1: the secondary s1) was seen with, in order,
+/// each once.
+fn serials(w: &World, at: usize) -> Vec<u32> {
+    let mut out: Vec<u32> = Vec::new();
+    for (_, e) in w.h.sorted() {
+        if let Ev::Zone { at: a, serial, .. } = e {
+            if a == at && out.last() != Some(&serial) {
+                out.push(serial);
+            }
+        }
+    }
+    out
+}
+
+/// A member that fails for a while: the zone's serial moves twice.
+fn flap_member(w: &mut World, n: &mut Nemesis, member: usize) {
+    for_a_while(
+        w,
+        n,
+        Fault::Backend {
+            member,
+            mode: Mode::Refuse,
+        },
+        Duration::from_secs(3),
+    );
+}
+
+#[test]
+fn the_secondary_cut_from_its_primary_catches_up_once_healed_and_never_moves_back() {
+    let w = scenario("cut-secondary", |w, n| {
+        let cut = n.apply(w, faults::secondary_from_primary(false)).unwrap();
+        flap_member(w, n, 0);
+        n.heal(w, cut);
+        hold(Duration::from_secs(4));
+        flap_member(w, n, 3);
+    });
+    let (p, s) = (serials(&w, 0), serials(&w, 1));
+    assert!(p.len() >= 5, "the primary's serial moved only {p:?}");
+    // The serials served during the cut never reached the secondary: it skipped them.
+    assert!(s.len() < p.len(), "primary {p:?}, secondary {s:?}");
+    assert_eq!(s.last(), p.last(), "primary {p:?}, secondary {s:?}");
+}
+
+#[test]
+fn a_killed_primary_and_a_killed_secondary_never_move_a_serial_back() {
+    let w = scenario("kill-primary-secondary", |w, n| {
+        let kill = n.apply(w, Fault::Kill(GTMD[0])).unwrap();
+        flap_member(w, n, 1);
+        n.heal(w, kill);
+        hold(LEASE_TTL + Duration::from_secs(4));
+        let kill = n.apply(w, Fault::Kill(common::nemesis::SECONDARY)).unwrap();
+        flap_member(w, n, 2);
+        n.heal(w, kill);
+        hold(Duration::from_secs(2));
+        flap_member(w, n, 2);
+    });
+    let (p, s) = (serials(&w, 0), serials(&w, 1));
+    assert!(p.len() >= 3, "the primary's serial moved only {p:?}");
+    assert_eq!(s.last(), p.last(), "primary {p:?}, secondary {s:?}");
 }

@@ -1,7 +1,9 @@
 //! Invariant 5, alerts: exactly one alert per decided event across the cluster (a member
 //! down or up by the quorum, an override set or cleared), whatever leader changes happen,
 //! delivered within [`ALERT_BOUND`] of the event being decided (or by the end of the run
-//! when etcd had no working quorum meanwhile, as no leader can be elected then).
+//! when etcd had no working quorum meanwhile, as no leader can be elected then; and
+//! [`ALERT_BOUND`] + [`ETCD_ELECTION`] after each fault that shook etcd meanwhile, as a new
+//! etcd leader extends every lease, a dead leader's too).
 //!
 //! An alert is the same as another when both carry the same `id`; without `id`, alerts are
 //! grouped by (event, member or target, scope, and the instance for instance-scope events).
@@ -9,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::checker::{Verdict, ALERT_BOUND};
+use super::checker::{Verdict, ALERT_BOUND, ETCD_ELECTION};
 use super::history::Ev;
 use super::state::{Held, State};
 use super::{Bounds, MEMBERS, QUORUM_DELAY};
@@ -116,10 +118,25 @@ pub fn check(v: &mut Verdict, evs: &[(Duration, Ev)], b: Bounds) {
     let end = v.end;
     let (down, up, no_etcd) = truth_intervals(evs, end);
     let etcd_gap = |from: Duration, to: Duration| no_etcd.iter().any(|(s, e)| *s < to && *e > from);
+    // A new etcd leader extends every lease by its TTL and the election time, a dead
+    // leader's too: its successor may take over only that long after a fault that shook etcd.
+    let shakes: Vec<Duration> = evs
+        .iter()
+        .filter(|(_, ev)| matches!(ev, Ev::Fault { fault, .. } if fault.shakes_etcd()))
+        .map(|(t, _)| *t)
+        .collect();
+    let extended = |from: Duration, mut by: Duration| {
+        for s in &shakes {
+            if *s >= from && *s <= by {
+                by = by.max(*s + ALERT_BOUND + ETCD_ELECTION);
+            }
+        }
+        by
+    };
     let st = State::new();
     let mut expect =
         |v: &mut Verdict, event: &str, subject: &str, from: Duration, decided: Duration| {
-            let mut by = decided + ALERT_BOUND;
+            let mut by = extended(from, decided + ALERT_BOUND);
             if etcd_gap(from, by) {
                 by = end;
             }

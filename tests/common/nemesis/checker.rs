@@ -1,6 +1,6 @@
 //! The checker: replays a history and reports every violation of the cluster's invariants
-//! (availability, truth, no false removal, overrides, alerts), merged into intervals, each
-//! with its duration and the faults in force when it began.
+//! (availability, truth, no false removal, overrides, alerts, serials), merged into
+//! intervals, each with its duration and the faults in force when it began.
 //!
 //! Bounds, with the quorum delay of [`quorum_delay`] (1 s on a calm day, `lease_ttl` + 1 s
 //! while a fault touches etcd or the instances): a member dead longer than `detection +
@@ -8,7 +8,9 @@
 //! `recovery + quorum delay`, from where the instance stands when it may be answering from
 //! its own view: fail-open may answer it); a member up from a majority of
 //! vantage points for `recovery + quorum delay` is in the answer of every instance connected
-//! to etcd (saying so and reaching it) for [`SETTLE`]; an acknowledged override is honoured
+//! to etcd (saying so and reaching it) for [`SETTLE`], and while another instance surely
+//! holds views in etcd (the quorum is taken among the live instances: one alone decides from
+//! its own view, and is held to it); an acknowledged override is honoured
 //! within [`OVERRIDE_BOUND`] by every such instance; an instance that reaches no etcd member
 //! for `lease_ttl + 1 s` says so, and one that reaches a working etcd again is connected
 //! within [`SETTLE`] (after [`ETCD_ELECTION`] for etcd itself to elect a leader once it has
@@ -65,6 +67,10 @@ pub struct Verdict {
     pub excused: u64,
     pub alerts_expected: u64,
     pub alerts_received: u64,
+    /// Distinct serials of the zone seen at the primary and at the secondary.
+    pub serials: [u64; 2],
+    /// Changes of the primary's serial the secondary had to follow (invariant 6).
+    pub follows: u64,
     pub end: Duration,
 }
 
@@ -188,6 +194,7 @@ pub fn check(evs: &[(Duration, Ev)], b: Bounds) -> Verdict {
         st.note_company(t, SETTLE);
     }
     super::alerts::check(&mut v, evs, b);
+    super::serials::check(&mut v, evs);
     v
 }
 

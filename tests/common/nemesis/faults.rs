@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::history::Ev;
 use super::net::Mode;
-use super::{World, ETCD, GTMD, MEMBERS, REGIONS};
+use super::{World, ETCD, GTMD, MEMBERS, REGIONS, SECONDARY};
 
 /// One fault. Hosts by their lab names.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,10 +46,8 @@ impl Fault {
                 format!("{kind}{}", if *one_way { " (one-way)" } else { "" })
             }
             Fault::LinkDown(h) => format!("link down {}", &h[..1]),
-            Fault::Pause(h) => {
-                format!("pause {}", if h.starts_with('g') { "gtmd" } else { "etcd" })
-            }
-            Fault::Kill(h) => format!("kill {}", if h.starts_with('g') { "gtmd" } else { "etcd" }),
+            Fault::Pause(h) => format!("pause {}", process_kind(h)),
+            Fault::Kill(h) => format!("kill {}", process_kind(h)),
             Fault::Wipe(_) => "etcd member emptied".into(),
             Fault::WipeAll => "etcd data lost".into(),
             Fault::Backend { mode, .. } => format!("backend {mode:?}").to_lowercase(),
@@ -67,7 +65,7 @@ impl Fault {
                 b.iter()
                     .any(|y| core(x) && core(y) && (x.starts_with('e') || y.starts_with('e')))
             }),
-            Fault::LinkDown(h) => core(h),
+            Fault::LinkDown(h) | Fault::Pause(h) | Fault::Kill(h) => core(h),
             Fault::Backend { .. } => false,
             _ => true,
         }
@@ -97,6 +95,25 @@ impl Fault {
             Fault::LinkDown(h) => *h == x || *h == y,
             _ => false,
         }
+    }
+}
+
+/// What runs on host `h`, for the summary.
+fn process_kind(h: &str) -> &'static str {
+    match h.as_bytes()[0] {
+        b'g' => "gtmd",
+        b'e' => "etcd",
+        _ => "secondary",
+    }
+}
+
+/// The secondary cut from its primary (g1): NOTIFYs and transfers are lost meanwhile.
+pub fn secondary_from_primary(one_way: bool) -> Fault {
+    Fault::Cut {
+        kind: "cut secondary from primary",
+        a: vec![GTMD[0]],
+        b: vec![SECONDARY],
+        one_way,
     }
 }
 
@@ -152,6 +169,8 @@ impl Nemesis {
             Fault::Kill(h) => {
                 if let Some(i) = gtmd_index(h) {
                     w.gtmd[i] = None;
+                } else if *h == SECONDARY {
+                    w.secondary = None;
                 } else {
                     w.etcd[etcd_index(h)?] = None;
                 }
@@ -209,12 +228,14 @@ impl Nemesis {
                 w.lab.slow(h, Some(rate));
             }
             Fault::Pause(h) | Fault::Kill(h) => {
+                let paused = matches!(f, Fault::Pause(_));
                 if let Some(i) = gtmd_index(h) {
-                    let paused = matches!(f, Fault::Pause(_));
                     w.h.add(Ev::Gtmd {
                         inst: i,
                         running: paused.then_some(false),
                     });
+                } else if *h == SECONDARY {
+                    w.h.add(Ev::Secondary(paused.then_some(false)));
                 }
             }
             Fault::Wipe(_) => self.heal(w, id),
@@ -262,6 +283,8 @@ impl Nemesis {
                         inst: i,
                         running: Some(true),
                     });
+                } else if *h == SECONDARY {
+                    w.h.add(Ev::Secondary(Some(true)));
                 }
             }
             Fault::Kill(h) => match gtmd_index(h) {
@@ -271,6 +294,10 @@ impl Nemesis {
                         inst: i,
                         running: Some(true),
                     });
+                }
+                None if *h == SECONDARY => {
+                    w.start_secondary();
+                    w.h.add(Ev::Secondary(Some(true)));
                 }
                 None => w.start_etcd(etcd_index(h).unwrap(), false),
             },
@@ -314,10 +341,11 @@ impl Nemesis {
     }
 }
 
-/// The process id of host `h`'s gtmd or etcd, if running.
+/// The process id of host `h`'s gtmd, etcd or Knot, if running.
 fn pid(w: &World, h: &str) -> Option<u32> {
     match gtmd_index(h) {
         Some(i) => w.gtmd[i].as_ref().map(|c| c.id()),
+        None if h == SECONDARY => w.secondary.as_ref().map(|c| c.id()),
         None => w.etcd[etcd_index(h)?].as_ref().map(|c| c.id()),
     }
 }

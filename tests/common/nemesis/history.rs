@@ -19,6 +19,8 @@ use super::net::{http, spawn_in, Mode};
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often each instance is asked.
 pub const QUERY_EVERY: Duration = Duration::from_millis(10);
+/// How often the primary and the secondary are asked for the zone's serial.
+pub const ZONE_EVERY: Duration = Duration::from_millis(20);
 /// How often each instance's `/status` is read.
 pub const STATUS_EVERY: Duration = Duration::from_millis(200);
 
@@ -61,6 +63,12 @@ pub enum Ev {
     Alert(serde_json::Value),
     /// etcd's leader (its index), as asked just before a fault that may take it away.
     EtcdLeader(Option<usize>),
+    /// What a server of the zone held, asked at the event's time: `at` 0 is the primary
+    /// (g1), 1 the secondary (s1); its serial and the members it answers for NAME (the
+    /// same serial before and after that answer, else nothing is recorded).
+    Zone { at: usize, serial: u32, bits: u32 },
+    /// The secondary runs (`Some(true)`), is paused (`Some(false)`) or is gone (`None`).
+    Secondary(Option<bool>),
 }
 
 /// The history: events in the order they were recorded, each with its time since `t0`.
@@ -109,6 +117,7 @@ impl History {
                     link,
                     overrides,
                 } => Some(((1, *inst), format!("{link} {overrides:?}"))),
+                Ev::Zone { at, serial, bits } => Some(((2, *at), format!("{serial} {bits}"))),
                 _ => None,
             };
             if let Some((k, v)) = key {
@@ -160,9 +169,14 @@ impl Recorders {
         targets: &[Target],
         addrs: &[String],
         sink: SocketAddr,
+        zone: [SocketAddr; 2],
     ) -> Recorders {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
+        for (at, server) in zone.into_iter().enumerate() {
+            let (hh, s, a) = (h.clone(), stop.clone(), addrs.to_vec());
+            threads.push(spawn_in(ns, move || zone_loop(&hh, &s, at, server, &a)));
+        }
         for (i, t) in targets.iter().enumerate() {
             let (hh, s, dns, a) = (h.clone(), stop.clone(), t.dns, addrs.to_vec());
             threads.push(spawn_in(ns, move || ask_loop(&hh, &s, i, dns, &a)));
@@ -210,10 +224,56 @@ fn ask_loop(h: &History, stop: &AtomicBool, inst: usize, dns: SocketAddr, addrs:
     }
 }
 
-/// One query: the members answered, as bits, or why it failed.
-fn ask(sock: &UdpSocket, dns: SocketAddr, id: u16, addrs: &[String]) -> Result<u32, String> {
-    sock.send_to(&query(id), dns)
-        .map_err(|e| format!("send: {e}"))?;
+/// Asks `server` for the zone's serial and NAME's answer every [`ZONE_EVERY`] until
+/// stopped; records what it held when the serial was the same before and after.
+fn zone_loop(h: &History, stop: &AtomicBool, at: usize, server: SocketAddr, addrs: &[String]) {
+    let sock = UdpSocket::bind("0.0.0.0:0").expect("client socket");
+    let mut id: u16 = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let t = h.now();
+        id = id.wrapping_add(3);
+        let before = soa(&sock, server, id);
+        let answer = ask_one(&sock, server, &query(id.wrapping_add(1)), addrs);
+        let after = soa(&sock, server, id.wrapping_add(2));
+        if let (Some(b), Ok(bits), Some(a)) = (before, answer, after) {
+            if a == b {
+                h.add_at(
+                    t,
+                    Ev::Zone {
+                        at,
+                        serial: a,
+                        bits,
+                    },
+                );
+            }
+        }
+        std::thread::sleep(ZONE_EVERY);
+    }
+}
+
+/// The zone's serial as `server` answers it, asked from a fresh socket (None: no answer).
+pub fn zone_serial(server: SocketAddr) -> Option<u32> {
+    let sock = UdpSocket::bind("0.0.0.0:0").ok()?;
+    soa(&sock, server, 1)
+}
+
+/// The zone's SOA serial from `server`, when it answers it with authority.
+fn soa(sock: &UdpSocket, server: SocketAddr, id: u16) -> Option<u32> {
+    let mut m = crate::common::query_msg(super::ZONE, RecordType::SOA, false);
+    m.metadata.id = id;
+    let m = exchange(sock, server, &m.to_vec().unwrap(), id).ok()?;
+    if m.metadata.response_code != hickory_proto::op::ResponseCode::NoError {
+        return None;
+    }
+    m.answers.iter().find_map(|r| match &r.data {
+        hickory_proto::rr::RData::SOA(s) => Some(s.serial),
+        _ => None,
+    })
+}
+
+/// Sends `q` (with id `id`) and waits up to [`QUERY_TIMEOUT`] for its answer.
+fn exchange(sock: &UdpSocket, dns: SocketAddr, q: &[u8], id: u16) -> Result<Message, String> {
+    sock.send_to(q, dns).map_err(|e| format!("send: {e}"))?;
     let deadline = Instant::now() + QUERY_TIMEOUT;
     let mut buf = [0u8; 4096];
     loop {
@@ -228,24 +288,36 @@ fn ask(sock: &UdpSocket, dns: SocketAddr, id: u16, addrs: &[String]) -> Result<u
         let Ok(m) = Message::from_vec(&buf[..n]) else {
             return Err("unparsable answer".into());
         };
-        if m.metadata.id != id {
-            continue; // a late answer to an earlier query
+        if m.metadata.id == id {
+            return Ok(m);
         }
-        if m.metadata.response_code != hickory_proto::op::ResponseCode::NoError {
-            return Err(format!("rcode {:?}", m.metadata.response_code));
-        }
-        let mut bits = 0;
-        for a in crate::common::addrs(&m) {
-            match addrs.iter().position(|x| *x == a) {
-                Some(k) => bits |= 1 << k,
-                None => return Err(format!("unknown address {a}")),
-            }
-        }
-        if bits == 0 {
-            return Err("empty answer".into());
-        }
-        return Ok(bits);
+        // a late answer to an earlier query
     }
+}
+
+/// One query: the members answered, as bits, or why it failed.
+fn ask(sock: &UdpSocket, dns: SocketAddr, id: u16, addrs: &[String]) -> Result<u32, String> {
+    ask_one(sock, dns, &query(id), addrs)
+}
+
+/// Query `q` for NAME: the members answered, as bits, or why it failed.
+fn ask_one(sock: &UdpSocket, dns: SocketAddr, q: &[u8], addrs: &[String]) -> Result<u32, String> {
+    let id = u16::from_be_bytes([q[0], q[1]]);
+    let m = exchange(sock, dns, q, id)?;
+    if m.metadata.response_code != hickory_proto::op::ResponseCode::NoError {
+        return Err(format!("rcode {:?}", m.metadata.response_code));
+    }
+    let mut bits = 0;
+    for a in crate::common::addrs(&m) {
+        match addrs.iter().position(|x| *x == a) {
+            Some(k) => bits |= 1 << k,
+            None => return Err(format!("unknown address {a}")),
+        }
+    }
+    if bits == 0 {
+        return Err("empty answer".into());
+    }
+    Ok(bits)
 }
 
 /// Reads `/status` of `admin` every [`STATUS_EVERY`] until stopped.

@@ -1,7 +1,8 @@
 //! A Jepsen-style fault lab for the cluster: three etcd members (e1-e3), three gtmd
 //! instances (g1-g3), two backend regions (r1, r2: two HTTP backends each, the members of
-//! the one pool behind [`NAME`]) and a client host (DNS clients, status pollers, ctl client,
-//! webhook sink), each a network namespace of [`Lab`]. Everything that happens goes into a
+//! the one pool behind [`NAME`]), a Knot secondary of g1's zone (s1, told by NOTIFY) and a
+//! client host (DNS clients, status pollers, ctl client, webhook sink), each a network
+//! namespace of [`Lab`]. Everything that happens goes into a
 //! [`History`]; [`checker`] judges it; [`faults`] breaks things, by hand or from a seed.
 
 pub mod alerts;
@@ -10,6 +11,7 @@ pub mod faults;
 pub mod history;
 pub mod net;
 pub mod random;
+pub mod serials;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::lab::Lab;
-use super::{repo, KillOnDrop};
+use super::{installed, repo, KillOnDrop};
 use history::{Ev, History, Recorders, Target};
 use net::{Backend, Mode};
 
@@ -34,6 +36,10 @@ pub const MEMBERS: [(&str, &str, usize, u16); 4] = [
     ("r2b", "192.0.2.21", 1, 8082),
 ];
 pub const CLIENT: &str = "client";
+/// The Knot secondary of [`ZONE`], whose primary is g1.
+pub const SECONDARY: &str = "s1";
+/// The zone that holds [`NAME`].
+pub const ZONE: &str = "example.test.";
 /// The instances' lease TTL.
 pub const LEASE_TTL: Duration = Duration::from_secs(3);
 /// What the quorum adds to one instance's detection: a verdict of an instance that died or
@@ -61,6 +67,7 @@ pub struct World {
     pub backends: Vec<Backend>,
     pub gtmd: Vec<Option<KillOnDrop>>,
     pub etcd: Vec<Option<KillOnDrop>>,
+    pub secondary: Option<KillOnDrop>,
     pub h: Arc<History>,
     pub bounds: Bounds,
     pub lab: Lab,
@@ -87,6 +94,7 @@ impl World {
         names.extend(GTMD);
         names.extend(REGIONS);
         names.push(CLIENT);
+        names.push(SECONDARY);
         let lab = Lab::new(&names);
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("token"), TOKEN).unwrap();
@@ -102,6 +110,7 @@ impl World {
             backends,
             gtmd: GTMD.iter().map(|_| None).collect(),
             etcd: ETCD.iter().map(|_| None).collect(),
+            secondary: None,
             h: History::new(),
             bounds: Bounds {
                 detection: Duration::ZERO,
@@ -122,6 +131,7 @@ impl World {
             w.start_gtmd(i);
         }
         w.wait_settled(Duration::from_secs(30));
+        w.start_secondary();
         w.bounds = w.read_bounds();
         w.start_recording();
         w
@@ -136,12 +146,14 @@ impl World {
             .collect();
         let addrs: Vec<String> = MEMBERS.iter().map(|m| m.1.to_string()).collect();
         let ns = self.lab.host(CLIENT).ns.clone();
+        let zone = [self.dns(0), self.secondary_dns()];
         self.recorders = Some(Recorders::start(
             &ns,
             &self.h,
             &targets,
             &addrs,
             self.sink(),
+            zone,
         ));
         for i in 0..GTMD.len() {
             self.h.add(Ev::Gtmd {
@@ -168,6 +180,10 @@ impl World {
 
     pub fn admin(&self, i: usize) -> SocketAddr {
         SocketAddr::from((self.lab.ip(GTMD[i]), 8053))
+    }
+
+    pub fn secondary_dns(&self) -> SocketAddr {
+        SocketAddr::from((self.lab.ip(SECONDARY), 53))
     }
 
     fn sink(&self) -> SocketAddr {
@@ -197,9 +213,16 @@ impl World {
              [server]\nlisten = [\"{ip}:53\"]\nzones_dir = {zones:?}\n\
              [admin]\nlisten = \"{ip}:8053\"\ntoken_file = {token:?}\nstate_file = {state:?}\n\
              [alerts]\nwebhook = \"http://{sink}/hook\"\nrate = 6000\nburst = 1000\n\
+             [rrl]\nexempt = [\"{client}\"]\n\
              [checks.web]\ntype = \"http\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\nfall = 3\nrise = 2\n\
              [pools.web]\ncheck = \"web\"\nmembers = [{members}]\n\
-             [names.\"{NAME}\"]\npools = [\"web\"]\nttl = 5\n",
+             [names.\"{NAME}\"]\npools = [\"web\"]\nttl = 5\n{zones_table}",
+            zones_table = if i == 0 {
+                let s1 = self.lab.ip(SECONDARY);
+                format!("[zones.\"{ZONE}\"]\nallow_transfer = [\"{s1}\"]\nnotify = [\"{s1}:53\"]\n")
+            } else {
+                String::new()
+            },
             eps = self.endpoints(),
             id = GTMD[i],
             ttl = LEASE_TTL.as_secs(),
@@ -207,6 +230,8 @@ impl World {
             token = self.dir.path().join("token").display().to_string(),
             state = self.dir.path().join(format!("{}-state.json", GTMD[i])).display().to_string(),
             sink = self.sink(),
+            // The client asks more often than response rate limiting lets one address.
+            client = self.lab.ip(CLIENT),
             members = members.join(", "),
         );
         std::fs::write(self.dir.path().join(format!("{}.toml", GTMD[i])), cfg).unwrap();
@@ -232,6 +257,41 @@ impl World {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start gtmd in {}: {e}", GTMD[i]));
         self.gtmd[i] = Some(KillOnDrop(child));
+    }
+
+    /// Starts the Knot secondary of [`ZONE`] (its files kept across restarts in `s1/`), and
+    /// waits until it has the zone.
+    pub fn start_secondary(&mut self) {
+        let dir = self.dir.path().join(SECONDARY);
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.display();
+        let (ip, primary) = (self.lab.ip(SECONDARY), self.lab.ip(GTMD[0]));
+        let conf = format!(
+            "server:\n    listen: {ip}@53\n    rundir: {d}\n\
+             log:\n  - target: stderr\n    any: info\n\
+             database:\n    storage: {d}\n\
+             remote:\n  - id: primary\n    address: {primary}@53\n\
+             acl:\n  - id: notify\n    address: {primary}\n    action: notify\n\
+             zone:\n  - domain: {ZONE}\n    storage: {d}\n    file: {d}/{ZONE}zone\n    master: primary\n    acl: [notify]\n"
+        );
+        let path = dir.join("knot.conf");
+        std::fs::write(&path, conf).unwrap();
+        let knotd = installed("knotd", "knot");
+        let log = self.dir.path().join(format!("{SECONDARY}.log"));
+        let args = ["-c", path.to_str().unwrap()];
+        self.secondary = Some(
+            self.lab
+                .spawn_in(SECONDARY, knotd.to_str().unwrap(), &args, &log),
+        );
+        let at = self.secondary_dns();
+        let ns = self.lab.host(CLIENT).ns.clone();
+        let has = wait_for(Duration::from_secs(20), || {
+            let ns = ns.clone();
+            net::spawn_in(&ns, move || history::zone_serial(at).is_some())
+                .join()
+                .unwrap()
+        });
+        assert!(has.is_some(), "the Knot secondary did not get {ZONE}");
     }
 
     /// Starts etcd member `i`; `existing`: it joins the running cluster (after it was

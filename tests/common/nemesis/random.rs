@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::checker::{check, Verdict};
 use super::faults::{self, ctl, reload, Fault, Nemesis};
 use super::net::Mode;
-use super::{World, ETCD, GTMD, MEMBERS, QUORUM_DELAY, REGIONS};
+use super::{World, ETCD, GTMD, MEMBERS, QUORUM_DELAY, REGIONS, SECONDARY};
 
 /// A small xorshift64* generator: the same seed, the same run.
 pub struct Rng(u64);
@@ -67,7 +67,9 @@ fn random_fault(w: &World, n: &Nemesis, rng: &mut Rng) -> Option<Fault> {
         Fault::Cut { kind, .. } => kind.contains("leader"),
         _ => false,
     });
-    Some(match rng.below(14) {
+    let secondary_down =
+        busy(&|f| matches!(f, Fault::Pause(h) | Fault::Kill(h) if *h == SECONDARY));
+    Some(match rng.below(16) {
         0 => faults::instance_from_etcd(g, one_way),
         1 if !etcd_busy => faults::leader_from_followers(w.etcd_leader_index()?),
         2 | 3 => faults::instance_from_region(g, r, one_way),
@@ -79,6 +81,14 @@ fn random_fault(w: &World, n: &Nemesis, rng: &mut Rng) -> Option<Fault> {
         9 if !etcd_busy => Fault::Pause(ETCD[e]),
         10 if !etcd_busy => Fault::Kill(ETCD[e]),
         11 if !etcd_busy && n.active.is_empty() => Fault::Wipe(ETCD[e]),
+        12 => faults::secondary_from_primary(one_way),
+        13 if !secondary_down => {
+            if rng.below(2) == 0 {
+                Fault::Kill(SECONDARY)
+            } else {
+                Fault::Pause(SECONDARY)
+            }
+        }
         _ => {
             let member = rng.below(MEMBERS.len());
             if busy(&|f| matches!(f, Fault::Backend { member: m, .. } if *m == member)) {
@@ -164,7 +174,7 @@ pub fn assert_clean(w: &World, label: &str, v: &Verdict) {
     let path = dir.join(format!("nemesis-{label}.history"));
     w.h.write(&path);
     // Each instance's whole log (all its runs), beside the history.
-    for g in super::GTMD {
+    for g in super::GTMD.iter().chain([&SECONDARY]) {
         let _ = std::fs::copy(w.log(g), dir.join(format!("nemesis-{label}-{g}.log")));
     }
     panic!(
@@ -203,6 +213,7 @@ pub fn table(seed: u64, length: Duration, v: &Verdict, n: &Nemesis) -> String {
         "no false removal",
         "overrides",
         "alerts",
+        "serials",
     ];
     for (i, name) in names.iter().enumerate() {
         let (count, time) = v.of(i as u8 + 1);
@@ -222,5 +233,16 @@ pub fn table(seed: u64, length: Duration, v: &Verdict, n: &Nemesis) -> String {
         v.alerts_expected
     );
     let _ = writeln!(s, "| cluster alerts received | {} | |", v.alerts_received);
+    let _ = writeln!(
+        s,
+        "| serials of the zone seen (primary, secondary) | {}, {} | |",
+        v.serials[0], v.serials[1]
+    );
+    let _ = writeln!(
+        s,
+        "| changes the secondary had to follow within {:.0} s | {} | |",
+        super::serials::FOLLOW_BOUND.as_secs_f64(),
+        v.follows
+    );
     s
 }
