@@ -223,13 +223,28 @@ struct ClearBody {
     target: String,
 }
 
+/// The engine's answer to a change it took. None came: the engine, or the cluster's etcd
+/// session that was writing it, stopped meanwhile, and the change may have been made: say
+/// so, not that nothing ran.
+async fn confirmed<T>(rx: oneshot::Receiver<T>) -> Result<T, Refusal> {
+    rx.await.map_err(|_| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the change was not confirmed: the engine or the cluster's etcd session stopped \
+             while it was being made, so it may or may not be in force; `gtmd ctl overrides` \
+             shows the list in force\n"
+                .to_string(),
+        )
+    })
+}
+
 async fn change(cx: &Ctx, op: OverrideOp) -> Result<Json<Vec<Override>>, Refusal> {
     let (tx, rx) = oneshot::channel();
     cx.engine
         .send(Command::Override(op, tx))
         .await
         .map_err(|_| unavailable())?;
-    match rx.await.map_err(|_| unavailable())? {
+    match confirmed(rx).await? {
         Ok(list) => Ok(Json(list)),
         Err(e) => Err((StatusCode::BAD_REQUEST, format!("{e}\n"))),
     }
@@ -353,4 +368,21 @@ fn parse_client(s: &str) -> Option<crate::steer::topology::Client> {
         addr: net.network(),
         source: net.prefix_len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_change_taken_but_never_answered_is_said_to_be_unconfirmed_not_refused() {
+        let (tx, rx) = oneshot::channel::<Result<Vec<Override>, String>>();
+        drop(tx);
+        let (code, msg) = confirmed(rx).await.unwrap_err();
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(msg.contains("may or may not be in force"), "{msg}");
+        let (tx, rx) = oneshot::channel::<Result<Vec<Override>, String>>();
+        tx.send(Ok(Vec::new())).unwrap();
+        assert_eq!(confirmed(rx).await.unwrap(), Ok(Vec::new()));
+    }
 }

@@ -136,6 +136,8 @@ pub struct Nemesis {
     pub injected: BTreeMap<String, u64>,
     /// Per healed slow link: the packets its buckets held back or dropped.
     pub slowed: Vec<u64>,
+    /// Processes (etcd members, the secondary) that ended without a fault of the nemesis.
+    pub died: u64,
 }
 
 impl Default for Nemesis {
@@ -151,6 +153,7 @@ impl Nemesis {
             next: 1,
             injected: BTreeMap::new(),
             slowed: Vec::new(),
+            died: 0,
         }
     }
 
@@ -315,6 +318,37 @@ impl Nemesis {
             fault: f,
             on: false,
         });
+    }
+
+    /// An etcd member or the secondary whose process ended without a fault of the nemesis
+    /// is recorded as killed from now (the checker must know it is gone; healing restarts
+    /// it), and said with the end of its log.
+    pub fn notice_deaths(&mut self, w: &mut World) {
+        for (i, e) in ETCD.iter().enumerate() {
+            let ended = w.etcd[i]
+                .as_mut()
+                .and_then(|c| c.0.try_wait().ok().flatten());
+            if let Some(status) = ended {
+                let log = std::fs::read_to_string(w.dir.path().join(format!("{e}.etcd.log")));
+                let log = log.unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                eprintln!("{e} ended on its own ({status}); its log ends:");
+                for l in tail.iter().rev() {
+                    eprintln!("  {l}");
+                }
+                self.died += 1;
+                self.apply(w, Fault::Kill(e));
+            }
+        }
+        let ended = w
+            .secondary
+            .as_mut()
+            .and_then(|c| c.0.try_wait().ok().flatten());
+        if let Some(status) = ended {
+            eprintln!("{SECONDARY} ended on its own ({status})");
+            self.died += 1;
+            self.apply(w, Fault::Kill(SECONDARY));
+        }
     }
 
     /// Heals every fault, newest first.

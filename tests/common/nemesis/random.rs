@@ -132,6 +132,7 @@ pub fn run(w: &mut World, seed: u64, length: Duration) -> (Verdict, Nemesis) {
     let start = Instant::now();
     while start.elapsed() < length {
         std::thread::sleep(Duration::from_millis(300 + rng.below(1500) as u64));
+        n.notice_deaths(w);
         let roll = rng.below(100);
         if !n.active.is_empty() && (n.active.len() >= 3 || roll < 35) {
             let (id, _) = n.active[rng.below(n.active.len())];
@@ -177,8 +178,12 @@ pub fn assert_clean(w: &World, label: &str, v: &Verdict) {
     for g in super::GTMD.iter().chain([&SECONDARY]) {
         let _ = std::fs::copy(w.log(g), dir.join(format!("nemesis-{label}-{g}.log")));
     }
+    for e in ETCD {
+        let log = w.dir.path().join(format!("{e}.etcd.log"));
+        let _ = std::fs::copy(log, dir.join(format!("nemesis-{label}-{e}.etcd.log")));
+    }
     panic!(
-        "{label}: {} violations (history: {}, the instances' logs beside it)\n{}",
+        "{label}: {} violations (history: {}, the instances' and etcd's logs beside it)\n{}",
         v.violations.len(),
         path.display(),
         v.describe()
@@ -227,6 +232,11 @@ pub fn table(seed: u64, length: Duration, v: &Verdict, n: &Nemesis) -> String {
     for (kind, count) in &n.injected {
         let _ = writeln!(s, "| fault: {kind} | {count} | |");
     }
+    let _ = writeln!(
+        s,
+        "| processes that ended on their own (counted as killed) | {} | |",
+        n.died
+    );
     let _ = writeln!(
         s,
         "| alerts expected (sure events) | {} | |",
