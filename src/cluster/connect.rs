@@ -65,9 +65,15 @@ pub(super) async fn working_member(
     Err(format!("no etcd member works ({})", why.join("; ")))
 }
 
-/// Asks the session's member for a linearizable read every [`PROBE_EVERY`]; ends with why
-/// when one is not answered within [`FAILOVER`] (or the member refuses it).
-pub(super) async fn watch_member(mut client: Client, endpoint: String, key: String) -> String {
+/// Asks the session's member for a linearizable read every [`PROBE_EVERY`], and notes in
+/// `heard` each one answered (etcd answers, so the fallback's clock starts again); ends with
+/// why when one is not answered within [`FAILOVER`] (or the member refuses it).
+pub(super) async fn watch_member(
+    mut client: Client,
+    endpoint: String,
+    key: String,
+    heard: std::sync::Arc<tokio::sync::watch::Sender<std::time::Instant>>,
+) -> String {
     let mut every = tokio::time::interval(PROBE_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -75,5 +81,6 @@ pub(super) async fn watch_member(mut client: Client, endpoint: String, key: Stri
         if let Err(e) = probe(&mut client, &key, FAILOVER).await {
             return format!("etcd member {endpoint} stopped working ({e}); moving to another");
         }
+        heard.send_replace(std::time::Instant::now());
     }
 }

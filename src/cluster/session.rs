@@ -271,7 +271,12 @@ impl Session {
         let (client, endpoint) =
             connect::working_member(&self.cfg.endpoints, &opts, &self.keys.leader(), limit).await?;
         tracing::info!(member = %endpoint, "cluster: etcd session on this member");
-        let member = connect::watch_member(client.clone(), endpoint, self.keys.leader());
+        let member = connect::watch_member(
+            client.clone(),
+            endpoint,
+            self.keys.leader(),
+            self.last_ok.clone(),
+        );
         let mut kv = client.kv_client();
         let mut lease_c = client.lease_client();
         let ttl = self.cfg.lease_ttl.as_secs() as i64;

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 /// Renews the lease every third of `ttl` (each renewal bounded by `limit`) and notes in
 /// `heard` each renewal etcd confirms; returns why when the lease ends or etcd has not
-/// answered for two thirds of `ttl`: at that moment, not at the next renewal, so that the
+/// renewed it for two thirds of `ttl`: at that moment, not at the next renewal, so that the
 /// session moves to another member with a third of `ttl` left before the fallback.
 pub(super) async fn keep_lease(
     mut keeper: etcd_client::LeaseKeeper,
@@ -18,7 +18,10 @@ pub(super) async fn keep_lease(
     limit: Duration,
 ) -> String {
     let mut tick = tokio::time::interval(ttl / 3);
-    let silent = silent_for(heard.subscribe(), ttl * 2 / 3);
+    // Its own clock: the member's reads note in `heard` that etcd answers, not that it
+    // renewed the lease.
+    let renewed = watch::Sender::new(Instant::now());
+    let silent = silent_for(renewed.subscribe(), ttl * 2 / 3);
     tokio::pin!(silent);
     loop {
         tokio::select! {
@@ -32,6 +35,7 @@ pub(super) async fn keep_lease(
             }
             r = alive.message() => match r {
                 Ok(Some(r)) if r.ttl() > 0 => {
+                    renewed.send_replace(Instant::now());
                     heard.send_replace(Instant::now());
                 }
                 Ok(Some(_)) => return "the lease ended".into(),
