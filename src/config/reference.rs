@@ -187,10 +187,10 @@ fn kind(root: &Value, t: &Value) -> String {
 }
 
 fn plural(word: &str) -> String {
-    match word {
-        "string" | "integer" | "boolean" | "table" => format!("{word}s"),
-        w if !w.contains(' ') => format!("{w}s"),
-        w => format!("({w})"),
+    if word.contains(' ') {
+        format!("({word})")
+    } else {
+        format!("{word}s")
     }
 }
 

@@ -57,10 +57,8 @@ fn replay(evs: &[(Duration, Ev)]) -> (Vec<Seen>, Vec<(Duration, Duration)>) {
         let now = st.gtmd[0] == Some(true)
             && secondary == Some(true)
             && !st.separated(GTMD[0], SECONDARY);
-        match (open.0, now) {
-            (Some(s), false) => spans.push((s, *t)),
-            (None, true) => {}
-            _ => {}
+        if let (Some(s), false) = (open.0, now) {
+            spans.push((s, *t));
         }
         open.set(now, *t);
     }
