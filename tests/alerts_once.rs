@@ -99,6 +99,47 @@ async fn an_override_acknowledged_just_before_the_leader_is_killed_is_alerted_on
     );
 }
 
+/// The leader stops (its key held, so no other instance takes over) while an operator sets
+/// and then clears an override through the others: the override's state is the same
+/// before and after, yet both changes were acknowledged and each is alerted once, in
+/// order, by the next leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_override_set_and_cleared_while_the_leader_is_stopped_is_alerted_both_ways_by_the_next()
+{
+    let mut c = cluster().await;
+    let k = leader_with_record(&c).await;
+    c.instances[k].pause();
+    let (a, b) = (
+        c.instances[(k + 1) % 3].admin,
+        c.instances[(k + 2) % 3].admin,
+    );
+    let body = json!({ "target": "web/m1", "action": "disable", "reason": "drain" });
+    api(a, "/overrides", Some(body)).await;
+    api(b, "/overrides/clear", Some(json!({ "target": "web/m1" }))).await;
+    c.instances[k].kill();
+    let told = wait_until(Duration::from_secs(TTL * 3 + 8), || async {
+        !of(&c, "override_cleared", "m1").is_empty()
+    })
+    .await;
+    assert!(told.is_some(), "the clear was never alerted: {}", all(&c));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (set, cleared) = (
+        of(&c, "override_set", "m1"),
+        of(&c, "override_cleared", "m1"),
+    );
+    assert_eq!((set.len(), cleared.len()), (1, 1), "{}", all(&c));
+    let got = c.hook.got.lock().unwrap().clone();
+    let at = |e: &str| {
+        got.iter()
+            .position(|a| a["event"] == e && a["target"] == "web/m1")
+    };
+    assert!(at("override_set") < at("override_cleared"), "{}", all(&c));
+    for a in set.iter().chain(&cleared) {
+        assert_eq!(a["scope"], "cluster", "{}", all(&c));
+        assert_ne!(a["instance"], c.instances[k].id.as_str(), "{}", all(&c));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_recorded_but_not_delivered_when_the_leader_dies_is_sent_once_by_the_next_with_its_id(
 ) {

@@ -3,7 +3,7 @@
 // Used by the session, which needs the `cluster` feature; the unit tests use it always.
 #![cfg_attr(not(feature = "cluster"), allow(dead_code))]
 
-use super::{Alone, Instance, Shared, Verdict};
+use super::{Alone, Change, Instance, Shared, Verdict};
 use crate::base::state::Override;
 
 /// The keys of one cluster, for one instance.
@@ -22,6 +22,7 @@ pub(super) enum Key<'a> {
     Leader,
     Alerted,
     Alone(&'a str),
+    Change(&'a str),
     Other,
 }
 
@@ -44,6 +45,9 @@ impl Keys {
     pub fn alone(&self) -> String {
         format!("{}alone/{}", self.prefix, self.me)
     }
+    pub fn change(&self, id: &str) -> String {
+        format!("{}changes/{id}", self.prefix)
+    }
 
     pub fn parse<'a>(&self, key: &'a str) -> Key<'a> {
         let Some(rest) = key.strip_prefix(self.prefix.as_str()) else {
@@ -54,6 +58,9 @@ impl Keys {
         }
         if let Some(id) = rest.strip_prefix("alone/") {
             return Key::Alone(id);
+        }
+        if let Some(id) = rest.strip_prefix("changes/") {
+            return Key::Change(id);
         }
         if let Some(v) = rest.strip_prefix("views/") {
             return match v.split_once('/') {
@@ -111,6 +118,14 @@ impl Shared {
                 self.settle_leader();
             }
             Key::Alerted => self.alerted = value.and_then(|v| parse(key, v)),
+            Key::Change(id) => match value.and_then(|v| parse::<Change>(key, v)) {
+                Some(c) => {
+                    self.changes.insert(id.to_string(), c);
+                }
+                None => {
+                    self.changes.remove(id);
+                }
+            },
             Key::Alone(id) => match value.and_then(|v| parse::<Alone>(key, v)) {
                 Some(a) => {
                     self.alone.insert(id.to_string(), a);
@@ -123,11 +138,20 @@ impl Shared {
         }
     }
 
-    /// Notes that `key` was written at `rev`: for a view, the latest write of its instance.
+    /// Notes that `key` was written at `rev`: for a view, the latest write of its
+    /// instance; for an override change, its place in the order of changes.
     pub(super) fn note_revision(&mut self, keys: &Keys, key: &str, rev: i64) {
-        if let Key::View { instance, .. } = keys.parse(key) {
-            let w = self.written.entry(instance.to_string()).or_default();
-            *w = (*w).max(rev);
+        match keys.parse(key) {
+            Key::View { instance, .. } => {
+                let w = self.written.entry(instance.to_string()).or_default();
+                *w = (*w).max(rev);
+            }
+            Key::Change(id) => {
+                if let Some(c) = self.changes.get_mut(id) {
+                    c.rev = rev;
+                }
+            }
+            _ => {}
         }
     }
 

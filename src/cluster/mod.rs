@@ -17,7 +17,11 @@
 //!   marked delivered after; a new leader first sends what is undelivered (with the same
 //!   ids), then alerts what differs, once (see [`record`]);
 //! - `alone/<id>`: the member states an instance alerted on its own while it was cut off
-//!   from etcd (leased): the leader records those changes without alerting them again.
+//!   from etcd (leased): the leader records those changes without alerting them again;
+//! - `changes/<alert id>`: an override change's alert and the list after it, written in the
+//!   same transaction as the change; the leader takes them in order into its record (and
+//!   deletes them in the same transaction), so that a change is alerted even when another
+//!   undoes it before any leader diffs (see [`record::Change`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -37,7 +41,7 @@ pub mod record;
 #[cfg(feature = "cluster")]
 mod session;
 
-pub use record::{Alone, Record};
+pub use record::{Alone, Change, Record};
 
 /// One instance's verdict on one member, after its own rise/fall and hold-down.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +134,8 @@ pub struct Shared {
     pub joined_rev: i64,
     /// Per instance: the revision of its latest view write seen.
     pub written: BTreeMap<String, i64>,
+    /// The override changes no leader has taken yet, by alert id.
+    pub changes: BTreeMap<String, Change>,
 }
 
 impl Default for Shared {
@@ -147,6 +153,7 @@ impl Default for Shared {
             alone: BTreeMap::new(),
             joined_rev: 0,
             written: BTreeMap::new(),
+            changes: BTreeMap::new(),
         }
     }
 }
@@ -231,9 +238,11 @@ impl OverrideChange {
     }
 }
 
-/// A change of overrides to write, and where to say how it went (the list after it).
+/// A change of overrides to write, the alert it makes (written beside it, for the leader
+/// to send), and where to say how it went (the list after it).
 type Write = (
     OverrideChange,
+    Option<crate::base::alert::Alert>,
     oneshot::Sender<Result<Vec<Override>, String>>,
 );
 
@@ -281,16 +290,18 @@ impl Handle {
         });
     }
 
-    /// Sends an override change to etcd; the reply comes once etcd has it (or why not).
+    /// Sends an override change to etcd, with the alert it makes (if any: the leader sends
+    /// it); the reply comes once etcd has it (or why not).
     pub fn write_override(
         &self,
         change: OverrideChange,
+        alert: Option<crate::base::alert::Alert>,
         reply: oneshot::Sender<Result<Vec<Override>, String>>,
     ) {
         if let Err(
-            mpsc::error::TrySendError::Full((_, reply))
-            | mpsc::error::TrySendError::Closed((_, reply)),
-        ) = self.writes.try_send((change, reply))
+            mpsc::error::TrySendError::Full((_, _, reply))
+            | mpsc::error::TrySendError::Closed((_, _, reply)),
+        ) = self.writes.try_send((change, alert, reply))
         {
             let _ = reply.send(Err("the cluster session is busy: try again".into()));
         }

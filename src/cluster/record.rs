@@ -10,11 +10,31 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use super::Alerted;
 use crate::base::alert::{Alert, Alerts};
+use crate::base::state::Override;
 
 /// Per member (`pool/member`): the state an instance last alerted on its own (`true`: up).
 pub type Alone = BTreeMap<String, bool>;
+
+/// An override change as the instance that made it wrote it beside the overrides
+/// (`changes/<alert id>`), for the leader to alert: the leader takes every change not
+/// taken yet, in the order etcd wrote them, into its record (their alerts pending), and
+/// deletes them in the transaction that writes the record. A change undone before any
+/// leader saw it (set through one instance, cleared through another while the leader was
+/// away) is alerted both ways, once each, though the overrides are as they were.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// Its alert, with its id and `cluster` scope.
+    pub alert: Alert,
+    /// The overrides after it.
+    pub overrides: Vec<Override>,
+    /// The etcd revision that wrote it (the order of changes).
+    #[serde(skip)]
+    pub rev: i64,
+}
 
 /// A record for the session to write while this instance leads, then the alerts to send.
 #[derive(Clone)]
@@ -23,6 +43,9 @@ pub struct Record {
     pub state: Alerted,
     /// The alerts to send once etcd holds the record, with their ids and `cluster` scope.
     pub alerts: Vec<Alert>,
+    /// The override changes (by alert id) whose alerts are among these: deleted from etcd
+    /// in the transaction that writes the record.
+    pub taken: Vec<String>,
     /// Where to send them.
     pub sink: Alerts,
 }

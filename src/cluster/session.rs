@@ -162,7 +162,7 @@ impl Session {
                     // While still connected, a write waits for the next session (etcd has
                     // not been lost for the lease TTL: another member usually takes over).
                     w = self.writes_rx.recv(), if self.state.link != Link::Connected => match w {
-                        Some((_, reply)) => { let _ = reply.send(Err(self.unreachable())); }
+                        Some((_, _, reply)) => { let _ = reply.send(Err(self.unreachable())); }
                         None => return,
                     },
                 }
@@ -378,8 +378,8 @@ impl Session {
                     self.write_alone(&mut kv, lease).await?;
                 }
                 w = self.writes_rx.recv() => {
-                    let (change, reply) = w.ok_or("the engine is gone")?;
-                    match self.write_override(&mut kv, &change).await {
+                    let (change, alert, reply) = w.ok_or("the engine is gone")?;
+                    match self.write_override(&mut kv, &change, alert).await {
                         Ok(r) => { let _ = reply.send(r); }
                         Err(e) => {
                             let _ = reply.send(Err(format!("the cluster store (etcd) failed ({e}): the override was not set")));
@@ -516,12 +516,15 @@ impl Session {
         Ok(())
     }
 
-    /// Applies `change` to the overrides etcd holds, by compare-and-swap. The outer error is
-    /// etcd's; the inner one is why the change cannot be made.
+    /// Applies `change` to the overrides etcd holds, by compare-and-swap, and writes its
+    /// `alert` beside it in the same transaction (for the leader to send; see
+    /// [`super::Change`]). The outer error is etcd's; the inner one is why the change
+    /// cannot be made.
     async fn write_override(
         &mut self,
         kv: &mut KvClient,
         change: &OverrideChange,
+        alert: Option<crate::base::alert::Alert>,
     ) -> Result<Result<Vec<Override>, String>, String> {
         let key = self.keys.overrides();
         for _ in 0..CAS_TRIES {
@@ -541,9 +544,20 @@ impl Session {
                 Err(e) => return Ok(Err(e)),
             };
             let body = serde_json::to_vec(&new).map_err(|e| e.to_string())?;
+            let mut ops = vec![TxnOp::put(key.clone(), body, None)];
+            if let Some(alert) = alert.clone() {
+                let id = alert.id.clone();
+                let c = super::Change {
+                    alert,
+                    overrides: new.clone(),
+                    rev: 0,
+                };
+                let body = serde_json::to_vec(&c).map_err(|e| e.to_string())?;
+                ops.push(TxnOp::put(self.keys.change(&id), body, None));
+            }
             let t = Txn::new()
                 .when([Compare::mod_revision(key.clone(), CompareOp::Equal, rev)])
-                .and_then([TxnOp::put(key.clone(), body, None)]);
+                .and_then(ops);
             if self.op("write overrides", kv.txn(t)).await?.succeeded() {
                 crate::base::metrics::cluster_writes("override", 1);
                 self.alive();

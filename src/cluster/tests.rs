@@ -254,3 +254,32 @@ fn a_record_without_pending_alerts_still_reads_and_pending_alerts_are_not_state(
     let text = serde_json::to_string(&old).unwrap();
     assert!(!text.contains("pending"), "{text}");
 }
+
+#[test]
+fn override_changes_are_followed_with_the_revision_that_wrote_them_and_garbled_ones_ignored() {
+    let k = Keys {
+        prefix: "/gtmd/x/".into(),
+        me: "a".into(),
+    };
+    assert_eq!(k.change("b-1f-3"), "/gtmd/x/changes/b-1f-3");
+    assert_eq!(k.parse(&k.change("b-1f-3")), Key::Change("b-1f-3"));
+    let mut s = Shared::default();
+    let mut alert = crate::base::alert::Alert::new("override_cleared");
+    alert.id = "b-1f-3".into();
+    let c = Change {
+        alert,
+        overrides: Vec::new(),
+        rev: 0,
+    };
+    let body = serde_json::to_vec(&c).unwrap();
+    assert!(!String::from_utf8_lossy(&body).contains("rev"));
+    s.apply(&k, &k.change("b-1f-3"), Some(&body));
+    s.note_revision(&k, &k.change("b-1f-3"), 42);
+    assert_eq!(s.changes["b-1f-3"].rev, 42);
+    assert_eq!(s.changes["b-1f-3"].alert.event, "override_cleared");
+    // A value another version wrote that does not parse is no change.
+    s.apply(&k, &k.change("c-1"), Some(b"{not json"));
+    assert_eq!(s.changes.len(), 1);
+    s.apply(&k, &k.change("b-1f-3"), None);
+    assert!(s.changes.is_empty());
+}

@@ -98,8 +98,7 @@ impl Engine {
                     return Err(format!("no override of {:?}", target.to_string()));
                 }
                 self.overrides.retain(|o| o.target != target);
-                let mut a = Alert::new("override_cleared");
-                a.target = Some(target.to_string());
+                let a = override_cleared_alert(&target);
                 (target, "cleared", a, None)
             }
         };
@@ -126,6 +125,20 @@ impl Engine {
         a.reason = Some(o.reason.clone());
         a.command = Some(self.alerts.command(&["enable", &o.target.to_string()]));
         a
+    }
+
+    /// The alert that an override change makes, if it makes one (an expiry is alerted
+    /// when it is seen, not when it is written).
+    pub(super) fn override_change_alert(
+        &self,
+        change: &crate::cluster::OverrideChange,
+    ) -> Option<Alert> {
+        use crate::cluster::OverrideChange;
+        match change {
+            OverrideChange::Set(o) => Some(self.override_set_alert(o)),
+            OverrideChange::Clear(t) => Some(override_cleared_alert(t)),
+            OverrideChange::Expire(_) => None,
+        }
     }
 
     /// Writes the overrides to the state file, if there is one, off the engine's thread. A
@@ -210,4 +223,11 @@ impl Engine {
         self.apply_overrides();
         self.publish();
     }
+}
+
+/// The alert that the override of `target` was cleared.
+pub(super) fn override_cleared_alert(target: &crate::base::state::Target) -> Alert {
+    let mut a = Alert::new("override_cleared");
+    a.target = Some(target.to_string());
+    a
 }

@@ -266,6 +266,16 @@ impl Instance {
         }
     }
 
+    /// SIGSTOP: the process holds its sockets and its etcd lease runs on, but it does
+    /// nothing (SIGKILL still ends it).
+    pub fn pause(&self) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-STOP", &c.id().to_string()])
+                .status();
+        }
+    }
+
     pub async fn status(&self) -> Option<serde_json::Value> {
         let a = self.admin;
         let r = tokio::task::spawn_blocking(move || {

@@ -25,6 +25,8 @@ pub(in crate::cluster) struct Outbox {
     pub(super) alone_rx: watch::Receiver<Alone>,
     /// The state last handed over by the engine.
     state: Option<Alerted>,
+    /// The override changes taken into the state and not yet deleted from etcd.
+    taken: Vec<String>,
     /// Recorded and not yet delivered, in order.
     pending: Vec<Alert>,
     /// Those of `pending` handed to the delivery task.
@@ -51,6 +53,7 @@ impl Outbox {
             records_rx,
             alone_rx,
             state: None,
+            taken: Vec::new(),
             pending: Vec::new(),
             handed: HashSet::new(),
             done: VecDeque::new(),
@@ -80,6 +83,7 @@ impl Outbox {
     pub(in crate::cluster) fn forget(&mut self) {
         while self.records_rx.try_recv().is_ok() {}
         self.state = None;
+        self.taken.clear();
         self.pending.clear();
         self.handed.clear();
     }
@@ -101,6 +105,7 @@ impl Session {
             }
         }
         o.state = Some(r.state);
+        o.taken.extend(r.taken);
         self.write_record(kv, lease).await
     }
 
@@ -145,17 +150,25 @@ impl Session {
         };
         let body = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
         let leader = self.keys.leader();
+        let mut ops = vec![TxnOp::put(self.keys.alerted(), body, None)];
+        let taken = &self.outbox.taken;
+        ops.extend(
+            taken
+                .iter()
+                .map(|id| TxnOp::delete(self.keys.change(id), None)),
+        );
         let t = Txn::new()
             .when([
                 Compare::value(leader.clone(), CompareOp::Equal, self.keys.me.clone()),
                 Compare::lease(leader, CompareOp::Equal, lease),
             ])
-            .and_then([TxnOp::put(self.keys.alerted(), body, None)]);
+            .and_then(ops);
         if !leads || !self.op("record alerts", kv.txn(t)).await?.succeeded() {
             self.outbox.drop_all();
             return Ok(());
         }
         crate::base::metrics::cluster_writes("alerted", 1);
+        self.outbox.taken.clear();
         self.hand_over();
         Ok(())
     }

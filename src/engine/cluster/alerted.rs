@@ -61,13 +61,18 @@ impl Engine {
                 c.handle.record_alerted(Record {
                     state,
                     alerts: Vec::new(),
+                    taken: Vec::new(),
                     sink,
                 });
             }
             return;
         }
         let takeover = c.recorded.is_none();
-        let base = c.recorded.take().or_else(|| c.shared.alerted.clone());
+        if takeover {
+            // The base is etcd's record now, and the changes beside it are as it saw them.
+            c.taken.clear();
+        }
+        let mut base = c.recorded.take().or_else(|| c.shared.alerted.clone());
         let current = Alerted {
             members,
             overrides: self.overrides.clone(),
@@ -76,10 +81,11 @@ impl Engine {
             pending: Vec::new(),
         };
         let mut alerts = Vec::new();
+        if let Some(base) = base.as_ref().filter(|_| takeover) {
+            alerts.extend(base.pending.iter().cloned());
+        }
+        let taken = self.take_changes(base.as_mut(), &mut alerts);
         if let Some(base) = base.as_ref() {
-            if takeover {
-                alerts.extend(base.pending.iter().cloned());
-            }
             alerts.extend(self.changes_since(base));
         }
         let id = c_id(self);
@@ -94,10 +100,40 @@ impl Engine {
             c.handle.record_alerted(Record {
                 state: current.clone(),
                 alerts,
+                taken,
                 sink: self.alerts.clone(),
             });
         }
         c.recorded = Some(current);
+    }
+
+    /// Takes the override changes etcd holds that this leader has not taken yet, in the
+    /// order etcd wrote them: their alerts go to `alerts`, and `base` holds the overrides
+    /// after the last (the diff then finds only what no change told). Returns their ids,
+    /// for the record's transaction to delete.
+    fn take_changes(&mut self, base: Option<&mut Alerted>, alerts: &mut Vec<Alert>) -> Vec<String> {
+        let Some(c) = self.cluster.as_mut() else {
+            return Vec::new();
+        };
+        let shared = c.shared.clone();
+        c.taken.retain(|id| shared.changes.contains_key(id));
+        let mut new: Vec<(&String, &crate::cluster::Change)> = shared
+            .changes
+            .iter()
+            .filter(|(id, _)| !c.taken.contains(*id))
+            .collect();
+        new.sort_by_key(|(_, ch)| ch.rev);
+        new.truncate(MAX_CHANGES_TAKEN);
+        let Some(last) = new.last() else {
+            return Vec::new();
+        };
+        if let Some(base) = base {
+            base.overrides.clone_from(&last.1.overrides);
+        }
+        alerts.extend(new.iter().map(|(_, ch)| ch.alert.clone()));
+        let ids: Vec<String> = new.iter().map(|(id, _)| (*id).clone()).collect();
+        c.taken.extend(ids.iter().cloned());
+        ids
     }
 
     /// The alerts of what changed since `base`: members the quorum decided otherwise (but
@@ -244,6 +280,10 @@ impl Engine {
         self.sync_alerted();
     }
 }
+
+/// Override changes taken into one record at most (each is deleted in its transaction,
+/// which etcd limits to 128 operations).
+const MAX_CHANGES_TAKEN: usize = 100;
 
 /// The key of bound name `name` among what an instance alerted alone.
 pub(in crate::engine) fn name_key(name: &str) -> String {

@@ -35,6 +35,9 @@ pub(super) struct Clustered {
     link: Link,
     /// While this instance leads: what the cluster's alerts last told (recorded in etcd).
     recorded: Option<crate::cluster::Alerted>,
+    /// While this instance leads: the override changes it took into `recorded` that etcd
+    /// may still hold (their deletion not seen yet).
+    taken: std::collections::BTreeSet<String>,
     /// The revision this instance's session last joined etcd at, and when that was seen: a
     /// leader alerts once the others' views were written since, or the lease TTL passed.
     joined: (i64, Instant),
@@ -58,6 +61,7 @@ impl Engine {
             disagree: vec![(None, false); n],
             link: Link::Joining,
             recorded: None,
+            taken: Default::default(),
             joined: (0, Instant::now()),
             based: 0,
             alone: Alone::new(),
@@ -411,7 +415,13 @@ impl Engine {
             }
             OverrideOp::Clear { target } => OverrideChange::Clear(target),
         };
-        c.handle.write_override(change, reply);
+        // Its alert is written beside it, for whichever instance leads to send.
+        let alert = self.override_change_alert(&change).map(|mut a| {
+            a.id = crate::base::alert::new_id(&c.handle.id);
+            a.scope = "cluster".into();
+            a
+        });
+        c.handle.write_override(change, alert, reply);
     }
 
     /// In a cluster, the leader removes ended overrides from etcd.
@@ -420,7 +430,7 @@ impl Engine {
             if self.speaks_for_cluster() {
                 let (tx, _) = oneshot::channel();
                 c.handle
-                    .write_override(OverrideChange::Expire(now_secs()), tx);
+                    .write_override(OverrideChange::Expire(now_secs()), None, tx);
             }
         }
     }
