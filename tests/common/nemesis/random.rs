@@ -63,7 +63,9 @@ fn random_fault(w: &World, n: &Nemesis, rng: &mut Rng) -> Option<Fault> {
     let one_way = rng.below(3) == 0;
     let gtmd_down = busy(&|f| matches!(f, Fault::Pause(h) | Fault::Kill(h) if h.starts_with('g')));
     let etcd_busy = busy(&|f| match f {
-        Fault::Pause(h) | Fault::Kill(h) | Fault::LinkDown(h) => h.starts_with('e'),
+        Fault::Pause(h) | Fault::Kill(h) | Fault::LinkDown(h) | Fault::Slow(h, _) => {
+            h.starts_with('e')
+        }
         Fault::Cut { kind, .. } => kind.contains("leader"),
         _ => false,
     });
@@ -89,6 +91,7 @@ fn random_fault(w: &World, n: &Nemesis, rng: &mut Rng) -> Option<Fault> {
                 Fault::Pause(SECONDARY)
             }
         }
+        14 if !etcd_busy => Fault::Slow(ETCD[e], rng.pick(&["64kbit", "128kbit"])),
         _ => {
             let member = rng.below(MEMBERS.len());
             if busy(&|f| matches!(f, Fault::Backend { member: m, .. } if *m == member)) {

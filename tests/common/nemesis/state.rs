@@ -195,7 +195,16 @@ impl State {
                 other => other,
             };
         }
-        let working: Vec<usize> = (0..ETCD.len()).filter(|e| self.etcd_works(*e)).collect();
+        // A slow link to an etcd member may stall the whole of etcd: a slow leader is not
+        // deposed (its heartbeats still pass) while every request waits on it, so etcd is
+        // not surely working while one is in force (nor is an instance sure to fall back).
+        let slow = self
+            .faults
+            .iter()
+            .any(|(_, f)| matches!(f, Fault::Slow(h, _) if h.starts_with('e')));
+        let working: Vec<usize> = (0..ETCD.len())
+            .filter(|e| !slow && self.etcd_works(*e))
+            .collect();
         let quorum: Vec<usize> = working
             .iter()
             .copied()
