@@ -14,7 +14,7 @@
 //! ```
 //!
 //! Modules live on floors. A module imports only from floors below its own, never from one
-//! beside it or above it, so the modules form no circle; `tests/layers.rs` reads every
+//! beside it or above it, so the modules form no circle; `tests/house.rs` reads every
 //! `crate::` path in `src/` and fails, naming the file and line, on one that goes up or
 //! sideways. The floors, lowest first (this table is the one the test reads):
 //!
@@ -28,7 +28,7 @@
 //! | 4 | [`dns`] | the query path: wire and dispatch, [`dns::lookup`], [`dns::prepared`] answers, [`dns::snapshot`], [`dns::udp`], [`dns::tcp`], [`dns::listen`], transfers (AXFR, IXFR, TSIG), [`dns::notify`], [`dns::rrl`] |
 //! | 4 | [`probe`] | HTTP/HTTPS/TCP/ICMP probe loops, results as data |
 //! | 4 | [`cluster`] | the etcd session (lease, views, overrides, alert leadership) and the quorum rule; the engine reads what it holds |
-//! | 5 | [`engine`] | the one writer: members, overrides, regions, publication, reload, explain, status |
+//! | 5 | [`engine`] | the one writer: members, overrides, regions, publication, reload; apart from it, [`engine::read`]: what is shown (status, explain, recovery, gauges, the cluster's view) |
 //! | 6 | [`ops`] | the drivers of the engine: [`ops::admin`] API, [`ops::ctl`], the status page, [`ops::reload`] |
 //! | 7 | [`app`] | starting and owning every task |
 //! | 7 | [`props`] | properties for any input, asserted by the fuzz targets and the corpus replay |

@@ -3,7 +3,8 @@
 //! an import that goes up or sideways fails, named by file and line), no source file over
 //! [`MAX_FILE_LINES`] lines, and no function over [`MAX_FN_LINES`] lines of code (blank and
 //! comment lines not counted, as clippy's `too_many_lines` counts, set to the same limit in
-//! `Cargo.toml` and `.clippy.toml`).
+//! `Cargo.toml` and `.clippy.toml`); and the engine's read models (`src/engine/read/`)
+//! never take the engine by `&mut self`.
 
 mod common;
 
@@ -201,6 +202,57 @@ fn no_source_file_is_longer_than_600_lines() {
         "files over {MAX_FILE_LINES} lines (split them by what they do):\n{}",
         long.join("\n")
     );
+}
+
+/// The places in `text` that take `self` mutably (outside comments and literals).
+fn mutable_self(text: &str) -> Vec<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let code = strip_literals(code_of(l));
+            code.contains("&mut self") || code.contains("mut self:")
+        })
+        .map(|(n, _)| n + 1)
+        .collect()
+}
+
+#[test]
+fn the_read_models_never_change_the_engine() {
+    let read = common::repo().join("src/engine/read");
+    let mut files = Vec::new();
+    rust_files(&read, &mut files);
+    assert!(files.len() >= 5, "the read models moved: {files:?}");
+    let mut found = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let rel = f
+            .strip_prefix(common::repo())
+            .unwrap()
+            .display()
+            .to_string();
+        found.extend(
+            mutable_self(&text)
+                .into_iter()
+                .map(|n| format!("{rel}:{n}")),
+        );
+    }
+    assert!(
+        found.is_empty(),
+        "a read model takes the engine mutably (what changes state belongs to the writer, in src/engine/):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_read_model_check_sees_a_mutable_self_and_not_one_in_a_comment_or_string() {
+    let text = "impl E {
+    fn a(&self) {}
+    // not &mut self
+    fn b(&mut self) {}
+    fn c(&self) { let s = \"&mut self\"; }
+}
+";
+    assert_eq!(mutable_self(text), vec![4]);
 }
 
 /// Whether `line` opens a function with a body (`fn`, with any qualifiers before it).

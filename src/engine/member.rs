@@ -114,11 +114,12 @@ impl Engine {
             return false;
         }
         let up = self
+            .table
             .members
             .iter()
             .filter(|m| m.health.state == State::Up)
             .count();
-        let down = self.members.len() - up;
+        let down = self.table.members.len() - up;
         if self.ready {
             tracing::info!(up, down, "members added by the reload have been probed");
         } else {
@@ -147,7 +148,7 @@ impl Engine {
             self.member_alert(i, tr, r.error.clone().filter(|_| !r.ok));
         }
         if tr.to == State::Down {
-            let d = &mut self.members[i].damping;
+            let d = &mut self.table.members[i].damping;
             let hold = d.went_down(r.at, rules);
             if !hold.is_zero() {
                 tracing::warn!(pool, member = %m.name, hold_down = ?hold, flaps = d.flaps(), "member held down");

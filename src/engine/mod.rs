@@ -21,26 +21,25 @@ use crate::dns::Published;
 use crate::probe::{ProbeReport, Prober, Reports};
 use crate::steer::health::{State, Thresholds};
 use member::{regions_of, MemberState};
+use table::{Table, View};
 
 mod alerting;
 mod capacity;
 mod cluster;
-mod explain;
-mod gauges;
 mod local_targets;
 mod member;
 mod overrides;
 mod publish;
-pub mod recovery;
+pub mod read;
 mod reload;
 pub use reload::{Loaded, ReloadReport};
-mod status;
+mod table;
 mod versions;
 
-pub use cluster::{ClusterStatus, InstanceStatus, ViewStatus};
-pub use explain::Explain;
-use gauges::Gauges;
-pub use status::{MemberStatus, NameStatus, OverrideStatus, RegionStatus, Status};
+use read::Gauges;
+pub use read::{recovery, Explain};
+pub use read::{ClusterStatus, InstanceStatus, ViewStatus};
+pub use read::{MemberStatus, NameStatus, OverrideStatus, RegionStatus, Status};
 
 /// Requests to the engine.
 #[derive(Debug)]
@@ -86,10 +85,8 @@ pub enum OverrideOp {
 pub struct Engine {
     cfg: Arc<Config>,
     zones: Arc<Zones>,
-    /// Per member, in the configuration's order.
-    members: Vec<MemberState>,
-    /// Each configured region's removal.
-    removed: Vec<bool>,
+    /// Member health: per member, in the configuration's order, and each region's removal.
+    table: Table,
     /// The operator's overrides.
     overrides: Vec<Override>,
     /// When the answers were last published (hold-downs are judged as of then).
@@ -166,8 +163,7 @@ impl Engine {
         let mut e = Self {
             cfg,
             zones,
-            members,
-            removed,
+            table: Table { members, removed },
             overrides: Vec::new(),
             published_at: Instant::now(),
             release: None,
@@ -329,7 +325,7 @@ impl Engine {
             return false;
         };
         self.note_resolution(i, &r);
-        self.members[i]
+        self.table.members[i]
             .last
             .resolved_from
             .clone_from(&r.resolved_from);
@@ -341,25 +337,25 @@ impl Engine {
             rise: check.rise,
         };
         let was_ready = self.is_ready();
-        let was_suspect = self.members[i].health.suspect();
-        let transition = self.members[i].observe(ci, r.ok, t, m.require);
+        let was_suspect = self.table.members[i].health.suspect();
+        let transition = self.table.members[i].observe(ci, r.ok, t, m.require);
         // With several checks, an error says which check saw it.
         let error = match (&r.error, m.checks.len()) {
             (Some(e), n) if n > 1 => Some(format!("{}: {e}", check.name)),
             (e, _) => e.clone(),
         };
         let r = ProbeReport { error, ..r };
-        let cl = &mut self.members[i].checks[ci].last;
+        let cl = &mut self.table.members[i].checks[ci].last;
         cl.ok = Some(r.ok);
         cl.latency = Some(r.latency);
         cl.probes += 1;
         cl.error = if r.ok { None } else { r.error.clone() };
         // A member turning suspect, or steady again, changes the TTL of its names.
-        let suspect_changed = was_suspect != self.members[i].health.suspect();
+        let suspect_changed = was_suspect != self.table.members[i].health.suspect();
         if transition.is_some_and(|tr| tr.from == State::Unknown) {
             self.unknown -= 1;
         }
-        let last = &mut self.members[i].last;
+        let last = &mut self.table.members[i].last;
         last.ok = Some(r.ok);
         last.latency = Some(r.latency);
         last.probes += 1;
@@ -390,7 +386,7 @@ impl Engine {
     /// Keeps what report `r` says of resolving member `i`'s name; logs and alerts when it
     /// starts or stops failing.
     fn note_resolution(&mut self, i: usize, r: &ProbeReport) {
-        let last = &mut self.members[i].last;
+        let last = &mut self.table.members[i].last;
         if last.resolution.is_some() == r.resolution.is_some() {
             last.resolution.clone_from(&r.resolution);
             return;
@@ -424,35 +420,33 @@ impl Engine {
         self.secondaries.clone()
     }
 
-    /// Whether member `i` is in answers at `now`: up and not held down.
+    /// Whether member `i` is in answers at `now`: as the health view says.
     pub(super) fn answered(&self, i: usize, now: Instant) -> bool {
-        match self.members[i].override_.map(|o| self.overrides[o].action) {
-            Some(Action::Disable) => false,
-            Some(Action::ForceUp) => true,
-            None => {
-                self.passing(i, now) && !self.members[i].region.is_some_and(|r| self.removed[r])
-            }
-        }
+        use crate::policy::HealthView;
+        self.view(now).up(i)
     }
 
     /// Every member's health as steering sees it at `now`: one view for publication and
     /// explain.
-    pub(super) fn view(&self, now: Instant) -> View<'_> {
-        View { engine: self, now }
+    pub(in crate::engine) fn view(&self, now: Instant) -> View<'_> {
+        View {
+            table: &self.table,
+            overrides: &self.overrides,
+            decided: self.decisions(),
+            meters: &self.meters,
+            now,
+        }
     }
 
     /// Up and not held down (whatever its region): by the quorum's decision in a cluster,
     /// else by this instance's own view.
     pub(super) fn passing(&self, i: usize, now: Instant) -> bool {
-        match self.decision(i) {
-            Some(d) => d.up,
-            None => self.local_passing(i, now),
-        }
+        self.table.passing(i, now, self.decision(i))
     }
 
     /// Up and not held down by this instance's own probes.
     pub(super) fn local_passing(&self, i: usize, now: Instant) -> bool {
-        self.members[i].health.state == State::Up && !self.members[i].damping.held(now)
+        self.table.local_passing(i, now)
     }
 
     pub(super) fn region_healthy(&self, r: usize, now: Instant) -> usize {
@@ -469,16 +463,18 @@ impl Engine {
             let r = &self.cfg.regions[ri];
             let (healthy, size) = (self.region_healthy(ri, now), r.members.len());
             let percent = healthy * 100 / size;
-            let removed = if !self.removed[ri] && healthy * 100 < r.remove_below as usize * size {
+            let removed = if !self.table.removed[ri]
+                && healthy * 100 < r.remove_below as usize * size
+            {
                 tracing::error!(region = %r.name, healthy, members = size, percent, "region removed from answers");
                 true
-            } else if self.removed[ri] && healthy * 100 >= r.return_at as usize * size {
+            } else if self.table.removed[ri] && healthy * 100 >= r.return_at as usize * size {
                 tracing::warn!(region = %r.name, healthy, members = size, percent, "region returned to answers");
                 false
             } else {
                 continue;
             };
-            self.removed[ri] = removed;
+            self.table.removed[ri] = removed;
             changed = true;
             if !self.follows_cluster() {
                 let event = if removed {
@@ -505,10 +501,10 @@ impl Engine {
         if let Some(r) = self.release {
             return r;
         }
-        let r = (0..self.members.len())
-            .filter(|&i| self.members[i].health.state == State::Up)
+        let r = (0..self.table.members.len())
+            .filter(|&i| self.table.members[i].health.state == State::Up)
             .filter_map(|i| {
-                self.members[i]
+                self.table.members[i]
                     .damping
                     .held_until
                     .filter(|&t| t > self.published_at)
@@ -521,29 +517,5 @@ impl Engine {
     /// Every member has had its first result once.
     fn is_ready(&self) -> bool {
         self.ready
-    }
-}
-
-/// The engine's [`HealthView`](crate::policy::HealthView) at one moment.
-pub(super) struct View<'a> {
-    engine: &'a Engine,
-    now: Instant,
-}
-
-impl crate::policy::HealthView for View<'_> {
-    fn up(&self, i: usize) -> bool {
-        self.engine.answered(i, self.now)
-    }
-    fn eligible(&self, i: usize) -> bool {
-        let e = self.engine;
-        e.members[i]
-            .override_
-            .is_none_or(|k| e.overrides[k].action != Action::Disable)
-    }
-    fn shares(&self, name: &crate::config::BoundName) -> Option<Vec<f64>> {
-        self.engine
-            .meters
-            .get(&LowerName::new(&name.name))
-            .and_then(|m| m.shares.clone())
     }
 }

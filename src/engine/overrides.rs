@@ -69,7 +69,7 @@ impl Engine {
                 of[i] = Some(k);
             }
         }
-        for (m, o) in self.members.iter_mut().zip(of) {
+        for (m, o) in self.table.members.iter_mut().zip(of) {
             m.override_ = o;
         }
     }

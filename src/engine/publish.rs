@@ -106,8 +106,8 @@ impl Engine {
         let degraded = b.pools.iter().any(|&p| {
             cfg.pools[p].members.iter().any(|&i| {
                 !self.answered(i, now)
-                    || self.members[i].health.suspect()
-                    || self.members[i].override_.is_some()
+                    || self.table.members[i].health.suspect()
+                    || self.table.members[i].override_.is_some()
             })
         });
         let ttl = if degraded { b.degraded_ttl } else { b.ttl };

@@ -127,7 +127,7 @@ impl Engine {
             .iter()
             .filter(|m| m.health.state == State::Unknown)
             .count();
-        self.members = members;
+        self.table.members = members;
         self.release = None;
         self.gauges = Gauges::new(&cfg);
         let state_file_moved = cfg.state_file != old.state_file;
@@ -175,7 +175,7 @@ impl Engine {
             .zip(regions_of(cfg).zip(&cfg.members))
             .map(|(c, (region, member))| {
                 let mut m = match *c {
-                    Some(i) => self.members[i].clone(),
+                    Some(i) => self.table.members[i].clone(),
                     None => MemberState::new(None, member.checks.len()),
                 };
                 m.override_ = None;
@@ -190,10 +190,10 @@ impl Engine {
         let removed_regions: HashMap<&str, bool> = old
             .regions
             .iter()
-            .zip(&self.removed)
+            .zip(&self.table.removed)
             .map(|(r, &x)| (r.name.as_str(), x))
             .collect();
-        self.removed = cfg
+        self.table.removed = cfg
             .regions
             .iter()
             .map(|r| removed_regions.get(r.name.as_str()) == Some(&true))
@@ -204,7 +204,7 @@ impl Engine {
     /// check timeout among them, and a little for the report to arrive.
     fn first_probe_wait(&self) -> Duration {
         let longest = (0..self.cfg.members.len())
-            .filter(|&i| self.members[i].health.state == State::Unknown)
+            .filter(|&i| self.table.members[i].health.state == State::Unknown)
             .flat_map(|i| &self.cfg.members[i].checks)
             .map(|&(c, _)| self.cfg.checks[c].timeout)
             .max()

@@ -28,7 +28,7 @@ impl Engine {
     /// with their ids), and records the new state before the alerts are sent.
     pub(in crate::engine) fn sync_alerted(&mut self) {
         let leads = self.follows_cluster() && self.speaks_for_cluster();
-        let members: BTreeMap<String, bool> = (0..self.members.len())
+        let members: BTreeMap<String, bool> = (0..self.table.members.len())
             .filter_map(|i| Some((self.member_key(i), self.decision(i)?.up)))
             .collect();
         let (names, regions) = (self.names_state(), self.regions_state());
@@ -144,7 +144,7 @@ impl Engine {
         };
         let live = |id: &str| c.shared.instances.contains_key(id);
         let mut alerts = Vec::new();
-        for i in 0..self.members.len() {
+        for i in 0..self.table.members.len() {
             let key = self.member_key(i);
             // A member the record does not hold yet takes its first state, which is not an
             // event (as a member's first probe round alerts nothing).
@@ -198,7 +198,7 @@ impl Engine {
         }
         let now = Instant::now();
         for (ri, r) in self.cfg.regions.iter().enumerate() {
-            let removed = self.removed.get(ri).copied().unwrap_or(false);
+            let removed = self.table.removed.get(ri).copied().unwrap_or(false);
             let changed = base.regions.get(&r.name).is_some_and(|&was| was != removed);
             if changed && !alerted_alone(&c.shared.alone, live, &region_key(&r.name), !removed) {
                 let event = if removed {
@@ -225,7 +225,7 @@ impl Engine {
         self.cfg
             .regions
             .iter()
-            .zip(&self.removed)
+            .zip(&self.table.removed)
             .map(|(r, &removed)| (r.name.clone(), removed))
             .collect()
     }
@@ -255,8 +255,8 @@ impl Engine {
         }
         let shared = c.shared.clone();
         let recorded = shared.alerted.as_ref().map(|a| &a.members);
-        let mut mine: BTreeMap<String, bool> = (0..self.members.len())
-            .filter(|&i| self.members[i].health.state != State::Unknown)
+        let mut mine: BTreeMap<String, bool> = (0..self.table.members.len())
+            .filter(|&i| self.table.members[i].health.state != State::Unknown)
             .map(|i| (self.member_key(i), self.local_passing(i, now)))
             .collect();
         let names = self.names_state().into_iter();

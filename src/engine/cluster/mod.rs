@@ -19,20 +19,18 @@ use crate::steer::health::{State, Transition};
 
 mod alerted;
 pub(super) use alerted::{name_key, region_key};
-mod show;
-pub use show::{ClusterStatus, InstanceStatus, ViewStatus};
 
 /// What the engine keeps of the cluster.
 pub(super) struct Clustered {
-    handle: Handle,
-    shared: Arc<Shared>,
+    pub(in crate::engine) handle: Handle,
+    pub(in crate::engine) shared: Arc<Shared>,
     /// Per member: the quorum's decision, while connected and someone has a view of it.
     decided: Vec<Option<Decision>>,
     /// Per member: since when this instance's own verdict differs from the quorum's, and
     /// whether that was alerted.
-    disagree: Vec<(Option<Instant>, bool)>,
+    pub(in crate::engine) disagree: Vec<(Option<Instant>, bool)>,
     /// The link as last seen (its changes are alerted).
-    link: Link,
+    pub(in crate::engine) link: Link,
     /// While this instance leads: what the cluster's alerts last told (recorded in etcd).
     recorded: Option<crate::cluster::Alerted>,
     /// While this instance leads: the override changes it took into `recorded` that etcd
@@ -52,7 +50,7 @@ impl Engine {
     /// Answers follow the quorum of `handle`'s cluster from now on (once connected).
     pub fn join_cluster(&mut self, handle: Handle) {
         self.alerts.set_instance(&handle.id);
-        let n = self.members.len();
+        let n = self.table.members.len();
         let shared = handle.shared.borrow().clone();
         self.cluster = Some(Box::new(Clustered {
             shared,
@@ -98,11 +96,16 @@ impl Engine {
 
     /// The quorum's decision on member `i`, when answers follow it.
     pub(super) fn decision(&self, i: usize) -> Option<&Decision> {
+        self.decisions()?.get(i)?.as_ref()
+    }
+
+    /// The quorum's decisions, per member, when answers follow them.
+    pub(super) fn decisions(&self) -> Option<&[Option<Decision>]> {
         let c = self
             .cluster
             .as_ref()
             .filter(|c| c.link == Link::Connected)?;
-        c.decided.get(i)?.as_ref()
+        Some(&c.decided)
     }
 
     /// `pool/member`: the member's name in etcd.
@@ -114,7 +117,7 @@ impl Engine {
     /// This instance's own verdict on member `i`: its rise/fall state and hold-down.
     fn local_verdict(&self, i: usize, now: Instant) -> Verdict {
         let up = self.local_passing(i, now);
-        let m = &self.members[i];
+        let m = &self.table.members[i];
         let error = (!up).then(|| match m.health.state {
             State::Up => "held down (flapping)".to_string(),
             _ => m.last.error.clone().unwrap_or_else(|| "down".into()),
@@ -130,8 +133,8 @@ impl Engine {
     /// Hands this instance's verdicts to the session (written to etcd when one changes).
     pub(super) fn share_views(&self, now: Instant) {
         let Some(c) = &self.cluster else { return };
-        let views: BTreeMap<String, Verdict> = (0..self.members.len())
-            .filter(|&i| self.members[i].health.state != State::Unknown)
+        let views: BTreeMap<String, Verdict> = (0..self.table.members.len())
+            .filter(|&i| self.table.members[i].health.state != State::Unknown)
             .map(|i| (self.member_key(i), self.local_verdict(i, now)))
             .collect();
         c.handle.set_views(views);
@@ -145,7 +148,7 @@ impl Engine {
         let shared = c.handle.shared.borrow_and_update().clone();
         let garbled = c.shared.overrides_problem.is_some();
         let now = Instant::now();
-        let n = self.members.len();
+        let n = self.table.members.len();
         let before: Vec<bool> = (0..n).map(|i| self.passing(i, now)).collect();
         let link_was = self.set_shared(shared.clone());
         let mut changed = link_was != shared.link;
@@ -168,14 +171,14 @@ impl Engine {
         if link_was == Link::Joining && shared.link == Link::Fallback {
             // Never joined: what this instance saw down meanwhile is told now.
             let down: Vec<usize> = (0..n)
-                .filter(|&i| self.members[i].health.state == State::Down)
+                .filter(|&i| self.table.members[i].health.state == State::Down)
                 .collect();
             for i in down {
                 let tr = Transition {
                     from: State::Unknown,
                     to: State::Down,
                 };
-                self.member_alert(i, tr, self.members[i].last.error.clone());
+                self.member_alert(i, tr, self.table.members[i].last.error.clone());
             }
         }
         self.check_disagreements(now);
@@ -187,7 +190,7 @@ impl Engine {
     /// Stores `shared` and the decisions it makes; alerts a change of link. Returns the link
     /// as it was.
     fn set_shared(&mut self, shared: Arc<Shared>) -> Link {
-        let keys: Vec<String> = (0..self.members.len())
+        let keys: Vec<String> = (0..self.table.members.len())
             .map(|i| self.member_key(i))
             .collect();
         let Some(c) = self.cluster.as_mut() else {
@@ -256,7 +259,10 @@ impl Engine {
                 );
                 (Some(r), error.filter(|_| was))
             }
-            _ => (None, self.members[i].last.error.clone().filter(|_| was)),
+            _ => (
+                None,
+                self.table.members[i].last.error.clone().filter(|_| was),
+            ),
         };
         self.member_alert_with(i, Transition { from, to }, error, reason)
     }
@@ -268,11 +274,11 @@ impl Engine {
             return;
         };
         let mut alerts = Vec::new();
-        let mut marks = Vec::with_capacity(self.members.len());
-        for i in 0..self.members.len() {
+        let mut marks = Vec::with_capacity(self.table.members.len());
+        for i in 0..self.table.members.len() {
             let (since, alerted) = c.disagree.get(i).copied().unwrap_or((None, false));
             let mine = self.local_passing(i, now);
-            let known = self.members[i].health.state != State::Unknown;
+            let known = self.table.members[i].health.state != State::Unknown;
             let differs = match self.decision(i) {
                 Some(d) if known && mine != d.up => Some(d),
                 _ => None,
@@ -342,7 +348,7 @@ impl Engine {
         };
         let mut a = Alert::new("view_disagrees");
         a.reason = Some(reason);
-        a.error = self.members[i].last.error.clone().filter(|_| !mine);
+        a.error = self.table.members[i].last.error.clone().filter(|_| !mine);
         self.fill_member(&mut a, i);
         a
     }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use hickory_proto::rr::{LowerName, Name};
 use serde::Serialize;
 
-use super::Engine;
+use super::super::Engine;
 use crate::base::state::Action;
 use crate::config::{BoundName, Policy};
 use crate::policy;
@@ -32,7 +32,7 @@ pub struct Explain {
     pub members: Vec<MemberWhy>,
     /// A name whose pools have capacities: each pool's load, and in words what is over.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub capacity: Vec<super::capacity::PoolLoad>,
+    pub capacity: Vec<super::super::capacity::PoolLoad>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub overload: Option<String>,
     /// How fast clients recover from a failure and what the TTL costs resolvers.
@@ -110,7 +110,7 @@ impl Policy {
 }
 
 impl Engine {
-    pub(super) fn explain(
+    pub(in crate::engine) fn explain(
         &self,
         name: &Name,
         client: Option<Client>,
@@ -156,7 +156,12 @@ impl Engine {
 
     /// The possible answers of name `b` to client group `group`, per record type, with their
     /// odds, from the health `view`.
-    fn families(&self, b: &BoundName, group: usize, view: &super::View<'_>) -> Vec<FamilyAnswer> {
+    fn families(
+        &self,
+        b: &BoundName,
+        group: usize,
+        view: &super::super::View<'_>,
+    ) -> Vec<FamilyAnswer> {
         let mut families = Vec::new();
         if b.cname {
             let plans = policy::cname_plans(&self.cfg, b, view);
@@ -269,8 +274,8 @@ impl Engine {
 
     fn member_why(&self, i: usize, families: &[FamilyAnswer], now: Instant) -> MemberWhy {
         let m = &self.cfg.members[i];
-        let h = &self.members[i].health;
-        let last = &self.members[i].last;
+        let h = &self.table.members[i].health;
+        let last = &self.table.members[i].last;
         let in_answer = families
             .iter()
             .flat_map(|f| &f.answers)
@@ -298,8 +303,10 @@ impl Engine {
             Some(w) => format!("{health} ({w})"),
             None => health,
         };
-        let removed = self.members[i].region.filter(|&r| self.removed[r]);
-        let why = if let Some(o) = self.members[i].override_.map(|k| &self.overrides[k]) {
+        let removed = self.table.members[i]
+            .region
+            .filter(|&r| self.table.removed[r]);
+        let why = if let Some(o) = self.table.members[i].override_.map(|k| &self.overrides[k]) {
             let what = if o.action == Action::Disable {
                 "disabled"
             } else {
@@ -313,14 +320,14 @@ impl Engine {
             w
         } else if h.state != State::Up {
             health
-        } else if self.members[i].damping.held(now) {
-            let left = self.members[i]
+        } else if self.table.members[i].damping.held(now) {
+            let left = self.table.members[i]
                 .damping
                 .held_until
                 .map_or(0.0, |t| (t - now).as_secs_f64());
             format!(
                 "{health}, but held down {left:.1} s more (flap damping: {} downs in the window)",
-                self.members[i].damping.flaps()
+                self.table.members[i].damping.flaps()
             )
         } else if let Some(r) = removed {
             let region = &self.cfg.regions[r];
@@ -352,7 +359,7 @@ impl Engine {
     /// For a member with several checks: each one's verdict, how many are needed, and which
     /// decided ("checks: web up, tls down; 2 of 2 must be up: tls decided").
     fn checks_words(&self, i: usize) -> Option<String> {
-        let (m, s) = (&self.cfg.members[i], &self.members[i]);
+        let (m, s) = (&self.cfg.members[i], &self.table.members[i]);
         if m.checks.len() < 2 {
             return None;
         }
@@ -383,7 +390,7 @@ impl Engine {
 }
 
 /// "eu would need 140% of its capacity" for each pool over its capacity, if any.
-fn overload_words(loads: &[super::capacity::PoolLoad]) -> Option<String> {
+fn overload_words(loads: &[super::super::capacity::PoolLoad]) -> Option<String> {
     let over: Vec<String> = loads
         .iter()
         .filter(|l| l.over)

@@ -4,14 +4,14 @@ use std::time::Instant;
 
 use hickory_proto::rr::LowerName;
 
-use super::Engine;
+use super::super::Engine;
 use crate::base::state::Action;
 use crate::config::Config;
 use crate::dns::snapshot::Snapshot;
 use crate::steer::health::State;
 
 /// The engine's gauges, registered once so that a publication only stores numbers.
-pub(super) struct Gauges {
+pub(in crate::engine) struct Gauges {
     up: Vec<metrics::Gauge>,
     answered: Vec<metrics::Gauge>,
     pool_healthy: Vec<metrics::Gauge>,
@@ -24,13 +24,13 @@ pub(super) struct Gauges {
     fail_open: Vec<metrics::Gauge>,
     pool_members: Vec<metrics::Gauge>,
     config_generation: metrics::Gauge,
-    pub(super) last_reload_ok: metrics::Gauge,
+    pub(in crate::engine) last_reload_ok: metrics::Gauge,
     build_info: metrics::Gauge,
     state_file_ok: metrics::Gauge,
 }
 
 impl Gauges {
-    pub(super) fn new(cfg: &Config) -> Self {
+    pub(in crate::engine) fn new(cfg: &Config) -> Self {
         use crate::base::metrics::*;
         use metrics::gauge;
         handle();
@@ -82,7 +82,7 @@ impl Gauges {
 }
 
 impl Engine {
-    pub(super) fn update_gauges(&self, snap: &Snapshot, now: Instant) {
+    pub(in crate::engine) fn update_gauges(&self, snap: &Snapshot, now: Instant) {
         let g = &self.gauges;
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         for (zi, z) in snap.zones.iter().enumerate() {
@@ -92,19 +92,19 @@ impl Engine {
             }
         }
         for i in 0..self.cfg.members.len() {
-            g.up[i].set(flag(self.members[i].health.state == State::Up));
+            g.up[i].set(flag(self.table.members[i].health.state == State::Up));
             g.answered[i].set(flag(self.answered(i, now)));
         }
         for (p, pool) in self.cfg.pools.iter().enumerate() {
             let up = pool
                 .members
                 .iter()
-                .filter(|&&i| self.members[i].health.state == State::Up)
+                .filter(|&&i| self.table.members[i].health.state == State::Up)
                 .count();
             g.pool_healthy[p].set(up as f64);
             g.pool_members[p].set(pool.members.len() as f64);
         }
-        for (r, removed) in self.removed.iter().enumerate() {
+        for (r, removed) in self.table.removed.iter().enumerate() {
             g.region_removed[r].set(flag(*removed));
         }
         for (k, b) in self.cfg.names.iter().enumerate() {

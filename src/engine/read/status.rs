@@ -6,7 +6,7 @@ use std::time::Instant;
 use hickory_proto::rr::LowerName;
 use serde::Serialize;
 
-use super::Engine;
+use super::super::Engine;
 use crate::base::state::{now_secs, Action, Override};
 use crate::config::AllDown;
 use crate::steer::health::State;
@@ -183,7 +183,7 @@ pub struct ZoneStatus {
 }
 
 impl Engine {
-    pub(super) fn status(&self) -> Status {
+    pub(in crate::engine) fn status(&self) -> Status {
         let snap = self.published.load();
         let now = Instant::now();
         let members = (0..self.cfg.members.len())
@@ -218,7 +218,7 @@ impl Engine {
                 healthy: self.region_healthy(ri, now),
                 remove_below_percent: r.remove_below,
                 return_at_percent: r.return_at,
-                removed: self.removed[ri],
+                removed: self.table.removed[ri],
             })
             .collect();
         let mut log = self.secondaries.get();
@@ -250,16 +250,16 @@ impl Engine {
     }
 
     fn member_status(&self, i: usize, now: Instant) -> MemberStatus {
-        let (m, l) = (&self.cfg.members[i], &self.members[i].last);
+        let (m, l) = (&self.cfg.members[i], &self.table.members[i].last);
         MemberStatus {
             pool: self.cfg.pools[m.pool].name.clone(),
             name: m.name.clone(),
             address: m.cname.is_none().then_some(m.address),
             cname: m.cname.as_ref().map(|n| n.to_string()),
             probe_target: m.checks[0].1.to_string(),
-            state: self.members[i].health.state,
-            suspect: self.members[i].health.suspect(),
-            streak: self.members[i].health.streak,
+            state: self.table.members[i].health.state,
+            suspect: self.table.members[i].health.suspect(),
+            streak: self.table.members[i].health.streak,
             since_secs: l.since.map(|s| now.duration_since(s).as_secs_f64()),
             last_ok: l.ok,
             last_error: l.error.clone(),
@@ -268,7 +268,7 @@ impl Engine {
             last_latency_ms: l.latency.map(|d| d.as_secs_f64() * 1000.0),
             probes: l.probes,
             answered: self.answered(i, now),
-            override_: self.members[i].override_.map(|k| {
+            override_: self.table.members[i].override_.map(|k| {
                 let o = &self.overrides[k];
                 OverrideStatus {
                     target: o.target.to_string(),
@@ -277,13 +277,13 @@ impl Engine {
                     ends_in_secs: o.until.map(|u| u.saturating_sub(now_secs())),
                 }
             }),
-            held_down_secs: self.members[i]
+            held_down_secs: self.table.members[i]
                 .damping
                 .held_until
                 .filter(|&t| t > now)
                 .map(|t| (t - now).as_secs_f64()),
-            hold_down_secs: self.members[i].damping.hold.as_secs_f64(),
-            flaps: self.members[i].damping.flaps(),
+            hold_down_secs: self.table.members[i].damping.hold.as_secs_f64(),
+            flaps: self.table.members[i].damping.flaps(),
             views: self.views_of(i),
             checks: self.checks_of(i),
             require: (m.checks.len() > 1).then_some(m.require),
@@ -292,7 +292,7 @@ impl Engine {
 
     /// Each check's verdict of member `i`, if it has several.
     fn checks_of(&self, i: usize) -> Vec<CheckStatus> {
-        let (m, s) = (&self.cfg.members[i], &self.members[i]);
+        let (m, s) = (&self.cfg.members[i], &self.table.members[i]);
         if m.checks.len() < 2 {
             return Vec::new();
         }

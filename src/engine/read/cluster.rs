@@ -65,15 +65,20 @@ impl Engine {
             d.down.len(),
             d.needed
         );
-        Some(match self.members[i].region.filter(|&r| self.removed[r]) {
-            Some(r) => format!(
-                "{up}, but region {} is removed ({} of {} healthy); {this}",
-                self.cfg.regions[r].name,
-                self.region_healthy(r, now),
-                self.cfg.regions[r].members.len()
-            ),
-            None => format!("{up}; {this}"),
-        })
+        Some(
+            match self.table.members[i]
+                .region
+                .filter(|&r| self.table.removed[r])
+            {
+                Some(r) => format!(
+                    "{up}, but region {} is removed ({} of {} healthy); {this}",
+                    self.cfg.regions[r].name,
+                    self.region_healthy(r, now),
+                    self.cfg.regions[r].members.len()
+                ),
+                None => format!("{up}; {this}"),
+            },
+        )
     }
 
     /// Each live instance's view of member `i`, for `/status` and `/explain`.
