@@ -1,70 +1,35 @@
-//! The HTTP and HTTPS checks: one GET on a fresh connection (closed with a reset, so no
-//! TIME_WAIT builds up at thousands of probes a second), redirects not followed, the status
-//! matched against the expected ranges and, if configured, a substring looked for in the
-//! first `max_body` bytes of the body.
+//! The HTTP and HTTPS checks as a machine ([`HttpJudge`]): one GET, redirects not followed,
+//! the status matched against the expected ranges and, if configured, a substring looked for
+//! in the first `max_body` bytes of the body; and the TLS configurations HTTPS checks share.
 //!
 //! A check needs only a status line and, at most, a bounded body, so this is a small HTTP/1.1
-//! client over a tokio socket rather than a general one: it costs a fraction of the CPU per
-//! probe, lets the connection be closed with a reset, and shares one TLS configuration among
-//! all members (see docs/performance.md, "Probing at scale").
+//! client, driven by either executor (see [`super::check`]), rather than a general one: it
+//! costs a fraction of the CPU per probe, lets the connection be closed with a reset, and
+//! shares one TLS configuration among all members (see docs/performance.md, "Probing at
+//! scale").
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 
+use super::check::{Failure, Step};
 use crate::config::HttpCheck;
 
 /// The most of a response head that is read.
 const MAX_HEAD: usize = 16 * 1024;
 
-/// A ready-to-use probe of one member.
-pub struct HttpProbe {
-    target: SocketAddr,
-    /// Connections come from this address when given.
-    source: Option<std::net::IpAddr>,
+/// The HTTP check of one member as a machine: its request, and the judge of a response.
+pub struct HttpJudge {
     request: Vec<u8>,
-    tls: Option<(TlsConnector, ServerName<'static>)>,
     expect: Vec<(u16, u16)>,
     body_contains: Option<Vec<u8>>,
     max_body: usize,
-    /// How long one connection may be reused (`keepalive`); `None`: never.
-    keepalive: Option<Duration>,
-    /// The connection kept from the last probe, and when it was opened (probes that overlap
-    /// take it in turn; one that finds it taken opens its own).
-    idle: std::sync::Mutex<Option<(Box<dyn Stream>, Instant)>>,
-}
-
-/// A connection, plain or TLS.
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
-
-/// Why an exchange failed. A kept connection that fails before any byte of a response came
-/// back was most likely closed by the server while idle; the probe then retries on a fresh
-/// connection instead of counting a failure, as HTTP clients do with idempotent requests.
-pub(crate) struct Failure {
-    before_response: bool,
-    pub(crate) msg: String,
-}
-
-impl Failure {
-    fn early(msg: String) -> Self {
-        Self {
-            before_response: true,
-            msg,
-        }
-    }
-    fn late(msg: String) -> Self {
-        Self {
-            before_response: false,
-            msg,
-        }
-    }
+    /// The connection is kept for the next probe (`keepalive`) when the response allows.
+    reusable: bool,
 }
 
 /// The two shared TLS configurations: verifying (web PKI roots) and not verifying.
@@ -100,14 +65,31 @@ fn tls() -> &'static Tls {
     })
 }
 
-impl HttpProbe {
-    /// Builds the probe of `check` against `target`.
-    pub fn new(
-        check: &HttpCheck,
-        target: SocketAddr,
-        source: Option<std::net::IpAddr>,
-        max_body: usize,
-    ) -> Result<Self, String> {
+/// The TLS connector and server name of `check` against `target`, for an HTTPS check.
+pub(super) fn tls_of(
+    check: &HttpCheck,
+    target: SocketAddr,
+) -> Result<Option<(TlsConnector, ServerName<'static>)>, String> {
+    if !check.tls {
+        return Ok(None);
+    }
+    let name = check
+        .sni
+        .clone()
+        .or_else(|| check.host.clone())
+        .unwrap_or_else(|| target.ip().to_string());
+    let name = ServerName::try_from(name.clone()).map_err(|e| format!("TLS name {name:?}: {e}"))?;
+    let conn = if check.tls_verify {
+        &tls().verify
+    } else {
+        &tls().no_verify
+    };
+    Ok(Some((conn.clone(), name)))
+}
+
+impl HttpJudge {
+    /// Builds the judge of `check` against `target`.
+    pub fn new(check: &HttpCheck, target: SocketAddr, max_body: usize) -> Result<Self, String> {
         let host = check.host.clone().unwrap_or_else(|| match target {
             SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
             SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
@@ -129,108 +111,13 @@ impl HttpProbe {
             request.push_str(&format!("{k}: {v}\r\n"));
         }
         request.push_str("\r\n");
-        let tls = if check.tls {
-            let name = check
-                .sni
-                .clone()
-                .or_else(|| check.host.clone())
-                .unwrap_or_else(|| target.ip().to_string());
-            let name = ServerName::try_from(name.clone())
-                .map_err(|e| format!("TLS name {name:?}: {e}"))?;
-            let conn = if check.tls_verify {
-                &tls().verify
-            } else {
-                &tls().no_verify
-            };
-            Some((conn.clone(), name))
-        } else {
-            None
-        };
         Ok(Self {
-            target,
-            source,
             request: request.into_bytes(),
-            tls,
             expect: check.expect.clone(),
             body_contains: check.body_contains.clone().map(String::into_bytes),
             max_body,
-            keepalive: check.keepalive,
-            idle: std::sync::Mutex::new(None),
+            reusable: check.keepalive.is_some(),
         })
-    }
-
-    /// One GET; the caller bounds the time (a probe cut short drops its connection).
-    pub async fn probe(&self) -> Result<(), String> {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some((conn, opened)) = idle {
-            if self.keepalive.is_some_and(|k| opened.elapsed() < k) {
-                match self.exchange(conn).await {
-                    Ok(kept) => {
-                        self.keep(kept.map(|c| (c, opened)));
-                        return Ok(());
-                    }
-                    Err(f) if !f.before_response => return Err(f.msg),
-                    Err(_) => {} // closed while idle: try a fresh connection
-                }
-            }
-        }
-        let conn = self.connect().await?;
-        let opened = Instant::now();
-        match self.exchange(conn).await {
-            Ok(kept) => {
-                self.keep(
-                    kept.filter(|_| self.keepalive.is_some())
-                        .map(|c| (c, opened)),
-                );
-                Ok(())
-            }
-            Err(f) => Err(f.msg),
-        }
-    }
-
-    /// Keeps `conn` for the next probe (a poisoned lock only means a probe panicked while
-    /// holding it; the value is still a connection or none).
-    fn keep(&self, conn: Option<(Box<dyn Stream>, Instant)>) {
-        if conn.is_some() {
-            *self.idle.lock().unwrap_or_else(|e| e.into_inner()) = conn;
-        }
-    }
-
-    async fn connect(&self) -> Result<Box<dyn Stream>, String> {
-        let stream = super::tcp::connect(self.target, self.source).await?;
-        Ok(match &self.tls {
-            None => Box::new(stream),
-            Some((conn, name)) => Box::new(
-                conn.connect(name.clone(), stream)
-                    .await
-                    .map_err(|e| format!("TLS handshake with {}: {e}", self.target))?,
-            ),
-        })
-    }
-
-    /// Sends the request and checks the response. Returns the connection if it can carry the
-    /// next request: the whole response was read and the server did not ask to close.
-    async fn exchange(&self, mut s: Box<dyn Stream>) -> Result<Option<Box<dyn Stream>>, Failure> {
-        s.write_all(&self.request)
-            .await
-            .map_err(|e| Failure::early(format!("send: {e}")))?;
-        let mut buf = Vec::with_capacity(1024);
-        let mut ended = false;
-        loop {
-            match self.judge(&buf, ended) {
-                Step::Read(cap) => match read_more(&mut s, &mut buf, cap).await {
-                    Ok(0) => ended = true,
-                    Ok(_) => {}
-                    Err(msg) => {
-                        return Err(Failure {
-                            before_response: buf.is_empty(),
-                            msg,
-                        })
-                    }
-                },
-                Step::Done(r) => return r.map(|reuse| reuse.then_some(s)),
-            }
-        }
     }
 
     /// The request this probe sends.
@@ -266,8 +153,8 @@ impl HttpProbe {
         {
             return Step::Done(Err(Failure::late(format!("HTTP status {status}"))));
         }
-        let length = self
-            .keepalive
+        let length = Some(self.reusable)
+            .filter(|&r| r)
             .and_then(|_| reusable_length(head))
             .filter(|&l| l <= self.max_body);
         let cap = head_end + length.unwrap_or(self.max_body);
@@ -295,25 +182,6 @@ impl HttpProbe {
         }
         Step::Done(Ok(length.is_some() && !ended && buf.len() == cap))
     }
-
-    /// True if this probe can run on the shared probe thread ([`super::plain`]): plain HTTP
-    /// on a fresh connection each time.
-    pub(crate) fn is_plain(&self) -> bool {
-        self.tls.is_none() && self.keepalive.is_none()
-    }
-
-    /// The address probed, and the source address when one is set.
-    pub(crate) fn addr(&self) -> (SocketAddr, Option<std::net::IpAddr>) {
-        (self.target, self.source)
-    }
-}
-
-/// What [`HttpProbe::judge`] makes of a response so far.
-pub(crate) enum Step {
-    /// Read more, up to this many bytes of response in all.
-    Read(usize),
-    /// The result; `Ok(true)`: the connection can carry the next request.
-    Done(Result<bool, Failure>),
 }
 
 /// The body length of a response after which the connection stays usable: HTTP/1.1, a
@@ -342,25 +210,6 @@ fn reusable_length(head: &[u8]) -> Option<usize> {
         }
     }
     length
-}
-
-/// Reads more bytes into `buf`, up to `cap` in all; returns how many (0 at the end).
-async fn read_more<S: AsyncRead + Unpin>(
-    s: &mut S,
-    buf: &mut Vec<u8>,
-    cap: usize,
-) -> Result<usize, String> {
-    let mut chunk = [0u8; 4096];
-    let want = chunk.len().min(cap.saturating_sub(buf.len()).max(1));
-    match s.read(&mut chunk[..want]).await {
-        Ok(n) => {
-            buf.extend_from_slice(&chunk[..n]);
-            Ok(n)
-        }
-        // A peer that closes without TLS close_notify has still sent a complete answer.
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
-        Err(e) => Err(format!("receive: {e}")),
-    }
 }
 
 /// The status code of an `HTTP/1.x NNN ...` status line.

@@ -5,11 +5,12 @@
 //!
 //! Results are data ([`ProbeReport`]) sent to the engine; probing never changes state itself.
 
+mod check;
 pub mod http;
 pub mod icmp;
 mod plain;
 pub mod resolve;
-pub mod tcp;
+pub mod stream;
 mod wheel;
 
 use std::collections::HashMap;
@@ -77,8 +78,8 @@ impl Target {
 
 /// A probe of one address.
 pub enum Direct {
-    Tcp(std::net::SocketAddr, Option<std::net::IpAddr>),
-    Http(Box<http::HttpProbe>),
+    /// A check over a TCP connection ([`check::Machine`]).
+    Stream(Box<stream::StreamProbe>),
     /// The address, the source, the check, and how long its echoes are waited for.
     Icmp(
         std::net::IpAddr,
@@ -91,8 +92,7 @@ pub enum Direct {
 impl Direct {
     async fn probe(&self) -> Result<Option<Duration>, String> {
         match self {
-            Direct::Tcp(a, s) => tcp::probe(*a, *s).await.map(|()| None),
-            Direct::Http(h) => h.probe().await.map(|()| None),
+            Direct::Stream(s) => s.probe().await.map(|()| None),
             Direct::Icmp(a, s, c, within) => icmp::probe(*a, *s, c, *within).await.map(Some),
         }
     }
@@ -263,10 +263,9 @@ impl Prober {
         let id = self.next_id;
         let tally = Tally::new(id, &spec.check, spec.pace);
         let check = match target {
-            Target::Direct(Direct::Tcp(at, source)) => Ok((at, source, plain::Check::Tcp)),
-            Target::Direct(Direct::Http(h)) if h.is_plain() => {
-                let (at, source) = h.addr();
-                Ok((at, source, plain::Check::Http(h)))
+            Target::Direct(Direct::Stream(s)) if s.is_plain() => {
+                let (check, at, source) = s.into_plain();
+                Ok((at, source, check))
             }
             other => Err(other),
         };
@@ -331,7 +330,7 @@ impl Prober {
     ) -> Result<Target, String> {
         let (source, max_body) = (cfg.probe_source, cfg.max_body);
         let (kind, timeout) = (check.kind.clone(), check.timeout);
-        let make = move |at| direct(&kind, timeout, at, source, max_body);
+        let make = move |at| check::probe_of(&kind, timeout, at, source, max_body);
         Ok(match target {
             ProbeAt::Addr(a) => Target::Direct(make(*a)?),
             ProbeAt::Resolve(name, port) => {
@@ -352,25 +351,6 @@ impl Prober {
             }
         })
     }
-}
-
-/// The probe of `at` by a check of `kind`.
-fn direct(
-    kind: &CheckKind,
-    timeout: Duration,
-    at: std::net::SocketAddr,
-    source: Option<std::net::IpAddr>,
-    max_body: usize,
-) -> Result<Direct, String> {
-    Ok(match kind {
-        CheckKind::Tcp { .. } => Direct::Tcp(at, source),
-        // Replies are waited for until just before the probe's timeout, so that the probe
-        // ends with its count rather than being cut off.
-        CheckKind::Icmp(c) => Direct::Icmp(at.ip(), source, c.clone(), timeout.mul_f64(0.9)),
-        CheckKind::Http(h) => {
-            Direct::Http(Box::new(http::HttpProbe::new(h, at, source, max_body)?))
-        }
-    })
 }
 
 impl Drop for Prober {

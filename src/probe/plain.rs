@@ -26,23 +26,15 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use super::http::{HttpProbe, Step};
+use super::check::{Machine, Step};
 use super::wheel::Wheel;
 use super::{ProbeReport, Reports, Tally};
-
-/// What one member's loop checks.
-pub(crate) enum Check {
-    /// A connection that completes.
-    Tcp,
-    /// One GET, judged by the check (never TLS, never a kept connection).
-    Http(Box<HttpProbe>),
-}
 
 /// A member's loop as the thread runs it.
 pub(crate) struct Job {
     pub(crate) target: SocketAddr,
     pub(crate) source: Option<IpAddr>,
-    pub(crate) check: Check,
+    pub(crate) check: Machine,
     pub(crate) timeout: Duration,
     pub(crate) tally: Tally,
 }
@@ -428,11 +420,7 @@ impl Runner {
             }
             f.connected = true;
         }
-        let result = match &slot.job.check {
-            Check::Tcp => Some(Ok(())),
-            Check::Http(h) => exchange(h, f, readable),
-        };
-        if let Some(r) = result {
+        if let Some(r) = exchange(&slot.job.check, f, readable) {
             self.finish(i, id, r);
         }
     }
@@ -516,13 +504,13 @@ fn open(target: SocketAddr, source: Option<IpAddr>) -> Result<TcpStream, String>
     Ok(TcpStream::from_std(sock.into()))
 }
 
-/// Writes what is left of the request and reads what the response has so far (only when the
-/// socket said it was `readable`: the readiness is edge-triggered, so a response that comes
-/// later is another event); the result once the check can judge it, `None` while waiting for
-/// the socket.
-fn exchange(h: &HttpProbe, f: &mut Flight, readable: bool) -> Option<Result<(), String>> {
+/// Writes what is left of the machine's request and reads what the response has so far
+/// (only when the socket said it was `readable`: the readiness is edge-triggered, so a
+/// response that comes later is another event); the result once the machine can judge it,
+/// `None` while waiting for the socket.
+fn exchange(m: &Machine, f: &mut Flight, readable: bool) -> Option<Result<(), String>> {
     let buf = &mut f.buf;
-    let request = h.request();
+    let request = m.request();
     while f.sent < request.len() {
         match f.sock.write(&request[f.sent..]) {
             Ok(n) => f.sent += n,
@@ -531,15 +519,15 @@ fn exchange(h: &HttpProbe, f: &mut Flight, readable: bool) -> Option<Result<(), 
             Err(e) => return Some(Err(format!("send: {e}"))),
         }
     }
-    if !readable {
-        return None;
-    }
     let mut chunk = [0u8; 4096];
     loop {
-        let cap = match h.judge(buf, f.ended) {
+        let cap = match m.judge(buf, f.ended) {
             Step::Done(r) => return Some(r.map(drop).map_err(|e| e.msg)),
             Step::Read(cap) => cap,
         };
+        if !readable {
+            return None;
+        }
         let want = chunk.len().min(cap.saturating_sub(buf.len()).max(1));
         match f.sock.read(&mut chunk[..want]) {
             Ok(0) => f.ended = true,
