@@ -427,7 +427,9 @@ impl Session {
         if self.state.leader.is_none() {
             self.campaign(kv, lease).await?;
         }
-        self.alive();
+        // A watched change is not etcd answering: it comes even when what this instance
+        // sends is lost (its lease then runs out), so only round trips count (`op`, the
+        // lease's renewals, the member's reads).
         self.publish();
         Ok(())
     }
