@@ -138,3 +138,83 @@ async fn without_a_state_file_a_restart_never_moves_knots_serial_back_and_unchan
 fn sec_addr(port: u16) -> SocketAddr {
     ([127, 0, 0, 1], port).into()
 }
+
+/// Each publication takes 300 ms to be served (`GTMD_TEST_PUBLISH_PAUSE`): Knot, notified
+/// of a new serial, asks for the SOA at once. NOTIFY goes out only once the new serial is
+/// served, so Knot never reads the old one, thinks itself current, and stays behind (its
+/// next refresh is an hour away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_is_notified_only_once_the_new_serial_is_served() {
+    let b0 = Backend::start().await;
+    let b1 = Backend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    std::fs::write(dir.path().join("zones/sec.test.zone"), ZONE).unwrap();
+    let (dns, admin, knot_port) = (free_addr(), free_addr(), free_addr().port());
+    let config = format!(
+        "[server]\nlisten = [\"{dns}\"]\nzones_dir = \"zones\"\n\
+         [zones.\"sec.test.\"]\nallow_transfer = [\"127.0.0.0/8\"]\nnotify = [\"127.0.0.1:{knot_port}\"]\n{}",
+        web_config(
+            &[&b0, &b1],
+            &format!("[admin]\nlisten = \"{admin}\""),
+            "app.sec.test."
+        )
+    );
+    let cfg = dir.path().join("gtmd.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_gtmd"))
+        .arg("--config")
+        .arg(&cfg)
+        .env("GTMD_TEST_PUBLISH_PAUSE", "300ms")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _gtmd = KillOnDrop(child);
+    let ready = wait_until(Duration::from_secs(10), || async {
+        soa_serial(dns, "sec.test.").await.is_some()
+    })
+    .await;
+    assert!(ready.is_some(), "gtmd did not start");
+    let knot_dir = tempfile::tempdir().unwrap();
+    let sec = knot("sec.test.", dns, knot_port, knot_dir.path());
+    let first = soa_serial(dns, "sec.test.").await.unwrap();
+    assert!(
+        holds(sec_addr(knot_port), "sec.test.", first).await,
+        "knot took {first}"
+    );
+    let mut last = first;
+    for (i, disable) in [true, false, true].into_iter().enumerate() {
+        tokio::task::spawn_blocking(move || set_override(admin, disable))
+            .await
+            .unwrap();
+        let next = serial_above(dns, last)
+            .await
+            .unwrap_or_else(|| panic!("change {i}: gtmd never served a serial above {last}"));
+        let followed = wait_until(Duration::from_secs(3), || async {
+            soa_serial(sec_addr(knot_port), "sec.test.").await == Some(next)
+        })
+        .await;
+        assert!(
+            followed.is_some(),
+            "change {i}: Knot did not take serial {next} within 3 s of gtmd serving it"
+        );
+        last = next;
+    }
+    drop(sec);
+}
+
+/// The first serial above `above` that `server` answers for sec.test., within 3 s.
+async fn serial_above(server: SocketAddr, above: u32) -> Option<u32> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        if let Some(s) = soa_serial(server, "sec.test.")
+            .await
+            .filter(|s| serial_gt(*s, above))
+        {
+            return Some(s);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}

@@ -141,6 +141,8 @@ pub struct Engine {
     secondaries: Arc<crate::dns::secondaries::Log>,
     /// Several instances acting as one, when configured.
     cluster: Option<Box<cluster::Clustered>>,
+    /// A pause before each publication is served (`GTMD_TEST_PUBLISH_PAUSE`, for tests).
+    publish_pause: Option<Duration>,
 }
 
 impl Engine {
@@ -193,6 +195,9 @@ impl Engine {
             notices_for: 0,
             secondaries: Default::default(),
             cluster: None,
+            publish_pause: std::env::var("GTMD_TEST_PUBLISH_PAUSE")
+                .ok()
+                .and_then(|p| humantime::parse_duration(&p).ok()),
         };
         e.publish();
         (e, ready_rx)

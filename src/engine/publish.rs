@@ -186,9 +186,10 @@ impl Engine {
         if !changed.is_empty() {
             self.keep_serials();
         }
-        if !changed.is_empty() || self.notices_for != self.config_generation {
-            self.send_notices(&versions);
-        }
+        // Told only once the new serial is served: a secondary asks for the SOA as soon as
+        // it is notified, and one that still gets the old serial believes it is current.
+        let notify = (!changed.is_empty() || self.notices_for != self.config_generation)
+            .then(|| versions.clone());
         let snap = Snapshot {
             generation: self.generation,
             id: crate::dns::snapshot::next_id(),
@@ -209,7 +210,15 @@ impl Engine {
         let cfg = self.cfg.clone();
         self.refresh_local(&cfg, &snap);
         let zones = snap.zones.clone();
+        if let Some(pause) = self.publish_pause {
+            // Only for tests (`GTMD_TEST_PUBLISH_PAUSE`): a publication that takes long,
+            // while the runtime's other tasks run on.
+            tokio::task::block_in_place(|| std::thread::sleep(pause));
+        }
         let old = self.published.swap(Arc::new(Publication { snap, answers }));
+        if let Some(versions) = notify {
+            self.send_notices(&versions);
+        }
         if !Arc::ptr_eq(&old.snap.zones, &zones) {
             // After a reload the old zones and their answers go: freeing a large zone takes
             // a while, and the new one is served already.
