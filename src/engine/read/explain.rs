@@ -273,9 +273,8 @@ impl Engine {
     }
 
     fn member_why(&self, i: usize, families: &[FamilyAnswer], now: Instant) -> MemberWhy {
-        let m = &self.cfg.members[i];
-        let h = &self.table.members[i].health;
-        let last = &self.table.members[i].last;
+        let (m, state) = (&self.cfg.members[i], &self.table.members[i]);
+        let (h, last) = (&state.health, &state.last);
         let in_answer = families
             .iter()
             .flat_map(|f| &f.answers)
@@ -303,10 +302,8 @@ impl Engine {
             Some(w) => format!("{health} ({w})"),
             None => health,
         };
-        let removed = self.table.members[i]
-            .region
-            .filter(|&r| self.table.removed[r]);
-        let why = if let Some(o) = self.table.members[i].override_.map(|k| &self.overrides[k]) {
+        let removed = state.region.filter(|&r| self.table.removed[r]);
+        let why = if let Some(o) = state.override_.map(|k| &self.overrides[k]) {
             let what = if o.action == Action::Disable {
                 "disabled"
             } else {
@@ -320,14 +317,14 @@ impl Engine {
             w
         } else if h.state != State::Up {
             health
-        } else if self.table.members[i].damping.held(now) {
-            let left = self.table.members[i]
+        } else if state.damping.held(now) {
+            let left = state
                 .damping
                 .held_until
                 .map_or(0.0, |t| (t - now).as_secs_f64());
             format!(
                 "{health}, but held down {left:.1} s more (flap damping: {} downs in the window)",
-                self.table.members[i].damping.flaps()
+                state.damping.flaps()
             )
         } else if let Some(r) = removed {
             let region = &self.cfg.regions[r];
