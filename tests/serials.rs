@@ -75,22 +75,9 @@ async fn without_a_state_file_a_restart_never_moves_knots_serial_back_and_unchan
 ) {
     let b0 = Backend::start().await;
     let b1 = Backend::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("zones")).unwrap();
-    std::fs::write(dir.path().join("zones/sec.test.zone"), ZONE).unwrap();
-    let (dns, admin, knot_port) = (free_addr(), free_addr(), free_addr().port());
     // No admin.state_file: the default.
-    let config = format!(
-        "[server]\nlisten = [\"{dns}\"]\nzones_dir = \"zones\"\n\
-         [zones.\"sec.test.\"]\nallow_transfer = [\"127.0.0.0/8\"]\nnotify = [\"127.0.0.1:{knot_port}\"]\n{}",
-        web_config(
-            &[&b0, &b1],
-            &format!("[admin]\nlisten = \"{admin}\""),
-            "app.sec.test."
-        )
-    );
+    let (dir, dns, admin, knot_port) = primary_config(&b0, &b1);
     let cfg = dir.path().join("gtmd.toml");
-    std::fs::write(&cfg, config).unwrap();
     let mut gtmd = KillOnDrop(spawn_gtmd(&cfg, admin));
     let knot_dir = tempfile::tempdir().unwrap();
     let sec = knot("sec.test.", dns, knot_port, knot_dir.path());
@@ -147,21 +134,8 @@ fn sec_addr(port: u16) -> SocketAddr {
 async fn a_secondary_is_notified_only_once_the_new_serial_is_served() {
     let b0 = Backend::start().await;
     let b1 = Backend::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("zones")).unwrap();
-    std::fs::write(dir.path().join("zones/sec.test.zone"), ZONE).unwrap();
-    let (dns, admin, knot_port) = (free_addr(), free_addr(), free_addr().port());
-    let config = format!(
-        "[server]\nlisten = [\"{dns}\"]\nzones_dir = \"zones\"\n\
-         [zones.\"sec.test.\"]\nallow_transfer = [\"127.0.0.0/8\"]\nnotify = [\"127.0.0.1:{knot_port}\"]\n{}",
-        web_config(
-            &[&b0, &b1],
-            &format!("[admin]\nlisten = \"{admin}\""),
-            "app.sec.test."
-        )
-    );
+    let (dir, dns, admin, knot_port) = primary_config(&b0, &b1);
     let cfg = dir.path().join("gtmd.toml");
-    std::fs::write(&cfg, config).unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_gtmd"))
         .arg("--config")
         .arg(&cfg)
@@ -217,4 +191,25 @@ async fn serial_above(server: SocketAddr, above: u32) -> Option<u32> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     None
+}
+
+/// A directory holding the zone sec.test. and a `gtmd.toml` serving it (and app.sec.test. from
+/// `b0`, `b1`) on a free address, transfers allowed from loopback and NOTIFY sent to Knot's
+/// port: the directory, gtmd's DNS and admin addresses, and the port for Knot.
+fn primary_config(b0: &Backend, b1: &Backend) -> (tempfile::TempDir, SocketAddr, SocketAddr, u16) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    std::fs::write(dir.path().join("zones/sec.test.zone"), ZONE).unwrap();
+    let (dns, admin, knot_port) = (free_addr(), free_addr(), free_addr().port());
+    let config = format!(
+        "[server]\nlisten = [\"{dns}\"]\nzones_dir = \"zones\"\n\
+         [zones.\"sec.test.\"]\nallow_transfer = [\"127.0.0.0/8\"]\nnotify = [\"127.0.0.1:{knot_port}\"]\n{}",
+        web_config(
+            &[b0, b1],
+            &format!("[admin]\nlisten = \"{admin}\""),
+            "app.sec.test."
+        )
+    );
+    std::fs::write(dir.path().join("gtmd.toml"), config).unwrap();
+    (dir, dns, admin, knot_port)
 }
