@@ -189,12 +189,9 @@ pub fn own_ip() -> IpAddr {
     IpAddr::from([127, net, N.fetch_add(1, Ordering::SeqCst), 1])
 }
 
-/// `ip` with a port that was free a moment ago.
+/// `ip` with a port that was free a moment ago (see [`super::free_on`]).
 pub fn free_on(ip: IpAddr) -> SocketAddr {
-    std::net::TcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    super::free_on(ip)
 }
 
 /// One gtmd instance (or agent) of a test cluster, run from the binary.

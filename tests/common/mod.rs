@@ -86,10 +86,26 @@ async fn start_config(cfg: Config) -> Gtmd {
 /// A loopback address with a port that was free a moment ago (for the gtmd binary, whose
 /// configuration must name its ports).
 pub fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    free_on(std::net::Ipv4Addr::LOCALHOST.into())
+}
+
+/// `ip` with a port that was free a moment ago and that this process has not handed out
+/// before: the kernel may give a port it just gave again once its listener is closed, and two
+/// parts of one test (one server's DNS and another's admin API) must never share one.
+pub fn free_on(ip: std::net::IpAddr) -> SocketAddr {
+    static GIVEN: std::sync::Mutex<Vec<SocketAddr>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let addr = std::net::TcpListener::bind((ip, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        if !given.contains(&addr) {
+            given.push(addr);
+            return addr;
+        }
+    }
+    panic!("no port on {ip} that was not handed out before")
 }
 
 /// The value of the first /metrics sample whose line starts with `line_start` (a name, with
