@@ -12,9 +12,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::checker::{Verdict, ALERT_BOUND, ETCD_ELECTION};
+use super::faults::Fault;
 use super::history::Ev;
 use super::state::{Held, State};
-use super::{Bounds, MEMBERS, QUORUM_DELAY};
+use super::{Bounds, ETCD, MEMBERS, QUORUM_DELAY};
 
 const CLUSTER_EVENTS: [&str; 4] = [
     "member_down",
@@ -235,6 +236,7 @@ fn overrides(
 fn duplicates(v: &mut Verdict, got: &[Got], evs: &[(Duration, Ev)]) {
     let st = State::new();
     let mut ids: BTreeMap<String, Duration> = BTreeMap::new();
+    let mut ids_sender: BTreeMap<String, String> = BTreeMap::new();
     let mut last: BTreeMap<(String, String), (&str, String)> = BTreeMap::new();
     let mut ops: BTreeMap<(String, &str), i64> = BTreeMap::new();
     for (_, ev) in evs {
@@ -252,8 +254,20 @@ fn duplicates(v: &mut Verdict, got: &[Got], evs: &[(Duration, Ev)]) {
             .as_str()
             .map(str::to_string)
             .or_else(|| g.json["id"].as_u64().map(|n| n.to_string()));
+        if let Some(id) = &id {
+            if let Some(sender) = g.json["instance"].as_str() {
+                ids_sender
+                    .entry(id.clone())
+                    .or_insert_with(|| sender.to_string());
+            }
+        }
         if let Some(id) = id {
             if let Some(first) = ids.insert(id.clone(), g.t) {
+                let sender = ids_sender.get(&id).cloned().unwrap_or_default();
+                if sender_lost_etcd(evs, &sender, first) {
+                    v.resent += 1;
+                    continue;
+                }
                 let what = format!(
                     "alert id {id} ({} {}) again, first at {:.2}s",
                     g.event,
@@ -298,4 +312,42 @@ fn duplicates(v: &mut Verdict, got: &[Got], evs: &[(Duration, Ev)]) {
             v.flag_at(5, what, g.t, &st);
         }
     }
+}
+
+/// How long after a delivery its sender may still be writing the record that says so: one
+/// etcd write (max(`lease_ttl`/3, 0.5 s)) and a margin.
+const RECORD_WRITE: Duration = Duration::from_millis(1500);
+
+/// Whether the sender of an alert delivered at `at` may have lost the leadership before it
+/// recorded the delivery (the documented duplicate window): a fault that stops or pauses it,
+/// cuts it from an etcd member, or touches etcd itself was in force at some moment between
+/// the delivery and the end of that record's write.
+fn sender_lost_etcd(evs: &[(Duration, Ev)], sender: &str, at: Duration) -> bool {
+    let mut on: BTreeMap<u64, Duration> = BTreeMap::new();
+    let until = at + RECORD_WRITE;
+    for (t, ev) in evs {
+        if *t > until {
+            break;
+        }
+        let Ev::Fault {
+            id,
+            fault,
+            on: start,
+        } = ev
+        else {
+            continue;
+        };
+        let takes = fault.shakes_etcd()
+            || matches!(fault, Fault::Kill(h) | Fault::Pause(h) if *h == sender)
+            || ETCD.iter().any(|e| fault.separates(sender, e));
+        if !takes {
+            continue;
+        }
+        if *start {
+            on.insert(*id, *t);
+        } else if on.remove(id).is_some() && *t >= at {
+            return true;
+        }
+    }
+    !on.is_empty()
 }

@@ -67,6 +67,9 @@ pub struct Verdict {
     pub excused: u64,
     pub alerts_expected: u64,
     pub alerts_received: u64,
+    /// Alerts received again with the same `id`, whose first sender lost etcd before it
+    /// could record the delivery (the documented duplicate window).
+    pub resent: u64,
     /// Distinct serials of the zone seen at the primary and at the secondary.
     pub serials: [u64; 2],
     /// Changes of the primary's serial the secondary had to follow (invariant 6).

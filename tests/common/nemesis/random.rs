@@ -248,6 +248,11 @@ pub fn table(seed: u64, length: Duration, v: &Verdict, n: &Nemesis) -> String {
     let _ = writeln!(s, "| cluster alerts received | {} | |", v.alerts_received);
     let _ = writeln!(
         s,
+        "| of them sent again (sender lost etcd before recording it) | {} | |",
+        v.resent
+    );
+    let _ = writeln!(
+        s,
         "| serials of the zone seen (primary, secondary) | {}, {} | |",
         v.serials[0], v.serials[1]
     );
