@@ -303,6 +303,35 @@ async fn an_instance_whose_etcd_goes_silent_says_fallback_at_the_lease_ttl() {
     }
 }
 
+/// etcd counts as answering at each of the member's reads (every quarter second), not only
+/// at each lease renewal (every third of the TTL): an instance whose member goes away
+/// between two renewals has the whole TTL, less a quarter second, to move to another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_is_heard_at_each_read_of_the_member_not_only_at_each_lease_renewal() {
+    let mut c = Cluster::new(1).await;
+    c.add("a", false, "\"majority\"");
+    c.wait_joined(1, Duration::from_secs(20)).await;
+    let (mut heard, mut last, mut ages) = (0u32, f64::MAX, Vec::new());
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(4) {
+        let s = c.instances[0].status().await.unwrap_or_default();
+        let age = s["cluster"]["etcd_answered_secs_ago"]
+            .as_f64()
+            .expect("`/status` says how long ago etcd answered");
+        if age < last {
+            heard += 1;
+        }
+        last = age;
+        ages.push((age * 1000.0) as u32);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    // Renewals alone (every 1 s with a 3 s TTL) are 4 in 4 s; the reads, 16.
+    assert!(
+        heard >= 8,
+        "etcd heard {heard} times in 4 s; ages seen (ms): {ages:?}"
+    );
+}
+
 /// An override acknowledged on a new cluster before its first leader settled (an
 /// instance that writes no views keeps it waiting the lease TTL), and every instance
 /// stopped before then: the next leader alerts it, once.

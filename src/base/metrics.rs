@@ -43,6 +43,8 @@ pub const ZONE_SERIAL: &str = "gtmd_zone_serial";
 /// 1 while answers follow the cluster's quorum (0: alone, joining or fallen back).
 pub const CLUSTER_CONNECTED: &str = "gtmd_cluster_connected";
 pub const CLUSTER_INSTANCES: &str = "gtmd_cluster_instances";
+/// Seconds since etcd last answered this instance.
+pub const CLUSTER_ETCD_SILENCE: &str = "gtmd_cluster_etcd_silence_seconds";
 pub const CLUSTER_LEADER: &str = "gtmd_cluster_leader";
 pub const CLUSTER_WRITES: &str = "gtmd_cluster_writes_total";
 pub const CLUSTER_ERRORS: &str = "gtmd_cluster_session_errors_total";
@@ -175,6 +177,11 @@ fn describe_cluster() {
     describe_gauge!(
         CLUSTER_CONNECTED,
         "1 while answers follow the cluster's quorum; 0 alone, joining or fallen back"
+    );
+    describe_gauge!(
+        CLUSTER_ETCD_SILENCE,
+        "seconds since etcd last answered this instance (a call, a lease renewal, or the \
+         member's read every quarter second); at lease_ttl it falls back"
     );
     describe_gauge!(
         CLUSTER_INSTANCES,

@@ -253,6 +253,9 @@ pub struct Handle {
     pub quorum: Quorum,
     pub lease_ttl: Duration,
     pub shared: watch::Receiver<Arc<Shared>>,
+    /// When etcd last answered this instance (a call of the session, a lease renewal, or
+    /// the member's read every quarter second); at first, when the session started.
+    pub heard: watch::Receiver<std::time::Instant>,
     views: watch::Sender<Arc<BTreeMap<String, Verdict>>>,
     writes: mpsc::Sender<Write>,
     records: mpsc::UnboundedSender<Record>,
@@ -330,6 +333,8 @@ pub fn start(
     let (writes, writes_rx) = mpsc::channel(64);
     let (records, records_rx) = mpsc::unbounded_channel();
     let (alone, alone_rx) = watch::channel(Alone::new());
+    let heard_tx = Arc::new(watch::Sender::new(std::time::Instant::now()));
+    let heard = heard_tx.subscribe();
     let me = Instance {
         kind: match kind {
             Kind::Server => "server",
@@ -342,7 +347,15 @@ pub fn start(
     };
     #[cfg(feature = "cluster")]
     {
-        let mut s = session::Session::new(cfg.clone(), me, shared_tx, views_rx, writes_rx, cached);
+        let mut s = session::Session::new(
+            cfg.clone(),
+            me,
+            shared_tx,
+            views_rx,
+            writes_rx,
+            cached,
+            heard_tx,
+        );
         s.record_alerted_from(session::Outbox::new(records_rx, alone_rx));
         tokio::spawn(s.run(stop));
     }
@@ -350,12 +363,13 @@ pub fn start(
     #[cfg(not(feature = "cluster"))]
     drop((me, shared_tx, views_rx, writes_rx, records_rx, alone_rx));
     #[cfg(not(feature = "cluster"))]
-    drop((cached, stop));
+    drop((cached, stop, heard_tx));
     Handle {
         id: cfg.id.clone(),
         quorum: cfg.quorum,
         lease_ttl: cfg.lease_ttl,
         shared,
+        heard,
         views,
         writes,
         records,

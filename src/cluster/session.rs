@@ -98,6 +98,7 @@ impl Session {
         views_rx: watch::Receiver<Arc<BTreeMap<String, Verdict>>>,
         writes_rx: mpsc::Receiver<Write>,
         cached: Vec<Override>,
+        last_ok: Arc<watch::Sender<Instant>>,
     ) -> Self {
         let keys = Keys {
             prefix: cfg.prefix(),
@@ -117,7 +118,7 @@ impl Session {
             ),
             cached,
             own: BTreeMap::new(),
-            last_ok: Arc::new(watch::Sender::new(Instant::now())),
+            last_ok,
             lease: None,
             own_leases: Vec::new(),
         }

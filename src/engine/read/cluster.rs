@@ -27,6 +27,9 @@ pub struct ClusterStatus {
     pub problem: Option<String>,
     pub quorum: String,
     pub leader: Option<String>,
+    /// How long ago etcd last answered this instance (a call, a lease renewal, or the
+    /// member's read every quarter second): at `lease_ttl` it falls back.
+    pub etcd_answered_secs_ago: f64,
     /// Whether answers follow the quorum now (else this instance's own view).
     pub follows_quorum: bool,
     pub instances: Vec<InstanceStatus>,
@@ -105,12 +108,14 @@ impl Engine {
     /// The cluster's gauges (stored with the others, so that they stay fresh).
     pub(in crate::engine) fn cluster_gauges(&self) {
         use crate::base::metrics::{
-            CLUSTER_CONNECTED, CLUSTER_INSTANCES, CLUSTER_LEADER, MEMBER_DISAGREES,
+            CLUSTER_CONNECTED, CLUSTER_ETCD_SILENCE, CLUSTER_INSTANCES, CLUSTER_LEADER,
+            MEMBER_DISAGREES,
         };
         let Some(c) = &self.cluster else { return };
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         metrics::gauge!(CLUSTER_CONNECTED).set(flag(c.link == Link::Connected));
         metrics::gauge!(CLUSTER_INSTANCES).set(c.shared.instances.len() as f64);
+        metrics::gauge!(CLUSTER_ETCD_SILENCE).set(c.handle.heard.borrow().elapsed().as_secs_f64());
         let leader = c.shared.leader.as_deref() == Some(c.handle.id.as_str());
         metrics::gauge!(CLUSTER_LEADER).set(flag(leader && c.link == Link::Connected));
         for (i, m) in self.cfg.members.iter().enumerate() {
@@ -129,6 +134,7 @@ impl Engine {
             problem: c.shared.problem.clone(),
             quorum: c.handle.quorum.to_string(),
             leader: c.shared.leader.clone(),
+            etcd_answered_secs_ago: c.handle.heard.borrow().elapsed().as_secs_f64(),
             follows_quorum: c.link == Link::Connected,
             instances: c
                 .shared
