@@ -7,6 +7,7 @@
 //! window, CPU per probe, resident memory, probes completed per second and members up.
 //!
 //! Run: `cargo build --release && cargo bench --bench probe_scale [-- 1000 10000] [--rounds 3]`
+//! (`GTMD_BIN=PATH` measures another gtmd binary, for an A/B)
 //! (each size is measured `--rounds` times, the three probers interleaved; medians at the end)
 //!
 //! On loopback, the kernel runs the target's side of every handshake inside gtmd's own
@@ -82,13 +83,19 @@ fn stat(pid: u32) -> (f64, f64, f64) {
     (cpu, kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
 }
 
-fn status(admin: u16) -> Option<serde_json::Value> {
+/// The admin API's reply to `GET /status`, whole.
+fn status_reply(admin: u16) -> Option<String> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).ok()?;
-    s.write_all(b"GET /status HTTP/1.0\r\nhost: x\r\n\r\n")
-        .ok()?;
-    let mut body = String::new();
-    std::io::Read::read_to_string(&mut s, &mut body).ok()?;
-    serde_json::from_str(body.split_once("\r\n\r\n")?.1).ok()
+    // The admin API answers only a Host that names it (DNS rebinding).
+    let req = format!("GET /status HTTP/1.0\r\nhost: 127.0.0.1:{admin}\r\n\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut s, &mut reply).ok()?;
+    Some(reply)
+}
+
+fn status(admin: u16) -> Option<serde_json::Value> {
+    serde_json::from_str(status_reply(admin)?.split_once("\r\n\r\n")?.1).ok()
 }
 
 fn probes_and_up(v: &serde_json::Value) -> (u64, usize) {
@@ -181,9 +188,11 @@ fn measure_gtmd(members: usize, target: &str, http: &[u16], tcp: &[u16], keepali
         .unwrap()
         .port();
     let cfg = config(&dir, members, target, http, tcp, admin, keepalive);
-    let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/gtmd");
+    // GTMD_BIN: another build to compare (A/B), else this tree's release binary.
+    let bin = std::env::var("GTMD_BIN")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/gtmd").into());
     let mut child: Child = Command::new("taskset")
-        .args(["-c", "0", bin, "--config", cfg.to_str().unwrap()])
+        .args(["-c", "0", &bin, "--config", cfg.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -192,7 +201,8 @@ fn measure_gtmd(members: usize, target: &str, http: &[u16], tcp: &[u16], keepali
     while status(admin).is_none_or(|s| s["ready"] != true) {
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "gtmd did not become ready"
+            "gtmd did not become ready; /status: {:?}",
+            status_reply(admin).map(|r| r.chars().take(300).collect::<String>())
         );
         std::thread::sleep(Duration::from_millis(200));
     }
