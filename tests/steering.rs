@@ -383,15 +383,7 @@ async fn a_region_below_its_threshold_leaves_whole_and_returns_with_hysteresis()
 
 /// An A query for the name carrying ECS `addr/source`, over UDP.
 async fn with_ecs(dns: SocketAddr, addr: &str, source: u8) -> Message {
-    use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
-    let mut m = query_msg(NAME, RecordType::A, true);
-    let subnet = ClientSubnet::new(addr.parse().unwrap(), source, 0);
-    m.edns
-        .as_mut()
-        .unwrap()
-        .options_mut()
-        .insert(EdnsOption::Subnet(subnet));
-    udp(dns, &m).await
+    ecs_query(dns, NAME, addr, source).await
 }
 
 /// The ECS option of a response: address, source and scope prefix lengths.

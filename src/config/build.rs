@@ -33,17 +33,8 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
         .as_ref()
         .and_then(|checks| cx.keep(pools::build_pools(cx, &raw, checks)));
     let mut warnings = Vec::new();
-    let names = match (&checks, &pools) {
-        (Some(checks), Some((pools, members))) => cx.keep(names::build_names(
-            cx,
-            &raw,
-            checks,
-            pools,
-            members,
-            &mut warnings,
-        )),
-        _ => None,
-    };
+    let geo = cx.keep(super::geo::build_geo(cx, raw.geo.as_ref(), base));
+    let names = build_names(cx, &raw, &checks, &pools, &geo, &mut warnings);
     if let (Some(names), Some((pools, members))) = (&names, &pools) {
         cx.keep(super::cycles::refuse_cycles(cx, names, pools, members));
     }
@@ -87,9 +78,28 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
         rrl: there(rrl),
         cluster: there(cluster),
         dnssec: there(dnssec),
+        geo: there(geo),
         warnings,
         text: cx.text.to_string(),
     })
+}
+
+/// The names, once the checks and pools they need were built without an error.
+fn build_names(
+    cx: &Ctx,
+    raw: &file::File,
+    checks: &Option<Vec<crate::config::Check>>,
+    pools: &Option<(Vec<crate::config::Pool>, Vec<crate::config::Member>)>,
+    geo: &Option<Option<std::sync::Arc<crate::steer::geo::Geo>>>,
+    warnings: &mut Vec<String>,
+) -> Option<Vec<crate::config::BoundName>> {
+    let (Some(checks), Some((pools, members))) = (checks, pools) else {
+        return None;
+    };
+    let geo = geo.as_ref().and_then(|g| g.as_deref());
+    cx.keep(names::build_names(
+        cx, raw, checks, pools, members, warnings, geo,
+    ))
 }
 
 /// A part of the configuration that `Ctx::finish` found without an error.

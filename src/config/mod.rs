@@ -12,6 +12,7 @@ mod ctx;
 mod cycles;
 mod dnssec;
 pub mod file;
+mod geo;
 mod names;
 mod pools;
 pub mod recovery;
@@ -374,6 +375,8 @@ pub struct Config {
     /// The keys of each signed zone, by origin.
     pub dnssec:
         std::collections::HashMap<hickory_proto::rr::LowerName, Vec<crate::zone::keys::KeySpec>>,
+    /// The `[geo]` databases, when topology rules match places.
+    pub geo: Option<std::sync::Arc<crate::steer::geo::Geo>>,
     /// Valid but probably not meant (an explicit TTL that breaks a recovery objective):
     /// logged at start and reload, printed by `check-config`.
     pub warnings: Vec<String>,

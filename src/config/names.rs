@@ -34,6 +34,7 @@ pub(super) fn build_names(
     pools: &[Pool],
     members: &[Member],
     warnings: &mut Vec<String>,
+    geo: Option<&crate::steer::geo::Geo>,
 ) -> Result<Vec<BoundName>, ConfigError> {
     let default_objective = match &raw.server.recover_within {
         Some(v) => Some(objective(cx, "server.recover_within", v)?),
@@ -61,7 +62,7 @@ pub(super) fn build_names(
             ids.iter().chain(fallback),
             warnings,
         )?;
-        let mut policy = build_policy(cx, &np, b, pools, members, &ids)?;
+        let mut policy = build_policy(cx, &np, b, pools, members, &ids, geo)?;
         let cname = one_kind(cx, &np, pools, members, &ids, fallback)?;
         if cname {
             cname_policy(cx, &np, b, &mut policy, &all_down)?;
@@ -435,6 +436,7 @@ fn build_policy(
     pools: &[Pool],
     members: &[Member],
     ids: &[usize],
+    geo: Option<&crate::steer::geo::Geo>,
 ) -> Result<Policy, ConfigError> {
     use file::PolicyKind as K;
     let kind = b.policy.unwrap_or(K::All);
@@ -495,7 +497,7 @@ fn build_policy(
                     max_answers,
                 }
             } else {
-                let (orders, labels, table) = build_topology(cx, np, b, pools, members, ids)?;
+                let (orders, labels, table) = build_topology(cx, np, b, pools, members, ids, geo)?;
                 Policy::Topology {
                     min_healthy,
                     max_answers,

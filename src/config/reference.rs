@@ -6,13 +6,14 @@ use serde_json::Value;
 
 /// The sections of the file, in the order they are told: key in [`super::file::File`],
 /// title, and the name a table of the section goes by (`checks.NAME`).
-const SECTIONS: [(&str, &str, Option<&str>); 11] = [
+const SECTIONS: [(&str, &str, Option<&str>); 12] = [
     ("server", "Server", None),
     ("zones", "Zones", Some("\"ZONE\"")),
     ("checks", "Checks", Some("NAME")),
     ("pools", "Pools and members", Some("NAME")),
     ("names", "Names", Some("\"FQDN\"")),
     ("regions", "Regions", Some("NAME")),
+    ("geo", "Geography", None),
     ("admin", "Admin", None),
     ("alerts", "Alerts", None),
     ("rrl", "Response rate limiting", None),

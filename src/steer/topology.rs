@@ -41,6 +41,11 @@ fn bits(a: IpAddr) -> (u128, u8) {
     }
 }
 
+/// The address as a left-aligned 128-bit number.
+pub(crate) fn left(a: IpAddr) -> u128 {
+    bits(a).0
+}
+
 fn mask(len: u8) -> u128 {
     if len == 0 {
         0
@@ -129,6 +134,53 @@ impl Table {
         split(0, 0, 32, &nets4, None, &mut t.v4);
         split(0, 0, 128, &nets6, None, &mut t.v6);
         t
+    }
+
+    /// As [`Table::new`], and where no subnet rule holds, the group of the first rule whose
+    /// matcher (`matchers[k]` for group `k + 1`) takes the client's place in `geo`, with the
+    /// scope of the database network (the longer prefix where a subnet rule's range is
+    /// narrower). Subnet rules win over places: they are the operator's own exceptions.
+    pub fn with_places(
+        rules: &[Vec<ipnet::IpNet>],
+        geo: &super::geo::Geo,
+        matchers: &[Option<super::geo::Matcher>],
+    ) -> Result<Self, String> {
+        use super::geo::{overlaps, Block};
+        let subnets = Table::new(rules);
+        let family = |ranges: &[(u128, u16, u8)], v4: bool| -> Result<_, String> {
+            let sub: Vec<Block> = ranges
+                .iter()
+                .map(|&(start, g, len)| Block {
+                    start,
+                    len,
+                    id: g as u32,
+                })
+                .collect();
+            let places = geo.groups(v4, matchers)?;
+            let mut out: Vec<(u128, u16, u8)> = Vec::with_capacity(places.len());
+            overlaps(&sub, &places, |s, p| {
+                let entry = if s.id != 0 {
+                    (s.start, s.id as u16, s.len)
+                } else if s.len >= p.len {
+                    (s.start, p.id as u16, s.len)
+                } else {
+                    (p.start, p.id as u16, p.len)
+                };
+                if out.last().is_none_or(|l| l.0 != entry.0) {
+                    out.push(entry);
+                }
+            });
+            Ok(out)
+        };
+        Ok(Table {
+            v4: family(&subnets.v4, true)?,
+            v6: family(&subnets.v6, false)?,
+        })
+    }
+
+    /// How many ranges the table holds (IPv4, IPv6).
+    pub fn len(&self) -> (usize, usize) {
+        (self.v4.len(), self.v6.len())
     }
 
     /// The group of `c` and the scope prefix length of that answer.

@@ -2,6 +2,7 @@
 //! and TCP, and run real HTTP/TCP backends that a test can break and restore.
 #![allow(dead_code)]
 
+pub mod geo;
 pub mod lab;
 #[cfg(feature = "cluster")]
 pub mod nemesis;
@@ -81,6 +82,19 @@ async fn start_config(cfg: Config) -> Gtmd {
         stop,
         running: Some(running),
     }
+}
+
+/// An A query for `name` carrying the EDNS client subnet `addr/source`, over UDP.
+pub async fn ecs_query(dns: SocketAddr, name: &str, addr: &str, source: u8) -> Message {
+    use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+    let mut m = query_msg(name, RecordType::A, true);
+    let subnet = ClientSubnet::new(addr.parse().unwrap(), source, 0);
+    m.edns
+        .as_mut()
+        .unwrap()
+        .options_mut()
+        .insert(EdnsOption::Subnet(subnet));
+    udp(dns, &m).await
 }
 
 /// A loopback address with a port that was free a moment ago (for the gtmd binary, whose

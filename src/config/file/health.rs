@@ -226,10 +226,27 @@ pub struct BoundName {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopologyRule {
-    /// Default: required.
+    /// Default: none (then a place below is required).
     /// Client addresses or CIDR prefixes the rule matches (the EDNS client subnet when present,
-    /// else the source address).
+    /// else the source address). A subnet rule wins over the place rules.
+    #[serde(default)]
     pub clients: Vec<String>,
+    /// Default: any.
+    /// Country codes (ISO 3166-1, `"DE"`) of the client's place in the `[geo]` databases.
+    #[serde(default)]
+    pub country: Vec<String>,
+    /// Default: any.
+    /// Continent codes (`"EU"`, `"NA"`, `"AS"`, `"AF"`, `"SA"`, `"OC"`, `"AN"`).
+    #[serde(default)]
+    pub continent: Vec<String>,
+    /// Default: any.
+    /// Subdivision codes as ISO 3166-2 writes them (`"DE-BY"`, `"US-CA"`).
+    #[serde(default)]
+    pub subdivision: Vec<String>,
+    /// Default: any.
+    /// Autonomous system numbers (from an ASN database).
+    #[serde(default)]
+    pub asn: Vec<u32>,
     /// Default: required.
     /// Pools or regions, in the order tried for those clients.
     pub order: Vec<String>,

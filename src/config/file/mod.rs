@@ -48,6 +48,19 @@ pub struct File {
     pub zones: BTreeMap<String, ZoneTable>,
     /// `[cluster]`: several instances that act as one, on etcd.
     pub cluster: Option<Cluster>,
+    /// `[geo]`: where clients are, for topology rules by place.
+    pub geo: Option<Geo>,
+}
+
+/// `[geo]`: where clients are, for topology rules by place.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Geo {
+    /// Default: required with `[geo]`.
+    /// MaxMind DB files (`.mmdb`: GeoIP2/GeoLite2 Country, City or ASN, or another vendor's in
+    /// that format), relative to the configuration's folder; read at start and at each reload.
+    /// Several are intersected: a country database and an ASN one give both.
+    pub databases: Vec<String>,
 }
 
 /// `[cluster]`: several instances that act as one, on etcd.

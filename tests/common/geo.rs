@@ -1,0 +1,70 @@
+//! Small MaxMind DB files for tests, written by MaxMind's own writer
+//! (`libmaxmind-db-writer-perl`): networks of IPv4 and IPv6, of several sizes, nested, with
+//! country, continent, subdivision, location and ASN records.
+
+use std::path::Path;
+use std::process::Command;
+
+/// The writer: reads `[[CIDR, RECORD], ...]` as JSON from a file, writes an IPv6 tree
+/// (IPv4 networks in it, aliased at `::ffff:0:0/96` as MaxMind's databases are).
+const WRITER: &str = r#"
+use strict; use warnings;
+use JSON::PP; use MaxMind::DB::Writer::Tree;
+my ($json, $out, $type) = @ARGV;
+my %types = (continent => 'map', code => 'utf8_string', country => 'map',
+  iso_code => 'utf8_string', subdivisions => ['array', 'map'],
+  autonomous_system_number => 'uint32', autonomous_system_organization => 'utf8_string',
+  location => 'map', latitude => 'double', longitude => 'double');
+my $tree = MaxMind::DB::Writer::Tree->new(ip_version => 6, record_size => 28,
+  database_type => $type, languages => ['en'], description => { en => 'gtmd test' },
+  map_key_type_callback => sub { $types{ $_[0] } }, alias_ipv6_to_ipv4 => 1,
+  remove_reserved_networks => 0);
+open my $in, '<', $json or die "$json: $!";
+my $nets = decode_json(do { local $/; <$in> });
+$tree->insert_network($_->[0], $_->[1]) for @$nets;
+open my $fh, '>:raw', $out or die "$out: $!";
+$tree->write_tree($fh);
+close $fh or die;
+"#;
+
+/// Writes the database `out` of type `kind` holding `nets` (CIDR, record) with MaxMind's
+/// writer; later networks win where they overlap earlier ones.
+pub fn write_mmdb(out: &Path, kind: &str, nets: &[(String, serde_json::Value)]) {
+    let dir = out.parent().unwrap();
+    let (script, json) = (dir.join("write-mmdb.pl"), out.with_extension("json"));
+    std::fs::write(&script, WRITER).unwrap();
+    let list: Vec<serde_json::Value> = nets
+        .iter()
+        .map(|(n, r)| serde_json::json!([n, r]))
+        .collect();
+    std::fs::write(&json, serde_json::to_string(&list).unwrap()).unwrap();
+    let st = Command::new("perl")
+        .arg(&script)
+        .arg(&json)
+        .arg(out)
+        .arg(kind)
+        .status()
+        .expect("perl runs (libmaxmind-db-writer-perl)");
+    assert!(
+        st.success(),
+        "MaxMind's writer failed on {}",
+        json.display()
+    );
+}
+
+/// A country record as GeoIP2 writes it (with a subdivision when given).
+pub fn country(continent: &str, iso: &str, sub: Option<&str>) -> serde_json::Value {
+    let mut r = serde_json::json!({
+        "continent": { "code": continent },
+        "country": { "iso_code": iso },
+    });
+    if let Some(s) = sub {
+        r["subdivisions"] = serde_json::json!([{ "iso_code": s }]);
+    }
+    r
+}
+
+/// An ASN record as GeoLite2-ASN writes it.
+pub fn asn(n: u32) -> serde_json::Value {
+    serde_json::json!({ "autonomous_system_number": n, "autonomous_system_organization": "test" })
+}
