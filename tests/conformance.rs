@@ -88,19 +88,7 @@ async fn start_reference(name: &'static str, zone: &Path) -> Reference {
         .spawn()
         .unwrap();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let probe = query_msg("example.test.", RecordType::SOA, false)
-        .to_vec()
-        .unwrap();
-    let up = wait_until(Duration::from_secs(15), || {
-        let probe = probe.clone();
-        async move {
-            udp_raw(addr, &probe, Duration::from_millis(200))
-                .await
-                .is_some()
-        }
-    })
-    .await;
-    assert!(up.is_some(), "{name} did not start on {addr}");
+    wait_answering(name, addr, "example.test.").await;
     Reference {
         name,
         addr,

@@ -84,6 +84,22 @@ async fn start_config(cfg: Config) -> Gtmd {
     }
 }
 
+/// Waits up to 15 s for a server at `addr` (`who`, for the message) to answer the SOA of
+/// `zone` over UDP; panics if it does not.
+pub async fn wait_answering(who: &str, addr: SocketAddr, zone: &str) {
+    let probe = query_msg(zone, RecordType::SOA, false).to_vec().unwrap();
+    let up = wait_until(Duration::from_secs(15), || {
+        let probe = probe.clone();
+        async move {
+            udp_raw(addr, &probe, Duration::from_millis(200))
+                .await
+                .is_some()
+        }
+    })
+    .await;
+    assert!(up.is_some(), "{who} did not start on {addr}");
+}
+
 /// An A query for `name` carrying the EDNS client subnet `addr/source`, over UDP.
 pub async fn ecs_query(dns: SocketAddr, name: &str, addr: &str, source: u8) -> Message {
     use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
