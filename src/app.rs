@@ -122,6 +122,7 @@ async fn start_as(
         cmd_tx.clone(),
         token.clone(),
         admin_bound,
+        &cfg,
         stop.clone(),
     );
     tasks.spawn(async move {

@@ -137,6 +137,20 @@ async fn clients_are_answered_by_country_continent_and_subdivision_with_the_data
     let (a, scope) = answer_for(g.dns, "192.0.2.0", 24).await;
     assert_eq!(a, ["192.0.2.11"]);
     assert!((1..=24).contains(&scope), "{scope}");
+    // /explain says which rule took the client and where the databases place it.
+    let url = format!("http://{}/explain?name={NAME}&client=10.1.2.0/24", g.admin);
+    let e: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    assert_eq!(e["topology"]["rule"], 0, "{e}");
+    assert_eq!(e["topology"]["scope"], 24, "{e}");
+    let place = e["topology"]["place"].as_str().unwrap_or_default();
+    assert!(
+        place.starts_with("country DE, subdivision DE-BY, continent EU"),
+        "{e}"
+    );
+    // /status names the database in use, its type and build time.
+    let st = status(g.admin).await;
+    assert_eq!(st["geo"][0]["type"], "Test-Country", "{}", st["geo"]);
+    assert!(st["geo"][0]["built"].as_u64().unwrap_or(0) > 1_600_000_000);
     // IPv4-mapped IPv6 is the IPv4 network (the database's alias).
     assert_eq!(
         answer_for(g.dns, "::ffff:198.51.100.0", 120).await.0,
@@ -209,4 +223,218 @@ fn a_missing_or_broken_database_and_rules_without_one_are_clear_errors() {
     let e = parse(&format!("[geo]\ndatabases = []\n{both}"));
     assert!(e.to_string().contains("name at least one"), "{e}");
     assert!(e.to_string().contains("not both"), "{e}");
+}
+
+/// A database replaced on disk is taken by itself (no reload asked), read whole; a broken one
+/// is refused and the last good one keeps answering; a good one again is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_database_is_taken_by_itself_and_a_broken_one_keeps_the_last_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("geo.mmdb");
+    let write = |iso: &str, cont: &str| {
+        let tmp = dir.path().join("new.mmdb");
+        write_mmdb(
+            &tmp,
+            "Test-Country",
+            &[("198.51.100.0/24".into(), country(cont, iso, None))],
+        );
+        std::fs::rename(&tmp, &db).unwrap(); // as geoipupdate does
+    };
+    write("DE", "EU");
+    let (eu, us, ap) = (
+        Backend::start().await,
+        Backend::start().await,
+        Backend::start().await,
+    );
+    let rules = [
+        rule("country = [\"DE\"]", "\"eu\""),
+        rule("continent = [\"AS\"]", "\"ap\""),
+    ]
+    .concat();
+    let path = dir.path().join("gtmd.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nzones_dir = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+            repo().join("zones").display().to_string(),
+            config(&[&db], &rules, &eu, &us, &ap)
+        ),
+    )
+    .unwrap();
+    let g = start_file(&path).await;
+    let now = || async { answer_for(g.dns, "198.51.100.0", 24).await.0 };
+    assert_eq!(now().await, ["192.0.2.1"]);
+    let becomes = |want: &'static str| {
+        let now = &now;
+        async move {
+            wait_until(std::time::Duration::from_secs(10), || async {
+                now().await == [want]
+            })
+            .await
+        }
+    };
+    // The database now places the network in Japan.
+    write("JP", "AS");
+    assert!(
+        becomes("192.0.2.21").await.is_some(),
+        "the new database was not taken"
+    );
+    let generation = status(g.admin).await["config_generation"].clone();
+    // Written over in place with garbage: refused, the last good one answers.
+    std::fs::write(&db, b"half a database").unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert_eq!(now().await, ["192.0.2.21"]);
+    assert_eq!(status(g.admin).await["config_generation"], generation);
+    // A good one again.
+    write("DE", "EU");
+    assert!(
+        becomes("192.0.2.1").await.is_some(),
+        "the good database was not taken"
+    );
+}
+
+/// A city database: clients in Paris, Boston and Seoul, and a network without a location.
+fn city_db(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("city.mmdb");
+    let at = |cont: &str, iso: &str, la: f64, lo: f64| {
+        let mut r = country(cont, iso, None);
+        r["location"] = serde_json::json!({ "latitude": la, "longitude": lo });
+        r
+    };
+    write_mmdb(
+        &p,
+        "Test-City",
+        &[
+            ("198.51.100.0/24".into(), at("EU", "FR", 48.86, 2.35)),
+            ("203.0.113.0/24".into(), at("NA", "US", 42.36, -71.06)),
+            ("2001:db8:5::/48".into(), at("AS", "KR", 37.57, 126.98)),
+            ("10.0.0.0/8".into(), country("EU", "DE", None)),
+        ],
+    );
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nearest_answers_each_client_from_the_closest_healthy_pool_and_fails_over_by_distance() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = city_db(dir.path());
+    let (mut eu, us, mut ap) = (
+        Backend::start().await,
+        Backend::start().await,
+        Backend::start().await,
+    );
+    let located = config(&[&db], &rule("nearest = true", ""), &eu, &us, &ap)
+        .replace("[pools.eu]\n", "[pools.eu]\nlocation = [50.11, 8.68]\n")
+        .replace("[pools.us]\n", "[pools.us]\nlocation = [38.9, -77.04]\n")
+        .replace("[pools.ap]\n", "[pools.ap]\nlocation = [35.68, 139.69]\n")
+        .replace("order = []\n", "");
+    let g = start(&located, &repo().join("zones")).await;
+    let got = |a: &'static str, s: u8| {
+        let dns = g.dns;
+        async move { answer_for(dns, a, s).await.0 }
+    };
+    let (paris, boston, seoul) = (
+        ("198.51.100.0", 24),
+        ("203.0.113.0", 24),
+        ("2001:db8:5::", 48),
+    );
+    assert_eq!(got(paris.0, paris.1).await, ["192.0.2.1"]);
+    assert_eq!(got(boston.0, boston.1).await, ["192.0.2.11"]);
+    assert_eq!(got(seoul.0, seoul.1).await, ["192.0.2.21"]);
+    // Not located: the name's pools in order (us first).
+    assert_eq!(got("10.0.0.0", 8).await, ["192.0.2.11"]);
+    let url = format!(
+        "http://{}/explain?name={NAME}&client=198.51.100.0/24",
+        g.admin
+    );
+    let e: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    assert_eq!(e["topology"]["nearest"], true, "{e}");
+    let place = e["topology"]["place"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        place.contains("; eu 4") && place.contains("us 6"),
+        "{place}"
+    );
+    // Frankfurt fails: Paris goes to the next nearest (Virginia, 6,200 km; Tokyo is 9,700).
+    eu.refuse();
+    let moved = wait_until(std::time::Duration::from_secs(5), || async {
+        got(paris.0, paris.1).await == ["192.0.2.11"]
+    })
+    .await;
+    assert!(
+        moved.is_some(),
+        "Paris still gets {:?}",
+        got(paris.0, paris.1).await
+    );
+    assert_eq!(got(seoul.0, seoul.1).await, ["192.0.2.21"]);
+    eu.restore().await;
+    // Tokyo fails: Seoul goes to Frankfurt (8,600 km), not Virginia (11,200).
+    ap.refuse();
+    let moved = wait_until(std::time::Duration::from_secs(5), || async {
+        got(seoul.0, seoul.1).await == ["192.0.2.1"]
+    })
+    .await;
+    assert!(
+        moved.is_some(),
+        "Seoul still gets {:?}",
+        got(seoul.0, seoul.1).await
+    );
+    assert_eq!(got(paris.0, paris.1).await, ["192.0.2.1"]);
+    ap.restore().await;
+}
+
+#[test]
+fn a_nearest_rule_needs_every_pool_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = city_db(dir.path());
+    let text = format!(
+        "[geo]\ndatabases = [{:?}]\n[checks.c]\ntype = \"tcp\"\nport = 80\n\
+         [pools.eu]\ncheck = \"c\"\nlocation = [50.1, 8.7]\nmembers = [{{ address = \"192.0.2.1\" }}]\n\
+         [pools.us]\ncheck = \"c\"\nmembers = [{{ address = \"192.0.2.2\" }}]\n\
+         [names.\"a.example.\"]\npools = [\"eu\", \"us\"]\npolicy = \"topology\"\n\
+         [[names.\"a.example.\".topology]]\nnearest = true\n",
+        db.display().to_string()
+    );
+    let e = gtmd::config::Config::parse(&text, "g.toml", dir.path()).unwrap_err();
+    assert_eq!(e.path, "names.\"a.example.\".topology[0].nearest", "{e}");
+    assert!(e.msg.contains("[\"us\"]"), "{e}");
+    let bad = text.replace("[50.1, 8.7]", "[95.0, 8.7]");
+    let e = gtmd::config::Config::parse(&bad, "g.toml", dir.path()).unwrap_err();
+    assert_eq!(e.path, "pools.eu.location", "{e}");
+}
+
+/// dist/examples/geo: every line of its clients.txt, on its own database and configuration
+/// (its ports made ephemeral, its members probed at a test backend).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_geo_example_answers_every_line_of_its_clients_txt() {
+    let ex = repo().join("dist/examples/geo");
+    let backend = Backend::start().await;
+    let text = std::fs::read_to_string(ex.join("gtmd.toml"))
+        .unwrap()
+        .replace("127.0.0.1:5395", "127.0.0.1:0")
+        .replace("127.0.0.1:8395", "127.0.0.1:0")
+        .replace("port = 8395", &format!("port = {}", backend.addr.port()));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gtmd.toml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::create_dir(dir.path().join("zones")).unwrap();
+    for f in ["geo.mmdb", "zones/example.test.zone"] {
+        std::fs::copy(ex.join(f), dir.path().join(f)).unwrap();
+    }
+    let g = start_file(&path).await;
+    let lines = std::fs::read_to_string(ex.join("clients.txt")).unwrap();
+    let mut checked = 0;
+    for l in lines
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let (net, want) = l.split_once(' ').unwrap();
+        let (addr, len) = net.split_once('/').unwrap();
+        let m = ecs_query(g.dns, "app.example.test.", addr, len.parse().unwrap()).await;
+        assert_eq!(addrs(&m), [want.trim()], "clients.txt: {l}");
+        checked += 1;
+    }
+    assert!(checked >= 4, "clients.txt holds {checked} lines");
 }

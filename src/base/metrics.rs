@@ -49,6 +49,8 @@ pub const CLUSTER_LEADER: &str = "gtmd_cluster_leader";
 pub const CLUSTER_WRITES: &str = "gtmd_cluster_writes_total";
 pub const CLUSTER_ERRORS: &str = "gtmd_cluster_session_errors_total";
 pub const MEMBER_DISAGREES: &str = "gtmd_member_view_disagrees";
+/// When each `[geo]` database was built (Unix seconds), by path and type.
+pub const GEO_BUILT: &str = "gtmd_geo_database_built_timestamp_seconds";
 /// NOTIFY messages sent, by zone, secondary and result.
 pub const NOTIFY: &str = "gtmd_notify_total";
 /// Transfers served, by zone and kind.
@@ -177,6 +179,10 @@ fn describe_cluster() {
     describe_gauge!(
         CLUSTER_CONNECTED,
         "1 while answers follow the cluster's quorum; 0 alone, joining or fallen back"
+    );
+    describe_gauge!(
+        GEO_BUILT,
+        "when each [geo] database in use was built (its build_epoch), by path and type"
     );
     describe_gauge!(
         CLUSTER_ETCD_SILENCE,

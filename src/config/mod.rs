@@ -187,6 +187,8 @@ pub struct Pool {
     /// traffic spills over the pools by spare capacity (see [`crate::steer::spill`]).
     pub capacity: Option<u32>,
     pub members: Vec<usize>,
+    /// Where its members are (latitude, longitude in degrees), for `nearest` rules.
+    pub location: Option<(f64, f64)>,
 }
 
 /// A name inside a served zone whose A/AAAA answers come from pools.
@@ -246,6 +248,9 @@ pub enum Policy {
         /// What each group of each order is called (a pool or a region), for the admin API.
         labels: Vec<Vec<String>>,
         table: std::sync::Arc<crate::steer::topology::Table>,
+        /// How many `[[topology]]` rules there are: groups 1 to `rules` are theirs, the
+        /// groups after them orders by distance (`nearest`).
+        rules: usize,
     },
 }
 

@@ -67,7 +67,7 @@ pub(super) fn build_names(
         if cname {
             cname_policy(cx, &np, b, &mut policy, &all_down)?;
         }
-        let spill = build_spill(cx, &np, b, pools, &ids, &policy)?;
+        let spill = build_spill(cx, &np, pools, &ids, &policy)?;
         warn_unused_capacity(cx, &np, pools, &ids, &policy, warnings);
         Ok(BoundName {
             name,
@@ -329,7 +329,6 @@ fn ttls<'a>(
 fn build_spill(
     cx: &Ctx,
     np: &str,
-    b: &file::BoundName,
     pools: &[Pool],
     ids: &[usize],
     policy: &Policy,
@@ -356,21 +355,21 @@ fn build_spill(
     }
     match policy {
         Policy::Failover { .. } => Ok(Some(vec![ids.to_vec()])),
-        Policy::Topology { .. } => {
-            let rules = b.topology.as_deref().unwrap_or_default();
-            let mut orders = vec![ids.to_vec()];
-            for (k, r) in rules.iter().enumerate() {
-                let mut order = Vec::new();
-                for (i, g) in r.order.iter().enumerate() {
-                    match ids.iter().find(|&&p| &pools[p].name == g) {
-                        Some(&p) => order.push(p),
-                        None => return Err(cx.err(&format!("{np}.topology[{k}].order[{i}]"), format!(
-                            "{g:?} is a region, but this name's pools have capacities: order its clients by pool, whose capacity is known"
+        Policy::Topology { labels, .. } => {
+            // Every group's order (the default, each rule's, each order by distance), by
+            // pool: a region in a rule's order has no known capacity.
+            let mut orders = Vec::with_capacity(labels.len());
+            for (g, names) in labels.iter().enumerate() {
+                let mut order: Vec<usize> = Vec::new();
+                for (i, name) in names.iter().enumerate() {
+                    match ids.iter().find(|&&p| &pools[p].name == name) {
+                        Some(&p) if !order.contains(&p) => order.push(p),
+                        Some(_) => {}
+                        None => return Err(cx.err(&format!("{np}.topology[{}].order[{i}]", g - 1), format!(
+                            "{name:?} is a region, but this name's pools have capacities: order its clients by pool, whose capacity is known"
                         ))),
                     }
                 }
-                let rest: Vec<usize> = ids.iter().copied().filter(|p| !order.contains(p)).collect();
-                order.extend(rest);
                 orders.push(order);
             }
             Ok(Some(orders))
@@ -429,6 +428,25 @@ fn cname_policy(
     Ok(())
 }
 
+/// An answer count (`max_answers`, `answers`) of name `np`: `default` when not given, 1 to 64.
+fn answer_count(
+    cx: &Ctx,
+    np: &str,
+    k: &str,
+    v: Option<u32>,
+    default: u32,
+) -> Result<usize, ConfigError> {
+    let v = v.unwrap_or(default);
+    if (1..=64).contains(&v) {
+        Ok(v as usize)
+    } else {
+        Err(cx.err(
+            &format!("{np}.{k}"),
+            format!("{v} is out of range: 1 to 64"),
+        ))
+    }
+}
+
 fn build_policy(
     cx: &Ctx,
     np: &str,
@@ -440,17 +458,7 @@ fn build_policy(
 ) -> Result<Policy, ConfigError> {
     use file::PolicyKind as K;
     let kind = b.policy.unwrap_or(K::All);
-    let count = |k: &str, v: Option<u32>, default: u32| {
-        let v = v.unwrap_or(default);
-        if (1..=64).contains(&v) {
-            Ok(v as usize)
-        } else {
-            Err(cx.err(
-                &format!("{np}.{k}"),
-                format!("{v} is out of range: 1 to 64"),
-            ))
-        }
-    };
+    let count = |k: &str, v: Option<u32>, default: u32| answer_count(cx, np, k, v, default);
     let only = |k: &str, set: bool, kinds: &str| {
         if set {
             Err(cx.err(
@@ -504,6 +512,7 @@ fn build_policy(
                     orders,
                     labels,
                     table,
+                    rules: b.topology.as_ref().map_or(0, Vec::len),
                 }
             }
         }

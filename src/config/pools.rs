@@ -63,25 +63,45 @@ pub(super) fn build_pools(
                 ..member
             });
         }
-        let weight = p.weight.unwrap_or(1);
-        if weight == 0 || weight > 1_000_000 {
-            return Err(cx.err(&format!("{pp}.weight"), "must be 1 to 1000000"));
-        }
-        if p.capacity.is_some_and(|c| c == 0 || c > 1_000_000) {
-            return Err(cx.err(
-                &format!("{pp}.capacity"),
-                "must be 1 to 1000000 (percent of a name's traffic the pool can carry)",
-            ));
-        }
+        let (weight, location) = pool_numbers(cx, &pp, p)?;
         pools.push(Pool {
             name: pname.clone(),
             check,
             weight,
             capacity: p.capacity,
             members: ids,
+            location,
         });
     }
     Ok((pools, members))
+}
+
+/// A pool's weight (default 1) and location, checked with its capacity.
+fn pool_numbers(
+    cx: &Ctx,
+    pp: &str,
+    p: &file::Pool,
+) -> Result<(u32, Option<(f64, f64)>), ConfigError> {
+    let weight = p.weight.unwrap_or(1);
+    if weight == 0 || weight > 1_000_000 {
+        return Err(cx.err(&format!("{pp}.weight"), "must be 1 to 1000000"));
+    }
+    if p.capacity.is_some_and(|c| c == 0 || c > 1_000_000) {
+        return Err(cx.err(
+            &format!("{pp}.capacity"),
+            "must be 1 to 1000000 (percent of a name's traffic the pool can carry)",
+        ));
+    }
+    let location = p.location.map(|[la, lo]| (la, lo));
+    let off =
+        |(la, lo): (f64, f64)| !(-90.0..=90.0).contains(&la) || !(-180.0..=180.0).contains(&lo);
+    if location.is_some_and(off) {
+        return Err(cx.err(
+            &format!("{pp}.location"),
+            "must be [latitude, longitude] in degrees (-90 to 90, -180 to 180)",
+        ));
+    }
+    Ok((weight, location))
 }
 
 pub(super) fn build_regions(

@@ -56,18 +56,9 @@ pub(super) fn build_topology(
             })
             .collect::<Result<Vec<_>, _>>()?;
         let place = place_of(r);
-        if clients.is_empty() == place.is_none() || r.order.is_empty() {
-            return Err(cx.err(
-                &rp,
-                "a rule needs an order and either clients or a place (country, continent, \
-                 subdivision, asn), not both",
-            ));
-        }
-        if place.is_some() && geo.is_none() {
-            return Err(cx.err(
-                &rp,
-                "a rule by place needs [geo] databases = [\"FILE.mmdb\", ...]",
-            ));
+        check_rule(cx, &rp, r, clients.is_empty(), geo.is_some())?;
+        if r.nearest {
+            check_located(cx, &rp, pools, name_pools)?;
         }
         matchers.push(place);
         let mut order = rule_order(cx, &rp, r, pools, members, name_pools)?;
@@ -78,10 +69,140 @@ pub(super) fn build_topology(
     }
     let table = match geo.filter(|_| matchers.iter().any(Option::is_some)) {
         None => Table::new(&nets),
-        Some(geo) => Table::with_places(&nets, geo, &matchers)
-            .map_err(|e| cx.err(&format!("{np}.topology"), e))?,
+        Some(geo) => {
+            let nearest: Vec<bool> = rules.iter().map(|r| r.nearest).collect();
+            let mut by = ByPlace {
+                matchers: &matchers,
+                nearest: &nearest,
+                pools,
+                name_pools,
+                orders: &mut orders,
+                labels: &mut labels,
+                perms: Default::default(),
+            };
+            places_table(cx, np, &nets, geo, &mut by)?
+        }
     };
     Ok((orders, labels, std::sync::Arc::new(table)))
+}
+
+/// The client table of a name with rules by place.
+fn places_table(
+    cx: &Ctx,
+    np: &str,
+    nets: &[Vec<ipnet::IpNet>],
+    geo: &crate::steer::geo::Geo,
+    by: &mut ByPlace,
+) -> Result<Table, ConfigError> {
+    let t = Table::with_places(nets, geo, &mut |p| by.group(p))
+        .map_err(|e| cx.err(&format!("{np}.topology"), e))?;
+    if by.orders.len() > u16::MAX as usize {
+        return Err(cx.err(
+            &format!("{np}.topology"),
+            format!(
+                "{} orders by distance: too many (at most 65,535)",
+                by.orders.len()
+            ),
+        ));
+    }
+    Ok(t)
+}
+
+/// Every pool of the name has a `location` (for a `nearest` rule).
+fn check_located(
+    cx: &Ctx,
+    rp: &str,
+    pools: &[Pool],
+    name_pools: &[usize],
+) -> Result<(), ConfigError> {
+    let far: Vec<&str> = name_pools
+        .iter()
+        .filter(|&&p| pools[p].location.is_none())
+        .map(|&p| pools[p].name.as_str())
+        .collect();
+    if far.is_empty() {
+        return Ok(());
+    }
+    Err(cx.err(
+        &format!("{rp}.nearest"),
+        format!("pools {far:?} of the name have no location = [latitude, longitude]"),
+    ))
+}
+
+/// A rule has either clients or a place (or `nearest`), and either an order or `nearest`;
+/// a rule by place needs `[geo]`.
+fn check_rule(
+    cx: &Ctx,
+    rp: &str,
+    r: &file::TopologyRule,
+    no_clients: bool,
+    geo: bool,
+) -> Result<(), ConfigError> {
+    let by_place = place_of(r).is_some();
+    if no_clients != by_place {
+        return Err(cx.err(
+            rp,
+            "a rule needs either clients or a place (country, continent, subdivision, asn, \
+             nearest), not both",
+        ));
+    }
+    if r.order.is_empty() != r.nearest {
+        return Err(cx.err(
+            rp,
+            "a rule needs either an order or nearest = true, not both",
+        ));
+    }
+    if by_place && !geo {
+        return Err(cx.err(
+            rp,
+            "a rule by place needs [geo] databases = [\"FILE.mmdb\", ...]",
+        ));
+    }
+    Ok(())
+}
+
+/// The group of each place the databases know, for one name: the first rule by place that
+/// takes it; a `nearest` rule takes a located place, and gives it an order of the name's
+/// pools by distance, one group per distinct order (added after the rules' groups).
+struct ByPlace<'a> {
+    matchers: &'a [Option<Matcher>],
+    nearest: &'a [bool],
+    pools: &'a [Pool],
+    name_pools: &'a [usize],
+    orders: &'a mut Vec<Vec<Vec<usize>>>,
+    labels: &'a mut Vec<Vec<String>>,
+    perms: std::collections::HashMap<Vec<usize>, u32>,
+}
+
+impl ByPlace<'_> {
+    fn group(&mut self, p: &crate::steer::geo::Place) -> u32 {
+        for (k, m) in self.matchers.iter().enumerate() {
+            if !m.as_ref().is_some_and(|m| m.matches(p)) {
+                continue;
+            }
+            if !self.nearest[k] {
+                return k as u32 + 1;
+            }
+            let Some(at) = p.at() else { continue };
+            let km = |i: usize| {
+                let loc = self.pools[self.name_pools[i]].location.unwrap_or_default();
+                crate::steer::geo::distance_km(at, loc)
+            };
+            let mut perm: Vec<usize> = (0..self.name_pools.len()).collect();
+            perm.sort_by(|&a, &b| km(a).total_cmp(&km(b)));
+            if let Some(&g) = self.perms.get(&perm) {
+                return g;
+            }
+            let g = self.orders.len() as u32;
+            let pools = perm.iter().map(|&i| &self.pools[self.name_pools[i]]);
+            self.orders
+                .push(pools.clone().map(|p| p.members.clone()).collect());
+            self.labels.push(pools.map(|p| p.name.clone()).collect());
+            self.perms.insert(perm, g);
+            return g;
+        }
+        0
+    }
 }
 
 /// The member groups a rule's `order` names: a pool of the name, or a region of their members.
@@ -123,5 +244,5 @@ fn place_of(r: &file::TopologyRule) -> Option<Matcher> {
         subdivisions: up(&r.subdivision),
         asns: r.asn.clone(),
     };
-    (m != Matcher::default()).then_some(m)
+    (m != Matcher::default() || r.nearest).then_some(m)
 }

@@ -105,41 +105,85 @@ fn check_token(admin_bound: SocketAddr, token: &Option<String>) -> anyhow::Resul
     Ok(())
 }
 
+/// How often the files a reload would read again by itself (the `[geo]` databases) are
+/// looked at.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The files whose change reloads by itself: the `[geo]` databases of `cfg`.
+fn watched(cfg: &Config) -> Vec<PathBuf> {
+    cfg.geo
+        .as_ref()
+        .map(|g| g.databases.iter().map(|d| d.path.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// Each watched file's modification time and length (`None`: unreadable).
+type Stamps = Vec<Option<(std::time::SystemTime, u64)>>;
+
+fn stamps(paths: &[PathBuf]) -> Stamps {
+    paths
+        .iter()
+        .map(|p| {
+            let m = std::fs::metadata(p).ok()?;
+            Some((m.modified().ok()?, m.len()))
+        })
+        .collect()
+}
+
 /// Starts the reloader task; it ends when `stop` is cancelled. `admin_bound` is where the
-/// admin API listens.
+/// admin API listens. A `[geo]` database that changed, and then stayed the same for
+/// [`WATCH_EVERY`] (a writer that copies in place is done), reloads by itself; one replaced
+/// by a rename (as `geoipupdate` does) is read whole at once.
 pub fn spawn(
     origin: Origin,
     engine: mpsc::Sender<Command>,
     token: Token,
     admin_bound: SocketAddr,
+    first: &Config,
     stop: CancellationToken,
 ) -> (Reloads, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Reply>(8);
+    let mut files = watched(first);
     let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(WATCH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut seen, mut last) = (stamps(&files), None::<Stamps>);
         loop {
             let reply = tokio::select! {
-                r = rx.recv() => match r { Some(r) => r, None => return },
+                r = rx.recv() => match r { Some(r) => Some(r), None => return },
+                _ = tick.tick() => {
+                    let now = stamps(&files);
+                    let settled = now != seen && last.as_ref() == Some(&now);
+                    last = Some(now);
+                    if !settled {
+                        continue;
+                    }
+                    tracing::info!(files = ?files, "a [geo] database changed: reloading");
+                    None
+                }
                 _ = stop.cancelled() => return,
             };
-            let o = origin.clone();
-            let read = tokio::task::spawn_blocking(move || o.read())
-                .await
-                .unwrap_or_else(|e| Err(anyhow::anyhow!("reading the configuration: {e}")))
-                .and_then(|(l, t)| check_token(admin_bound, &t).map(|()| (l, t)));
-            let (loaded, new_token) = match read {
-                Ok((l, t)) => (Ok(Box::new(l)), t),
-                Err(e) => (Err(format!("{e:#}")), None),
-            };
-            let (etx, erx) = oneshot::channel();
-            if engine.send(Command::Reload(loaded, etx)).await.is_err() {
-                let _ = reply.send(Err("gtmd is stopping".into()));
+            let Some(result) = reload_once(&origin, &engine, &token, admin_bound).await else {
+                if let Some(r) = reply {
+                    let _ = r.send(Err("gtmd is stopping".into()));
+                }
                 return;
+            };
+            if let Ok((_, cfg_files)) = &result {
+                files.clone_from(cfg_files);
             }
-            let result = erx.await.unwrap_or_else(|_| Err("gtmd is stopping".into()));
-            if result.is_ok() {
-                token.store(new_token.map(Arc::new));
+            seen = stamps(&files);
+            last = None;
+            match reply {
+                Some(r) => {
+                    let _ = r.send(result.map(|(report, _)| report));
+                }
+                None => {
+                    if let Err(e) = result {
+                        tracing::warn!("the reload after a [geo] database changed failed: {e}");
+                    }
+                }
             }
-            let _ = reply.send(result);
             // By now the old zones and answers are dropped (readers hold a snapshot for one
             // batch at most); give their pages back.
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -147,4 +191,36 @@ pub fn spawn(
         }
     });
     (Reloads(tx), task)
+}
+
+/// One reload: read everything off the runtime, hand it to the engine, and on success
+/// install the new token. The engine's answer with the files to watch from then on;
+/// `None` when gtmd is stopping.
+async fn reload_once(
+    origin: &Origin,
+    engine: &mpsc::Sender<Command>,
+    token: &Token,
+    admin_bound: SocketAddr,
+) -> Option<Result<(ReloadReport, Vec<PathBuf>), String>> {
+    let o = origin.clone();
+    let read = tokio::task::spawn_blocking(move || o.read())
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("reading the configuration: {e}")))
+        .and_then(|(l, t)| check_token(admin_bound, &t).map(|()| (l, t)));
+    let (loaded, new_token, files) = match read {
+        Ok((l, t)) => {
+            let files = watched(&l.cfg);
+            (Ok(Box::new(l)), t, files)
+        }
+        Err(e) => (Err(format!("{e:#}")), None, Vec::new()),
+    };
+    let (etx, erx) = oneshot::channel();
+    if engine.send(Command::Reload(loaded, etx)).await.is_err() {
+        return None;
+    }
+    let result = erx.await.ok()?;
+    if result.is_ok() {
+        token.store(new_token.map(Arc::new));
+    }
+    Some(result.map(|r| (r, files)))
 }

@@ -54,6 +54,8 @@ pub struct Place {
     pub subdivisions: Vec<String>,
     /// `autonomous_system_number`.
     pub asn: Option<u32>,
+    /// `location.latitude` and `.longitude`, in ten-thousandths of a degree (about 11 m).
+    pub location: Option<(i32, i32)>,
 }
 
 impl Place {
@@ -68,7 +70,14 @@ impl Place {
                 self.subdivisions.clone()
             },
             asn: self.asn.or(o.asn),
+            location: self.location.or(o.location),
         }
+    }
+
+    /// Where it is, in degrees (latitude, longitude).
+    pub fn at(&self) -> Option<(f64, f64)> {
+        self.location
+            .map(|(la, lo)| (la as f64 / 1e4, lo as f64 / 1e4))
     }
 
     /// As `/explain` says it: `country DE, continent EU, AS 64500`.
@@ -85,6 +94,9 @@ impl Place {
         }
         if let Some(a) = self.asn {
             parts.push(format!("AS {a}"));
+        }
+        if let Some((la, lo)) = self.at() {
+            parts.push(format!("at {la:.4}, {lo:.4}"));
         }
         if parts.is_empty() {
             "not in the databases".into()
@@ -116,6 +128,13 @@ struct Record<'a> {
     #[serde(borrow, default)]
     subdivisions: Vec<Iso<'a>>,
     autonomous_system_number: Option<u32>,
+    location: Option<Location>,
+}
+
+#[derive(Deserialize)]
+struct Location {
+    latitude: Option<f64>,
+    longitude: Option<f64>,
 }
 
 impl Record<'_> {
@@ -138,6 +157,11 @@ impl Record<'_> {
                 })
                 .collect(),
             asn: self.autonomous_system_number,
+            location: self.location.as_ref().and_then(|l| {
+                let (la, lo) = (l.latitude?, l.longitude?);
+                let ok = (-90.0..=90.0).contains(&la) && (-180.0..=180.0).contains(&lo);
+                ok.then(|| ((la * 1e4).round() as i32, (lo * 1e4).round() as i32))
+            }),
         }
     }
 }
@@ -399,26 +423,34 @@ impl Geo {
         }))
     }
 
-    /// One family's blocks with their group: the first of `rules` (group `k + 1`) whose
-    /// matcher takes the block's place, else 0.
-    pub(crate) fn groups(&self, v4: bool, rules: &[Option<Matcher>]) -> Result<Vec<Block>, String> {
+    /// One family's blocks with their group, `group_of` each distinct place (called once
+    /// per place).
+    pub(crate) fn groups(
+        &self,
+        v4: bool,
+        group_of: &mut dyn FnMut(&Place) -> u32,
+    ) -> Result<Vec<Block>, String> {
         let mut places = Interner::new();
         let mut blocks = self.cover(v4, &mut places)?;
-        let group: Vec<u32> = places
-            .places
-            .iter()
-            .map(|p| {
-                rules
-                    .iter()
-                    .position(|m| m.as_ref().is_some_and(|m| m.matches(p)))
-                    .map_or(0, |k| k as u32 + 1)
-            })
-            .collect();
+        let group: Vec<u32> = places.places.iter().map(group_of).collect();
         for b in &mut blocks {
             b.id = group[b.id as usize];
         }
         Ok(blocks)
     }
+}
+
+/// The great-circle distance between two points (latitude, longitude in degrees), in km.
+pub fn distance_km(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (la1, lo1, la2, lo2) = (
+        a.0.to_radians(),
+        a.1.to_radians(),
+        b.0.to_radians(),
+        b.1.to_radians(),
+    );
+    let h = ((la2 - la1) / 2.0).sin().powi(2)
+        + la1.cos() * la2.cos() * ((lo2 - lo1) / 2.0).sin().powi(2);
+    2.0 * 6371.0 * h.sqrt().min(1.0).asin()
 }
 
 #[cfg(test)]
@@ -457,6 +489,7 @@ mod tests {
             country: Some("DE".into()),
             subdivisions: vec!["DE-BY".into()],
             asn: Some(64500),
+            location: None,
         };
         let m = |f: fn(&mut Matcher)| {
             let mut m = Matcher::default();
@@ -480,5 +513,28 @@ mod tests {
             ..Default::default()
         }
         .matches(&Place::default()));
+    }
+
+    #[test]
+    fn distances_are_great_circles() {
+        let (frankfurt, virginia, tokyo) = ((50.11, 8.68), (38.9, -77.04), (35.68, 139.69));
+        let paris = (48.86, 2.35);
+        let d = |a, b| distance_km(a, b).round() as i64;
+        assert!(
+            (470..=490).contains(&d(paris, frankfurt)),
+            "{}",
+            d(paris, frankfurt)
+        );
+        assert!(
+            (6150..=6250).contains(&d(paris, virginia)),
+            "{}",
+            d(paris, virginia)
+        );
+        assert!(
+            (9650..=9750).contains(&d(paris, tokyo)),
+            "{}",
+            d(paris, tokyo)
+        );
+        assert_eq!(d(tokyo, tokyo), 0);
     }
 }

@@ -136,18 +136,18 @@ impl Table {
         t
     }
 
-    /// As [`Table::new`], and where no subnet rule holds, the group of the first rule whose
-    /// matcher (`matchers[k]` for group `k + 1`) takes the client's place in `geo`, with the
+    /// As [`Table::new`], and where no subnet rule holds, the group `group_of` gives the
+    /// client's place in `geo` (called once per distinct place), with the
     /// scope of the database network (the longer prefix where a subnet rule's range is
     /// narrower). Subnet rules win over places: they are the operator's own exceptions.
     pub fn with_places(
         rules: &[Vec<ipnet::IpNet>],
         geo: &super::geo::Geo,
-        matchers: &[Option<super::geo::Matcher>],
+        group_of: &mut dyn FnMut(&super::geo::Place) -> u32,
     ) -> Result<Self, String> {
         use super::geo::{overlaps, Block};
         let subnets = Table::new(rules);
-        let family = |ranges: &[(u128, u16, u8)], v4: bool| -> Result<_, String> {
+        let mut family = |ranges: &[(u128, u16, u8)], v4: bool| -> Result<_, String> {
             let sub: Vec<Block> = ranges
                 .iter()
                 .map(|&(start, g, len)| Block {
@@ -156,7 +156,7 @@ impl Table {
                     id: g as u32,
                 })
                 .collect();
-            let places = geo.groups(v4, matchers)?;
+            let places = geo.groups(v4, group_of)?;
             let mut out: Vec<(u128, u16, u8)> = Vec::with_capacity(places.len());
             overlaps(&sub, &places, |s, p| {
                 let entry = if s.id != 0 {

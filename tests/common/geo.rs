@@ -5,27 +5,10 @@
 use std::path::Path;
 use std::process::Command;
 
-/// The writer: reads `[[CIDR, RECORD], ...]` as JSON from a file, writes an IPv6 tree
-/// (IPv4 networks in it, aliased at `::ffff:0:0/96` as MaxMind's databases are).
-const WRITER: &str = r#"
-use strict; use warnings;
-use JSON::PP; use MaxMind::DB::Writer::Tree;
-my ($json, $out, $type) = @ARGV;
-my %types = (continent => 'map', code => 'utf8_string', country => 'map',
-  iso_code => 'utf8_string', subdivisions => ['array', 'map'],
-  autonomous_system_number => 'uint32', autonomous_system_organization => 'utf8_string',
-  location => 'map', latitude => 'double', longitude => 'double');
-my $tree = MaxMind::DB::Writer::Tree->new(ip_version => 6, record_size => 28,
-  database_type => $type, languages => ['en'], description => { en => 'gtmd test' },
-  map_key_type_callback => sub { $types{ $_[0] } }, alias_ipv6_to_ipv4 => 1,
-  remove_reserved_networks => 0);
-open my $in, '<', $json or die "$json: $!";
-my $nets = decode_json(do { local $/; <$in> });
-$tree->insert_network($_->[0], $_->[1]) for @$nets;
-open my $fh, '>:raw', $out or die "$out: $!";
-$tree->write_tree($fh);
-close $fh or die;
-"#;
+/// The writer (the one `dist/examples/geo` is made with): reads `[[CIDR, RECORD], ...]` as
+/// JSON from a file, writes an IPv6 tree (IPv4 networks in it, aliased at `::ffff:0:0/96` as
+/// MaxMind's databases are).
+const WRITER: &str = include_str!("../../dist/examples/geo/write-db.pl");
 
 /// Writes the database `out` of type `kind` holding `nets` (CIDR, record) with MaxMind's
 /// writer; later networks win where they overlap earlier ones.

@@ -135,6 +135,10 @@ pub struct Pool {
     /// Default: none.
     /// Region label of the pool's members (a member's own `region` overrides it).
     pub region: Option<String>,
+    /// Default: none.
+    /// Where the pool's members are, `[latitude, longitude]` in degrees: a topology rule with
+    /// `nearest = true` orders pools by their distance from the client.
+    pub location: Option<[f64; 2]>,
     /// Default: required.
     /// List of members, each a table of the keys below.
     pub members: Vec<Member>,
@@ -247,9 +251,17 @@ pub struct TopologyRule {
     /// Autonomous system numbers (from an ASN database).
     #[serde(default)]
     pub asn: Vec<u32>,
-    /// Default: required.
+    /// Default: required (or `nearest`).
     /// Pools or regions, in the order tried for those clients.
+    #[serde(default)]
     pub order: Vec<String>,
+    /// Default: `false`.
+    /// Instead of an `order`: the name's pools by great-circle distance from the client (its
+    /// `location` in a City database; every pool of the name needs a `location`), nearest
+    /// first, so that a client whose nearest pool fails goes to the next nearest. Takes the
+    /// clients the databases locate that its other keys (if any) match.
+    #[serde(default)]
+    pub nearest: bool,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, JsonSchema)]

@@ -45,6 +45,12 @@ pub struct TopologyMatch {
     pub rule: Option<usize>,
     /// The ECS scope prefix length the answer carries.
     pub scope: u8,
+    /// With `[geo]`: what the databases say of the client (`country DE, continent EU, AS
+    /// 64500`), and the network's prefix length there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub place: Option<String>,
+    /// The client got the name's pools by distance (a `nearest` rule).
+    pub nearest: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -127,7 +133,7 @@ impl Engine {
             })?;
         let now = Instant::now();
         let view = self.view(now);
-        let (group, topology) = topology_of(b, client);
+        let (group, topology) = topology_of(b, client, self.cfg.geo.as_deref(), &self.cfg.pools);
         let families = self.families(b, group, &view);
         let loads = self.loads(b, now);
         let published = self.published.load();
@@ -420,18 +426,66 @@ fn merge<T: Ord>(sets: Vec<(Vec<T>, f64)>) -> Vec<(Vec<T>, f64)> {
 
 /// The client group of `client` for name `b` (0: the default order), and for a topology
 /// name which rule matched and with what scope.
-fn topology_of(b: &BoundName, client: Option<Client>) -> (usize, Option<TopologyMatch>) {
+/// How far each located pool of a name is from `at`: `eu 480 km, us 6,210 km`.
+fn distances(at: (f64, f64), name_pools: &[usize], pools: &[crate::config::Pool]) -> String {
+    let mut d: Vec<(f64, &str)> = name_pools
+        .iter()
+        .filter_map(|&p| {
+            let loc = pools[p].location?;
+            Some((
+                crate::steer::geo::distance_km(at, loc),
+                pools[p].name.as_str(),
+            ))
+        })
+        .collect();
+    d.sort_by(|a, b| a.0.total_cmp(&b.0));
+    d.iter()
+        .map(|(km, name)| format!("{name} {km:.0} km"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn topology_of(
+    b: &BoundName,
+    client: Option<Client>,
+    geo: Option<&crate::steer::geo::Geo>,
+    pools: &[crate::config::Pool],
+) -> (usize, Option<TopologyMatch>) {
     match (&b.policy, client) {
-        (Policy::Topology { table, .. }, Some(c)) => {
+        (Policy::Topology { table, rules, .. }, Some(c)) => {
             let (g, scope) = table.find(c);
-            let rule = (g > 0).then(|| g as usize - 1);
-            (g as usize, Some(TopologyMatch { rule, scope }))
+            // Groups past the rules' are orders by distance (their rule is not kept).
+            let rule = (g > 0 && g as usize <= *rules).then(|| g as usize - 1);
+            let nearest = g as usize > *rules;
+            let place = geo.map(|geo| match geo.lookup(c.addr) {
+                Ok((p, len)) => {
+                    let far = p.at().map(|at| distances(at, &b.pools, pools));
+                    let far = far.filter(|d| !d.is_empty()).map(|d| format!("; {d}"));
+                    format!(
+                        "{} (its network: /{len}){}",
+                        p.describe(),
+                        far.unwrap_or_default()
+                    )
+                }
+                Err(e) => format!("the databases cannot place it: {e}"),
+            });
+            (
+                g as usize,
+                Some(TopologyMatch {
+                    rule,
+                    scope,
+                    place,
+                    nearest,
+                }),
+            )
         }
         (Policy::Topology { .. }, None) => (
             0,
             Some(TopologyMatch {
                 rule: None,
                 scope: 0,
+                place: None,
+                nearest: false,
             }),
         ),
         _ => (0, None),

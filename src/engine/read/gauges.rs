@@ -123,5 +123,12 @@ impl Engine {
         g.state_file_ok.set(flag(self.state_problem.is_none()));
         self.cluster_gauges();
         self.store_loads(now);
+        if let Some(geo) = &self.cfg.geo {
+            for d in &geo.databases {
+                let (path, kind) = (d.path.display().to_string(), d.kind.clone());
+                metrics::gauge!(crate::base::metrics::GEO_BUILT, "path" => path, "type" => kind)
+                    .set(d.built as f64);
+            }
+        }
     }
 }

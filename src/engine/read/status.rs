@@ -169,6 +169,20 @@ pub struct Status {
     pub cluster: Option<super::ClusterStatus>,
     /// The last changes of state (the alerts, sent or not), newest first.
     pub events: Vec<crate::base::alert::Alert>,
+    /// The `[geo]` databases in use.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub geo: Vec<GeoStatus>,
+}
+
+/// One `[geo]` database as read at the last configuration build.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GeoStatus {
+    pub path: String,
+    /// Its metadata's `database_type`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// When it was built (`build_epoch`, Unix seconds).
+    pub built: u64,
 }
 
 /// One zone as secondaries see it.
@@ -246,7 +260,22 @@ impl Engine {
             state_file_problem: self.state_problem.clone(),
             cluster: self.cluster_status(),
             events: self.alerts.recent(),
+            geo: self.geo_status(),
         }
+    }
+
+    fn geo_status(&self) -> Vec<GeoStatus> {
+        let Some(g) = &self.cfg.geo else {
+            return Vec::new();
+        };
+        g.databases
+            .iter()
+            .map(|d| GeoStatus {
+                path: d.path.display().to_string(),
+                kind: d.kind.clone(),
+                built: d.built,
+            })
+            .collect()
     }
 
     fn member_status(&self, i: usize, now: Instant) -> MemberStatus {

@@ -154,7 +154,8 @@ async function poll() {
 function explainWords(x) {
   const out = [];
   out.push(`${x.name}: policy ${x.policy}, TTL ${x.ttl} s${x.degraded ? " (degraded)" : ""}${x.client ? ", for client " + x.client : ""}.`);
-  if (x.topology) out.push(x.topology.rule == null ? "No topology rule matches this client." : `Topology rule ${x.topology.rule} matches (ECS scope /${x.topology.scope}).`);
+  if (x.topology) out.push(x.topology.nearest ? `A nearest rule orders the pools by distance from this client (ECS scope /${x.topology.scope}).` : x.topology.rule == null ? "No topology rule matches this client." : `Topology rule ${x.topology.rule} matches (ECS scope /${x.topology.scope}).`);
+  if (x.topology && x.topology.place) out.push(`Where the client is: ${x.topology.place}.`);
   if (x.order && x.order.length) out.push("Tried in order: " + x.order.map((g) => `${g.group} (${g.healthy} of ${g.members} healthy${g.enough ? "" : ", not enough"})`).join(", ") + ".");
   for (const f of x.families) {
     const odds = f.answers.map((a) => `${(a.addresses || a.names || []).join(" + ") || "nothing"} ${pct(a.probability)}`).join(", ");

@@ -1,0 +1,20 @@
+#!/usr/bin/perl
+# Writes geo.mmdb from networks.json with MaxMind's own writer (Debian: libmaxmind-db-writer-perl):
+#   perl write-db.pl networks.json geo.mmdb Example-City
+use strict; use warnings;
+use JSON::PP; use MaxMind::DB::Writer::Tree;
+my ($json, $out, $type) = @ARGV;
+my %types = (continent => 'map', code => 'utf8_string', country => 'map',
+  iso_code => 'utf8_string', subdivisions => ['array', 'map'],
+  autonomous_system_number => 'uint32', autonomous_system_organization => 'utf8_string',
+  location => 'map', latitude => 'double', longitude => 'double');
+my $tree = MaxMind::DB::Writer::Tree->new(ip_version => 6, record_size => 28,
+  database_type => $type, languages => ['en'], description => { en => 'gtmd test' },
+  map_key_type_callback => sub { $types{ $_[0] } }, alias_ipv6_to_ipv4 => 1,
+  remove_reserved_networks => 0);
+open my $in, '<', $json or die "$json: $!";
+my $nets = decode_json(do { local $/; <$in> });
+$tree->insert_network($_->[0], $_->[1]) for @$nets;
+open my $fh, '>:raw', $out or die "$out: $!";
+$tree->write_tree($fh);
+close $fh or die;
