@@ -92,6 +92,136 @@ fn main() {
     rebuild_cost();
     resign_cost();
     rrl_cost();
+    topology_cost();
+}
+
+/// A topology name whose clients (ECS) are placed by a MaxMind database (20,000 networks,
+/// 200 country rules), against the same name with 500 subnet rules: nanoseconds per query
+/// through the whole query path. Needs MaxMind's writer (`libmaxmind-db-writer-perl`) to make
+/// the database; skipped without it.
+fn topology_cost() {
+    use gtmd::steer::geo::{Database, Geo};
+    use gtmd::steer::topology::Table;
+    let dir = std::env::temp_dir().join(format!("gtmd-bench-geo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    // Networks: /16 to /24 in 1.0.0.0-223.255.255.255, each in one of 200 countries.
+    let mut nets = Vec::new();
+    for _ in 0..20_000 {
+        let len = 16 + next() % 9;
+        let a =
+            ((1 + next() % 223) << 24 | (next() & 0x00ff_ffff)) as u32 & (u32::MAX << (32 - len));
+        let c = format!("C{:03}", next() % 200);
+        nets.push(format!(
+            "[\"{}/{len}\",{{\"country\":{{\"iso_code\":\"{c}\"}}}}]",
+            std::net::Ipv4Addr::from(a)
+        ));
+    }
+    let json = dir.join("nets.json");
+    std::fs::write(&json, format!("[{}]", nets.join(","))).unwrap();
+    let db = dir.join("bench.mmdb");
+    let writer = concat!(env!("CARGO_MANIFEST_DIR"), "/dist/examples/geo/write-db.pl");
+    let ok = std::process::Command::new("perl")
+        .args([
+            writer,
+            json.to_str().unwrap(),
+            db.to_str().unwrap(),
+            "Bench-Country",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        println!("topology by place: skipped (needs perl and libmaxmind-db-writer-perl)");
+        return;
+    }
+    let geo = Geo {
+        databases: vec![Database::from_bytes(&db, std::fs::read(&db).unwrap()).unwrap()],
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let started = Instant::now();
+    let by_place = Table::with_places(&[], &geo, &mut |p| {
+        p.country
+            .as_ref()
+            .and_then(|c| c[1..].parse::<u32>().ok())
+            .map_or(0, |n| n + 1)
+    })
+    .unwrap();
+    let built = started.elapsed();
+    let subnets: Vec<Vec<ipnet::IpNet>> = (0..500)
+        .map(|_| {
+            let len = 16 + (next() % 9) as u8;
+            let a = ((1 + next() % 223) << 24 | (next() & 0x00ff_ffff)) as u32;
+            vec![ipnet::IpNet::new(std::net::Ipv4Addr::from(a).into(), len)
+                .unwrap()
+                .trunc()]
+        })
+        .collect();
+    let by_subnet = Table::new(&subnets);
+    // 10,000 client /24s, spread over the networks.
+    let queries: Vec<Vec<u8>> = (0..10_000)
+        .map(|_| {
+            use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+            let a = ((1 + next() % 223) << 24 | (next() & 0x00ff_ff00)) as u32;
+            let mut m = Message::query();
+            m.add_query(Query::query(
+                Name::from_ascii("app.example.test.").unwrap(),
+                RecordType::A,
+            ));
+            let mut edns = hickory_proto::op::Edns::new();
+            let subnet = ClientSubnet::new(std::net::Ipv4Addr::from(a).into(), 24, 0);
+            edns.options_mut().insert(EdnsOption::Subnet(subnet));
+            m.set_edns(edns);
+            m.to_vec().unwrap()
+        })
+        .collect();
+    let per_query = |table: Table, groups: usize| {
+        let mut zones =
+            gtmd::zone::load_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/zones"))).unwrap();
+        let app = Name::from_ascii("app.example.test.").unwrap();
+        zones[0].ensure_node(&LowerName::new(&app));
+        let sets = (0..groups)
+            .map(|g| {
+                let ip = [192, 0, 2, (g % 250) as u8 + 1];
+                let r = Record::from_rdata(app.clone(), 30, RData::A(A(ip.into())));
+                vec![(vec![r], 1.0)]
+            })
+            .collect();
+        let mut bound = Bound::fixed(Vec::new(), Vec::new());
+        bound.a = Choice::grouped(sets, Some(Arc::new(table)));
+        let snap = Publication::new(Snapshot {
+            zones: Arc::new(Zones::new(zones)),
+            bound: [(LowerName::new(&app), bound)].into_iter().collect(),
+            ready: true,
+            ..Default::default()
+        });
+        let n = 400_000;
+        let start = Instant::now();
+        for i in 0..n {
+            let out = handle(
+                &snap,
+                black_box(&queries[i % queries.len()]),
+                [127, 0, 0, 1].into(),
+                Transport::Udp,
+            );
+            black_box(out);
+        }
+        start.elapsed().as_nanos() as f64 / n as f64
+    };
+    let ranges = by_place.len();
+    let (subnet_ns, place_ns) = (per_query(by_subnet, 501), per_query(by_place, 201));
+    println!(
+        "topology by place: {place_ns:.0} ns per ECS query (20,000 networks, 200 country rules; \
+         table of {} ranges built in {:.0} ms), by subnet: {subnet_ns:.0} ns (500 rules): {:.2}x",
+        ranges.0 + ranges.1,
+        built.as_secs_f64() * 1000.0,
+        place_ns / subnet_ns
+    );
 }
 
 /// What a health change costs the engine: preparing every answer of a 10,000-name zone, against
