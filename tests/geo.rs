@@ -438,3 +438,38 @@ async fn the_geo_example_answers_every_line_of_its_clients_txt() {
     }
     assert!(checked >= 4, "clients.txt holds {checked} lines");
 }
+
+/// With a capacity on every pool, a nearest rule's orders by distance are client groups of
+/// the capacity spill too: the name builds, answers, and each located client still gets its
+/// nearest pool while nothing is overloaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nearest_orders_are_groups_of_the_capacity_spill() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = city_db(dir.path());
+    let (eu, us, ap) = (
+        Backend::start().await,
+        Backend::start().await,
+        Backend::start().await,
+    );
+    let cfg = config(&[&db], &rule("nearest = true", ""), &eu, &us, &ap)
+        .replace(
+            "[pools.eu]\n",
+            "[pools.eu]\nlocation = [50.11, 8.68]\ncapacity = 100\n",
+        )
+        .replace(
+            "[pools.us]\n",
+            "[pools.us]\nlocation = [38.9, -77.04]\ncapacity = 100\n",
+        )
+        .replace(
+            "[pools.ap]\n",
+            "[pools.ap]\nlocation = [35.68, 139.69]\ncapacity = 100\n",
+        )
+        .replace("order = []\n", "");
+    let g = start(&cfg, &repo().join("zones")).await;
+    assert_eq!(answer_for(g.dns, "198.51.100.0", 24).await.0, ["192.0.2.1"]);
+    assert_eq!(
+        answer_for(g.dns, "2001:db8:5::", 48).await.0,
+        ["192.0.2.21"]
+    );
+    assert_eq!(answer_for(g.dns, "10.0.0.0", 8).await.0, ["192.0.2.11"]);
+}
