@@ -21,7 +21,7 @@
 //! | floor | module | owns |
 //! | --- | --- | --- |
 //! | 1 | [`zone`] | master files, the zone tree, the set of zones |
-//! | 1 | [`steer`] | pure steering on plain data: [`steer::health`] (rise/fall, damping), [`steer::spill`] (spare capacity), [`steer::topology`] (client subnets, ECS) |
+//! | 1 | [`steer`] | pure steering on plain data: [`steer::health`] (rise/fall, damping), [`steer::spill`] (spare capacity), [`steer::topology`] (client subnets, ECS), [`steer::geo`] (places from MaxMind databases, compiled into topology tables) |
 //! | 2 | [`config`] | the TOML file as written, and one module per part of it: checked values and defaults; [`config::recovery`] (detection bounds and TTLs of a recovery objective) |
 //! | 3 | [`base`] | ground services: [`base::metrics`] names and recording, [`base::alert`] (alerts and their sender), [`base::state`] (override types, the clock, the state file) |
 //! | 3 | [`policy`] | what a name answers: plans from the configuration and a [`policy::HealthView`] |

@@ -473,3 +473,104 @@ async fn nearest_orders_are_groups_of_the_capacity_spill() {
     );
     assert_eq!(answer_for(g.dns, "10.0.0.0", 8).await.0, ["192.0.2.11"]);
 }
+
+/// Databases laid out otherwise than GeoIP2's: IPinfo's plain strings (`country: "DE"`,
+/// `asn: "AS64500"`), an ISP database's `traits.autonomous_system_number`, a record that is
+/// not a map; an IPv6 database whose record above `::/96` holds every IPv4 address; an
+/// IPv4-only database beside an IPv6 one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_layouts_and_ip_versions_place_clients_as_a_lookup_does() {
+    use common::geo::write_mmdb_as;
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let ipinfo = dir.path().join("ipinfo.mmdb");
+    write_mmdb_as(
+        &ipinfo,
+        "Test-IPinfo",
+        &[
+            (
+                "198.51.100.0/24".into(),
+                json!({"country": "DE", "continent": "EU", "asn": "AS64500"}),
+            ),
+            (
+                "203.0.113.0/24".into(),
+                json!({"country": "JP", "continent": "AS"}),
+            ),
+        ],
+        6,
+        true,
+    );
+    let wide = dir.path().join("wide.mmdb");
+    write_mmdb_as(
+        &wide,
+        "Test-Wide",
+        &[
+            (
+                "::/8".into(),
+                json!({"traits": {"autonomous_system_number": 64501}}),
+            ),
+            ("2001:db8::/32".into(), country("EU", "DE", None)),
+        ],
+        6,
+        false,
+    );
+    let v4 = dir.path().join("v4.mmdb");
+    write_mmdb_as(
+        &v4,
+        "Test-V4",
+        &[("192.0.2.0/24".into(), country("AS", "JP", None))],
+        4,
+        false,
+    );
+    let (eu, us, ap) = (
+        Backend::start().await,
+        Backend::start().await,
+        Backend::start().await,
+    );
+    let rules = [
+        rule("asn = [64500]", "\"eu\""),
+        rule("country = [\"JP\"]", "\"ap\""),
+        rule("asn = [64501]", "\"ap\""),
+        rule("country = [\"DE\"]", "\"eu\""),
+    ]
+    .concat();
+    let want = |a: &str, s: u8| (vec![a.to_string()], s);
+    let g = start(
+        &config(&[&ipinfo], &rules, &eu, &us, &ap),
+        &repo().join("zones"),
+    )
+    .await;
+    assert_eq!(
+        answer_for(g.dns, "198.51.100.0", 24).await,
+        want("192.0.2.1", 24)
+    );
+    assert_eq!(
+        answer_for(g.dns, "203.0.113.0", 24).await,
+        want("192.0.2.21", 24)
+    );
+    drop(g);
+    // Every IPv4 address is in ::/8 (no IPv4 subtree): AS 64501, for the whole /8's scope.
+    let g = start(
+        &config(&[&wide], &rules, &eu, &us, &ap),
+        &repo().join("zones"),
+    )
+    .await;
+    assert_eq!(answer_for(g.dns, "1.2.3.0", 24).await.0, ["192.0.2.21"]);
+    assert_eq!(
+        answer_for(g.dns, "2001:db8:1::", 48).await,
+        want("192.0.2.1", 32)
+    );
+    drop(g);
+    // An IPv4-only database beside an IPv6 one: /explain places an IPv6 client by the other.
+    let g = start(
+        &config(&[&v4, &wide], &rules, &eu, &us, &ap),
+        &repo().join("zones"),
+    )
+    .await;
+    assert_eq!(answer_for(g.dns, "192.0.2.0", 24).await.0, ["192.0.2.21"]);
+    assert_eq!(answer_for(g.dns, "2001:db8::", 48).await.0, ["192.0.2.1"]);
+    let url = format!("http://{}/explain?name={NAME}&client=2001:db8::1", g.admin);
+    let e: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    let place = e["topology"]["place"].as_str().unwrap_or_default();
+    assert!(place.starts_with("country DE"), "{e}");
+}

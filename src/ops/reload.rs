@@ -117,23 +117,34 @@ fn watched(cfg: &Config) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// Each watched file's modification time and length (`None`: unreadable).
-type Stamps = Vec<Option<(std::time::SystemTime, u64)>>;
+/// Each watched file's inode, length, and modification and change times (`None`:
+/// unreadable): a file renamed into place is another inode, one copied over with its old
+/// modification time kept (`cp -p`) has a new change time.
+type Stamps = Vec<Option<(u64, u64, i64, i64, i64, i64)>>;
 
 fn stamps(paths: &[PathBuf]) -> Stamps {
+    use std::os::unix::fs::MetadataExt;
     paths
         .iter()
         .map(|p| {
             let m = std::fs::metadata(p).ok()?;
-            Some((m.modified().ok()?, m.len()))
+            Some((
+                m.ino(),
+                m.len(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+            ))
         })
         .collect()
 }
 
 /// Starts the reloader task; it ends when `stop` is cancelled. `admin_bound` is where the
 /// admin API listens. A `[geo]` database that changed, and then stayed the same for
-/// [`WATCH_EVERY`] (a writer that copies in place is done), reloads by itself; one replaced
-/// by a rename (as `geoipupdate` does) is read whole at once.
+/// [`WATCH_EVERY`] (a writer that copies in place is done), reloads by itself, 2 to 4 s
+/// after the change; the file is read whole, so one replaced by a rename (as
+/// `geoipupdate` does) is never read half-written.
 pub fn spawn(
     origin: Origin,
     engine: mpsc::Sender<Command>,
@@ -163,16 +174,22 @@ pub fn spawn(
                 }
                 _ = stop.cancelled() => return,
             };
+            // What is read is at least as new as this: a change that lands while the
+            // reload reads or builds is seen at the next look, and read then.
+            let before = stamps(&files);
             let Some(result) = reload_once(&origin, &engine, &token, admin_bound).await else {
                 if let Some(r) = reply {
                     let _ = r.send(Err("gtmd is stopping".into()));
                 }
                 return;
             };
+            seen = before;
             if let Ok((_, cfg_files)) = &result {
-                files.clone_from(cfg_files);
+                if *cfg_files != files {
+                    files.clone_from(cfg_files);
+                    seen = stamps(&files);
+                }
             }
-            seen = stamps(&files);
             last = None;
             match reply {
                 Some(r) => {

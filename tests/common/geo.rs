@@ -13,6 +13,19 @@ const WRITER: &str = include_str!("../../dist/examples/geo/write-db.pl");
 /// Writes the database `out` of type `kind` holding `nets` (CIDR, record) with MaxMind's
 /// writer; later networks win where they overlap earlier ones.
 pub fn write_mmdb(out: &Path, kind: &str, nets: &[(String, serde_json::Value)]) {
+    write_mmdb_as(out, kind, nets, 6, true)
+}
+
+/// As [`write_mmdb`], as an IPv4 or IPv6 tree (`ip_version`), with or without the IPv4
+/// aliases of an IPv6 tree. A `kind` with `IPinfo` in it writes IPinfo's layout (plain
+/// `country`, `continent` and `asn` strings).
+pub fn write_mmdb_as(
+    out: &Path,
+    kind: &str,
+    nets: &[(String, serde_json::Value)],
+    ip_version: u8,
+    aliases: bool,
+) {
     let dir = out.parent().unwrap();
     let (script, json) = (dir.join("write-mmdb.pl"), out.with_extension("json"));
     std::fs::write(&script, WRITER).unwrap();
@@ -26,6 +39,8 @@ pub fn write_mmdb(out: &Path, kind: &str, nets: &[(String, serde_json::Value)]) 
         .arg(&json)
         .arg(out)
         .arg(kind)
+        .arg(ip_version.to_string())
+        .arg(if aliases { "1" } else { "0" })
         .status()
         .expect("perl runs (libmaxmind-db-writer-perl)");
     assert!(

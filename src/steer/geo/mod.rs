@@ -15,7 +15,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+mod record;
+
+use record::place_of;
 
 /// One database file as read.
 pub struct Database {
@@ -106,66 +108,6 @@ impl Place {
     }
 }
 
-#[derive(Deserialize)]
-struct Code<'a> {
-    #[serde(borrow)]
-    code: Option<&'a str>,
-}
-
-#[derive(Deserialize)]
-struct Iso<'a> {
-    #[serde(borrow)]
-    iso_code: Option<&'a str>,
-}
-
-/// The parts of a record gtmd reads (GeoIP2 City/Country and ASN layouts).
-#[derive(Deserialize)]
-struct Record<'a> {
-    #[serde(borrow)]
-    continent: Option<Code<'a>>,
-    #[serde(borrow)]
-    country: Option<Iso<'a>>,
-    #[serde(borrow, default)]
-    subdivisions: Vec<Iso<'a>>,
-    autonomous_system_number: Option<u32>,
-    location: Option<Location>,
-}
-
-#[derive(Deserialize)]
-struct Location {
-    latitude: Option<f64>,
-    longitude: Option<f64>,
-}
-
-impl Record<'_> {
-    fn place(&self) -> Place {
-        let country = self.country.as_ref().and_then(|c| c.iso_code);
-        Place {
-            continent: self
-                .continent
-                .as_ref()
-                .and_then(|c| c.code)
-                .map(str::to_string),
-            country: country.map(str::to_string),
-            subdivisions: self
-                .subdivisions
-                .iter()
-                .filter_map(|s| s.iso_code)
-                .map(|s| match country {
-                    Some(c) => format!("{c}-{s}"),
-                    None => s.to_string(),
-                })
-                .collect(),
-            asn: self.autonomous_system_number,
-            location: self.location.as_ref().and_then(|l| {
-                let (la, lo) = (l.latitude?, l.longitude?);
-                let ok = (-90.0..=90.0).contains(&la) && (-180.0..=180.0).contains(&lo);
-                ok.then(|| ((la * 1e4).round() as i32, (lo * 1e4).round() as i32))
-            }),
-        }
-    }
-}
-
 impl Database {
     /// The database in `bytes` (the whole file `path`, read by the caller); why not, as a
     /// sentence.
@@ -185,8 +127,7 @@ impl Database {
     pub fn lookup(&self, addr: IpAddr) -> Result<(Place, u8), String> {
         let r = self.reader.lookup(addr).map_err(|e| e.to_string())?;
         let prefix = r.network().map_err(|e| e.to_string())?.prefix();
-        let rec: Option<Record> = r.decode().map_err(|e| e.to_string())?;
-        Ok((rec.map(|r| r.place()).unwrap_or_default(), prefix))
+        Ok((place_of(&r).map_err(|e| e.to_string())?, prefix))
     }
 
     /// Every network of one family in address order, as `(start, prefix length, place)`
@@ -213,9 +154,12 @@ impl Database {
         for r in listed.into_iter().flatten() {
             let r = r.map_err(|e| format!("{}: {e}", self.path.display()))?;
             let net = r.network().map_err(|e| e.to_string())?;
-            // An IPv6 walk gives the IPv4 subtree (`::/96`) as IPv4 networks.
+            // An IPv6 walk gives the IPv4 subtree (`::/96`) as IPv4 networks; an IPv4 walk
+            // of a database whose record sits above `::/96` gives that IPv6 network, which
+            // holds every IPv4 address.
             let (start, len) = match net.network() {
                 IpAddr::V4(a) if !v4 => (u32::from(a) as u128, net.prefix() + 96),
+                IpAddr::V6(_) if v4 => (0, 0),
                 a => (super::topology::left(a), net.prefix()),
             };
             if start < next || done || len > width {
@@ -224,10 +168,9 @@ impl Database {
             let id = match r.offset().and_then(|o| decoded.get(&o).copied()) {
                 Some(id) => id,
                 None => {
-                    let rec: Option<Record> = r
-                        .decode()
-                        .map_err(|e| format!("{}: {net}: {e}", self.path.display()))?;
-                    let id = places.id(rec.map(|r| r.place()).unwrap_or_default());
+                    let place =
+                        place_of(&r).map_err(|e| format!("{}: {net}: {e}", self.path.display()))?;
+                    let id = places.id(place);
                     if let Some(o) = r.offset() {
                         decoded.insert(o, id);
                     }
@@ -384,6 +327,9 @@ impl Geo {
         let mut place = Place::default();
         let mut scope = 0;
         for d in &self.databases {
+            if addr.is_ipv6() && d.reader.metadata().ip_version == 4 {
+                continue; // an IPv4 database places no IPv6 client
+            }
             let (p, s) = d.lookup(addr)?;
             place = place.or(&p);
             scope = scope.max(s);
