@@ -56,7 +56,14 @@ pub(super) fn build_topology(
             })
             .collect::<Result<Vec<_>, _>>()?;
         let place = place_of(r);
-        check_rule(cx, &rp, r, clients.is_empty(), geo.is_some())?;
+        check_rule(
+            cx,
+            &rp,
+            r,
+            clients.is_empty(),
+            place.is_some(),
+            geo.is_some(),
+        )?;
         if r.nearest {
             check_located(cx, &rp, pools, name_pools)?;
         }
@@ -136,9 +143,9 @@ fn check_rule(
     rp: &str,
     r: &file::TopologyRule,
     no_clients: bool,
+    by_place: bool,
     geo: bool,
 ) -> Result<(), ConfigError> {
-    let by_place = place_of(r).is_some();
     if no_clients != by_place {
         return Err(cx.err(
             rp,

@@ -46,7 +46,7 @@ pub(crate) fn left(a: IpAddr) -> u128 {
     bits(a).0
 }
 
-fn mask(len: u8) -> u128 {
+pub(crate) fn mask(len: u8) -> u128 {
     if len == 0 {
         0
     } else {
@@ -135,20 +135,6 @@ impl<K: Copy + Ord> Ranges<K> {
     }
 }
 
-impl Ranges<u32> {
-    fn list(&self) -> Vec<(u128, u16, u8)> {
-        let v = self.starts.iter().zip(&self.meta);
-        v.map(|(&s, &(g, l))| ((s as u128) << 96, g, l)).collect()
-    }
-}
-
-impl Ranges<u128> {
-    fn list(&self) -> Vec<(u128, u16, u8)> {
-        let v = self.starts.iter().zip(&self.meta);
-        v.map(|(&s, &(g, l))| (s, g, l)).collect()
-    }
-}
-
 fn v4_key(left: u128) -> u32 {
     (left >> 96) as u32
 }
@@ -157,22 +143,7 @@ impl Table {
     /// `rules[k]` lists the prefixes of group `k + 1`; the most specific prefix that
     /// contains an address decides (the earlier rule on a tie); group 0 is the rest.
     pub fn new(rules: &[Vec<ipnet::IpNet>]) -> Self {
-        let mut nets4 = Vec::new();
-        let mut nets6 = Vec::new();
-        for (k, rule) in rules.iter().enumerate() {
-            for n in rule {
-                let (b, w) = bits(n.network());
-                let entry = (b, n.prefix_len(), k as u16 + 1);
-                if w == 32 {
-                    nets4.push(entry);
-                } else {
-                    nets6.push(entry);
-                }
-            }
-        }
-        let (mut v4, mut v6) = (Vec::new(), Vec::new());
-        split(0, 0, 32, &nets4, None, &mut v4);
-        split(0, 0, 128, &nets6, None, &mut v6);
+        let (v4, v6) = subnet_ranges(rules);
         Table {
             v4: Ranges::of(&v4, v4_key),
             v6: Ranges::of(&v6, |k| k),
@@ -188,8 +159,8 @@ impl Table {
         geo: &super::geo::Geo,
         group_of: &mut dyn FnMut(&super::geo::Place) -> u32,
     ) -> Result<Self, String> {
-        use super::geo::{overlaps, Block};
-        let subnets = Table::new(rules);
+        use super::geo::{narrower, overlaps, Block};
+        let (v4, v6) = subnet_ranges(rules);
         let mut family = |ranges: &[(u128, u16, u8)], v4: bool| -> Result<_, String> {
             let sub: Vec<Block> = ranges
                 .iter()
@@ -204,10 +175,9 @@ impl Table {
             overlaps(&sub, &places, |s, p| {
                 let entry = if s.id != 0 {
                     (s.start, s.id as u16, s.len)
-                } else if s.len >= p.len {
-                    (s.start, p.id as u16, s.len)
                 } else {
-                    (p.start, p.id as u16, p.len)
+                    let (start, len) = narrower(s, p);
+                    (start, p.id as u16, len)
                 };
                 if out.last().is_none_or(|l| l.0 != entry.0) {
                     out.push(entry);
@@ -216,8 +186,8 @@ impl Table {
             Ok(out)
         };
         Ok(Table {
-            v4: Ranges::of(&family(&subnets.v4.list(), true)?, v4_key),
-            v6: Ranges::of(&family(&subnets.v6.list(), false)?, |k| k),
+            v4: Ranges::of(&family(&v4, true)?, v4_key),
+            v6: Ranges::of(&family(&v6, false)?, |k| k),
         })
     }
 
@@ -239,6 +209,30 @@ impl Table {
             self.v6.find(b)
         }
     }
+}
+
+/// The ranges of the subnet rules (`rules[k]` of group `k + 1`) over IPv4 and IPv6, as
+/// `(left-aligned start, group, scope)`, covering each family.
+type Cover = Vec<(u128, u16, u8)>;
+
+fn subnet_ranges(rules: &[Vec<ipnet::IpNet>]) -> (Cover, Cover) {
+    let mut nets4 = Vec::new();
+    let mut nets6 = Vec::new();
+    for (k, rule) in rules.iter().enumerate() {
+        for n in rule {
+            let (b, w) = bits(n.network());
+            let entry = (b, n.prefix_len(), k as u16 + 1);
+            if w == 32 {
+                nets4.push(entry);
+            } else {
+                nets6.push(entry);
+            }
+        }
+    }
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    split(0, 0, 32, &nets4, None, &mut v4);
+    split(0, 0, 128, &nets6, None, &mut v6);
+    (v4, v6)
 }
 
 /// Cuts the prefix `start/len` (of a `width`-bit family) into ranges, given the rule

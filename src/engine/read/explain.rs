@@ -424,8 +424,6 @@ fn merge<T: Ord>(sets: Vec<(Vec<T>, f64)>) -> Vec<(Vec<T>, f64)> {
     out
 }
 
-/// The client group of `client` for name `b` (0: the default order), and for a topology
-/// name which rule matched and with what scope.
 /// How far each located pool of a name is from `at`: `eu 480 km, us 6,210 km`.
 fn distances(at: (f64, f64), name_pools: &[usize], pools: &[crate::config::Pool]) -> String {
     let mut d: Vec<(f64, &str)> = name_pools
@@ -445,6 +443,8 @@ fn distances(at: (f64, f64), name_pools: &[usize], pools: &[crate::config::Pool]
         .join(", ")
 }
 
+/// The client group of `client` for name `b` (0: the default order), and for a topology
+/// name which rule matched and with what scope, and where the `[geo]` databases place it.
 fn topology_of(
     b: &BoundName,
     client: Option<Client>,

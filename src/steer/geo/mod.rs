@@ -2,9 +2,10 @@
 //! ASN, and the files of other vendors in the same format), compiled into a topology name's
 //! client table.
 //!
-//! A database is read whole when the configuration is built, and every network it lists is
-//! walked once: each distinct record is decoded once into a [`Place`], each place is matched
-//! against the name's rules once, and the networks become ranges of the same
+//! A database is read whole when the configuration is built, and for each name with rules
+//! by place every network it lists is walked: each distinct record is decoded once into a
+//! [`Place`], each place is matched against the name's rules once, and the networks become
+//! ranges of the same
 //! [`super::topology::Table`] that subnet rules use. The query path stays one binary search,
 //! and an answer's ECS scope is the prefix length of the database network that decided it,
 //! so that resolvers cache per network. Several databases (a country one and an ASN one)
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 mod record;
 
+use super::topology::mask;
 use record::place_of;
 
 /// One database file as read.
@@ -199,11 +201,12 @@ pub(crate) struct Block {
     pub id: u32,
 }
 
-fn mask(len: u8) -> u128 {
-    if len == 0 {
-        0
+/// The narrower of two blocks of which one holds the other: its start and prefix length.
+pub(crate) fn narrower(x: Block, y: Block) -> (u128, u8) {
+    if x.len >= y.len {
+        (x.start, x.len)
     } else {
-        u128::MAX << (128 - len as u32)
+        (y.start, y.len)
     }
 }
 
@@ -347,11 +350,7 @@ impl Geo {
                 Some(prev) => {
                     let mut out = Vec::with_capacity(prev.len().max(next.len()));
                     overlaps(&prev, &next, |x, y| {
-                        let (start, len) = if x.len >= y.len {
-                            (x.start, x.len)
-                        } else {
-                            (y.start, y.len)
-                        };
+                        let (start, len) = narrower(x, y);
                         let p = places.places[x.id as usize].or(&places.places[y.id as usize]);
                         let id = places.id(p);
                         out.push(Block { start, len, id });
