@@ -79,13 +79,7 @@ async fn without_a_state_file_a_restart_never_moves_knots_serial_back_and_unchan
     let (dir, dns, admin, knot_port) = primary_config(&b0, &b1);
     let cfg = dir.path().join("gtmd.toml");
     let mut gtmd = KillOnDrop(spawn_gtmd(&cfg, admin));
-    let knot_dir = tempfile::tempdir().unwrap();
-    let sec = knot("sec.test.", dns, knot_port, knot_dir.path());
-    let first = soa_serial(dns, "sec.test.").await.unwrap();
-    assert!(
-        holds(sec_addr(knot_port), "sec.test.", first).await,
-        "knot took {first}"
-    );
+    let (_knot_dir, sec, first) = knot_following(dns, knot_port).await;
     // Twenty-one changes: the serial runs ahead of the file's (one per change).
     for i in 0..21 {
         set_override(admin, i % 2 == 0);
@@ -122,6 +116,19 @@ async fn without_a_state_file_a_restart_never_moves_knots_serial_back_and_unchan
     drop(sec);
 }
 
+/// A Knot secondary of sec.test. on `port`, once it holds the serial `dns` serves now: its
+/// folder, its process and that serial.
+async fn knot_following(dns: SocketAddr, port: u16) -> (tempfile::TempDir, KillOnDrop, u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let sec = knot("sec.test.", dns, port, dir.path());
+    let first = soa_serial(dns, "sec.test.").await.unwrap();
+    assert!(
+        holds(sec_addr(port), "sec.test.", first).await,
+        "knot took {first}"
+    );
+    (dir, sec, first)
+}
+
 fn sec_addr(port: u16) -> SocketAddr {
     ([127, 0, 0, 1], port).into()
 }
@@ -150,13 +157,7 @@ async fn a_secondary_is_notified_only_once_the_new_serial_is_served() {
     })
     .await;
     assert!(ready.is_some(), "gtmd did not start");
-    let knot_dir = tempfile::tempdir().unwrap();
-    let sec = knot("sec.test.", dns, knot_port, knot_dir.path());
-    let first = soa_serial(dns, "sec.test.").await.unwrap();
-    assert!(
-        holds(sec_addr(knot_port), "sec.test.", first).await,
-        "knot took {first}"
-    );
+    let (_knot_dir, sec, first) = knot_following(dns, knot_port).await;
     let mut last = first;
     for (i, disable) in [true, false, true].into_iter().enumerate() {
         tokio::task::spawn_blocking(move || set_override(admin, disable))
