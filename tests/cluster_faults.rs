@@ -215,6 +215,10 @@ async fn a_leader_value_no_live_instance_holds_is_ignored_and_a_live_one_takes_o
         ours.is_some(),
         "no live instance leads after a foreign leader value"
     );
+    // A leader that took the key over waits up to the lease TTL before it compares
+    // (docs/cluster.md): a failure and its recovery both inside that wait are not alerted.
+    // Bounce once it has settled.
+    tokio::time::sleep(Duration::from_secs(TTL) + Duration::from_millis(1500)).await;
     // The cluster's alerts still come, once each.
     c.bounce_m0().await;
     // Bounded by the alert's delivery, which a loaded machine (every test of this file at
