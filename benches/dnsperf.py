@@ -447,16 +447,21 @@ def run(args):
                 do = ["-D"] if name in SIGNED else []
                 calls[name] = syscalls(procs[name].pid, servers[name][1], queries, args.seconds, do)
     finally:
-        for p in procs.values():
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-                p.wait(timeout=10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(p.pid, signal.SIGKILL)
+        stop_all(procs.values())
         backends.stop()
     report(order, results, lat, args)
     report_extra(order, idle, calls, args)
     shutil.rmtree(work, ignore_errors=True)
+
+
+def stop_all(procs):
+    """Stops each server's process group: SIGTERM, then SIGKILL after 10 s."""
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(p.pid, signal.SIGKILL)
 
 
 def report(order, results, lat, args):

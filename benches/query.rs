@@ -140,18 +140,23 @@ fn topology_cost() {
         println!("topology by place: skipped (needs perl and libmaxmind-db-writer-perl)");
         return;
     }
-    let geo = Geo {
-        databases: vec![Database::from_bytes(&db, std::fs::read(&db).unwrap()).unwrap()],
-    };
+    let geo = Geo::new(vec![
+        Database::from_bytes(&db, std::fs::read(&db).unwrap()).unwrap()
+    ]);
     let _ = std::fs::remove_dir_all(&dir);
     let started = Instant::now();
-    let by_place = Table::with_places(&[], &geo, &mut |p| {
-        p.country
-            .as_ref()
-            .and_then(|c| c[1..].parse::<u32>().ok())
-            .map_or(0, |n| n + 1)
-    })
-    .unwrap();
+    let covers = geo.covers().unwrap();
+    let groups: Vec<u32> = covers
+        .places
+        .iter()
+        .map(|p| {
+            p.country
+                .as_ref()
+                .and_then(|c| c[1..].parse::<u32>().ok())
+                .map_or(0, |n| n + 1)
+        })
+        .collect();
+    let by_place = Table::with_places(&[], &covers, &groups);
     let built = started.elapsed();
     let subnets: Vec<Vec<ipnet::IpNet>> = (0..500)
         .map(|_| {

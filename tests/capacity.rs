@@ -40,11 +40,7 @@ async fn explain(admin: SocketAddr) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_pool_spills_by_spare_capacity_and_an_overload_is_reported() {
-    let (mut eu, mut us, ap) = (
-        Backend::start().await,
-        Backend::start().await,
-        Backend::start().await,
-    );
+    let (mut eu, mut us, ap) = three_backends().await;
     let hook = Receiver::start(200).await;
     let pool_of = |n: &str, a: &str, b: &Backend| {
         format!(
@@ -138,53 +134,9 @@ async fn a_failed_pool_spills_by_spare_capacity_and_an_overload_is_reported() {
     );
 }
 
-/// An A query for NAME with ECS `addr`/24.
-fn ecs_query(addr: &str) -> hickory_proto::op::Message {
-    use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
-    let mut m = query_msg(NAME, RecordType::A, true);
-    let subnet = ClientSubnet::new(addr.parse().unwrap(), 24, 0);
-    m.edns
-        .as_mut()
-        .unwrap()
-        .options_mut()
-        .insert(EdnsOption::Subnet(subnet));
-    m
-}
-
-/// Sends `rounds` × (2 eu, 2 us, 1 ap) client queries, and counts the answers of the us
-/// clients.
-async fn us_clients(dns: SocketAddr, rounds: u16) -> HashMap<String, u32> {
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mix = [
-        "10.0.0.1",
-        "198.51.100.1",
-        "10.0.0.1",
-        "198.51.100.1",
-        "203.0.113.1",
-    ];
-    let mut seen: HashMap<String, u32> = HashMap::new();
-    let mut id = 0u16;
-    for _ in 0..rounds {
-        for client in mix {
-            id = id.wrapping_add(1);
-            let m = udp_ask(&sock, dns, ecs_query(client), id)
-                .await
-                .expect("an answer within 2 s");
-            if client.starts_with("198.") {
-                *seen.entry(addrs(&m).join(",")).or_default() += 1;
-            }
-        }
-    }
-    seen
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topology_name_spills_by_the_measured_traffic_of_its_client_groups() {
-    let (eu, mut us, ap) = (
-        Backend::start().await,
-        Backend::start().await,
-        Backend::start().await,
-    );
+    let (eu, mut us, ap) = three_backends().await;
     let pool_of = |a: &str, b: &Backend| {
         format!(
             "[{{ address = \"{a}\", probe_address = \"127.0.0.1\", probe_port = {} }}]",
@@ -206,28 +158,8 @@ async fn a_topology_name_spills_by_the_measured_traffic_of_its_client_groups() {
         pool_of("192.0.2.3", &ap),
     );
     let g = start(&config, &repo().join("zones")).await;
-    // The groups' traffic is measured from the queries gtmd answers (sampled every 5 s).
-    let seen = us_clients(g.dns, 400).await;
-    assert_eq!(seen.get("192.0.2.2"), Some(&800), "{seen:?}");
-    tokio::time::sleep(Duration::from_millis(5500)).await;
-    us.refuse();
-    wait_until(Duration::from_secs(3), || async {
-        member(g.admin, "192.0.2.2").await["state"] == "down"
-    })
-    .await
-    .expect("us goes down");
-    // Spare: eu 60 - 40 = 20, ap 40 - 20 = 20: the us clients split 50:50. With equal shares
-    // assumed (a third each) it would be 80:20.
-    let seen = us_clients(g.dns, 5_000).await;
-    let total: u32 = seen.values().sum();
-    let p = |a: &str| f64::from(seen.get(a).copied().unwrap_or(0)) * 100.0 / f64::from(total);
-    println!(
-        "us down: its clients got eu {:.2}%, ap {:.2}%",
-        p("192.0.2.1"),
-        p("192.0.2.3")
-    );
-    assert!((p("192.0.2.1") - 50.0).abs() <= 2.0, "{seen:?}");
-    assert!((p("192.0.2.3") - 50.0).abs() <= 2.0, "{seen:?}");
+    let clients = ["10.0.0.1", "198.51.100.1", "203.0.113.1"];
+    spill_follows_measured_traffic(&g, NAME, clients, &mut us).await;
     let e = explain(g.admin).await;
     assert!(e["overload"].is_null(), "eu and ap are exactly full: {e}");
 }

@@ -6,7 +6,7 @@ mod common;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use common::geo::{asn, country, write_mmdb};
+use common::geo::{asn, city_db, country, write_mmdb};
 use common::*;
 use hickory_proto::op::Message;
 
@@ -76,11 +76,7 @@ async fn clients_are_answered_by_country_continent_and_subdivision_with_the_data
 ) {
     let dir = tempfile::tempdir().unwrap();
     let db = country_db(dir.path());
-    let (eu, us, ap) = (
-        Backend::start().await,
-        Backend::start().await,
-        Backend::start().await,
-    );
+    let (eu, us, ap) = three_backends().await;
     let rules = [
         rule("subdivision = [\"DE-BY\"]", "\"ap\""),
         rule("country = [\"DE\"]", "\"eu\""),
@@ -171,11 +167,7 @@ async fn a_country_and_an_asn_database_are_intersected() {
             ("198.51.100.128/25".into(), asn(64501)),
         ],
     );
-    let (eu, us, ap) = (
-        Backend::start().await,
-        Backend::start().await,
-        Backend::start().await,
-    );
+    let (eu, us, ap) = three_backends().await;
     let rules = [
         rule("country = [\"DE\"]\nasn = [64501]", "\"ap\""),
         rule("country = [\"DE\"]", "\"eu\""),
@@ -241,11 +233,7 @@ async fn a_changed_database_is_taken_by_itself_and_a_broken_one_keeps_the_last_g
         std::fs::rename(&tmp, &db).unwrap(); // as geoipupdate does
     };
     write("DE", "EU");
-    let (eu, us, ap) = (
-        Backend::start().await,
-        Backend::start().await,
-        Backend::start().await,
-    );
+    let (eu, us, ap) = three_backends().await;
     let rules = [
         rule("country = [\"DE\"]", "\"eu\""),
         rule("continent = [\"AS\"]", "\"ap\""),
@@ -293,36 +281,11 @@ async fn a_changed_database_is_taken_by_itself_and_a_broken_one_keeps_the_last_g
     );
 }
 
-/// A city database: clients in Paris, Boston and Seoul, and a network without a location.
-fn city_db(dir: &Path) -> std::path::PathBuf {
-    let p = dir.join("city.mmdb");
-    let at = |cont: &str, iso: &str, la: f64, lo: f64| {
-        let mut r = country(cont, iso, None);
-        r["location"] = serde_json::json!({ "latitude": la, "longitude": lo });
-        r
-    };
-    write_mmdb(
-        &p,
-        "Test-City",
-        &[
-            ("198.51.100.0/24".into(), at("EU", "FR", 48.86, 2.35)),
-            ("203.0.113.0/24".into(), at("NA", "US", 42.36, -71.06)),
-            ("2001:db8:5::/48".into(), at("AS", "KR", 37.57, 126.98)),
-            ("10.0.0.0/8".into(), country("EU", "DE", None)),
-        ],
-    );
-    p
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nearest_answers_each_client_from_the_closest_healthy_pool_and_fails_over_by_distance() {
     let dir = tempfile::tempdir().unwrap();
     let db = city_db(dir.path());
-    let (mut eu, us, mut ap) = (
-        Backend::start().await,
-        Backend::start().await,
-        Backend::start().await,
-    );
+    let (mut eu, us, mut ap) = three_backends().await;
     let located = config(&[&db], &rule("nearest = true", ""), &eu, &us, &ap)
         .replace("[pools.eu]\n", "[pools.eu]\nlocation = [50.11, 8.68]\n")
         .replace("[pools.us]\n", "[pools.us]\nlocation = [38.9, -77.04]\n")
@@ -446,11 +409,7 @@ async fn the_geo_example_answers_every_line_of_its_clients_txt() {
 async fn nearest_orders_are_groups_of_the_capacity_spill() {
     let dir = tempfile::tempdir().unwrap();
     let db = city_db(dir.path());
-    let (eu, us, ap) = (
-        Backend::start().await,
-        Backend::start().await,
-        Backend::start().await,
-    );
+    let (eu, us, ap) = three_backends().await;
     let cfg = config(&[&db], &rule("nearest = true", ""), &eu, &us, &ap)
         .replace(
             "[pools.eu]\n",
@@ -522,11 +481,7 @@ async fn other_layouts_and_ip_versions_place_clients_as_a_lookup_does() {
         4,
         false,
     );
-    let (eu, us, ap) = (
-        Backend::start().await,
-        Backend::start().await,
-        Backend::start().await,
-    );
+    let (eu, us, ap) = three_backends().await;
     let rules = [
         rule("asn = [64500]", "\"eu\""),
         rule("country = [\"JP\"]", "\"ap\""),
@@ -573,4 +528,61 @@ async fn other_layouts_and_ip_versions_place_clients_as_a_lookup_does() {
     let e: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
     let place = e["topology"]["place"].as_str().unwrap_or_default();
     assert!(place.starts_with("country DE"), "{e}");
+}
+
+/// Names whose rules give every place the same group hold one client table (the databases
+/// are walked once per build, not once per name); a name with other rules, or with the
+/// same places but a subnet exception, gets its own; and each answers by its own rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_with_the_same_rules_share_one_table_and_keep_their_own_answers() {
+    use gtmd::config::Policy;
+    let dir = tempfile::tempdir().unwrap();
+    let db = country_db(dir.path());
+    let (eu, us, ap) = three_backends().await;
+    let de = rule("country = [\"DE\"]", "\"eu\"");
+    let mut cfg = config(&[&db], &de, &eu, &us, &ap);
+    // Two more names: one with the same rule, one that sends Germany to "ap".
+    let other = |name: &str, order: &str, extra: &str| {
+        format!(
+            "[names.\"{name}\"]\npools = [\"us\", \"eu\", \"ap\"]\npolicy = \"topology\"\nttl = 30\n\
+             [[names.\"{name}\".topology]]\n{extra}country = [\"DE\"]\norder = [{order}]\n"
+        )
+    };
+    cfg.push_str(&other("same.example.test.", "\"eu\"", ""));
+    cfg.push_str(&other("ap.example.test.", "\"ap\"", ""));
+    cfg.push_str(&other("except.example.test.", "\"eu\"", ""));
+    cfg.push_str("[[names.\"except.example.test.\".topology]]\nclients = [\"198.51.100.0/25\"]\norder = [\"ap\"]\n");
+    let parsed = gtmd::config::Config::parse(&cfg, "g.toml", dir.path()).unwrap();
+    let table = |n: &str| {
+        let b = parsed
+            .names
+            .iter()
+            .find(|b| b.name.to_ascii() == n)
+            .unwrap();
+        match &b.policy {
+            Policy::Topology { table, .. } => table.clone(),
+            p => panic!("{p:?}"),
+        }
+    };
+    let (app, same) = (table(NAME), table("same.example.test."));
+    assert!(
+        std::sync::Arc::ptr_eq(&app, &same),
+        "equal rules, one table"
+    );
+    let (ap_t, except) = (table("ap.example.test."), table("except.example.test."));
+    // "ap" for Germany is still group 1 of its own name: the same table serves.
+    assert!(
+        std::sync::Arc::ptr_eq(&app, &ap_t),
+        "same groups, one table"
+    );
+    assert!(!std::sync::Arc::ptr_eq(&app, &except), "a subnet exception");
+    let g = start(&cfg, &repo().join("zones")).await;
+    let ask =
+        |n: &'static str| async move { addrs(&ecs_query(g.dns, n, "198.51.100.128", 25).await) };
+    assert_eq!(ask(NAME).await, ["192.0.2.1"]);
+    assert_eq!(ask("same.example.test.").await, ["192.0.2.1"]);
+    assert_eq!(ask("ap.example.test.").await, ["192.0.2.21"]);
+    assert_eq!(ask("except.example.test.").await, ["192.0.2.1"]);
+    let low = addrs(&ecs_query(g.dns, "except.example.test.", "198.51.100.0", 25).await);
+    assert_eq!(low, ["192.0.2.21"], "the exception wins over the place");
 }

@@ -35,6 +35,9 @@ pub(super) fn build(cx: &Ctx, raw: file::File, base: &Path) -> Result<Config, Co
     let mut warnings = Vec::new();
     let geo = cx.keep(super::geo::build_geo(cx, raw.geo.as_ref(), base));
     let names = build_names(cx, &raw, &checks, &pools, &geo, &mut warnings);
+    if let Some(Some(g)) = &geo {
+        g.forget();
+    }
     if let (Some(names), Some((pools, members))) = (&names, &pools) {
         cx.keep(super::cycles::refuse_cycles(cx, names, pools, members));
     }

@@ -25,5 +25,5 @@ pub(super) fn build_geo(
             .map_err(|e| cx.err(&here, format!("cannot read {}: {e}", path.display())))?;
         databases.push(Database::from_bytes(&path, bytes).map_err(|e| cx.err(&here, e))?);
     }
-    Ok(Some(Arc::new(Geo { databases })))
+    Ok(Some(Arc::new(Geo::new(databases))))
 }

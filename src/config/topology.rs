@@ -75,7 +75,7 @@ pub(super) fn build_topology(
         nets.push(clients);
     }
     let table = match geo.filter(|_| matchers.iter().any(Option::is_some)) {
-        None => Table::new(&nets),
+        None => std::sync::Arc::new(Table::new(&nets)),
         Some(geo) => {
             let nearest: Vec<bool> = rules.iter().map(|r| r.nearest).collect();
             let mut by = ByPlace {
@@ -90,7 +90,7 @@ pub(super) fn build_topology(
             places_table(cx, np, &nets, geo, &mut by)?
         }
     };
-    Ok((orders, labels, std::sync::Arc::new(table)))
+    Ok((orders, labels, table))
 }
 
 /// The client table of a name with rules by place.
@@ -100,9 +100,14 @@ fn places_table(
     nets: &[Vec<ipnet::IpNet>],
     geo: &crate::steer::geo::Geo,
     by: &mut ByPlace,
-) -> Result<Table, ConfigError> {
-    let t = Table::with_places(nets, geo, &mut |p| by.group(p))
+) -> Result<std::sync::Arc<Table>, ConfigError> {
+    let covers = geo
+        .covers()
         .map_err(|e| cx.err(&format!("{np}.topology"), e))?;
+    let groups: Vec<u32> = covers.places.iter().map(|p| by.group(p)).collect();
+    let t = geo.table((nets.to_vec(), groups), |(nets, groups)| {
+        Table::with_places(nets, &covers, groups)
+    });
     if by.orders.len() > u16::MAX as usize {
         return Err(cx.err(
             &format!("{np}.topology"),

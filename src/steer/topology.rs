@@ -150,18 +150,18 @@ impl Table {
         }
     }
 
-    /// As [`Table::new`], and where no subnet rule holds, the group `group_of` gives the
-    /// client's place in `geo` (called once per distinct place), with the
-    /// scope of the database network (the longer prefix where a subnet rule's range is
-    /// narrower). Subnet rules win over places: they are the operator's own exceptions.
+    /// As [`Table::new`], and where no subnet rule holds, the group of the client's place
+    /// in `covers` (`groups[place id]`), with the scope of the database network (the longer
+    /// prefix where a subnet rule's range is narrower). Subnet rules win over places: they
+    /// are the operator's own exceptions.
     pub fn with_places(
         rules: &[Vec<ipnet::IpNet>],
-        geo: &super::geo::Geo,
-        group_of: &mut dyn FnMut(&super::geo::Place) -> u32,
-    ) -> Result<Self, String> {
+        covers: &super::geo::Covers,
+        groups: &[u32],
+    ) -> Self {
         use super::geo::{narrower, overlaps, Block};
         let (v4, v6) = subnet_ranges(rules);
-        let mut family = |ranges: &[(u128, u16, u8)], v4: bool| -> Result<_, String> {
+        let family = |ranges: &[(u128, u16, u8)], places: &[Block]| {
             let sub: Vec<Block> = ranges
                 .iter()
                 .map(|&(start, g, len)| Block {
@@ -170,25 +170,24 @@ impl Table {
                     id: g as u32,
                 })
                 .collect();
-            let places = geo.groups(v4, group_of)?;
             let mut out: Vec<(u128, u16, u8)> = Vec::with_capacity(places.len());
-            overlaps(&sub, &places, |s, p| {
+            overlaps(&sub, places, |s, p| {
                 let entry = if s.id != 0 {
                     (s.start, s.id as u16, s.len)
                 } else {
                     let (start, len) = narrower(s, p);
-                    (start, p.id as u16, len)
+                    (start, groups[p.id as usize] as u16, len)
                 };
                 if out.last().is_none_or(|l| l.0 != entry.0) {
                     out.push(entry);
                 }
             });
-            Ok(out)
+            out
         };
-        Ok(Table {
-            v4: Ranges::of(&family(&v4, true)?, v4_key),
-            v6: Ranges::of(&family(&v6, false)?, |k| k),
-        })
+        Table {
+            v4: Ranges::of(&family(&v4, &covers.v4), v4_key),
+            v6: Ranges::of(&family(&v6, &covers.v6), |k| k),
+        }
     }
 
     /// How many ranges the table holds (IPv4, IPv6).

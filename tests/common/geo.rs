@@ -66,3 +66,24 @@ pub fn country(continent: &str, iso: &str, sub: Option<&str>) -> serde_json::Val
 pub fn asn(n: u32) -> serde_json::Value {
     serde_json::json!({ "autonomous_system_number": n, "autonomous_system_organization": "test" })
 }
+
+/// A city database: clients in Paris, Boston and Seoul, and a network without a location.
+pub fn city_db(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("city.mmdb");
+    let at = |cont: &str, iso: &str, la: f64, lo: f64| {
+        let mut r = country(cont, iso, None);
+        r["location"] = serde_json::json!({ "latitude": la, "longitude": lo });
+        r
+    };
+    write_mmdb(
+        &p,
+        "Test-City",
+        &[
+            ("198.51.100.0/24".into(), at("EU", "FR", 48.86, 2.35)),
+            ("203.0.113.0/24".into(), at("NA", "US", 42.36, -71.06)),
+            ("2001:db8:5::/48".into(), at("AS", "KR", 37.57, 126.98)),
+            ("10.0.0.0/8".into(), country("EU", "DE", None)),
+        ],
+    );
+    p
+}

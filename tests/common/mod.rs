@@ -100,8 +100,8 @@ pub async fn wait_answering(who: &str, addr: SocketAddr, zone: &str) {
     assert!(up.is_some(), "{who} did not start on {addr}");
 }
 
-/// An A query for `name` carrying the EDNS client subnet `addr/source`, over UDP.
-pub async fn ecs_query(dns: SocketAddr, name: &str, addr: &str, source: u8) -> Message {
+/// An A query message for `name` carrying the EDNS client subnet `addr/source`.
+pub fn ecs_msg(name: &str, addr: &str, source: u8) -> Message {
     use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
     let mut m = query_msg(name, RecordType::A, true);
     let subnet = ClientSubnet::new(addr.parse().unwrap(), source, 0);
@@ -110,7 +110,77 @@ pub async fn ecs_query(dns: SocketAddr, name: &str, addr: &str, source: u8) -> M
         .unwrap()
         .options_mut()
         .insert(EdnsOption::Subnet(subnet));
-    udp(dns, &m).await
+    m
+}
+
+/// An A query for `name` carrying the EDNS client subnet `addr/source`, over UDP.
+pub async fn ecs_query(dns: SocketAddr, name: &str, addr: &str, source: u8) -> Message {
+    udp(dns, &ecs_msg(name, addr, source)).await
+}
+
+/// Three HTTP backends (for pools eu, us and ap).
+pub async fn three_backends() -> (Backend, Backend, Backend) {
+    tokio::join!(Backend::start(), Backend::start(), Backend::start())
+}
+
+/// The spill of a topology name by its client groups' measured traffic: clients `eu` (40%
+/// of queries, answered by 192.0.2.1), `us` (40%, 192.0.2.2) and `ap` (20%, 192.0.2.3), each
+/// sent as ECS /24, with pool capacities 60, 60 and 40. Once the traffic is measured, `us`
+/// fails, and its clients must split 50:50 between eu and ap (the spare each has left from
+/// its own measured traffic), not 80:20 as equal shares would give.
+pub async fn spill_follows_measured_traffic(
+    g: &Gtmd,
+    name: &str,
+    [eu, us, ap]: [&str; 3],
+    us_backend: &mut Backend,
+) {
+    let mix = [eu, us, eu, us, ap];
+    let seen = answers_of(g.dns, name, &mix, us, 400).await;
+    assert_eq!(seen.get("192.0.2.2"), Some(&800), "{seen:?}");
+    // The groups' traffic is sampled every 5 s.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    us_backend.refuse();
+    wait_until(Duration::from_secs(3), || async {
+        member(g.admin, "192.0.2.2").await["state"] == "down"
+    })
+    .await
+    .expect("us goes down");
+    let seen = answers_of(g.dns, name, &mix, us, 5_000).await;
+    let total: u32 = seen.values().sum();
+    let p = |a: &str| f64::from(seen.get(a).copied().unwrap_or(0)) * 100.0 / f64::from(total);
+    println!(
+        "us down: its clients got eu {:.2}%, ap {:.2}%",
+        p("192.0.2.1"),
+        p("192.0.2.3")
+    );
+    assert!((p("192.0.2.1") - 50.0).abs() <= 2.0, "{seen:?}");
+    assert!((p("192.0.2.3") - 50.0).abs() <= 2.0, "{seen:?}");
+}
+
+/// Sends `rounds` × `mix` (client addresses, as ECS /24) A queries for `name`, and counts
+/// the answers of client `counted`.
+pub async fn answers_of(
+    dns: SocketAddr,
+    name: &str,
+    mix: &[&str],
+    counted: &str,
+    rounds: u16,
+) -> std::collections::HashMap<String, u32> {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut seen = std::collections::HashMap::new();
+    let mut id = 0u16;
+    for _ in 0..rounds {
+        for &client in mix {
+            id = id.wrapping_add(1);
+            let m = udp_ask(&sock, dns, ecs_msg(name, client, 24), id)
+                .await
+                .expect("an answer within 2 s");
+            if client == counted {
+                *seen.entry(addrs(&m).join(",")).or_default() += 1;
+            }
+        }
+    }
+    seen
 }
 
 /// A loopback address with a port that was free a moment ago (for the gtmd binary, whose

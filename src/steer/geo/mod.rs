@@ -2,15 +2,15 @@
 //! ASN, and the files of other vendors in the same format), compiled into a topology name's
 //! client table.
 //!
-//! A database is read whole when the configuration is built, and for each name with rules
-//! by place every network it lists is walked: each distinct record is decoded once into a
-//! [`Place`], each place is matched against the name's rules once, and the networks become
-//! ranges of the same
-//! [`super::topology::Table`] that subnet rules use. The query path stays one binary search,
-//! and an answer's ECS scope is the prefix length of the database network that decided it,
-//! so that resolvers cache per network. Several databases (a country one and an ASN one)
-//! are intersected: a range is where one network of each overlaps, and its scope is the
-//! longer of their prefixes.
+//! A database is read whole when the configuration is built, and every network it lists is
+//! walked once for that build: each distinct record is decoded once into a [`Place`]. Each
+//! name with rules by place matches each place against its rules once, and the networks
+//! become ranges of the same [`super::topology::Table`] that subnet rules use; names whose
+//! rules give every place the same group hold one table. The query path stays one binary
+//! search, and an answer's ECS scope is the prefix length of the database network that
+//! decided it, so that resolvers cache per network. Several databases (a country one and an
+//! ASN one) are intersected: a range is where one network of each overlaps, and its scope
+//! is the longer of their prefixes.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -195,7 +195,7 @@ impl Database {
 /// A CIDR block of one family's cover: `start` left-aligned, its prefix length, and what
 /// holds there (a place's id; for a table, a group).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Block {
+pub struct Block {
     pub start: u128,
     pub len: u8,
     pub id: u32,
@@ -298,6 +298,44 @@ pub(crate) fn overlaps(a: &[Block], b: &[Block], mut f: impl FnMut(Block, Block)
 #[derive(Debug, Default, PartialEq)]
 pub struct Geo {
     pub databases: Vec<Database>,
+    /// What the builds of one configuration share (see [`Geo::covers`], [`Geo::table`]).
+    shared: Shared,
+}
+
+/// Both families' covers by every database, with the distinct places they hold.
+#[derive(Debug)]
+pub struct Covers {
+    /// By id; id 0 is "no place".
+    pub places: Vec<Place>,
+    pub v4: Vec<Block>,
+    pub v6: Vec<Block>,
+}
+
+/// The key of a client table built from the covers: the subnet rules, and the group of
+/// each place (by id).
+pub(crate) type TableKey = (Vec<Vec<ipnet::IpNet>>, Vec<u32>);
+
+type Tables = HashMap<TableKey, std::sync::Arc<super::topology::Table>>;
+
+/// The walk of the databases and the tables made from it while one configuration is built:
+/// the walk is done once for every name, and names whose rules give every place the same
+/// group hold one table.
+#[derive(Default)]
+struct Shared {
+    covers: std::sync::Mutex<Option<std::sync::Arc<Covers>>>,
+    tables: std::sync::Mutex<Tables>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Shared")
+    }
+}
+
+impl PartialEq for Shared {
+    fn eq(&self, _: &Self) -> bool {
+        true // a cache: it says nothing of what the databases are
+    }
 }
 
 /// Which places a rule takes: each list given must hold the place's value (any of them);
@@ -324,6 +362,13 @@ impl Matcher {
 }
 
 impl Geo {
+    pub fn new(databases: Vec<Database>) -> Geo {
+        Geo {
+            databases,
+            shared: Shared::default(),
+        }
+    }
+
     /// What every database says of `addr` together, and the longest network prefix among
     /// them (the scope over which that holds).
     pub fn lookup(&self, addr: IpAddr) -> Result<(Place, u8), String> {
@@ -368,20 +413,48 @@ impl Geo {
         }))
     }
 
-    /// One family's blocks with their group, `group_of` each distinct place (called once
-    /// per place).
-    pub(crate) fn groups(
-        &self,
-        v4: bool,
-        group_of: &mut dyn FnMut(&Place) -> u32,
-    ) -> Result<Vec<Block>, String> {
-        let mut places = Interner::new();
-        let mut blocks = self.cover(v4, &mut places)?;
-        let group: Vec<u32> = places.places.iter().map(group_of).collect();
-        for b in &mut blocks {
-            b.id = group[b.id as usize];
+    /// Both families' covers, walked at the first call and kept until [`Geo::forget`].
+    pub fn covers(&self) -> Result<std::sync::Arc<Covers>, String> {
+        let mut kept = self.shared.covers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = &*kept {
+            return Ok(c.clone());
         }
-        Ok(blocks)
+        let mut places = Interner::new();
+        let v4 = self.cover(true, &mut places)?;
+        let v6 = self.cover(false, &mut places)?;
+        let c = std::sync::Arc::new(Covers {
+            places: places.places,
+            v4,
+            v6,
+        });
+        *kept = Some(c.clone());
+        Ok(c)
+    }
+
+    /// The table of `key`: one built before with the same key, or `build`'s.
+    pub(crate) fn table(
+        &self,
+        key: TableKey,
+        build: impl FnOnce(&TableKey) -> super::topology::Table,
+    ) -> std::sync::Arc<super::topology::Table> {
+        let mut tables = self.shared.tables.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = tables.get(&key) {
+            return t.clone();
+        }
+        let t = std::sync::Arc::new(build(&key));
+        tables.insert(key, t.clone());
+        t
+    }
+
+    /// Drops the walk and the index of tables once the configuration is built (the names
+    /// keep their tables).
+    pub fn forget(&self) {
+        *self.shared.covers.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.shared
+            .tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }
 
