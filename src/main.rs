@@ -111,6 +111,18 @@ enum CtlOp {
     /// Read the configuration and zones again (as SIGHUP does); prints what changed, or the
     /// error and exits 1 with nothing changed.
     Reload,
+    /// What happened to TARGET (a name, or a member as POOL/MEMBER, its name or address) over
+    /// the last hour (or --since): a line per step with its state and probe latency, or its
+    /// queries per second and answer shares, then the changes.
+    History {
+        target: String,
+        /// How far back: `15m`, `1h`, `24h`.
+        #[arg(long, default_value = "1h")]
+        since: String,
+        /// Print the JSON as /history gives it.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// gtmd(8): the commands and options from the command line's own definition, and where
@@ -327,6 +339,11 @@ fn ctl(
                 None,
             ));
         }
+        CtlOp::History {
+            target,
+            since,
+            json,
+        } => return history(admin, token.as_deref(), &target, &since, json),
         CtlOp::Disable(a) => ("POST", "/overrides", Some(set(a, "disable"))),
         CtlOp::ForceUp(a) => ("POST", "/overrides", Some(set(a, "force-up"))),
         CtlOp::Enable { target } => (
@@ -350,6 +367,40 @@ fn print(r: Result<String, String>) -> anyhow::Result<()> {
     match serde_json::from_str::<serde_json::Value>(&out) {
         Ok(v) => println!("{}", serde_json::to_string_pretty(&v)?),
         Err(_) => println!("{}", out.trim_end()),
+    }
+    Ok(())
+}
+
+/// `gtmd ctl history TARGET`: as a member, else as a name.
+fn history(
+    admin: std::net::SocketAddr,
+    token: Option<&str>,
+    target: &str,
+    since: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    let secs = humantime::parse_duration(since)
+        .map_err(|e| anyhow::anyhow!("--since {since:?}: {e}"))?
+        .as_secs();
+    let ask = |key: &str| -> anyhow::Result<serde_json::Value> {
+        let path = format!("/history?since={secs}&{key}={}", encode(target));
+        let body = gtmd::ops::ctl::request(admin, "GET", &path, token, None)
+            .map_err(anyhow::Error::msg)?;
+        Ok(serde_json::from_str(&body)?)
+    };
+    let mut h = ask("member")?;
+    if h["members"].as_array().is_none_or(|m| m.is_empty()) {
+        h = ask("name")?;
+        if h["names"].as_array().is_none_or(|n| n.is_empty()) {
+            anyhow::bail!("{target} is neither a member (POOL/MEMBER, name or address) nor a name of the configuration");
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&h)?);
+    } else {
+        for l in gtmd::ops::ctl::history_lines(&h) {
+            println!("{l}");
+        }
     }
     Ok(())
 }

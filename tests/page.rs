@@ -111,6 +111,16 @@ async fn disable_from_page(c: &Client, target: &str, reason: &str) {
         .unwrap();
 }
 
+/// The text of the element with id `id`.
+async fn text_of(c: &Client, id: &str) -> String {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap_or_default()
+}
+
 async fn message(c: &Client) -> String {
     c.find(Locator::Id("message"))
         .await
@@ -172,13 +182,7 @@ async fn the_status_page_follows_health_and_disables_a_member_with_the_token_onl
     println!("backend refused: down in the page after {took:?}");
     // The change is in the timeline too.
     until_page(Duration::from_secs(2), "the member_down event", || async {
-        let t = c
-            .find(Locator::Id("events"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap_or_default();
+        let t = text_of(&c, "events").await;
         t.contains("member_down web/m0")
     })
     .await;
@@ -221,13 +225,7 @@ async fn the_status_page_follows_health_and_disables_a_member_with_the_token_onl
         .await
         .unwrap();
     until_page(Duration::from_secs(3), "the explanation", || async {
-        let t = c
-            .find(Locator::Id("explain"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap_or_default();
+        let t = text_of(&c, "explain").await;
         t.contains("app.example.test.: policy all")
             && t.contains("web/m1 (192.0.2.11): disabled by hand")
             && t.contains("Recovery: clients leave a failed member within")
@@ -239,5 +237,155 @@ async fn the_status_page_follows_health_and_disables_a_member_with_the_token_onl
     if let Ok(path) = std::env::var("GTMD_SCREENSHOT") {
         std::fs::write(path, &png).unwrap();
     }
+    c.close().await.unwrap();
+}
+
+/// The value of attribute `attr` of the first element matching `css`, if any.
+async fn attr_of(c: &Client, css: &str, attr: &str) -> Option<String> {
+    let e = c.find(Locator::Css(css)).await.ok()?;
+    e.attr(attr).await.ok().flatten()
+}
+
+/// The number after "up to " in an accessible label ("... up to 80.1 ms ...").
+fn up_to(label: &str) -> f64 {
+    label
+        .split("up to ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The history charts in a real Chromium: a backend that stops answering shows as the
+/// member's down band and its probe latency rising to the timeout within 10 s; the name's
+/// answer shares move to the member left; the change is marked on the charts; the charts
+/// are focusable images with labels in words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_charts_show_a_failure_its_latency_and_the_answer_shift_within_ten_seconds() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (b0, b1) = (Backend::start().await, Backend::start().await);
+    let g = start(&web_config(&[&b0, &b1], "", NAME), &repo().join("zones")).await;
+    // A steady trickle of queries, for the name's query rate.
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let (dns, s2) = (g.dns, stop.clone());
+    let load = tokio::spawn(async move {
+        while !s2.load(Ordering::Relaxed) {
+            a_of(dns, NAME).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let (_driver, url) = chromedriver().await;
+    let c = browser(&url).await;
+    c.goto(&format!("http://{}/", g.admin)).await.unwrap();
+    let m0 = "div[data-history-member=\"web/m0\"]";
+    let name = format!("div[data-history-name=\"{NAME}\"]");
+    until_page(Duration::from_secs(12), "m0 up in its timeline", || async {
+        c.find(Locator::Css(&format!("{m0} rect.band-up")))
+            .await
+            .is_ok()
+    })
+    .await;
+    until_page(Duration::from_secs(12), "the name's query rate", || async {
+        let css = format!("{name} svg.chart:last-of-type");
+        attr_of(&c, &css, "aria-label")
+            .await
+            .is_some_and(|l| up_to(&l) > 1.0)
+    })
+    .await;
+
+    b0.set(Mode::Hang);
+    let failed = std::time::Instant::now();
+    until_page(Duration::from_secs(10), "m0's down band", || async {
+        c.find(Locator::Css(&format!("{m0} rect.band-down")))
+            .await
+            .is_ok()
+    })
+    .await;
+    let band = failed.elapsed();
+    let latency = format!("{m0} svg.chart:last-of-type");
+    until_page(
+        Duration::from_secs(10) - band.min(Duration::from_secs(10)),
+        "m0's latency at the timeout",
+        || async {
+            attr_of(&c, &latency, "aria-label")
+                .await
+                .is_some_and(|l| up_to(&l) >= 40.0)
+        },
+    )
+    .await;
+    println!(
+        "backend hung: down band after {band:?}, latency chart risen after {:?}",
+        failed.elapsed()
+    );
+    until_page(
+        Duration::from_secs(6),
+        "the answer shares moved to m1",
+        || async {
+            attr_of(&c, &format!("{name} svg.chart"), "aria-label")
+                .await
+                .is_some_and(|l| l.contains("192.0.2.10 0%") && l.contains("192.0.2.11 100%"))
+        },
+    )
+    .await;
+    until_page(Duration::from_secs(6), "the member_down mark", || async {
+        c.find(Locator::Css(&format!("{m0} line.mark")))
+            .await
+            .is_ok()
+    })
+    .await;
+    // Keyboard and screen readers: each chart is a focusable image with a label in words.
+    assert_eq!(
+        attr_of(&c, &format!("{m0} svg.chart"), "tabindex")
+            .await
+            .as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        attr_of(&c, &format!("{m0} svg.chart"), "role")
+            .await
+            .as_deref(),
+        Some("img")
+    );
+    let words = attr_of(&c, &format!("{m0} svg.chart"), "aria-label")
+        .await
+        .unwrap_or_default();
+    assert!(
+        words.contains("up from") && words.contains("down from"),
+        "{words}"
+    );
+    // The events list filters by kind.
+    c.find(Locator::Id("filter-kind"))
+        .await
+        .unwrap()
+        .send_keys("member_down")
+        .await
+        .unwrap();
+    until_page(Duration::from_secs(3), "the filtered changes", || async {
+        let t = text_of(&c, "events").await;
+        t.contains("member_down web/m0") && !t.contains("member_up")
+    })
+    .await;
+
+    // For the README's picture (GTMD_SCREENSHOT_HISTORY): the member back, and a while more.
+    if std::env::var("GTMD_SCREENSHOT_HISTORY").is_ok() {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        b0.set(Mode::Ok);
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        let f = c.find(Locator::Id("filter-kind")).await.unwrap();
+        f.clear().await.unwrap();
+    }
+    c.execute(
+        "document.getElementById('history').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(repo().join("target/status-history.png"), &png).unwrap();
+    if let Ok(path) = std::env::var("GTMD_SCREENSHOT_HISTORY") {
+        std::fs::write(path, &png).unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
     c.close().await.unwrap();
 }

@@ -25,12 +25,29 @@ const SATURATED: u32 = 8;
 /// The window resolvers are counted over.
 pub const WINDOW: Duration = Duration::from_secs(120);
 
-/// The distinct sources that asked for one name over the last [`WINDOW`].
+/// The distinct sources that asked for one name over the last [`WINDOW`], and the queries
+/// the fast path answered for it.
 #[derive(Debug)]
 pub struct Resolvers {
     maps: [Box<[AtomicU64; WORDS]>; 2],
     current: AtomicUsize,
     seed: foldhash::quality::FixedState,
+    /// By type and rcode (A NOERROR, A other, AAAA NOERROR, AAAA other, other NOERROR,
+    /// other other), in shards that threads write apart, so that two threads answering the
+    /// same name do not write one cache line.
+    queries: [Shard; SHARDS],
+}
+
+const SHARDS: usize = 4;
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Shard([AtomicU64; 6]);
+
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static SHARD: usize = NEXT_SHARD.fetch_add(1, Relaxed) % SHARDS;
 }
 
 impl Default for Resolvers {
@@ -46,7 +63,25 @@ impl Resolvers {
             maps: [map(), map()],
             current: AtomicUsize::new(0),
             seed: foldhash::quality::FixedState::with_seed(rand::random()),
+            queries: Default::default(),
         }
+    }
+
+    /// Counts a query of `qtype` answered with `rcode`: one relaxed add to this thread's
+    /// shard.
+    pub fn count(&self, qtype: u16, rcode: u8) {
+        let t = match qtype {
+            1 => 0,
+            28 => 2,
+            _ => 4,
+        };
+        let k = t + usize::from(rcode != 0);
+        SHARD.with(|&s| self.queries[s].0[k].fetch_add(1, Relaxed));
+    }
+
+    /// The queries counted so far, by type and rcode (see [`Resolvers::count`]).
+    pub fn queries(&self) -> [u64; 6] {
+        std::array::from_fn(|k| self.queries.iter().map(|s| s.0[k].load(Relaxed)).sum())
     }
 
     /// Counts a query from `source`.

@@ -26,18 +26,20 @@ use table::{Table, View};
 mod alerting;
 mod capacity;
 mod cluster;
+mod history;
 mod local_targets;
 mod member;
 mod overrides;
 mod publish;
 pub mod read;
+mod recording;
 mod reload;
 pub use reload::{Loaded, ReloadReport};
 mod table;
 mod versions;
 
 use read::Gauges;
-pub use read::{recovery, Explain};
+pub use read::{recovery, Explain, HistoryQuery, HistoryReport};
 pub use read::{ClusterStatus, InstanceStatus, ViewStatus};
 pub use read::{MemberStatus, NameStatus, OverrideStatus, RegionStatus, Status};
 
@@ -57,6 +59,9 @@ pub enum Command {
         asked: Option<String>,
         reply: oneshot::Sender<Result<Explain, String>>,
     },
+    /// What happened over a window: every member's state and latency, every name's queries
+    /// and answer shares, every pool's and region's healthy members, and the changes.
+    History(read::HistoryQuery, oneshot::Sender<read::HistoryReport>),
     /// Swaps in a configuration read again (or reports and counts why it could not be read);
     /// replies with what changed.
     Reload(
@@ -143,6 +148,8 @@ pub struct Engine {
     cluster: Option<Box<cluster::Clustered>>,
     /// A pause before each publication is served (`GTMD_TEST_PUBLISH_PAUSE`, for tests).
     publish_pause: Option<Duration>,
+    /// What happened over the last day, for the status page and `/history`.
+    history: history::History,
 }
 
 impl Engine {
@@ -198,7 +205,9 @@ impl Engine {
             publish_pause: std::env::var("GTMD_TEST_PUBLISH_PAUSE")
                 .ok()
                 .and_then(|p| humantime::parse_duration(&p).ok()),
+            history: history::History::new(recording::now_ms()),
         };
+        e.history_members();
         e.publish();
         (e, ready_rx)
     }
@@ -237,6 +246,8 @@ impl Engine {
         let mut shared = self.cluster_rx();
         // In a cluster, disagreements with the quorum are judged every second.
         let mut cluster_tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let step = Duration::from_secs(history::FINE.step_secs);
+        let mut history_tick = tokio::time::interval_at(tokio::time::Instant::now() + step, step);
         loop {
             // The next end of a hold-down, when a member that is up returns to answers.
             let release = self.next_release();
@@ -266,6 +277,7 @@ impl Engine {
                     }
                 }
                 _ = cluster_tick.tick(), if shared.is_some() => self.cluster_tick(Instant::now()),
+                _ = history_tick.tick() => self.close_history_step(),
                 _ = tokio::time::sleep(expiry.unwrap_or_default()), if expiry.is_some() => {
                     self.expire_overrides().await;
                 }
@@ -296,6 +308,9 @@ impl Engine {
 
     async fn command(&mut self, c: Command) {
         match c {
+            Command::History(q, reply) => {
+                let _ = reply.send(self.history_report(&q));
+            }
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
@@ -344,6 +359,7 @@ impl Engine {
         let was_ready = self.is_ready();
         let was_suspect = self.table.members[i].health.suspect();
         let transition = self.table.members[i].observe(ci, r.ok, t, m.require);
+        self.note_probe(i, r.latency);
         // With several checks, an error says which check saw it.
         let error = match (&r.error, m.checks.len()) {
             (Some(e), n) if n > 1 => Some(format!("{}: {e}", check.name)),

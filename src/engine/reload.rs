@@ -133,6 +133,7 @@ impl Engine {
         let state_file_moved = cfg.state_file != old.state_file;
         let cluster_changed = cfg.cluster != old.cluster || cfg.probe_source != old.probe_source;
         self.cfg = Arc::new(cfg);
+        self.history_members();
         self.zones = zones;
         self.refresh_cluster(cluster_changed);
         // The prepared static answers belong to the old zones.

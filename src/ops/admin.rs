@@ -107,6 +107,10 @@ pub async fn serve(
             get(|| async { page(SCRIPT, "text/javascript; charset=utf-8") }),
         )
         .route(
+            "/ui/charts.js",
+            get(|| async { page(CHARTS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
             "/ui/app.css",
             get(|| async { page(STYLE, "text/css; charset=utf-8") }),
         )
@@ -118,6 +122,7 @@ pub async fn serve(
         .route("/overrides/clear", post(clear_override))
         .route("/reload", post(reload))
         .route("/explain", get(explain))
+        .route("/history", get(history))
         .layer(axum::middleware::from_fn_with_state(limits, read_limits))
         // read_limits has bounded the body already: the extractors' own 2 MB default would
         // refuse bodies that admin.max_body allows.
@@ -132,6 +137,7 @@ pub async fn serve(
 /// `/status` and `/explain` and act through `/overrides` as `gtmd ctl` does.
 const PAGE: &str = include_str!("ui/index.html");
 const SCRIPT: &str = include_str!("ui/app.js");
+const CHARTS: &str = include_str!("ui/charts.js");
 const STYLE: &str = include_str!("ui/app.css");
 
 /// The page's own files only (no inline script or style, nothing from elsewhere), never
@@ -197,6 +203,19 @@ async fn status(State(cx): State<Ctx>) -> Result<Json<Status>, Refusal> {
     let (tx, rx) = oneshot::channel();
     cx.engine
         .send(Command::Status(tx))
+        .await
+        .map_err(|_| unavailable())?;
+    rx.await.map(Json).map_err(|_| unavailable())
+}
+
+/// What happened over a window (`since` seconds back, `step` 5 or 300, `member`, `name`).
+async fn history(
+    State(cx): State<Ctx>,
+    axum::extract::Query(q): axum::extract::Query<crate::engine::HistoryQuery>,
+) -> Result<Json<crate::engine::HistoryReport>, Refusal> {
+    let (tx, rx) = oneshot::channel();
+    cx.engine
+        .send(Command::History(q, tx))
         .await
         .map_err(|_| unavailable())?;
     rx.await.map(Json).map_err(|_| unavailable())

@@ -399,10 +399,14 @@ impl AnswerCache {
         let tpl = |(t, scope)| Found::Template(t, scope);
         let name = &p.qname[..p.qlen];
         if let Some(e) = get(name) {
+            let found = e.answers.get(p.qtype, client);
             if let Some(seen) = &e.seen {
                 seen.mark(source);
+                if let Some((t, _)) = found {
+                    seen.count(p.qtype, (t.flags & 0x000f) as u8);
+                }
             }
-            return e.answers.get(p.qtype, client).map(tpl);
+            return found.map(tpl);
         }
         let Some(zi) = fixed.zone_of(name) else {
             return Some(Found::Template(&fixed.refused, 0));

@@ -7,10 +7,13 @@
 mod cluster;
 mod explain;
 mod gauges;
+mod history;
 pub mod recovery;
 mod status;
 
 pub use cluster::{ClusterStatus, InstanceStatus, ViewStatus};
 pub use explain::Explain;
 pub(super) use gauges::Gauges;
+pub use history::{HistoryQuery, HistoryReport};
+pub(super) use status::answer_shares;
 pub use status::{MemberStatus, NameStatus, OverrideStatus, RegionStatus, Status};

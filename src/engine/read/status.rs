@@ -373,13 +373,15 @@ fn name_status(
         all_down,
         fail_open: all_down && b.all_down == AllDown::All,
         policy: b.policy.kind(),
-        shares: shares(e),
+        shares: answer_shares(e),
         recovery: super::recovery::report(b, e.and_then(|e| e.resolvers.as_deref())),
     }
 }
 
 /// The share of responses each answer is in, per type, for unmatched clients.
-fn shares(e: Option<&crate::dns::snapshot::Bound>) -> Vec<AnswerShare> {
+pub(in crate::engine) fn answer_shares(
+    e: Option<&crate::dns::snapshot::Bound>,
+) -> Vec<AnswerShare> {
     let mut out: Vec<AnswerShare> = Vec::new();
     for (t, c) in e.iter().flat_map(|e| e.choices()) {
         for (set, p) in c.odds() {

@@ -92,7 +92,7 @@ function render(s) {
     const state = n.all_down ? (n.fail_open ? "all down: answering every member" : "all down") : n.degraded ? "degraded" : "ok";
     const cls = n.all_down ? "down" : n.degraded ? "warn" : "up";
     const answers = n.shares.map((a) => `${a.answer} ${pct(a.share)}`).join(", ") || "(none)";
-    return el("tr", { "data-name": n.name }, el("td", {}, n.name), el("td", {}, n.policy), el("td", {}, n.ttl), stateCell(cls, state), el("td", { class: "answer" }, answers));
+    return el("tr", { "data-name": n.name }, el("td", {}, n.name), el("td", {}, n.policy), el("td", {}, n.ttl), stateCell(cls, state), el("td", { class: "answer" }, answers), el("td", { class: "recovery" }, n.recovery ? n.recovery.words : ""));
   }));
 
   const mb = $("members").tBodies[0];
@@ -129,16 +129,14 @@ function render(s) {
     return el("tr", { "data-region": r.name }, el("td", {}, r.name), el("td", {}, `${r.healthy} of ${r.members}`), stateCell(r.removed ? "down" : "up", r.removed ? "removed" : "in answers"), actions(target, overrideFor(s.overrides, target)));
   }));
 
+  if (typeof showEvents === "function") showEvents(s.events || []);
+
   const list = s.names.map((n) => n.name);
   if (list.join() !== names.join()) {
     names = list;
     $("explain-name").replaceChildren(...names.map((n) => el("option", { value: n }, n)));
   }
 
-  $("events").replaceChildren(...(s.events || []).slice(0, 50).map((e) => {
-    const what = [e.pool && e.member ? `${e.pool}/${e.member}` : e.pool || e.region || e.name || e.target || "", e.new_state ? `→ ${e.new_state}` : "", e.reason || e.error || ""].filter(Boolean).join(" ");
-    return el("li", {}, el("span", { class: "mute" }, e.time.replace("T", " ").replace("Z", "") + " "), el("b", {}, e.event), " ", what);
-  }));
 }
 
 async function poll() {

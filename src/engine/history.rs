@@ -1,0 +1,462 @@
+//! What happened, kept in memory for the status page, `/history` and `gtmd ctl history`:
+//! per member its state and probe latency (min, average, max) per step, per name its
+//! queries (by type and rcode) and each answer's share of responses, per pool and region its
+//! healthy members.
+//!
+//! Two rings of steps: the last hour at 5 s ([`FINE`]) and the last 24 hours at 5 minutes
+//! ([`COARSE`]), every series allocated whole when its member, name or group appears, so the
+//! memory is fixed: 4 bytes per member per step (the state and three latencies, each latency
+//! in one byte on a log scale of 6% steps from 10 µs to 27 s), 1,008 steps, about 4 KB per
+//! member. The engine feeds it as reports come in and closes a step on its 5 s tick; nothing
+//! here runs per query.
+
+use std::collections::HashMap;
+
+/// One ring: how long a step is and how many are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub step_secs: u64,
+    pub steps: usize,
+}
+
+pub const FINE: Span = Span {
+    step_secs: 5,
+    steps: 720,
+};
+pub const COARSE: Span = Span {
+    step_secs: 300,
+    steps: 288,
+};
+/// Fine steps in a coarse one.
+const PER_COARSE: u64 = COARSE.step_secs / FINE.step_secs;
+
+/// A member's state over a step: the worst it was in (a higher code is worse).
+pub const STATES: [Option<&str>; 6] = [
+    None,
+    Some("unknown"),
+    Some("up"),
+    Some("disabled"),
+    Some("suspect"),
+    Some("down"),
+];
+
+/// One byte for a latency: 0 none, else 1 + the step of 6% above 10 µs.
+pub fn encode_ms(ms: f64) -> u8 {
+    if ms.is_nan() || ms < 0.0 {
+        return 0;
+    }
+    let k = ((ms.max(0.01) / 0.01).ln() / 1.06f64.ln()).round();
+    1 + k.min(254.0) as u8
+}
+
+pub fn decode_ms(b: u8) -> Option<f64> {
+    (b != 0).then(|| 0.01 * 1.06f64.powi(b as i32 - 1))
+}
+
+/// What a step gathers of one member before it is closed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Acc {
+    worst: u8,
+    n: u32,
+    sum: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Acc {
+    fn add(&mut self, ms: f64) {
+        if self.n == 0 || ms < self.min {
+            self.min = ms;
+        }
+        if self.n == 0 || ms > self.max {
+            self.max = ms;
+        }
+        self.n += 1;
+        self.sum += ms;
+    }
+
+    fn fold(&mut self, o: &Acc) {
+        self.worst = self.worst.max(o.worst);
+        if o.n == 0 {
+            return;
+        }
+        if self.n == 0 || o.min < self.min {
+            self.min = o.min;
+        }
+        if self.n == 0 || o.max > self.max {
+            self.max = o.max;
+        }
+        self.n += o.n;
+        self.sum += o.sum;
+    }
+
+    /// State, min, average, max, as one word.
+    fn pack(&self) -> u32 {
+        let (lo, avg, hi) = if self.n == 0 {
+            (0, 0, 0)
+        } else {
+            let avg = self.sum / self.n as f64;
+            (encode_ms(self.min), encode_ms(avg), encode_ms(self.max))
+        };
+        u32::from_le_bytes([self.worst, lo, avg, hi])
+    }
+}
+
+/// One value per step of both rings, with the first step (of each) it was there for.
+#[derive(Debug, Clone)]
+pub struct Series<T> {
+    pub fine: Box<[T]>,
+    pub coarse: Box<[T]>,
+    pub born: (u64, u64),
+}
+
+impl<T: Copy> Series<T> {
+    fn new(empty: T, born: (u64, u64)) -> Self {
+        Series {
+            fine: vec![empty; FINE.steps].into_boxed_slice(),
+            coarse: vec![empty; COARSE.steps].into_boxed_slice(),
+            born,
+        }
+    }
+
+    /// The value of step `k` of the ring `coarse` or not, if kept and the series was there.
+    pub fn at(&self, coarse: bool, k: u64) -> Option<T> {
+        let (ring, born) = if coarse {
+            (&self.coarse, self.born.1)
+        } else {
+            (&self.fine, self.born.0)
+        };
+        (k >= born).then(|| ring[k as usize % ring.len()])
+    }
+}
+
+/// A member's history.
+#[derive(Debug, Clone)]
+pub struct MemberHistory {
+    pub series: Series<u32>,
+    fine: Acc,
+    coarse: Acc,
+}
+
+/// A name's history: queries per step by type (A, AAAA, other) and rcode (NOERROR, other),
+/// and each answer's share of responses in half percents (255: not an answer then).
+#[derive(Debug, Clone)]
+pub struct NameHistory {
+    pub queries: Series<[u32; 6]>,
+    pub shares: Vec<(String, Series<u8>)>,
+    last: [u64; 6],
+    coarse_q: [u64; 6],
+    coarse_shares: HashMap<String, (u32, u32)>,
+}
+
+/// A pool's or region's healthy members per step (the fewest in the step; `u16::MAX` none).
+#[derive(Debug, Clone)]
+pub struct GroupHistory {
+    pub series: Series<u16>,
+    fine: u16,
+    coarse: u16,
+}
+
+/// The queries of a step for the types and rcodes of [`NameHistory::queries`].
+pub const QUERY_KINDS: [(&str, &str); 6] = [
+    ("A", "NOERROR"),
+    ("A", "other"),
+    ("AAAA", "NOERROR"),
+    ("AAAA", "other"),
+    ("other", "NOERROR"),
+    ("other", "other"),
+];
+
+/// Every series, by key (`POOL/MEMBER`, the name, the pool, the region).
+#[derive(Debug, Clone)]
+pub struct History {
+    /// When step 0 of the fine ring started (Unix milliseconds).
+    pub first_ms: u64,
+    /// Fine steps closed so far (the next to close is this one).
+    pub closed: u64,
+    /// In the configuration's order of members, with their keys.
+    pub members: Vec<(String, MemberHistory)>,
+    pub names: HashMap<String, NameHistory>,
+    pub pools: HashMap<String, GroupHistory>,
+    pub regions: HashMap<String, GroupHistory>,
+}
+
+/// A name's query counters (totals so far) and answer shares at a close.
+pub type NameNow = (String, [u64; 6], Vec<(String, f64)>);
+
+/// What the engine says of one step when it closes it.
+pub struct Closing<'a> {
+    /// Each member's state code now, in the configuration's order.
+    pub members: Vec<u8>,
+    /// Each name's query counters (totals so far) and answer shares now.
+    pub names: Vec<NameNow>,
+    pub pools: Vec<(&'a str, u16)>,
+    pub regions: Vec<(&'a str, u16)>,
+}
+
+impl History {
+    pub fn new(now_ms: u64) -> Self {
+        History {
+            first_ms: now_ms,
+            closed: 0,
+            members: Vec::new(),
+            names: HashMap::new(),
+            pools: HashMap::new(),
+            regions: HashMap::new(),
+        }
+    }
+
+    fn born(&self) -> (u64, u64) {
+        (self.closed, self.closed / PER_COARSE)
+    }
+
+    /// The members of a configuration, by key in its order: each keeps its history if it
+    /// had one; a new one starts empty.
+    pub fn set_members(&mut self, keys: Vec<String>) {
+        let born = self.born();
+        let mut old: HashMap<String, MemberHistory> =
+            std::mem::take(&mut self.members).into_iter().collect();
+        self.members = keys
+            .into_iter()
+            .map(|k| {
+                let h = old.remove(&k).unwrap_or_else(|| MemberHistory {
+                    series: Series::new(0, born),
+                    fine: Acc::default(),
+                    coarse: Acc::default(),
+                });
+                (k, h)
+            })
+            .collect();
+    }
+
+    /// A probe result of member `i` (in state `code` after it) took `latency_ms`.
+    pub fn probe(&mut self, i: usize, latency_ms: f64, code: u8) {
+        if let Some((_, m)) = self.members.get_mut(i) {
+            m.fine.add(latency_ms);
+            m.fine.worst = m.fine.worst.max(code);
+        }
+    }
+
+    /// Closes the step: writes what it gathered, and every series the configuration no
+    /// longer has is dropped.
+    pub fn close(&mut self, c: Closing) {
+        let (k, born) = (self.closed, self.born());
+        let coarse_ends = (k + 1) % PER_COARSE == 0;
+        let kc = k / PER_COARSE;
+        for ((_, m), code) in self.members.iter_mut().zip(&c.members) {
+            m.fine.worst = m.fine.worst.max(*code);
+            m.series.fine[k as usize % FINE.steps] = m.fine.pack();
+            m.coarse.fold(&m.fine);
+            m.fine = Acc {
+                worst: *code,
+                ..Acc::default()
+            };
+            if coarse_ends {
+                m.series.coarse[kc as usize % COARSE.steps] = m.coarse.pack();
+                m.coarse = Acc::default();
+            }
+        }
+        self.close_names(&c.names, born, coarse_ends);
+        close_groups(&mut self.pools, &c.pools, (k, kc), born, coarse_ends);
+        close_groups(&mut self.regions, &c.regions, (k, kc), born, coarse_ends);
+        self.closed += 1;
+    }
+
+    fn close_names(&mut self, names: &[NameNow], born: (u64, u64), coarse_ends: bool) {
+        let (k, kc) = (self.closed, self.closed / PER_COARSE);
+        let keep: std::collections::HashSet<&str> = names.iter().map(|n| n.0.as_str()).collect();
+        self.names.retain(|key, _| keep.contains(key.as_str()));
+        for (key, totals, shares) in names {
+            let n = self
+                .names
+                .entry(key.to_string())
+                .or_insert_with(|| NameHistory {
+                    queries: Series::new([0; 6], born),
+                    shares: Vec::new(),
+                    // A name's counter starts with it (at start, or with the reload that
+                    // added it).
+                    last: [0; 6],
+                    coarse_q: [0; 6],
+                    coarse_shares: HashMap::new(),
+                });
+            let step: [u32; 6] = std::array::from_fn(|i| {
+                totals[i].saturating_sub(n.last[i]).min(u32::MAX as u64) as u32
+            });
+            n.last = *totals;
+            n.queries.fine[k as usize % FINE.steps] = step;
+            for (i, q) in step.iter().enumerate() {
+                n.coarse_q[i] += *q as u64;
+            }
+            n.share_step(shares, (k, kc), born, coarse_ends);
+            if coarse_ends {
+                n.queries.coarse[kc as usize % COARSE.steps] =
+                    std::array::from_fn(|i| n.coarse_q[i].min(u32::MAX as u64) as u32);
+                n.coarse_q = [0; 6];
+            }
+        }
+    }
+}
+
+impl NameHistory {
+    fn share_step(
+        &mut self,
+        shares: &[(String, f64)],
+        (k, kc): (u64, u64),
+        born: (u64, u64),
+        coarse_ends: bool,
+    ) {
+        for (answer, _) in shares {
+            if !self.shares.iter().any(|(a, _)| a == answer) {
+                self.shares.push((answer.clone(), Series::new(255, born)));
+            }
+        }
+        for (answer, s) in &mut self.shares {
+            let p = shares.iter().find(|(a, _)| a == answer).map(|(_, p)| *p);
+            let half = p.map_or(255, |p| (p * 200.0).round().clamp(0.0, 200.0) as u8);
+            s.fine[k as usize % FINE.steps] = half;
+            let acc = self.coarse_shares.entry(answer.clone()).or_default();
+            if half != 255 {
+                acc.0 += half as u32;
+                acc.1 += 1;
+            }
+            if coarse_ends {
+                s.coarse[kc as usize % COARSE.steps] =
+                    acc.0.checked_div(acc.1).map_or(255, |x| x as u8);
+                *acc = (0, 0);
+            }
+        }
+    }
+}
+
+fn close_groups(
+    groups: &mut HashMap<String, GroupHistory>,
+    now: &[(&str, u16)],
+    (k, kc): (u64, u64),
+    born: (u64, u64),
+    coarse_ends: bool,
+) {
+    let keep: std::collections::HashSet<&str> = now.iter().map(|g| g.0).collect();
+    groups.retain(|key, _| keep.contains(key.as_str()));
+    for (key, healthy) in now {
+        let g = groups
+            .entry(key.to_string())
+            .or_insert_with(|| GroupHistory {
+                series: Series::new(u16::MAX, born),
+                fine: u16::MAX,
+                coarse: u16::MAX,
+            });
+        g.fine = g.fine.min(*healthy);
+        g.series.fine[k as usize % FINE.steps] = g.fine;
+        g.coarse = g.coarse.min(g.fine);
+        g.fine = u16::MAX;
+        if coarse_ends {
+            g.series.coarse[kc as usize % COARSE.steps] = g.coarse;
+            g.coarse = u16::MAX;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_keep_six_percent_from_ten_microseconds_to_twenty_seven_seconds() {
+        assert_eq!(encode_ms(f64::NAN), 0);
+        assert_eq!(decode_ms(0), None);
+        for ms in [0.01, 0.1, 1.0, 12.5, 80.0, 999.0, 5000.0, 27_000.0] {
+            let back = decode_ms(encode_ms(ms)).unwrap();
+            assert!((back - ms).abs() <= ms * 0.031, "{ms} -> {back}");
+        }
+        assert_eq!(encode_ms(1e9), 255);
+    }
+
+    fn closing<'a>(members: &[u8]) -> Closing<'a> {
+        Closing {
+            members: members.to_vec(),
+            names: vec![("n.".into(), [0; 6], vec![("192.0.2.1".into(), 1.0)])],
+            pools: vec![("p", 2)],
+            regions: vec![],
+        }
+    }
+
+    #[test]
+    fn a_step_keeps_the_worst_state_and_the_latency_range_and_a_coarse_step_folds_them() {
+        let mut h = History::new(0);
+        h.set_members(vec!["p/a".into()]);
+        h.close(closing(&[2]));
+        h.probe(0, 10.0, 2);
+        h.probe(0, 30.0, 5);
+        h.close(closing(&[2]));
+        let s = &h.members[0].1.series;
+        let [state, lo, avg, hi] = s.at(false, 1).unwrap().to_le_bytes();
+        assert_eq!(
+            STATES[state as usize],
+            Some("down"),
+            "down for a moment in the step"
+        );
+        let near = |b, ms: f64| (decode_ms(b).unwrap() - ms).abs() < ms * 0.04;
+        assert!(near(lo, 10.0) && near(avg, 20.0) && near(hi, 30.0));
+        // The next step starts from the state at the close (up), not the worst.
+        assert_eq!(s.at(false, 0).unwrap().to_le_bytes()[0], 2);
+        h.close(closing(&[2]));
+        assert_eq!(
+            h.members[0].1.series.at(false, 2).unwrap().to_le_bytes()[0],
+            2
+        );
+        for _ in 3..PER_COARSE {
+            h.close(closing(&[2]));
+        }
+        let [state, lo, avg, hi] = h.members[0].1.series.at(true, 0).unwrap().to_le_bytes();
+        assert_eq!(state, 5);
+        assert!(near(lo, 10.0) && near(avg, 20.0) && near(hi, 30.0));
+        assert_eq!(h.closed / PER_COARSE, 1, "one coarse step closed");
+    }
+
+    #[test]
+    fn a_removed_member_is_dropped_and_one_added_starts_empty() {
+        let mut h = History::new(0);
+        h.set_members(vec!["p/a".into()]);
+        h.close(closing(&[2]));
+        h.probe(0, 5.0, 2);
+        h.set_members(vec!["p/b".into(), "p/a".into()]);
+        h.close(closing(&[5, 2]));
+        assert_eq!(h.members[1].0, "p/a");
+        assert_eq!(
+            h.members[1].1.series.at(false, 0).unwrap().to_le_bytes()[0],
+            2
+        );
+        assert_ne!(
+            h.members[1].1.series.at(false, 1).unwrap().to_le_bytes()[1],
+            0,
+            "its probe kept"
+        );
+        h.set_members(vec!["p/b".into()]);
+        assert_eq!(h.members.len(), 1);
+        let b = &h.members[0].1.series;
+        assert_eq!(b.at(false, 0), None, "b was not there at step 0");
+        assert_eq!(b.at(false, 1).unwrap().to_le_bytes()[0], 5);
+    }
+
+    #[test]
+    fn query_counts_are_per_step_and_shares_in_half_percents() {
+        let mut h = History::new(0);
+        let mut c = closing(&[]);
+        c.names[0].1 = [10, 0, 5, 0, 1, 1];
+        h.close(c);
+        let mut c = closing(&[]);
+        c.names[0].1 = [25, 1, 5, 0, 1, 1];
+        c.names[0].2 = vec![("192.0.2.1".into(), 0.25), ("192.0.2.2".into(), 0.75)];
+        h.close(c);
+        let n = &h.names["n."];
+        assert_eq!(
+            n.queries.at(false, 0),
+            Some([10, 0, 5, 0, 1, 1]),
+            "from the start"
+        );
+        assert_eq!(n.queries.at(false, 1), Some([15, 1, 0, 0, 0, 0]));
+        assert_eq!(n.shares[0].1.at(false, 1), Some(50));
+        assert_eq!(n.shares[1].1.at(false, 0), None);
+        assert_eq!(n.shares[1].1.at(false, 1), Some(150));
+    }
+}

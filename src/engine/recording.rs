@@ -1,0 +1,101 @@
+//! The engine's side of [`super::history`]: a note per probe report, and at each 5 s tick the
+//! step closed with every member's state, every name's queries and answer shares, and every
+//! pool's and region's healthy members.
+
+use std::time::Instant;
+
+use hickory_proto::rr::LowerName;
+
+use super::history::Closing;
+use super::Engine;
+use crate::base::state::Action;
+use crate::steer::health::State;
+
+/// Unix time in milliseconds.
+pub(super) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Engine {
+    /// Tells the history the configuration's members (after a start or a reload).
+    pub(super) fn history_members(&mut self) {
+        let cfg = &self.cfg;
+        let keys = cfg
+            .members
+            .iter()
+            .map(|m| format!("{}/{}", cfg.pools[m.pool].name, m.name))
+            .collect();
+        self.history.set_members(keys);
+    }
+
+    /// Member `i`'s state as the history codes it ([`super::history::STATES`]).
+    fn state_code(&self, i: usize, now: Instant) -> u8 {
+        let m = &self.table.members[i];
+        let disabled = m
+            .override_
+            .is_some_and(|k| self.overrides[k].action == Action::Disable);
+        match m.health.state {
+            State::Unknown => 1,
+            _ if disabled => 3,
+            _ if !self.passing(i, now) => 5,
+            _ if m.health.suspect() => 4,
+            _ => 2,
+        }
+    }
+
+    /// A probe report of member `i` took `latency`.
+    pub(super) fn note_probe(&mut self, i: usize, latency: std::time::Duration) {
+        let code = self.state_code(i, Instant::now());
+        self.history.probe(i, latency.as_secs_f64() * 1000.0, code);
+    }
+
+    /// Closes the history's step.
+    pub(super) fn close_history_step(&mut self) {
+        let now = Instant::now();
+        let snap = self.published.load();
+        let members = (0..self.cfg.members.len())
+            .map(|i| self.state_code(i, now))
+            .collect();
+        let names = self
+            .cfg
+            .names
+            .iter()
+            .map(|b| {
+                let key = LowerName::new(&b.name);
+                let totals = self.resolvers.get(&key).map_or([0; 6], |r| r.queries());
+                let shares = super::read::answer_shares(snap.bound.get(&key))
+                    .into_iter()
+                    .map(|s| (s.answer, s.share))
+                    .collect();
+                (b.name.to_string(), totals, shares)
+            })
+            .collect();
+        let cfg = self.cfg.clone();
+        let pools = cfg
+            .pools
+            .iter()
+            .map(|p| {
+                let up = p.members.iter().filter(|&&i| self.passing(i, now)).count();
+                (p.name.as_str(), up.min(u16::MAX as usize - 1) as u16)
+            })
+            .collect();
+        let regions = cfg
+            .regions
+            .iter()
+            .enumerate()
+            .map(|(r, region)| {
+                let up = self.region_healthy(r, now);
+                (region.name.as_str(), up.min(u16::MAX as usize - 1) as u16)
+            })
+            .collect();
+        let c = Closing {
+            members,
+            names,
+            pools,
+            regions,
+        };
+        self.history.close(c);
+    }
+}
