@@ -299,6 +299,7 @@ fn the_debian_package_holds_the_binary_config_unit_man_pages_and_completions() {
         assert!(root.join(f).is_file(), "{f} is not in the package");
     }
     let bin = root.join("usr/bin/gtmd");
+    the_binary_is_stripped_and_its_symbols_are_in_dbgsym(&deb, &bin);
     let version = run(Command::new(&bin).arg("--version"));
     assert_eq!(
         version.trim(),
@@ -338,4 +339,78 @@ fn the_debian_package_holds_the_binary_config_unit_man_pages_and_completions() {
         let text = std::fs::read_to_string(root.join("lib/systemd/system").join(unit)).unwrap();
         common::assert_unit_verifies(unit, &text, &bin);
     }
+}
+
+/// The section names of the ELF file at `path` (binutils' readelf).
+fn sections(path: &Path) -> Vec<String> {
+    let out = run(Command::new("readelf").args(["-S", "-W"]).arg(path));
+    out.lines()
+        .filter_map(|l| {
+            let l = l.trim_start().strip_prefix('[')?;
+            let (_, rest) = l.split_once(']')?;
+            rest.split_whitespace().next().map(str::to_string)
+        })
+        .collect()
+}
+
+/// `cargo deb` builds every feature the units need, strips the binary, and puts its debug
+/// symbols in gtmd-dbgsym (under /usr/lib/debug/.build-id/, as Debian does).
+fn the_binary_is_stripped_and_its_symbols_are_in_dbgsym(deb_file: &Path, bin: &Path) {
+    let out = deb_file.parent().unwrap();
+    let manifest: toml::Value =
+        toml::from_str(&std::fs::read_to_string(repo().join("Cargo.toml")).unwrap()).unwrap();
+    let deb = &manifest["package"]["metadata"]["deb"];
+    let features = deb.get("features").and_then(|f| f.as_array());
+    assert!(
+        features.is_some_and(|f| f.iter().any(|f| f.as_str() == Some("cluster"))),
+        "cargo deb builds without --features cluster, which gtmd-agent.service needs: {deb}"
+    );
+    // .debug_gdb_scripts is loaded data (gdb's pretty-printers), not debug information.
+    let kept = sections(bin);
+    assert!(
+        !kept
+            .iter()
+            .any(|s| [".symtab", ".debug_info", ".debug_line", ".debug_str"].contains(&s.as_str())),
+        "the packaged binary is not stripped: {kept:?}"
+    );
+    let notes = run(Command::new("readelf").arg("-n").arg(bin));
+    let id = notes
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Build ID: "))
+        .unwrap_or_else(|| panic!("the binary has no build id:\n{notes}"))
+        .to_string();
+    let ddeb = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "ddeb"))
+        .unwrap_or_else(|| panic!("cargo deb made no -dbgsym package in {}", out.display()));
+    let fields = run(Command::new("dpkg-deb").arg("-f").arg(&ddeb).args([
+        "Package",
+        "Section",
+        "Recommends",
+    ]));
+    assert!(
+        fields.contains("Package: gtmd-dbgsym") && fields.contains("Section: debug"),
+        "{fields}"
+    );
+    let root = out.join("dbgsym");
+    run(Command::new("dpkg-deb").arg("-x").arg(&ddeb).arg(&root));
+    let debug = root.join(format!(
+        "usr/lib/debug/.build-id/{}/{}.debug",
+        &id[..2],
+        &id[2..]
+    ));
+    assert!(
+        sections(&debug).iter().any(|s| s == ".debug_info"),
+        "{} has no .debug_info",
+        debug.display()
+    );
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len() / 1_000_000;
+    println!(
+        "binary {} MB, debug symbols {} MB; packages {} MB and {} MB",
+        size(bin),
+        size(&debug),
+        size(deb_file),
+        size(&ddeb)
+    );
 }
