@@ -82,8 +82,11 @@ impl Drop for Container {
             let journal = self.sh(20, "journalctl -u gtmd --no-pager -n 30").1;
             eprintln!("gtmd's journal in the container:\n{journal}");
         }
-        // SAFETY: plain kill(2) of processes this test started.
-        unsafe { libc::kill(self.leader as i32, libc::SIGKILL) };
+        // Never kill(0): that would be this test's whole process group.
+        if self.leader != 0 {
+            // SAFETY: plain kill(2) of the container's init, which this test started.
+            unsafe { libc::kill(self.leader as i32, libc::SIGKILL) };
+        }
         let _ = self.nspawn.kill();
         let _ = self.nspawn.wait();
         if std::thread::panicking() {
@@ -122,8 +125,11 @@ impl Container {
         .arg(format!("--machine=gtmd-test-{}", std::process::id()))
         .arg("--directory")
         .arg(root.path());
-        // Without systemd on the host there is no bus to ask for a scope: stay in this cgroup.
-        if !Path::new("/run/systemd/system").is_dir() {
+        // Without systemd and D-Bus on the host there is no one to ask for a scope: stay in
+        // this cgroup.
+        if !Path::new("/run/systemd/system").is_dir()
+            || !Path::new("/run/dbus/system_bus_socket").exists()
+        {
             cmd.arg("--keep-unit");
         }
         let file = std::fs::File::create(&log).unwrap();
@@ -210,6 +216,8 @@ impl Container {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        // Gone with the container: its number may be another process's by now.
+        self.leader = 0;
     }
 }
 
