@@ -382,3 +382,23 @@ fn the_length_check_counts_code_not_comments_and_ignores_braces_in_literals() {
     assert!(!opens_fn("    fn f();"));
     assert!(opens_fn("    pub(super) fn f("));
 }
+
+/// The README's test command (the one line in the `sh` block after "To run the tests") is
+/// the line `.ci/run` runs, so that CI runs what a reader runs.
+#[test]
+fn the_readme_test_command_is_what_ci_runs() {
+    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let from = readme
+        .find("To run the tests")
+        .expect("a test section in the README");
+    let block = readme[from..]
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a sh block in the README's test section");
+    let lines: Vec<&str> = block.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one command line: {lines:?}");
+    let ci = std::fs::read_to_string(common::repo().join(".ci/run")).unwrap();
+    let last = ci.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
+    assert_eq!(last.trim(), lines[0].trim(), ".ci/run's last line");
+}

@@ -89,6 +89,7 @@ async fn a_member_named_in_gtmds_own_zone_is_probed_at_its_records_without_the_r
     let m = member(g.admin, "lb").await;
     assert_eq!(m["state"], "up", "{m}");
     assert_eq!(m["resolved_from"], "gtmd's own zones", "{m}");
+    assert_eq!(m["resolved"], serde_json::json!(["127.0.0.1"]), "{m}");
     assert!(m["resolution_error"].is_null(), "{m}");
     // Answered: the CNAME, and the record it leads to in the same zone.
     let addrs = answer(g.dns, "www.app.test.", RecordType::A).await;

@@ -112,6 +112,8 @@ async fn a_member_known_by_name_stays_in_on_its_last_addresses_while_its_resolve
     let s = member(g.admin, "eu-lb").await;
     assert_eq!(s["state"], "up", "{s}");
     assert!(s["resolution_error"].is_string(), "{s}");
+    // /status still gives the addresses last resolved (the status page shows them).
+    assert_eq!(s["resolved"], serde_json::json!(["127.0.0.1"]), "{s}");
     assert_eq!(targets(g.dns).await, ["nlb-1.lb.test."]);
     let alerts = hook.events("resolution_failing");
     let eu_alerts: Vec<_> = alerts.iter().filter(|a| a["member"] == "eu-lb").collect();

@@ -94,6 +94,8 @@ pub(super) struct Last {
     pub(super) resolution: Option<String>,
     /// For a member that is a domain name: where its addresses came from.
     pub(super) resolved_from: Option<String>,
+    /// For a member that is a domain name: the addresses it resolved to last.
+    pub(super) resolved: Option<Vec<std::net::IpAddr>>,
 }
 
 impl Engine {

@@ -345,10 +345,9 @@ impl Engine {
             return false;
         };
         self.note_resolution(i, &r);
-        self.table.members[i]
-            .last
-            .resolved_from
-            .clone_from(&r.resolved_from);
+        let last = &mut self.table.members[i].last;
+        last.resolved_from.clone_from(&r.resolved_from);
+        last.resolved.clone_from(&r.resolved);
         let cfg = self.cfg.clone();
         let m = &cfg.members[i];
         let check = &cfg.checks[m.checks[ci].0];

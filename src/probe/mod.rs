@@ -38,6 +38,8 @@ pub struct ProbeReport {
     /// For a member that is a domain name: where its addresses came from (gtmd's own zones,
     /// or which resolvers).
     pub resolved_from: Option<String>,
+    /// For a member that is a domain name: the addresses it resolved to last.
+    pub resolved: Option<Vec<std::net::IpAddr>>,
 }
 
 /// Reports as the engine receives them: one probe task's, or a batch of the probe thread's.
@@ -55,6 +57,14 @@ impl Target {
         match self {
             Target::Direct(_) => None,
             Target::Resolved(r) => r.failing(),
+        }
+    }
+
+    /// The addresses the target's name resolved to last, for one that is a name.
+    fn resolved(&self) -> Option<Vec<std::net::IpAddr>> {
+        match self {
+            Target::Direct(_) => None,
+            Target::Resolved(r) => r.addresses_now(),
         }
     }
 
@@ -466,6 +476,7 @@ impl Tally {
             at,
             resolution: None,
             resolved_from: None,
+            resolved: None,
         })
     }
 }
@@ -549,6 +560,7 @@ async fn probe_loop(
                 };
                 report.resolution = target.resolution();
                 report.resolved_from = target.source();
+                report.resolved = target.resolved();
                 // A full queue means the engine is behind: wait for room (nothing is lost;
                 // probing slows down instead) and count it.
                 match tx.try_send(vec![report]) {

@@ -116,6 +116,8 @@ pub struct Resolved {
     key: LowerName,
     /// Where the addresses last probed came from.
     from: std::sync::Mutex<Option<String>>,
+    /// The addresses last probed (none while the name does not resolve).
+    probed: std::sync::Mutex<Option<Vec<IpAddr>>>,
 }
 
 impl Resolved {
@@ -140,6 +142,7 @@ impl Resolved {
             key: LowerName::new(&name),
             local,
             from: std::sync::Mutex::new(None),
+            probed: std::sync::Mutex::new(None),
             name,
             port,
             resolver,
@@ -161,6 +164,13 @@ impl Resolved {
     /// Where the addresses last probed came from: gtmd's own zones, or which resolvers.
     pub fn source(&self) -> Option<String> {
         lock(&self.from).clone()
+    }
+
+    /// The addresses probed last: what the name resolves to (in gtmd's zones or by the
+    /// resolvers, or the last resolution's while resolving fails); none while it resolves to
+    /// nothing.
+    pub fn addresses_now(&self) -> Option<Vec<IpAddr>> {
+        lock(&self.probed).clone()
     }
 
     /// The addresses to probe: gtmd's own answer for a name inside its zones; else the
@@ -260,7 +270,9 @@ impl Resolved {
     }
 
     pub async fn probe(&self) -> Result<Option<Duration>, String> {
-        let ips = self.addresses().await?;
+        let ips = self.addresses().await;
+        *lock(&self.probed) = ips.as_ref().ok().cloned();
+        let ips = ips?;
         let name = &self.name;
         self.lock().retain(|a, _| ips.contains(a));
         let mut errors = Vec::new();

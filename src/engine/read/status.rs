@@ -49,6 +49,9 @@ pub struct MemberStatus {
     /// resolvers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolved_from: Option<String>,
+    /// For a member that is a domain name: the addresses it resolved to last.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resolved: Vec<IpAddr>,
     pub last_latency_ms: Option<f64>,
     pub probes: u64,
     /// Whether the member is in answers now: up, not held down, not removed with its region,
@@ -294,6 +297,7 @@ impl Engine {
             last_error: l.error.clone(),
             resolution_error: l.resolution.clone(),
             resolved_from: l.resolved_from.clone(),
+            resolved: l.resolved.clone().unwrap_or_default(),
             last_latency_ms: l.latency.map(|d| d.as_secs_f64() * 1000.0),
             probes: l.probes,
             answered: self.answered(i, now),

@@ -106,7 +106,7 @@ function render(s) {
     const state = m.state + (m.state === "up" && !m.answered ? " (not in answers)" : m.suspect ? " (failing)" : "");
     const row = el("tr", { "data-member": target },
       el("td", {}, target),
-      el("td", {}, m.address || m.cname || ""),
+      el("td", {}, m.address || (m.resolved && m.resolved.length ? `${m.cname} → ${m.resolved.join(", ")}` : m.cname) || ""),
       el("td", { class: `state state-${m.state}` }, state),
       el("td", { class: "last" }, last),
       el("td", {}, checks + (m.require ? ` (need ${m.require})` : "")),
