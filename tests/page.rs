@@ -373,6 +373,7 @@ async fn the_history_charts_show_a_failure_its_latency_and_the_answer_shift_with
         tokio::time::sleep(Duration::from_secs(25)).await;
         let f = c.find(Locator::Id("filter-kind")).await.unwrap();
         f.clear().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await; // the list drawn again
     }
     c.execute(
         "document.getElementById('history').scrollIntoView()",

@@ -37,8 +37,10 @@ function when(ms) {
   return { local: d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" }), utc: d.toISOString().replace(".000", "") };
 }
 
-function chart(height, label) {
-  return svg("svg", { viewBox: `0 0 ${W} ${height}`, preserveAspectRatio: "none", class: "chart", role: "img", "aria-label": label, tabindex: 0 });
+// A chart as wide as the page and as tall as its kind says (app.css), whatever the width:
+// the drawing stretches to it.
+function chart(height, label, kind) {
+  return svg("svg", { viewBox: `0 0 ${W} ${height}`, preserveAspectRatio: "none", class: `chart chart-${kind}`, role: "img", "aria-label": label, tabindex: 0 });
 }
 
 // Vertical marks at the changes kept that fall in the window.
@@ -56,7 +58,7 @@ function marks(c, hist, height, events) {
 
 // The member's state per step as coloured bands, each with its time and state on hover.
 function stateBand(hist, m, events) {
-  const c = chart(12, `${m.member}: ${describeStates(hist, m.state)}`);
+  const c = chart(12, `${m.member}: ${describeStates(hist, m.state)}`, "band");
   const dx = W / view.steps;
   m.state.forEach((s, k) => {
     if (!s) return;
@@ -102,7 +104,7 @@ function latencyChart(hist, m, events) {
   const y = (v) => H - 2 - (v / hi) * (H - 4);
   const dx = W / view.steps;
   const last = l.avg.filter((v) => v != null).slice(-1)[0];
-  const c = chart(H, `${m.member} probe latency: up to ${hi.toFixed(1)} ms in the window${last != null ? `, ${last.toFixed(1)} ms last` : ""}`);
+  const c = chart(H, `${m.member} probe latency: up to ${hi.toFixed(1)} ms in the window${last != null ? `, ${last.toFixed(1)} ms last` : ""}`, "latency");
   l.max.forEach((hi, k) => {
     const lo = l.min[k];
     if (hi == null || lo == null) return;
@@ -118,7 +120,7 @@ function sharesChart(hist, n, events) {
   const H = 40;
   const dx = W / view.steps;
   const now = n.shares.map((s) => `${s.answer} ${Math.round((s.share[s.share.length - 1] || 0) * 100)}%`).join(", ");
-  const c = chart(H, `${n.name} answer shares, now ${now || "none"}`);
+  const c = chart(H, `${n.name} answer shares, now ${now || "none"}`, "shares");
   const base = new Array(hist.steps).fill(0);
   n.shares.forEach((s, i) => {
     s.share.forEach((v, k) => {
@@ -142,7 +144,7 @@ function rateChart(hist, n, events) {
   const hi = topOf(n.qps);
   const dx = W / view.steps;
   const last = n.qps.filter((v) => v != null).slice(-1)[0];
-  const c = chart(H, `${n.name} queries: up to ${hi.toFixed(1)} per second${last != null ? `, ${last.toFixed(1)} last` : ""}`);
+  const c = chart(H, `${n.name} queries: up to ${hi.toFixed(1)} per second${last != null ? `, ${last.toFixed(1)} last` : ""}`, "rate");
   c.append(...polyline(n.qps, dx, (v) => H - 2 - (v / hi) * (H - 4), "qps"));
   marks(c, hist, H, events);
   return c;
