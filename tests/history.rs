@@ -155,3 +155,38 @@ async fn history_keeps_states_latencies_query_rates_and_shares_per_step() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("192.0.2.11 100%"), "{text}");
 }
+
+/// A member with two checks: its history keeps each check's state and latency beside the
+/// member's own. The HTTP check's backend hangs; the TCP check's stays up; `require = 1`
+/// keeps the member up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_with_two_checks_has_each_checks_history() {
+    let (web, port) = (Backend::start().await, Backend::start().await);
+    let config = format!(
+        "[checks.web]\ntype = \"http\"\nport = {}\ninterval = \"100ms\"\ntimeout = \"80ms\"\nfall = 1\nrise = 1\n\
+         [checks.port]\ntype = \"tcp\"\nport = {}\ninterval = \"100ms\"\ntimeout = \"80ms\"\nfall = 1\nrise = 1\n\
+         [pools.multi]\nchecks = [\"web\", \"port\"]\nrequire = 1\n\
+         members = [{{ address = \"192.0.2.10\", name = \"m0\", probe_address = \"127.0.0.1\" }}]\n\
+         [names.\"{NAME}\"]\npools = [\"multi\"]\n",
+        web.addr.port(),
+        port.addr.port()
+    );
+    let g = start(&config, &repo().join("zones")).await;
+    web.set(Mode::Hang);
+    tokio::time::sleep(Duration::from_millis(5600)).await;
+    let (_, body) = history(g.admin, "member=multi/m0").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let m = &v["members"][0];
+    let last = |x: &serde_json::Value| x.as_array().unwrap().last().cloned().unwrap();
+    assert_eq!(last(&m["state"]), "up", "require = 1: {m}");
+    let checks = m["checks"].as_array().expect("each check's history");
+    assert_eq!(checks.len(), 2, "{m}");
+    assert_eq!(
+        (checks[0]["member"].as_str(), checks[1]["member"].as_str()),
+        (Some("web"), Some("port"))
+    );
+    assert_eq!(last(&checks[0]["state"]), "down", "{m}");
+    assert_eq!(last(&checks[1]["state"]), "up", "{m}");
+    let hi = |c: &serde_json::Value| last(&c["latency_ms"]["max"]).as_f64().unwrap();
+    assert!(hi(&checks[0]) >= 70.0 && hi(&checks[1]) < 40.0, "{m}");
+}

@@ -136,6 +136,45 @@ pub struct MemberHistory {
     pub series: Series<u32>,
     fine: Acc,
     coarse: Acc,
+    /// For a member with several checks, each check's own (by name, in its order).
+    pub checks: Vec<(String, MemberHistory)>,
+}
+
+impl MemberHistory {
+    fn new(born: (u64, u64), checks: &[String]) -> Self {
+        MemberHistory {
+            series: Series::new(0, born),
+            fine: Acc::default(),
+            coarse: Acc::default(),
+            checks: match checks {
+                [_, _, ..] => checks
+                    .iter()
+                    .map(|c| (c.clone(), MemberHistory::new(born, &[])))
+                    .collect(),
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    fn add(&mut self, latency_ms: f64, code: u8) {
+        self.fine.add(latency_ms);
+        self.fine.worst = self.fine.worst.max(code);
+    }
+
+    /// Writes fine step `k` (and coarse step `kc` when it ends), the state now `code`.
+    fn close(&mut self, (k, kc): (u64, u64), code: u8, coarse_ends: bool) {
+        self.fine.worst = self.fine.worst.max(code);
+        self.series.fine[k as usize % FINE.steps] = self.fine.pack();
+        self.coarse.fold(&self.fine);
+        self.fine = Acc {
+            worst: code,
+            ..Acc::default()
+        };
+        if coarse_ends {
+            self.series.coarse[kc as usize % COARSE.steps] = self.coarse.pack();
+            self.coarse = Acc::default();
+        }
+    }
 }
 
 /// A name's history: queries per step by type (A, AAAA, other) and rcode (NOERROR, other),
@@ -186,8 +225,9 @@ pub type NameNow = (String, [u64; 6], Vec<(String, f64)>);
 
 /// What the engine says of one step when it closes it.
 pub struct Closing<'a> {
-    /// Each member's state code now, in the configuration's order.
-    pub members: Vec<u8>,
+    /// Each member's state code now, in the configuration's order, with its checks' (for a
+    /// member with several).
+    pub members: Vec<(u8, Vec<u8>)>,
     /// Each name's query counters (totals so far) and answer shares now.
     pub names: Vec<NameNow>,
     pub pools: Vec<(&'a str, u16)>,
@@ -212,28 +252,35 @@ impl History {
 
     /// The members of a configuration, by key in its order: each keeps its history if it
     /// had one; a new one starts empty.
-    pub fn set_members(&mut self, keys: Vec<String>) {
+    /// `keys` with each member's check names: a member keeps its history if it had one
+    /// (its checks' too, if they are the same checks); a new one starts empty.
+    pub fn set_members(&mut self, keys: Vec<(String, Vec<String>)>) {
         let born = self.born();
         let mut old: HashMap<String, MemberHistory> =
             std::mem::take(&mut self.members).into_iter().collect();
         self.members = keys
             .into_iter()
-            .map(|k| {
-                let h = old.remove(&k).unwrap_or_else(|| MemberHistory {
-                    series: Series::new(0, born),
-                    fine: Acc::default(),
-                    coarse: Acc::default(),
-                });
+            .map(|(k, checks)| {
+                let mut h = old
+                    .remove(&k)
+                    .unwrap_or_else(|| MemberHistory::new(born, &checks));
+                let same = h.checks.iter().map(|c| &c.0).eq(checks.iter());
+                if !same && (h.checks.len() > 1 || checks.len() > 1) {
+                    h.checks = MemberHistory::new(born, &checks).checks;
+                }
                 (k, h)
             })
             .collect();
     }
 
-    /// A probe result of member `i` (in state `code` after it) took `latency_ms`.
-    pub fn probe(&mut self, i: usize, latency_ms: f64, code: u8) {
+    /// A probe result of member `i`'s check `ci` took `latency_ms`; the member is in state
+    /// `code` after it, the check in `check_code`.
+    pub fn probe(&mut self, i: usize, ci: usize, latency_ms: f64, (code, check_code): (u8, u8)) {
         if let Some((_, m)) = self.members.get_mut(i) {
-            m.fine.add(latency_ms);
-            m.fine.worst = m.fine.worst.max(code);
+            m.add(latency_ms, code);
+            if let Some((_, c)) = m.checks.get_mut(ci) {
+                c.add(latency_ms, check_code);
+            }
         }
     }
 
@@ -243,17 +290,10 @@ impl History {
         let (k, born) = (self.closed, self.born());
         let coarse_ends = (k + 1) % PER_COARSE == 0;
         let kc = k / PER_COARSE;
-        for ((_, m), code) in self.members.iter_mut().zip(&c.members) {
-            m.fine.worst = m.fine.worst.max(*code);
-            m.series.fine[k as usize % FINE.steps] = m.fine.pack();
-            m.coarse.fold(&m.fine);
-            m.fine = Acc {
-                worst: *code,
-                ..Acc::default()
-            };
-            if coarse_ends {
-                m.series.coarse[kc as usize % COARSE.steps] = m.coarse.pack();
-                m.coarse = Acc::default();
+        for ((_, m), (code, checks)) in self.members.iter_mut().zip(&c.members) {
+            m.close((k, kc), *code, coarse_ends);
+            for ((_, ch), code) in m.checks.iter_mut().zip(checks) {
+                ch.close((k, kc), *code, coarse_ends);
             }
         }
         self.close_names(&c.names, born, coarse_ends);
@@ -373,7 +413,7 @@ mod tests {
 
     fn closing<'a>(members: &[u8]) -> Closing<'a> {
         Closing {
-            members: members.to_vec(),
+            members: members.iter().map(|&c| (c, Vec::new())).collect(),
             names: vec![("n.".into(), [0; 6], vec![("192.0.2.1".into(), 1.0)])],
             pools: vec![("p", 2)],
             regions: vec![],
@@ -383,10 +423,10 @@ mod tests {
     #[test]
     fn a_step_keeps_the_worst_state_and_the_latency_range_and_a_coarse_step_folds_them() {
         let mut h = History::new(0);
-        h.set_members(vec!["p/a".into()]);
+        h.set_members(vec![("p/a".into(), vec![])]);
         h.close(closing(&[2]));
-        h.probe(0, 10.0, 2);
-        h.probe(0, 30.0, 5);
+        h.probe(0, 0, 10.0, (2, 0));
+        h.probe(0, 0, 30.0, (5, 0));
         h.close(closing(&[2]));
         let s = &h.members[0].1.series;
         let [state, lo, avg, hi] = s.at(false, 1).unwrap().to_le_bytes();
@@ -416,10 +456,10 @@ mod tests {
     #[test]
     fn a_removed_member_is_dropped_and_one_added_starts_empty() {
         let mut h = History::new(0);
-        h.set_members(vec!["p/a".into()]);
+        h.set_members(vec![("p/a".into(), vec![])]);
         h.close(closing(&[2]));
-        h.probe(0, 5.0, 2);
-        h.set_members(vec!["p/b".into(), "p/a".into()]);
+        h.probe(0, 0, 5.0, (2, 0));
+        h.set_members(vec![("p/b".into(), vec![]), ("p/a".into(), vec![])]);
         h.close(closing(&[5, 2]));
         assert_eq!(h.members[1].0, "p/a");
         assert_eq!(
@@ -431,11 +471,43 @@ mod tests {
             0,
             "its probe kept"
         );
-        h.set_members(vec!["p/b".into()]);
+        h.set_members(vec![("p/b".into(), vec![])]);
         assert_eq!(h.members.len(), 1);
         let b = &h.members[0].1.series;
         assert_eq!(b.at(false, 0), None, "b was not there at step 0");
         assert_eq!(b.at(false, 1).unwrap().to_le_bytes()[0], 5);
+    }
+
+    #[test]
+    fn a_member_with_several_checks_keeps_each_checks_latency() {
+        let mut h = History::new(0);
+        let checks = vec!["http".to_string(), "tcp".to_string()];
+        h.set_members(vec![("p/a".into(), checks.clone())]);
+        h.probe(0, 0, 50.0, (4, 5));
+        h.probe(0, 1, 1.0, (4, 2));
+        let mut c = closing(&[]);
+        c.members = vec![(4, vec![5, 2])];
+        h.close(c);
+        let m = &h.members[0].1;
+        let [state, lo, _, hi] = m.series.at(false, 0).unwrap().to_le_bytes();
+        assert_eq!(
+            (
+                state,
+                decode_ms(lo).unwrap() < 1.1,
+                decode_ms(hi).unwrap() > 45.0
+            ),
+            (4, true, true)
+        );
+        let http = m.checks[0].1.series.at(false, 0).unwrap().to_le_bytes();
+        let tcp = m.checks[1].1.series.at(false, 0).unwrap().to_le_bytes();
+        assert_eq!((m.checks[0].0.as_str(), http[0]), ("http", 5));
+        assert!(decode_ms(http[1]).unwrap() > 45.0 && decode_ms(tcp[3]).unwrap() < 1.1);
+        // The same checks after a reload: kept; other checks: begun again.
+        h.set_members(vec![("p/a".into(), checks)]);
+        assert!(h.members[0].1.checks[0].1.series.at(false, 0).is_some());
+        h.set_members(vec![("p/a".into(), vec!["icmp".into(), "tcp".into()])]);
+        assert_eq!(h.members[0].1.checks[0].0, "icmp");
+        assert_eq!(h.members[0].1.checks[0].1.series.at(false, 0), None);
     }
 
     #[test]

@@ -25,7 +25,13 @@ impl Engine {
         let keys = cfg
             .members
             .iter()
-            .map(|m| format!("{}/{}", cfg.pools[m.pool].name, m.name))
+            .map(|m| {
+                let checks = m.checks.iter().map(|c| cfg.checks[c.0].name.clone());
+                (
+                    format!("{}/{}", cfg.pools[m.pool].name, m.name),
+                    checks.collect(),
+                )
+            })
             .collect();
         self.history.set_members(keys);
     }
@@ -45,10 +51,12 @@ impl Engine {
         }
     }
 
-    /// A probe report of member `i` took `latency`.
-    pub(super) fn note_probe(&mut self, i: usize, latency: std::time::Duration) {
+    /// A probe report of member `i`'s check `ci` took `latency`.
+    pub(super) fn note_probe(&mut self, i: usize, ci: usize, latency: std::time::Duration) {
         let code = self.state_code(i, Instant::now());
-        self.history.probe(i, latency.as_secs_f64() * 1000.0, code);
+        let check = check_code(&self.table.members[i].checks[ci].health);
+        let ms = latency.as_secs_f64() * 1000.0;
+        self.history.probe(i, ci, ms, (code, check));
     }
 
     /// Closes the history's step.
@@ -56,7 +64,14 @@ impl Engine {
         let now = Instant::now();
         let snap = self.published.load();
         let members = (0..self.cfg.members.len())
-            .map(|i| self.state_code(i, now))
+            .map(|i| {
+                let checks = &self.table.members[i].checks;
+                let codes = match checks.len() {
+                    0 | 1 => Vec::new(),
+                    _ => checks.iter().map(|c| check_code(&c.health)).collect(),
+                };
+                (self.state_code(i, now), codes)
+            })
             .collect();
         let names = self
             .cfg
@@ -97,5 +112,15 @@ impl Engine {
             regions,
         };
         self.history.close(c);
+    }
+}
+
+/// One check's state as the history codes it.
+fn check_code(h: &crate::steer::health::Health) -> u8 {
+    match h.state {
+        State::Unknown => 1,
+        State::Down => 5,
+        State::Up if h.suspect() => 4,
+        State::Up => 2,
     }
 }

@@ -40,6 +40,9 @@ pub struct MemberHistory {
     /// The worst state in each step: up, suspect (up, failing), down, disabled, unknown.
     pub state: Vec<Option<&'static str>>,
     pub latency_ms: Latency,
+    /// For a member with several checks, each check's own (`member` is the check's name).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<MemberHistory>,
 }
 
 #[derive(Debug, Serialize)]
@@ -104,7 +107,7 @@ impl Engine {
             .iter()
             .enumerate()
             .filter(|(i, (key, _))| q.name.is_none() && self.member_asked(q, key, *i))
-            .map(|(_, (key, m))| member_history(key, &m.series, &w))
+            .map(|(_, (key, m))| member_history(key, m, &w))
             .collect::<Vec<_>>();
         let mut names = h
             .names
@@ -201,7 +204,12 @@ fn groups(
     v
 }
 
-fn member_history(key: &str, s: &Series<u32>, w: &Window) -> MemberHistory {
+fn member_history(
+    key: &str,
+    m: &crate::engine::history::MemberHistory,
+    w: &Window,
+) -> MemberHistory {
+    let s = &m.series;
     let byte = |i: usize| move |x: u32| Some(x.to_le_bytes()[i]);
     let lat = |i: usize| w.values(s, move |x: u32| decode_ms(byte(i)(x)?));
     MemberHistory {
@@ -212,6 +220,11 @@ fn member_history(key: &str, s: &Series<u32>, w: &Window) -> MemberHistory {
             avg: lat(2),
             max: lat(3),
         },
+        checks: m
+            .checks
+            .iter()
+            .map(|(name, c)| member_history(name, c, w))
+            .collect(),
     }
 }
 

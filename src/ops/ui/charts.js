@@ -175,7 +175,12 @@ function renderHistory(hist) {
     return h("div", { class: "series", "data-history-member": m.member },
       h("h3", {}, m.member), stateBand(hist, m, mine),
       h("p", { class: "caption" }, `probe latency, ms (line: average; band: min to max), up to ${topOf(m.latency_ms.max).toFixed(1)}`),
-      latencyChart(hist, m, mine));
+      latencyChart(hist, m, mine),
+      ...(m.checks || []).flatMap((c) => [
+        h("p", { class: "caption" }, `check ${c.member}: state, and latency up to ${topOf(c.latency_ms.max).toFixed(1)} ms`),
+        stateBand(hist, { ...c, member: `${m.member} check ${c.member}` }, mine),
+        latencyChart(hist, { ...c, member: `${m.member} check ${c.member}` }, mine),
+      ]));
   }));
   document.getElementById("history-names").replaceChildren(...hist.names.map((n) => {
     const mine = ev((e) => e.name === n.name || (e.member && n.shares.some((s) => s.answer === e.address)));
