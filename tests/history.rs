@@ -38,6 +38,8 @@ async fn history_keeps_states_latencies_query_rates_and_shares_per_step() {
     assert_eq!(code, 400, "{body}");
     let (code, body) = history(g.admin, "colour=red").await;
     assert_eq!(code, 400, "{body}");
+    let (code, body) = history(g.admin, "step=7").await;
+    assert_eq!(code, 400, "{body}");
     let (code, body) = history(g.admin, "member=nobody").await;
     assert_eq!(code, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -101,6 +103,14 @@ async fn history_keeps_states_latencies_query_rates_and_shares_per_step() {
         v["names"].as_array().unwrap().is_empty(),
         "only the member asked"
     );
+    // At most one member: the one whose state changed.
+    let (_, body) = history(g.admin, "limit=1").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let first = (
+        v["members_total"].as_u64(),
+        v["members"][0]["member"].as_str(),
+    );
+    assert_eq!(first, (Some(2), Some("web/m0")), "{v}");
 
     let (_, body) = history(g.admin, "name=app.example.test").await;
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -19,6 +19,9 @@ pub(super) fn build_pools(
         Vec::with_capacity(raw.pools.values().map(|p| p.members.len()).sum());
     for (pname, p) in &raw.pools {
         let pp = format!("pools.{}", key(pname));
+        if pname.contains('/') {
+            return Err(cx.err(&pp, format!("pool name {pname:?} holds a '/': overrides, alerts and the history name a member POOL/MEMBER")));
+        }
         let (own, require) = pool_checks(cx, &pp, p, checks)?;
         let check = own[0];
         if p.members.is_empty() {
@@ -51,6 +54,9 @@ pub(super) fn build_pools(
                     };
                     return Err(cx.err(&mp, format!("pool {pname:?} mixes an address ({a}) and a domain name ({n}); a name answers either addresses or one CNAME, so give them pools of their own")));
                 }
+            }
+            if member.name.contains('/') {
+                return Err(cx.err(&format!("{mp}.name"), format!("member name {:?} holds a '/': overrides, alerts and the history name a member POOL/MEMBER", member.name)));
             }
             if !seen.insert(member_key(m)) {
                 return Err(cx.err(&format!("{mp}.name"), format!("{:?} is already a member of pool {pname:?}; member names must be unique in a pool", member.name)));

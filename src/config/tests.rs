@@ -396,3 +396,19 @@ fn a_zone_table_for_a_zone_not_served_is_an_error_at_load() {
 mod cluster;
 mod members;
 mod objectives;
+
+#[test]
+fn a_pool_or_member_name_with_a_slash_is_refused() {
+    // POOL/MEMBER names a member (overrides, alerts, history): "a/b" + "c" and "a" + "b/c"
+    // would be one.
+    let e = parse(&POOL.replace(
+        "{ address = \"192.0.2.1\" }",
+        "{ address = \"192.0.2.1\", name = \"b/c\" }",
+    ))
+    .unwrap_err();
+    assert_eq!(e.path, "pools.p.members[0].name", "{e}");
+    assert!(e.msg.contains("holds a '/'"), "{e}");
+    let e = parse(&POOL.replace("[pools.p]", "[pools.\"a/b\"]")).unwrap_err();
+    assert!(e.msg.contains("holds a '/'"), "{e}");
+    assert!(parse(POOL).is_ok());
+}

@@ -185,7 +185,9 @@ pub struct NameHistory {
     pub shares: Vec<(String, Series<u8>)>,
     last: [u64; 6],
     coarse_q: [u64; 6],
-    coarse_shares: HashMap<String, (u32, u32)>,
+    /// Per share series (same order): over the coarse step so far, the sum of its half
+    /// percents, the fine steps, and those where it was an answer.
+    share_acc: Vec<[u32; 3]>,
 }
 
 /// A pool's or region's healthy members per step (the fewest in the step; `u16::MAX` none).
@@ -284,6 +286,18 @@ impl History {
         }
     }
 
+    /// Pool (or region) `name` has `healthy` members now: the step keeps the fewest.
+    pub fn group_low(&mut self, region: bool, name: &str, healthy: usize) {
+        let groups = if region {
+            &mut self.regions
+        } else {
+            &mut self.pools
+        };
+        if let Some(g) = groups.get_mut(name) {
+            g.fine = g.fine.min(healthy.min(u16::MAX as usize - 1) as u16);
+        }
+    }
+
     /// Closes the step: writes what it gathered, and every series the configuration no
     /// longer has is dropped.
     pub fn close(&mut self, c: Closing) {
@@ -317,7 +331,7 @@ impl History {
                     // added it).
                     last: [0; 6],
                     coarse_q: [0; 6],
-                    coarse_shares: HashMap::new(),
+                    share_acc: Vec::new(),
                 });
             let step: [u32; 6] = std::array::from_fn(|i| {
                 totals[i].saturating_sub(n.last[i]).min(u32::MAX as u64) as u32
@@ -348,22 +362,39 @@ impl NameHistory {
         for (answer, _) in shares {
             if !self.shares.iter().any(|(a, _)| a == answer) {
                 self.shares.push((answer.clone(), Series::new(255, born)));
+                self.share_acc.push([0; 3]);
             }
         }
-        for (answer, s) in &mut self.shares {
+        for ((answer, s), acc) in self.shares.iter_mut().zip(&mut self.share_acc) {
             let p = shares.iter().find(|(a, _)| a == answer).map(|(_, p)| *p);
             let half = p.map_or(255, |p| (p * 200.0).round().clamp(0.0, 200.0) as u8);
             s.fine[k as usize % FINE.steps] = half;
-            let acc = self.coarse_shares.entry(answer.clone()).or_default();
+            // A step where it was no answer counts as 0 in the coarse step's average.
+            acc[1] += 1;
             if half != 255 {
-                acc.0 += half as u32;
-                acc.1 += 1;
+                acc[0] += half as u32;
+                acc[2] += 1;
             }
             if coarse_ends {
-                s.coarse[kc as usize % COARSE.steps] =
-                    acc.0.checked_div(acc.1).map_or(255, |x| x as u8);
-                *acc = (0, 0);
+                s.coarse[kc as usize % COARSE.steps] = if acc[2] == 0 {
+                    255
+                } else {
+                    (acc[0] / acc[1]) as u8
+                };
+                *acc = [0; 3];
             }
+        }
+        if coarse_ends {
+            // An answer no step kept has any more leaves (an address changed by a reload).
+            let kept: Vec<bool> = self
+                .shares
+                .iter()
+                .map(|(_, s)| s.fine.iter().chain(s.coarse.iter()).any(|&x| x != 255))
+                .collect();
+            let mut it = kept.iter();
+            self.shares.retain(|_| *it.next().unwrap_or(&true));
+            let mut it = kept.iter();
+            self.share_acc.retain(|_| *it.next().unwrap_or(&true));
         }
     }
 }
@@ -508,6 +539,41 @@ mod tests {
         h.set_members(vec![("p/a".into(), vec!["icmp".into(), "tcp".into()])]);
         assert_eq!(h.members[0].1.checks[0].0, "icmp");
         assert_eq!(h.members[0].1.checks[0].1.series.at(false, 0), None);
+    }
+
+    #[test]
+    fn a_group_keeps_the_fewest_healthy_members_of_the_step() {
+        let mut h = History::new(0);
+        h.close(closing(&[]));
+        h.group_low(false, "p", 0);
+        h.close(closing(&[]));
+        h.close(closing(&[]));
+        let g = &h.pools["p"].series;
+        assert_eq!(
+            (g.at(false, 0), g.at(false, 1), g.at(false, 2)),
+            (Some(2), Some(0), Some(2))
+        );
+    }
+
+    #[test]
+    fn a_coarse_share_counts_the_steps_an_answer_was_out_as_zero() {
+        let mut h = History::new(0);
+        for k in 0..PER_COARSE {
+            let mut c = closing(&[]);
+            if k > 0 {
+                c.names[0].2 = vec![("192.0.2.2".into(), 1.0)];
+            }
+            h.close(c);
+        }
+        let n = &h.names["n."];
+        let share = |a: &str| n.shares.iter().find(|s| s.0 == a).unwrap().1.at(true, 0);
+        assert_eq!(
+            share("192.0.2.1"),
+            Some((200 / PER_COARSE) as u8),
+            "in 1 step of 60"
+        );
+        // One first seen in the step: averaged over the steps since.
+        assert_eq!(share("192.0.2.2"), Some(200));
     }
 
     #[test]

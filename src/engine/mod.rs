@@ -32,7 +32,7 @@ mod member;
 mod overrides;
 mod publish;
 pub mod read;
-mod recording;
+pub(crate) mod recording;
 mod reload;
 pub use reload::{Loaded, ReloadReport};
 mod table;
@@ -358,7 +358,7 @@ impl Engine {
         let was_ready = self.is_ready();
         let was_suspect = self.table.members[i].health.suspect();
         let transition = self.table.members[i].observe(ci, r.ok, t, m.require);
-        self.note_probe(i, ci, r.latency);
+        self.note_probe(i, ci, r.latency, transition.is_some());
         // With several checks, an error says which check saw it.
         let error = match (&r.error, m.checks.len()) {
             (Some(e), n) if n > 1 => Some(format!("{}: {e}", check.name)),

@@ -12,7 +12,7 @@ use crate::base::state::Action;
 use crate::steer::health::State;
 
 /// Unix time in milliseconds.
-pub(super) fn now_ms() -> u64 {
+pub(in crate::engine) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -51,12 +51,35 @@ impl Engine {
         }
     }
 
-    /// A probe report of member `i`'s check `ci` took `latency`.
-    pub(super) fn note_probe(&mut self, i: usize, ci: usize, latency: std::time::Duration) {
-        let code = self.state_code(i, Instant::now());
+    /// A probe report of member `i`'s check `ci` took `latency`; `changed`: the member's
+    /// state changed with it (its pool's and region's healthy members are noted, so that a
+    /// step keeps the fewest it saw).
+    pub(super) fn note_probe(
+        &mut self,
+        i: usize,
+        ci: usize,
+        latency: std::time::Duration,
+        changed: bool,
+    ) {
+        let now = Instant::now();
+        let code = self.state_code(i, now);
         let check = check_code(&self.table.members[i].checks[ci].health);
         let ms = latency.as_secs_f64() * 1000.0;
         self.history.probe(i, ci, ms, (code, check));
+        if changed {
+            let cfg = self.cfg.clone();
+            let pool = &cfg.pools[cfg.members[i].pool];
+            let up = pool
+                .members
+                .iter()
+                .filter(|&&m| self.passing(m, now))
+                .count();
+            self.history.group_low(false, &pool.name, up);
+            if let Some(r) = self.table.members[i].region {
+                let up = self.region_healthy(r, now);
+                self.history.group_low(true, &cfg.regions[r].name, up);
+            }
+        }
     }
 
     /// Closes the history's step.

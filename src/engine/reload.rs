@@ -134,6 +134,15 @@ impl Engine {
         let cluster_changed = cfg.cluster != old.cluster || cfg.probe_source != old.probe_source;
         self.cfg = Arc::new(cfg);
         self.history_members();
+        // A name removed loses its query counter, so that one added again later (whose
+        // history starts empty) counts from zero.
+        let names: std::collections::HashSet<hickory_proto::rr::LowerName> = self
+            .cfg
+            .names
+            .iter()
+            .map(|b| hickory_proto::rr::LowerName::new(&b.name))
+            .collect();
+        self.resolvers.retain(|n, _| names.contains(n));
         self.zones = zones;
         self.refresh_cluster(cluster_changed);
         // The prepared static answers belong to the old zones.

@@ -213,6 +213,10 @@ async fn history(
     State(cx): State<Ctx>,
     axum::extract::Query(q): axum::extract::Query<crate::engine::HistoryQuery>,
 ) -> Result<Json<crate::engine::HistoryReport>, Refusal> {
+    if q.step.is_some_and(|s| s != 5 && s != 300) {
+        let msg = "step: 5 (up to an hour back) or 300 (up to a day back)\n";
+        return Err((StatusCode::BAD_REQUEST, msg.into()));
+    }
     let (tx, rx) = oneshot::channel();
     cx.engine
         .send(Command::History(q, tx))

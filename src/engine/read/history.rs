@@ -16,6 +16,8 @@ pub struct HistoryQuery {
     pub step: Option<u64>,
     pub member: Option<String>,
     pub name: Option<String>,
+    /// At most this many members: those whose state was not up all along first.
+    pub limit: Option<usize>,
 }
 
 #[derive(Debug, Serialize)]
@@ -25,6 +27,10 @@ pub struct HistoryReport {
     /// When the first step began (Unix milliseconds); step `k` begins `k * step` later.
     pub start_ms: u64,
     pub steps: usize,
+    /// The server's clock now (Unix milliseconds), for the page to time its next request.
+    pub now_ms: u64,
+    /// How many members the query matched (`members` holds at most `limit` of them).
+    pub members_total: usize,
     pub members: Vec<MemberHistory>,
     pub names: Vec<NameHistory>,
     pub pools: Vec<GroupHistory>,
@@ -102,17 +108,30 @@ impl Engine {
     pub(in crate::engine) fn history_report(&self, q: &HistoryQuery) -> HistoryReport {
         let h = &self.history;
         let (span, w) = window(h, q);
-        let members = h
+        let mut members = h
             .members
             .iter()
             .enumerate()
-            .filter(|(i, (key, _))| q.name.is_none() && self.member_asked(q, key, *i))
+            .filter(|(i, (key, _))| match &q.member {
+                None => q.name.is_none(),
+                Some(_) => self.member_asked(q, key, *i),
+            })
             .map(|(_, (key, m))| member_history(key, m, &w))
             .collect::<Vec<_>>();
+        let members_total = members.len();
+        if let Some(limit) = q.limit.filter(|&l| l < members.len()) {
+            // Those that changed first, each group in the configuration's order.
+            let steady = |m: &MemberHistory| m.state.iter().flatten().all(|s| *s == "up");
+            members.sort_by_key(steady);
+            members.truncate(limit);
+        }
         let mut names = h
             .names
             .iter()
-            .filter(|(n, _)| q.member.is_none() && name_asked(q, n))
+            .filter(|(n, _)| match &q.name {
+                None => q.member.is_none(),
+                Some(_) => name_asked(q, n),
+            })
             .map(|(n, nh)| name_history(n, nh, &w, span.step_secs))
             .collect::<Vec<_>>();
         names.sort_by(|a, b| a.name.cmp(&b.name));
@@ -121,20 +140,25 @@ impl Engine {
             .alerts
             .recent()
             .into_iter()
-            .filter(|e| match (&q.member, &q.name) {
-                (Some(_), _) => e
+            .filter(|e| {
+                let member = e
                     .pool
                     .as_ref()
                     .zip(e.member.as_ref())
-                    .is_some_and(|(p, m)| keys.contains(&format!("{p}/{m}").as_str())),
-                (None, Some(_)) => e.name.as_deref().is_some_and(|n| name_asked(q, n)),
-                (None, None) => true,
+                    .is_some_and(|(p, m)| keys.contains(&format!("{p}/{m}").as_str()))
+                    || e.target.as_deref().is_some_and(|t| keys.contains(&t));
+                let name = e.name.as_deref().is_some_and(|n| name_asked(q, n));
+                (q.member.is_none() && q.name.is_none())
+                    || (q.member.is_some() && member)
+                    || (q.name.is_some() && name)
             })
             .collect();
         HistoryReport {
             step: span.step_secs,
             start_ms: h.first_ms + w.from * span.step_secs * 1000,
             steps: (w.to - w.from) as usize,
+            now_ms: crate::engine::recording::now_ms(),
+            members_total,
             members,
             names,
             pools: groups(&h.pools, &w),
@@ -149,7 +173,11 @@ impl Engine {
             None => true,
             Some(m) => {
                 let cm = &self.cfg.members[i];
-                key == m || &cm.name == m || cm.address.to_string() == *m
+                let by_address = match &cm.cname {
+                    None => cm.address.to_string() == *m,
+                    Some(n) => n.to_string().trim_end_matches('.') == m.trim_end_matches('.'),
+                };
+                key == m || &cm.name == m || by_address
             }
         }
     }
@@ -211,7 +239,7 @@ fn member_history(
 ) -> MemberHistory {
     let s = &m.series;
     let byte = |i: usize| move |x: u32| Some(x.to_le_bytes()[i]);
-    let lat = |i: usize| w.values(s, move |x: u32| decode_ms(byte(i)(x)?));
+    let lat = |i: usize| w.values(s, move |x: u32| decode_ms(byte(i)(x)?).map(round3));
     MemberHistory {
         member: key.to_string(),
         state: w.values(s, |x| STATES[(x.to_le_bytes()[0] as usize).min(5)]),
@@ -234,7 +262,7 @@ fn name_history(
     w: &Window,
     step: u64,
 ) -> NameHistory {
-    let per_sec = |x: u32| Some(x as f64 / step as f64);
+    let per_sec = |x: u32| Some(round3(x as f64 / step as f64));
     NameHistory {
         name: n.to_string(),
         qps: w.values(&h.queries, |q| per_sec(q.iter().sum())),
@@ -256,4 +284,13 @@ fn name_history(
             })
             .collect(),
     }
+}
+
+/// `x` to three significant digits: what the history keeps (6% steps) and no more.
+fn round3(x: f64) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let d = 10f64.powi(2 - x.abs().log10().floor() as i32);
+    (x * d).round() / d
 }

@@ -6,6 +6,8 @@
 "use strict";
 
 const HISTORY_MS = 5000;
+// Members drawn at most: those whose state changed first (/history's `limit`).
+const MEMBERS_DRAWN = 40;
 const SVG = "http://www.w3.org/2000/svg";
 const W = 1200; // viewBox width; the chart scales to the page
 // The window drawn: how many steps wide, and where the first step kept falls in it.
@@ -170,8 +172,7 @@ function renderHistory(hist) {
   document.getElementById("history-range").textContent = `${from.local} to ${to.local} (steps of ${hist.step} s${kept}; hover for UTC)`;
   const ev = (filter) => hist.events.filter(filter);
   document.getElementById("history-members").replaceChildren(...hist.members.map((m) => {
-    const [pool, member] = m.member.split("/");
-    const mine = ev((e) => e.pool === pool && e.member === member);
+    const mine = ev((e) => (e.pool && e.member && `${e.pool}/${e.member}` === m.member) || e.target === m.member || e.target === `pool:${m.member.split("/")[0]}`);
     return h("div", { class: "series", "data-history-member": m.member },
       h("h3", {}, m.member), stateBand(hist, m, mine),
       h("p", { class: "caption" }, `probe latency, ms (line: average; band: min to max), up to ${topOf(m.latency_ms.max).toFixed(1)}`),
@@ -189,6 +190,9 @@ function renderHistory(hist) {
       h("p", { class: "caption" }, `queries per second, up to ${topOf(n.qps).toFixed(1)}`),
       rateChart(hist, n, mine));
   }));
+  document.getElementById("history-count").textContent = hist.members_total > hist.members.length
+    ? `${hist.members.length} of ${hist.members_total} members drawn: those whose state changed first (gtmd ctl history MEMBER gives any other)`
+    : "";
   document.getElementById("history-pools").replaceChildren(...hist.pools.map((p) => {
     const last = p.healthy.filter((v) => v != null).slice(-1)[0];
     const least = Math.min(...p.healthy.filter((v) => v != null));
@@ -223,20 +227,26 @@ function renderEvents() {
 
 // Asks again just after the next step closes (the steps end every `step` seconds), so that a
 // change is drawn within a step of happening; at most every second, at least every step.
+// The server's clock decides (its `now_ms`), not the browser's. A request made before the
+// window changed is dropped when it answers, and only the latest request sets the next one.
 let nextPoll = null;
+let asking = 0;
 async function pollHistory() {
   clearTimeout(nextPoll);
+  const mine = ++asking;
   const asked = document.getElementById("history-window").value;
   const since = asked === "auto" ? 3600 : asked;
   let wait = HISTORY_MS;
   try {
-    const r = await fetch(`/history?since=${encodeURIComponent(since)}`, { cache: "no-store" });
+    const r = await fetch(`/history?since=${encodeURIComponent(since)}&limit=${MEMBERS_DRAWN}`, { cache: "no-store" });
     if (!r.ok) throw new Error(`history ${r.status}`);
     const hist = await r.json();
+    if (mine !== asking) return;
     renderHistory(hist);
     const closes = hist.start_ms + (hist.steps + 1) * hist.step * 1000 + 300;
-    wait = Math.min(hist.step * 1000, Math.max(1000, closes - Date.now()));
+    wait = Math.min(hist.step * 1000, Math.max(1000, closes - hist.now_ms));
   } catch (e) {
+    if (mine !== asking) return;
     document.getElementById("history-range").textContent = `cannot read the history: ${e.message}`;
   }
   nextPoll = setTimeout(pollHistory, wait);
