@@ -47,24 +47,39 @@ async fn chromedriver() -> (KillOnDrop, String) {
     (KillOnDrop(child), url)
 }
 
-/// A headless Chromium session.
-async fn browser(driver: &str) -> Client {
+/// Ends every Chromium process of a session (found by its profile folder) when dropped, so
+/// that a test that fails before closing its session leaves none behind.
+struct Profile(tempfile::TempDir);
+
+impl Drop for Profile {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("pkill")
+            .args(["-KILL", "-f", &self.0.path().display().to_string()])
+            .status();
+    }
+}
+
+/// A headless Chromium session, and the guard of its processes.
+async fn browser(driver: &str) -> (Client, Profile) {
     installed("chromium", "chromium");
+    let profile = Profile(tempfile::tempdir().unwrap());
+    let dir = format!("--user-data-dir={}", profile.0.path().display());
     let caps = serde_json::json!({
         "goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1200,1100"]
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1200,1100", dir]
         }
     });
     let serde_json::Value::Object(caps) = caps else {
         unreachable!()
     };
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    ClientBuilder::new(connector)
+    let c = ClientBuilder::new(connector)
         .capabilities(caps)
         .connect(driver)
         .await
-        .expect("a Chromium session through chromedriver")
+        .expect("a Chromium session through chromedriver");
+    (c, profile)
 }
 
 /// The text of the state cell of member `target` (`POOL/MEMBER`) in the page.
@@ -150,7 +165,7 @@ async fn the_status_page_follows_health_and_disables_a_member_with_the_token_onl
     )
     .await;
     let (_driver, url) = chromedriver().await;
-    let c = browser(&url).await;
+    let (c, _profile) = browser(&url).await;
     c.goto(&format!("http://{}/", g.admin)).await.unwrap();
 
     // The page's own headers: a strict CSP, no framing, no sniffing; and no token in it.
@@ -275,7 +290,7 @@ async fn the_history_charts_show_a_failure_its_latency_and_the_answer_shift_with
         }
     });
     let (_driver, url) = chromedriver().await;
-    let c = browser(&url).await;
+    let (c, _profile) = browser(&url).await;
     c.goto(&format!("http://{}/", g.admin)).await.unwrap();
     let m0 = "div[data-history-member=\"web/m0\"]";
     let name = format!("div[data-history-name=\"{NAME}\"]");
