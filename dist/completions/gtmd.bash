@@ -52,6 +52,9 @@ _gtmd() {
             gtmd__subcmd__ctl,help)
                 cmd="gtmd__subcmd__ctl__subcmd__help"
                 ;;
+            gtmd__subcmd__ctl,history)
+                cmd="gtmd__subcmd__ctl__subcmd__history"
+                ;;
             gtmd__subcmd__ctl,overrides)
                 cmd="gtmd__subcmd__ctl__subcmd__overrides"
                 ;;
@@ -75,6 +78,9 @@ _gtmd() {
                 ;;
             gtmd__subcmd__ctl__subcmd__help,help)
                 cmd="gtmd__subcmd__ctl__subcmd__help__subcmd__help"
+                ;;
+            gtmd__subcmd__ctl__subcmd__help,history)
+                cmd="gtmd__subcmd__ctl__subcmd__help__subcmd__history"
                 ;;
             gtmd__subcmd__ctl__subcmd__help,overrides)
                 cmd="gtmd__subcmd__ctl__subcmd__help__subcmd__overrides"
@@ -135,6 +141,9 @@ _gtmd() {
                 ;;
             gtmd__subcmd__help__subcmd__ctl,force-up)
                 cmd="gtmd__subcmd__help__subcmd__ctl__subcmd__force__subcmd__up"
+                ;;
+            gtmd__subcmd__help__subcmd__ctl,history)
+                cmd="gtmd__subcmd__help__subcmd__ctl__subcmd__history"
                 ;;
             gtmd__subcmd__help__subcmd__ctl,overrides)
                 cmd="gtmd__subcmd__help__subcmd__ctl__subcmd__overrides"
@@ -246,7 +255,7 @@ _gtmd() {
             return 0
             ;;
         gtmd__subcmd__ctl)
-            opts="-c -h --admin --token-file --config --help status disable force-up enable overrides explain reload help"
+            opts="-c -h --admin --token-file --config --help status disable force-up enable overrides explain reload history help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -384,7 +393,7 @@ _gtmd() {
             return 0
             ;;
         gtmd__subcmd__ctl__subcmd__help)
-            opts="status disable force-up enable overrides explain reload help"
+            opts="status disable force-up enable overrides explain reload history help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -467,6 +476,20 @@ _gtmd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        gtmd__subcmd__ctl__subcmd__help__subcmd__history)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         gtmd__subcmd__ctl__subcmd__help__subcmd__overrides)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -502,6 +525,32 @@ _gtmd() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gtmd__subcmd__ctl__subcmd__history)
+            opts="-c -h --since --json --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -766,7 +815,7 @@ _gtmd() {
             return 0
             ;;
         gtmd__subcmd__help__subcmd__ctl)
-            opts="status disable force-up enable overrides explain reload"
+            opts="status disable force-up enable overrides explain reload history"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -822,6 +871,20 @@ _gtmd() {
             return 0
             ;;
         gtmd__subcmd__help__subcmd__ctl__subcmd__force__subcmd__up)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gtmd__subcmd__help__subcmd__ctl__subcmd__history)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
