@@ -470,7 +470,11 @@ impl Engine {
     }
 
     pub(super) fn region_healthy(&self, r: usize, now: Instant) -> usize {
-        let members = &self.cfg.regions[r].members;
+        self.healthy_of(&self.cfg.regions[r].members, now)
+    }
+
+    /// How many of `members` are passing at `now` (a pool's or a region's healthy members).
+    pub(super) fn healthy_of(&self, members: &[usize], now: Instant) -> usize {
         members.iter().filter(|&&i| self.passing(i, now)).count()
     }
 

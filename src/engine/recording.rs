@@ -69,11 +69,7 @@ impl Engine {
         if changed {
             let cfg = self.cfg.clone();
             let pool = &cfg.pools[cfg.members[i].pool];
-            let up = pool
-                .members
-                .iter()
-                .filter(|&&m| self.passing(m, now))
-                .count();
+            let up = self.healthy_of(&pool.members, now);
             self.history.group_low(false, &pool.name, up);
             if let Some(r) = self.table.members[i].region {
                 let up = self.region_healthy(r, now);
@@ -115,7 +111,7 @@ impl Engine {
             .pools
             .iter()
             .map(|p| {
-                let up = p.members.iter().filter(|&&i| self.passing(i, now)).count();
+                let up = self.healthy_of(&p.members, now);
                 (p.name.as_str(), up.min(u16::MAX as usize - 1) as u16)
             })
             .collect();

@@ -219,7 +219,7 @@ impl Engine {
             .map(|p| PoolStatus {
                 name: p.name.clone(),
                 members: p.members.len(),
-                healthy: p.members.iter().filter(|&&i| self.passing(i, now)).count(),
+                healthy: self.healthy_of(&p.members, now),
                 answered: p.members.iter().filter(|&&i| self.answered(i, now)).count(),
                 capacity: p.capacity,
             })
