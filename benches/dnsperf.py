@@ -18,6 +18,8 @@ Usage (as root on Debian; installs dnsperf, knot, nsd, gdnsd with apt if missing
         # mod-onlinesign; both are asked with the DO bit (dnsperf -D), the others without.
     python3 benches/dnsperf.py --servers echo,knot,gtmd --rate 150000 --rounds 5 \
         --idle-rounds 3 --syscalls
+    python3 benches/dnsperf.py --servers echo,gdnsd,gtmd --rate 40000 --profile
+        # and where each server spends its CPU, kernel and user (perf record -e cpu-clock)
         # CPU per answer at a fixed 150,000 queries/s (dnsperf -c 8 -q 100 -Q 150000), CPU at
         # a light 1,000 queries/s, and system calls per answer, each against Knot.
     python3 benches/dnsperf.py --servers knot,nsd,gtmd --tcp --clients 1000 --outstanding 2000
@@ -368,6 +370,29 @@ def syscalls(pid, port, queries, seconds, do):
     return r["completed"], counts
 
 
+def profile(name, pid, port, queries, seconds, do, work):
+    """The server's hottest functions, kernel and user, over one run: perf sampling CPU time
+    (cpu-clock, which needs no hardware counters), as percentages of the server's samples."""
+    data = work / f"{name}.perf"
+    pids = ",".join(str(p) for p in tree(pid))
+    perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "4999", "-o", str(data),
+                             "-p", pids], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.2)
+    dnsperf(port, queries, seconds, do)
+    perf.send_signal(signal.SIGINT)
+    perf.wait(timeout=30)
+    out = subprocess.run(["perf", "report", "--stdio", "-i", str(data), "--no-children", "--sort", "sym",
+                          "--percent-limit", "0.7"], capture_output=True, text=True).stdout
+    lines = [line for line in out.splitlines() if line.strip() and not line.startswith("#")][:PROFILE_LINES]
+    dsos = subprocess.run(["perf", "report", "--stdio", "-i", str(data), "--no-children", "--sort", "dso",
+                           "--percent-limit", "0.5"], capture_output=True, text=True).stdout
+    return [line for line in dsos.splitlines() if line.strip() and not line.startswith("#")] + ["..."] + lines
+
+
+# Lines of each server's profile printed.
+PROFILE_LINES = 30
+
+
 def idle_cpu(pid, port, queries, seconds, do):
     """The server's CPU, in percent of a core, while answering a light 1,000 queries/s."""
     cpu0, t0 = cpu_seconds(pid), time.time()
@@ -405,7 +430,7 @@ def run(args):
     queries = query_file(work)
     procs = {}
     results = {s: [] for s in order}
-    lat, idle, calls = {}, {}, {}
+    lat, idle, calls, profiles = {}, {}, {}, {}
     try:
         for name in order:
             argv, port, check = servers[name]
@@ -446,11 +471,18 @@ def run(args):
             for name in order:
                 do = ["-D"] if name in SIGNED else []
                 calls[name] = syscalls(procs[name].pid, servers[name][1], queries, args.seconds, do)
+        if args.profile:
+            for name in order:
+                do = ["-D"] if name in SIGNED else []
+                profiles[name] = profile(name, procs[name].pid, servers[name][1], queries, args.seconds, do, work)
     finally:
         stop_all(procs.values())
         backends.stop()
     report(order, results, lat, args)
     report_extra(order, idle, calls, args)
+    for name, lines in profiles.items():
+        print(f"\nWhere {name} spends its CPU (perf record -e cpu-clock, {args.seconds} s, % of its samples)")
+        print("\n".join(lines))
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -537,6 +569,8 @@ def main():
     ap.add_argument("--idle-rounds", type=int, default=0, help="rounds of CPU at a light 1,000 queries/s")
     ap.add_argument("--idle-seconds", type=int, default=10)
     ap.add_argument("--syscalls", action="store_true", help="count system calls per answer (perf stat)")
+    ap.add_argument("--profile", action="store_true",
+                    help="sample each server's CPU with perf record and print its hottest functions")
     args = ap.parse_args()
     SHAPE["rate"] = args.rate
     SHAPE["tcp"] = args.tcp
