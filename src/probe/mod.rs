@@ -126,8 +126,10 @@ struct Spec {
     /// addresses are used while resolution fails.
     resolvers: Vec<std::net::SocketAddr>,
     serve_stale: Duration,
-    check: String,
-    kind: CheckKind,
+    /// Shared by every member of the check: a spec is kept per member, for a reload to tell
+    /// whether the member's probe changed.
+    check: Arc<str>,
+    kind: Arc<CheckKind>,
     pace: Pace,
     timeout: Duration,
     max_body: usize,
@@ -157,7 +159,7 @@ pub struct Prober {
     limit: Arc<Semaphore>,
     max_in_flight: usize,
     /// Keyed by pool, member and check name.
-    loops: HashMap<(String, String, String), Loop>,
+    loops: HashMap<(String, String, String), Box<Loop>>,
     next_id: u64,
     /// The resolver for members that are domain names, made when first needed, with the
     /// servers it asks.
@@ -196,6 +198,11 @@ impl Prober {
             self.stop_all();
         }
         let mut plan = Vec::with_capacity(cfg.members.len());
+        let shared: Vec<(Arc<str>, Arc<CheckKind>)> = cfg
+            .checks
+            .iter()
+            .map(|c| (Arc::from(c.name.as_str()), Arc::new(c.kind.clone())))
+            .collect();
         for (mi, m) in cfg.members.iter().enumerate() {
             for (ci, (c, target)) in m.checks.iter().enumerate() {
                 let c = *c;
@@ -213,8 +220,8 @@ impl Prober {
                     target: target.clone(),
                     resolvers,
                     serve_stale,
-                    check: check.name.clone(),
-                    kind: check.kind.clone(),
+                    check: shared[c].0.clone(),
+                    kind: shared[c].1.clone(),
                     pace: Pace {
                         interval: check.interval,
                         fast: check.fast_interval,
@@ -268,7 +275,7 @@ impl Prober {
         Ok((ids, started))
     }
 
-    fn spawn(&mut self, spec: Spec, target: Target) -> Result<Loop, String> {
+    fn spawn(&mut self, spec: Spec, target: Target) -> Result<Box<Loop>, String> {
         self.next_id += 1;
         let id = self.next_id;
         let tally = Tally::new(id, &spec.check, spec.pace);
@@ -305,10 +312,10 @@ impl Prober {
                 .abort_handle(),
             ),
         };
-        Ok(Loop { id, spec, task })
+        Ok(Box::new(Loop { id, spec, task }))
     }
 
-    fn stop(&self, l: Loop) {
+    fn stop(&self, l: Box<Loop>) {
         match l.task {
             Task::Own(task) => task.abort(),
             Task::Shared => {

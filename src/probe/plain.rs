@@ -372,6 +372,8 @@ impl Runner {
         });
         match opened {
             Ok(sock) => {
+                // Most members have one probe in flight at a time: room for one, not four.
+                slot.flights.reserve_exact(1);
                 slot.flights.push(Flight {
                     id,
                     n,
