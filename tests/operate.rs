@@ -325,6 +325,10 @@ async fn metrics_parse_and_follow_failures() {
         Some(1.0)
     );
     assert_eq!(
+        sample(&m, "gtmd_member_answered{pool=\"web\",member=\"m0\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
         sample(&m, "gtmd_pool_healthy_members{pool=\"web\"}"),
         Some(2.0)
     );

@@ -179,14 +179,12 @@ async fn readyz(State(cx): State<Ctx>) -> (StatusCode, &'static str) {
 
 /// Prometheus text format.
 async fn metrics() -> ([(axum::http::HeaderName, &'static str); 1], String) {
-    let h = crate::base::metrics::handle();
-    h.run_upkeep();
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        h.render(),
+        crate::base::metrics::render(),
     )
 }
 

@@ -12,8 +12,8 @@ use crate::steer::health::State;
 
 /// The engine's gauges, registered once so that a publication only stores numbers.
 pub(in crate::engine) struct Gauges {
-    up: Vec<metrics::Gauge>,
-    answered: Vec<metrics::Gauge>,
+    /// Each member's pool and name as label values, for [`crate::base::metrics::render`].
+    member_labels: std::sync::Arc<Vec<(String, String)>>,
     pool_healthy: Vec<metrics::Gauge>,
     region_removed: Vec<metrics::Gauge>,
     all_down: Vec<metrics::Gauge>,
@@ -34,15 +34,6 @@ impl Gauges {
         use crate::base::metrics::*;
         use metrics::gauge;
         handle();
-        let member = |name: &'static str| {
-            cfg.members
-                .iter()
-                .map(|m| {
-                    let pool = cfg.pools[m.pool].name.clone();
-                    gauge!(name, "pool" => pool, "member" => m.name.clone())
-                })
-                .collect()
-        };
         let name = |metric: &'static str| {
             cfg.names
                 .iter()
@@ -50,8 +41,12 @@ impl Gauges {
                 .collect()
         };
         Gauges {
-            up: member(MEMBER_UP),
-            answered: member(MEMBER_ANSWERED),
+            member_labels: std::sync::Arc::new(
+                cfg.members
+                    .iter()
+                    .map(|m| (label_value(&cfg.pools[m.pool].name), label_value(&m.name)))
+                    .collect(),
+            ),
             pool_healthy: cfg
                 .pools
                 .iter()
@@ -91,10 +86,15 @@ impl Engine {
                     .set(f64::from(serial));
             }
         }
-        for i in 0..self.cfg.members.len() {
-            g.up[i].set(flag(self.table.members[i].health.state == State::Up));
-            g.answered[i].set(flag(self.answered(i, now)));
-        }
+        crate::base::metrics::set_member_flags(crate::base::metrics::MemberFlags {
+            labels: g.member_labels.clone(),
+            flags: (0..self.cfg.members.len())
+                .map(|i| {
+                    u8::from(self.table.members[i].health.state == State::Up)
+                        | u8::from(self.answered(i, now)) << 1
+                })
+                .collect(),
+        });
         for (p, pool) in self.cfg.pools.iter().enumerate() {
             let up = pool
                 .members
