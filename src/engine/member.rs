@@ -56,21 +56,19 @@ impl MemberState {
         require: usize,
     ) -> Option<Transition> {
         self.checks[ci].health.observe(ok, t);
-        let hs: Vec<Health> = self.checks.iter().map(|c| c.health).collect();
-        let state = if hs.iter().any(|h| h.state == State::Unknown) {
+        // Once per probe report: no allocation.
+        let hs = || self.checks.iter().map(|c| c.health);
+        let state = if hs().any(|h| h.state == State::Unknown) {
             State::Unknown
-        } else if hs.iter().filter(|h| h.state == State::Up).count() >= require {
+        } else if hs().filter(|h| h.state == State::Up).count() >= require {
             State::Up
         } else {
             State::Down
         };
         // Suspect (up) or recovering (down): some check is on its way to the other state.
-        let streak = match hs.as_slice() {
-            [one] => one.streak,
-            _ => hs
-                .iter()
-                .filter(|h| h.state == state && h.streak > 0)
-                .count() as u32,
+        let streak = match self.checks.as_slice() {
+            [one] => one.health.streak,
+            _ => hs().filter(|h| h.state == state && h.streak > 0).count() as u32,
         };
         let from = self.health.state;
         self.health = Health { state, streak };

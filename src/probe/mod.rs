@@ -170,6 +170,14 @@ pub struct Prober {
     local: resolve::LocalTable,
 }
 
+/// Each check's name and kind, once, for the specs of all its members to share.
+fn shared_checks(cfg: &Config) -> Vec<(Arc<str>, Arc<CheckKind>)> {
+    cfg.checks
+        .iter()
+        .map(|c| (Arc::from(c.name.as_str()), Arc::new(c.kind.clone())))
+        .collect()
+}
+
 impl Prober {
     pub fn new(tx: mpsc::Sender<Reports>) -> Self {
         Self {
@@ -198,11 +206,7 @@ impl Prober {
             self.stop_all();
         }
         let mut plan = Vec::with_capacity(cfg.members.len());
-        let shared: Vec<(Arc<str>, Arc<CheckKind>)> = cfg
-            .checks
-            .iter()
-            .map(|c| (Arc::from(c.name.as_str()), Arc::new(c.kind.clone())))
-            .collect();
+        let shared = shared_checks(cfg);
         for (mi, m) in cfg.members.iter().enumerate() {
             for (ci, (c, target)) in m.checks.iter().enumerate() {
                 let c = *c;
