@@ -103,7 +103,9 @@ pub fn set_member_flags(f: MemberFlags) {
 
 /// A label value as the text format writes it: backslash, quote and newline escaped.
 pub fn label_value(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Every metric in the text format: the registry's, then the members' flags.
@@ -452,8 +454,13 @@ mod tests {
 
     #[test]
     fn label_values_are_escaped_as_the_text_format_wants() {
-        assert_eq!(label_value(r#"a"b\c
-d"#), r#"a\"b\\c\nd"#);
+        assert_eq!(
+            label_value(
+                r#"a"b\c
+d"#
+            ),
+            r#"a\"b\\c\nd"#
+        );
         assert_eq!(label_value("eu-1"), "eu-1");
     }
 }
