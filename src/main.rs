@@ -223,7 +223,10 @@ fn memory_settings() {
     // mi_option_set takes a valid option number and a value.
     unsafe {
         let _ = libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        // MIMALLOC_PURGE_DELAY, when set, is the operator's choice.
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        }
     }
 }
 

@@ -94,11 +94,38 @@ pub struct MemberFlags {
     pub flags: Vec<u8>,
 }
 
-static MEMBER_FLAGS: arc_swap::ArcSwapOption<MemberFlags> = arc_swap::ArcSwapOption::const_empty();
+/// Every engine's member flags in this process (tests run several), by engine.
+static MEMBER_FLAGS: std::sync::Mutex<
+    std::collections::BTreeMap<u64, std::sync::Arc<MemberFlags>>,
+> = std::sync::Mutex::new(std::collections::BTreeMap::new());
 
-/// Publishes the members' flags for the next scrapes.
-pub fn set_member_flags(f: MemberFlags) {
-    MEMBER_FLAGS.store(Some(std::sync::Arc::new(f)));
+/// One engine's place among the member flags: what it sets is scraped until it is dropped.
+pub struct FlagsSlot(u64);
+
+impl FlagsSlot {
+    pub fn new() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        FlagsSlot(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Publishes this engine's members' flags for the next scrapes.
+    pub fn set(&self, f: MemberFlags) {
+        let mut all = MEMBER_FLAGS.lock().unwrap_or_else(|e| e.into_inner());
+        all.insert(self.0, std::sync::Arc::new(f));
+    }
+}
+
+impl Default for FlagsSlot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for FlagsSlot {
+    fn drop(&mut self) {
+        let mut all = MEMBER_FLAGS.lock().unwrap_or_else(|e| e.into_inner());
+        all.remove(&self.0);
+    }
 }
 
 /// A label value as the text format writes it: backslash, quote and newline escaped.
@@ -114,17 +141,26 @@ pub fn render() -> String {
     let h = handle();
     h.run_upkeep();
     let mut out = h.render();
-    let Some(m) = MEMBER_FLAGS.load_full() else {
-        return out;
+    let engines: Vec<_> = {
+        let all = MEMBER_FLAGS.lock().unwrap_or_else(|e| e.into_inner());
+        all.values().cloned().collect()
     };
+    if engines.is_empty() {
+        return out;
+    }
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
     for (bit, name, help) in [
         (1u8, MEMBER_UP, "1 if the member's probes say it is up"),
         (2, MEMBER_ANSWERED, "1 if the member is in answers now"),
     ] {
         let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n");
-        for ((pool, member), f) in m.labels.iter().zip(&m.flags) {
-            let v = u8::from(f & bit != 0);
-            let _ = writeln!(out, "{name}{{pool=\"{pool}\",member=\"{member}\"}} {v}");
+        for m in &engines {
+            for ((pool, member), f) in m.labels.iter().zip(&m.flags) {
+                let v = u8::from(f & bit != 0);
+                let _ = writeln!(out, "{name}{{pool=\"{pool}\",member=\"{member}\"}} {v}");
+            }
         }
         out.push('\n');
     }
@@ -462,5 +498,26 @@ d"#
             r#"a\"b\\c\nd"#
         );
         assert_eq!(label_value("eu-1"), "eu-1");
+    }
+
+    #[test]
+    fn each_engines_member_flags_are_scraped_until_it_is_dropped() {
+        let flags = |member: &str, f: u8| MemberFlags {
+            labels: std::sync::Arc::new(vec![("slot-test".into(), member.into())]),
+            flags: vec![f],
+        };
+        let (a, b) = (FlagsSlot::new(), FlagsSlot::new());
+        a.set(flags("a1", 0b11));
+        b.set(flags("b1", 0b01));
+        let text = render();
+        assert!(text.contains("gtmd_member_up{pool=\"slot-test\",member=\"a1\"} 1\n"));
+        assert!(text.contains("gtmd_member_answered{pool=\"slot-test\",member=\"a1\"} 1\n"));
+        assert!(text.contains("gtmd_member_up{pool=\"slot-test\",member=\"b1\"} 1\n"));
+        assert!(text.contains("gtmd_member_answered{pool=\"slot-test\",member=\"b1\"} 0\n"));
+        assert_eq!(text.matches("# TYPE gtmd_member_up gauge").count(), 1);
+        drop(b);
+        let text = render();
+        assert!(text.contains("member=\"a1\""));
+        assert!(!text.contains("member=\"b1\""));
     }
 }

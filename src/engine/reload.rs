@@ -129,7 +129,10 @@ impl Engine {
             .count();
         self.table.members = members;
         self.release = None;
-        self.gauges = Gauges::new(&cfg);
+        let mut gauges = Gauges::new(&cfg);
+        // The member flags scraped so far stay until the next update, not gone until then.
+        std::mem::swap(&mut gauges.member_flags, &mut self.gauges.member_flags);
+        self.gauges = gauges;
         let state_file_moved = cfg.state_file != old.state_file;
         let cluster_changed = cfg.cluster != old.cluster || cfg.probe_source != old.probe_source;
         self.cfg = Arc::new(cfg);

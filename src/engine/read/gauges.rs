@@ -14,6 +14,8 @@ use crate::steer::health::State;
 pub(in crate::engine) struct Gauges {
     /// Each member's pool and name as label values, for [`crate::base::metrics::render`].
     member_labels: std::sync::Arc<Vec<(String, String)>>,
+    /// Where this engine's member flags are published (gone from `/metrics` with it).
+    pub(in crate::engine) member_flags: crate::base::metrics::FlagsSlot,
     pool_healthy: Vec<metrics::Gauge>,
     region_removed: Vec<metrics::Gauge>,
     all_down: Vec<metrics::Gauge>,
@@ -47,6 +49,7 @@ impl Gauges {
                     .map(|m| (label_value(&cfg.pools[m.pool].name), label_value(&m.name)))
                     .collect(),
             ),
+            member_flags: crate::base::metrics::FlagsSlot::new(),
             pool_healthy: cfg
                 .pools
                 .iter()
@@ -86,7 +89,7 @@ impl Engine {
                     .set(f64::from(serial));
             }
         }
-        crate::base::metrics::set_member_flags(crate::base::metrics::MemberFlags {
+        g.member_flags.set(crate::base::metrics::MemberFlags {
             labels: g.member_labels.clone(),
             flags: (0..self.cfg.members.len())
                 .map(|i| {
