@@ -18,10 +18,10 @@ Usage (as root on Debian; installs dnsperf, knot, nsd, gdnsd with apt if missing
         # mod-onlinesign; both are asked with the DO bit (dnsperf -D), the others without.
     python3 benches/dnsperf.py --servers echo,knot,gtmd --rate 150000 --rounds 5 \
         --idle-rounds 3 --syscalls
-    python3 benches/dnsperf.py --servers echo,gdnsd,gtmd --rate 40000 --profile
-        # and where each server spends its CPU, kernel and user (perf record -e cpu-clock)
         # CPU per answer at a fixed 150,000 queries/s (dnsperf -c 8 -q 100 -Q 150000), CPU at
         # a light 1,000 queries/s, and system calls per answer, each against Knot.
+    python3 benches/dnsperf.py --servers echo,gdnsd,gtmd --rate 40000 --profile
+        # and where each server spends its CPU, kernel and user (perf record -e cpu-clock)
     python3 benches/dnsperf.py --servers knot,nsd,gtmd --tcp --clients 1000 --outstanding 2000
         # over TCP: 1,000 connections, each with queries pipelined (about 2 in flight).
 """
@@ -381,12 +381,13 @@ def profile(name, pid, port, queries, seconds, do, work):
     dnsperf(port, queries, seconds, do)
     perf.send_signal(signal.SIGINT)
     perf.wait(timeout=30)
-    out = subprocess.run(["perf", "report", "--stdio", "-i", str(data), "--no-children", "--sort", "sym",
-                          "--percent-limit", "0.7"], capture_output=True, text=True).stdout
-    lines = [line for line in out.splitlines() if line.strip() and not line.startswith("#")][:PROFILE_LINES]
-    dsos = subprocess.run(["perf", "report", "--stdio", "-i", str(data), "--no-children", "--sort", "dso",
-                           "--percent-limit", "0.5"], capture_output=True, text=True).stdout
-    return [line for line in dsos.splitlines() if line.strip() and not line.startswith("#")] + ["..."] + lines
+
+    def report(sort, limit):
+        out = subprocess.run(["perf", "report", "--stdio", "-i", str(data), "--no-children", "--sort", sort,
+                              "--percent-limit", limit], capture_output=True, text=True).stdout
+        return [line for line in out.splitlines() if line.strip() and not line.startswith("#")]
+
+    return report("dso", "0.5") + ["..."] + report("sym", "0.7")[:PROFILE_LINES]
 
 
 # Lines of each server's profile printed.
