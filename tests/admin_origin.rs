@@ -3,7 +3,7 @@
 //! a change's token and content type are checked. `gtmd ctl` and the status page's own
 //! requests still pass.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

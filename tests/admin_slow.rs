@@ -2,7 +2,7 @@
 //! each reopened as the server closes it: the operator's requests are still answered, from
 //! another address and from the crowding client's own address.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -8,7 +8,7 @@
 
 #![cfg(feature = "cluster")]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -20,9 +20,8 @@ use serde_json::{json, Value};
 const PAUSE: &str = "2s";
 
 async fn cluster() -> Cluster {
-    // Every test of this file sets the same value before its instances start.
-    std::env::set_var("GTMD_TEST_ALERT_PAUSE", PAUSE);
-    Cluster::three(1).await
+    let pause = ("GTMD_TEST_ALERT_PAUSE".to_string(), PAUSE.to_string());
+    Cluster::three_set(1, |c| c.env = vec![pause]).await
 }
 
 /// The alerts received of `event` on member `member` (or override target `member`).

@@ -1,7 +1,7 @@
 //! A name whose only member is disabled by hand answers NODATA, and its all-down alert says
 //! so rather than naming the all-down behaviour it could not apply.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! What each kind of health check sends and accepts, against real HTTP and HTTPS backends.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};

@@ -5,7 +5,7 @@
 
 #![cfg(feature = "cluster")]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -4,7 +4,7 @@
 
 #![cfg(feature = "cluster")]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! to. A second gtmd serves the load balancers' zone and is the resolver for their names, so
 //! the test can make a name stop resolving.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -6,7 +6,7 @@
 //! must be equal, and the authority and additional sections too for negative answers and
 //! referrals. Needs `knotd` and `nsd` (Debian packages knot and nsd; `.ci/run` installs them).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! quickly once it recovers, whatever room a long objective leaves. Real UDP queries (dig)
 //! to a gtmd on loopback, with a real HTTP backend stopped and started.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

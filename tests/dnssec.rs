@@ -5,7 +5,7 @@
 //! a Knot secondary that signs the unsigned transfer with the same key.
 //! `.ci/run` installs `bind9-dnsutils` and `unbound`.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@
 //! and that memory is flat at the end. `GTMD_DRILL_SECS` sets the length (default 8 s, the
 //! short form CI runs; `benches/drill.sh` runs the long form).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

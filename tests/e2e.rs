@@ -1,7 +1,7 @@
 //! End to end: the gtmd binary (release, under `cargo test --release`), queried with the real
 //! `dig`, with a real HTTP backend that the test stops and starts again.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

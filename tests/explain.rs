@@ -2,7 +2,7 @@
 //! the order tried, and each possible answer with its probability, checked against what DNS
 //! answers and against backends the tests break.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! bound (interval + 10% + (fall - 1) × fast_interval + timeout), on both probe executors:
 //! the probe thread (plain HTTP) and the probe tasks (HTTP with kept connections).
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Topology rules by place: MaxMind DB files written by MaxMind's own writer, clients sent as
 //! EDNS client subnets over real UDP, answers and ECS scopes checked.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

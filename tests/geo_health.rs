@@ -4,7 +4,7 @@
 //! traffic decides the capacity spill. MaxMind DB files written by MaxMind's own writer,
 //! real UDP, real TCP backends stopped and started.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -3,7 +3,7 @@
 //! servers' answers. Needs knotd with its geoip module (Debian `knot-module-geoip`) and
 //! MaxMind's writer (`libmaxmind-db-writer-perl`); `.ci/run` installs them.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;

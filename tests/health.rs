@@ -1,7 +1,7 @@
 //! Health checking end to end: real HTTP and TCP backends that the tests break and restore,
 //! and real DNS queries to gtmd watching the answers follow.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

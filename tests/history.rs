@@ -3,7 +3,7 @@
 //! name's query rate and answer shares follow, the change is listed; asked wrongly, the
 //! endpoint refuses, and the command says what it does not know.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

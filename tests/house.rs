@@ -6,7 +6,7 @@
 //! `Cargo.toml` and `.clippy.toml`); and the engine's read models (`src/engine/read/`)
 //! never take the engine by `&mut self`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -401,4 +401,61 @@ fn the_readme_test_command_is_what_ci_runs() {
     let ci = std::fs::read_to_string(common::repo().join(".ci/run")).unwrap();
     let last = ci.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
     assert_eq!(last.trim(), lines[0].trim(), ".ci/run's last line");
+}
+
+/// The integration test targets: `tests/suite.rs`'s modules and Cargo.toml's `[[test]]`
+/// paths (Cargo finds no test by itself: `autotests = false`).
+fn test_targets(suite: &str, manifest: &str) -> (Vec<String>, Vec<String>) {
+    let modules = suite
+        .lines()
+        .filter_map(|l| l.strip_prefix("mod ")?.strip_suffix(';'))
+        .filter(|m| *m != "common")
+        .map(|m| format!("tests/{m}.rs"))
+        .collect();
+    let paths = manifest
+        .lines()
+        .filter_map(|l| l.strip_prefix("path = \"tests/")?.strip_suffix('"'))
+        .map(|p| format!("tests/{p}"))
+        .collect();
+    (modules, paths)
+}
+
+/// Every file in `tests/` runs: as a module of the suite or as a target of its own, not
+/// both, and nothing is listed that is not there.
+#[test]
+fn every_test_file_is_in_the_suite_or_a_target_of_its_own() {
+    let root = common::repo();
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let (modules, paths) = test_targets(&read("tests/suite.rs"), &read("Cargo.toml"));
+    let mut files: Vec<String> = std::fs::read_dir(root.join("tests"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".rs"))
+        .map(|n| format!("tests/{n}"))
+        .collect();
+    files.sort();
+    let listed: Vec<&String> = modules.iter().chain(&paths).collect();
+    let unlisted: Vec<&String> = files.iter().filter(|f| !listed.contains(f)).collect();
+    assert!(
+        unlisted.is_empty(),
+        "not run: add to tests/suite.rs or Cargo.toml: {unlisted:?}"
+    );
+    let missing: Vec<&&String> = listed.iter().filter(|l| !files.contains(l)).collect();
+    assert!(missing.is_empty(), "listed but not there: {missing:?}");
+    let both: Vec<&String> = modules.iter().filter(|m| paths.contains(m)).collect();
+    assert!(
+        both.is_empty(),
+        "in the suite and a target of its own: {both:?}"
+    );
+    assert!(paths.contains(&"tests/suite.rs".to_string()));
+}
+
+#[test]
+fn the_target_check_reads_modules_and_paths() {
+    let (m, p) = test_targets(
+        "//! doc\nmod common;\n\nmod a;\nmod b;\n",
+        "[[test]]\nname = \"x\"\npath = \"tests/x.rs\"\n[[bench]]\nname = \"q\"\n",
+    );
+    assert_eq!(m, ["tests/a.rs", "tests/b.rs"]);
+    assert_eq!(p, ["tests/x.rs"]);
 }

@@ -1,7 +1,7 @@
 //! The latency `/status` shows for an ICMP check is the echoes' round trip (what `max_rtt`
 //! is held to), not the probe's duration, which includes the spacing between echoes.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

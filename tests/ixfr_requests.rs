@@ -2,7 +2,7 @@
 //! (another name's SOA, two SOAs) or that carries an answer record is FORMERR (RFC 1995
 //! section 3); the well-formed one gets the current SOA.
 
-mod common;
+use crate::common;
 
 use common::*;
 use hickory_proto::op::{Message, ResponseCode};

@@ -3,7 +3,7 @@
 //! dropping the lab removes its namespaces and the processes in them. Needs root, `ip`,
 //! `nft`, `curl` and python3 (for a plain HTTP server).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! here point at a socket that never answers. Real backends on loopback, real UDP queries,
 //! a real reload of the zone file.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

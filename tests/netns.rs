@@ -2,7 +2,7 @@
 //! own (`unshare -n`, only `lo` up) so that nothing is exposed beyond this machine. Needs
 //! root, `unshare` and `ip` (util-linux and iproute2), `dig` and `curl`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

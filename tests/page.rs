@@ -6,7 +6,7 @@
 //! With `GTMD_SCREENSHOT=PATH` the test saves its screenshot of the page there (docs/operation.md's
 //! `dist/status-page.png` is made so); it always writes `target/status-page.png`.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! What `/status` shows of a member once it has recovered: no error of the outage it is
 //! back from.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //!
 //! `.ci/run` installs `unbound`.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};

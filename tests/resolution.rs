@@ -4,7 +4,7 @@
 //! a second gtmd serving the load balancers' zone, stopped and started again at the same
 //! address.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -6,7 +6,7 @@
 //! validator that takes the DNSKEY set from one and an answer from the other never fails.
 //! `.ci/run` installs `knot` and `bind9-dnsutils`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 //! restart with nothing changed keeps the serial (the secondary fetches nothing). Needs
 //! `knotd` (`.ci/run` installs it).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

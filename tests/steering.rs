@@ -2,7 +2,7 @@
 //! real DNS queries (from many client addresses) watching shares, failover, all-down
 //! behaviours and TTLs follow.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

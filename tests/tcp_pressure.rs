@@ -2,7 +2,7 @@
 //! addresses and from one, kept open and reopened as the server closes them, must not lock
 //! a new client out; and idle connections are closed sooner when the server is crowded.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,6 +1,6 @@
 //! DNS transports: pipelined TCP, IPv6 listeners, and the DNS semantics of a pool-bound name.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 //! had. Also: an included file that itself begins with `$INCLUDE`, and TTLs of 2^31 or more
 //! (RFC 2181 section 8).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

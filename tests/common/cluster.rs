@@ -176,17 +176,13 @@ impl Etcd {
     }
 }
 
-/// A loopback address of one test cluster's own (127.10.N.1, or 127.11.N.1 for the other test files): the ports a test frees when
-/// it restarts an instance or an etcd member are never picked by another test meanwhile.
+/// A loopback address of one test cluster's own (127.10.N.1, then 127.11.N.1 and on): the
+/// ports a test frees when it restarts an instance or an etcd member are never picked by
+/// another test meanwhile.
 pub fn own_ip() -> IpAddr {
-    static N: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
-    // Each test file that uses this harness has its own /16.
-    let net = if env!("CARGO_CRATE_NAME") == "cluster" {
-        10
-    } else {
-        11
-    };
-    IpAddr::from([127, net, N.fetch_add(1, Ordering::SeqCst), 1])
+    static N: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    IpAddr::from([127, 10 + (n / 250) as u8, 1 + (n % 250) as u8, 1])
 }
 
 /// `ip` with a port that was free a moment ago (see [`super::free_on`]).
@@ -202,6 +198,8 @@ pub struct Instance {
     pub config: PathBuf,
     pub log: PathBuf,
     pub agent: bool,
+    /// Environment variables the process gets (beyond the test's own).
+    pub env: Vec<(String, String)>,
     pub child: Option<KillOnDrop>,
 }
 
@@ -214,6 +212,18 @@ impl Instance {
         (dns, admin): (SocketAddr, SocketAddr),
         agent: bool,
     ) -> Instance {
+        Instance::spawn_with(dir, id, cfg, (dns, admin), agent, Vec::new())
+    }
+
+    /// As [`Instance::spawn`], the process with the environment variables `env` too.
+    pub fn spawn_with(
+        dir: &Path,
+        id: &str,
+        cfg: &str,
+        (dns, admin): (SocketAddr, SocketAddr),
+        agent: bool,
+        env: Vec<(String, String)>,
+    ) -> Instance {
         let config = dir.join(format!("{id}.toml"));
         std::fs::write(&config, cfg).unwrap();
         let mut i = Instance {
@@ -223,6 +233,7 @@ impl Instance {
             config,
             log: dir.join(format!("{id}.log")),
             agent,
+            env,
             child: None,
         };
         i.start();
@@ -243,6 +254,7 @@ impl Instance {
             .arg("--config")
             .arg(&self.config)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -318,6 +330,8 @@ pub struct Cluster {
     pub ip: IpAddr,
     /// Whether the instances added from now on keep a state file (`dir/ID-state.json`).
     pub state_files: bool,
+    /// Environment variables of the instances added from now on.
+    pub env: Vec<(String, String)>,
 }
 
 /// Instance `n`'s probe source address: 127.0.0.(n + 2).
@@ -336,6 +350,7 @@ impl Cluster {
             hook: Receiver::start(200).await,
             dir: tempfile::tempdir().unwrap(),
             state_files: true,
+            env: Vec::new(),
         }
     }
 
@@ -369,7 +384,8 @@ impl Cluster {
             p0 = b0.addr.port(),
             p1 = b1.addr.port(),
         );
-        let i = Instance::spawn(self.dir.path(), id, &cfg, (dns, admin), agent);
+        let env = self.env.clone();
+        let i = Instance::spawn_with(self.dir.path(), id, &cfg, (dns, admin), agent, env);
         self.instances.push(i);
         n
     }
@@ -381,8 +397,13 @@ impl Cluster {
 
     /// As [`Cluster::three`], the instances with or without a state file.
     pub async fn three_with(etcd_members: usize, state_files: bool) -> Cluster {
+        Cluster::three_set(etcd_members, |c| c.state_files = state_files).await
+    }
+
+    /// As [`Cluster::three`], `set` applied before the instances are added.
+    pub async fn three_set(etcd_members: usize, set: impl FnOnce(&mut Cluster)) -> Cluster {
         let mut c = Cluster::new(etcd_members).await;
-        c.state_files = state_files;
+        set(&mut c);
         for id in ["a", "b", "c"] {
             c.add(id, false, "\"majority\"");
         }
