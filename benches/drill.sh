@@ -5,4 +5,4 @@
 # Prints answers per second, failures, late answers and the RSS of gtmd after each cycle.
 set -e
 cd "$(dirname "$0")/.."
-GTMD_DRILL_SECS="${1:-600}" exec cargo test --release --test suite drill:: -- --nocapture
+GTMD_DRILL_SECS="${1:-600}" exec cargo test --release --test drill -- --nocapture

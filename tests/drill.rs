@@ -7,7 +7,7 @@
 //! and that memory is flat at the end. `GTMD_DRILL_SECS` sets the length (default 8 s, the
 //! short form CI runs; `benches/drill.sh` runs the long form).
 
-use crate::common;
+mod common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,8 +1,9 @@
 //! Most integration tests, as modules of one test binary: built once, not once per file, and
-//! run two at a time like the tests of one file. A file of its own (listed in Cargo.toml)
-//! is for tests that read state the whole process shares (the in-process servers' metrics,
-//! its memory) or that load the machine (the benchmarks, the systemd boot, the Debian package,
-//! the fault schedules). `tests/house.rs` checks that every file is one or the other.
+//! run two at a time like the tests of one file. A file of its own (listed in Cargo.toml) is
+//! for tests that read state the whole process shares (the in-process servers' metrics, its
+//! memory) or that load the machine (the benchmarks, the fault drill, the systemd boot, the
+//! Debian package, the fault schedules). `tests/house.rs` checks that every file is one or
+//! the other.
 
 mod common;
 
@@ -18,7 +19,6 @@ mod cname;
 mod conformance;
 mod degraded_ttl;
 mod dnssec;
-mod drill;
 mod e2e;
 mod etcd_faults;
 mod explain;
