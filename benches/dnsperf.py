@@ -28,6 +28,7 @@ Usage (as root on Debian; installs dnsperf, knot, nsd, gdnsd with apt if missing
 
 import argparse
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -342,7 +343,19 @@ def dnsperf(port, queries, seconds, extra=(), rate=None):
            *(["-Q", str(rate)] if rate else []), *(["-m", "tcp"] if SHAPE["tcp"] else []),
            # dnsperf opens at most 256 sockets per thread: more clients need more threads.
            *(["-T", str(-(-SHAPE["clients"] // 256))] if SHAPE["clients"] > 256 else []), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CLIENT["cpu_s"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return out
+
+
+# dnsperf's own CPU time (user and system) over its last run. Over loopback the kernel's work
+# for a packet is done by whichever side's system call or softirq moves it, so a server that
+# leaves transmission to the client's next packet (TCP with Nagle's algorithm: an answer sent
+# when the client's next query acknowledges the last) shows less CPU than one that sends at
+# once; the client's CPU per answer shows where it went.
+CLIENT = {"cpu_s": 0.0}
 
 
 # System calls counted while a server answers (perf's tracepoints, which cost the server
@@ -454,6 +467,7 @@ def run(args):
                 do = ["-D"] if name in SIGNED else []
                 r = parse_dnsperf(dnsperf(port, queries, args.seconds, do))
                 r["cpu_us"] = (cpu_seconds(pid) - cpu0) * 1e6 / max(r["completed"], 1)
+                r["client_us"] = CLIENT["cpu_s"] * 1e6 / max(r["completed"], 1)
                 if gpid and not SHAPE["tcp"]:
                     r["udp_us"] = (thread_cpu_seconds(gpid, "gtmd-udp") - udp0) * 1e6 / max(r["completed"], 1)
                 r["rss_mb"] = peak_rss_mb(pid)
@@ -510,8 +524,8 @@ def report(order, results, lat, args):
     print(f"\n{args.rounds} rounds x {args.seconds} s, server on CPU 0, {shape} on CPU 1; medians over rounds"
           + (f"; gtmd also probing {args.probe_members} extra members at 1 s" if args.probe_members else ""))
     print("| server | qps | avg ms | p99 ms | lost | SERVFAIL | CPU us/answer | vs Knot | vs floor | vs gdnsd "
-          "| peak RSS MB |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| peak RSS MB | dnsperf us/answer | both |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name in order:
         cpu = med(name, "cpu_us")
         lost = sum(r["lost"] for r in results[name])
@@ -520,8 +534,9 @@ def report(order, results, lat, args):
         vg = f"{cpu / ref:.2f}x" if ref else "-"
         vk = f"{cpu / knot:.2f}x" if knot else "-"
         a, p = lat.get(name, (0, 0))
+        client = med(name, "client_us")
         print(f"| {name} | {med(name, 'qps'):.0f} | {a:.3f} | {p:.3f} | {lost} | {sf} | {cpu:.2f} | {vk} | {vf} | {vg} | "
-              f"{max(r['rss_mb'] for r in results[name]):.1f} |")
+              f"{max(r['rss_mb'] for r in results[name]):.1f} | {client:.2f} | {cpu + client:.2f} |")
     for signed, plain in (("gtmd-signed", "gtmd"), ("knot-signed", "knot"), ("gtmd-signed", "knot-signed")):
         if signed in results and plain in results:
             print(f"\n{signed} (DO=1) vs {plain}: {med(signed, 'cpu_us') / med(plain, 'cpu_us'):.2f}x CPU per answer")

@@ -9,6 +9,8 @@
 //! Run: `cargo build --release && cargo bench --bench probe_scale [-- 1000 10000] [--rounds 3]`
 //! (`GTMD_BIN=PATH` measures another gtmd binary, for an A/B)
 //! (each size is measured `--rounds` times, the three probers interleaved; medians at the end)
+//! `-- 10000 --history 400`: gtmd alone probing for 400 s, then its RSS and what its history
+//! holds (`gtmd_history_bytes`), once steps have been packed
 //!
 //! On loopback, the kernel runs the target's side of every handshake inside gtmd's own
 //! `connect()` and `close()` calls, so gtmd is charged for work a remote backend would do.
@@ -85,9 +87,14 @@ fn stat(pid: u32) -> (f64, f64, f64) {
 
 /// The admin API's reply to `GET /status`, whole.
 fn status_reply(admin: u16) -> Option<String> {
+    get(admin, "/status")
+}
+
+/// The admin API's reply to `GET path`, whole.
+fn get(admin: u16, path: &str) -> Option<String> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).ok()?;
     // The admin API answers only a Host that names it (DNS rebinding).
-    let req = format!("GET /status HTTP/1.0\r\nhost: 127.0.0.1:{admin}\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.0\r\nhost: 127.0.0.1:{admin}\r\n\r\n");
     s.write_all(req.as_bytes()).ok()?;
     let mut reply = String::new();
     std::io::Read::read_to_string(&mut s, &mut reply).ok()?;
@@ -181,6 +188,63 @@ fn window(pid: u32, probes: &dyn Fn() -> u64) -> (f64, f64, f64, f64) {
 }
 
 fn measure_gtmd(members: usize, target: &str, http: &[u16], tcp: &[u16], keepalive: bool) -> Row {
+    let (child, admin, ready) = start_gtmd(members, target, (http, tcp), keepalive);
+    let (cpu, probes, rss, hwm) = window(child.id(), &|| {
+        status(admin).map_or(0, |s| probes_and_up(&s).0)
+    });
+    let up = status(admin).map_or(0, |s| probes_and_up(&s).1);
+    let ready = format!("{:.1} s", ready.as_secs_f64());
+    finish(child, (cpu, probes, rss, hwm), up.to_string(), ready)
+}
+
+/// Stops a prober and makes its row of a window's figures.
+fn finish(
+    mut child: Child,
+    (cpu, probes, rss, hwm): (f64, f64, f64, f64),
+    up: String,
+    ready: String,
+) -> Row {
+    let _ = child.kill();
+    let _ = child.wait();
+    Row {
+        cpu,
+        probes,
+        rss,
+        hwm,
+        up,
+        ready,
+    }
+}
+
+/// gtmd probing `members` (fresh connections) for `secs`, then its resident memory and what
+/// its history holds (`gtmd_history_bytes`): the history's memory after more than one block
+/// of steps (64 steps of 5 s) is packed.
+fn measure_history(members: usize, target: &str, http: &[u16], tcp: &[u16], secs: u64) {
+    let (mut child, admin, _) = start_gtmd(members, target, (http, tcp), false);
+    std::thread::sleep(Duration::from_secs(secs));
+    let (_, rss, hwm) = stat(child.id());
+    let history = get(admin, "/metrics").and_then(|m| {
+        let line = m.lines().find(|l| l.starts_with("gtmd_history_bytes "))?;
+        line.split_whitespace().nth(1)?.parse::<f64>().ok()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let h = history.unwrap_or(f64::NAN);
+    println!(
+        "| {members} | {secs} s | {rss:.1} | {hwm:.1} | {:.1} | {:.0} |",
+        h / 1e6,
+        h / members as f64
+    );
+}
+
+/// Starts gtmd on a configuration of `members` and waits until it is ready: the process,
+/// its admin port and the time it took.
+fn start_gtmd(
+    members: usize,
+    target: &str,
+    (http, tcp): (&[u16], &[u16]),
+    keepalive: bool,
+) -> (Child, u16, Duration) {
     let dir = std::env::temp_dir();
     let admin = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -191,7 +255,7 @@ fn measure_gtmd(members: usize, target: &str, http: &[u16], tcp: &[u16], keepali
     // GTMD_BIN: another build to compare (A/B), else this tree's release binary.
     let bin = std::env::var("GTMD_BIN")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/gtmd").into());
-    let mut child: Child = Command::new("taskset")
+    let child: Child = Command::new("taskset")
         .args(["-c", "0", &bin, "--config", cfg.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -206,21 +270,7 @@ fn measure_gtmd(members: usize, target: &str, http: &[u16], tcp: &[u16], keepali
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let ready = start.elapsed();
-    let (cpu, probes, rss, hwm) = window(child.id(), &|| {
-        status(admin).map_or(0, |s| probes_and_up(&s).0)
-    });
-    let up = status(admin).map_or(0, |s| probes_and_up(&s).1);
-    let _ = child.kill();
-    let _ = child.wait();
-    Row {
-        cpu,
-        probes,
-        rss,
-        hwm,
-        up: up.to_string(),
-        ready: format!("{:.1} s", ready.as_secs_f64()),
-    }
+    (child, admin, start.elapsed())
 }
 
 /// The same probes from benches/probe_floor.c, the least a prober can do.
@@ -244,19 +294,10 @@ fn measure_floor(floor: &Path, members: usize, target: &str, http: &[u16], tcp: 
             }
         }
     });
-    let (cpu, probes, rss, hwm) = window(child.id(), &|| {
+    let figures = window(child.id(), &|| {
         count.load(std::sync::atomic::Ordering::Relaxed)
     });
-    let _ = child.kill();
-    let _ = child.wait();
-    Row {
-        cpu,
-        probes,
-        rss,
-        hwm,
-        up: "-".into(),
-        ready: "-".into(),
-    }
+    finish(child, figures, "-".into(), "-".into())
 }
 
 /// Compiles benches/probe_floor.c next to the other build outputs.
@@ -313,10 +354,15 @@ fn main() {
         .position(|a| a == "--rounds")
         .and_then(|i| args.get(i + 1))
         .map_or(3, |v| v.parse().expect("--rounds N"));
+    let history: Option<u64> = args
+        .iter()
+        .position(|a| a == "--history")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse().expect("--history SECS"));
     let sizes: Vec<usize> = args
         .iter()
         .enumerate()
-        .filter(|(i, _)| *i == 0 || args[i - 1] != "--rounds")
+        .filter(|(i, _)| *i == 0 || (args[i - 1] != "--rounds" && args[i - 1] != "--history"))
         .filter_map(|(_, a)| a.parse().ok())
         .collect();
     let sizes = if sizes.is_empty() {
@@ -369,8 +415,16 @@ fn main() {
     );
     println!("| prober | members | CPU (of one core) | probes/s | CPU µs per probe | RSS MB | peak RSS MB | members up | ready after |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    let floor = build_floor();
     let _guard = rt.enter();
+    if let Some(secs) = history {
+        println!("| members | probing for | RSS MB | peak RSS MB | history MB | history bytes per member |");
+        println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
+        for n in sizes {
+            measure_history(n, ip, &http, &tcp, secs);
+        }
+        return;
+    }
+    let floor = build_floor();
     let mut summary = Vec::new();
     for n in sizes {
         let per = |r: &Row| r.cpu / r.probes.max(1.0) * 1e6;

@@ -22,6 +22,7 @@ pub const MEMBER_UP: &str = "gtmd_member_up";
 pub const MEMBER_ANSWERED: &str = "gtmd_member_answered";
 pub const MEMBER_TRANSITIONS: &str = "gtmd_member_transitions_total";
 pub const POOL_HEALTHY: &str = "gtmd_pool_healthy_members";
+pub const HISTORY_BYTES: &str = "gtmd_history_bytes";
 pub const POOL_MEMBERS: &str = "gtmd_pool_members";
 pub const REGION_REMOVED: &str = "gtmd_region_removed";
 pub const NAME_ALL_DOWN: &str = "gtmd_name_all_down";
@@ -235,6 +236,11 @@ fn describe_health() {
     describe_histogram!(PROBE_SECONDS, Unit::Seconds, "Probe latency, by check");
     describe_counter!(MEMBER_TRANSITIONS, "Member state changes, by new state");
     describe_gauge!(POOL_HEALTHY, "Members of the pool that are up");
+    describe_gauge!(
+        HISTORY_BYTES,
+        Unit::Bytes,
+        "Memory the history holds: members' packed steps, names' and groups' series"
+    );
     describe_gauge!(POOL_MEMBERS, "Members of the pool");
     describe_gauge!(REGION_REMOVED, "1 while the region is removed from answers");
     describe_gauge!(

@@ -131,6 +131,8 @@ impl Engine {
             regions,
         };
         self.history.close(c);
+        let bytes = self.history.bytes() as f64;
+        metrics::gauge!(crate::base::metrics::HISTORY_BYTES).set(bytes);
     }
 }
 
