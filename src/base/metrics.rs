@@ -239,7 +239,7 @@ fn describe_health() {
     describe_gauge!(
         HISTORY_BYTES,
         Unit::Bytes,
-        "Memory the history holds: members' packed steps, names' and groups' series"
+        "Memory the history holds: members' steps, names' and groups' series"
     );
     describe_gauge!(POOL_MEMBERS, "Members of the pool");
     describe_gauge!(REGION_REMOVED, "1 while the region is removed from answers");
